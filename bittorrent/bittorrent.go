@@ -1,0 +1,148 @@
+// Package bittorrent holds the protocol's types shared by every part of the
+// tracker: info hashes, peer IDs, peers, announce and scrape requests and
+// responses, events and the errors a client may read. It does no I/O.
+package bittorrent
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"time"
+)
+
+// InfoHash is the 20-byte identity of a torrent. A BitTorrent v2 client
+// announces its SHA-256 info hash truncated to 20 bytes (BEP 52), so 20 bytes
+// serve both versions.
+type InfoHash [20]byte
+
+// String returns the info hash as 40 lower-case hex digits.
+func (ih InfoHash) String() string { return hex.EncodeToString(ih[:]) }
+
+// PeerID is the 20-byte identity a client gives itself.
+type PeerID [20]byte
+
+// String returns the peer ID as 40 lower-case hex digits.
+func (id PeerID) String() string { return hex.EncodeToString(id[:]) }
+
+// AddressFamily tells IPv4 and IPv6 apart. Swarms keep the two families
+// apart: a client is only given peers of the family it announced over.
+type AddressFamily uint8
+
+// The address families.
+const (
+	IPv4 AddressFamily = iota
+	IPv6
+)
+
+// String returns "IPv4" or "IPv6"; it is used as a metric label value.
+func (af AddressFamily) String() string {
+	if af == IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// Peer is one client in a swarm: its ID and the address and port other
+// peers reach it at. AddrPort never holds an IPv4-mapped IPv6 address:
+// frontends unmap those so that an IPv4 client is an IPv4 peer.
+type Peer struct {
+	ID       PeerID
+	AddrPort netip.AddrPort
+}
+
+// AddressFamily returns the family of the peer's address.
+func (p Peer) AddressFamily() AddressFamily {
+	if p.AddrPort.Addr().Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+// Params gives hooks access to the parameters of a request: the query
+// string of an HTTP request, or the BEP 41 URL data of a UDP request, both
+// exposed the same way. Implementations may be reused between requests, so a
+// hook must not keep a Params beyond the call it was given in.
+type Params interface {
+	// String returns the unescaped value of the first parameter named key.
+	String(key string) (string, bool)
+	// RawPath returns the request's path as it was received.
+	RawPath() string
+	// RawQuery returns the request's query string as it was received.
+	RawQuery() string
+	// RouteParam returns a named route parameter, such as "passkey" of the
+	// route "/:passkey/announce". UDP requests have none.
+	RouteParam(name string) (string, bool)
+}
+
+// AnnounceRequest is an announce, whichever frontend it came over. Frontends
+// apply numwant defaults and caps before a request reaches the logic.
+type AnnounceRequest struct {
+	InfoHash InfoHash
+	Peer     Peer
+	Event    Event
+
+	// Compact and NoPeerID choose the HTTP response form (BEP 23).
+	Compact  bool
+	NoPeerID bool
+
+	NumWant    uint32
+	Left       uint64
+	Downloaded uint64
+	Uploaded   uint64
+
+	// Params holds the request's query (HTTP) or URL data (UDP, BEP 41).
+	// It is never nil.
+	Params Params
+}
+
+// Seeder reports whether the announcing peer has the whole torrent.
+func (r *AnnounceRequest) Seeder() bool { return r.Left == 0 }
+
+// AnnounceResponse is the answer to an announce. Its Peers slice is owned by
+// the frontend, which hands it in empty (with spare capacity) and reuses it.
+type AnnounceResponse struct {
+	// Complete and Incomplete count the seeders and leechers of the
+	// announcer's address family, the announcer included.
+	Complete   uint32
+	Incomplete uint32
+	// Downloaded counts the completed downloads of the torrent.
+	Downloaded uint32
+
+	Interval    time.Duration
+	MinInterval time.Duration
+
+	// Peers are of the announcer's address family and never include the
+	// announcer itself.
+	Peers []Peer
+}
+
+// ScrapeRequest asks for the counts of one or more torrents. InfoHashes is
+// owned by the frontend and reused between requests.
+type ScrapeRequest struct {
+	AddressFamily AddressFamily
+	InfoHashes    []InfoHash
+	Params        Params
+}
+
+// Scrape holds the counts of one torrent.
+type Scrape struct {
+	InfoHash   InfoHash
+	Complete   uint32
+	Incomplete uint32
+	Downloaded uint32
+}
+
+// ScrapeResponse answers a scrape with one entry per requested info hash, in
+// request order. Files is owned by the frontend and reused between requests.
+type ScrapeResponse struct {
+	Files []Scrape
+}
+
+// ParamsNone is a Params with no parameters, for requests that carry none.
+var ParamsNone Params = noParams{}
+
+type noParams struct{}
+
+func (noParams) String(string) (string, bool)     { return "", false }
+func (noParams) RawPath() string                  { return "" }
+func (noParams) RawQuery() string                 { return "" }
+func (noParams) RouteParam(string) (string, bool) { return "", false }

@@ -1,0 +1,37 @@
+package bittorrent
+
+// ClientError is an error whose text is safe and useful to show to a client:
+// HTTP frontends send it as the bencoded `failure reason`, UDP frontends as
+// an error packet. Anything that is not a ClientError reaches the client as
+// ErrInternal, so internal details never leak.
+type ClientError string
+
+// Error returns the text the client sees.
+func (e ClientError) Error() string { return string(e) }
+
+// The client errors raised by the frontends and the core logic. Hooks define
+// their own next to the hook.
+const (
+	ErrInvalidInfoHash     = ClientError("invalid info_hash: must be 20 bytes")
+	ErrMissingInfoHash     = ClientError("missing info_hash")
+	ErrInvalidPeerID       = ClientError("invalid peer_id: must be 20 bytes")
+	ErrMissingPeerID       = ClientError("missing peer_id")
+	ErrInvalidPort         = ClientError("invalid port: must be 1-65535")
+	ErrMissingPort         = ClientError("missing port")
+	ErrInvalidNumWant      = ClientError("invalid numwant: must be a non-negative integer")
+	ErrInvalidEvent        = ClientError("invalid event: must be started, stopped, completed or empty")
+	ErrInvalidLeft         = ClientError("invalid left: must be a non-negative integer")
+	ErrInvalidUploaded     = ClientError("invalid uploaded: must be a non-negative integer")
+	ErrInvalidDownloaded   = ClientError("invalid downloaded: must be a non-negative integer")
+	ErrInvalidEscape       = ClientError("invalid query: malformed percent-escape")
+	ErrInvalidIP           = ClientError("invalid ip: not an IP address")
+	ErrInvalidQuery        = ClientError("invalid query")
+	ErrTooManyInfoHashes   = ClientError("too many info_hash values in one scrape")
+	ErrFullScrapeDisabled  = ClientError("full scrape is disabled: give at least one info_hash")
+	ErrUnknownAddress      = ClientError("cannot determine the client's address")
+	ErrInternal            = ClientError("internal tracker error")
+	ErrMalformedRequest    = ClientError("malformed request")
+	ErrBadConnectionID     = ClientError("connection ID expired or invalid: connect again")
+	ErrUnknownAction       = ClientError("unknown action")
+	ErrUnsupportedProtocol = ClientError("unsupported protocol")
+)

@@ -1,0 +1,81 @@
+// Package middleware builds the TrackerLogic from a chain of hooks: the
+// configured prehooks in order, then the response hook that reads the
+// PeerStore; after the reply, the swarm update and the posthooks.
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// Hook sees a request and the response under construction. It may fill or
+// change the response, or stop the chain by returning an error: a
+// bittorrent.ClientError is shown to the client; any other error is logged
+// and the client sees a generic failure.
+type Hook interface {
+	HandleAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error
+	HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error
+}
+
+// Stopper is implemented by hooks that run background work (refreshing a
+// key set, watching a file). Stop is called when the hook is replaced by a
+// reload or the tracker shuts down.
+type Stopper interface {
+	Stop()
+}
+
+// Constructor builds a hook from the YAML of its `options` mapping. It
+// decodes strictly, applies defaults, and validates, naming the offending
+// option in its error.
+type Constructor func(optionsYAML []byte) (Hook, error)
+
+var (
+	hooksMu      sync.Mutex
+	constructors = map[string]Constructor{}
+)
+
+// RegisterHook makes a hook available under name, the name operators write
+// in the YAML `prehooks`/`posthooks` lists. Registering a name twice panics.
+func RegisterHook(name string, c Constructor) {
+	hooksMu.Lock()
+	defer hooksMu.Unlock()
+	if c == nil {
+		panic("middleware: RegisterHook " + name + " with a nil constructor")
+	}
+	if _, dup := constructors[name]; dup {
+		panic("middleware: RegisterHook called twice for " + name)
+	}
+	constructors[name] = c
+}
+
+// HookNames lists the registered hooks, sorted.
+func HookNames() []string {
+	hooksMu.Lock()
+	defer hooksMu.Unlock()
+	names := make([]string, 0, len(constructors))
+	for n := range constructors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ErrUnknownHook is wrapped by NewHook when no hook has the given name.
+var ErrUnknownHook = errors.New("unknown hook")
+
+// NewHook builds the named hook.
+func NewHook(name string, optionsYAML []byte) (Hook, error) {
+	hooksMu.Lock()
+	c, ok := constructors[name]
+	hooksMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownHook, name, strings.Join(HookNames(), ", "))
+	}
+	return c(optionsYAML)
+}

@@ -1,0 +1,140 @@
+// Package storage defines the PeerStore, the registry of its drivers, and
+// (in storagetest) the conformance suite every driver passes.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// Role is where a peer stands in a swarm.
+type Role uint8
+
+// The roles of a peer.
+const (
+	Absent Role = iota
+	Seeder
+	Leecher
+)
+
+// Counts are the counts of one swarm for one address family, plus the
+// torrent's completed downloads (which are not kept per family).
+type Counts struct {
+	Seeders   uint32
+	Leechers  uint32
+	Downloads uint32
+}
+
+// Stats are a store's totals, by address family (indexed by
+// bittorrent.AddressFamily), for the gauges.
+type Stats struct {
+	Swarms   [2]uint64
+	Seeders  [2]uint64
+	Leechers [2]uint64
+}
+
+// PeerStore keeps the swarms.
+//
+// The contract every driver keeps (storagetest checks it):
+//
+//   - A swarm is keyed by info hash; within it, peers of the two address
+//     families are kept apart, and a peer is identified by its address and
+//     port. Storing a peer again under the same address and port replaces
+//     its peer ID and refreshes its last-seen time.
+//   - A peer is a seeder or a leecher, never both: PutSeeder removes the
+//     peer from the leechers, PutLeecher from the seeders.
+//   - GraduateLeecher makes the peer a seeder (whether or not it was a
+//     leecher) and counts one completed download for the torrent.
+//   - DeletePeer removes the peer from the swarm; a peer that is not there
+//     is not an error.
+//   - AnnouncePeers appends to dst at most numWant peers of the announcer's
+//     address family, never the announcer itself (matched by address and
+//     port): for a seeder only leechers; for a leecher seeders first, then
+//     leechers. It also returns the swarm's counts for that family, and the
+//     announcer's current role, so that the caller can report counts that
+//     include the announce it is answering. An unknown swarm gives no peers,
+//     zero counts and no error.
+//   - ScrapeSwarm returns the counts of a swarm for one family; an unknown
+//     swarm gives zeros.
+//   - CollectGarbage removes every peer last seen before cutoff, and any
+//     swarm left with neither peers nor downloads. Drivers also run it
+//     periodically on their own, without holding a lock for long.
+//   - Every method is safe for concurrent use. After Stop returns, no
+//     background work remains.
+//
+// Errors returned are internal errors (a client sees a generic failure).
+type PeerStore interface {
+	PutSeeder(ih bittorrent.InfoHash, p bittorrent.Peer) error
+	PutLeecher(ih bittorrent.InfoHash, p bittorrent.Peer) error
+	GraduateLeecher(ih bittorrent.InfoHash, p bittorrent.Peer) error
+	DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error
+
+	AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, Counts, Role, error)
+	ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFamily) (Counts, error)
+
+	CollectGarbage(cutoff time.Time) error
+	Stats() (Stats, error)
+
+	// Ready reports whether the store can serve requests now (for /readyz).
+	Ready(ctx context.Context) error
+	// Stop ends the store's background work and releases its resources.
+	Stop(ctx context.Context) error
+}
+
+// Driver builds a PeerStore from the YAML of the `storage.config` mapping.
+// It decodes strictly, applies its defaults, validates (naming the full key
+// path, e.g. "storage.config.shard_count: must be > 0, got 0") and
+// constructs the store.
+type Driver func(configYAML []byte) (PeerStore, error)
+
+var (
+	driversMu sync.Mutex
+	drivers   = map[string]Driver{}
+)
+
+// RegisterDriver makes a driver available under name, the `storage.name`
+// operators write in YAML. Registering a name twice panics.
+func RegisterDriver(name string, d Driver) {
+	driversMu.Lock()
+	defer driversMu.Unlock()
+	if d == nil {
+		panic("storage: RegisterDriver " + name + " with a nil driver")
+	}
+	if _, dup := drivers[name]; dup {
+		panic("storage: RegisterDriver called twice for " + name)
+	}
+	drivers[name] = d
+}
+
+// DriverNames lists the registered drivers, sorted.
+func DriverNames() []string {
+	driversMu.Lock()
+	defer driversMu.Unlock()
+	names := make([]string, 0, len(drivers))
+	for n := range drivers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ErrUnknownDriver is wrapped by New when no driver has the given name.
+var ErrUnknownDriver = errors.New("unknown storage driver")
+
+// New builds the store of the named driver.
+func New(name string, configYAML []byte) (PeerStore, error) {
+	driversMu.Lock()
+	d, ok := drivers[name]
+	driversMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("storage.name: %w %q (known: %s)", ErrUnknownDriver, name, strings.Join(DriverNames(), ", "))
+	}
+	return d(configYAML)
+}
