@@ -89,6 +89,12 @@ type AnnounceRequest struct {
 	Downloaded uint64
 	Uploaded   uint64
 
+	// RemoteAddr is the address the request came from (behind a trusted
+	// reverse proxy, the client's address from the proxy's header), even
+	// when the operator lets clients choose the address stored for them in
+	// Peer (allow_ip_spoofing). Hooks that limit clients key on it.
+	RemoteAddr netip.Addr
+
 	// Params holds the request's query (HTTP) or URL data (UDP, BEP 41).
 	// It is never nil.
 	Params Params
@@ -120,7 +126,9 @@ type AnnounceResponse struct {
 type ScrapeRequest struct {
 	AddressFamily AddressFamily
 	InfoHashes    []InfoHash
-	Params        Params
+	// RemoteAddr is the address the request came from, as for announces.
+	RemoteAddr netip.Addr
+	Params     Params
 }
 
 // Scrape holds the counts of one torrent.

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +67,11 @@ func init() {
 	prometheus.MustRegister(requestsTotal, requestDuration, errorsTotal)
 }
 
+// ErrPanic stands for a request whose handling panicked: it is counted as
+// an internal error with the reason "panic", and the client, if it can
+// still be answered, sees bittorrent.ErrInternal.
+var ErrPanic = errors.New("frontend: panic while serving a request")
+
 // Metrics holds one frontend's metric series, resolved once so that
 // recording a request costs no label lookup and no allocation.
 type Metrics struct {
@@ -73,6 +79,7 @@ type Metrics struct {
 	requests [numActions][2][numResults]prometheus.Counter
 	duration [numActions][2]prometheus.Observer
 	timing   bool
+	errors   sync.Map // reason → prometheus.Counter
 }
 
 // NewMetrics resolves the series of the frontend called name ("http",
@@ -96,8 +103,7 @@ func NewMetrics(name string, timing bool) *Metrics {
 func (m *Metrics) ObserveRequest(a Action, af bittorrent.AddressFamily, err error, start time.Time) {
 	r := OK
 	if err != nil {
-		var ce bittorrent.ClientError
-		if errors.As(err, &ce) {
+		if _, ok := clientError(err); ok {
 			r = ClientErr
 		} else {
 			r = InternalErr
@@ -117,7 +123,24 @@ func (m *Metrics) Timing() bool { return m.timing }
 // ObserveError counts one refused or dropped request under reason, which
 // must come from a small fixed set (never an address or info hash).
 func (m *Metrics) ObserveError(reason string) {
-	errorsTotal.WithLabelValues(m.name, reason).Inc()
+	c, ok := m.errors.Load(reason)
+	if !ok {
+		c, _ = m.errors.LoadOrStore(reason, errorsTotal.WithLabelValues(m.name, reason))
+	}
+	c.(prometheus.Counter).Inc()
+}
+
+// clientError finds the ClientError in err. The common case, a bare
+// ClientError, is checked first because errors.As allocates.
+func clientError(err error) (bittorrent.ClientError, bool) {
+	if ce, ok := err.(bittorrent.ClientError); ok {
+		return ce, true
+	}
+	var ce bittorrent.ClientError
+	if errors.As(err, &ce) {
+		return ce, true
+	}
+	return "", false
 }
 
 // reasons maps the core client errors to metric reasons. Hooks' errors are
@@ -149,8 +172,11 @@ var reasons = map[bittorrent.ClientError]string{
 
 // ReasonOf returns the metric reason for an error.
 func ReasonOf(err error) string {
-	var ce bittorrent.ClientError
-	if !errors.As(err, &ce) {
+	if err == ErrPanic {
+		return "panic"
+	}
+	ce, ok := clientError(err)
+	if !ok {
 		return "internal"
 	}
 	if r, ok := reasons[ce]; ok {
@@ -162,8 +188,7 @@ func ReasonOf(err error) string {
 // ClientText returns the text a client may be shown for err: a
 // ClientError's own text, otherwise the generic internal error.
 func ClientText(err error) string {
-	var ce bittorrent.ClientError
-	if errors.As(err, &ce) {
+	if ce, ok := clientError(err); ok {
 		return string(ce)
 	}
 	return string(bittorrent.ErrInternal)

@@ -79,3 +79,18 @@ func NewHook(name string, optionsYAML []byte) (Hook, error) {
 	}
 	return c(optionsYAML)
 }
+
+// Refusal is the error a hook returns to refuse a request: the client is
+// shown Err, and the refusal is counted under the hook's name and Reason,
+// a short fixed label such as "unapproved_torrent" (never an address or an
+// info hash).
+type Refusal struct {
+	Reason string
+	Err    bittorrent.ClientError
+}
+
+// Error returns the text the client sees.
+func (r Refusal) Error() string { return string(r.Err) }
+
+// Unwrap returns the ClientError, so frontends show its text.
+func (r Refusal) Unwrap() error { return r.Err }

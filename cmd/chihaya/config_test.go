@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// badConfigs are every rejected configuration in testdata and the exact
+// error an operator sees for it (after the file name).
+var badConfigs = []struct {
+	file string
+	want string
+}{
+	{"bad-unknown-key.yaml", `line 3: unknown key "anounce_interval" in chihaya`},
+	{"bad-unknown-top-key.yaml", `line 4: unknown key "chihya" in the top level`},
+	{"bad-unknown-http-key.yaml", `line 3: unknown key "adr" in chihaya.http`},
+	{"bad-hook-unknown-key.yaml", `line 6: unknown key "option" in chihaya.prehooks[] or chihaya.posthooks[]`},
+	{"bad-duplicate-key.yaml", `line 4: key "udp" set twice in chihaya`},
+	{"bad-missing-chihaya.yaml", "chihaya: missing; the configuration lives under a top-level `chihaya:` mapping"},
+	{"bad-yaml-syntax.yaml", "yaml: line 3: did not find expected key"},
+	{"bad-duration.yaml", "line 2: cannot unmarshal !!str `soon` into time.Duration"},
+	{"bad-no-listener.yaml", "http.addr, http.https_addr, udp.addr: at least one must be set, or the tracker serves nothing"},
+	{"bad-both-metrics-addrs.yaml", "prometheus_addr: is the older name of metrics_addr; set only one of them"},
+	{"bad-metrics-addr.yaml", `metrics_addr: must be host:port, got "6880"`},
+	{"bad-pprof-without-metrics.yaml", "enable_pprof: needs metrics_addr, the server pprof is served on"},
+	{"bad-shutdown-timeout.yaml", "shutdown_timeout: must be > 0, got -1s"},
+	{"bad-min-announce-interval.yaml", "min_announce_interval: must not exceed announce_interval (10m0s), got 20m0s"},
+	{"bad-storage-name.yaml", `storage.name: unknown storage driver "mem" (known: ` + strings.Join(storage.DriverNames(), ", ") + ")"},
+	{"bad-storage-config.yaml", "storage.config.shard_count: must be > 0, got -1"},
+	{"bad-storage-unknown-key.yaml", "storage.config.shard_cont: line 2: field shard_cont not found in type memory.Config"},
+	{"bad-redis-broker.yaml", `storage.config.redis_broker: scheme must be redis or rediss, got "http"`},
+	{"bad-hook-missing-name.yaml", "prehooks[0]: name: must be set"},
+	{"bad-udp-numwant.yaml", "udp.max_numwant: must be > 0 and <= 3638, got -1"},
+	{"bad-https-without-cert.yaml", "http.tls_cert_path: required when https_addr is set\nhttp.tls_key_path: required when https_addr is set"},
+	{"bad-hook-options.yaml", "prehooks[1] (client approval): client approval: whitelist and blacklist are both set; use one"},
+	{"bad-posthook-unknown.yaml", `posthooks[0] (jwt-typo): unknown hook "jwt-typo" (known: ` + strings.Join(middleware.HookNames(), ", ") + ")"},
+	{"bad-hook-unknown.yaml", `prehooks[0] (no such hook): unknown hook "no such hook" (known: ` + strings.Join(middleware.HookNames(), ", ") + ")"},
+}
+
+func TestBadConfigs(t *testing.T) {
+	for _, tt := range badConfigs {
+		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
+			path := filepath.Join("testdata", tt.file)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := checkConfig(ctx, path)
+			if err == nil {
+				t.Fatalf("checkConfig(%s) accepted the file, want %q", path, tt.want)
+			}
+			if want := path + ": " + tt.want; err.Error() != want {
+				t.Errorf("checkConfig(%s):\n got: %s\nwant: %s", path, err, want)
+			}
+		})
+	}
+}
+
+// TestEveryBadFileIsTested keeps testdata and the table in step: a bad
+// file without an expected error would never be checked.
+func TestEveryBadFileIsTested(t *testing.T) {
+	files, err := filepath.Glob("testdata/bad-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTable := map[string]bool{}
+	for _, tt := range badConfigs {
+		inTable[tt.file] = true
+	}
+	for _, f := range files {
+		if !inTable[filepath.Base(f)] {
+			t.Errorf("%s has no case in badConfigs", f)
+		}
+		delete(inTable, filepath.Base(f))
+	}
+	for f := range inTable {
+		t.Errorf("badConfigs names testdata/%s, which does not exist", f)
+	}
+}
+
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "chihaya.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDefaults(t *testing.T) {
+	path := writeConfig(t, "chihaya:\n  udp:\n    addr: \"127.0.0.1:0\"\n")
+	written, cfg, err := readConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written.ShutdownTimeout != 0 || written.Storage.Name != "" {
+		t.Errorf("the written configuration has defaults in it: %+v", written)
+	}
+	checks := []struct {
+		key       string
+		got, want interface{}
+	}{
+		{"announce_interval", cfg.Logic.AnnounceInterval, 30 * time.Minute},
+		{"min_announce_interval", cfg.Logic.MinAnnounceInterval, 15 * time.Minute},
+		{"shutdown_timeout", cfg.ShutdownTimeout, 15 * time.Second},
+		{"storage.name", cfg.Storage.Name, "memory"},
+		{"metrics_addr", cfg.MetricsAddr, ""},
+		{"enable_pprof", cfg.EnablePprof, false},
+		{"udp.addr", cfg.UDP.Addr, "127.0.0.1:0"},
+		{"http", httpEnabled(cfg.HTTP), false},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %v, want %v", c.key, c.got, c.want)
+		}
+	}
+}
+
+func TestMetricsAddrNames(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"metrics_addr", "chihaya:\n  metrics_addr: \"127.0.0.1:6880\"\n  udp: {addr: \"127.0.0.1:0\"}\n", "127.0.0.1:6880"},
+		{"upstream prometheus_addr", "chihaya:\n  prometheus_addr: \"127.0.0.1:6881\"\n  udp: {addr: \"127.0.0.1:0\"}\n", "127.0.0.1:6881"},
+		{"neither", "chihaya:\n  udp: {addr: \"127.0.0.1:0\"}\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, cfg, err := readConfig(writeConfig(t, tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MetricsAddr != tt.want {
+				t.Errorf("metrics_addr = %q, want %q", cfg.MetricsAddr, tt.want)
+			}
+		})
+	}
+}
+
+func TestRestartKeys(t *testing.T) {
+	base := "chihaya:\n  udp: {addr: \"127.0.0.1:0\"}\n"
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"same file", base, nil},
+		{"hooks only", base + "  prehooks: []\n  posthooks: []\n", nil},
+		{"udp address", "chihaya:\n  udp: {addr: \"127.0.0.1:1\"}\n", []string{"udp"}},
+		{"interval and storage", base + "  announce_interval: 10m\n  storage: {name: memory}\n", []string{"announce_interval/min_announce_interval", "storage"}},
+		{"metrics", base + "  metrics_addr: \"127.0.0.1:0\"\n  shutdown_timeout: 1s\n", []string{"metrics_addr", "shutdown_timeout"}},
+	}
+	old, err := parseConfig([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig([]byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := restartKeys(old, c); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("restartKeys = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := newRootCmd(&out, &errOut)
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+func TestValidateCommand(t *testing.T) {
+	files := []string{"../../example_config.yaml"}
+	dist, err := filepath.Glob("../../dist/config/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dist) == 0 {
+		t.Error("no example configurations in dist/config")
+	}
+	files = append(files, dist...)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			out, _, err := runCmd(t, "validate", "--config", f)
+			if err != nil {
+				t.Fatalf("validate --config %s: %v", f, err)
+			}
+			if out != "configuration OK\n" {
+				t.Errorf("validate printed %q", out)
+			}
+		})
+	}
+	t.Run("bad file", func(t *testing.T) {
+		out, _, err := runCmd(t, "validate", "--config", "testdata/bad-no-listener.yaml")
+		if err == nil || !strings.Contains(err.Error(), "at least one must be set") {
+			t.Errorf("validate of a bad file: err = %v", err)
+		}
+		if out != "" {
+			t.Errorf("validate of a bad file printed %q", out)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		if _, _, err := runCmd(t, "validate", "--config", "testdata/does-not-exist.yaml"); !os.IsNotExist(err) {
+			t.Errorf("validate of a missing file: err = %v, want not-exist", err)
+		}
+	})
+}
+
+func TestVersionCommand(t *testing.T) {
+	tests := []struct {
+		name, version, commit string
+		want                  []string
+	}{
+		{"from the build info", "", "", []string{"chihaya ", runtime.Version()}},
+		{"from ldflags", "v3.1.0", "abc123", []string{"chihaya v3.1.0 (commit abc123, " + runtime.Version()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			oldV, oldC := version, commit
+			t.Cleanup(func() { version, commit = oldV, oldC })
+			version, commit = tt.version, tt.commit
+			out, _, err := runCmd(t, "version")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("version printed %q, want it to contain %q", out, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/middleware/clientapproval"
+	"github.com/chihaya/chihaya/middleware/jwt"
+	"github.com/chihaya/chihaya/middleware/ratelimit"
+	"github.com/chihaya/chihaya/middleware/torrentapproval"
+	"github.com/chihaya/chihaya/middleware/varinterval"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/memory"
+	"github.com/chihaya/chihaya/storage/redis"
+)
+
+// storageConfigTypes are the drivers' `storage.config` structs, by driver
+// name; each driver's section of the reference documents them as
+// storage.config.<key>.
+var storageConfigTypes = map[string]reflect.Type{
+	"memory": reflect.TypeOf(memory.Config{}),
+	"redis":  reflect.TypeOf(redis.Config{}),
+}
+
+// hookConfigTypes are the hooks' `options` structs, by registered name;
+// each hook's section of the reference documents them as options.<key>.
+var hookConfigTypes = map[string]reflect.Type{
+	clientapproval.Name:  reflect.TypeOf(clientapproval.Config{}),
+	jwt.Name:             reflect.TypeOf(jwt.Config{}),
+	ratelimit.Name:       reflect.TypeOf(ratelimit.Config{}),
+	torrentapproval.Name: reflect.TypeOf(torrentapproval.Config{}),
+	varinterval.Name:     reflect.TypeOf(varinterval.Config{}),
+}
+
+// yamlKeys lists the key paths of a config struct as operators write them:
+// nested mappings as "http.addr", list entries as "prehooks[].name".
+func yamlKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, inline := yamlName(f)
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if inline {
+			keys = append(keys, yamlKeys(f.Type, prefix)...)
+			continue
+		}
+		path := prefix + name
+		keys = append(keys, path)
+		ft := f.Type
+		switch {
+		case ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)):
+			keys = append(keys, yamlKeys(ft, path+".")...)
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct:
+			keys = append(keys, yamlKeys(ft.Elem(), path+"[].")...)
+		}
+	}
+	return keys
+}
+
+func allConfigKeys() []string {
+	keys := yamlKeys(reflect.TypeOf(Config{}), "")
+	sort.Strings(keys)
+	return keys
+}
+
+// documentedKeys reads the first column of the reference's tables.
+func documentedKeys(t *testing.T, doc string) map[string]bool {
+	t.Helper()
+	row := regexp.MustCompile("(?m)^\\| `([^`]+)` \\|")
+	keys := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(doc, -1) {
+		keys[m[1]] = true
+	}
+	return keys
+}
+
+func TestConfigurationDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := documentedKeys(t, string(b))
+	keys := allConfigKeys()
+	if len(keys) < 35 {
+		t.Fatalf("found only %d keys in the config structs; the walk is broken: %v", len(keys), keys)
+	}
+	known := map[string]bool{}
+	for _, k := range keys {
+		known[k] = true
+		if !documented[k] {
+			t.Errorf("docs/configuration.md has no table row for `%s`", k)
+		}
+	}
+	for k := range documented {
+		// Driver and hook options are checked section by section below.
+		if !known[k] && !strings.HasPrefix(k, "options.") && !strings.HasPrefix(k, "storage.config.") {
+			t.Errorf("docs/configuration.md documents `%s`, which no config struct has", k)
+		}
+	}
+}
+
+// checkSection checks that the section under heading documents exactly
+// the keys of typ, with prefix.
+func checkSection(t *testing.T, doc, heading string, typ reflect.Type, prefix string) {
+	t.Helper()
+	heading = "### " + heading + "\n"
+	i := strings.Index(doc, heading)
+	if i < 0 {
+		t.Fatalf("docs/configuration.md has no section %q", strings.TrimSpace(heading))
+	}
+	section := doc[i+len(heading):]
+	if j := strings.Index(section, "\n#"); j >= 0 {
+		section = section[:j]
+	}
+	documented := documentedKeys(t, section)
+	known := map[string]bool{}
+	for _, k := range yamlKeys(typ, prefix) {
+		known[k] = true
+		if !documented[k] {
+			t.Errorf("section %q has no row for `%s`", strings.TrimSpace(heading), k)
+		}
+	}
+	for k := range documented {
+		if !known[k] {
+			t.Errorf("section %q documents `%s`, which the config struct does not have", strings.TrimSpace(heading), k)
+		}
+	}
+}
+
+func TestStorageOptionsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range storage.DriverNames() {
+		if _, ok := storageConfigTypes[name]; !ok {
+			t.Errorf("driver %q is registered but storageConfigTypes does not list its options", name)
+		}
+	}
+	for name, typ := range storageConfigTypes {
+		t.Run(name, func(t *testing.T) {
+			checkSection(t, string(b), "`"+name+"` driver options", typ, "storage.config.")
+		})
+	}
+}
+
+func TestHookOptionsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for _, name := range middleware.HookNames() {
+		if _, ok := hookConfigTypes[name]; !ok {
+			t.Errorf("hook %q is registered but hookConfigTypes does not list its options", name)
+		}
+	}
+	for name, typ := range hookConfigTypes {
+		t.Run(name, func(t *testing.T) {
+			checkSection(t, doc, "`"+name+"`", typ, "options.")
+		})
+	}
+}

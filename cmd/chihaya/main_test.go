@@ -1,0 +1,20 @@
+package main
+
+import (
+	"io"
+	"os"
+	"testing"
+
+	"github.com/chihaya/chihaya/pkg/log"
+)
+
+func TestMain(m *testing.M) {
+	// The in-process tracker logs its start and stop; the tests read what
+	// they need from return values, so keep `go test` output readable.
+	log.Setup(io.Discard, log.Options{})
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/metrics"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// component is one started part of the tracker, kept so that shutdown can
+// stop the parts in the reverse order of start.
+type component struct {
+	name string
+	stop func(ctx context.Context) error
+}
+
+// server is a running tracker.
+type server struct {
+	path    string
+	written Config // as in the file, to tell what a reload changed
+	cfg     Config // as used
+
+	logic   *middleware.Logic
+	metrics *metrics.Server
+	started []component
+	// addrs are the bound addresses by frontend name ("http", "https",
+	// "udp", "metrics").
+	addrs map[string]string
+
+	// serving is false until every frontend is listening and again once
+	// shutdown begins, so that /readyz takes the tracker out of a load
+	// balancer before its listeners close.
+	serving  atomic.Bool
+	stopping atomic.Bool
+}
+
+var (
+	errNotStarted = errors.New("not started yet")
+	errStopping   = errors.New("shutting down")
+)
+
+// buildStorage constructs the configured PeerStore through the driver
+// registry. Drivers name the offending key themselves
+// ("storage.config.shard_count: ..."); errors that do not (a failed
+// connection) get the driver's name.
+func buildStorage(c StorageConfig) (storage.PeerStore, error) {
+	b, err := storageYAML(c)
+	if err != nil {
+		return nil, err
+	}
+	store, err := storage.New(c.Name, b)
+	if err != nil {
+		// "storage.config.x: ..." or "storage/redis: ...".
+		if strings.HasPrefix(err.Error(), "storage") {
+			return nil, err
+		}
+		return nil, fmt.Errorf("storage (%s): %w", c.Name, err)
+	}
+	return store, nil
+}
+
+// buildHooks constructs both hook lists; errors read
+// `prehooks[0] (jwt): ...`.
+func buildHooks(c Config) (pre, post []middleware.Hook, err error) {
+	pre, err = middleware.NewHooks(c.PreHooks)
+	if err != nil {
+		return nil, nil, fmt.Errorf("prehooks%w", err)
+	}
+	post, err = middleware.NewHooks(c.PostHooks)
+	if err != nil {
+		middleware.StopHooks(pre)
+		return nil, nil, fmt.Errorf("posthooks%w", err)
+	}
+	return pre, post, nil
+}
+
+// checkConfig runs everything start-up runs except binding ports: read,
+// decode, defaults, validate, construct the store and the hooks (then
+// stop them again). It is the `validate` command.
+func checkConfig(ctx context.Context, path string) error {
+	_, cfg, err := readConfig(path)
+	if err != nil {
+		return err
+	}
+	store, err := buildStorage(cfg.Storage)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	defer func() { _ = store.Stop(ctx) }()
+	pre, post, err := buildHooks(cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	middleware.StopHooks(pre)
+	middleware.StopHooks(post)
+	return nil
+}
+
+// logConfig logs the configuration in use, defaults included, once at
+// start. Secrets (udp.private_key, hook options) are left out.
+func logConfig(path string, c Config) {
+	log.WithFields(log.Fields{
+		"config":                path,
+		"announce_interval":     c.Logic.AnnounceInterval.String(),
+		"min_announce_interval": c.Logic.MinAnnounceInterval.String(),
+		"metrics_addr":          c.MetricsAddr,
+		"enable_pprof":          c.EnablePprof,
+		"shutdown_timeout":      c.ShutdownTimeout.String(),
+		"http_addr":             c.HTTP.Addr,
+		"https_addr":            c.HTTP.HTTPSAddr,
+		"udp_addr":              c.UDP.Addr,
+		"storage":               c.Storage.Name,
+		"prehooks":              hookNames(c.PreHooks),
+		"posthooks":             hookNames(c.PostHooks),
+	}).Info("configuration loaded")
+	udp := c.UDP
+	if udp.PrivateKey != "" {
+		udp.PrivateKey = "(set)"
+	}
+	log.WithFields(log.Fields{
+		"http":           fmt.Sprintf("%+v", c.HTTP),
+		"udp":            fmt.Sprintf("%+v", udp),
+		"storage_config": fmt.Sprintf("%v", c.Storage.Config),
+	}).Debug("configuration details")
+}
+
+// start brings the tracker up: metrics server, storage, logic, frontends.
+// On error, whatever was started is stopped again.
+func start(path string, written, cfg Config) (s *server, err error) {
+	s = &server{path: path, written: written, cfg: cfg, addrs: map[string]string{}}
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			_ = s.shutdown(ctx)
+			s = nil
+		}
+	}()
+
+	if cfg.MetricsAddr != "" {
+		m, err := metrics.NewServer(cfg.MetricsAddr, metrics.Options{EnablePprof: cfg.EnablePprof})
+		if err != nil {
+			return s, err
+		}
+		s.metrics = m
+		s.push("metrics", m.Stop)
+		m.SetCheck("frontends", func(context.Context) error {
+			if s.serving.Load() {
+				return nil
+			}
+			if s.stopping.Load() {
+				return errStopping
+			}
+			return errNotStarted
+		})
+		s.listening("metrics", m.Addr().String())
+	}
+
+	store, err := buildStorage(cfg.Storage)
+	if err != nil {
+		return s, err
+	}
+	s.push("storage", store.Stop)
+	if s.metrics != nil {
+		s.metrics.SetCheck("storage", store.Ready)
+	}
+
+	pre, post, err := buildHooks(cfg)
+	if err != nil {
+		return s, err
+	}
+	s.logic = middleware.NewLogic(cfg.Logic, store, pre, post)
+	s.push("logic", s.logic.Stop)
+
+	if httpEnabled(cfg.HTTP) {
+		f, err := startHTTP(s.logic, cfg.HTTP)
+		if err != nil {
+			return s, err
+		}
+		s.pushFrontend(f)
+	}
+	if udpEnabled(cfg.UDP) {
+		f, err := startUDP(s.logic, cfg.UDP)
+		if err != nil {
+			return s, err
+		}
+		s.pushFrontend(f)
+	}
+	s.serving.Store(true)
+	return s, nil
+}
+
+func (s *server) push(name string, stop func(context.Context) error) {
+	s.started = append(s.started, component{name: name, stop: stop})
+}
+
+func (s *server) pushFrontend(f *runningFrontend) {
+	s.push(f.name, f.stop)
+	for _, l := range f.listeners {
+		s.listening(l.frontend, l.addr.String())
+	}
+}
+
+// listening records and logs a bound listener. The log line is how
+// operators and tests learn the real port when the configuration says 0.
+func (s *server) listening(frontend, addr string) {
+	s.addrs[frontend] = addr
+	log.WithFields(log.Fields{"frontend": frontend, "addr": addr}).Info("listening")
+}
+
+// frontendAddr is the bound address of a listener, or "" if there is none.
+func (s *server) frontendAddr(frontend string) string { return s.addrs[frontend] }
+
+// shutdown stops every started component in the reverse order of start,
+// all within ctx's deadline: the frontends stop accepting and finish what
+// is in flight, the logic applies queued swarm updates, the store stops,
+// and the metrics server goes last so that it can be scraped until the end.
+func (s *server) shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.serving.Store(false)
+	var errs []error
+	for i := len(s.started) - 1; i >= 0; i-- {
+		c := s.started[i]
+		if err := c.stop(ctx); err != nil {
+			log.WithError(err).WithField("component", c.name).Error("stop failed")
+			errs = append(errs, fmt.Errorf("stop %s: %w", c.name, err))
+			continue
+		}
+		log.WithField("component", c.name).Debug("stopped")
+	}
+	s.started = nil
+	return errors.Join(errs...)
+}
+
+// reload re-reads the configuration file and swaps in new hooks. Nothing
+// else is rebuilt, so the swarms are kept; changes to other keys are only
+// reported. A file that does not load leaves the running configuration as
+// it is.
+func (s *server) reload() {
+	written, cfg, err := readConfig(s.path)
+	if err != nil {
+		log.WithError(err).Error("reload failed; keeping the running configuration")
+		return
+	}
+	pre, post, err := buildHooks(cfg)
+	if err != nil {
+		log.WithError(fmt.Errorf("%s: %w", s.path, err)).Error("reload failed; keeping the running configuration")
+		return
+	}
+	for _, key := range restartKeys(s.written, written) {
+		log.WithField("key", key).Warn("configuration change needs restart; not applied")
+	}
+	s.logic.SetHooks(pre, post)
+	s.written.PreHooks, s.written.PostHooks = written.PreHooks, written.PostHooks
+	s.cfg.PreHooks, s.cfg.PostHooks = cfg.PreHooks, cfg.PostHooks
+	log.WithFields(log.Fields{
+		"prehooks":  hookNames(cfg.PreHooks),
+		"posthooks": hookNames(cfg.PostHooks),
+	}).Info("configuration reloaded")
+}
+
+// restartKeys lists the top-level keys whose change a reload cannot apply.
+// It compares the files as written, not with defaults applied, because
+// some defaults (a random udp.private_key) differ on every load.
+func restartKeys(old, next Config) []string {
+	var keys []string
+	ov, nv := reflect.ValueOf(old), reflect.ValueOf(next)
+	t := ov.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Name == "PreHooks" || f.Name == "PostHooks" {
+			continue
+		}
+		if reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {
+			continue
+		}
+		name, inline := yamlName(f)
+		if inline {
+			name = "announce_interval/min_announce_interval"
+		}
+		keys = append(keys, name)
+	}
+	return keys
+}
+
+// serve runs the tracker from the configuration file at path until SIGINT
+// or SIGTERM; SIGUSR1 and SIGHUP reload the hooks.
+func serve(path string) error {
+	written, cfg, err := readConfig(path)
+	if err != nil {
+		return err
+	}
+	logConfig(path, cfg)
+
+	// Subscribe before starting, so that a signal sent as soon as the
+	// listening lines appear is not lost.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	s, err := start(path, written, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("chihaya started")
+	return s.wait(sigs)
+}
+
+// wait handles signals until one asks to stop, then shuts down.
+func (s *server) wait(sigs <-chan os.Signal) error {
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGUSR1, syscall.SIGHUP:
+			log.WithField("signal", sig.String()).Info("reloading configuration")
+			s.reload()
+		default:
+			log.WithField("signal", sig.String()).Info("shutting down")
+			// A second SIGINT or SIGTERM is an operator who will not wait
+			// for the graceful shutdown.
+			go func() {
+				for sig := range sigs {
+					if sig == syscall.SIGINT || sig == syscall.SIGTERM {
+						log.WithField("signal", sig.String()).Error("second signal; exiting without finishing the shutdown")
+						os.Exit(1)
+					}
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+			begin := time.Now()
+			err := s.shutdown(ctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			log.WithField("took", time.Since(begin).String()).Info("chihaya stopped")
+			return nil
+		}
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startInProcess starts the tracker from the configuration file at path
+// and stops it when the test ends.
+func startInProcess(t *testing.T, path string, edit func(*Config)) *server {
+	t.Helper()
+	written, cfg, err := readConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := start(path, written, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s
+}
+
+// TestExampleConfigStarts starts example_config.yaml as shipped, except
+// that its listeners move to free loopback ports.
+func TestExampleConfigStarts(t *testing.T) {
+	s := startInProcess(t, "../../example_config.yaml", func(c *Config) {
+		c.HTTP.Addr = "127.0.0.1:0"
+		c.UDP.Addr = "127.0.0.1:0"
+		c.MetricsAddr = "127.0.0.1:0"
+	})
+	for _, f := range []string{"http", "udp", "metrics"} {
+		if s.frontendAddr(f) == "" {
+			t.Errorf("example_config.yaml does not start the %s listener", f)
+		}
+	}
+	udpConnect(t, s.frontendAddr("udp"))
+	if status, body := httpGet(t, "http://"+s.frontendAddr("metrics")+"/readyz"); status != 200 {
+		t.Errorf("/readyz = %d %q", status, body)
+	}
+}
+
+func announceURL(addr string, infoHash byte) string {
+	ih := strings.Repeat(fmt.Sprintf("%%%02X", infoHash), 20)
+	return "http://" + addr + "/announce?info_hash=" + ih +
+		"&peer_id=-TR3000-abcdefghijkl&port=6881&uploaded=0&downloaded=0&left=100&compact=1"
+}
+
+func TestReloadSwapsHooks(t *testing.T) {
+	const base = "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n"
+	path := writeConfig(t, base)
+	s := startInProcess(t, path, nil)
+	addr := s.frontendAddr("http")
+
+	announce := func(ih byte) string {
+		t.Helper()
+		status, body := httpGet(t, announceURL(addr, ih))
+		if status != 200 {
+			t.Fatalf("announce: HTTP %d %q", status, body)
+		}
+		return body
+	}
+	if body := announce(0xaa); strings.Contains(body, "failure reason") {
+		t.Fatalf("announce without hooks failed: %q", body)
+	}
+
+	blacklist := base + "  prehooks:\n    - name: torrent approval\n      options:\n        blacklist: [\"" + strings.Repeat("aa", 20) + "\"]\n"
+	steps := []struct {
+		name     string
+		file     string
+		ih       byte
+		wantFail bool
+	}{
+		{"blacklist added", blacklist, 0xaa, true},
+		{"other torrents still served", blacklist, 0xbb, false},
+		{"bad file keeps the blacklist", blacklist + "  prehooks_typo: []\n", 0xaa, true},
+		{"blacklist removed", base, 0xaa, false},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if err := os.WriteFile(path, []byte(st.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s.reload()
+			body := announce(st.ih)
+			if got := strings.Contains(body, "unapproved torrent"); got != st.wantFail {
+				t.Errorf("announce refused = %v, want %v; reply %q", got, st.wantFail, body)
+			}
+		})
+	}
+}
+
+func TestReadyzDuringShutdown(t *testing.T) {
+	s := startInProcess(t, writeConfig(t, "chihaya:\n  metrics_addr: \"127.0.0.1:0\"\n  udp:\n    addr: \"127.0.0.1:0\"\n"), nil)
+	url := "http://" + s.frontendAddr("metrics") + "/readyz"
+	if status, body := httpGet(t, url); status != 200 || body != "ok\n" {
+		t.Errorf("/readyz while serving = %d %q", status, body)
+	}
+	// What shutdown does first, before the frontends stop: a load balancer
+	// must see the instance go away while it still answers.
+	s.serving.Store(false)
+	s.stopping.Store(true)
+	if status, body := httpGet(t, url); status != 503 || body != "not ready: frontends: shutting down\n" {
+		t.Errorf("/readyz during shutdown = %d %q", status, body)
+	}
+}

@@ -1,0 +1,441 @@
+package clients
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	// workDir holds what outlives one test: the daemon binary.
+	workDir string
+
+	buildOnce sync.Once
+	chihaya   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "chihaya-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/clients:", err)
+		os.Exit(1)
+	}
+	workDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// chihayaBinary builds cmd/chihaya once per run of the package.
+func chihayaBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		bin := filepath.Join(workDir, "chihaya")
+		args := []string{"build", "-o", bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		args = append(args, "github.com/chihaya/chihaya/cmd/chihaya")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		// go test puts its own Go first in PATH.
+		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return
+		}
+		chihaya = bin
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return chihaya
+}
+
+// tracker is a running tracker with an HTTP and a UDP listener on host.
+type tracker struct {
+	host     string // 127.0.0.1 or ::1
+	httpAddr string // host:port as the tracker reports it
+	udpAddr  string
+	proc     *proc
+	// allow admits an info hash where the tracker needs it (opentracker's
+	// whitelist); nil when every torrent is welcome.
+	allow func(t *testing.T, ih [20]byte)
+}
+
+// announceURL is the URL a torrent carries for transport "http" or "udp".
+func (tr *tracker) announceURL(transport string) string {
+	if transport == "udp" {
+		return "udp://" + tr.udpAddr + "/announce"
+	}
+	return "http://" + tr.httpAddr + "/announce"
+}
+
+// startTracker starts the tracker under test listening on host.
+func startTracker(t *testing.T, host string) *tracker {
+	t.Helper()
+	if os.Getenv("E2E_TRACKER") == "opentracker" {
+		return startOpentracker(t, host)
+	}
+	return startChihaya(t, host)
+}
+
+// chihayaConfig is an upstream-shaped configuration with both frontends on
+// free loopback ports. The announce interval is long so that no client
+// re-announces during a test: every announce the tracker sees is one the
+// test caused.
+const chihayaConfig = `chihaya:
+  announce_interval: 30m
+  min_announce_interval: 15m
+  http:
+    addr: "%[1]s"
+    read_timeout: 5s
+    write_timeout: 5s
+    enable_keepalive: false
+    announce_routes: ["/announce"]
+    scrape_routes: ["/scrape"]
+    max_numwant: 50
+    default_numwant: 50
+    max_scrape_infohashes: 50
+  udp:
+    addr: "%[1]s"
+    max_clock_skew: 10s
+    max_numwant: 50
+    default_numwant: 50
+    max_scrape_infohashes: 50
+  storage:
+    name: memory
+    config:
+      gc_interval: 3m
+      peer_lifetime: 31m
+      shard_count: 16
+      prometheus_reporting_interval: 1s
+`
+
+func startChihaya(t *testing.T, host string) *tracker {
+	t.Helper()
+	bin := chihayaBinary(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "chihaya.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(chihayaConfig, net.JoinHostPort(host, "0"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfg, "--json")
+	// A race in the daemon must fail the test even if it happens to exit
+	// cleanly: the report goes to its log, which cleanup reads.
+	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0")
+	p := start(t, "chihaya", dir, cmd)
+	tr := &tracker{host: host, proc: p}
+	// Cleanups run last-in first-out: this one, registered after start's
+	// kill, runs first and stops the daemon the way an operator would.
+	t.Cleanup(func() { stopChihaya(t, p) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	waitFor(t, ctx, "chihaya logs its listeners", func() (bool, string) {
+		addrs := listening(p.log)
+		tr.httpAddr, tr.udpAddr = addrs["http"], addrs["udp"]
+		return tr.httpAddr != "" && tr.udpAddr != "", fmt.Sprintf("listening: %v", addrs)
+	}, p)
+	return tr
+}
+
+// listening reads the daemon's JSON log for its "listening" lines and
+// returns the bound address of each frontend.
+func listening(logPath string) map[string]string {
+	addrs := map[string]string{}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return addrs
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var line struct {
+			Msg      string `json:"msg"`
+			Frontend string `json:"frontend"`
+			Addr     string `json:"addr"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+			addrs[line.Frontend] = line.Addr
+		}
+	}
+	return addrs
+}
+
+// stopChihaya stops the daemon with SIGTERM and checks that it shut down
+// cleanly and saw no data race.
+func stopChihaya(t *testing.T, p *proc) {
+	t.Helper()
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.err != nil {
+				t.Errorf("chihaya: exit after SIGTERM: %v", p.err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("chihaya: still running 20s after SIGTERM")
+		}
+	} else {
+		t.Errorf("chihaya exited during the test: %v", p.err)
+	}
+	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("DATA RACE")) {
+		t.Errorf("chihaya: the race detector reported a data race (see %s)", p.log)
+	}
+}
+
+// startOpentracker starts Debian's opentracker, whose build only serves
+// whitelisted torrents. It takes fixed ports only, so the test picks free
+// ones.
+func startOpentracker(t *testing.T, host string) *tracker {
+	t.Helper()
+	if strings.Contains(host, ":") {
+		t.Skip("E2E_TRACKER=opentracker: Debian's opentracker is built for IPv4 only")
+	}
+	bin := need(t, "opentracker", "opentracker")
+	dir := t.TempDir()
+	port := freePort(t, host)
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	whitelist := filepath.Join(dir, "whitelist")
+	if err := os.WriteFile(whitelist, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// opentracker chroots to its rootdir when it can, so the whitelist is
+	// named from there.
+	conf := fmt.Sprintf("listen.tcp %[1]s\nlisten.udp %[1]s\naccess.whitelist /whitelist\ntracker.rootdir %[2]s\n", addr, dir)
+	if err := os.WriteFile(filepath.Join(dir, "opentracker.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "opentracker", dir, exec.Command(bin, "-f", filepath.Join(dir, "opentracker.conf")))
+	tr := &tracker{host: host, httpAddr: addr, udpAddr: addr, proc: p}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	waitFor(t, ctx, "opentracker listens", func() (bool, string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false, err.Error()
+		}
+		c.Close()
+		return true, ""
+	}, p)
+	tr.allow = func(t *testing.T, ih [20]byte) {
+		t.Helper()
+		if err := os.WriteFile(whitelist, []byte(hex.EncodeToString(ih[:])+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGHUP)
+		// Once a stopped announce is no longer refused, the reload is done.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		waitFor(t, ctx, "opentracker reloads its whitelist", func() (bool, string) {
+			u := "http://" + addr + "/announce?info_hash=" + escapeBytes(ih[:]) +
+				"&peer_id=-E2E000-000000000000&port=1&left=0&event=stopped"
+			b, err := httpGet(u)
+			if err != nil {
+				return false, err.Error()
+			}
+			return !bytes.Contains(b, []byte("failure reason")), string(b)
+		}, p)
+	}
+	return tr
+}
+
+// counts are one torrent's numbers in a scrape.
+type counts struct {
+	Complete, Incomplete, Downloaded int64
+}
+
+func (c counts) String() string {
+	return fmt.Sprintf("complete=%d incomplete=%d downloaded=%d", c.Complete, c.Incomplete, c.Downloaded)
+}
+
+// scrape asks the tracker's HTTP scrape for ih. A torrent the tracker does
+// not list counts as zeros.
+func (tr *tracker) scrape(ih [20]byte) (counts, error) {
+	b, err := httpGet("http://" + tr.httpAddr + "/scrape?info_hash=" + escapeBytes(ih[:]))
+	if err != nil {
+		return counts{}, err
+	}
+	v, err := bdecode(b)
+	if err != nil {
+		return counts{}, fmt.Errorf("scrape reply %q: %w", b, err)
+	}
+	top, ok := v.(map[string]any)
+	if !ok {
+		return counts{}, fmt.Errorf("scrape reply %q: not a dictionary", b)
+	}
+	if reason, ok := top["failure reason"]; ok {
+		return counts{}, fmt.Errorf("scrape failed: %s", reason)
+	}
+	files, ok := top["files"].(map[string]any)
+	if !ok {
+		return counts{}, fmt.Errorf("scrape reply %q: no files dictionary", b)
+	}
+	entry, ok := files[string(ih[:])].(map[string]any)
+	if !ok {
+		return counts{}, nil
+	}
+	var c counts
+	for key, dst := range map[string]*int64{"complete": &c.Complete, "incomplete": &c.Incomplete, "downloaded": &c.Downloaded} {
+		n, ok := entry[key].(int64)
+		if !ok {
+			return counts{}, fmt.Errorf("scrape reply %q: %s is not an integer", b, key)
+		}
+		*dst = n
+	}
+	return c, nil
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func httpGet(url string) ([]byte, error) {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("GET %s: %s: %q", url, resp.Status, b)
+	}
+	return b, nil
+}
+
+// escapeBytes percent-encodes every byte, the way clients send info hashes.
+func escapeBytes(b []byte) string {
+	const hexdig = "0123456789ABCDEF"
+	out := make([]byte, 0, 3*len(b))
+	for _, c := range b {
+		out = append(out, '%', hexdig[c>>4], hexdig[c&15])
+	}
+	return string(out)
+}
+
+// bdecode decodes one bencoded value: int64, string, []any or
+// map[string]any. It is the test's own decoder, independent of the
+// tracker's encoder.
+func bdecode(b []byte) (any, error) {
+	v, n, err := bdecodeAt(b, 0)
+	if err != nil {
+		return nil, err
+	}
+	if n != len(b) {
+		return nil, fmt.Errorf("bencode: %d trailing bytes", len(b)-n)
+	}
+	return v, nil
+}
+
+var errBencode = errors.New("bencode: malformed")
+
+// bdecodeAt decodes the value starting at b[i] and returns it with the
+// offset just past it.
+func bdecodeAt(b []byte, i int) (any, int, error) {
+	if i >= len(b) {
+		return nil, 0, errBencode
+	}
+	switch c := b[i]; {
+	case c == 'i':
+		end := bytes.IndexByte(b[i:], 'e')
+		if end < 0 {
+			return nil, 0, errBencode
+		}
+		n, err := strconv.ParseInt(string(b[i+1:i+end]), 10, 64)
+		if err != nil {
+			return nil, 0, errBencode
+		}
+		return n, i + end + 1, nil
+	case c >= '0' && c <= '9':
+		colon := bytes.IndexByte(b[i:], ':')
+		if colon < 0 {
+			return nil, 0, errBencode
+		}
+		n, err := strconv.Atoi(string(b[i : i+colon]))
+		start := i + colon + 1
+		if err != nil || n < 0 || start+n > len(b) {
+			return nil, 0, errBencode
+		}
+		return string(b[start : start+n]), start + n, nil
+	case c == 'l':
+		var list []any
+		i++
+		for i < len(b) && b[i] != 'e' {
+			v, next, err := bdecodeAt(b, i)
+			if err != nil {
+				return nil, 0, err
+			}
+			list, i = append(list, v), next
+		}
+		if i >= len(b) {
+			return nil, 0, errBencode
+		}
+		return list, i + 1, nil
+	case c == 'd':
+		dict := map[string]any{}
+		i++
+		for i < len(b) && b[i] != 'e' {
+			k, next, err := bdecodeAt(b, i)
+			if err != nil {
+				return nil, 0, err
+			}
+			key, ok := k.(string)
+			if !ok {
+				return nil, 0, errBencode
+			}
+			v, next, err := bdecodeAt(b, next)
+			if err != nil {
+				return nil, 0, err
+			}
+			dict[key], i = v, next
+		}
+		if i >= len(b) {
+			return nil, 0, errBencode
+		}
+		return dict, i + 1, nil
+	}
+	return nil, 0, errBencode
+}
+
+// infoSpan returns the raw bytes of a torrent's info dictionary, whose
+// SHA-1 is the torrent's v1 info hash.
+func infoSpan(torrent []byte) ([]byte, error) {
+	if len(torrent) == 0 || torrent[0] != 'd' {
+		return nil, errBencode
+	}
+	i := 1
+	for i < len(torrent) && torrent[i] != 'e' {
+		k, next, err := bdecodeAt(torrent, i)
+		if err != nil {
+			return nil, err
+		}
+		_, end, err := bdecodeAt(torrent, next)
+		if err != nil {
+			return nil, err
+		}
+		if k == "info" {
+			return torrent[next:end], nil
+		}
+		i = end
+	}
+	return nil, errors.New("torrent: no info dictionary")
+}

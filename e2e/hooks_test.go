@@ -1,0 +1,371 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
+)
+
+// The end-to-end checks of the hooks: each is configured in the running
+// daemon, and real HTTP and UDP requests are refused or served by it.
+
+const refusals = "chihaya_middleware_hook_refusals_total"
+
+// hooked is example_config.yaml on free 127.0.0.1 ports with these
+// prehooks, each a name and its options.
+func hooked(t *testing.T, hooks ...hookCfg) map[interface{}]interface{} {
+	t.Helper()
+	cfg := loopbackConfig(t, "127.0.0.1")
+	var list []interface{}
+	for _, h := range hooks {
+		list = append(list, map[interface{}]interface{}{"name": h.name, "options": h.options})
+	}
+	section(cfg, "chihaya")["prehooks"] = list
+	return cfg
+}
+
+type hookCfg struct {
+	name    string
+	options map[interface{}]interface{}
+}
+
+// urlData is BEP 41 options carrying s as URL data, in as many options as
+// its length needs, then end-of-options.
+func urlData(s string) []byte {
+	var b []byte
+	for len(s) > 0 {
+		n := min(len(s), 255)
+		b = append(b, 0x2, byte(n))
+		b = append(b, s[:n]...)
+		s = s[n:]
+	}
+	return append(b, 0x0)
+}
+
+// httpServed fails unless the tracker answered an announce with peers.
+func httpServed(t *testing.T, resp map[string]interface{}) {
+	t.Helper()
+	if fr, ok := resp["failure reason"]; ok {
+		t.Fatalf("announce refused: %v", fr)
+	}
+	if _, ok := resp["interval"].(int64); !ok {
+		t.Fatalf("response %v has no interval", resp)
+	}
+}
+
+// httpRefused fails unless the tracker refused with exactly want.
+func httpRefused(t *testing.T, resp map[string]interface{}, want string) {
+	t.Helper()
+	if got, _ := resp["failure reason"].(string); got != want {
+		t.Fatalf("failure reason %q, want %q (response %v)", got, want, resp)
+	}
+	if _, ok := resp["peers"]; ok {
+		t.Fatalf("a refusal carries peers: %v", resp)
+	}
+}
+
+func udpServed(t *testing.T, r udpAnnounceReply) {
+	t.Helper()
+	if r.errMsg != "" || r.interval == 0 {
+		t.Fatalf("UDP announce refused: %+v", r)
+	}
+}
+
+func udpRefused(t *testing.T, r udpAnnounceReply, want string) {
+	t.Helper()
+	if r.errMsg != want {
+		t.Fatalf("UDP error %q, want %q (reply %+v)", r.errMsg, want, r)
+	}
+}
+
+// refusedCount reads the refusals counted for a hook and reason.
+func refusedCount(t *testing.T, d *daemon, hook, action, reason string) float64 {
+	t.Helper()
+	return d.metric(t, refusals, map[string]string{"hook": hook, "action": action, "reason": reason})
+}
+
+func udpTracker(t *testing.T, d *daemon, local string) *udpClient {
+	t.Helper()
+	c := newUDPClient(t, local, d.addr(t, "udp"))
+	c.connect()
+	return c
+}
+
+func TestHookTorrentApproval(t *testing.T) {
+	approved, other := hash(0x11), hash(0x22)
+	list := filepath.Join(t.TempDir(), "whitelist")
+	if err := os.WriteFile(list, []byte("# approved torrents\n"+hex.EncodeToString(approved[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const refusal = "unapproved torrent: this tracker does not track this info hash"
+	d := start(t, hooked(t, hookCfg{"torrent approval", map[interface{}]interface{}{
+		"whitelist_file": list,
+		// Long, so that only the reload signal can bring a change in.
+		"file_check_interval": "1h",
+	}}))
+	base := "http://" + d.addr(t, "http")
+	u := udpTracker(t, d, "127.0.0.1:0")
+
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: approved, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
+	httpRefused(t, httpGet(t, httpAnnounce{infoHash: other, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)), refusal)
+	udpServed(t, u.announce(approved, id("-TR3000-b"), 1, 2, 6882, 10, nil))
+	udpRefused(t, u.announce(other, id("-TR3000-b"), 1, 2, 6882, 10, nil), refusal)
+	if n := refusedCount(t, d, "torrent approval", "announce", "unapproved_torrent"); n != 2 {
+		t.Fatalf("%v refusals counted, want 2", n)
+	}
+
+	// The list file is re-read on SIGUSR1.
+	if err := os.WriteFile(list, []byte(hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.signal(t, syscall.SIGUSR1)
+	eventually(t, func() string {
+		if r := u.announce(other, id("-TR3000-b"), 1, 2, 6882, 10, nil); r.errMsg != "" {
+			return "after SIGUSR1 the added torrent is still refused: " + r.errMsg
+		}
+		return ""
+	})
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: other, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
+
+	// A bad file is rejected on reload and the running list kept.
+	if err := os.WriteFile(list, []byte("not a hash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.signal(t, syscall.SIGHUP)
+	eventually(t, func() string {
+		if !strings.Contains(d.logText(), "not a hash") {
+			return "the bad list file was not reported"
+		}
+		return ""
+	})
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: other, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
+}
+
+func TestHookClientApproval(t *testing.T) {
+	const refusal = "unapproved client: this tracker does not accept your BitTorrent client"
+	d := start(t, hooked(t, hookCfg{"client approval", map[interface{}]interface{}{"blacklist": []interface{}{"qB"}}}))
+	base := "http://" + d.addr(t, "http")
+	u := udpTracker(t, d, "127.0.0.1:0")
+	ih := hash(0x33)
+
+	httpRefused(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-qB4520-x"), port: 7001, left: 1}.url(base)), refusal)
+	udpRefused(t, u.announce(ih, id("-qB4630-y"), 1, 2, 7002, 10, nil), refusal)
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-s"), port: 7003, left: 0}.url(base)))
+	if n := refusedCount(t, d, "client approval", "announce", "unapproved_client"); n != 2 {
+		t.Fatalf("%v refusals counted, want 2", n)
+	}
+
+	// The refused leechers never joined the swarm: a leecher served later
+	// sees the seeder and itself only.
+	eventually(t, func() string {
+		r := u.announce(ih, id("-TR3000-l"), 1, 2, 7004, 10, nil)
+		if r.errMsg != "" {
+			return "served client refused: " + r.errMsg
+		}
+		if r.seeders != 1 || r.leechers != 1 || len(r.peers) != 1 || r.peers[0] != "127.0.0.1:7003" {
+			return "swarm seen by a later leecher: " + strings.Join(r.peers, ",")
+		}
+		return ""
+	})
+}
+
+func TestHookIntervalVariation(t *testing.T) {
+	d := start(t, hooked(t, hookCfg{"interval variation", map[interface{}]interface{}{
+		"modify_response_probability": 1,
+		"max_increase_delta":          60,
+		"modify_min_interval":         true,
+	}}))
+	base := "http://" + d.addr(t, "http")
+	u := udpTracker(t, d, "127.0.0.1:0")
+	// example_config.yaml's intervals are 30m and 15m.
+	resp := httpGet(t, httpAnnounce{infoHash: hash(0x44), peerID: id("-TR3000-v"), port: 7101, left: 1}.url(base))
+	httpServed(t, resp)
+	add := num(t, resp, "interval") - 1800
+	if add < 1 || add > 60 || num(t, resp, "min interval") != 900+add {
+		t.Fatalf("interval %d, min interval %d: want 1800 and 900 plus the same 1..60", num(t, resp, "interval"), num(t, resp, "min interval"))
+	}
+	r := u.announce(hash(0x44), id("-TR3000-w"), 1, 2, 7102, 10, nil)
+	udpServed(t, r)
+	if r.interval < 1801 || r.interval > 1860 {
+		t.Fatalf("UDP interval %d, want 1801..1860", r.interval)
+	}
+}
+
+// httpGetFrom fetches a tracker URL with extra request headers.
+func httpGetFrom(t *testing.T, rawURL string, header map[string]string) map[string]interface{} {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := decode(body)
+	if err != nil {
+		t.Fatalf("GET %s: body %q is not bencode: %v", rawURL, body, err)
+	}
+	m, ok := v.(map[string]interface{})
+	if !ok {
+		t.Fatalf("GET %s: body %q is not a dictionary", rawURL, body)
+	}
+	return m
+}
+
+func TestHookRateLimit(t *testing.T) {
+	// One announce, then one every 1000 seconds: the second is refused.
+	const refusal = "rate limited: retry in 1000s"
+	limit := hookCfg{"rate limit", map[interface{}]interface{}{"announces_per_second": 0.001, "scrapes_per_second": 0.001}}
+
+	t.Run("per client address", func(t *testing.T) {
+		d := start(t, hooked(t, limit))
+		base := "http://" + d.addr(t, "http")
+		a := httpAnnounce{infoHash: hash(0x55), peerID: id("-TR3000-r"), port: 7201, left: 1}
+		httpServed(t, httpGet(t, a.url(base)))
+		httpRefused(t, httpGet(t, a.url(base)), refusal)
+		// UDP from the same address shares its budget; from another
+		// address it has its own.
+		udpRefused(t, udpTracker(t, d, "127.0.0.1:0").announce(hash(0x55), id("-TR3000-s"), 1, 2, 7202, 10, nil), refusal)
+		other := udpTracker(t, d, "127.0.0.2:0")
+		udpServed(t, other.announce(hash(0x55), id("-TR3000-t"), 1, 2, 7203, 10, nil))
+		udpRefused(t, other.announce(hash(0x55), id("-TR3000-t"), 1, 2, 7203, 10, nil), refusal)
+		if n := refusedCount(t, d, "rate limit", "announce", "rate_limited"); n != 3 {
+			t.Fatalf("%v announce refusals counted, want 3", n)
+		}
+
+		// Scrapes have their own budget.
+		sc := base + "/scrape?info_hash=" + urlEscape(func() []byte { h := hash(0x55); return h[:] }())
+		if resp := httpGet(t, sc); resp["failure reason"] != nil {
+			t.Fatalf("first scrape refused: %v", resp)
+		}
+		httpRefused(t, httpGet(t, sc), refusal)
+		if n := refusedCount(t, d, "rate limit", "scrape", "rate_limited"); n != 1 {
+			t.Fatalf("%v scrape refusals counted, want 1", n)
+		}
+	})
+
+	t.Run("behind a trusted proxy", func(t *testing.T) {
+		cfg := hooked(t, limit)
+		h := section(section(cfg, "chihaya"), "http")
+		h["real_ip_header"] = "X-Real-IP"
+		h["trusted_proxies"] = []interface{}{"127.0.0.1/32"}
+		d := start(t, cfg)
+		base := "http://" + d.addr(t, "http")
+		a := httpAnnounce{infoHash: hash(0x66), peerID: id("-TR3000-p"), port: 7301, left: 1}
+		alice, bob := map[string]string{"X-Real-IP": "192.0.2.10"}, map[string]string{"X-Real-IP": "2001:db8:1:2::10"}
+		httpServed(t, httpGetFrom(t, a.url(base), alice))
+		httpRefused(t, httpGetFrom(t, a.url(base), alice), refusal)
+		httpServed(t, httpGetFrom(t, a.url(base), bob))
+		// Another address in bob's /64 is the same client.
+		httpRefused(t, httpGetFrom(t, a.url(base), map[string]string{"X-Real-IP": "2001:db8:1:2::99"}), refusal)
+	})
+}
+
+// jwkServer serves a JWK Set with the public half of key, from 127.0.0.1.
+func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) string {
+	t.Helper()
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Use: "sig", Algorithm: string(jose.ES256)}}}
+	body, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		_, _ = w.Write(body)
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL + "/.well-known/jwks.json"
+}
+
+func TestHookJWT(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const iss, aud = "https://registry.example", "https://tracker.example"
+	d := start(t, hooked(t, hookCfg{"jwt", map[interface{}]interface{}{
+		"issuer":                  iss,
+		"audience":                aud,
+		"jwk_set_url":             jwkServer(t, key, "registry-1"),
+		"jwk_set_update_interval": "5m",
+	}}))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "registry-1"}}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(ih [20]byte, exp time.Time) string {
+		t.Helper()
+		s, err := josejwt.Signed(signer).Claims(map[string]interface{}{
+			"iss": iss, "aud": aud, "exp": exp.Unix(), "nbf": time.Now().Add(-time.Minute).Unix(),
+			"infohash": hex.EncodeToString(ih[:]),
+		}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	ih := hash(0x77)
+	valid, expired := token(ih, time.Now().Add(time.Hour)), token(ih, time.Now().Add(-time.Hour))
+	base := "http://" + d.addr(t, "http")
+	u := udpTracker(t, d, "127.0.0.1:0")
+
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)))
+	httpRefused(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + expired}.url(base)),
+		"unapproved request: jwt expired")
+	httpRefused(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1}.url(base)),
+		"unapproved request: missing jwt")
+	// A token for another torrent does not open this one.
+	httpRefused(t, httpGet(t, httpAnnounce{infoHash: hash(0x78), peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)),
+		"unapproved request: jwt is not for this info hash")
+
+	// Over UDP the token travels in BEP 41 URL data, longer than one
+	// option holds.
+	if len(valid) <= 255 {
+		t.Fatalf("token of %d bytes fits one option; the split is not exercised", len(valid))
+	}
+	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, urlData("/announce?jwt="+valid)))
+	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, urlData("/announce?jwt="+expired)), "unapproved request: jwt expired")
+	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, nil), "unapproved request: missing jwt")
+
+	for reason, want := range map[string]float64{"expired": 2, "missing_jwt": 2, "wrong_infohash": 1} {
+		if n := refusedCount(t, d, "jwt", "announce", reason); n != want {
+			t.Errorf("%v %s refusals counted, want %v", n, reason, want)
+		}
+	}
+	if n := d.metric(t, "chihaya_middleware_jwt_key_set_fetches_total", map[string]string{"result": "ok"}); n < 1 {
+		t.Errorf("%v successful key set fetches counted, want at least 1", n)
+	}
+}

@@ -1,0 +1,457 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// redisServer is a redis-server or redis-sentinel started by a test.
+type redisServer struct {
+	addr   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+
+	mu  sync.Mutex
+	log strings.Builder
+}
+
+// redisProgram finds a Redis program; a missing one skips the test, or
+// fails it under CI=true, where the test script installs it.
+func redisProgram(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found (CI=true): %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return path
+}
+
+// startRedisServer runs program on a free loopback port without
+// persistence; conf lines are added to its configuration. Redis cannot
+// pick a port itself, so a port found free is retried if taken meanwhile.
+func startRedisServer(t *testing.T, program string, conf ...string) *redisServer {
+	t.Helper()
+	bin := redisProgram(t, program)
+	for attempt := 0; ; attempt++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		s, err := runRedis(t, bin, port, conf)
+		if err == nil {
+			return s
+		}
+		if attempt == 4 {
+			t.Fatalf("%s did not start: %v", program, err)
+		}
+	}
+}
+
+// runRedis runs bin on port; the process is killed when the test ends.
+func runRedis(t *testing.T, bin string, port int, conf []string) (*redisServer, error) {
+	t.Helper()
+	dir := t.TempDir()
+	lines := append([]string{
+		"port " + strconv.Itoa(port), "bind 127.0.0.1", `save ""`, "appendonly no",
+		"dir " + dir, "daemonize no", `logfile ""`,
+	}, conf...)
+	path := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
+	s.cmd = exec.Command(bin, path)
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = s.cmd.Stdout
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
+		}
+		_, _ = io.Copy(io.Discard, out)
+		_ = s.cmd.Wait()
+		close(s.exited)
+	}()
+	t.Cleanup(s.kill)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := redis.Dial("tcp", s.addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second))
+		if err == nil {
+			_, err = c.Do("PING")
+			c.Close()
+			if err == nil {
+				return s, nil
+			}
+		}
+		select {
+		case <-s.exited:
+			return nil, fmt.Errorf("exited: %s", s.logText())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.kill()
+			return nil, fmt.Errorf("no answer within 10s: %s", s.logText())
+		}
+	}
+}
+
+func (s *redisServer) logText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// kill stops the process by its PID and waits for it.
+func (s *redisServer) kill() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+}
+
+func (s *redisServer) conn(t *testing.T) redis.Conn {
+	t.Helper()
+	c, err := redis.Dial("tcp", s.addr, redis.DialConnectTimeout(5*time.Second), redis.DialReadTimeout(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// redisConfig is the loopback daemon configuration with the redis driver.
+func redisConfig(t *testing.T, storageConfig map[interface{}]interface{}) map[interface{}]interface{} {
+	t.Helper()
+	cfg := loopbackConfig(t, "127.0.0.1")
+	sc := map[interface{}]interface{}{
+		"key_prefix":            "e2e:",
+		"redis_read_timeout":    "500ms",
+		"redis_write_timeout":   "500ms",
+		"redis_connect_timeout": "500ms",
+	}
+	for k, v := range storageConfig {
+		sc[k] = v
+	}
+	section(cfg, "chihaya")["storage"] = map[interface{}]interface{}{"name": "redis", "config": sc}
+	return cfg
+}
+
+// get fetches a URL and returns its status and body, for use from any
+// goroutine.
+func get(rawURL string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+func readyz(t *testing.T, d *daemon) (int, string) {
+	t.Helper()
+	status, body, err := get("http://" + d.addr(t, "metrics") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, body
+}
+
+// TestRedisTwoInstances runs two daemons on one Redis: a peer that
+// announced to one is given to a peer announcing to the other, over HTTP
+// and UDP, and stopping the first loses nothing.
+func TestRedisTwoInstances(t *testing.T) {
+	srv := startRedisServer(t, "redis-server")
+	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.addr + "/0"}
+	a, b := start(t, redisConfig(t, cfg)), start(t, redisConfig(t, cfg))
+
+	// HTTP: a seeder on A, a leecher on B.
+	ihHTTP := hash(51)
+	httpGet(t, httpAnnounce{infoHash: ihHTTP, peerID: id("-TR3000-a"), port: 41001, event: "started"}.url("http://"+a.addr(t, "http")))
+	leecher := httpAnnounce{infoHash: ihHTTP, peerID: id("-qB4520-b"), port: 41002, left: 100, event: "started"}
+	eventually(t, func() string {
+		resp := httpGet(t, leecher.url("http://"+b.addr(t, "http")))
+		peers, _ := resp["peers"].(string)
+		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:41001" {
+			return "HTTP leecher on B got " + strings.Join(got, ",") + ", want A's seeder 127.0.0.1:41001"
+		}
+		return ""
+	})
+
+	// UDP: a seeder on B, a leecher on A.
+	ihUDP := hash(52)
+	ub, ua := udpTracker(t, b, "127.0.0.1:0"), udpTracker(t, a, "127.0.0.1:0")
+	if r := ub.announce(ihUDP, id("-TR3000-ub"), 0, 2, 41003, 10, nil); r.errMsg != "" {
+		t.Fatalf("UDP seeder on B: %+v", r)
+	}
+	eventually(t, func() string {
+		r := ua.announce(ihUDP, id("-qB4520-ua"), 100, 2, 41004, 10, nil)
+		if len(r.peers) != 1 || r.peers[0] != "127.0.0.1:41003" {
+			return "UDP leecher on A got " + strings.Join(r.peers, ",") + ", want B's seeder 127.0.0.1:41003"
+		}
+		return ""
+	})
+
+	// A leaves; B still knows every peer A was told about.
+	a.signal(t, syscall.SIGTERM)
+	if code := a.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("A exited with %d", code)
+	}
+	ub.connect()
+	s := ub.scrape(ihHTTP, ihUDP)
+	if s[0] != (udpScrape{seeders: 1, leechers: 1}) || s[1] != (udpScrape{seeders: 1, leechers: 1}) {
+		t.Fatalf("B's scrape after A stopped: %+v, want 1 seeder and 1 leecher in both swarms", s)
+	}
+	r := ub.announce(ihUDP, id("-TR3000-ub"), 0, 0, 41003, 10, nil)
+	if len(r.peers) != 1 || r.peers[0] != "127.0.0.1:41004" {
+		t.Fatalf("B's seeder after A stopped got %v, want the leecher that announced to A", r.peers)
+	}
+}
+
+// TestRedisCountsExact sends many concurrent announces (started, completed,
+// stopped) through two daemons and checks that both scrape the truth.
+func TestRedisCountsExact(t *testing.T) {
+	srv := startRedisServer(t, "redis-server")
+	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.addr + "/0"}
+	daemons := []*daemon{start(t, redisConfig(t, cfg)), start(t, redisConfig(t, cfg))}
+	ih := hash(61)
+
+	// Each peer talks to one daemon (a client keeps the address it
+	// resolved), so its own events arrive in order; peers of both daemons
+	// update the same swarm at once.
+	const peers = 120
+	var wg sync.WaitGroup
+	errs := make(chan error, peers)
+	for i := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := "http://" + daemons[i%2].addr(t, "http")
+			a := httpAnnounce{infoHash: ih, peerID: id(fmt.Sprintf("-CT0001-%04d", i)), port: 20000 + i, left: 100, event: "started"}
+			steps := []httpAnnounce{a}
+			if i%3 == 0 {
+				a.left, a.event = 0, "completed"
+				steps = append(steps, a)
+			}
+			a.event = ""
+			steps = append(steps, a)
+			if i%4 == 0 {
+				a.event = "stopped"
+				steps = append(steps, a)
+			}
+			for _, s := range steps {
+				status, body, err := get(s.url(base))
+				if err == nil && (status != http.StatusOK || strings.Contains(body, "failure reason")) {
+					err = fmt.Errorf("announce %s: %d %q", s.event, status, body)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var seeders, leechers, downloads uint32
+	for i := range peers {
+		switch {
+		case i%4 == 0:
+		case i%3 == 0:
+			seeders++
+		default:
+			leechers++
+		}
+		if i%3 == 0 {
+			downloads++
+		}
+	}
+	want := udpScrape{seeders: seeders, completed: downloads, leechers: leechers}
+	for i, d := range daemons {
+		c := udpTracker(t, d, "127.0.0.1:0")
+		eventually(t, func() string {
+			if got := c.scrape(ih)[0]; got != want {
+				return fmt.Sprintf("daemon %d scrapes %+v, want %+v", i, got, want)
+			}
+			return ""
+		})
+	}
+}
+
+// TestRedisOutage stops Redis under a running daemon: announces and
+// scrapes fail with the generic error, /readyz turns 503, the failures are
+// counted, and service resumes when Redis is back, without a restart.
+func TestRedisOutage(t *testing.T) {
+	srv := startRedisServer(t, "redis-server")
+	d := start(t, redisConfig(t, map[interface{}]interface{}{"redis_broker": "redis://" + srv.addr + "/0"}))
+	base := "http://" + d.addr(t, "http")
+	ih := hash(71)
+	seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-out"), port: 42001, event: "started"}
+	httpServed(t, httpGet(t, seeder.url(base)))
+	if status, body := readyz(t, d); status != http.StatusOK {
+		t.Fatalf("/readyz with Redis up: %d %q", status, body)
+	}
+	errorsBefore := d.metric(t, "chihaya_storage_errors_total", nil)
+
+	srv.kill()
+	const generic = "internal tracker error"
+	sent := time.Now()
+	httpRefused(t, httpGet(t, seeder.url(base)), generic)
+	t.Logf("HTTP announce failed %s after the request was sent", time.Since(sent).Round(time.Millisecond))
+	httpRefused(t, httpGet(t, base+"/scrape?info_hash="+urlEscape(ih[:])), generic)
+	u := udpTracker(t, d, "127.0.0.1:0")
+	udpRefused(t, u.announce(ih, id("-qB4520-out"), 10, 2, 42002, 10, nil), generic)
+	if status, body := readyz(t, d); status != http.StatusServiceUnavailable || !strings.Contains(body, "storage") {
+		t.Fatalf("/readyz with Redis down: %d %q, want 503 naming the storage", status, body)
+	}
+	if n := d.metric(t, "chihaya_storage_errors_total", nil); n <= errorsBefore {
+		t.Fatalf("chihaya_storage_errors_total %v, want more than %v", n, errorsBefore)
+	}
+	if strings.Contains(d.logText(), `"level":"fatal"`) || d.cmd.ProcessState != nil {
+		t.Fatal("the daemon did not keep running")
+	}
+
+	// Redis comes back on the same address, empty (it had no persistence).
+	port, _ := strconv.Atoi(srv.addr[strings.LastIndexByte(srv.addr, ':')+1:])
+	if _, err := runRedis(t, redisProgram(t, "redis-server"), port, nil); err != nil {
+		t.Skipf("could not restart Redis on port %d: %v", port, err)
+	}
+	eventually(t, func() string {
+		if status, body := readyz(t, d); status != http.StatusOK {
+			return fmt.Sprintf("/readyz after Redis came back: %d %q", status, body)
+		}
+		return ""
+	})
+	httpServed(t, httpGet(t, seeder.url(base)))
+	leecher := httpAnnounce{infoHash: ih, peerID: id("-qB4520-out"), port: 42002, left: 10, event: "started"}
+	eventually(t, func() string {
+		peers, _ := httpGet(t, leecher.url(base))["peers"].(string)
+		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:42001" {
+			return "after recovery the leecher got " + strings.Join(got, ",")
+		}
+		return ""
+	})
+}
+
+// TestRedisSentinelFailover kills the Redis master under a daemon that
+// finds it through a sentinel: within 40 seconds the daemon serves again
+// from the promoted replica, with the swarm written before the failover.
+func TestRedisSentinelFailover(t *testing.T) {
+	master := startRedisServer(t, "redis-server")
+	host, port, _ := net.SplitHostPort(master.addr)
+	replica := startRedisServer(t, "redis-server", "replicaof "+host+" "+port)
+	sentinel := startRedisServer(t, "redis-sentinel",
+		"sentinel monitor tracker "+host+" "+port+" 1",
+		"sentinel down-after-milliseconds tracker 1000",
+		"sentinel failover-timeout tracker 10000")
+	sc, rc := sentinel.conn(t), replica.conn(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		known, err := redis.Values(sc.Do("SENTINEL", "REPLICAS", "tracker"))
+		info, _ := redis.String(rc.Do("INFO", "replication"))
+		if err == nil && len(known) > 0 && strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sentinel did not see the replica within 30s: %v\n%s", err, sentinel.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	d := start(t, redisConfig(t, map[interface{}]interface{}{
+		"redis_broker":         "redis://127.0.0.1:1/0", // the sentinel names the master
+		"sentinel_addrs":       []string{sentinel.addr},
+		"sentinel_master_name": "tracker",
+	}))
+	base := "http://" + d.addr(t, "http")
+	ih := hash(81)
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-fo"), port: 43001, event: "started"}.url(base)))
+	mc := master.conn(t)
+	eventually(t, func() string {
+		n, err := redis.Int(mc.Do("ZCARD", "e2e:"+fmt.Sprintf("%x", ih)+":4:s"))
+		if err != nil || n != 1 {
+			return fmt.Sprintf("the seeder is not in Redis: %d %v", n, err)
+		}
+		return ""
+	})
+	if n, err := redis.Int(mc.Do("WAIT", 1, 10000)); err != nil || n != 1 {
+		t.Fatalf("WAIT for the replica: %d %v", n, err)
+	}
+
+	master.kill()
+	killed := time.Now()
+	leecher := httpAnnounce{infoHash: ih, peerID: id("-qB4520-fo"), port: 43002, left: 10, event: "started"}
+	for {
+		status, body, err := get(leecher.url(base))
+		if err == nil && status == http.StatusOK {
+			peers, _ := decodePeers(body)
+			if len(peers) == 1 && peers[0] == "127.0.0.1:43001" {
+				break
+			}
+		}
+		if time.Since(killed) > 40*time.Second {
+			t.Fatalf("40s after the master died: %d %q %v\nsentinel log:\n%s", status, body, err, sentinel.logText())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("serving the old swarm %s after the master was killed", time.Since(killed).Round(100*time.Millisecond))
+	if status, body := readyz(t, d); status != http.StatusOK {
+		t.Fatalf("/readyz after the failover: %d %q", status, body)
+	}
+}
+
+// decodePeers returns the compact IPv4 peers of a bencoded announce reply.
+func decodePeers(body string) ([]string, error) {
+	v, err := decode([]byte(body))
+	if err != nil {
+		return nil, err
+	}
+	d, _ := v.(map[string]interface{})
+	s, _ := d["peers"].(string)
+	var out []string
+	for i := 0; i+6 <= len(s); i += 6 {
+		out = append(out, net.JoinHostPort(net.IP([]byte(s[i:i+4])).String(), strconv.Itoa(int(s[i+4])<<8|int(s[i+5]))))
+	}
+	return out, nil
+}

@@ -1,0 +1,705 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	nethttp "net/http"
+	"net/http/httptrace"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// Info hashes that make testLogic misbehave on purpose.
+var (
+	ihPanic    = bittorrent.InfoHash{'p', 'a', 'n', 'i', 'c'}
+	ihInternal = bittorrent.InfoHash{'i', 'n', 't', 'e', 'r', 'n', 'a', 'l'}
+	ihRefused  = bittorrent.InfoHash{'r', 'e', 'f', 'u', 's', 'e', 'd'}
+)
+
+const errUnapproved = bittorrent.ClientError("unapproved torrent")
+
+// testLogic is a small in-memory tracker: enough of TrackerLogic to tell
+// whether the frontend hands it the right requests and writes its answers.
+type testLogic struct {
+	mu     sync.Mutex
+	swarms map[bittorrent.InfoHash]map[netip.AddrPort]testPeer
+	// What the last announce carried, for tests of params and addresses.
+	lastPasskey string
+	lastPeer    bittorrent.Peer
+	lastNumWant uint32
+	afters      atomic.Int32
+}
+
+type testPeer struct {
+	peer   bittorrent.Peer
+	seeder bool
+}
+
+func newTestLogic() *testLogic {
+	return &testLogic{swarms: map[bittorrent.InfoHash]map[netip.AddrPort]testPeer{}}
+}
+
+func (l *testLogic) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	switch req.InfoHash {
+	case ihPanic:
+		panic("testLogic: boom")
+	case ihInternal:
+		return errors.New("testLogic: database on fire at 10.1.2.3")
+	case ihRefused:
+		return errUnapproved
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastPasskey, _ = req.Params.RouteParam("passkey")
+	l.lastPeer = req.Peer
+	l.lastNumWant = req.NumWant
+	resp.Interval, resp.MinInterval = 30*time.Minute, 15*time.Minute
+	for ap, p := range l.swarms[req.InfoHash] {
+		if p.peer.AddressFamily() != req.Peer.AddressFamily() {
+			continue
+		}
+		if p.seeder {
+			resp.Complete++
+		} else {
+			resp.Incomplete++
+		}
+		if ap != req.Peer.AddrPort && len(resp.Peers) < int(req.NumWant) {
+			resp.Peers = append(resp.Peers, p.peer)
+		}
+	}
+	return nil
+}
+
+func (l *testLogic) AfterAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) {
+	l.afters.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.swarms[req.InfoHash]
+	if s == nil {
+		s = map[netip.AddrPort]testPeer{}
+		l.swarms[req.InfoHash] = s
+	}
+	if req.Event == bittorrent.Stopped {
+		delete(s, req.Peer.AddrPort)
+		return
+	}
+	s[req.Peer.AddrPort] = testPeer{peer: req.Peer, seeder: req.Seeder()}
+}
+
+func (l *testLogic) HandleScrape(_ context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ih := range req.InfoHashes {
+		if ih == ihPanic {
+			panic("testLogic: boom")
+		}
+		s := bittorrent.Scrape{InfoHash: ih}
+		for _, p := range l.swarms[ih] {
+			if p.peer.AddressFamily() != req.AddressFamily {
+				continue
+			}
+			if p.seeder {
+				s.Complete++
+			} else {
+				s.Incomplete++
+			}
+		}
+		resp.Files = append(resp.Files, s)
+	}
+	return nil
+}
+
+func (l *testLogic) AfterScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) {
+	l.afters.Add(1)
+}
+
+// startFrontend starts a frontend on addr (a free loopback port) and stops
+// it when the test ends.
+func startFrontend(t *testing.T, logic *testLogic, addr string, mod func(*Config)) *Frontend {
+	t.Helper()
+	cfg := Config{Addr: addr}
+	if mod != nil {
+		mod(&cfg)
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFrontend(logic, cfg)
+	if err != nil {
+		if strings.Contains(addr, "::1") {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := f.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	return f
+}
+
+// reply is a decoded answer of the tracker.
+type reply struct {
+	status      int
+	contentType string
+	body        map[string]any
+	header      nethttp.Header
+	raw         []byte
+}
+
+func get(t *testing.T, client *nethttp.Client, url string) reply {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return readReply(t, resp)
+}
+
+func readReply(t *testing.T, resp *nethttp.Response) reply {
+	t.Helper()
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the reply: %v", err)
+	}
+	v, err := decodeBencode(raw)
+	if err != nil {
+		t.Fatalf("reply is not bencode: %v\n%q", err, raw)
+	}
+	d, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("reply is a %T, not a dictionary", v)
+	}
+	return reply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: d, header: resp.Header, raw: raw}
+}
+
+// wantFailure checks that r is a failure saying reason, in the form every
+// failure must take.
+func wantFailure(t *testing.T, r reply, reason string) {
+	t.Helper()
+	if r.status != 200 || r.contentType != "text/plain" {
+		t.Errorf("failure sent as %d %q, want 200 text/plain", r.status, r.contentType)
+	}
+	if got := r.body["failure reason"]; got != reason || len(r.body) != 1 {
+		t.Errorf("reply = %q, want only failure reason %q", r.raw, reason)
+	}
+}
+
+func announceURL(base, path string, port int, changes ...string) string {
+	return base + path + "?" + announceQuery(append([]string{"port", fmt.Sprint(port)}, changes...)...)
+}
+
+func baseURL(f *Frontend) string { return "http://" + f.Addr().String() }
+
+func TestAnnounceAndScrape(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+		t.Run(addr, func(t *testing.T) {
+			logic := newTestLogic()
+			f := startFrontend(t, logic, addr, nil)
+			base := baseURL(f)
+			client := &nethttp.Client{}
+			v6 := strings.HasPrefix(addr, "[")
+
+			// A seeder announces, then a leecher: the leecher gets the
+			// seeder, never itself, in the compact form of its family.
+			r := get(t, client, announceURL(base, "/announce", 1001, "left", "0", "peer_id", "-SEEDER-000000000000", "event", "started"))
+			if r.status != 200 || r.contentType != "text/plain" {
+				t.Fatalf("announce answered %d %q", r.status, r.contentType)
+			}
+			if _, failed := r.body["failure reason"]; failed {
+				t.Fatalf("announce failed: %q", r.raw)
+			}
+			r = get(t, client, announceURL(base, "/announce", 1002, "event", "started"))
+			key, size := "peers", 6
+			if v6 {
+				key, size = "peers6", 18
+			}
+			peers, _ := r.body[key].(string)
+			if len(peers) != size {
+				t.Fatalf("%s = %q, want one peer of %d bytes", key, peers, size)
+			}
+			ip := netip.MustParseAddr("127.0.0.1")
+			if v6 {
+				ip = netip.IPv6Loopback()
+			}
+			wantPeer := string(append(ip.AsSlice(), 1001>>8, 1001&0xff))
+			if peers != wantPeer {
+				t.Errorf("%s = %x, want %x (the seeder)", key, peers, wantPeer)
+			}
+			if got, _ := r.body["external ip"].(string); got != string(ip.AsSlice()) {
+				t.Errorf("external ip = %x, want %x", got, ip.AsSlice())
+			}
+			if r.body["complete"] != int64(1) || r.body["interval"] != int64(1800) || r.body["min interval"] != int64(900) {
+				t.Errorf("counts and intervals = %q", r.raw)
+			}
+
+			// Non-compact, without peer IDs.
+			r = get(t, client, announceURL(base, "/announce", 1002, "compact", "0", "no_peer_id", "1"))
+			list, _ := r.body["peers"].([]any)
+			if len(list) != 1 {
+				t.Fatalf("non-compact peers = %q", r.raw)
+			}
+			pd := list[0].(map[string]any)
+			if pd["ip"] != ip.String() || pd["port"] != int64(1001) || pd["peer id"] != nil {
+				t.Errorf("non-compact peer = %v", pd)
+			}
+
+			// The scrape sees both; its files are keyed by raw info hash.
+			r = get(t, client, base+"/scrape?info_hash="+testIHEscaped+"&info_hash="+testIHEscaped)
+			files, _ := r.body["files"].(map[string]any)
+			counts, _ := files[string(testIH[:])].(map[string]any)
+			if len(files) != 1 || counts["complete"] != int64(1) || counts["incomplete"] != int64(1) {
+				t.Errorf("scrape = %q", r.raw)
+			}
+			if n := logic.afters.Load(); n != 4 {
+				t.Errorf("After* ran %d times for 4 answered requests", n)
+			}
+		})
+	}
+}
+
+func TestFailures(t *testing.T) {
+	logic := newTestLogic()
+	f := startFrontend(t, logic, "127.0.0.1:0", func(c *Config) { c.MaxScrapeInfoHashes = 2 })
+	base := baseURL(f)
+	esc := func(ih bittorrent.InfoHash) string {
+		var b strings.Builder
+		for _, c := range ih {
+			fmt.Fprintf(&b, "%%%02x", c)
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name   string
+		method string
+		url    string
+		reason string
+	}{
+		{"missing info_hash", "GET", announceURL(base, "/announce", 1, "info_hash", "-"), string(bittorrent.ErrMissingInfoHash)},
+		{"bad escape", "GET", base + "/announce?info_hash=%zz", string(bittorrent.ErrInvalidEscape)},
+		{"bad port", "GET", announceURL(base, "/announce", 70000), string(bittorrent.ErrInvalidPort)},
+		{"negative numwant", "GET", announceURL(base, "/announce", 1, "numwant", "-5"), string(bittorrent.ErrInvalidNumWant)},
+		{"unknown path", "GET", base + "/index.html", string(errUnknownPath)},
+		{"root", "GET", base + "/", string(errUnknownPath)},
+		{"trailing slash is not redirected", "GET", base + "/announce/", string(errUnknownPath)},
+		{"POST", "POST", announceURL(base, "/announce", 1), string(errMethodNotAllowed)},
+		{"OPTIONS", "OPTIONS", base + "/announce", string(errMethodNotAllowed)},
+		{"full scrape", "GET", base + "/scrape", string(bittorrent.ErrFullScrapeDisabled)},
+		{"too many info hashes", "GET", base + "/scrape?info_hash=" + testIHEscaped + "&info_hash=" + testIHEscaped + "&info_hash=" + testIHEscaped, string(bittorrent.ErrTooManyInfoHashes)},
+		{"refused by a hook", "GET", announceURL(base, "/announce", 1, "info_hash", esc(ihRefused)), string(errUnapproved)},
+		{"internal error is not leaked", "GET", announceURL(base, "/announce", 1, "info_hash", esc(ihInternal)), string(bittorrent.ErrInternal)},
+		{"panic in announce", "GET", announceURL(base, "/announce", 1, "info_hash", esc(ihPanic)), string(bittorrent.ErrInternal)},
+		{"panic in scrape", "GET", base + "/scrape?info_hash=" + esc(ihPanic), string(bittorrent.ErrInternal)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := nethttp.NewRequest(tt.method, tt.url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := nethttp.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantFailure(t, readReply(t, resp), tt.reason)
+		})
+	}
+	// Still serving after the panics.
+	r := get(t, nethttp.DefaultClient, announceURL(base, "/announce", 1))
+	if _, failed := r.body["failure reason"]; failed {
+		t.Errorf("announce after panics failed: %q", r.raw)
+	}
+	if n := logic.afters.Load(); n != 1 {
+		t.Errorf("After* ran %d times, want only for the one answered announce", n)
+	}
+}
+
+func TestRouteParamsAndRealIP(t *testing.T) {
+	logic := newTestLogic()
+	f := startFrontend(t, logic, "127.0.0.1:0", func(c *Config) {
+		c.AnnounceRoutes = []string{"/:passkey/announce"}
+		c.ScrapeRoutes = []string{"/:passkey/scrape"}
+		c.RealIPHeader = "X-Forwarded-For"
+		c.TrustedProxies = []string{"127.0.0.0/8"}
+	})
+	req, err := nethttp.NewRequest("GET", announceURL(baseURL(f), "/s3cret/announce", 4242, "numwant", "5"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Forwarded-For", "203.0.113.1, 198.51.100.7")
+	resp, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := readReply(t, resp)
+	if _, failed := r.body["failure reason"]; failed {
+		t.Fatalf("announce failed: %q", r.raw)
+	}
+	logic.mu.Lock()
+	defer logic.mu.Unlock()
+	if logic.lastPasskey != "s3cret" {
+		t.Errorf("RouteParam(passkey) = %q, want s3cret", logic.lastPasskey)
+	}
+	if want := netip.MustParseAddrPort("198.51.100.7:4242"); logic.lastPeer.AddrPort != want {
+		t.Errorf("peer address = %v, want %v from X-Forwarded-For", logic.lastPeer.AddrPort, want)
+	}
+	if logic.lastNumWant != 5 {
+		t.Errorf("numwant = %d, want 5", logic.lastNumWant)
+	}
+	if got := string(r.body["external ip"].(string)); got != string(netip.MustParseAddr("198.51.100.7").AsSlice()) {
+		t.Errorf("external ip = %x", got)
+	}
+}
+
+// rawExchange sends raw bytes on a new connection and returns everything
+// the server writes until it closes the connection.
+func rawExchange(t *testing.T, addr string, send []byte) []byte {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A safety net against a hung test, not an assertion on timing.
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	go func() {
+		c.Write(send) //nolint:errcheck // the server may hang up mid-write
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("reading: %v", err)
+	}
+	return got
+}
+
+// errorsCounted returns chihaya_frontend_errors_total for the HTTP frontend
+// and reason.
+func errorsCounted(t *testing.T, reason string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "chihaya_frontend_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["frontend"] == "http" && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+func TestRefusedByNetHTTP(t *testing.T) {
+	f := startFrontend(t, newTestLogic(), "127.0.0.1:0", nil)
+	tests := []struct {
+		name   string
+		send   string
+		reason string
+		metric string
+	}{
+		{"headers over max_header_bytes", "GET /announce HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 20<<10) + "\r\n\r\n", string(errHeaderTooLarge), "header_too_large"},
+		{"junk without a newline", strings.Repeat("\x00\x01junk", 4<<10), string(errHeaderTooLarge), "header_too_large"},
+		{"junk request line", "\x16\x03\x01 nonsense\r\n\r\n", string(bittorrent.ErrMalformedRequest), "bad_request"},
+		{"missing Host", "GET /announce HTTP/1.1\r\n\r\n", string(bittorrent.ErrMalformedRequest), "bad_request"},
+		{"bad HTTP version", "GET /announce HTTP/9.9\r\nHost: x\r\n\r\n", string(bittorrent.ErrMalformedRequest), "bad_request"},
+		{"unknown expectation", "GET /announce HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", string(bittorrent.ErrMalformedRequest), "bad_request"},
+		{"unsupported transfer encoding", "GET /announce HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", string(bittorrent.ErrMalformedRequest), "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := errorsCounted(t, tt.metric)
+			got := rawExchange(t, f.Addr().String(), []byte(tt.send))
+			resp, err := nethttp.ReadResponse(bufio.NewReader(strings.NewReader(string(got))), nil)
+			if err != nil {
+				t.Fatalf("reading the answer %q: %v", got, err)
+			}
+			wantFailure(t, readReply(t, resp), tt.reason)
+			if after := errorsCounted(t, tt.metric); after != before+1 {
+				t.Errorf("errors_total{reason=%q} went from %v to %v, want one more", tt.metric, before, after)
+			}
+		})
+	}
+	// A request just under the limit is served.
+	req, _ := nethttp.NewRequest("GET", announceURL(baseURL(f), "/announce", 1), nil)
+	req.Header.Set("X-Pad", strings.Repeat("a", DefaultMaxHeaderBytes-1024))
+	resp, err := nethttp.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := readReply(t, resp); r.body["failure reason"] != nil {
+		t.Errorf("request under max_header_bytes refused: %q", r.raw)
+	}
+}
+
+func TestRefusalStatus(t *testing.T) {
+	tests := []struct {
+		name   string
+		write  string
+		status int
+		ok     bool
+	}{
+		{"our reply", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nd8:completei0ee", 0, false},
+		{"net/http 431", "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large", 431, true},
+		{"net/http 400 with text", "HTTP/1.1 400 Bad Request: missing required Host header\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header", 400, true},
+		{"net/http 417", "HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 417, true},
+		{"a peer ID at the start of a write", "HTTP/1.1 431 xxxxxxx4:porti1ee", 0, false},
+		{"too short", "HTTP/1.1 4", 0, false},
+		{"body bytes", "d8:complete", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, ok := refusalStatus([]byte(tt.write))
+			if status != tt.status || ok != tt.ok {
+				t.Errorf("refusalStatus = %d, %v, want %d, %v", status, ok, tt.status, tt.ok)
+			}
+		})
+	}
+}
+
+func TestSlowClientIsDropped(t *testing.T) {
+	f := startFrontend(t, newTestLogic(), "127.0.0.1:0", func(c *Config) { c.ReadTimeout = 100 * time.Millisecond })
+	before := errorsCounted(t, "read_timeout")
+	c, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // safety net only
+	if _, err := c.Write([]byte("GET /announce?info_hash=")); err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile other clients are served.
+	if r := get(t, nethttp.DefaultClient, announceURL(baseURL(f), "/announce", 1)); r.body["failure reason"] != nil {
+		t.Errorf("announce beside a slow client failed: %q", r.raw)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("the slow connection was not closed: %v", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("the slow client was sent %q, want nothing", got)
+	}
+	if after := errorsCounted(t, "read_timeout"); after != before+1 {
+		t.Errorf("errors_total{reason=read_timeout} went from %v to %v", before, after)
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	for _, keepAlive := range []bool{false, true} {
+		t.Run(fmt.Sprint("enable_keepalive=", keepAlive), func(t *testing.T) {
+			f := startFrontend(t, newTestLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = keepAlive })
+			client := &nethttp.Client{Transport: &nethttp.Transport{}}
+			t.Cleanup(client.CloseIdleConnections)
+			var reused bool
+			for i := 0; i < 2; i++ {
+				trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
+				req, _ := nethttp.NewRequest("GET", announceURL(baseURL(f), "/announce", 1), nil)
+				req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				readReply(t, resp)
+			}
+			if reused != keepAlive {
+				t.Errorf("second request reused the connection = %v, want %v", reused, keepAlive)
+			}
+		})
+	}
+}
+
+func TestLargeReplyHasContentLength(t *testing.T) {
+	logic := newTestLogic()
+	f := startFrontend(t, logic, "127.0.0.1:0", nil)
+	for i := 0; i < 60; i++ {
+		get(t, nethttp.DefaultClient, announceURL(baseURL(f), "/announce", 2000+i, "peer_id", fmt.Sprintf("-XX0000-%012d", i)))
+	}
+	resp, err := nethttp.Get(announceURL(baseURL(f), "/announce", 1, "compact", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := readReply(t, resp)
+	if len(r.raw) < 2048 {
+		t.Fatalf("reply of %d bytes is too small for this test", len(r.raw))
+	}
+	if resp.ContentLength != int64(len(r.raw)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("Content-Length %d, Transfer-Encoding %v for a %d-byte reply", resp.ContentLength, resp.TransferEncoding, len(r.raw))
+	}
+	if list, _ := r.body["peers"].([]any); len(list) != DefaultDefaultNumWant {
+		t.Errorf("%d peers, want default_numwant = %d", len(list), DefaultDefaultNumWant)
+	}
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and returns
+// the paths and a pool that trusts it.
+func writeTestCert(t *testing.T) (certPath, keyPath string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "chihaya test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certPath, keyPath, pool
+}
+
+func TestHTTPSOnly(t *testing.T) {
+	certPath, keyPath, pool := writeTestCert(t)
+	f := startFrontend(t, newTestLogic(), "", func(c *Config) {
+		c.HTTPSAddr = "127.0.0.1:0"
+		c.TLSCertPath, c.TLSKeyPath = certPath, keyPath
+	})
+	if f.Addr() != nil {
+		t.Errorf("Addr() = %v with no plain listener", f.Addr())
+	}
+	client := &nethttp.Client{Transport: &nethttp.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(client.CloseIdleConnections)
+	base := "https://" + f.TLSAddr().String()
+	r := get(t, client, announceURL(base, "/announce", 1))
+	if _, failed := r.body["failure reason"]; failed || r.status != 200 {
+		t.Errorf("HTTPS announce: %d %q", r.status, r.raw)
+	}
+	wantFailure(t, get(t, client, base+"/nowhere"), string(errUnknownPath))
+
+	// Plain HTTP on the TLS port gets nothing readable, and the server
+	// keeps serving.
+	got := rawExchange(t, f.TLSAddr().String(), []byte("GET /announce HTTP/1.1\r\nHost: x\r\n\r\n"))
+	if strings.Contains(string(got), "text/plain; charset") {
+		t.Errorf("plain request on the TLS port answered with net/http's text: %q", got)
+	}
+	if r := get(t, client, announceURL(base, "/announce", 1)); r.status != 200 {
+		t.Errorf("HTTPS announce after a plain request: %d", r.status)
+	}
+}
+
+func TestNewFrontendErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	certPath, keyPath, _ := writeTestCert(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"address in use", Config{Addr: busy.Addr().String()}, "address already in use"},
+		{"https address in use", Config{Addr: "127.0.0.1:0", HTTPSAddr: busy.Addr().String(), TLSCertPath: certPath, TLSKeyPath: keyPath}, "http: https: listen tcp"},
+		{"missing certificate", Config{Addr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", TLSCertPath: "/nonexistent/cert.pem", TLSKeyPath: "/nonexistent/key.pem"}, "http: load TLS key pair"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg.WithDefaults()
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			f, err := NewFrontend(newTestLogic(), cfg)
+			if err == nil {
+				f.Stop(context.Background())
+				t.Fatal("NewFrontend succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// discardWriter is a reusable ResponseWriter, so that the handler's own
+// allocations can be measured without net/http's.
+type discardWriter struct {
+	h nethttp.Header
+	n int
+}
+
+func (w *discardWriter) Header() nethttp.Header      { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+func BenchmarkServeAnnounce(b *testing.B) {
+	logic := newTestLogic()
+	cfg := Config{Addr: "127.0.0.1:0"}.WithDefaults()
+	f, err := NewFrontend(logic, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Stop(context.Background()) })
+	for i := 0; i < 60; i++ {
+		req, _ := nethttp.NewRequest("GET", announceURL("http://x", "/announce", 2000+i, "peer_id", fmt.Sprintf("-XX0000-%012d", i)), nil)
+		req.RemoteAddr = fmt.Sprintf("127.0.0.%d:%d", i+2, 1000+i)
+		f.srv.Handler.ServeHTTP(&discardWriter{h: nethttp.Header{}}, req)
+	}
+	req, _ := nethttp.NewRequest("GET", announceURL("http://x", "/announce", 1), nil)
+	req.RemoteAddr = "127.0.0.1:5555"
+	req.RequestURI = req.URL.RequestURI()
+	w := &discardWriter{h: nethttp.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		f.srv.Handler.ServeHTTP(w, req)
+	}
+}

@@ -1,0 +1,303 @@
+package udp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend"
+)
+
+// This file holds an encoder and a decoder of BEP 15 written apart from the
+// package's own parser and writer, so that round trips check one against
+// the other, and a small TrackerLogic.
+
+// TestMain keeps the sampled error logs of the refusal tests out of the
+// test output.
+func TestMain(m *testing.M) {
+	logrus.SetOutput(io.Discard)
+	os.Exit(m.Run())
+}
+
+// announceFields are the fields of an announce request, encoded by
+// encodeAnnounce.
+type announceFields struct {
+	infoHash   bittorrent.InfoHash
+	peerID     bittorrent.PeerID
+	downloaded int64
+	left       int64
+	uploaded   int64
+	event      uint32
+	ip         [4]byte
+	key        uint32
+	numWant    int32
+	port       uint16
+	options    []byte // BEP 41 options appended after the 98 bytes
+}
+
+func encodeConnect(txID uint32) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, protocolID)
+	binary.BigEndian.PutUint32(b[8:], 0)
+	binary.BigEndian.PutUint32(b[12:], txID)
+	return b
+}
+
+func encodeAnnounce(connID uint64, txID uint32, f announceFields) []byte {
+	b := make([]byte, 98, 98+len(f.options))
+	binary.BigEndian.PutUint64(b[0:], connID)
+	binary.BigEndian.PutUint32(b[8:], 1)
+	binary.BigEndian.PutUint32(b[12:], txID)
+	copy(b[16:], f.infoHash[:])
+	copy(b[36:], f.peerID[:])
+	binary.BigEndian.PutUint64(b[56:], uint64(f.downloaded))
+	binary.BigEndian.PutUint64(b[64:], uint64(f.left))
+	binary.BigEndian.PutUint64(b[72:], uint64(f.uploaded))
+	binary.BigEndian.PutUint32(b[80:], f.event)
+	copy(b[84:], f.ip[:])
+	binary.BigEndian.PutUint32(b[88:], f.key)
+	binary.BigEndian.PutUint32(b[92:], uint32(f.numWant))
+	binary.BigEndian.PutUint16(b[96:], f.port)
+	return append(b, f.options...)
+}
+
+func encodeScrape(connID uint64, txID uint32, hashes ...bittorrent.InfoHash) []byte {
+	b := make([]byte, 16, 16+20*len(hashes))
+	binary.BigEndian.PutUint64(b[0:], connID)
+	binary.BigEndian.PutUint32(b[8:], 2)
+	binary.BigEndian.PutUint32(b[12:], txID)
+	for _, h := range hashes {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+// urlDataOptions encodes s as BEP 41 URL data options of at most chunk
+// bytes each, followed by an end-of-options.
+func urlDataOptions(s string, chunk int) []byte {
+	var b []byte
+	for len(s) > 0 {
+		n := min(chunk, len(s), 255)
+		b = append(b, optionURLData, byte(n))
+		b = append(b, s[:n]...)
+		s = s[n:]
+	}
+	return append(b, optionEnd)
+}
+
+// decoded is a response as a client reads it.
+type decoded struct {
+	action   uint32
+	txID     uint32
+	connID   uint64 // connect
+	interval uint32 // announce
+	leechers uint32
+	seeders  uint32
+	peers    []netip.AddrPort
+	files    [][3]uint32 // scrape: seeders, completed, leechers
+	message  string      // error
+}
+
+// decode reads a response; peerLen is 6 or 18 for announce replies.
+func decode(t *testing.T, b []byte, peerLen int) decoded {
+	t.Helper()
+	if len(b) < 8 {
+		t.Fatalf("response of %d bytes is shorter than 8", len(b))
+	}
+	d := decoded{action: binary.BigEndian.Uint32(b), txID: binary.BigEndian.Uint32(b[4:])}
+	body := b[8:]
+	switch d.action {
+	case 0:
+		if len(body) != 8 {
+			t.Fatalf("connect response of %d bytes, want 16", len(b))
+		}
+		d.connID = binary.BigEndian.Uint64(body)
+	case 1:
+		if len(body) < 12 || (len(body)-12)%peerLen != 0 {
+			t.Fatalf("announce response of %d bytes does not hold whole %d-byte peers", len(b), peerLen)
+		}
+		d.interval = binary.BigEndian.Uint32(body)
+		d.leechers = binary.BigEndian.Uint32(body[4:])
+		d.seeders = binary.BigEndian.Uint32(body[8:])
+		for p := body[12:]; len(p) > 0; p = p[peerLen:] {
+			addr, _ := netip.AddrFromSlice(p[:peerLen-2])
+			d.peers = append(d.peers, netip.AddrPortFrom(addr, binary.BigEndian.Uint16(p[peerLen-2:])))
+		}
+	case 2:
+		if len(body)%12 != 0 {
+			t.Fatalf("scrape response of %d bytes does not hold whole entries", len(b))
+		}
+		for p := body; len(p) > 0; p = p[12:] {
+			d.files = append(d.files, [3]uint32{binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:]), binary.BigEndian.Uint32(p[8:])})
+		}
+	case 3:
+		d.message = string(body)
+	default:
+		t.Fatalf("response with unknown action %d", d.action)
+	}
+	return d
+}
+
+// testLogic is a tiny tracker: one list of peers per info hash, updated in
+// AfterAnnounce. It records what it was given so that tests can check what
+// the frontend parsed.
+type testLogic struct {
+	mu      sync.Mutex
+	swarms  map[bittorrent.InfoHash][]testPeer
+	failErr error               // returned by Handle* when set
+	panicIH bittorrent.InfoHash // an announce for it panics
+
+	lastAnnounce bittorrent.AnnounceRequest // Params cleared
+	lastPath     string
+	lastQuery    string
+	lastJWT      string
+	afterCount   int
+}
+
+type testPeer struct {
+	peer   bittorrent.Peer
+	seeder bool
+}
+
+var _ frontend.TrackerLogic = (*testLogic)(nil)
+
+const testInterval = 30 * time.Minute
+
+func newTestLogic() *testLogic {
+	return &testLogic{swarms: map[bittorrent.InfoHash][]testPeer{}}
+}
+
+func (l *testLogic) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if req.InfoHash == l.panicIH && l.panicIH != (bittorrent.InfoHash{}) {
+		panic("testLogic: asked to panic")
+	}
+	l.lastAnnounce = *req
+	l.lastAnnounce.Params = nil
+	l.lastPath, l.lastQuery = req.Params.RawPath(), req.Params.RawQuery()
+	l.lastJWT, _ = req.Params.String("jwt")
+	if l.failErr != nil {
+		return l.failErr
+	}
+	resp.Interval = testInterval
+	// Like the real logic, the counts include the announcer as it will be
+	// once AfterAnnounce stored it.
+	if req.Event != bittorrent.Stopped {
+		if req.Seeder() {
+			resp.Complete++
+		} else {
+			resp.Incomplete++
+		}
+	}
+	for _, p := range l.swarms[req.InfoHash] {
+		if p.peer.AddressFamily() != req.Peer.AddressFamily() || p.peer.AddrPort == req.Peer.AddrPort {
+			continue
+		}
+		if p.seeder {
+			resp.Complete++
+		} else {
+			resp.Incomplete++
+		}
+		if uint32(len(resp.Peers)) < req.NumWant {
+			resp.Peers = append(resp.Peers, p.peer)
+		}
+	}
+	return nil
+}
+
+func (l *testLogic) AfterAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.afterCount++
+	peers := l.swarms[req.InfoHash]
+	for i, p := range peers {
+		if p.peer.AddrPort == req.Peer.AddrPort {
+			peers = append(peers[:i], peers[i+1:]...)
+			break
+		}
+	}
+	if req.Event != bittorrent.Stopped {
+		peers = append(peers, testPeer{peer: req.Peer, seeder: req.Left == 0})
+	}
+	l.swarms[req.InfoHash] = peers
+}
+
+func (l *testLogic) HandleScrape(_ context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failErr != nil {
+		return l.failErr
+	}
+	for _, ih := range req.InfoHashes {
+		s := bittorrent.Scrape{InfoHash: ih}
+		for _, p := range l.swarms[ih] {
+			if p.peer.AddressFamily() != req.AddressFamily {
+				continue
+			}
+			if p.seeder {
+				s.Complete++
+			} else {
+				s.Incomplete++
+			}
+		}
+		resp.Files = append(resp.Files, s)
+	}
+	return nil
+}
+
+func (l *testLogic) AfterScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) {
+}
+
+func (l *testLogic) setFail(err error) {
+	l.mu.Lock()
+	l.failErr = err
+	l.mu.Unlock()
+}
+
+func (l *testLogic) last() (req bittorrent.AnnounceRequest, path, query, jwt string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastAnnounce, l.lastPath, l.lastQuery, l.lastJWT
+}
+
+var errBackend = errors.New("backend down at 10.0.0.7:6379")
+
+// udpErrors returns chihaya_frontend_errors_total{frontend="udp",reason}.
+func udpErrors(t *testing.T, reason string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "chihaya_frontend_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var fe, re string
+			for _, lp := range m.GetLabel() {
+				switch lp.GetName() {
+				case "frontend":
+					fe = lp.GetValue()
+				case "reason":
+					re = lp.GetValue()
+				}
+			}
+			if fe == "udp" && re == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,92 @@
+package middleware
+
+import (
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v2"
+)
+
+// Config holds the logic's settings. Its keys live at the top level of the
+// `chihaya:` mapping, as in upstream Chihaya.
+type Config struct {
+	// AnnounceInterval is the `interval` told to clients.
+	AnnounceInterval time.Duration `yaml:"announce_interval"`
+	// MinAnnounceInterval is the `min interval` told to clients.
+	MinAnnounceInterval time.Duration `yaml:"min_announce_interval"`
+}
+
+// The defaults of Config, as upstream's example configuration has them.
+const (
+	DefaultAnnounceInterval    = 30 * time.Minute
+	DefaultMinAnnounceInterval = 15 * time.Minute
+)
+
+// WithDefaults returns the config with every unset key given its default.
+func (c Config) WithDefaults() Config {
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = DefaultAnnounceInterval
+	}
+	if c.MinAnnounceInterval == 0 {
+		c.MinAnnounceInterval = DefaultMinAnnounceInterval
+	}
+	return c
+}
+
+// Validate reports the first invalid key, naming it.
+func (c Config) Validate() error {
+	if c.AnnounceInterval <= 0 {
+		return fmt.Errorf("announce_interval: must be > 0, got %s", c.AnnounceInterval)
+	}
+	if c.MinAnnounceInterval <= 0 {
+		return fmt.Errorf("min_announce_interval: must be > 0, got %s", c.MinAnnounceInterval)
+	}
+	if c.MinAnnounceInterval > c.AnnounceInterval {
+		return fmt.Errorf("min_announce_interval: must not exceed announce_interval (%s), got %s", c.AnnounceInterval, c.MinAnnounceInterval)
+	}
+	return nil
+}
+
+// HookConfig is one entry of the YAML `prehooks` or `posthooks` list.
+type HookConfig struct {
+	Name    string                 `yaml:"name"`
+	Options map[string]interface{} `yaml:"options"`
+}
+
+// NewHooks builds the hooks of a `prehooks` or `posthooks` list, in list
+// order. Errors name the entry: `[1] (torrent approval): whitelist: ...`;
+// the caller prefixes the list's name.
+func NewHooks(cfgs []HookConfig) ([]Hook, error) {
+	hooks := make([]Hook, 0, len(cfgs))
+	fail := func(err error) ([]Hook, error) {
+		StopHooks(hooks)
+		return nil, err
+	}
+	for i, hc := range cfgs {
+		if hc.Name == "" {
+			return fail(fmt.Errorf("[%d]: name: must be set", i))
+		}
+		var opts []byte
+		if len(hc.Options) > 0 {
+			var err error
+			if opts, err = yaml.Marshal(hc.Options); err != nil {
+				return fail(fmt.Errorf("[%d] (%s): options: %w", i, hc.Name, err))
+			}
+		}
+		h, err := NewHook(hc.Name, opts)
+		if err != nil {
+			return fail(fmt.Errorf("[%d] (%s): %w", i, hc.Name, err))
+		}
+		hooks = append(hooks, namedHook{name: hc.Name, Hook: h})
+	}
+	return hooks, nil
+}
+
+// StopHooks stops every hook that runs background work.
+func StopHooks(hooks []Hook) {
+	for _, h := range hooks {
+		if s, ok := h.(Stopper); ok {
+			s.Stop()
+		}
+	}
+}

@@ -1,0 +1,99 @@
+package jwt
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"gopkg.in/yaml.v2"
+)
+
+// Config is the `options` mapping of the `jwt` hook. issuer, audience,
+// jwk_set_url and jwk_set_update_interval are upstream Chihaya's keys; the
+// others are ours.
+type Config struct {
+	// Issuer must equal the token's `iss` claim.
+	Issuer string `yaml:"issuer"`
+	// Audience must be one of the token's `aud` values.
+	Audience string `yaml:"audience"`
+	// JWKSetURL serves the JSON Web Key Set (RFC 7517) holding the public
+	// keys tokens are signed with.
+	JWKSetURL string `yaml:"jwk_set_url"`
+	// JWKSetUpdateInterval is how often the key set is fetched again.
+	JWKSetUpdateInterval time.Duration `yaml:"jwk_set_update_interval"`
+	// JWKSetFetchTimeout bounds one fetch of the key set.
+	JWKSetFetchTimeout time.Duration `yaml:"jwk_set_fetch_timeout"`
+	// Leeway is the clock skew allowed when checking `exp`, `nbf` and
+	// `iat`.
+	Leeway time.Duration `yaml:"leeway"`
+	// MaxTokenBytes caps the size of a token; longer ones are refused
+	// before any parsing.
+	MaxTokenBytes int `yaml:"max_token_bytes"`
+}
+
+// The defaults of Config.
+const (
+	DefaultJWKSetUpdateInterval = 5 * time.Minute
+	DefaultJWKSetFetchTimeout   = 10 * time.Second
+	DefaultLeeway               = 30 * time.Second
+	DefaultMaxTokenBytes        = 4096
+)
+
+// WithDefaults returns the config with every unset key given its default.
+func (c Config) WithDefaults() Config {
+	if c.JWKSetUpdateInterval == 0 {
+		c.JWKSetUpdateInterval = DefaultJWKSetUpdateInterval
+	}
+	if c.JWKSetFetchTimeout == 0 {
+		c.JWKSetFetchTimeout = DefaultJWKSetFetchTimeout
+	}
+	if c.Leeway == 0 {
+		c.Leeway = DefaultLeeway
+	}
+	if c.MaxTokenBytes == 0 {
+		c.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	return c
+}
+
+// Validate reports the first invalid option, naming it.
+func (c Config) Validate() error {
+	if c.Issuer == "" {
+		return fmt.Errorf("jwt: issuer: must be set")
+	}
+	if c.Audience == "" {
+		return fmt.Errorf("jwt: audience: must be set")
+	}
+	if c.JWKSetURL == "" {
+		return fmt.Errorf("jwt: jwk_set_url: must be set")
+	}
+	if u, err := url.Parse(c.JWKSetURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("jwt: jwk_set_url: must be an http or https URL, got %q", c.JWKSetURL)
+	}
+	if c.JWKSetUpdateInterval < time.Second {
+		return fmt.Errorf("jwt: jwk_set_update_interval: must be >= 1s, got %s", c.JWKSetUpdateInterval)
+	}
+	if c.JWKSetFetchTimeout <= 0 {
+		return fmt.Errorf("jwt: jwk_set_fetch_timeout: must be > 0, got %s", c.JWKSetFetchTimeout)
+	}
+	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
+		return fmt.Errorf("jwt: leeway: must be 0s to 10m0s, got %s", c.Leeway)
+	}
+	if c.MaxTokenBytes < 64 || c.MaxTokenBytes > 65536 {
+		return fmt.Errorf("jwt: max_token_bytes: must be 64 to 65536, got %d", c.MaxTokenBytes)
+	}
+	return nil
+}
+
+// ParseConfig decodes the options strictly, applies defaults and validates.
+func ParseConfig(optionsYAML []byte) (Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
+		return Config{}, fmt.Errorf("jwt: %w", err)
+	}
+	c = c.WithDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

@@ -1,0 +1,322 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// UpdateQueueSize is the number of swarm updates each worker holds before
+// further updates are dropped (and counted). Updates are applied in
+// microseconds, so a full queue means the store cannot keep up at all; then
+// shedding writes keeps replies flowing, and the dropped peers come back on
+// their next announce.
+const UpdateQueueSize = 8192
+
+var (
+	hookRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "chihaya",
+		Subsystem: "middleware",
+		Name:      "hook_refusals_total",
+		Help:      "Requests a hook refused, by hook, action and reason.",
+	}, []string{"hook", "action", "reason"})
+
+	updatesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "chihaya",
+		Subsystem: "middleware",
+		Name:      "swarm_updates_dropped_total",
+		Help:      "Swarm updates dropped because the update queue was full.",
+	})
+
+	updatesFailed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "chihaya",
+		Subsystem: "middleware",
+		Name:      "swarm_updates_failed_total",
+		Help:      "Swarm updates the store failed to apply.",
+	})
+)
+
+func init() {
+	prometheus.MustRegister(hookRefusals, updatesDropped, updatesFailed)
+}
+
+// chain is one generation of configured hooks; a reload swaps it whole.
+type chain struct {
+	pre, post []Hook
+}
+
+// update is a swarm update, copied out of the request so that the frontend
+// may reuse the request as soon as AfterAnnounce returns.
+type update struct {
+	ih     bittorrent.InfoHash
+	peer   bittorrent.Peer
+	event  bittorrent.Event
+	seeder bool
+}
+
+// Logic is the TrackerLogic: the prehooks in order, then the response step
+// that reads the store; after the reply, the swarm update (applied by
+// workers, one per queue, each queue owning a fixed set of swarms so that a
+// peer's updates are applied in the order they arrived) and the posthooks.
+type Logic struct {
+	cfg   Config
+	store storage.PeerStore
+	hooks atomic.Pointer[chain]
+
+	seed    maphash.Seed
+	queues  []chan update
+	done    chan struct{}
+	workers sync.WaitGroup
+	stop    sync.Once
+}
+
+var _ frontend.TrackerLogic = (*Logic)(nil)
+
+// NewLogic builds the logic and starts its swarm-update workers. cfg must
+// be validated.
+func NewLogic(cfg Config, store storage.PeerStore, preHooks, postHooks []Hook) *Logic {
+	l := &Logic{
+		cfg:    cfg,
+		store:  store,
+		seed:   maphash.MakeSeed(),
+		queues: make([]chan update, runtime.GOMAXPROCS(0)),
+		done:   make(chan struct{}),
+	}
+	l.hooks.Store(&chain{pre: preHooks, post: postHooks})
+	for i := range l.queues {
+		l.queues[i] = make(chan update, UpdateQueueSize)
+		l.workers.Add(1)
+		go l.work(l.queues[i])
+	}
+	return l
+}
+
+// SetHooks replaces the hook chain; requests already in a hook finish with
+// the old one. The old hooks are stopped.
+func (l *Logic) SetHooks(preHooks, postHooks []Hook) {
+	old := l.hooks.Swap(&chain{pre: preHooks, post: postHooks})
+	StopHooks(old.pre)
+	StopHooks(old.post)
+}
+
+// HandleAnnounce runs the prehooks, then fills the peers and counts.
+func (l *Logic) HandleAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	resp.Interval = l.cfg.AnnounceInterval
+	resp.MinInterval = l.cfg.MinAnnounceInterval
+	for _, h := range l.hooks.Load().pre {
+		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
+			return err
+		}
+	}
+	return l.respondAnnounce(req, resp)
+}
+
+// announcerIsSeeder reports the role the announcer will have once its
+// announce is applied: a `completed` event graduates it whatever its left.
+func announcerIsSeeder(req *bittorrent.AnnounceRequest) bool {
+	return req.Seeder() || req.Event == bittorrent.Completed
+}
+
+// respondAnnounce fills the peers and the counts. The counts include this
+// very announce, which the store only sees after the reply: the store tells
+// where the announcer stands now, and the counts are adjusted to where it
+// will stand.
+func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	seeder := announcerIsSeeder(req)
+	numWant := int(req.NumWant)
+	if req.Event == bittorrent.Stopped {
+		numWant = 0
+	}
+	peers, counts, role, err := l.store.AnnouncePeers(resp.Peers[:0], req.InfoHash, seeder, numWant, req.Peer)
+	if err != nil {
+		storage.ObserveError("announce")
+		return fmt.Errorf("middleware: announce peers: %w", err)
+	}
+	resp.Peers = peers
+
+	switch role {
+	case storage.Seeder:
+		counts.Seeders = decr(counts.Seeders)
+	case storage.Leecher:
+		counts.Leechers = decr(counts.Leechers)
+	}
+	if req.Event != bittorrent.Stopped {
+		if seeder {
+			counts.Seeders++
+		} else {
+			counts.Leechers++
+		}
+	}
+	if req.Event == bittorrent.Completed {
+		counts.Downloads++
+	}
+	resp.Complete, resp.Incomplete, resp.Downloaded = counts.Seeders, counts.Leechers, counts.Downloads
+	return nil
+}
+
+func decr(n uint32) uint32 {
+	if n == 0 {
+		return 0
+	}
+	return n - 1
+}
+
+// AfterAnnounce queues the swarm update and runs the posthooks. Posthooks
+// run in the caller's goroutine, since req and resp are only valid until
+// this returns.
+func (l *Logic) AfterAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) {
+	u := update{ih: req.InfoHash, peer: req.Peer, event: req.Event, seeder: announcerIsSeeder(req)}
+	q := l.queues[maphash.Comparable(l.seed, req.InfoHash)%uint64(len(l.queues))]
+	select {
+	case q <- u:
+	default:
+		updatesDropped.Inc()
+	}
+	for _, h := range l.hooks.Load().post {
+		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
+			log.WithError(err).Debug("middleware: posthook failed on announce")
+		}
+	}
+}
+
+// HandleScrape runs the prehooks, then fills the counts of every requested
+// swarm, in request order.
+func (l *Logic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	for _, h := range l.hooks.Load().pre {
+		if err := h.HandleScrape(ctx, req, resp); err != nil {
+			return err
+		}
+	}
+	resp.Files = resp.Files[:0]
+	for _, ih := range req.InfoHashes {
+		c, err := l.store.ScrapeSwarm(ih, req.AddressFamily)
+		if err != nil {
+			storage.ObserveError("scrape")
+			return fmt.Errorf("middleware: scrape: %w", err)
+		}
+		resp.Files = append(resp.Files, bittorrent.Scrape{InfoHash: ih, Complete: c.Seeders, Incomplete: c.Leechers, Downloaded: c.Downloads})
+	}
+	return nil
+}
+
+// AfterScrape runs the posthooks.
+func (l *Logic) AfterScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) {
+	for _, h := range l.hooks.Load().post {
+		if err := h.HandleScrape(ctx, req, resp); err != nil {
+			log.WithError(err).Debug("middleware: posthook failed on scrape")
+		}
+	}
+}
+
+func (l *Logic) work(q chan update) {
+	defer l.workers.Done()
+	for {
+		select {
+		case u := <-q:
+			l.apply(u)
+		case <-l.done:
+			// Drain what was queued before the stop, then leave.
+			for {
+				select {
+				case u := <-q:
+					l.apply(u)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (l *Logic) apply(u update) {
+	var err error
+	switch {
+	case u.event == bittorrent.Stopped:
+		err = l.store.DeletePeer(u.ih, u.peer)
+	case u.event == bittorrent.Completed:
+		err = l.store.GraduateLeecher(u.ih, u.peer)
+	case u.seeder:
+		err = l.store.PutSeeder(u.ih, u.peer)
+	default:
+		err = l.store.PutLeecher(u.ih, u.peer)
+	}
+	if err != nil {
+		updatesFailed.Inc()
+		storage.ObserveError("update")
+		log.WithError(err).WithField("info_hash", u.ih.String()).Debug("middleware: swarm update failed")
+	}
+}
+
+// Stop applies the updates already queued, stops the workers and the hooks.
+// Updates queued after Stop are not applied.
+func (l *Logic) Stop(ctx context.Context) error {
+	l.stop.Do(func() { close(l.done) })
+	finished := make(chan struct{})
+	go func() {
+		l.workers.Wait()
+		close(finished)
+	}()
+	c := l.hooks.Load()
+	defer StopHooks(c.post)
+	defer StopHooks(c.pre)
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("middleware: stop: %w", ctx.Err())
+	}
+}
+
+// namedHook carries the name a hook was configured under, so that its
+// refusals are counted by hook.
+type namedHook struct {
+	name string
+	Hook
+}
+
+func (h namedHook) HandleAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	err := h.Hook.HandleAnnounce(ctx, req, resp)
+	if err != nil {
+		h.refused(err, "announce")
+	}
+	return err
+}
+
+func (h namedHook) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
+	err := h.Hook.HandleScrape(ctx, req, resp)
+	if err != nil {
+		h.refused(err, "scrape")
+	}
+	return err
+}
+
+func (h namedHook) refused(err error, action string) {
+	var r Refusal
+	var ce bittorrent.ClientError
+	switch {
+	case errors.As(err, &r):
+		hookRefusals.WithLabelValues(h.name, action, r.Reason).Inc()
+	case errors.As(err, &ce):
+		hookRefusals.WithLabelValues(h.name, action, "refused").Inc()
+	default:
+		hookRefusals.WithLabelValues(h.name, action, "internal").Inc()
+	}
+}
+
+// Stop forwards to the hook when it runs background work.
+func (h namedHook) Stop() {
+	if s, ok := h.Hook.(Stopper); ok {
+		s.Stop()
+	}
+}

@@ -1,0 +1,353 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/memory"
+)
+
+// recordHook is a test hook: it records the order it ran in and refuses
+// announces for one info hash.
+type recordHook struct {
+	name    string
+	trace   *[]string
+	deny    bittorrent.InfoHash
+	stopped atomic.Bool
+}
+
+const errDenied = bittorrent.ClientError("unapproved torrent")
+
+func (h *recordHook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) error {
+	*h.trace = append(*h.trace, h.name)
+	if req.InfoHash == h.deny {
+		return errDenied
+	}
+	return nil
+}
+
+func (h *recordHook) HandleScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) error {
+	*h.trace = append(*h.trace, h.name)
+	return nil
+}
+
+func (h *recordHook) Stop() { h.stopped.Store(true) }
+
+func init() {
+	middleware.RegisterHook("test deny", func(opts []byte) (middleware.Hook, error) {
+		if strings.Contains(string(opts), "bad") {
+			return nil, errors.New("deny: bad option")
+		}
+		return &recordHook{name: "test deny", trace: new([]string), deny: bittorrent.InfoHash{0xde}}, nil
+	})
+}
+
+func newStore(t *testing.T) storage.PeerStore {
+	t.Helper()
+	s, err := memory.New(memory.Config{}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	return s
+}
+
+func newLogic(t *testing.T, store storage.PeerStore, pre ...middleware.Hook) *middleware.Logic {
+	t.Helper()
+	l := middleware.NewLogic(middleware.Config{}.WithDefaults(), store, pre, nil)
+	t.Cleanup(func() { _ = l.Stop(context.Background()) })
+	return l
+}
+
+func peer(last byte, port uint16) bittorrent.Peer {
+	return bittorrent.Peer{ID: bittorrent.PeerID{last}, AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, last}), port)}
+}
+
+func announce(ih bittorrent.InfoHash, p bittorrent.Peer, left uint64, ev bittorrent.Event) *bittorrent.AnnounceRequest {
+	return &bittorrent.AnnounceRequest{InfoHash: ih, Peer: p, Left: left, Event: ev, NumWant: 50, Params: bittorrent.ParamsNone}
+}
+
+// do announces and applies the swarm update before returning, as a client
+// that waits for its next announce would see it.
+func do(t *testing.T, l *middleware.Logic, store storage.PeerStore, req *bittorrent.AnnounceRequest) *bittorrent.AnnounceResponse {
+	t.Helper()
+	resp := &bittorrent.AnnounceResponse{}
+	if err := l.HandleAnnounce(context.Background(), req, resp); err != nil {
+		t.Fatalf("announce: %v", err)
+	}
+	l.AfterAnnounce(context.Background(), req, resp)
+	waitRole(t, store, req)
+	return resp
+}
+
+// waitRole waits until the store reflects req's update.
+func waitRole(t *testing.T, store storage.PeerStore, req *bittorrent.AnnounceRequest) {
+	t.Helper()
+	want := storage.Leecher
+	switch {
+	case req.Event == bittorrent.Stopped:
+		want = storage.Absent
+	case req.Left == 0 || req.Event == bittorrent.Completed:
+		want = storage.Seeder
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, role, err := store.AnnouncePeers(nil, req.InfoHash, false, 0, req.Peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if role == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store never showed the announcer as %v (got %v)", want, role)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestCountsIncludeTheAnnouncer(t *testing.T) {
+	store := newStore(t)
+	l := newLogic(t, store)
+	ih := bittorrent.InfoHash{1}
+	a, b := peer(1, 1001), peer(2, 1002)
+
+	type want struct{ complete, incomplete, downloaded uint32 }
+	steps := []struct {
+		name string
+		req  *bittorrent.AnnounceRequest
+		want want
+	}{
+		{"first leecher counts itself", announce(ih, a, 10, bittorrent.Started), want{0, 1, 0}},
+		{"re-announce does not count twice", announce(ih, a, 5, bittorrent.None), want{0, 1, 0}},
+		{"second peer starts as seeder", announce(ih, b, 0, bittorrent.Started), want{1, 1, 0}},
+		{"leecher completes", announce(ih, a, 0, bittorrent.Completed), want{2, 0, 1}},
+		{"seeder stops and is not counted", announce(ih, b, 0, bittorrent.Stopped), want{1, 0, 1}},
+		{"last seeder stops", announce(ih, a, 0, bittorrent.Stopped), want{0, 0, 1}},
+	}
+	for _, s := range steps {
+		resp := do(t, l, store, s.req)
+		got := want{resp.Complete, resp.Incomplete, resp.Downloaded}
+		if got != s.want {
+			t.Fatalf("%s: complete/incomplete/downloaded = %v, want %v", s.name, got, s.want)
+		}
+		if resp.Interval != middleware.DefaultAnnounceInterval || resp.MinInterval != middleware.DefaultMinAnnounceInterval {
+			t.Fatalf("%s: intervals %v/%v", s.name, resp.Interval, resp.MinInterval)
+		}
+	}
+}
+
+func TestPeersNeverIncludeTheAnnouncer(t *testing.T) {
+	store := newStore(t)
+	l := newLogic(t, store)
+	ih := bittorrent.InfoHash{2}
+	seeder, leecher := peer(1, 2001), peer(2, 2002)
+	do(t, l, store, announce(ih, seeder, 0, bittorrent.Started))
+	resp := do(t, l, store, announce(ih, leecher, 100, bittorrent.Started))
+	if len(resp.Peers) != 1 || resp.Peers[0].AddrPort != seeder.AddrPort || resp.Peers[0].ID != seeder.ID {
+		t.Fatalf("leecher got %v, want only the seeder", resp.Peers)
+	}
+	resp = do(t, l, store, announce(ih, seeder, 0, bittorrent.None))
+	if len(resp.Peers) != 1 || resp.Peers[0].AddrPort != leecher.AddrPort {
+		t.Fatalf("seeder got %v, want only the leecher", resp.Peers)
+	}
+	resp = do(t, l, store, announce(ih, leecher, 100, bittorrent.Stopped))
+	if len(resp.Peers) != 0 {
+		t.Fatalf("a stopping peer got %d peers, want none", len(resp.Peers))
+	}
+}
+
+func TestScrapeReportsEveryHashInOrder(t *testing.T) {
+	store := newStore(t)
+	l := newLogic(t, store)
+	known, unknown := bittorrent.InfoHash{3}, bittorrent.InfoHash{4}
+	do(t, l, store, announce(known, peer(1, 3001), 0, bittorrent.Started))
+	do(t, l, store, announce(known, peer(2, 3002), 7, bittorrent.Started))
+
+	req := &bittorrent.ScrapeRequest{AddressFamily: bittorrent.IPv4, InfoHashes: []bittorrent.InfoHash{unknown, known}, Params: bittorrent.ParamsNone}
+	resp := &bittorrent.ScrapeResponse{}
+	if err := l.HandleScrape(context.Background(), req, resp); err != nil {
+		t.Fatal(err)
+	}
+	want := []bittorrent.Scrape{{InfoHash: unknown}, {InfoHash: known, Complete: 1, Incomplete: 1}}
+	if len(resp.Files) != 2 || resp.Files[0] != want[0] || resp.Files[1] != want[1] {
+		t.Fatalf("scrape = %+v, want %+v", resp.Files, want)
+	}
+	req.AddressFamily = bittorrent.IPv6
+	if err := l.HandleScrape(context.Background(), req, resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Files[1].Complete != 0 || resp.Files[1].Incomplete != 0 {
+		t.Fatalf("IPv6 scrape saw IPv4 peers: %+v", resp.Files[1])
+	}
+}
+
+func TestPrehooksRunInOrderAndARefusalStopsTheChain(t *testing.T) {
+	store := newStore(t)
+	var trace []string
+	deny := bittorrent.InfoHash{0xde}
+	first := &recordHook{name: "first", trace: &trace}
+	second := &recordHook{name: "second", trace: &trace, deny: deny}
+	third := &recordHook{name: "third", trace: &trace}
+	l := newLogic(t, store, first, second, third)
+
+	if err := l.HandleAnnounce(context.Background(), announce(bittorrent.InfoHash{5}, peer(1, 1), 1, bittorrent.None), &bittorrent.AnnounceResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(trace, ","); got != "first,second,third" {
+		t.Fatalf("hooks ran as %s", got)
+	}
+	trace = trace[:0]
+	req := announce(deny, peer(1, 1), 1, bittorrent.Started)
+	err := l.HandleAnnounce(context.Background(), req, &bittorrent.AnnounceResponse{})
+	if !errors.Is(err, errDenied) {
+		t.Fatalf("err = %v, want %v", err, errDenied)
+	}
+	if got := strings.Join(trace, ","); got != "first,second" {
+		t.Fatalf("after a refusal hooks ran as %s", got)
+	}
+	// A refused announce never reaches the store.
+	if c, _ := store.ScrapeSwarm(deny, bittorrent.IPv4); c != (storage.Counts{}) {
+		t.Fatalf("refused announce changed the swarm: %+v", c)
+	}
+
+	l.SetHooks(nil, nil)
+	if !first.stopped.Load() || !third.stopped.Load() {
+		t.Fatal("replaced hooks were not stopped")
+	}
+	if err := l.HandleAnnounce(context.Background(), req, &bittorrent.AnnounceResponse{}); err != nil {
+		t.Fatalf("after SetHooks(nil) the old chain still refused: %v", err)
+	}
+}
+
+func TestNewHooksFromConfig(t *testing.T) {
+	hooks, err := middleware.NewHooks([]middleware.HookConfig{{Name: "test deny"}})
+	if err != nil || len(hooks) != 1 {
+		t.Fatalf("NewHooks = %v, %v", hooks, err)
+	}
+	before := testutil.ToFloat64(refusals("test deny"))
+	err = hooks[0].HandleAnnounce(context.Background(), announce(bittorrent.InfoHash{0xde}, peer(1, 1), 1, bittorrent.None), &bittorrent.AnnounceResponse{})
+	if !errors.Is(err, errDenied) {
+		t.Fatalf("configured hook did not refuse: %v", err)
+	}
+	if got := testutil.ToFloat64(refusals("test deny")) - before; got != 1 {
+		t.Fatalf("refusal counted %v times, want 1", got)
+	}
+
+	for _, tc := range []struct {
+		name string
+		cfgs []middleware.HookConfig
+		want string
+	}{
+		{"unknown name lists the known", []middleware.HookConfig{{Name: "test deny"}, {Name: "nope"}}, `[1] (nope): unknown hook "nope" (known: `},
+		{"missing name", []middleware.HookConfig{{}}, "[0]: name: must be set"},
+		{"constructor error", []middleware.HookConfig{{Name: "test deny", Options: map[string]interface{}{"x": "bad"}}}, "[0] (test deny): deny: bad option"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := middleware.NewHooks(tc.cfgs)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want prefix %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRegisterTwicePanics(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("registering a hook name twice did not panic")
+		}
+	}()
+	middleware.RegisterHook("test deny", func([]byte) (middleware.Hook, error) { return nil, nil })
+}
+
+func TestStopAppliesQueuedUpdates(t *testing.T) {
+	store := newStore(t)
+	l := middleware.NewLogic(middleware.Config{}.WithDefaults(), store, nil, nil)
+	ih := bittorrent.InfoHash{6}
+	const n = 200
+	for i := 0; i < n; i++ {
+		req := announce(ih, peer(byte(i), uint16(4000+i)), 1, bittorrent.Started)
+		resp := &bittorrent.AnnounceResponse{}
+		if err := l.HandleAnnounce(context.Background(), req, resp); err != nil {
+			t.Fatal(err)
+		}
+		l.AfterAnnounce(context.Background(), req, resp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := store.ScrapeSwarm(ih, bittorrent.IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Leechers != n {
+		t.Fatalf("after Stop the store holds %d leechers, want %d", c.Leechers, n)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  middleware.Config
+		want string
+	}{
+		{"negative interval", middleware.Config{AnnounceInterval: -time.Second, MinAnnounceInterval: time.Second}, "announce_interval: must be > 0, got -1s"},
+		{"min above interval", middleware.Config{AnnounceInterval: time.Minute, MinAnnounceInterval: time.Hour}, "min_announce_interval: must not exceed announce_interval (1m0s), got 1h0m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.WithDefaults().Validate()
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("Validate = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if err := (middleware.Config{}).WithDefaults().Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+// refusals reads chihaya_middleware_hook_refusals_total{hook=name,action="announce"}
+// from the default registry, as Prometheus would scrape it.
+func refusals(name string) prometheus.Collector {
+	return gatheredValue{name: name}
+}
+
+type gatheredValue struct{ name string }
+
+func (g gatheredValue) Describe(ch chan<- *prometheus.Desc) {
+	ch <- prometheus.NewDesc("value", "value", nil, nil)
+}
+
+func (g gatheredValue) Collect(ch chan<- prometheus.Metric) {
+	v := 0.0
+	mfs, _ := prometheus.DefaultGatherer.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "chihaya_middleware_hook_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["hook"] == g.name && labels["action"] == "announce" {
+				v = m.GetCounter().GetValue()
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("value", "value", nil, nil), prometheus.GaugeValue, v)
+}

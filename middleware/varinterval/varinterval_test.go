@@ -1,0 +1,141 @@
+package varinterval
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/middleware"
+)
+
+func TestParseConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, err string
+		want            Config
+	}{
+		{name: "upstream example", yaml: "modify_response_probability: 0.2\nmax_increase_delta: 60\nmodify_min_interval: true\n",
+			want: Config{ModifyResponseProbability: 0.2, MaxIncreaseDelta: 60, ModifyMinInterval: true}},
+		{name: "no options", yaml: "", err: "interval variation: modify_response_probability: must be > 0 and <= 1, got 0"},
+		{name: "probability above one", yaml: "modify_response_probability: 1.5\nmax_increase_delta: 60\n",
+			err: "interval variation: modify_response_probability: must be > 0 and <= 1, got 1.5"},
+		{name: "negative probability", yaml: "modify_response_probability: -0.1\nmax_increase_delta: 60\n",
+			err: "interval variation: modify_response_probability: must be > 0 and <= 1, got -0.1"},
+		{name: "NaN probability", yaml: "modify_response_probability: .nan\nmax_increase_delta: 60\n",
+			err: "interval variation: modify_response_probability: must be > 0 and <= 1, got NaN"},
+		{name: "zero delta", yaml: "modify_response_probability: 0.5\n",
+			err: "interval variation: max_increase_delta: must be > 0 (seconds), got 0"},
+		{name: "negative delta", yaml: "modify_response_probability: 0.5\nmax_increase_delta: -3\n",
+			err: "interval variation: max_increase_delta: must be > 0 (seconds), got -3"},
+		{name: "unknown key", yaml: "modify_response_probability: 0.5\nmax_increase_delta: 3\nmax_increase: 4\n",
+			err: "interval variation: yaml: unmarshal errors:\n  line 3: field max_increase not found in type varinterval.Config"},
+		{name: "wrong type", yaml: "modify_response_probability: often\nmax_increase_delta: 3\n",
+			err: "interval variation: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `often` into float64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseConfig([]byte(tc.yaml))
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("config %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	h, err := middleware.NewHook(Name, []byte("modify_response_probability: 1\nmax_increase_delta: 5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.(*Hook); !ok {
+		t.Fatalf("registry built %T", h)
+	}
+}
+
+func announce(h *Hook) bittorrent.AnnounceResponse {
+	resp := bittorrent.AnnounceResponse{Interval: 30 * time.Minute, MinInterval: 15 * time.Minute}
+	if err := h.HandleAnnounce(context.Background(), &bittorrent.AnnounceRequest{Params: bittorrent.ParamsNone}, &resp); err != nil {
+		panic(err)
+	}
+	return resp
+}
+
+func TestVariation(t *testing.T) {
+	const n = 20000
+	for _, tc := range []struct {
+		name      string
+		cfg       Config
+		minShare  float64 // bounds on the share of lengthened replies; ±10σ
+		maxShare  float64
+		modifyMin bool
+	}{
+		{name: "always, min interval too", cfg: Config{ModifyResponseProbability: 1, MaxIncreaseDelta: 10, ModifyMinInterval: true}, minShare: 1, maxShare: 1},
+		{name: "always, interval only", cfg: Config{ModifyResponseProbability: 1, MaxIncreaseDelta: 1}, minShare: 1, maxShare: 1},
+		{name: "a quarter of replies", cfg: Config{ModifyResponseProbability: 0.25, MaxIncreaseDelta: 60}, minShare: 0.22, maxShare: 0.28},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := New(tc.cfg)
+			changed := 0
+			seen := map[time.Duration]bool{}
+			for i := 0; i < n; i++ {
+				r := announce(h)
+				add := r.Interval - 30*time.Minute
+				if add == 0 {
+					if r.MinInterval != 15*time.Minute {
+						t.Fatalf("min interval changed alone: %+v", r)
+					}
+					continue
+				}
+				changed++
+				if add < time.Second || add > time.Duration(tc.cfg.MaxIncreaseDelta)*time.Second || add%time.Second != 0 {
+					t.Fatalf("interval grew by %s, want whole seconds in [1s, %ds]", add, tc.cfg.MaxIncreaseDelta)
+				}
+				wantMin := 15 * time.Minute
+				if tc.cfg.ModifyMinInterval {
+					wantMin += add
+				}
+				if r.MinInterval != wantMin {
+					t.Fatalf("min interval %s, want %s", r.MinInterval, wantMin)
+				}
+				seen[add] = true
+			}
+			share := float64(changed) / n
+			if share < tc.minShare || share > tc.maxShare {
+				t.Fatalf("%.3f of replies lengthened, want %.2f..%.2f", share, tc.minShare, tc.maxShare)
+			}
+			// Every delta in range turns up: the spread is what the hook is for.
+			if len(seen) != tc.cfg.MaxIncreaseDelta {
+				t.Fatalf("%d distinct deltas, want all %d", len(seen), tc.cfg.MaxIncreaseDelta)
+			}
+		})
+	}
+}
+
+func TestScrapeUntouched(t *testing.T) {
+	h := New(Config{ModifyResponseProbability: 1, MaxIncreaseDelta: 10})
+	resp := bittorrent.ScrapeResponse{Files: []bittorrent.Scrape{{Complete: 3}}}
+	if err := h.HandleScrape(context.Background(), &bittorrent.ScrapeRequest{}, &resp); err != nil || resp.Files[0].Complete != 3 {
+		t.Fatalf("scrape: %v %+v", err, resp)
+	}
+}
+
+func BenchmarkHandleAnnounce(b *testing.B) {
+	h := New(Config{ModifyResponseProbability: 0.5, MaxIncreaseDelta: 300, ModifyMinInterval: true})
+	req := &bittorrent.AnnounceRequest{Params: bittorrent.ParamsNone}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var resp bittorrent.AnnounceResponse
+		for pb.Next() {
+			resp.Interval, resp.MinInterval = 30*time.Minute, 15*time.Minute
+			_ = h.HandleAnnounce(context.Background(), req, &resp)
+		}
+	})
+}

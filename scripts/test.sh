@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The project's test command (CI runs it through .ci/run): formatting, vet,
+# the race-detected unit tests, the end-to-end tests with real BitTorrent
+# clients, and a short bounded run of every fuzz target.
+#
+# Environment:
+#   CI=true            a missing client or server fails its tests instead of
+#                      skipping them
+#   FUZZ_BUDGET=180    seconds of fuzzing shared by all fuzz targets (0 skips)
+#   FUZZ_MAX=10        at most this many seconds per fuzz target
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+FUZZ_BUDGET=${FUZZ_BUDGET:-180}
+FUZZ_MAX=${FUZZ_MAX:-10}
+
+# The programs the end-to-end tests drive, as Debian packages.
+PACKAGES=(aria2 transmission-cli qbittorrent-nox python3-libtorrent mktorrent)
+if [[ -d storage/redis ]]; then
+	PACKAGES+=(redis-server)
+fi
+
+results=()
+failed=0
+
+# step NAME CMD...: runs CMD, records its outcome and duration, and goes on
+# with the next step either way, so that one run reports every failure.
+step() {
+	local name=$1
+	shift
+	local start=$SECONDS
+	echo
+	echo "==> $name"
+	if "$@"; then
+		results+=("$(printf 'ok    %4ds  %s' $((SECONDS - start)) "$name")")
+	else
+		results+=("$(printf 'FAIL  %4ds  %s' $((SECONDS - start)) "$name")")
+		failed=1
+	fi
+}
+
+summary() {
+	echo
+	echo "==> summary (${SECONDS}s in all)"
+	local r
+	for r in "${results[@]}"; do
+		echo "  $r"
+	done
+	if ((failed)); then
+		echo "FAILED"
+	else
+		echo "PASSED"
+	fi
+}
+trap summary EXIT
+
+install_packages() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+			missing+=("$p")
+		fi
+	done
+	if ((${#missing[@]} == 0)); then
+		echo "all installed: ${PACKAGES[*]}"
+		return 0
+	fi
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+check_gofmt() {
+	local out
+	out=$(gofmt -l .)
+	if [[ -n $out ]]; then
+		echo "gofmt: these files need formatting (gofmt -w):"
+		echo "$out"
+		return 1
+	fi
+}
+
+# fuzz_targets prints "package target" for every fuzz target in the module.
+fuzz_targets() {
+	local names=() line
+	while IFS= read -r line; do
+		case $line in
+		Fuzz*) names+=("$line") ;;
+		ok*)
+			local pkg n
+			pkg=$(awk '{print $2}' <<<"$line")
+			for n in "${names[@]}"; do
+				echo "$pkg $n"
+			done
+			names=()
+			;;
+		*) names=() ;;
+		esac
+	done < <(go test -list '^Fuzz' ./...)
+}
+
+fuzz_all() {
+	local targets
+	targets=$(fuzz_targets) || return 1
+	if [[ -z $targets ]]; then
+		echo "no fuzz targets"
+		return 0
+	fi
+	local n deadline=$((SECONDS + FUZZ_BUDGET)) left per
+	n=$(wc -l <<<"$targets")
+	echo "$n fuzz targets sharing ${FUZZ_BUDGET}s, at most ${FUZZ_MAX}s each"
+	local pkg name rc=0 start log
+	log=$(mktemp)
+	left=$n
+	while read -r pkg name; do
+		# Share what is left of the budget among the targets still to run;
+		# building the fuzzing binary and replaying the seed corpus cost a
+		# few seconds on top of -fuzztime, hence the margin.
+		per=$(((deadline - SECONDS) / left - 3))
+		((per > FUZZ_MAX)) && per=$FUZZ_MAX
+		((per < 2)) && per=2
+		left=$((left - 1))
+		start=$SECONDS
+		echo "fuzz $pkg $name for ${per}s"
+		if go test -run '^$' -fuzz "^${name}\$" -fuzztime "${per}s" "$pkg" </dev/null >"$log" 2>&1; then
+			results+=("$(printf 'ok    %4ds  fuzz %s %s' $((SECONDS - start)) "$pkg" "$name")")
+		else
+			cat "$log"
+			results+=("$(printf 'FAIL  %4ds  fuzz %s %s' $((SECONDS - start)) "$pkg" "$name")")
+			rc=1
+		fi
+	done <<<"$targets"
+	rm -f "$log"
+	return $rc
+}
+
+if [[ $(id -u) == 0 && -f /etc/debian_version ]] && command -v apt-get >/dev/null; then
+	step "apt-get install (only what is missing)" install_packages
+fi
+step "gofmt -l" check_gofmt
+step "go vet ./..." go vet ./...
+# The race detector slows the end-to-end tests' daemon, not the clients;
+# they stay well inside the timeout with it, so everything runs under it.
+step "go test -race ./..." go test -race -timeout 12m ./...
+if ((FUZZ_BUDGET > 0)); then
+	step "fuzz (${FUZZ_BUDGET}s budget)" fuzz_all
+fi
+exit $failed

@@ -1,0 +1,126 @@
+package memory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v2"
+)
+
+// The defaults, as in upstream Chihaya's example configuration.
+const (
+	DefaultGarbageCollectionInterval   = 3 * time.Minute
+	DefaultPeerLifetime                = 31 * time.Minute
+	DefaultShardCount                  = 1024
+	DefaultPrometheusReportingInterval = time.Second
+)
+
+// MaxShardCount bounds shard_count: each shard costs a lock and a map even
+// when empty, and beyond this the shards outnumber any real swarm count.
+const MaxShardCount = 1 << 20
+
+// Config is the `storage.config` mapping of the memory driver.
+type Config struct {
+	// GarbageCollectionInterval is how often stale peers are collected.
+	GarbageCollectionInterval time.Duration `yaml:"gc_interval"`
+	// PeerLifetime is how long a peer that has not announced is kept. It
+	// must exceed the announce interval told to clients, or peers that
+	// announce on time are dropped between their announces.
+	PeerLifetime time.Duration `yaml:"peer_lifetime"`
+	// ShardCount is the number of independently locked parts the swarms
+	// are split into, by info hash.
+	ShardCount int `yaml:"shard_count"`
+	// PrometheusReportingInterval is how often the swarm and peer gauges
+	// are refreshed.
+	PrometheusReportingInterval time.Duration `yaml:"prometheus_reporting_interval"`
+}
+
+// WithDefaults returns the config with every unset (zero) key given its
+// default. The driver decodes YAML over the defaults instead, so that a key
+// written as 0 is rejected by Validate rather than silently replaced.
+func (c Config) WithDefaults() Config {
+	if c.GarbageCollectionInterval == 0 {
+		c.GarbageCollectionInterval = DefaultGarbageCollectionInterval
+	}
+	if c.PeerLifetime == 0 {
+		c.PeerLifetime = DefaultPeerLifetime
+	}
+	if c.ShardCount == 0 {
+		c.ShardCount = DefaultShardCount
+	}
+	if c.PrometheusReportingInterval == 0 {
+		c.PrometheusReportingInterval = DefaultPrometheusReportingInterval
+	}
+	return c
+}
+
+// Validate reports the first invalid key, naming its full path.
+func (c Config) Validate() error {
+	const p = "storage.config."
+	switch {
+	case c.GarbageCollectionInterval <= 0:
+		return fmt.Errorf(p+"gc_interval: must be > 0, got %s", c.GarbageCollectionInterval)
+	case c.PeerLifetime < time.Second:
+		// Last-seen times are kept in whole seconds.
+		return fmt.Errorf(p+"peer_lifetime: must be >= 1s, got %s", c.PeerLifetime)
+	case c.GarbageCollectionInterval > c.PeerLifetime:
+		// Otherwise a stale peer outlives peer_lifetime by up to a whole
+		// gc_interval, and peer_lifetime stops meaning what it says.
+		return fmt.Errorf(p+"gc_interval: must be <= "+p+"peer_lifetime (%s), got %s", c.PeerLifetime, c.GarbageCollectionInterval)
+	case c.ShardCount <= 0:
+		return fmt.Errorf(p+"shard_count: must be > 0, got %d", c.ShardCount)
+	case c.ShardCount > MaxShardCount:
+		return fmt.Errorf(p+"shard_count: must be <= %d, got %d", MaxShardCount, c.ShardCount)
+	case c.PrometheusReportingInterval <= 0:
+		return fmt.Errorf(p+"prometheus_reporting_interval: must be > 0, got %s", c.PrometheusReportingInterval)
+	}
+	return nil
+}
+
+// decodeConfig decodes the `storage.config` YAML strictly over the defaults
+// and validates the result.
+func decodeConfig(configYAML []byte) (Config, error) {
+	cfg := Config{}.WithDefaults()
+	var doc interface{}
+	if yaml.Unmarshal(configYAML, &doc) == nil && doc == nil {
+		// An absent or empty `config:` would otherwise zero every key.
+		return cfg, nil
+	}
+	if err := yaml.UnmarshalStrict(configYAML, &cfg); err != nil {
+		return Config{}, fmt.Errorf("storage.config%s: %s", badKey(configYAML), yamlErrorText(err))
+	}
+	return cfg, cfg.Validate()
+}
+
+// badKey finds the key a strict decoding error is about, as ".key", so the
+// error names it even when yaml.v2 only gives a line and a type. It returns
+// "" when the document is not a mapping at all.
+func badKey(configYAML []byte) string {
+	var items yaml.MapSlice
+	if yaml.Unmarshal(configYAML, &items) != nil {
+		return ""
+	}
+	for _, item := range items {
+		one, err := yaml.Marshal(yaml.MapSlice{item})
+		if err != nil {
+			continue
+		}
+		var c Config
+		if yaml.UnmarshalStrict(one, &c) != nil {
+			return "." + fmt.Sprint(item.Key)
+		}
+	}
+	return ""
+}
+
+// yamlErrorText flattens yaml.v2's multi-line "unmarshal errors" into one
+// line, keeping the line numbers it gives.
+func yamlErrorText(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return strings.Join(te.Errors, "; ")
+	}
+	return err.Error()
+}

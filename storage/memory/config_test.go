@@ -1,0 +1,121 @@
+package memory
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/storage"
+)
+
+func TestDecodeConfigRejects(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"bad-unknown-key.yaml", "storage.config.shard_cont: line 3: field shard_cont not found in type memory.Config"},
+		{"bad-shard-count-zero.yaml", "storage.config.shard_count: must be > 0, got 0"},
+		{"bad-shard-count-huge.yaml", "storage.config.shard_count: must be <= 1048576, got 2000000"},
+		{"bad-shard-count-type.yaml", "storage.config.shard_count: line 1: cannot unmarshal !!str `many` into int"},
+		{"bad-gc-interval-type.yaml", "storage.config.gc_interval: line 1: cannot unmarshal !!str `often` into time.Duration"},
+		{"bad-gc-interval-negative.yaml", "storage.config.gc_interval: must be > 0, got -1s"},
+		{"bad-gc-interval-exceeds-lifetime.yaml", "storage.config.gc_interval: must be <= storage.config.peer_lifetime (31m0s), got 1h0m0s"},
+		{"bad-peer-lifetime-subsecond.yaml", "storage.config.peer_lifetime: must be >= 1s, got 500ms"},
+		{"bad-reporting-interval-zero.yaml", "storage.config.prometheus_reporting_interval: must be > 0, got 0s"},
+		{"bad-not-a-mapping.yaml", "storage.config: line 1: cannot unmarshal !!seq into memory.Config"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = decodeConfig(b)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got error %v\nwant       %s", err, tc.want)
+			}
+			// The registered driver reports the same error.
+			if _, err := storage.New("memory", b); err == nil || err.Error() != tc.want {
+				t.Fatalf("storage.New: got error %v, want %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeConfigAccepts(t *testing.T) {
+	defaults := Config{}.WithDefaults()
+	tests := []struct {
+		name string
+		yaml string
+		want Config
+	}{
+		{"empty", "", defaults},
+		{"null", "null", defaults},
+		{"empty mapping", "{}", defaults},
+		{"upstream example", mustRead(t, "testdata/good-upstream.yaml"), defaults},
+		{"some keys", "shard_count: 16\ngc_interval: 1m\n", Config{
+			GarbageCollectionInterval:   time.Minute,
+			PeerLifetime:                DefaultPeerLifetime,
+			ShardCount:                  16,
+			PrometheusReportingInterval: DefaultPrometheusReportingInterval,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeConfig([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	want := Config{
+		GarbageCollectionInterval:   3 * time.Minute,
+		PeerLifetime:                31 * time.Minute,
+		ShardCount:                  1024,
+		PrometheusReportingInterval: time.Second,
+	}
+	if got := (Config{}).WithDefaults(); got != want {
+		t.Fatalf("defaults %+v, want %+v", got, want)
+	}
+	set := Config{GarbageCollectionInterval: time.Minute, PeerLifetime: time.Hour, ShardCount: 8, PrometheusReportingInterval: 5 * time.Second}
+	if got := set.WithDefaults(); got != set {
+		t.Fatalf("WithDefaults changed set keys: %+v", got)
+	}
+}
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	if _, err := New(Config{}); err == nil || err.Error() != "storage.config.gc_interval: must be > 0, got 0s" {
+		t.Fatalf("New(Config{}): %v", err)
+	}
+}
+
+func TestRegisteredDriver(t *testing.T) {
+	s, err := storage.New("memory", []byte("shard_count: 4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	if _, ok := s.(*PeerStore); !ok {
+		t.Fatalf("storage.New(memory) built a %T", s)
+	}
+	if n := len(s.(*PeerStore).shards); n != 4 {
+		t.Fatalf("%d shards, want 4", n)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,261 @@
+package redis
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v2"
+)
+
+// The defaults. gc_interval, peer_lifetime and the reporting interval are
+// those of upstream Chihaya and the memory driver. The Redis timeouts are
+// far shorter than upstream's 15s: a tracker client gives up on a request
+// long before that, so during an outage waiting only holds goroutines and
+// sockets, while a healthy Redis answers in well under a millisecond.
+const (
+	DefaultGarbageCollectionInterval   = 3 * time.Minute
+	DefaultPeerLifetime                = 31 * time.Minute
+	DefaultPrometheusReportingInterval = time.Second
+	DefaultRedisBroker                 = "redis://127.0.0.1:6379/0"
+	DefaultRedisReadTimeout            = time.Second
+	DefaultRedisWriteTimeout           = time.Second
+	DefaultRedisConnectTimeout         = time.Second
+	DefaultMaxIdle                     = 32
+	DefaultMaxActive                   = 128
+	DefaultKeyPrefix                   = "chihaya:"
+)
+
+// Config is the `storage.config` mapping of the redis driver.
+type Config struct {
+	// GarbageCollectionInterval is how often stale peers are collected.
+	// With several trackers on one Redis, only one of them collects per
+	// interval.
+	GarbageCollectionInterval time.Duration `yaml:"gc_interval"`
+	// PeerLifetime is how long a peer that has not announced is kept.
+	PeerLifetime time.Duration `yaml:"peer_lifetime"`
+	// PrometheusReportingInterval is how often the swarm and peer gauges
+	// are refreshed from Redis.
+	PrometheusReportingInterval time.Duration `yaml:"prometheus_reporting_interval"`
+
+	// RedisBroker is redis://[[user]:password@]host:port/db, or rediss://
+	// for TLS. With Sentinel its host:port is ignored: the master is asked
+	// of the sentinels, and the password, database and scheme still apply.
+	RedisBroker string `yaml:"redis_broker"`
+	// RedisReadTimeout, RedisWriteTimeout and RedisConnectTimeout bound
+	// each exchange with Redis, so an outage turns into fast failures.
+	RedisReadTimeout    time.Duration `yaml:"redis_read_timeout"`
+	RedisWriteTimeout   time.Duration `yaml:"redis_write_timeout"`
+	RedisConnectTimeout time.Duration `yaml:"redis_connect_timeout"`
+
+	// MaxIdle is how many idle connections the pool keeps open.
+	MaxIdle int `yaml:"redis_max_idle"`
+	// MaxActive caps the connections open at once; a request that finds
+	// them all busy waits up to redis_connect_timeout for one.
+	MaxActive int `yaml:"redis_max_active"`
+	// TLSCAPath is a PEM file of the CAs that sign the Redis server's
+	// certificate (rediss:// only); empty uses the system's roots.
+	TLSCAPath string `yaml:"redis_tls_ca_path"`
+
+	// SentinelAddrs are host:port of Redis Sentinels; when set, the master
+	// named SentinelMasterName is found through them and found again after
+	// a failover.
+	SentinelAddrs      []string `yaml:"sentinel_addrs"`
+	SentinelMasterName string   `yaml:"sentinel_master_name"`
+	// SentinelPassword authenticates to the sentinels (requirepass of
+	// sentinel.conf), which is separate from the master's password.
+	SentinelPassword string `yaml:"sentinel_password"`
+
+	// KeyPrefix starts every key the driver writes, so that several
+	// trackers (or other programs) can share one Redis database.
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// WithDefaults returns the config with every unset (zero) key given its
+// default. The driver decodes YAML over the defaults instead, so that a key
+// written as 0 is rejected by Validate rather than silently replaced.
+func (c Config) WithDefaults() Config {
+	if c.GarbageCollectionInterval == 0 {
+		c.GarbageCollectionInterval = DefaultGarbageCollectionInterval
+	}
+	if c.PeerLifetime == 0 {
+		c.PeerLifetime = DefaultPeerLifetime
+	}
+	if c.PrometheusReportingInterval == 0 {
+		c.PrometheusReportingInterval = DefaultPrometheusReportingInterval
+	}
+	if c.RedisBroker == "" {
+		c.RedisBroker = DefaultRedisBroker
+	}
+	if c.RedisReadTimeout == 0 {
+		c.RedisReadTimeout = DefaultRedisReadTimeout
+	}
+	if c.RedisWriteTimeout == 0 {
+		c.RedisWriteTimeout = DefaultRedisWriteTimeout
+	}
+	if c.RedisConnectTimeout == 0 {
+		c.RedisConnectTimeout = DefaultRedisConnectTimeout
+	}
+	if c.MaxIdle == 0 {
+		c.MaxIdle = DefaultMaxIdle
+	}
+	if c.MaxActive == 0 {
+		c.MaxActive = DefaultMaxActive
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	}
+	return c
+}
+
+// broker is the parsed redis_broker.
+type broker struct {
+	tls      bool
+	addr     string // host:port
+	host     string
+	user     string
+	password string
+	db       int
+}
+
+// parseBroker parses redis_broker. Its errors never repeat the URL, which
+// may hold a password.
+func parseBroker(s string) (broker, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return broker{}, errors.New("not a URL")
+	}
+	var b broker
+	switch u.Scheme {
+	case "redis":
+	case "rediss":
+		b.tls = true
+	default:
+		return broker{}, fmt.Errorf("scheme must be redis or rediss, got %q", u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return broker{}, errors.New("must be redis://[:password@]host:port/db")
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		host, port = u.Hostname(), "6379"
+	}
+	if host == "" {
+		return broker{}, errors.New("missing host")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return broker{}, fmt.Errorf("port must be 1-65535, got %q", port)
+	}
+	b.host = host
+	b.addr = net.JoinHostPort(host, port)
+	if u.User != nil {
+		// As redis-cli and upstream read it: user:password, :password, or a
+		// lone word which is a password (upstream's own example,
+		// redis://myRedis@host, is one).
+		if pw, ok := u.User.Password(); ok {
+			b.user, b.password = u.User.Username(), pw
+		} else {
+			b.password = u.User.Username()
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return broker{}, fmt.Errorf("database must be a number >= 0, got %q", db)
+		}
+		b.db = n
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return broker{}, errors.New("must not have a query or fragment")
+	}
+	return b, nil
+}
+
+// Validate reports the first invalid key, naming its full path.
+func (c Config) Validate() error {
+	const p = "storage.config."
+	if _, err := parseBroker(c.RedisBroker); err != nil {
+		return fmt.Errorf(p+"redis_broker: %w", err)
+	}
+	switch {
+	case c.GarbageCollectionInterval <= 0:
+		return fmt.Errorf(p+"gc_interval: must be > 0, got %s", c.GarbageCollectionInterval)
+	case c.PeerLifetime < time.Second:
+		// Last-seen times are kept in whole seconds.
+		return fmt.Errorf(p+"peer_lifetime: must be >= 1s, got %s", c.PeerLifetime)
+	case c.GarbageCollectionInterval > c.PeerLifetime:
+		return fmt.Errorf(p+"gc_interval: must be <= "+p+"peer_lifetime (%s), got %s", c.PeerLifetime, c.GarbageCollectionInterval)
+	case c.PrometheusReportingInterval <= 0:
+		return fmt.Errorf(p+"prometheus_reporting_interval: must be > 0, got %s", c.PrometheusReportingInterval)
+	case c.RedisReadTimeout <= 0:
+		return fmt.Errorf(p+"redis_read_timeout: must be > 0, got %s", c.RedisReadTimeout)
+	case c.RedisWriteTimeout <= 0:
+		return fmt.Errorf(p+"redis_write_timeout: must be > 0, got %s", c.RedisWriteTimeout)
+	case c.RedisConnectTimeout <= 0:
+		return fmt.Errorf(p+"redis_connect_timeout: must be > 0, got %s", c.RedisConnectTimeout)
+	case c.MaxActive <= 0:
+		return fmt.Errorf(p+"redis_max_active: must be > 0, got %d", c.MaxActive)
+	case c.MaxIdle < 0:
+		return fmt.Errorf(p+"redis_max_idle: must be >= 0, got %d", c.MaxIdle)
+	case c.MaxIdle > c.MaxActive:
+		return fmt.Errorf(p+"redis_max_idle: must be <= "+p+"redis_max_active (%d), got %d", c.MaxActive, c.MaxIdle)
+	case len(c.SentinelAddrs) > 0 && c.SentinelMasterName == "":
+		return errors.New(p + "sentinel_master_name: required when " + p + "sentinel_addrs is set")
+	case len(c.SentinelAddrs) == 0 && c.SentinelMasterName != "":
+		return errors.New(p + "sentinel_addrs: required when " + p + "sentinel_master_name is set")
+	case len(c.SentinelAddrs) == 0 && c.SentinelPassword != "":
+		return errors.New(p + "sentinel_password: set without " + p + "sentinel_addrs")
+	}
+	for i, a := range c.SentinelAddrs {
+		host, port, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(port)
+		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return fmt.Errorf(p+"sentinel_addrs[%d]: must be host:port, got %q", i, a)
+		}
+	}
+	return nil
+}
+
+// decodeConfig decodes the `storage.config` YAML strictly over the defaults
+// and validates the result.
+func decodeConfig(configYAML []byte) (Config, error) {
+	cfg := Config{}.WithDefaults()
+	if err := yaml.UnmarshalStrict(configYAML, &cfg); err != nil {
+		return Config{}, fmt.Errorf("storage.config%s: %s", badKey(configYAML), yamlErrorText(err))
+	}
+	return cfg, cfg.Validate()
+}
+
+// badKey finds the key a strict decoding error is about, as ".key", so the
+// error names it even when yaml.v2 only gives a line and a type.
+func badKey(configYAML []byte) string {
+	var items yaml.MapSlice
+	if yaml.Unmarshal(configYAML, &items) != nil {
+		return ""
+	}
+	for _, item := range items {
+		one, err := yaml.Marshal(yaml.MapSlice{item})
+		if err != nil {
+			continue
+		}
+		var c Config
+		if yaml.UnmarshalStrict(one, &c) != nil {
+			return "." + fmt.Sprint(item.Key)
+		}
+	}
+	return ""
+}
+
+// yamlErrorText flattens yaml.v2's multi-line "unmarshal errors" into one
+// line, keeping the line numbers it gives.
+func yamlErrorText(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return strings.Join(te.Errors, "; ")
+	}
+	return err.Error()
+}

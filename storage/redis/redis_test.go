@@ -1,0 +1,521 @@
+package redis
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/storagetest"
+)
+
+var prefixSeq atomic.Uint64
+
+// newStore builds a store on srv under a key prefix of its own, so every
+// store a test makes starts empty, and stops it when the test ends.
+func newStore(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore {
+	tb.Helper()
+	s := newUnstopped(tb, srv, edit...)
+	tb.Cleanup(func() { _ = s.Stop(context.Background()) })
+	return s
+}
+
+// newUnstopped is newStore for the storagetest suites, which stop the
+// stores themselves (a benchmark's store outlives the first run it was
+// made in).
+func newUnstopped(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore {
+	tb.Helper()
+	cfg := Config{
+		RedisBroker: "redis://" + srv.addr + "/0",
+		KeyPrefix:   "test" + strconv.FormatUint(prefixSeq.Add(1), 10) + ":",
+	}.WithDefaults()
+	for _, e := range edit {
+		e(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestPeerStore(t *testing.T) {
+	srv := startRedis(t)
+	storagetest.Run(t, func(t *testing.T) storage.PeerStore { return newUnstopped(t, srv) })
+}
+
+func BenchmarkPeerStore(b *testing.B) {
+	srv := startRedis(b)
+	storagetest.RunBenchmarks(b, func(b *testing.B) storage.PeerStore { return newUnstopped(b, srv) })
+}
+
+func peer4(n int) bittorrent.Peer {
+	return bittorrent.Peer{
+		ID:       bittorrent.PeerID{byte(n >> 8), byte(n), 'i', 'd'},
+		AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(n >> 8), byte(n)}), 6881),
+	}
+}
+
+func ih(n int) bittorrent.InfoHash { return bittorrent.InfoHash{byte(n >> 8), byte(n), 'i', 'h'} }
+
+func must(t testing.TB, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// TestCountsExactAcrossInstances drives one swarm from several stores on
+// the same Redis at once, as several tracker instances do, through joins,
+// completions, stops and expiry, and checks the counts against the truth.
+func TestCountsExactAcrossInstances(t *testing.T) {
+	srv := startRedis(t)
+	first := newStore(t, srv)
+	stores := []*PeerStore{first}
+	for range 3 {
+		stores = append(stores, newStore(t, srv, func(c *Config) { c.KeyPrefix = first.cfg.KeyPrefix }))
+	}
+
+	const peers = 400
+	var wg sync.WaitGroup
+	errs := make(chan error, peers)
+	for i := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each peer talks to instances in turn, like behind a load
+			// balancer: it starts, announces again, and every third
+			// completes; every fifth then stops.
+			s := func(k int) *PeerStore { return stores[(i+k)%len(stores)] }
+			p := peer4(i)
+			steps := []func() error{
+				func() error { return s(0).PutLeecher(ih(1), p) },
+				func() error { return s(1).PutLeecher(ih(1), p) },
+			}
+			if i%3 == 0 {
+				steps = append(steps, func() error { return s(2).GraduateLeecher(ih(1), p) })
+			}
+			if i%5 == 0 {
+				steps = append(steps, func() error { return s(3).DeletePeer(ih(1), p) })
+			}
+			for _, f := range steps {
+				if err := f(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var wantSeeders, wantLeechers uint32
+	for i := range peers {
+		switch {
+		case i%5 == 0:
+		case i%3 == 0:
+			wantSeeders++
+		default:
+			wantLeechers++
+		}
+	}
+	want := storage.Counts{Seeders: wantSeeders, Leechers: wantLeechers, Downloads: (peers + 2) / 3}
+	for i, s := range stores {
+		got, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4)
+		must(t, "ScrapeSwarm", err)
+		if got != want {
+			t.Errorf("instance %d scrapes %+v, want %+v", i, got, want)
+		}
+	}
+	st, err := first.Stats()
+	must(t, "Stats", err)
+	if st.Seeders[0] != uint64(wantSeeders) || st.Leechers[0] != uint64(wantLeechers) || st.Swarms[0] != 1 {
+		t.Errorf("stats %+v, want 1 swarm, %d seeders, %d leechers", st, wantSeeders, wantLeechers)
+	}
+
+	// Expiry run by two instances at once removes every peer exactly once.
+	var gc sync.WaitGroup
+	for _, s := range stores[:2] {
+		gc.Add(1)
+		go func() {
+			defer gc.Done()
+			if err := s.CollectGarbage(time.Now().Add(time.Hour)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	gc.Wait()
+	got, err := stores[2].ScrapeSwarm(ih(1), bittorrent.IPv4)
+	must(t, "ScrapeSwarm", err)
+	if want := (storage.Counts{Downloads: (peers + 2) / 3}); got != want {
+		t.Errorf("after expiry: %+v, want %+v", got, want)
+	}
+	if st, err := first.Stats(); err != nil || st != (storage.Stats{}) {
+		t.Errorf("stats after expiry: %+v %v, want all zero", st, err)
+	}
+}
+
+// TestCollectGarbageBatches fills more swarms and stale peers than one
+// collection script handles, and checks that collection still removes
+// every stale peer, keeps fresh ones, and leaves no key behind but the
+// downloads.
+func TestCollectGarbageBatches(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	c := srv.conn(t)
+
+	// Stale peers are written straight into Redis with an old stamp: 3
+	// swarms of 1500 peers (more than one batch of peers), and 200 swarms
+	// of one (more than one batch of swarms), plus one fresh peer.
+	old := time.Now().Add(-time.Hour).Unix()
+	stale := 0
+	for sw := range 203 {
+		n := 1
+		if sw < 3 {
+			n = 1500
+		}
+		for i := range n {
+			must(t, "put", s.PutLeecher(ih(sw), peer4(i)))
+			stale++
+		}
+		k := s.keys(ih(sw), bittorrent.IPv4)
+		members, err := redis.ByteSlices(c.Do("ZRANGE", k.leechers, 0, -1))
+		must(t, "ZRANGE", err)
+		for _, m := range members {
+			_, err := c.Do("ZADD", k.leechers, old, m)
+			must(t, "ZADD", err)
+		}
+		_, err = c.Do("ZADD", s.indexKey, old, k.hexIH)
+		must(t, "ZADD index", err)
+	}
+	must(t, "put fresh", s.PutSeeder(ih(0), peer4(5000)))
+	must(t, "graduate", s.GraduateLeecher(ih(300), peer4(1)))
+	_, err := c.Do("ZADD", s.indexKey, old, s.keys(ih(300), 0).hexIH)
+	must(t, "ZADD index", err)
+
+	must(t, "CollectGarbage", s.CollectGarbage(time.Now().Add(-time.Minute)))
+
+	tests := []struct {
+		name string
+		ih   bittorrent.InfoHash
+		want storage.Counts
+	}{
+		{"big swarm with a fresh seeder", ih(0), storage.Counts{Seeders: 1}},
+		{"big swarm", ih(2), storage.Counts{}},
+		{"small swarm", ih(150), storage.Counts{}},
+		{"fresh peer of a graduate", ih(300), storage.Counts{Seeders: 1, Downloads: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.ScrapeSwarm(tc.ih, bittorrent.IPv4)
+			must(t, "ScrapeSwarm", err)
+			if got != tc.want {
+				t.Errorf("%+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	st, err := s.Stats()
+	must(t, "Stats", err)
+	if want := (storage.Stats{Swarms: [2]uint64{2, 0}, Seeders: [2]uint64{2, 0}}); st != want {
+		t.Errorf("stats %+v, want %+v", st, want)
+	}
+	keys, err := redis.Strings(c.Do("KEYS", s.cfg.KeyPrefix+"*"))
+	must(t, "KEYS", err)
+	// Two swarms of one seeder (set + IDs each), one downloads counter,
+	// the index and the stats.
+	if len(keys) != 7 {
+		t.Errorf("keys left: %q, want 7", keys)
+	}
+	if n, err := redis.Int(c.Do("ZCARD", s.indexKey)); err != nil || n != 2 {
+		t.Errorf("swarm index holds %d (%v), want the 2 swarms with peers", n, err)
+	}
+}
+
+// TestRedisDown checks that with Redis gone every operation fails fast
+// with a driver error, Ready fails, and the same store works again once
+// Redis is back on the same address.
+func TestRedisDown(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
+	port := srv.addr[len("127.0.0.1:"):]
+	srv.kill()
+
+	before := testErrors("announce")
+	ops := []struct {
+		name string
+		f    func() error
+	}{
+		{"announce", func() error {
+			_, _, _, err := s.AnnouncePeers(nil, ih(1), false, 10, peer4(2))
+			return err
+		}},
+		{"scrape", func() error { _, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); return err }},
+		{"put", func() error { return s.PutLeecher(ih(1), peer4(2)) }},
+		{"delete", func() error { return s.DeletePeer(ih(1), peer4(2)) }},
+		{"ready", func() error { return s.Ready(context.Background()) }},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			err := op.f()
+			if err == nil {
+				t.Fatal("no error with Redis down")
+			}
+			if got := err.Error(); len(got) < 14 || got[:14] != "storage/redis:" {
+				t.Errorf("error %q does not name the driver", got)
+			}
+		})
+	}
+	if testErrors("announce") <= before {
+		t.Error("chihaya_storage_errors_total{operation=announce} did not grow")
+	}
+
+	// Back on the same port: the same store serves again.
+	if _, err := tryStart(t, program(t, "redis-server"), nil, mustAtoi(t, port), nil); err != nil {
+		t.Skipf("port %s taken meanwhile: %v", port, err)
+	}
+	time.Sleep(dialBackoff)
+	must(t, "Ready after restart", s.Ready(context.Background()))
+	must(t, "put after restart", s.PutSeeder(ih(1), peer4(1)))
+	c, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4)
+	must(t, "scrape after restart", err)
+	if c.Seeders != 1 {
+		t.Errorf("after restart: %+v, want 1 seeder", c)
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	must(t, "port", err)
+	return n
+}
+
+// TestNoScriptFallback flushes the script cache, as a restart or failover
+// does, and checks the next operations load the scripts again.
+func TestNoScriptFallback(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
+	_, err := srv.conn(t).Do("SCRIPT", "FLUSH")
+	must(t, "SCRIPT FLUSH", err)
+	must(t, "put after flush", s.PutLeecher(ih(1), peer4(2)))
+	peers, c, _, err := s.AnnouncePeers(nil, ih(1), false, 10, peer4(2))
+	must(t, "announce after flush", err)
+	if len(peers) != 1 || peers[0] != peer4(1) || c.Seeders != 1 || c.Leechers != 1 {
+		t.Errorf("announce after flush: %v %+v, want the seeder and 1+1", peers, c)
+	}
+}
+
+// TestDriverRegistered builds the store through the registry, as the
+// daemon does.
+func TestDriverRegistered(t *testing.T) {
+	srv := startRedis(t)
+	s, err := storage.New("redis", []byte("redis_broker: redis://"+srv.addr+"/3\nkey_prefix: \"reg:\"\n"))
+	must(t, "storage.New", err)
+	defer s.Stop(context.Background())
+	must(t, "Ready", s.Ready(context.Background()))
+	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
+	// The database number of the URL is honoured.
+	c := srv.conn(t)
+	_, err = c.Do("SELECT", 3)
+	must(t, "SELECT", err)
+	if n, err := redis.Int(c.Do("EXISTS", "reg:stats")); err != nil || n != 1 {
+		t.Errorf("reg:stats in database 3: %d %v, want it there", n, err)
+	}
+}
+
+// TestPassword checks the password of the URL is sent, in both of the
+// forms upstream accepts.
+func TestPassword(t *testing.T) {
+	srv := startRedis(t, "requirepass s3cret")
+	tests := []struct {
+		name, url string
+		ok        bool
+	}{
+		{"colon password", "redis://:s3cret@" + srv.addr + "/0", true},
+		{"lone word", "redis://s3cret@" + srv.addr + "/0", true},
+		{"wrong", "redis://:nope@" + srv.addr + "/0", false},
+		{"none", "redis://" + srv.addr + "/0", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, srv, func(c *Config) { c.RedisBroker = tc.url })
+			err := s.Ready(context.Background())
+			if (err == nil) != tc.ok {
+				t.Errorf("Ready: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// testErrors reads chihaya_storage_errors_total for an operation.
+func testErrors(op string) float64 {
+	mfs, _ := prometheus.DefaultGatherer.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != "chihaya_storage_errors_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "operation" && l.GetValue() == op {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// BenchmarkRedisMemoryPerPeer reports Redis' used_memory per stored peer
+// for swarms of several sizes: small swarms are stored compactly
+// (listpacks), large ones as skip lists and hash tables.
+func BenchmarkRedisMemoryPerPeer(b *testing.B) {
+	for _, tc := range []struct {
+		name          string
+		peers, swarms int
+	}{
+		{"peers=100000/swarm=1", 100_000, 100_000},
+		{"peers=100000/swarm=10", 100_000, 10_000},
+		{"peers=100000/swarm=1000", 100_000, 100},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				srv := startRedis(b)
+				s := newStore(b, srv)
+				c := srv.conn(b)
+				if err := putScript.Load(c); err != nil {
+					b.Fatal(err)
+				}
+				before := usedMemory(b, c)
+				// Pipelined straight through the scripts: a round trip per
+				// peer would make the fill the slowest part of the run.
+				for j := range tc.peers {
+					var buf [18]byte
+					p := peer4(j % 65536)
+					p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}), 6881)
+					m, af, _ := peerMember(p, &buf)
+					k := s.keys(ih(j%tc.swarms), af)
+					role := "l"
+					if j%5 == 0 {
+						role = "s"
+					}
+					if err := putScript.SendHash(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
+						m, p.ID[:], time.Now().Unix(), role, "4", "0", k.hexIH); err != nil {
+						b.Fatal(err)
+					}
+					if j%1000 == 999 {
+						drain(b, c, 1000)
+					}
+				}
+				after := usedMemory(b, c)
+				b.ReportMetric(float64(after-before)/float64(tc.peers), "redis-B/peer")
+				st, err := s.Stats()
+				if err != nil || st.Seeders[0]+st.Leechers[0] != uint64(tc.peers) {
+					b.Fatalf("stats %+v %v, want %d peers", st, err, tc.peers)
+				}
+				srv.kill()
+			}
+		})
+	}
+}
+
+func drain(b *testing.B, c redis.Conn, n int) {
+	b.Helper()
+	if err := c.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	for range n {
+		if _, err := c.Receive(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func usedMemory(b *testing.B, c redis.Conn) int64 {
+	b.Helper()
+	info, err := redis.String(c.Do("INFO", "memory"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO memory")
+	return 0
+}
+
+// countingConn counts the writes on a connection: the client flushes once
+// per round trip.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// TestRoundTrips pins the cost of each operation in round trips to Redis,
+// once the pool holds a connection: an announce is two (its peer list,
+// then its update).
+func TestRoundTrips(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	var writes atomic.Int64
+	s.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return countingConn{Conn: c, writes: &writes}, err
+	}
+	for i := range 100 {
+		must(t, "put", s.PutLeecher(ih(1), peer4(i)))
+	}
+	must(t, "put", s.PutSeeder(ih(1), peer4(100)))
+	tests := []struct {
+		name string
+		op   func() error
+		want int64
+	}{
+		{"announce: peer list", func() error {
+			_, _, _, err := s.AnnouncePeers(nil, ih(1), false, 50, peer4(7))
+			return err
+		}, 1},
+		{"announce: update", func() error { return s.PutLeecher(ih(1), peer4(7)) }, 1},
+		{"completed", func() error { return s.GraduateLeecher(ih(1), peer4(7)) }, 1},
+		{"stopped", func() error { return s.DeletePeer(ih(1), peer4(7)) }, 1},
+		{"scrape", func() error { _, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); return err }, 1},
+		{"stats", func() error { _, err := s.Stats(); return err }, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first run of a script on a server loads it (EVALSHA,
+			// NOSCRIPT, EVAL); the second shows the steady state.
+			must(t, tc.name, tc.op())
+			before := writes.Load()
+			must(t, tc.name, tc.op())
+			if got := writes.Load() - before; got != tc.want {
+				t.Errorf("%d round trips, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,120 @@
+package redis
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// haRedis is a master, a replica and one sentinel watching them, started
+// by a test.
+type haRedis struct {
+	master, replica, sentinel *server
+}
+
+// startHA starts the three and waits until the sentinel knows the replica
+// and the replica is in sync, so that a failover can happen.
+func startHA(t testing.TB) *haRedis {
+	t.Helper()
+	h := &haRedis{master: startRedis(t)}
+	host, port := splitAddr(h.master.addr)
+	h.replica = startRedis(t, "replicaof "+host+" "+port)
+	h.sentinel = startSentinel(t,
+		"sentinel monitor mymaster "+host+" "+port+" 1",
+		"sentinel down-after-milliseconds mymaster 1000",
+		"sentinel failover-timeout mymaster 10000",
+	)
+	sc := h.sentinel.conn(t)
+	rc := h.replica.conn(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		replicas, err := redis.Values(sc.Do("SENTINEL", "REPLICAS", "mymaster"))
+		info, _ := redis.String(rc.Do("INFO", "replication"))
+		if err == nil && len(replicas) > 0 && strings.Contains(info, "master_link_status:up") {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel did not see the replica within 30s (%v); sentinel log:\n%s", err, h.sentinel.logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func splitAddr(a string) (host, port string) {
+	i := strings.LastIndexByte(a, ':')
+	return a[:i], a[i+1:]
+}
+
+// waitReplicated blocks until the replica has every write the master has
+// acknowledged, so a test can kill the master without losing them.
+func (h *haRedis) waitReplicated(t testing.TB) {
+	t.Helper()
+	n, err := redis.Int(h.master.conn(t).Do("WAIT", 1, 10000))
+	if err != nil || n < 1 {
+		t.Fatalf("WAIT: %d replicas acknowledged (%v)", n, err)
+	}
+}
+
+// TestSentinelFailover kills the master; the store must find the promoted
+// replica through the sentinel and serve again within 40 seconds, with the
+// swarms written before the failover.
+func TestSentinelFailover(t *testing.T) {
+	h := startHA(t)
+	s := newStore(t, h.master, func(c *Config) {
+		c.RedisBroker = "redis://127.0.0.1:1/0" // ignored with sentinels
+		c.SentinelAddrs = []string{"127.0.0.1:1", h.sentinel.addr}
+		c.SentinelMasterName = "mymaster"
+	})
+	must(t, "Ready", s.Ready(context.Background()))
+	for i := range 50 {
+		must(t, "put", s.PutLeecher(ih(1), peer4(i)))
+	}
+	must(t, "graduate", s.GraduateLeecher(ih(1), peer4(0)))
+	h.waitReplicated(t)
+
+	h.master.kill()
+	start := time.Now()
+	for {
+		err := s.PutSeeder(ih(2), peer4(1))
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 40*time.Second {
+			t.Fatalf("not serving 40s after the master died: %v\nsentinel log:\n%s", err, h.sentinel.logText())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("serving again %s after the master was killed", time.Since(start).Round(100*time.Millisecond))
+	must(t, "Ready", s.Ready(context.Background()))
+
+	got, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4)
+	must(t, "scrape", err)
+	if want := (storage.Counts{Seeders: 1, Leechers: 49, Downloads: 1}); got != want {
+		t.Errorf("swarm written before the failover: %+v, want %+v", got, want)
+	}
+	peers, _, _, err := s.AnnouncePeers(nil, ih(1), false, 100, peer4(1000))
+	must(t, "announce", err)
+	if len(peers) != 50 {
+		t.Errorf("announce after failover: %d peers, want 50", len(peers))
+	}
+}
+
+// TestSentinelUnknownMaster: a master name the sentinels do not know is an
+// error that says so, through Ready.
+func TestSentinelUnknownMaster(t *testing.T) {
+	h := startHA(t)
+	s := newStore(t, h.master, func(c *Config) {
+		c.SentinelAddrs = []string{h.sentinel.addr}
+		c.SentinelMasterName = "nosuch"
+	})
+	err := s.Ready(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `unknown master "nosuch"`) {
+		t.Errorf("Ready: %v, want an unknown master error", err)
+	}
+}
