@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v2"
@@ -75,6 +76,10 @@ func NewHooks(cfgs []HookConfig) ([]Hook, error) {
 		}
 		h, err := NewHook(hc.Name, opts)
 		if err != nil {
+			// Hooks name themselves in their errors; say it once.
+			if msg, ok := strings.CutPrefix(err.Error(), hc.Name+": "); ok {
+				return fail(fmt.Errorf("[%d] (%s): %s", i, hc.Name, msg))
+			}
 			return fail(fmt.Errorf("[%d] (%s): %w", i, hc.Name, err))
 		}
 		hooks = append(hooks, namedHook{name: hc.Name, Hook: h})

@@ -83,14 +83,14 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
 
-# wait_udp waits until a tracker answers UDP announces (opentracker loads
-# its whitelist in the background). The probe is a stop of a peer that
-# was never announced, which changes nothing.
+# wait_udp waits until a tracker accepts UDP announces (opentracker
+# refuses them until it has read its whitelist). The probe starts peer 0
+# of torrent 0, which every fill announces anyway.
 wait_udp() {
 	local addr=$1
 	for _ in $(seq 50); do
-		if "$BIN/chihaya-bench" udp-announce --target "$addr" --seed "$SEED" --count 1 --torrents 1 \
-			--peers 1 --events 0,0,0,1 --timeout 200ms --duration 1s >/dev/null 2>&1; then
+		if "$BIN/chihaya-bench" udp-announce --target "$addr" --seed "$SEED" --count 1 --sockets 1 --torrents 1 \
+			--peers 1 --events 1,0,0,0 --numwant 0 --timeout 200ms --duration 1s >/dev/null 2>&1; then
 			return 0
 		fi
 		sleep 0.2
@@ -101,10 +101,9 @@ wait_udp() {
 start_opentracker() { # name
 	local name=$1 port
 	port=$("$BIN/chihaya-bench" freeport)
-	# opentracker chroots to its working directory: run it where the
-	# whitelist is and name it relatively.
-	(cd "$OUT_DIR" && exec taskset -c "$TRACKER_CPU" opentracker -i 127.0.0.1 -p "$port" -P "$port" \
-		-w whitelist.txt >"$OUT_DIR/$name.log" 2>&1) &
+	# opentracker runs as nobody and needs the whitelist's absolute path.
+	taskset -c "$TRACKER_CPU" opentracker -i 127.0.0.1 -p "$port" -P "$port" \
+		-w "$WHITELIST" >"$OUT_DIR/$name.log" 2>&1 &
 	PID[$name]=$!
 	STARTED+=("${PID[$name]}")
 	UDP[$name]=127.0.0.1:$port

@@ -126,6 +126,11 @@ fuzz_all() {
 		echo "fuzz $pkg $name for ${per}s"
 		if go test -run '^$' -fuzz "^${name}\$" -fuzztime "${per}s" "$pkg" </dev/null >"$log" 2>&1; then
 			results+=("$(printf 'ok    %4ds  fuzz %s %s' $((SECONDS - start)) "$pkg" "$name")")
+		elif grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written' "$log"; then
+			# Go before 1.27 may report the end of -fuzztime itself as a
+			# failure when a worker is mid-input (golang/go#75804); a real
+			# crash always writes its input to testdata/fuzz/.
+			results+=("$(printf 'ok    %4ds  fuzz %s %s (spurious deadline failure, golang/go#75804)' $((SECONDS - start)) "$pkg" "$name")")
 		else
 			cat "$log"
 			results+=("$(printf 'FAIL  %4ds  fuzz %s %s' $((SECONDS - start)) "$pkg" "$name")")

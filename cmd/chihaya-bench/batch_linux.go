@@ -97,3 +97,17 @@ func (b *batchConn) recv(bufs [][]byte, lens []int) (int, error) {
 	}
 	return b.n, nil
 }
+
+// setBuffers sizes the socket's buffers so that a full window of replies
+// is not dropped by the generator's own socket. As root it goes past
+// net.core.rmem_max (SO_RCVBUFFORCE); otherwise the kernel caps it.
+func setBuffers(conn *net.UDPConn, n int) {
+	_ = conn.SetReadBuffer(n)
+	_ = conn.SetWriteBuffer(n)
+	if rc, err := conn.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n)
+		})
+	}
+}

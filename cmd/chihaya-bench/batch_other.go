@@ -32,3 +32,9 @@ func (b *batchConn) recv(bufs [][]byte, lens []int) (int, error) {
 	lens[0] = n
 	return 1, nil
 }
+
+// setBuffers sizes the socket's buffers as far as the system allows.
+func setBuffers(conn *net.UDPConn, n int) {
+	_ = conn.SetReadBuffer(n)
+	_ = conn.SetWriteBuffer(n)
+}

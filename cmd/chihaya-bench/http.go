@@ -25,6 +25,10 @@ type httpWorker struct {
 
 	conn   net.Conn
 	reused bool // the connection has already carried a request
+	// serverCloses is set once the tracker closed a kept-alive connection
+	// without saying so (opentracker): from then on each connection is
+	// closed after its reply instead of failing one request to find out.
+	serverCloses bool
 	req    []byte
 	buf    []byte
 	ann    Announce
@@ -108,6 +112,7 @@ func (w *httpWorker) do(mayRetry bool) {
 		reused := w.reused
 		w.closeConn()
 		if reused && mayRetry {
+			w.serverCloses = true
 			w.do(false)
 			return
 		}
@@ -116,6 +121,7 @@ func (w *httpWorker) do(mayRetry bool) {
 	}
 	kind, keep, got := w.readReply()
 	if (kind == errClosed || kind == errRecv) && got == 0 && w.reused && mayRetry {
+		w.serverCloses = true
 		w.closeConn()
 		w.do(false)
 		return
@@ -128,7 +134,7 @@ func (w *httpWorker) do(mayRetry bool) {
 		w.st.responses++
 		w.st.hist.Record(time.Since(sentAt))
 	}
-	if !keep || w.cfg.NewConn {
+	if !keep || w.cfg.NewConn || w.serverCloses {
 		w.closeConn()
 	}
 }

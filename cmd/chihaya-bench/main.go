@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -130,9 +131,10 @@ func main() {
 
 // flags holds the raw flag values of a run command.
 type flags struct {
-	target string
-	events string
-	cfg    runConfig
+	target  string
+	events  string
+	profile string
+	cfg     runConfig
 }
 
 func newRootCmd(stdout io.Writer) *cobra.Command {
@@ -174,6 +176,17 @@ func newRunCmd(mode, short string, duration time.Duration) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if f.profile != "" {
+				pf, err := os.Create(f.profile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			r, runErr := run(cfg)
 			if r.Mode != "" {
 				if err := r.Write(cmd.OutOrStdout()); err != nil {
@@ -191,6 +204,7 @@ func newRunCmd(mode, short string, duration time.Duration) *cobra.Command {
 	fs.Uint64Var(&f.cfg.Count, "count", 0, "stop after this many requests (0: only --duration bounds the run)")
 	fs.DurationVar(&f.cfg.Timeout, "timeout", 2*time.Second, "a request without a reply after this long counts as a timeout")
 	fs.IntVar(&f.cfg.ScrapeHashes, "hashes", 10, "info hashes per scrape")
+	fs.StringVar(&f.profile, "cpuprofile", "", "write the generator's own CPU profile to this file")
 	if strings.HasPrefix(mode, "http") {
 		fs.IntVar(&f.cfg.Sockets, "conns", 16, "concurrent HTTP connections, one request in flight each")
 		fs.BoolVar(&f.cfg.NewConn, "new-conn", false, "open a new connection for every request")

@@ -234,3 +234,17 @@ func TestCLIOutputsHumanAndJSONLines(t *testing.T) {
 		t.Errorf("JSON result = %+v", r)
 	}
 }
+
+func TestFillReportsRefusedPeers(t *testing.T) {
+	udp := startFakeUDP(t, func(f *fakeUDP) { f.refuse = true })
+	cfg := testConfig(modeFill, udp.addr())
+	cfg.Workload.Torrents, cfg.Workload.Peers = 10, 10
+	cfg.Duration = time.Minute
+	r, err := run(cfg)
+	if err == nil || !strings.Contains(err.Error(), "fill: acknowledged 0 of 100 peers") {
+		t.Errorf("got error %v, want the fill reported incomplete", err)
+	}
+	if r.Errors["tracker_error"] != 100 {
+		t.Errorf("got errors %v, want tracker_error=100 (each refused peer once, not retried)", r.Errors)
+	}
+}

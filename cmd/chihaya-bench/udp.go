@@ -89,8 +89,7 @@ func runUDP(cfg *runConfig, wl *Workload) (Result, error) {
 			closeUDP(workers)
 			return Result{}, err
 		}
-		_ = conn.SetReadBuffer(1 << 20)
-		_ = conn.SetWriteBuffer(1 << 20)
+		setBuffers(conn, 4<<20)
 		w, err := newUDPWorker(cfg, wl, i, conn)
 		if err != nil {
 			conn.Close()
@@ -360,16 +359,13 @@ func (w *udpWorker) handle(p []byte, at time.Duration) {
 	switch {
 	case action == udpActionError:
 		w.st.errs[errTracker]++
-		switch s.kind {
-		case slotConnect:
+		// A fill does not retry a refused peer: a tracker that refuses
+		// the torrent (opentracker without it on its whitelist) would
+		// refuse it forever, and the fill reports the peers it missed.
+		if s.kind == slotConnect {
 			w.connecting = false
-		case slotAnnounce:
-			if w.cfg.Mode == modeFill {
-				w.retry = append(w.retry, s.item)
-			}
-			fallthrough
-		default:
-			// Most often an expired connection ID: get a new one.
+		} else {
+			// Perhaps an expired connection ID: get a new one.
 			w.haveConn = false
 		}
 		w.release(i)

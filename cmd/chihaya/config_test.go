@@ -42,7 +42,7 @@ var badConfigs = []struct {
 	{"bad-hook-missing-name.yaml", "prehooks[0]: name: must be set"},
 	{"bad-udp-numwant.yaml", "udp.max_numwant: must be > 0 and <= 3638, got -1"},
 	{"bad-https-without-cert.yaml", "http.tls_cert_path: required when https_addr is set\nhttp.tls_key_path: required when https_addr is set"},
-	{"bad-hook-options.yaml", "prehooks[1] (client approval): client approval: whitelist and blacklist are both set; use one"},
+	{"bad-hook-options.yaml", "prehooks[1] (client approval): whitelist and blacklist are both set; use one"},
 	{"bad-posthook-unknown.yaml", `posthooks[0] (jwt-typo): unknown hook "jwt-typo" (known: ` + strings.Join(middleware.HookNames(), ", ") + ")"},
 	{"bad-hook-unknown.yaml", `prehooks[0] (no such hook): unknown hook "no such hook" (known: ` + strings.Join(middleware.HookNames(), ", ") + ")"},
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"reflect"
@@ -132,7 +133,7 @@ func logConfig(path string, c Config) {
 	log.WithFields(log.Fields{
 		"http":           fmt.Sprintf("%+v", c.HTTP),
 		"udp":            fmt.Sprintf("%+v", udp),
-		"storage_config": fmt.Sprintf("%v", c.Storage.Config),
+		"storage_config": fmt.Sprintf("%v", redact(c.Storage.Config)),
 	}).Debug("configuration details")
 }
 
@@ -349,4 +350,25 @@ func (s *server) wait(sigs <-chan os.Signal) error {
 		}
 	}
 	return nil
+}
+
+// redact returns a copy of a driver's options fit for a log: secrets are
+// replaced and passwords in URLs hidden.
+func redact(opts map[string]interface{}) map[string]interface{} {
+	out := make(map[string]interface{}, len(opts))
+	for k, v := range opts {
+		str, isString := v.(string)
+		switch {
+		case !isString:
+			out[k] = v
+		case strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.HasSuffix(k, "private_key"):
+			out[k] = "(set)"
+		default:
+			if u, err := url.Parse(str); err == nil && u.User != nil {
+				str = u.Redacted()
+			}
+			out[k] = str
+		}
+	}
+	return out
 }

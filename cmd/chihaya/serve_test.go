@@ -117,3 +117,24 @@ func TestReadyzDuringShutdown(t *testing.T) {
 		t.Errorf("/readyz during shutdown = %d %q", status, body)
 	}
 }
+
+func TestRedactHidesStorageSecrets(t *testing.T) {
+	got := redact(map[string]interface{}{
+		"redis_broker":      "redis://:hunter2@127.0.0.1:6379/0",
+		"sentinel_password": "hunter3",
+		"key_prefix":        "tracker1:",
+		"gc_interval":       "3m",
+		"shard_count":       1024,
+	})
+	text := fmt.Sprintf("%v", got)
+	for _, secret := range []string{"hunter2", "hunter3"} {
+		if strings.Contains(text, secret) {
+			t.Fatalf("redacted options still show %q: %s", secret, text)
+		}
+	}
+	for _, kept := range []string{"tracker1:", "127.0.0.1:6379", "3m", "1024"} {
+		if !strings.Contains(text, kept) {
+			t.Fatalf("redacted options lost %q: %s", kept, text)
+		}
+	}
+}

@@ -45,6 +45,8 @@ func TestSeedAndDownload(t *testing.T) {
 	}
 }
 
+// seedAndDownload starts a tracker on host and a torrent announcing over
+// transport, has seeder seed it and then downloader fetch it.
 func seedAndDownload(t *testing.T, host, transport string, seeder, downloader client) {
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)

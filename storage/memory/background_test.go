@@ -20,7 +20,7 @@ func TestBackgroundWork(t *testing.T) {
 		GarbageCollectionInterval:   time.Second,
 		PeerLifetime:                time.Second,
 		ShardCount:                  2,
-		PrometheusReportingInterval: 10 * time.Millisecond,
+		PrometheusReportingInterval: MinReportingInterval,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,9 @@ const (
 	DefaultPrometheusReportingInterval = time.Second
 )
 
+// MinReportingInterval bounds prometheus_reporting_interval from below.
+const MinReportingInterval = 100 * time.Millisecond
+
 // MaxShardCount bounds shard_count: each shard costs a lock and a map even
 // when empty, and beyond this the shards outnumber any real swarm count.
 const MaxShardCount = 1 << 20
@@ -60,11 +63,13 @@ func (c Config) WithDefaults() Config {
 func (c Config) Validate() error {
 	const p = "storage.config."
 	switch {
-	case c.GarbageCollectionInterval <= 0:
-		return fmt.Errorf(p+"gc_interval: must be > 0, got %s", c.GarbageCollectionInterval)
+	// Last-seen times are kept in whole seconds, so finer durations mean
+	// nothing; they are also what a duration written without a unit (read
+	// as nanoseconds) turns into.
+	case c.GarbageCollectionInterval < time.Second:
+		return fmt.Errorf(p+"gc_interval: must be >= 1s, got %s%s", c.GarbageCollectionInterval, unitHint(c.GarbageCollectionInterval))
 	case c.PeerLifetime < time.Second:
-		// Last-seen times are kept in whole seconds.
-		return fmt.Errorf(p+"peer_lifetime: must be >= 1s, got %s", c.PeerLifetime)
+		return fmt.Errorf(p+"peer_lifetime: must be >= 1s, got %s%s", c.PeerLifetime, unitHint(c.PeerLifetime))
 	case c.GarbageCollectionInterval > c.PeerLifetime:
 		// Otherwise a stale peer outlives peer_lifetime by up to a whole
 		// gc_interval, and peer_lifetime stops meaning what it says.
@@ -73,10 +78,19 @@ func (c Config) Validate() error {
 		return fmt.Errorf(p+"shard_count: must be > 0, got %d", c.ShardCount)
 	case c.ShardCount > MaxShardCount:
 		return fmt.Errorf(p+"shard_count: must be <= %d, got %d", MaxShardCount, c.ShardCount)
-	case c.PrometheusReportingInterval <= 0:
-		return fmt.Errorf(p+"prometheus_reporting_interval: must be > 0, got %s", c.PrometheusReportingInterval)
+	case c.PrometheusReportingInterval < MinReportingInterval:
+		// Each report takes every shard's lock once.
+		return fmt.Errorf(p+"prometheus_reporting_interval: must be >= %s, got %s%s", MinReportingInterval, c.PrometheusReportingInterval, unitHint(c.PrometheusReportingInterval))
 	}
 	return nil
+}
+
+// unitHint explains the likely cause of a tiny positive duration.
+func unitHint(d time.Duration) string {
+	if d > 0 && d < time.Microsecond {
+		return " (a number without a unit is read as nanoseconds; write e.g. 3m)"
+	}
+	return ""
 }
 
 // decodeConfig decodes the `storage.config` YAML strictly over the defaults

@@ -20,10 +20,11 @@ func TestDecodeConfigRejects(t *testing.T) {
 		{"bad-shard-count-huge.yaml", "storage.config.shard_count: must be <= 1048576, got 2000000"},
 		{"bad-shard-count-type.yaml", "storage.config.shard_count: line 1: cannot unmarshal !!str `many` into int"},
 		{"bad-gc-interval-type.yaml", "storage.config.gc_interval: line 1: cannot unmarshal !!str `often` into time.Duration"},
-		{"bad-gc-interval-negative.yaml", "storage.config.gc_interval: must be > 0, got -1s"},
+		{"bad-gc-interval-negative.yaml", "storage.config.gc_interval: must be >= 1s, got -1s"},
+		{"bad-gc-interval-no-unit.yaml", "storage.config.gc_interval: must be >= 1s, got 180ns (a number without a unit is read as nanoseconds; write e.g. 3m)"},
 		{"bad-gc-interval-exceeds-lifetime.yaml", "storage.config.gc_interval: must be <= storage.config.peer_lifetime (31m0s), got 1h0m0s"},
 		{"bad-peer-lifetime-subsecond.yaml", "storage.config.peer_lifetime: must be >= 1s, got 500ms"},
-		{"bad-reporting-interval-zero.yaml", "storage.config.prometheus_reporting_interval: must be > 0, got 0s"},
+		{"bad-reporting-interval-zero.yaml", "storage.config.prometheus_reporting_interval: must be >= 100ms, got 0s"},
 		{"bad-not-a-mapping.yaml", "storage.config: line 1: cannot unmarshal !!seq into memory.Config"},
 	}
 	for _, tc := range tests {
@@ -92,7 +93,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
-	if _, err := New(Config{}); err == nil || err.Error() != "storage.config.gc_interval: must be > 0, got 0s" {
+	if _, err := New(Config{}); err == nil || err.Error() != "storage.config.gc_interval: must be >= 1s, got 0s" {
 		t.Fatalf("New(Config{}): %v", err)
 	}
 }

@@ -525,8 +525,23 @@ func (f *family) keyAt(l *layout, i int) []byte {
 // find returns the slot of the record with key k, or -1.
 func (f *family) find(l *layout, k []byte) int {
 	if f.idx == nil {
-		for i, off := 0, 0; i < int(f.n); i, off = i+1, off+l.stride {
-			if string(f.recs[off:off+l.keyLen]) == string(k) {
+		// Compared as integers: a string comparison of a key whose length
+		// is not a constant is a call per record.
+		n := int(f.n)
+		if l.keyLen == 6 {
+			a, port := binary.LittleEndian.Uint32(k), binary.LittleEndian.Uint16(k[4:])
+			for i, off := 0, 0; i < n; i, off = i+1, off+l.stride {
+				r := f.recs[off : off+6]
+				if binary.LittleEndian.Uint32(r) == a && binary.LittleEndian.Uint16(r[4:]) == port {
+					return i
+				}
+			}
+			return -1
+		}
+		hi, lo, port := binary.LittleEndian.Uint64(k), binary.LittleEndian.Uint64(k[8:]), binary.LittleEndian.Uint16(k[16:])
+		for i, off := 0, 0; i < n; i, off = i+1, off+l.stride {
+			r := f.recs[off : off+18]
+			if binary.LittleEndian.Uint64(r[8:]) == lo && binary.LittleEndian.Uint64(r) == hi && binary.LittleEndian.Uint16(r[16:]) == port {
 				return i
 			}
 		}
