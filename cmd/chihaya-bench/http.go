@@ -29,11 +29,11 @@ type httpWorker struct {
 	// without saying so (opentracker): from then on each connection is
 	// closed after its reply instead of failing one request to find out.
 	serverCloses bool
-	req    []byte
-	buf    []byte
-	ann    Announce
-	host   []byte
-	budget uint64
+	req          []byte
+	buf          []byte
+	ann          Announce
+	host         []byte
+	budget       uint64
 }
 
 func runHTTP(cfg *runConfig, wl *Workload) (Result, error) {

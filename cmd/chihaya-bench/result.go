@@ -16,15 +16,15 @@ type errKind int
 // The kinds of failure a run counts. Their names are the keys of the
 // result's "errors" object.
 const (
-	errTimeout     errKind = iota // no reply within --timeout
-	errTracker                    // a UDP error reply or an HTTP failure reason
-	errBadReply                   // a reply the generator cannot read
-	errStale                      // a UDP reply to no request in flight (late or foreign)
-	errSend                       // the request could not be sent
-	errRecv                       // reading failed (e.g. connection refused)
-	errDial                       // an HTTP connection could not be opened
-	errHTTPStatus                 // an HTTP status other than 200
-	errClosed                     // an HTTP connection closed before its reply was complete
+	errTimeout    errKind = iota // no reply within --timeout
+	errTracker                   // a UDP error reply or an HTTP failure reason
+	errBadReply                  // a reply the generator cannot read
+	errStale                     // a UDP reply to no request in flight (late or foreign)
+	errSend                      // the request could not be sent
+	errRecv                      // reading failed (e.g. connection refused)
+	errDial                      // an HTTP connection could not be opened
+	errHTTPStatus                // an HTTP status other than 200
+	errClosed                    // an HTTP connection closed before its reply was complete
 	numErrKinds
 )
 
@@ -140,7 +140,7 @@ func newResult(cfg *runConfig, st *stats, m cpuMeter) Result {
 		Torrents: cfg.Workload.Torrents, Peers: cfg.Workload.Peers,
 		Sockets: cfg.Sockets, Inflight: cfg.Inflight,
 		Seconds: wall.Seconds(), Sent: st.sent, Responses: st.responses, Connects: st.connects,
-		Errors: map[string]uint64{},
+		Errors:  map[string]uint64{},
 		CPUUser: user.Seconds(), CPUSys: sys.Seconds(),
 	}
 	if r.Seconds > 0 {
