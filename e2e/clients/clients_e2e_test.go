@@ -40,6 +40,9 @@ func TestSeedAndDownload(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			need(t, "mktorrent", "mktorrent")
+			installed[tc.seeder](t)
+			installed[tc.downloader](t)
 			seedAndDownload(t, tc.host, tc.transport, clients[tc.seeder], clients[tc.downloader])
 		})
 	}

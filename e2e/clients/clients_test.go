@@ -30,6 +30,15 @@ var clients = map[string]client{
 	"qbittorrent":  qbittorrent,
 }
 
+// installed checks, before a test starts anything, that a client can run;
+// it skips the test, or fails it under CI=true.
+var installed = map[string]func(t *testing.T){
+	"libtorrent":   func(t *testing.T) { t.Helper(); libtorrentPython(t) },
+	"aria2":        func(t *testing.T) { t.Helper(); need(t, "aria2c", "aria2") },
+	"transmission": func(t *testing.T) { t.Helper(); need(t, "transmission-cli", "transmission-cli") },
+	"qbittorrent":  func(t *testing.T) { t.Helper(); need(t, "qbittorrent-nox", "qbittorrent-nox") },
+}
+
 func role(seed bool) string {
 	if seed {
 		return "seed"
@@ -51,9 +60,9 @@ var (
 	libtorrentErr  error
 )
 
-// libtorrent runs testdata/ltclient.py under Debian's own Python, the one
-// python3-libtorrent is built for.
-func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
+// libtorrentPython returns Debian's own Python, the one python3-libtorrent
+// is built for, once it has shown that it can import libtorrent.
+func libtorrentPython(t *testing.T) string {
 	t.Helper()
 	const python = "/usr/bin/python3"
 	libtorrentOnce.Do(func() {
@@ -65,6 +74,13 @@ func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, 
 	if libtorrentErr != nil {
 		unavailable(t, "%v", libtorrentErr)
 	}
+	return python
+}
+
+// libtorrent runs testdata/ltclient.py.
+func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
+	t.Helper()
+	python := libtorrentPython(t)
 	script, err := filepath.Abs(filepath.Join("testdata", "ltclient.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +151,11 @@ const transmissionSettings = `{
 
 // transmission runs transmission-cli. Transmission 3.00 does not connect
 // to tracker-given peers in 127.0.0.0/8, so on loopback it can seed only.
+//
+// transmission-cli quits as soon as it sees its torrent stopped, and a new
+// torrent passes through "stopped" on its way into verification: under
+// load the CLI sometimes sees that moment and exits at once. Such a start
+// is retried, with a fresh profile, before the test goes on.
 func transmission(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
 	t.Helper()
 	bin := need(t, "transmission-cli", "transmission-cli")
@@ -142,19 +163,40 @@ func transmission(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc
 		t.Fatal("transmission-cli cannot download from loopback peers; use it as the seeder")
 	}
 	dir := clientDir(t, s, "transmission", seed)
-	cfg := filepath.Join(s.dir, "transmission-config")
-	if err := os.Mkdir(cfg, 0o755); err != nil {
-		t.Fatal(err)
+	const attempts = 3
+	for i := 1; ; i++ {
+		cfg := filepath.Join(s.dir, fmt.Sprintf("transmission-config-%d", i))
+		if err := os.Mkdir(cfg, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		port := freePort(t, s.tr.host)
+		if err := os.WriteFile(filepath.Join(cfg, "settings.json"), []byte(fmt.Sprintf(transmissionSettings, port, dir)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// No -v: Transmission verifies a new torrent's data anyway, and a
+		// second verification doubles the chance of the early exit.
+		cmd := exec.CommandContext(ctx, bin, "-g", cfg, "-w", dir, "-p", strconv.Itoa(port), "-M", s.torrent)
+		p := start(t, fmt.Sprintf("transmission-%s-%d", role(seed), i), s.logs, cmd)
+		if i == attempts {
+			return p, dir
+		}
+		// Its status line says "Seeding" once the data is verified.
+		tick := time.NewTicker(100 * time.Millisecond)
+		for !p.exited() && !logContains(p, "Seeding,") && ctx.Err() == nil {
+			<-tick.C
+		}
+		tick.Stop()
+		if !p.exited() {
+			return p, dir
+		}
+		t.Logf("transmission-cli exited (%v) before seeding; starting it again", p.err)
 	}
-	port := freePort(t, s.tr.host)
-	if err := os.WriteFile(filepath.Join(cfg, "settings.json"), []byte(fmt.Sprintf(transmissionSettings, port, dir)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// No -v: Transmission verifies a new torrent's existing data anyway,
-	// and transmission-cli 3.00 with -v may see the torrent stopped for a
-	// moment between the two verifications and exit.
-	cmd := exec.CommandContext(ctx, bin, "-g", cfg, "-w", dir, "-p", strconv.Itoa(port), "-M", s.torrent)
-	return start(t, "transmission-"+role(seed), s.logs, cmd), dir
+}
+
+// logContains reports whether the process has written text so far.
+func logContains(p *proc, text string) bool {
+	b, err := os.ReadFile(p.log)
+	return err == nil && strings.Contains(string(b), text)
 }
 
 // qbittorrentConf is a qBittorrent 4.5 profile: the legal notice accepted
