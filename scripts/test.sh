@@ -17,6 +17,8 @@ FUZZ_MAX=${FUZZ_MAX:-10}
 
 # The programs the end-to-end tests drive, as Debian packages.
 PACKAGES=(aria2 transmission-cli qbittorrent-nox python3-libtorrent mktorrent)
+# The deployment checks (scripts/check-dist.sh) build the image with buildah.
+PACKAGES+=(buildah busybox-static)
 if [[ -d storage/redis ]]; then
 	PACKAGES+=(redis-server redis-sentinel)
 fi
@@ -153,6 +155,7 @@ step "go vet ./..." go vet ./...
 # -count=1: the end-to-end tests build cmd/chihaya themselves, so a cached
 # pass would not notice a change to the daemon.
 step "go test -race ./..." go test -race -count=1 -timeout 12m ./...
+step "dist checks" ./scripts/check-dist.sh
 if ((FUZZ_BUDGET > 0)); then
 	step "fuzz (${FUZZ_BUDGET}s budget)" fuzz_all
 fi

@@ -142,10 +142,17 @@ const chihayaConfig = `chihaya:
 
 func startChihaya(t *testing.T, host string) *tracker {
 	t.Helper()
+	return startChihayaWith(t, host, "")
+}
+
+// startChihayaWith starts our daemon with extra YAML (indented under
+// `chihaya:`, e.g. a prehooks list) appended to chihayaConfig.
+func startChihayaWith(t *testing.T, host, extra string) *tracker {
+	t.Helper()
 	bin := chihayaBinary(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "chihaya.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(chihayaConfig, net.JoinHostPort(host, "0"))), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(chihayaConfig, net.JoinHostPort(host, "0"))+extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config", cfg, "--json")

@@ -82,7 +82,10 @@ def main():
         ses.wait_for_alert(200)
         for a in ses.pop_alerts():
             if isinstance(a, lt.tracker_error_alert):
-                emit("tracker_error", url=a.tracker_url(), message=a.message())
+                # message() is cut short when the URL is long (a token in
+                # the query): report the tracker's failure reason apart.
+                emit("tracker_error", url=a.tracker_url(), message=a.message(),
+                     failure_reason=a.failure_reason(), error=a.error.message())
             elif isinstance(a, lt.tracker_warning_alert):
                 emit("tracker_warning", url=a.tracker_url(), message=a.message())
             elif isinstance(a, lt.tracker_reply_alert):
