@@ -34,6 +34,7 @@ type server struct {
 	cfg     Config // as used
 
 	logic   *middleware.Logic
+	store   storage.PeerStore
 	metrics *metrics.Server
 	started []component
 	// addrs are the bound addresses by frontend name ("http", "https",
@@ -173,6 +174,7 @@ func start(path string, written, cfg Config) (s *server, err error) {
 	if err != nil {
 		return s, err
 	}
+	s.store = store
 	s.push("storage", store.Stop)
 	if s.metrics != nil {
 		s.metrics.SetCheck("storage", store.Ready)
@@ -245,11 +247,25 @@ func (s *server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reload re-reads the configuration file and swaps in new hooks. Nothing
-// else is rebuilt, so the swarms are kept; changes to other keys are only
+// reloader is implemented by stores that have files of their own to read
+// again on reload (the locality topology file).
+type reloader interface {
+	Reload() error
+}
+
+// reload re-reads the configuration file and swaps in new hooks, and has
+// the store re-read its own files (the locality topology). Nothing else is
+// rebuilt, so the swarms are kept; changes to other keys are only
 // reported. A file that does not load leaves the running configuration as
 // it is.
 func (s *server) reload() {
+	if r, ok := s.store.(reloader); ok {
+		if err := r.Reload(); err != nil {
+			log.WithError(err).Error("storage reload failed; keeping the running topology")
+		} else {
+			log.Info("storage reloaded")
+		}
+	}
 	written, cfg, err := readConfig(s.path)
 	if err != nil {
 		log.WithError(err).Error("reload failed; keeping the running configuration")

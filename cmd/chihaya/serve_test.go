@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/storage"
 )
 
 // startInProcess starts the tracker from the configuration file at path
@@ -136,5 +139,37 @@ func TestRedactHidesStorageSecrets(t *testing.T) {
 		if !strings.Contains(text, kept) {
 			t.Fatalf("redacted options lost %q: %s", kept, text)
 		}
+	}
+}
+
+// reloadCounter is a store that counts the daemon's calls to Reload.
+type reloadCounter struct {
+	storage.PeerStore
+	calls int
+	err   error
+}
+
+func (r *reloadCounter) Reload() error {
+	r.calls++
+	return r.err
+}
+
+func TestReloadReloadsStore(t *testing.T) {
+	path := writeConfig(t, "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n")
+	s := startInProcess(t, path, nil)
+	rc := &reloadCounter{PeerStore: s.store}
+	s.store = rc
+	s.reload()
+	if rc.calls != 1 {
+		t.Fatalf("Reload called %d times on SIGHUP's reload, want 1", rc.calls)
+	}
+	// A failing store reload does not stop the hooks from reloading.
+	rc.err = errors.New("storage/memory: reload: topology_file: broken")
+	if err := os.WriteFile(path, []byte("chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: torrent approval\n      options:\n        blacklist: [\""+strings.Repeat("aa", 20)+"\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.reload()
+	if rc.calls != 2 || len(s.cfg.PreHooks) != 1 {
+		t.Fatalf("after a failed store reload: %d calls, %d prehooks; want 2 and 1", rc.calls, len(s.cfg.PreHooks))
 	}
 }

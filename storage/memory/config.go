@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v2"
+
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 // The defaults, as in upstream Chihaya's example configuration.
@@ -38,6 +40,9 @@ type Config struct {
 	// PrometheusReportingInterval is how often the swarm and peer gauges
 	// are refreshed.
 	PrometheusReportingInterval time.Duration `yaml:"prometheus_reporting_interval"`
+	// Locality, when enabled, answers announces from the announcer's own
+	// subnet or rack first (docs/locality.md).
+	Locality locality.Config `yaml:"locality"`
 }
 
 // WithDefaults returns the config with every unset (zero) key given its
@@ -56,6 +61,7 @@ func (c Config) WithDefaults() Config {
 	if c.PrometheusReportingInterval == 0 {
 		c.PrometheusReportingInterval = DefaultPrometheusReportingInterval
 	}
+	c.Locality = c.Locality.WithDefaults()
 	return c
 }
 
@@ -82,7 +88,11 @@ func (c Config) Validate() error {
 		// Each report takes every shard's lock once.
 		return fmt.Errorf(p+"prometheus_reporting_interval: must be >= %s, got %s%s", MinReportingInterval, c.PrometheusReportingInterval, unitHint(c.PrometheusReportingInterval))
 	}
-	return nil
+	if c.Locality == (locality.Config{}) {
+		// Left out entirely (a Config built in Go): off.
+		return nil
+	}
+	return c.Locality.Validate()
 }
 
 // unitHint explains the likely cause of a tiny positive duration.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 func TestDecodeConfigRejects(t *testing.T) {
@@ -26,6 +27,9 @@ func TestDecodeConfigRejects(t *testing.T) {
 		{"bad-peer-lifetime-subsecond.yaml", "storage.config.peer_lifetime: must be >= 1s, got 500ms"},
 		{"bad-reporting-interval-zero.yaml", "storage.config.prometheus_reporting_interval: must be >= 100ms, got 0s"},
 		{"bad-not-a-mapping.yaml", "storage.config: line 1: cannot unmarshal !!seq into memory.Config"},
+		{"bad-locality-prefix.yaml", "storage.config.locality.ipv4_prefix: must be 1-32, got 40"},
+		{"bad-locality-share.yaml", "storage.config.locality.min_outside_share: must be between 0 and 1, got 1.5"},
+		{"bad-locality-unknown-key.yaml", "storage.config.locality: line 3: field enabeld not found in type locality.Config"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
@@ -61,6 +65,7 @@ func TestDecodeConfigAccepts(t *testing.T) {
 			PeerLifetime:                DefaultPeerLifetime,
 			ShardCount:                  16,
 			PrometheusReportingInterval: DefaultPrometheusReportingInterval,
+			Locality:                    locality.Config{}.WithDefaults(),
 		}},
 	}
 	for _, tc := range tests {
@@ -82,11 +87,13 @@ func TestDefaults(t *testing.T) {
 		PeerLifetime:                31 * time.Minute,
 		ShardCount:                  1024,
 		PrometheusReportingInterval: time.Second,
+		Locality:                    locality.Config{IPv4Prefix: 24, IPv6Prefix: 64, MinOutsideShare: 0.1},
 	}
 	if got := (Config{}).WithDefaults(); got != want {
 		t.Fatalf("defaults %+v, want %+v", got, want)
 	}
-	set := Config{GarbageCollectionInterval: time.Minute, PeerLifetime: time.Hour, ShardCount: 8, PrometheusReportingInterval: 5 * time.Second}
+	set := Config{GarbageCollectionInterval: time.Minute, PeerLifetime: time.Hour, ShardCount: 8, PrometheusReportingInterval: 5 * time.Second,
+		Locality: locality.Config{Enabled: true, IPv4Prefix: 16, IPv6Prefix: 48, MinOutsideShare: 0.25}}
 	if got := set.WithDefaults(); got != set {
 		t.Fatalf("WithDefaults changed set keys: %+v", got)
 	}
@@ -119,4 +126,12 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestNewRejectsMissingTopology(t *testing.T) {
+	b := []byte(mustRead(t, "testdata/bad-locality-topology-missing.yaml"))
+	want := "storage.config.locality.topology_file: testdata/no-such-topology.yaml: no such file or directory"
+	if _, err := storage.New("memory", b); err == nil || err.Error() != want {
+		t.Fatalf("storage.New: %v, want %s", err, want)
+	}
 }

@@ -23,11 +23,13 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 func init() {
@@ -71,6 +73,9 @@ type PeerStore struct {
 	shards  []shard
 	layouts [2]layout
 	seed    maphash.Seed
+	// cls groups peers by locality; nil when locality is off. Reload
+	// swaps it, and each swarm is regrouped on its next update.
+	cls atomic.Pointer[locality.Classifier]
 
 	done     chan struct{}
 	stopOnce sync.Once
@@ -95,6 +100,9 @@ type shard struct {
 type swarm struct {
 	fam       [2]family
 	downloads uint32
+	// loc holds the peers instead of fam when locality is on (local.go).
+	// The pointer costs nothing: it fills the swarm's size class.
+	loc *localSwarm
 }
 
 // family holds the peers of one address family of a swarm: records [0,
@@ -129,6 +137,13 @@ func New(cfg Config) (*PeerStore, error) {
 	s.layouts[bittorrent.IPv6] = layout{keyLen: 18, stride: 18 + idLen + stampLen, seed: maphash.MakeSeed()}
 	for i := range s.shards {
 		s.shards[i].swarms = make(map[bittorrent.InfoHash]*swarm)
+	}
+	if cfg.Locality.Enabled {
+		cls, err := locality.Load(cfg.Locality)
+		if err != nil {
+			return nil, err
+		}
+		s.cls.Store(cls)
 	}
 
 	s.wg.Add(2)
@@ -216,6 +231,11 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		sw = &swarm{}
 		sh.swarms[ih] = sw
 	}
+	if cls := s.cls.Load(); cls != nil {
+		s.putLocal(sh, sw, cls, af, k, p, role, graduate, stamp)
+		sh.mu.Unlock()
+		return nil
+	}
 	f := &sw.fam[af]
 	i := f.find(l, k)
 	was := storage.Absent
@@ -260,7 +280,12 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 	sh := s.shardFor(ih)
 
 	sh.mu.Lock()
-	if sw := sh.swarms[ih]; sw != nil {
+	if sw := sh.swarms[ih]; sw != nil && sw.loc != nil {
+		s.deleteLocal(sh, sw, af, key[:l.keyLen], p.AddrPort.Addr())
+		if sw.empty() {
+			delete(sh.swarms, ih)
+		}
+	} else if sw != nil {
 		f := &sw.fam[af]
 		if i := f.find(l, key[:l.keyLen]); i >= 0 {
 			sh.removePeer(l, sw, af, i)
@@ -289,7 +314,8 @@ func (sh *shard) removePeer(l *layout, sw *swarm, af bittorrent.AddressFamily, i
 }
 
 func (sw *swarm) empty() bool {
-	return sw.fam[0].n == 0 && sw.fam[1].n == 0 && sw.downloads == 0
+	return sw.fam[0].n == 0 && sw.fam[1].n == 0 && sw.downloads == 0 &&
+		(sw.loc == nil || sw.loc.fam[0].n == 0 && sw.loc.fam[1].n == 0)
 }
 
 // AnnouncePeers appends up to numWant peers for the announcer to dst. It
@@ -309,6 +335,10 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 	sw := sh.swarms[ih]
 	if sw == nil {
 		return dst, storage.Counts{}, storage.Absent, nil
+	}
+	if sw.loc != nil {
+		dst, counts, role := s.announceLocal(dst, sw, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+		return dst, counts, role, nil
 	}
 	f := &sw.fam[af]
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
@@ -341,6 +371,12 @@ func (f *family) appendPeers(l *layout, dst []bittorrent.Peer, lo, hi, self int,
 	if avail <= 0 {
 		return dst
 	}
+	return f.appendPeersFrom(l, dst, lo, hi, self, want, avail, lo+int(rand.Uint32N(uint32(m))))
+}
+
+// appendPeersFrom is appendPeers starting at record j, with avail the
+// number of records in [lo, hi) other than self (> 0).
+func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self int, want *int, avail, j int) []bittorrent.Peer {
 	take := min(*want, avail)
 	*want -= take
 	// Peers are written in place: building each one and appending it
@@ -348,7 +384,6 @@ func (f *family) appendPeers(l *layout, dst []bittorrent.Peer, lo, hi, self int,
 	n0 := len(dst)
 	dst = slices.Grow(dst, take)[:n0+take]
 	out := dst[n0:]
-	j := lo + int(rand.Uint32N(uint32(m)))
 	for k := 0; k < len(out); {
 		if j != self {
 			f.fill(l, j, &out[k])
@@ -382,7 +417,10 @@ func (s *PeerStore) ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFam
 	sh := s.shardFor(ih)
 	sh.mu.RLock()
 	var c storage.Counts
-	if sw := sh.swarms[ih]; sw != nil {
+	if sw := sh.swarms[ih]; sw != nil && sw.loc != nil {
+		f := &sw.loc.fam[af]
+		c = storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
+	} else if sw != nil {
 		f := &sw.fam[af]
 		c = storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
 	}
@@ -416,6 +454,11 @@ func (s *PeerStore) collectShard(sh *shard, cut uint32) (removed int) {
 	budget := gcBatch
 swarms:
 	for ih, sw := range sh.swarms {
+		if sw.loc != nil {
+			if !s.collectLocal(sh, ih, sw, cut, &budget, &removed) {
+				continue swarms
+			}
+		}
 		for af := range sw.fam {
 			l := &s.layouts[af]
 			pos := 0

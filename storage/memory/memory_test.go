@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
@@ -22,4 +23,35 @@ func TestPeerStore(t *testing.T) {
 
 func BenchmarkPeerStore(b *testing.B) {
 	storagetest.RunBenchmarks(b, func(b *testing.B) storage.PeerStore { return newStore(b) })
+}
+
+func newLocalStore(tb testing.TB, lc locality.Config) storage.PeerStore {
+	tb.Helper()
+	cfg := Config{}.WithDefaults()
+	cfg.Locality = lc
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestPeerStoreLocality runs the whole contract with locality on (every
+// peer the contract uses shares one /24 or /64, or is spread over a few),
+// then the locality rules.
+func TestPeerStoreLocality(t *testing.T) {
+	t.Run("Contract", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.PeerStore {
+			return newLocalStore(t, locality.Config{Enabled: true}.WithDefaults())
+		})
+	})
+	t.Run("Rules", func(t *testing.T) {
+		storagetest.RunLocality(t, func(t *testing.T, lc locality.Config) storage.PeerStore { return newLocalStore(t, lc) })
+	})
+}
+
+func BenchmarkPeerStoreLocality(b *testing.B) {
+	storagetest.RunBenchmarks(b, func(b *testing.B) storage.PeerStore {
+		return newLocalStore(b, locality.Config{Enabled: true, MinOutsideShare: 0.1}.WithDefaults())
+	})
 }

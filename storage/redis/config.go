@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v2"
+
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 // The defaults. gc_interval, peer_lifetime and the reporting interval are
@@ -73,6 +75,11 @@ type Config struct {
 	// KeyPrefix starts every key the driver writes, so that several
 	// trackers (or other programs) can share one Redis database.
 	KeyPrefix string `yaml:"key_prefix"`
+
+	// Locality, when enabled, answers announces from the announcer's own
+	// subnet or rack first (docs/locality.md). Every tracker sharing the
+	// Redis must have the same locality settings.
+	Locality locality.Config `yaml:"locality"`
 }
 
 // WithDefaults returns the config with every unset (zero) key given its
@@ -109,6 +116,7 @@ func (c Config) WithDefaults() Config {
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
 	}
+	c.Locality = c.Locality.WithDefaults()
 	return c
 }
 
@@ -217,7 +225,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf(p+"sentinel_addrs[%d]: must be host:port, got %q", i, a)
 		}
 	}
-	return nil
+	if c.Locality == (locality.Config{}) {
+		// Left out entirely (a Config built in Go): off.
+		return nil
+	}
+	return c.Locality.Validate()
 }
 
 // decodeConfig decodes the `storage.config` YAML strictly over the defaults

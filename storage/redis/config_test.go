@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 func TestBadConfig(t *testing.T) {
@@ -92,7 +94,18 @@ prometheus_reporting_interval: 5s
 			GarbageCollectionInterval: time.Minute, PeerLifetime: 20 * time.Minute,
 			PrometheusReportingInterval: 5 * time.Second,
 			MaxIdle:                     DefaultMaxIdle, MaxActive: DefaultMaxActive, KeyPrefix: DefaultKeyPrefix,
+			Locality: locality.Config{}.WithDefaults(),
 		}},
+		{"locality", `
+locality:
+  enabled: true
+  ipv4_prefix: 16
+  min_outside_share: 0
+`, func() Config {
+			c := Config{}.WithDefaults()
+			c.Locality = locality.Config{Enabled: true, IPv4Prefix: 16, IPv6Prefix: 64}
+			return c
+		}()},
 		{"additions", `
 redis_broker: "rediss://:pw@10.0.0.1:6379/0"
 redis_tls_ca_path: /etc/ca.pem

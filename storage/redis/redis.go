@@ -34,6 +34,7 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 func init() {
@@ -89,6 +90,8 @@ type PeerStore struct {
 	downErr   atomic.Pointer[error]
 	// sentinel is the index of the sentinel that last answered.
 	sentinel atomic.Uint32
+	// cls groups peers by locality; nil when locality is off (local.go).
+	cls atomic.Pointer[locality.Classifier]
 	// netDial, when set (by tests), replaces the TCP dialer.
 	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -145,6 +148,13 @@ func New(cfg Config) (*PeerStore, error) {
 			}
 			s.tls.RootCAs = roots
 		}
+	}
+	if cfg.Locality.Enabled {
+		cls, err := locality.Load(cfg.Locality)
+		if err != nil {
+			return nil, err
+		}
+		s.cls.Store(cls)
 	}
 	s.pool = &redis.Pool{
 		DialContext:         s.dial,
@@ -441,6 +451,8 @@ func memberPeer(m, id []byte) (bittorrent.Peer, bool) {
 type swarmKeys struct {
 	seeders, leechers, ids, downloads string
 	hexIH                             string
+	// fam is the family's key base (P H:F:), for the per-cell keys.
+	fam string
 }
 
 var familyTag = [2]string{bittorrent.IPv4: "4", bittorrent.IPv6: "6"}
@@ -456,7 +468,7 @@ func (s *PeerStore) keys(ih bittorrent.InfoHash, af bittorrent.AddressFamily) sw
 	h := hex.EncodeToString(ih[:])
 	base := s.cfg.KeyPrefix + h + ":"
 	f := base + familyTag[af] + ":"
-	return swarmKeys{seeders: f + "s", leechers: f + "l", ids: f + "i", downloads: base + "d", hexIH: h}
+	return swarmKeys{seeders: f + "s", leechers: f + "l", ids: f + "i", downloads: base + "d", hexIH: h, fam: f}
 }
 
 // PutSeeder stores p as a seeder of ih.
@@ -491,6 +503,9 @@ func (s *PeerStore) put(op string, ih bittorrent.InfoHash, p bittorrent.Peer, se
 		count = "1"
 		do = s.doOnce // counting a download twice would be wrong
 	}
+	if cls := s.cls.Load(); cls != nil {
+		return s.putLocal(op, cls, k, m, p, af, role, count, do)
+	}
 	_, err := do(op, func(c redis.Conn) (interface{}, error) {
 		return putScript.Do(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
 			m, p.ID[:], clock.Unix(), role, familyTag[af], count, k.hexIH)
@@ -506,7 +521,11 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 		return nil // never stored, so nothing to remove
 	}
 	k := s.keys(ih, af)
+	local := s.cls.Load() != nil
 	_, err := s.do("delete", func(c redis.Conn) (interface{}, error) {
+		if local {
+			return deleteLocalScript.Do(c, k.seeders, k.leechers, k.ids, s.statsKey, m, familyTag[af], k.fam)
+		}
 		return deleteScript.Do(c, k.seeders, k.leechers, k.ids, s.statsKey, m, familyTag[af])
 	})
 	return err
@@ -532,6 +551,9 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 	}
 	k := s.keys(ih, af)
 	numWant = max(numWant, 0)
+	if cls := s.cls.Load(); cls != nil {
+		return s.announceLocal(dst, cls, k, m, announcer, seeder, numWant)
+	}
 	var r announceReply
 	_, err := s.do("announce", func(c redis.Conn) (interface{}, error) {
 		r = announceReply{}

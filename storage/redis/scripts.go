@@ -111,7 +111,7 @@ for _, h in ipairs(swarms) do
     local s, l, ids = base .. 's', base .. 'l', base .. 'i'
     local alen = f == '4' and 6 or 18
     local had = redis.call('EXISTS', ids)
-    for _, role in ipairs({{s, 'seeders:' .. f}, {l, 'leechers:' .. f}}) do
+    for _, role in ipairs({{s, 'seeders:' .. f, 's'}, {l, 'leechers:' .. f, 'l'}}) do
       local key = role[1]
       if budget > 0 then
         local stale = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. cutoff, 'LIMIT', 0, budget)
@@ -119,6 +119,21 @@ for _, h in ipairs(swarms) do
           local addrs = {}
           for i, m in ipairs(stale) do
             addrs[i] = string.sub(m, 1, alen)
+          end
+          -- With locality on, the index entry names the peer's cell.
+          local entries = redis.call('HMGET', ids, unpack(addrs))
+          local cells = {}
+          for i, e in ipairs(entries) do
+            if e and #e > 21 then
+              local cell = string.sub(e, 22)
+              redis.call('SREM', base .. role[3] .. 'c:' .. cell, stale[i])
+              cells[cell] = true
+            end
+          end
+          for cell in pairs(cells) do
+            if redis.call('EXISTS', base .. role[3] .. 'c:' .. cell) == 0 then
+              redis.call('ZREM', base .. role[3] .. 'd', cell)
+            end
           end
           redis.call('ZREM', key, unpack(stale))
           redis.call('HDEL', ids, unpack(addrs))

@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -77,6 +78,26 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 		for i := 0; i < b.N; i++ {
 			var err error
 			dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, Peer4(i%1000))
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+
+	// A deployment as locality is meant for: one swarm of 1000 peers in
+	// 10 subnets (racks) of 100, each announcer asking for 50.
+	withStore(b, newStore, "AnnouncePeers/swarm=1000/racks=10", func(b *testing.B, s storage.PeerStore) {
+		for i := range 1000 {
+			put(b, s, InfoHash(0), i%5 == 0, rackPeer(i))
+		}
+	}, func(b *testing.B, s storage.PeerStore) {
+		ih := InfoHash(0)
+		dst := make([]bittorrent.Peer, 0, 50)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			var err error
+			dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, rackPeer(i%1000))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -206,4 +227,10 @@ func fillStore(b *testing.B, s storage.PeerStore, peers, swarms int) {
 	for j := range peers {
 		put(b, s, InfoHash(j%swarms), j%5 == 0, Peer4(j))
 	}
+}
+
+// rackPeer returns peer i of 10 racks of 100: 10.0.<i/100>.<i%100+1>.
+func rackPeer(i int) bittorrent.Peer {
+	a := netip.AddrFrom4([4]byte{10, 0, byte(i / 100 % 256), byte(i%100 + 1)})
+	return bittorrent.Peer{ID: peerID(i), AddrPort: netip.AddrPortFrom(a, 6881)}
 }

@@ -1,0 +1,79 @@
+package redis
+
+import (
+	"encoding/hex"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
+	"github.com/chihaya/chihaya/storage/storagetest"
+)
+
+// TestPeerStoreLocality runs the whole contract with locality on, then the
+// locality rules, on a real redis-server.
+func TestPeerStoreLocality(t *testing.T) {
+	srv := startRedis(t)
+	withLocality := func(lc locality.Config) func(*Config) {
+		return func(c *Config) { c.Locality = lc }
+	}
+	t.Run("Contract", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.PeerStore {
+			return newUnstopped(t, srv, withLocality(locality.Config{Enabled: true}.WithDefaults()))
+		})
+	})
+	t.Run("Rules", func(t *testing.T) {
+		storagetest.RunLocality(t, func(t *testing.T, lc locality.Config) storage.PeerStore {
+			return newUnstopped(t, srv, withLocality(lc))
+		})
+	})
+}
+
+func BenchmarkPeerStoreLocality(b *testing.B) {
+	srv := startRedis(b)
+	storagetest.RunBenchmarks(b, func(b *testing.B) storage.PeerStore {
+		return newUnstopped(b, srv, func(c *Config) {
+			c.Locality = locality.Config{Enabled: true, MinOutsideShare: 0.1}.WithDefaults()
+		})
+	})
+}
+
+// TestLocalityKeysCollected checks that deletes and collection leave no
+// per-cell keys behind: cell sets and directories go with their last peer.
+func TestLocalityKeysCollected(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv, func(c *Config) { c.Locality = locality.Config{Enabled: true}.WithDefaults() })
+	ih := storagetest.InfoHash(1)
+	for i := range 40 {
+		p := storagetest.Peer4(i * 97) // spread over several /24s
+		if i%3 == 0 {
+			must(t, "PutSeeder", s.PutSeeder(ih, p))
+		} else {
+			must(t, "PutLeecher", s.PutLeecher(ih, p))
+		}
+		must(t, "PutLeecher", s.PutLeecher(ih, storagetest.Peer6(i)))
+	}
+	for i := 0; i < 40; i += 4 {
+		must(t, "DeletePeer", s.DeletePeer(ih, storagetest.Peer4(i*97)))
+		must(t, "GraduateLeecher", s.GraduateLeecher(ih, storagetest.Peer4(i*97+1)))
+	}
+	keys := func() []string {
+		t.Helper()
+		k, err := redis.Strings(srv.conn(t).Do("KEYS", s.cfg.KeyPrefix+"*"))
+		must(t, "KEYS", err)
+		sort.Strings(k)
+		return k
+	}
+	if k := keys(); len(k) < 10 {
+		t.Fatalf("only %d keys before collection: %q", len(k), k)
+	}
+	must(t, "CollectGarbage", s.CollectGarbage(time.Now().Add(time.Hour)))
+	want := []string{s.cfg.KeyPrefix + hex.EncodeToString(ih[:]) + ":d", s.cfg.KeyPrefix + "stats"}
+	if got := keys(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after collecting every peer, keys %q, want only %q", got, want)
+	}
+}
