@@ -350,14 +350,19 @@ func TestHTTPAndUDPShareTheSwarm(t *testing.T) {
 
 func TestGracefulShutdown(t *testing.T) {
 	d := start(t, loopbackConfig(t, "127.0.0.1"))
-	resp, err := http.Get("http://" + d.addr(t, "metrics") + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz = %d", resp.StatusCode)
-	}
+	// Readiness turns on once every listener is up, just after the last
+	// "listening" line.
+	eventually(t, func() string {
+		resp, err := http.Get("http://" + d.addr(t, "metrics") + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return "/readyz = " + resp.Status
+		}
+		return ""
+	})
 	d.signal(t, syscall.SIGTERM)
 	if code := d.wait(t, 20*time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
