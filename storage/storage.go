@@ -57,7 +57,8 @@ type Stats struct {
 //   - AnnouncePeers appends to dst at most numWant peers of the announcer's
 //     address family, never the announcer itself (matched by address and
 //     port): for a seeder only leechers; for a leecher seeders first, then
-//     leechers. It also returns the swarm's counts for that family, and the
+//     leechers (with locality on, seeders first within each part of the
+//     answer: the announcer's own group, the outside share, the rest). It also returns the swarm's counts for that family, and the
 //     announcer's current role, so that the caller can report counts that
 //     include the announce it is answering. An unknown swarm gives no peers,
 //     zero counts and no error.
@@ -86,6 +87,13 @@ type PeerStore interface {
 	Ready(ctx context.Context) error
 	// Stop ends the store's background work and releases its resources.
 	Stop(ctx context.Context) error
+}
+
+// Reloader is implemented by stores that have files of their own (the
+// locality topology) to read again when the daemon reloads on SIGUSR1 or
+// SIGHUP. A reload that fails keeps what is running.
+type Reloader interface {
+	Reload() error
 }
 
 // Driver builds a PeerStore from the YAML of the `storage.config` mapping.

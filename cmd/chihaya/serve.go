@@ -247,19 +247,13 @@ func (s *server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reloader is implemented by stores that have files of their own to read
-// again on reload (the locality topology file).
-type reloader interface {
-	Reload() error
-}
-
 // reload re-reads the configuration file and swaps in new hooks, and has
 // the store re-read its own files (the locality topology). Nothing else is
 // rebuilt, so the swarms are kept; changes to other keys are only
 // reported. A file that does not load leaves the running configuration as
 // it is.
 func (s *server) reload() {
-	if r, ok := s.store.(reloader); ok {
+	if r, ok := s.store.(storage.Reloader); ok {
 		if err := r.Reload(); err != nil {
 			log.WithError(err).Error("storage reload failed; keeping the running topology")
 		} else {

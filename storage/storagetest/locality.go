@@ -13,12 +13,6 @@ import (
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
-// Reloader is what a store with a locality topology file implements to
-// read the file again (the daemon calls it on SIGUSR1 and SIGHUP).
-type Reloader interface {
-	Reload() error
-}
-
 // RunLocality checks locality-aware peer selection (storage/locality),
 // one named subtest per rule. newStore builds a fresh store with the given
 // locality config (enabled, defaults applied); RunLocality stops it.
@@ -407,7 +401,7 @@ func testTopologyUnplaced(t *testing.T, s storage.PeerStore, _ locality.Config) 
 }
 
 func testTopologyReload(t *testing.T, s storage.PeerStore, cfg locality.Config) {
-	r, ok := s.(Reloader)
+	r, ok := s.(storage.Reloader)
 	if !ok {
 		t.Fatalf("%T has no Reload method", s)
 	}
