@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	log "github.com/sirupsen/logrus"
@@ -18,11 +20,27 @@ import (
 )
 
 // UpdateQueueSize is the number of swarm updates each worker holds before
-// further updates are dropped (and counted). Updates are applied in
-// microseconds, so a full queue means the store cannot keep up at all; then
-// shedding writes keeps replies flowing, and the dropped peers come back on
-// their next announce.
+// further updates are dropped (and counted). A full queue means the store
+// cannot keep up at all; then shedding writes keeps replies flowing, and
+// the dropped peers come back on their next announce.
 const UpdateQueueSize = 8192
+
+// Where a swarm update is applied. An in-memory store applies one in a few
+// hundred nanoseconds: less than a channel send and a worker's wake-up
+// cost, so the update is applied inline, in the goroutine that has just
+// answered the request. A store that is slow to write (a round trip to
+// Redis) would hold up that goroutine, which is the one reading the next
+// requests; then updates go to the workers instead. The choice follows a
+// moving average of sampled update durations, with hysteresis so that a
+// single slow sample (a GC pause) does not flip it back and forth.
+const (
+	// updateSampleEvery: one update in this many is timed.
+	updateSampleEvery = 64
+	// slowUpdate and fastUpdate are the average durations above which
+	// updates move to the workers, and below which they come back inline.
+	slowUpdate = 20 * time.Microsecond
+	fastUpdate = 5 * time.Microsecond
+)
 
 var (
 	hookRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,13 +84,21 @@ type update struct {
 }
 
 // Logic is the TrackerLogic: the prehooks in order, then the response step
-// that reads the store; after the reply, the swarm update (applied by
-// workers, one per queue, each queue owning a fixed set of swarms so that a
-// peer's updates are applied in the order they arrived) and the posthooks.
+// that reads the store; after the reply, the swarm update and the
+// posthooks. The update is applied inline while the store is fast, and
+// otherwise by workers, one per queue, each queue owning a fixed set of
+// swarms so that a peer's updates are applied in the order they arrived.
+// (Only when the mode changes can a peer's update queued just before
+// overtake an inline one just after; the peer's next announce repairs it.)
 type Logic struct {
 	cfg   Config
 	store storage.PeerStore
 	hooks atomic.Pointer[chain]
+
+	// queued is set while updates go to the workers; updateNanos is the
+	// moving average of sampled update durations that decides it.
+	queued      atomic.Bool
+	updateNanos atomic.Int64
 
 	seed    maphash.Seed
 	queues  []chan update
@@ -172,16 +198,20 @@ func decr(n uint32) uint32 {
 	return n - 1
 }
 
-// AfterAnnounce queues the swarm update and runs the posthooks. Posthooks
-// run in the caller's goroutine, since req and resp are only valid until
-// this returns.
+// AfterAnnounce applies or queues the swarm update and runs the posthooks.
+// Posthooks run in the caller's goroutine, since req and resp are only
+// valid until this returns.
 func (l *Logic) AfterAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) {
 	u := update{ih: req.InfoHash, peer: req.Peer, event: req.Event, seeder: announcerIsSeeder(req)}
-	q := l.queues[maphash.Comparable(l.seed, req.InfoHash)%uint64(len(l.queues))]
-	select {
-	case q <- u:
-	default:
-		updatesDropped.Inc()
+	if l.queued.Load() {
+		q := l.queues[maphash.Comparable(l.seed, req.InfoHash)%uint64(len(l.queues))]
+		select {
+		case q <- u:
+		default:
+			updatesDropped.Inc()
+		}
+	} else {
+		l.applySampled(u)
 	}
 	for _, h := range l.hooks.Load().post {
 		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
@@ -224,7 +254,7 @@ func (l *Logic) work(q chan update) {
 	for {
 		select {
 		case u := <-q:
-			l.apply(u)
+			l.applySampled(u)
 		case <-l.done:
 			// Drain what was queued before the stop, then leave.
 			for {
@@ -235,6 +265,32 @@ func (l *Logic) work(q chan update) {
 					return
 				}
 			}
+		}
+	}
+}
+
+// applySampled applies u, and times one update in updateSampleEvery to
+// decide where the following ones are applied. The workers time theirs
+// too, so that updates come back inline once the store is fast again.
+func (l *Logic) applySampled(u update) {
+	if rand.Uint32()%updateSampleEvery != 0 {
+		l.apply(u)
+		return
+	}
+	start := time.Now()
+	l.apply(u)
+	d := int64(time.Since(start))
+	avg := l.updateNanos.Load()
+	avg += (d - avg) / 8
+	l.updateNanos.Store(avg)
+	switch {
+	case avg > int64(slowUpdate):
+		if !l.queued.Load() {
+			l.queued.Store(true)
+		}
+	case avg < int64(fastUpdate):
+		if l.queued.Load() {
+			l.queued.Store(false)
 		}
 	}
 }
@@ -259,7 +315,8 @@ func (l *Logic) apply(u update) {
 }
 
 // Stop applies the updates already queued, stops the workers and the hooks.
-// Updates queued after Stop are not applied.
+// Updates queued after Stop are not applied; the frontends are stopped
+// first, so none should come.
 func (l *Logic) Stop(ctx context.Context) error {
 	l.stop.Do(func() { close(l.done) })
 	finished := make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -299,6 +300,131 @@ func TestStopAppliesQueuedUpdates(t *testing.T) {
 	}
 }
 
+func TestFastStoreIsUpdatedBeforeAfterAnnounceReturns(t *testing.T) {
+	// With the memory store the update is applied inline: once
+	// AfterAnnounce returns, the next announce of another peer sees it.
+	store := newStore(t)
+	l := newLogic(t, store)
+	ih := bittorrent.InfoHash{8}
+	for i := 0; i < 100; i++ {
+		req := announce(ih, peer(byte(i), 6881), 1, bittorrent.Started)
+		resp := &bittorrent.AnnounceResponse{}
+		if err := l.HandleAnnounce(context.Background(), req, resp); err != nil {
+			t.Fatal(err)
+		}
+		l.AfterAnnounce(context.Background(), req, resp)
+		c, err := store.ScrapeSwarm(ih, bittorrent.IPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Leechers != uint32(i+1) {
+			t.Fatalf("after %d announces AfterAnnounce returned with %d leechers stored", i+1, c.Leechers)
+		}
+	}
+}
+
+// slowStore is a store whose leecher writes take delay, like a round trip
+// to a remote store. The first write for gated blocks until gate is
+// closed, and closes entered when it starts.
+type slowStore struct {
+	storage.PeerStore
+	delay   time.Duration
+	gated   bittorrent.InfoHash
+	entered chan struct{}
+	gate    chan struct{}
+	once    sync.Once
+}
+
+func (s *slowStore) PutLeecher(ih bittorrent.InfoHash, p bittorrent.Peer) error {
+	if ih == s.gated {
+		s.once.Do(func() {
+			close(s.entered)
+			<-s.gate
+		})
+	} else {
+		time.Sleep(s.delay)
+	}
+	return s.PeerStore.PutLeecher(ih, p)
+}
+
+func TestSlowStoreIsUpdatedByWorkersAndOverflowIsCounted(t *testing.T) {
+	mem := newStore(t)
+	store := &slowStore{PeerStore: mem, delay: 200 * time.Microsecond, gated: bittorrent.InfoHash{0x99}, entered: make(chan struct{}), gate: make(chan struct{})}
+	l := middleware.NewLogic(middleware.Config{}.WithDefaults(), store, nil, nil)
+	t.Cleanup(func() {
+		select {
+		case <-store.gate:
+		default:
+			close(store.gate)
+		}
+		_ = l.Stop(context.Background())
+	})
+	after := func(ih bittorrent.InfoHash, p bittorrent.Peer) {
+		req := announce(ih, p, 1, bittorrent.Started)
+		l.AfterAnnounce(context.Background(), req, &bittorrent.AnnounceResponse{})
+	}
+
+	// Enough slow writes for the sampled average to cross the threshold
+	// (a few hundred would do; the sampling is random).
+	const warm = 3000
+	for i := 0; i < warm; i++ {
+		after(bittorrent.InfoHash{1, byte(i >> 8), byte(i)}, peer(1, 6881))
+	}
+
+	// The next write blocks in the store: AfterAnnounce must return
+	// anyway, the update being queued for a worker.
+	returned := make(chan struct{})
+	go func() {
+		after(store.gated, peer(1, 1))
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		close(store.gate)
+		t.Fatal("AfterAnnounce waited for a slow store's write")
+	}
+	select {
+	case <-store.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queued update never reached the store")
+	}
+
+	// Its worker is now stuck: its queue fills, and what does not fit is
+	// dropped and counted.
+	before := testutil.ToFloat64(gathered("chihaya_middleware_swarm_updates_dropped_total"))
+	const extra = 10
+	for i := 0; i < middleware.UpdateQueueSize+extra; i++ {
+		after(store.gated, peer(2, uint16(1000+i)))
+	}
+	if got := testutil.ToFloat64(gathered("chihaya_middleware_swarm_updates_dropped_total")) - before; got != extra {
+		t.Errorf("%v updates counted as dropped, want %d", got, extra)
+	}
+
+	close(store.gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := mem.ScrapeSwarm(store.gated, bittorrent.IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Leechers != 1+middleware.UpdateQueueSize {
+		t.Errorf("after Stop the gated swarm holds %d leechers, want the %d updates queued", c.Leechers, 1+middleware.UpdateQueueSize)
+	}
+	for i := 0; i < warm; i += 500 {
+		c, err := mem.ScrapeSwarm(bittorrent.InfoHash{1, byte(i >> 8), byte(i)}, bittorrent.IPv4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Leechers != 1 {
+			t.Errorf("warm-up swarm %d holds %d leechers, want 1", i, c.Leechers)
+		}
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -318,6 +444,29 @@ func TestConfigValidate(t *testing.T) {
 	if err := (middleware.Config{}).WithDefaults().Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
+}
+
+// gathered reads an unlabelled counter from the default registry, as
+// Prometheus would scrape it.
+func gathered(name string) prometheus.Collector {
+	return gatheredCounter{name: name}
+}
+
+type gatheredCounter struct{ name string }
+
+func (g gatheredCounter) Describe(ch chan<- *prometheus.Desc) {
+	ch <- prometheus.NewDesc("value", "value", nil, nil)
+}
+
+func (g gatheredCounter) Collect(ch chan<- prometheus.Metric) {
+	v := 0.0
+	mfs, _ := prometheus.DefaultGatherer.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == g.name && len(mf.GetMetric()) == 1 {
+			v = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("value", "value", nil, nil), prometheus.GaugeValue, v)
 }
 
 // refusals reads chihaya_middleware_hook_refusals_total{hook=name,action="announce"}

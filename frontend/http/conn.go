@@ -57,9 +57,11 @@ type conn struct {
 	timedOut atomic.Bool
 }
 
+// Read and Write only load the flags in the common case: a store is an
+// atomic exchange, a load a plain read.
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 {
+	if n > 0 && !c.pending.Load() {
 		c.pending.Store(true)
 	}
 	if err != nil && c.pending.Load() {
@@ -73,7 +75,9 @@ func (c *conn) Read(p []byte) (int, error) {
 }
 
 func (c *conn) Write(p []byte) (int, error) {
-	c.pending.Store(false)
+	if c.pending.Load() {
+		c.pending.Store(false)
+	}
 	if status, ok := refusalStatus(p); ok {
 		if c.timedOut.Load() {
 			return len(p), nil
@@ -103,7 +107,8 @@ var netHTTPErrorHeaders = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\
 // the middle of one of our own replies, whose bytes a peer partly controls
 // (its 20-byte peer ID); those cannot spell out a 60-byte header block.
 func refusalStatus(p []byte) (int, bool) {
-	if len(p) < 13 || !(bytes.HasPrefix(p, []byte("HTTP/1.1 ")) || bytes.HasPrefix(p, []byte("HTTP/1.0 "))) {
+	// Our own replies, 200s, are ruled out by one byte.
+	if len(p) < 13 || p[9] < '3' || p[9] > '5' || !(bytes.HasPrefix(p, []byte("HTTP/1.1 ")) || bytes.HasPrefix(p, []byte("HTTP/1.0 "))) {
 		return 0, false
 	}
 	if p[9] < '3' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' || p[12] != ' ' {

@@ -142,15 +142,19 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 			NextProtos:   []string{"http/1.1"},
 		}
 	}
+	// TCP keep-alive probes would cost four setsockopt calls per accepted
+	// connection (a tenth of the tracker's CPU with a connection per
+	// request), for nothing: idle_timeout already closes idle connections.
+	lc := net.ListenConfig{KeepAlive: -1}
 	if cfg.Addr != "" {
-		ln, err := net.Listen("tcp", cfg.Addr)
+		ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
 		if err != nil {
 			return nil, errors.New("http: " + err.Error())
 		}
 		f.ln = &listener{Listener: ln, f: f}
 	}
 	if cfg.HTTPSAddr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTPSAddr)
+		ln, err := lc.Listen(context.Background(), "tcp", cfg.HTTPSAddr)
 		if err != nil {
 			if f.ln != nil {
 				f.ln.Close()
@@ -241,6 +245,7 @@ func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, p
 	st.buf = appendAnnounce(st.buf[:0], &st.req, &st.resp)
 	st.wrote = true
 	writeReply(w, st.buf)
+	flush(w)
 	f.metrics.ObserveRequest(frontend.Announce, af, nil, start)
 	// The client has its answer: the swarm update must not be cut short
 	// because it hangs up, so the request's context is not passed on.
@@ -296,6 +301,7 @@ func (f *Frontend) serveScrape(w nethttp.ResponseWriter, r *nethttp.Request, ps 
 	st.buf = appendScrape(st.buf[:0], &st.resp)
 	st.wrote = true
 	writeReply(w, st.buf)
+	flush(w)
 	f.metrics.ObserveRequest(frontend.Scrape, af, nil, start)
 	f.logic.AfterScrape(context.Background(), &st.req, &st.resp)
 	f.putScrape(st)
@@ -364,16 +370,40 @@ var (
 	contentType = []string{"text/plain"}
 )
 
-// writeReply sends body as the whole reply. net/http computes the
-// Content-Length of short replies itself (below its 2 KiB chunking
-// buffer); longer ones get it here, so that no reply is chunked.
+// writeReply sends body as the whole reply, with its Content-Length, so
+// that a flush before the handler returns sends it whole and unchunked.
 func writeReply(w nethttp.ResponseWriter, body []byte) {
 	h := w.Header()
 	h["Content-Type"] = contentType
-	if len(body) >= 2048 {
-		h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	}
+	h["Content-Length"] = contentLength(len(body))
 	w.Write(body) //nolint:errcheck // a client that hung up is not an error of ours
+}
+
+// flush puts the reply on the wire before the logic's After step, as
+// frontend.TrackerLogic asks: otherwise net/http would only send it once
+// the handler returns, after the swarm update and the posthooks.
+func flush(w nethttp.ResponseWriter) {
+	if fl, ok := w.(nethttp.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+// contentLengths holds the header values of the usual reply lengths, so
+// that setting the header allocates nothing: each entry is a one-element
+// slice of one shared array, which net/http only reads.
+var contentLengths = func() []string {
+	v := make([]string, 4096)
+	for i := range v {
+		v[i] = strconv.Itoa(i)
+	}
+	return v
+}()
+
+func contentLength(n int) []string {
+	if n < len(contentLengths) {
+		return contentLengths[n : n+1 : n+1]
+	}
+	return []string{strconv.Itoa(n)}
 }
 
 // requestPath returns the path as the client sent it, for Params.RawPath.

@@ -50,6 +50,8 @@ type testLogic struct {
 	lastPeer    bittorrent.Peer
 	lastNumWant uint32
 	afters      atomic.Int32
+	// afterGate, when set, holds every After* call until it is closed.
+	afterGate chan struct{}
 }
 
 type testPeer struct {
@@ -93,6 +95,9 @@ func (l *testLogic) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRe
 }
 
 func (l *testLogic) AfterAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) {
+	if l.afterGate != nil {
+		<-l.afterGate
+	}
 	l.afters.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -132,7 +137,25 @@ func (l *testLogic) HandleScrape(_ context.Context, req *bittorrent.ScrapeReques
 }
 
 func (l *testLogic) AfterScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) {
+	if l.afterGate != nil {
+		<-l.afterGate
+	}
 	l.afters.Add(1)
+}
+
+// waitAfters returns the number of After* calls once it reaches want, or
+// after a few seconds: the After step runs once the client has its reply,
+// so a client that has read the reply may still be ahead of it.
+func waitAfters(t *testing.T, l *testLogic, want int32) int32 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := l.afters.Load()
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // startFrontend starts a frontend on addr (a free loopback port) and stops
@@ -278,7 +301,7 @@ func TestAnnounceAndScrape(t *testing.T) {
 			if len(files) != 1 || counts["complete"] != int64(1) || counts["incomplete"] != int64(1) {
 				t.Errorf("scrape = %q", r.raw)
 			}
-			if n := logic.afters.Load(); n != 4 {
+			if n := waitAfters(t, logic, 4); n != 4 {
 				t.Errorf("After* ran %d times for 4 answered requests", n)
 			}
 		})
@@ -336,7 +359,7 @@ func TestFailures(t *testing.T) {
 	if _, failed := r.body["failure reason"]; failed {
 		t.Errorf("announce after panics failed: %q", r.raw)
 	}
-	if n := logic.afters.Load(); n != 1 {
+	if n := waitAfters(t, logic, 1); n != 1 {
 		t.Errorf("After* ran %d times, want only for the one answered announce", n)
 	}
 }
@@ -680,6 +703,32 @@ type discardWriter struct {
 func (w *discardWriter) Header() nethttp.Header      { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+func TestReplyIsSentBeforeTheAfterStep(t *testing.T) {
+	// The swarm update and the posthooks run after the reply: a client
+	// has its whole answer while they are still running.
+	for _, tc := range []struct {
+		name, path string
+	}{
+		{"announce", announceURL("", "/announce", 6881)},
+		{"scrape", "/scrape?info_hash=" + strings.Repeat("a", 20)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logic := newTestLogic()
+			logic.afterGate = make(chan struct{})
+			f := startFrontend(t, logic, "127.0.0.1:0", nil)
+			t.Cleanup(func() { close(logic.afterGate) })
+			client := &nethttp.Client{Timeout: 10 * time.Second}
+			r := get(t, client, baseURL(f)+tc.path)
+			if _, failed := r.body["failure reason"]; failed || r.header.Get("Transfer-Encoding") != "" {
+				t.Errorf("reply = %q (Transfer-Encoding %q), want a whole bencoded answer", r.raw, r.header.Get("Transfer-Encoding"))
+			}
+			if n := logic.afters.Load(); n != 0 {
+				t.Errorf("%d After steps finished before the client had its reply", n)
+			}
+		})
+	}
+}
 
 func BenchmarkServeAnnounce(b *testing.B) {
 	logic := newTestLogic()

@@ -3,7 +3,8 @@
 //
 // Several sockets share the listening address through SO_REUSEPORT, each
 // read by one goroutine that owns all the memory it needs: datagrams are
-// read and written in batches (recvmmsg/sendmmsg), parsed in place,
+// read and written in batches (recvmmsg/sendmmsg, called directly on Linux
+// so that not even the source address is allocated), parsed in place,
 // answered into reused buffers, and no goroutine or channel is involved per
 // datagram.
 package udp
@@ -17,9 +18,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/chihaya/chihaya/frontend"
 )
@@ -152,25 +150,14 @@ func (f *Frontend) closeConns() {
 	}
 }
 
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
 // worker reads one socket. All of its state is its own.
 type worker struct {
 	f    *Frontend
 	conn *net.UDPConn
 	h    *handler
 
-	// Batched mode (batch_size > 1).
-	bc  batchConn
-	in  []ipv4.Message
-	out []ipv4.Message
-	// outBufs are the reply buffers, one per slot of out; out[i].Buffers
-	// points into them.
-	outBufs [][]byte
+	// batch is set in batched mode (batch_size > 1).
+	batch *batchIO
 
 	// Single mode (batch_size 1).
 	buf, reply []byte
@@ -184,33 +171,22 @@ func (f *Frontend) newWorker(ctx context.Context, c *net.UDPConn) (*worker, erro
 	}
 	// The largest reply is an IPv6 announce with max_numwant peers.
 	replyCap := max(maxDatagram, 20+18*f.cfg.MaxNumWant)
-	n := f.cfg.BatchSize
-	if n == 1 {
+	if f.cfg.BatchSize == 1 {
 		w.buf = make([]byte, maxDatagram)
 		w.reply = make([]byte, 0, replyCap)
 		return w, nil
 	}
-	// The message layout is the same for both families; the IPv6 variant
-	// also serves a dual-stack socket.
-	if la, ok := c.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() != nil {
-		w.bc = ipv4.NewPacketConn(c)
-	} else {
-		w.bc = ipv6.NewPacketConn(c)
+	b, err := newBatchIO(c, f.cfg.BatchSize, replyCap)
+	if err != nil {
+		return nil, fmt.Errorf("udp: %w", err)
 	}
-	w.in = make([]ipv4.Message, n)
-	w.out = make([]ipv4.Message, n)
-	w.outBufs = make([][]byte, n)
-	for i := 0; i < n; i++ {
-		w.in[i].Buffers = [][]byte{make([]byte, maxDatagram)}
-		w.outBufs[i] = make([]byte, 0, replyCap)
-		w.out[i].Buffers = make([][]byte, 1)
-	}
+	w.batch = b
 	return w, nil
 }
 
 func (w *worker) run() {
 	defer w.f.wg.Done()
-	if w.bc != nil {
+	if w.batch != nil {
 		w.runBatched()
 	} else {
 		w.runSingle()
@@ -253,10 +229,13 @@ func (w *worker) runSingle() {
 }
 
 // runBatched reads up to batch_size datagrams per recvmmsg, answers them
-// into the outgoing batch, and sends that with sendmmsg.
+// into the outgoing batch, and sends that with sendmmsg. Each reply is
+// complete in the batch before the logic's After step for its request
+// runs, so the swarm update never changes what the client is told.
 func (w *worker) runBatched() {
+	b := w.batch
 	for {
-		n, err := w.bc.ReadBatch(w.in, 0)
+		n, err := b.read()
 		if err != nil {
 			if w.closed(err) {
 				return
@@ -265,53 +244,37 @@ func (w *worker) runBatched() {
 			w.f.log.socketError("read", err)
 			continue
 		}
-		nout := 0
 		for i := 0; i < n; i++ {
-			m := &w.in[i]
-			if m.Flags&msgTrunc != 0 {
+			p, src, truncated := b.packet(i)
+			if truncated {
 				w.f.metrics.ObserveError(reasonOversized)
 				continue
 			}
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
+			if !src.IsValid() {
 				continue
 			}
-			reply := w.h.handle(m.Buffers[0][:m.N], ua.AddrPort(), w.outBufs[nout][:0])
-			if reply == nil {
-				continue
+			if reply := w.h.handle(p, src, b.replyBuf()); reply != nil {
+				b.queue(i, reply)
 			}
-			if cap(reply) > cap(w.outBufs[nout]) {
-				w.outBufs[nout] = reply[:0]
-			}
-			// The address read is reused for the reply, so that the
-			// write allocates nothing.
-			w.out[nout].Buffers[0] = reply
-			w.out[nout].Addr = ua
-			nout++
 		}
-		if nout > 0 && !w.writeAll(w.out[:nout]) {
+		if !w.writeAll() {
 			return
 		}
 	}
 }
 
-// writeAll sends the batch, resuming after a partial write and skipping a
-// message the kernel refuses. It reports false when the socket is closed.
-func (w *worker) writeAll(ms []ipv4.Message) bool {
-	for len(ms) > 0 {
-		n, err := w.bc.WriteBatch(ms, 0)
-		if err != nil {
+// writeAll sends the queued replies, resuming after a partial write and
+// skipping a reply the kernel refuses. It reports false when the socket is
+// closed.
+func (w *worker) writeAll() bool {
+	for w.batch.pending() {
+		if err := w.batch.write(); err != nil {
 			if w.closed(err) {
 				return false
 			}
 			w.f.metrics.ObserveError(reasonWriteError)
 			w.f.log.socketError("write", err)
-			n = 1
 		}
-		if n <= 0 {
-			n = 1
-		}
-		ms = ms[n:]
 	}
 	return true
 }

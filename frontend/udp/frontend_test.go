@@ -2,6 +2,7 @@ package udp
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -329,16 +330,25 @@ func TestNewFrontendAddressInUse(t *testing.T) {
 	}
 }
 
-// BenchmarkListener measures connect requests through the whole socket
-// path over loopback, unbatched and batched, with up to 32 datagrams in
-// flight so that batches can form. One op is one request and its reply; the
-// allocations are the server's (the client allocates nothing).
+// BenchmarkListener measures requests through the whole socket path over
+// loopback, unbatched and batched, with up to 32 datagrams in flight so
+// that batches can form. One op is one request and its reply; the
+// allocations are the server's (the client allocates nothing), and must
+// stay at zero: reading, parsing, answering and writing a datagram
+// allocates nothing, not even its source address.
 func BenchmarkListener(b *testing.B) {
 	const window = 32
 	for _, bc := range []struct {
-		name  string
-		batch int
-	}{{"batch=1", 1}, {"batch=32", 32}} {
+		name   string
+		batch  int
+		action uint32
+	}{
+		{"connect/batch=1", 1, actionConnect},
+		{"connect/batch=32", 32, actionConnect},
+		{"announce/batch=1", 1, actionAnnounce},
+		{"announce/batch=32", 32, actionAnnounce},
+		{"scrape/batch=32", 32, actionScrape},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := Config{Addr: "127.0.0.1:0", Sockets: 1, BatchSize: bc.batch}.WithDefaults()
 			f, err := NewFrontend(newTestLogic(), cfg)
@@ -351,16 +361,29 @@ func BenchmarkListener(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { c.Close() })
-			req := encodeConnect(1)
-			buf := make([]byte, 64)
+			connID := f.ids.Generate(c.LocalAddr().(*net.UDPAddr).AddrPort().Addr())
+			var req []byte
+			switch bc.action {
+			case actionConnect:
+				req = encodeConnect(1)
+			case actionAnnounce:
+				req = encodeAnnounce(connID, 1, announceFields{infoHash: testIH, left: 1, numWant: -1, port: 6881})
+			case actionScrape:
+				req = encodeScrape(connID, 1, testIH, testIH, testIH, testIH, testIH, testIH, testIH, testIH, testIH, testIH)
+			}
+			buf := make([]byte, 2048)
 			if err := c.SetReadDeadline(time.Now().Add(time.Minute)); err != nil {
 				b.Fatal(err)
 			}
 			inFlight := 0
 			drain := func() {
 				for ; inFlight > 0; inFlight-- {
-					if _, err := c.Read(buf); err != nil {
+					n, err := c.Read(buf)
+					if err != nil {
 						b.Fatal(err)
+					}
+					if n < 8 || binary.BigEndian.Uint32(buf) != bc.action {
+						b.Fatalf("reply %x is not a reply to action %d", buf[:n], bc.action)
 					}
 				}
 			}
