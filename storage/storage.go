@@ -63,7 +63,9 @@ type Stats struct {
 //     include the announce it is answering. An unknown swarm gives no peers,
 //     zero counts and no error.
 //   - ScrapeSwarm returns the counts of a swarm for one family; an unknown
-//     swarm gives zeros.
+//     swarm gives zeros. ScrapeSwarms does the same for several swarms at
+//     once, writing dst[i] for ihs[i] (dst has len(ihs) elements), so that
+//     a driver can answer a whole scrape in one round trip.
 //   - CollectGarbage removes every peer last seen before cutoff, and any
 //     swarm left with neither peers nor downloads. Drivers also run it
 //     periodically on their own, without holding a lock for long.
@@ -79,6 +81,7 @@ type PeerStore interface {
 
 	AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, Counts, Role, error)
 	ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFamily) (Counts, error)
+	ScrapeSwarms(dst []Counts, ihs []bittorrent.InfoHash, af bittorrent.AddressFamily) error
 
 	CollectGarbage(cutoff time.Time) error
 	Stats() (Stats, error)

@@ -248,7 +248,7 @@ return out
 `)
 
 // The daemon calls Reload on SIGUSR1 and SIGHUP when a store has it.
-var _ interface{ Reload() error } = (*PeerStore)(nil)
+var _ storage.Reloader = (*PeerStore)(nil)
 
 // Reload reads the locality topology file again; peers move to their new
 // cells as they next announce. Without locality, or with prefix grouping,

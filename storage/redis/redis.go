@@ -657,6 +657,39 @@ func (s *PeerStore) ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFam
 	return counts, err
 }
 
+// ScrapeSwarms writes the counts of each of ihs for af into dst, in one
+// pipelined round trip for the whole scrape.
+func (s *PeerStore) ScrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash, af bittorrent.AddressFamily) error {
+	if af > bittorrent.IPv6 {
+		clear(dst[:len(ihs)])
+		return nil
+	}
+	_, err := s.do("scrape", func(c redis.Conn) (interface{}, error) {
+		for _, ih := range ihs {
+			k := s.keys(ih, af)
+			c.Send("ZCARD", k.seeders)
+			c.Send("ZCARD", k.leechers)
+			c.Send("GET", k.downloads)
+		}
+		if err := c.Flush(); err != nil {
+			return nil, err
+		}
+		for i := range ihs {
+			var vals [3]uint32
+			for j := range vals {
+				v, err := c.Receive()
+				if err != nil {
+					return nil, err
+				}
+				vals[j] = asUint32(v)
+			}
+			dst[i] = storage.Counts{Seeders: vals[0], Leechers: vals[1], Downloads: vals[2]}
+		}
+		return nil, nil
+	})
+	return err
+}
+
 // CollectGarbage removes the peers last seen before cutoff, in batches of
 // at most gcSwarmBatch swarms and gcPeerBatch peers per script, each its
 // own round trip so that other clients are served in between.

@@ -116,6 +116,24 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 		}
 	})
 
+	// A scrape of 10 hashes, as a UDP client commonly sends.
+	withStore(b, newStore, "ScrapeSwarms/hashes=10", func(b *testing.B, s storage.PeerStore) {
+		fillStore(b, s, 10_000, 1_000)
+	}, func(b *testing.B, s storage.PeerStore) {
+		ihs := make([]bittorrent.InfoHash, 10)
+		dst := make([]storage.Counts, len(ihs))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			for j := range ihs {
+				ihs[j] = InfoHash((i*10 + j) % 1_000)
+			}
+			if err := s.ScrapeSwarms(dst, ihs, bittorrent.IPv4); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+
 	// Collection that finds nothing stale: the cost paid every gc_interval.
 	withStore(b, newStore, "CollectGarbage/scan/peers=200000", func(b *testing.B, s storage.PeerStore) {
 		fillStore(b, s, 200_000, 20_000)

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.PeerStore) {
 		{"AnnounceCountsAndRole", testAnnounceCountsAndRole},
 		{"AnnounceAppendsToDst", testAnnounceAppends},
 		{"UnknownSwarm", testUnknownSwarm},
+		{"ScrapeSwarms", testScrapeSwarms},
 		{"CollectGarbage", testCollectGarbage},
 		{"Stats", testStats},
 		{"LargeSwarm", testLargeSwarm},
