@@ -415,9 +415,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 		}
 		return ""
 	})
-	if n, err := redis.Int(mc.Do("WAIT", 1, 10000)); err != nil || n != 1 {
-		t.Fatalf("WAIT for the replica: %d %v", n, err)
-	}
+	// The replica must hold the seeder before the master dies. (WAIT on
+	// this connection would not tell: it only covers the writes made on
+	// it, and the daemon wrote through its own.)
+	eventually(t, func() string {
+		n, err := redis.Int(rc.Do("ZCARD", "e2e:"+fmt.Sprintf("%x", ih)+":4:s"))
+		if err != nil || n != 1 {
+			return fmt.Sprintf("the seeder has not reached the replica: %d %v", n, err)
+		}
+		return ""
+	})
 
 	master.kill()
 	killed := time.Now()

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,13 +53,44 @@ func splitAddr(a string) (host, port string) {
 }
 
 // waitReplicated blocks until the replica has every write the master has
-// acknowledged, so a test can kill the master without losing them.
+// acknowledged, so a test can kill the master without losing them. (WAIT
+// would not do: it only waits for the writes of the connection it is sent
+// on, and the store wrote through its own connections.)
 func (h *haRedis) waitReplicated(t testing.TB) {
 	t.Helper()
-	n, err := redis.Int(h.master.conn(t).Do("WAIT", 1, 10000))
-	if err != nil || n < 1 {
-		t.Fatalf("WAIT: %d replicas acknowledged (%v)", n, err)
+	want := replOffset(t, h.master.conn(t), "master_repl_offset")
+	rc := h.replica.conn(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := replOffset(t, rc, "slave_repl_offset")
+		if got >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica at offset %d, master at %d after 10s", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// replOffset reads a replication offset from INFO replication.
+func replOffset(t testing.TB, c redis.Conn, field string) int64 {
+	t.Helper()
+	info, err := redis.String(c.Do("INFO", "replication"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO replication %s: %v", field, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("INFO replication has no %s:\n%s", field, info)
+	return 0
 }
 
 // TestSentinelFailover kills the master; the store must find the promoted
