@@ -7,11 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
-	"sync"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/pkg/registry"
 )
 
 // Hook sees a request and the response under construction. It may fill or
@@ -35,45 +34,26 @@ type Stopper interface {
 // option in its error.
 type Constructor func(optionsYAML []byte) (Hook, error)
 
-var (
-	hooksMu      sync.Mutex
-	constructors = map[string]Constructor{}
-)
+var hooks = registry.New[Constructor]("hook")
 
 // RegisterHook makes a hook available under name, the name operators write
 // in the YAML `prehooks`/`posthooks` lists. Registering a name twice panics.
 func RegisterHook(name string, c Constructor) {
-	hooksMu.Lock()
-	defer hooksMu.Unlock()
 	if c == nil {
 		panic("middleware: RegisterHook " + name + " with a nil constructor")
 	}
-	if _, dup := constructors[name]; dup {
-		panic("middleware: RegisterHook called twice for " + name)
-	}
-	constructors[name] = c
+	hooks.Register(name, c)
 }
 
 // HookNames lists the registered hooks, sorted.
-func HookNames() []string {
-	hooksMu.Lock()
-	defer hooksMu.Unlock()
-	names := make([]string, 0, len(constructors))
-	for n := range constructors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func HookNames() []string { return hooks.Names() }
 
 // ErrUnknownHook is wrapped by NewHook when no hook has the given name.
 var ErrUnknownHook = errors.New("unknown hook")
 
 // NewHook builds the named hook.
 func NewHook(name string, optionsYAML []byte) (Hook, error) {
-	hooksMu.Lock()
-	c, ok := constructors[name]
-	hooksMu.Unlock()
+	c, ok := hooks.Lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownHook, name, strings.Join(HookNames(), ", "))
 	}

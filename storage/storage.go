@@ -6,12 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/pkg/registry"
 )
 
 // Role is where a peer stands in a swarm.
@@ -105,45 +104,26 @@ type Reloader interface {
 // constructs the store.
 type Driver func(configYAML []byte) (PeerStore, error)
 
-var (
-	driversMu sync.Mutex
-	drivers   = map[string]Driver{}
-)
+var drivers = registry.New[Driver]("storage driver")
 
 // RegisterDriver makes a driver available under name, the `storage.name`
 // operators write in YAML. Registering a name twice panics.
 func RegisterDriver(name string, d Driver) {
-	driversMu.Lock()
-	defer driversMu.Unlock()
 	if d == nil {
 		panic("storage: RegisterDriver " + name + " with a nil driver")
 	}
-	if _, dup := drivers[name]; dup {
-		panic("storage: RegisterDriver called twice for " + name)
-	}
-	drivers[name] = d
+	drivers.Register(name, d)
 }
 
 // DriverNames lists the registered drivers, sorted.
-func DriverNames() []string {
-	driversMu.Lock()
-	defer driversMu.Unlock()
-	names := make([]string, 0, len(drivers))
-	for n := range drivers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func DriverNames() []string { return drivers.Names() }
 
 // ErrUnknownDriver is wrapped by New when no driver has the given name.
 var ErrUnknownDriver = errors.New("unknown storage driver")
 
 // New builds the store of the named driver.
 func New(name string, configYAML []byte) (PeerStore, error) {
-	driversMu.Lock()
-	d, ok := drivers[name]
-	driversMu.Unlock()
+	d, ok := drivers.Lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("storage.name: %w %q (known: %s)", ErrUnknownDriver, name, strings.Join(DriverNames(), ", "))
 	}
