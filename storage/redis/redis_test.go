@@ -35,9 +35,15 @@ func newStore(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore {
 // made in).
 func newUnstopped(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore {
 	tb.Helper()
+	// Generous timeouts: these tests check what the store does, not how
+	// fast, and under the race detector on two busy cores hundreds of
+	// concurrent dials can take longer than the 1 s defaults.
 	cfg := Config{
-		RedisBroker: "redis://" + srv.addr + "/0",
-		KeyPrefix:   "test" + strconv.FormatUint(prefixSeq.Add(1), 10) + ":",
+		RedisBroker:         "redis://" + srv.addr + "/0",
+		KeyPrefix:           "test" + strconv.FormatUint(prefixSeq.Add(1), 10) + ":",
+		RedisConnectTimeout: 10 * time.Second,
+		RedisReadTimeout:    10 * time.Second,
+		RedisWriteTimeout:   10 * time.Second,
 	}.WithDefaults()
 	for _, e := range edit {
 		e(&cfg)
