@@ -156,9 +156,9 @@ func redisConfig(t *testing.T, storageConfig map[interface{}]interface{}) map[in
 	cfg := loopbackConfig(t, "127.0.0.1")
 	sc := map[interface{}]interface{}{
 		"key_prefix":            "e2e:",
-		"redis_read_timeout":    "500ms",
-		"redis_write_timeout":   "500ms",
-		"redis_connect_timeout": "500ms",
+		"redis_read_timeout":    "2s",
+		"redis_write_timeout":   "2s",
+		"redis_connect_timeout": "2s",
 	}
 	for k, v := range storageConfig {
 		sc[k] = v
