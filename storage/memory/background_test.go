@@ -54,7 +54,7 @@ func TestBackgroundWork(t *testing.T) {
 	}
 }
 
-func storagetestStop(t *testing.T, s storage.PeerStore) {
+func storagetestStop(t testing.TB, s storage.PeerStore) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -88,7 +88,7 @@ func recAddr(l *layout, rec []byte) netip.Addr {
 }
 
 // The daemon calls Reload on SIGUSR1 and SIGHUP when a store has it.
-var _ interface{ Reload() error } = (*PeerStore)(nil)
+var _ storage.Reloader = (*PeerStore)(nil)
 
 // Reload reads the locality topology file again; swarms are regrouped as
 // they are next updated. Without locality, or with prefix grouping, there
@@ -133,7 +133,7 @@ func (s *PeerStore) local(sw *swarm, cls *locality.Classifier) *localSwarm {
 					nf.cells = slices.Insert(nf.cells, ni, cell{key: ck})
 				}
 				nc := &nf.cells[ni]
-				j := nc.add(l, rec[:l.keyLen])
+				j := nc.add(l, rec[:l.keyLen], nil)
 				nf.n++
 				if uint32(i) < c.nSeed {
 					j = nc.toSeeder(l, j)
@@ -163,7 +163,7 @@ func (s *PeerStore) putLocal(sh *shard, sw *swarm, cls *locality.Classifier, af 
 			// open tracker most cells hold one peer.
 			f.cells = slices.Insert(f.cells, ci, cell{key: ck, family: family{recs: make([]byte, 0, l.stride)}})
 		}
-		i = f.cells[ci].add(l, k)
+		i = f.cells[ci].add(l, k, &sh.spares)
 		f.n++
 		sh.leechers[af]++
 	} else if uint32(i) < f.cells[ci].nSeed {
@@ -216,6 +216,7 @@ func (sh *shard) removeLocal(l *layout, sw *swarm, af bittorrent.AddressFamily, 
 	c.remove(l, i)
 	f.n--
 	if c.n == 0 {
+		sh.spares.put(c.recs)
 		f.cells = slices.Delete(f.cells, ci, ci+1)
 	}
 	if f.n == 0 {
@@ -239,7 +240,7 @@ func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, c
 			}
 			c := &f.cells[ci]
 			if pos >= int(c.n) {
-				c.shrink(l)
+				c.shrink(l, &sh.spares)
 				ci, pos = ci+1, 0
 				continue
 			}

@@ -10,6 +10,11 @@
 // larger ones get an open-addressing index from address+port to record
 // slot. Removal swaps the last record into the hole, so every operation on
 // a peer is O(1) and peer selection walks only the records it returns.
+//
+// Memory is paid per peer, so the swarm itself is kept to 64 bytes (its
+// IPv6 family is allocated only when it has IPv6 peers), and record arrays
+// a swarm outgrows are reused by the next swarm of the same shard that
+// grows, instead of left for the garbage collector (see spares).
 package memory
 
 import (
@@ -92,17 +97,51 @@ type shard struct {
 	nSwarms  [2]uint64
 	seeders  [2]uint64
 	leechers [2]uint64
-	// Pads the shard to two cache lines so that neighbouring locks do not
-	// share one.
-	_ [128 - 24 - 8 - 6*8]byte
+	spares   spares
+	// Pads the shard to three cache lines so that neighbouring locks do
+	// not share one (TestShardSize holds it).
+	_ [192 - 24 - 8 - 6*8 - spareSlots*24]byte
 }
 
+// swarm is one torrent's peers. It is 60 bytes, in the runtime's 64-byte
+// size class: with 10 peers a swarm, every 10 bytes here are a byte per
+// peer, so the IPv6 family, which most swarms never have, is kept apart.
 type swarm struct {
-	fam       [2]family
+	v4 family
+	// v6 is allocated by the swarm's first IPv6 peer and dropped by the
+	// first collection after its last one left.
+	v6 *family
+	// loc holds the peers instead of v4 and v6 when locality is on
+	// (local.go).
+	loc       *localSwarm
 	downloads uint32
-	// loc holds the peers instead of fam when locality is on (local.go).
-	// The pointer costs nothing: it fills the swarm's size class.
-	loc *localSwarm
+}
+
+// noPeers stands for an absent IPv6 family on the read paths. Nothing may
+// write to it: every write path goes through swarm.famForPut.
+var noPeers family
+
+// fam returns family af of sw for reading: never nil.
+func (sw *swarm) fam(af bittorrent.AddressFamily) *family {
+	if af == bittorrent.IPv4 {
+		return &sw.v4
+	}
+	if sw.v6 == nil {
+		return &noPeers
+	}
+	return sw.v6
+}
+
+// famForPut returns family af of sw, allocating an IPv6 family on first
+// use.
+func (sw *swarm) famForPut(af bittorrent.AddressFamily) *family {
+	if af == bittorrent.IPv4 {
+		return &sw.v4
+	}
+	if sw.v6 == nil {
+		sw.v6 = &family{}
+	}
+	return sw.v6
 }
 
 // family holds the peers of one address family of a swarm: records [0,
@@ -236,14 +275,14 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		sh.mu.Unlock()
 		return nil
 	}
-	f := &sw.fam[af]
+	f := sw.famForPut(af)
 	i := f.find(l, k)
 	was := storage.Absent
 	if i < 0 {
 		if f.n == 0 {
 			sh.nSwarms[af]++
 		}
-		i = f.add(l, k)
+		i = f.add(l, k, &sh.spares)
 		sh.leechers[af]++
 	} else if uint32(i) < f.nSeed {
 		was = storage.Seeder
@@ -286,11 +325,15 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 			delete(sh.swarms, ih)
 		}
 	} else if sw != nil {
-		f := &sw.fam[af]
+		f := sw.fam(af)
 		if i := f.find(l, key[:l.keyLen]); i >= 0 {
 			sh.removePeer(l, sw, af, i)
 			if sw.empty() {
 				delete(sh.swarms, ih)
+				sh.spares.put(sw.v4.recs)
+				if sw.v6 != nil {
+					sh.spares.put(sw.v6.recs)
+				}
 			}
 		}
 	}
@@ -301,7 +344,7 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 // removePeer removes record i of family af of sw, keeping the shard's
 // totals. The caller holds the shard's write lock.
 func (sh *shard) removePeer(l *layout, sw *swarm, af bittorrent.AddressFamily, i int) {
-	f := &sw.fam[af]
+	f := sw.fam(af)
 	if uint32(i) < f.nSeed {
 		sh.seeders[af]--
 	} else {
@@ -314,7 +357,7 @@ func (sh *shard) removePeer(l *layout, sw *swarm, af bittorrent.AddressFamily, i
 }
 
 func (sw *swarm) empty() bool {
-	return sw.fam[0].n == 0 && sw.fam[1].n == 0 && sw.downloads == 0 &&
+	return sw.v4.n == 0 && (sw.v6 == nil || sw.v6.n == 0) && sw.downloads == 0 &&
 		(sw.loc == nil || sw.loc.fam[0].n == 0 && sw.loc.fam[1].n == 0)
 }
 
@@ -340,7 +383,7 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		dst, counts, role := s.announceLocal(dst, sw, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
 		return dst, counts, role, nil
 	}
-	f := &sw.fam[af]
+	f := sw.fam(af)
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
 	self := f.find(l, key[:l.keyLen])
 	role := storage.Absent
@@ -421,7 +464,7 @@ func (s *PeerStore) ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFam
 		f := &sw.loc.fam[af]
 		c = storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
 	} else if sw != nil {
-		f := &sw.fam[af]
+		f := sw.fam(af)
 		c = storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
 	}
 	sh.mu.RUnlock()
@@ -459,7 +502,10 @@ swarms:
 				continue swarms
 			}
 		}
-		for af := range sw.fam {
+		for af := range s.layouts {
+			if af == int(bittorrent.IPv6) && sw.v6 == nil {
+				continue
+			}
 			l := &s.layouts[af]
 			pos := 0
 			for {
@@ -476,7 +522,16 @@ swarms:
 					continue swarms
 				}
 			}
-			sw.fam[af].shrink(l)
+			// Another collection may have dropped the IPv6 family while
+			// the lock was released.
+			if af == int(bittorrent.IPv4) {
+				sw.v4.shrink(l, &sh.spares)
+			} else if sw.v6 != nil {
+				sw.v6.shrink(l, &sh.spares)
+			}
+		}
+		if sw.v6 != nil && sw.v6.n == 0 {
+			sw.v6 = nil
 		}
 		if sw.empty() {
 			delete(sh.swarms, ih)
@@ -494,7 +549,7 @@ swarms:
 // collectFamily examines records from pos on, removing stale ones, until
 // the family ends (done) or the budget runs out; it returns where to resume.
 func (sh *shard) collectFamily(l *layout, sw *swarm, af bittorrent.AddressFamily, pos int, cut uint32, budget, removed *int) (int, bool) {
-	f := &sw.fam[af]
+	f := sw.fam(af)
 	for pos < int(f.n) {
 		if *budget <= 0 {
 			return pos, false
@@ -621,17 +676,15 @@ func (x *index) insert(l *layout, k []byte, slot int) {
 }
 
 // add appends a record with key k as the last leecher and returns its slot;
-// the caller fills in the peer ID and stamp.
-func (f *family) add(l *layout, k []byte) int {
+// the caller fills in the peer ID and stamp. New record space comes from
+// sp when it has some of the right size.
+func (f *family) add(l *layout, k []byte, sp *spares) int {
 	need := (int(f.n) + 1) * l.stride
 	if need > cap(f.recs) {
 		// Grow by a quarter rather than double: most swarms are small and
 		// long-lived, so slack is paid for per peer, while copying is rare.
 		n := int(f.n)
-		newCap := n + max(2, n/4)
-		recs := make([]byte, need-l.stride, newCap*l.stride)
-		copy(recs, f.recs)
-		f.recs = recs
+		f.realloc(need-l.stride, need, (n+max(2, n/4))*l.stride, sp)
 	}
 	f.recs = f.recs[:need]
 	i := int(f.n)
@@ -646,6 +699,21 @@ func (f *family) add(l *layout, k []byte) int {
 		f.reindex(l, 4*indexThreshold)
 	}
 	return i
+}
+
+// realloc moves the first n bytes of records into new space of want bytes
+// or a little more (at least need), and gives the old space to sp.
+func (f *family) realloc(n, need, want int, sp *spares) {
+	recs := sp.get(need, want)
+	if recs == nil {
+		// Appending to nil rounds the capacity up to the allocator's size
+		// class: the bytes it would waste hold records instead.
+		recs = append([]byte(nil), make([]byte, want)...)
+	}
+	recs = recs[:n]
+	copy(recs, f.recs)
+	sp.put(f.recs)
+	f.recs = recs
 }
 
 // reindex rebuilds the index with size entries (a power of two), or drops
@@ -736,14 +804,67 @@ func (f *family) remove(l *layout, i int) {
 // shrink gives back record space left by departed peers. Only collection
 // calls it, so a swarm that shrinks and regrows between two collections
 // does not reallocate.
-func (f *family) shrink(l *layout) {
+func (f *family) shrink(l *layout, sp *spares) {
 	switch {
 	case f.n == 0:
+		sp.put(f.recs)
 		f.recs = nil
 	case cap(f.recs) > 2*len(f.recs)+4*l.stride:
 		n := int(f.n)
-		recs := make([]byte, len(f.recs), (n+max(2, n/4))*l.stride)
-		copy(recs, f.recs)
-		f.recs = recs
+		f.realloc(len(f.recs), len(f.recs), (n+max(2, n/4))*l.stride, sp)
+	}
+}
+
+// spareSlots is how many record arrays a shard keeps for reuse.
+const spareSlots = 4
+
+// maxSpare is the largest record array a shard keeps for reuse: small
+// swarms grow most often relative to their size, and a bound keeps what a
+// shard holds back at spareSlots*maxSpare bytes (4 KiB).
+const maxSpare = 1024
+
+// spares are record arrays a shard's swarms gave up, when they grew or
+// emptied, kept for the next swarm of the shard that needs one. A swarm
+// growing from 0 to 10 peers goes through five arrays; without reuse the
+// four it leaves behind are garbage that the Go heap grows by (up to
+// GOGC percent of the live heap) before a collection returns them, and
+// RSS keeps that growth. Reuse within a shard needs no lock of its own.
+type spares [spareSlots][]byte
+
+// get returns a spare array with a capacity in [need, want+want/8], or
+// nil. The slack allowed matches the spacing of the allocator's size
+// classes, so an array of the class want rounds up to is taken.
+func (sp *spares) get(need, want int) []byte {
+	if sp == nil {
+		return nil
+	}
+	for i, b := range sp {
+		if c := cap(b); c >= need && c <= want+want/8 {
+			sp[i] = nil
+			return b
+		}
+	}
+	return nil
+}
+
+// put keeps b for reuse if it is small enough and a slot is free, or in
+// place of a smaller one: larger arrays save more when reused.
+func (sp *spares) put(b []byte) {
+	c := cap(b)
+	if sp == nil || c == 0 || c > maxSpare {
+		return
+	}
+	j := -1
+	for i := range sp {
+		if sp[i] == nil {
+			j = i
+			break
+		}
+		if cap(sp[i]) < c && (j < 0 || cap(sp[i]) < cap(sp[j])) {
+			j = i
+		}
+	}
+	if j >= 0 {
+		sp[j] = b[:0]
 	}
 }
