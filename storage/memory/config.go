@@ -1,13 +1,10 @@
 package memory
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"gopkg.in/yaml.v2"
-
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
@@ -106,45 +103,9 @@ func unitHint(d time.Duration) string {
 // decodeConfig decodes the `storage.config` YAML strictly over the defaults
 // and validates the result.
 func decodeConfig(configYAML []byte) (Config, error) {
-	cfg := Config{}.WithDefaults()
-	var doc interface{}
-	if yaml.Unmarshal(configYAML, &doc) == nil && doc == nil {
-		// An absent or empty `config:` would otherwise zero every key.
-		return cfg, nil
-	}
-	if err := yaml.UnmarshalStrict(configYAML, &cfg); err != nil {
-		return Config{}, fmt.Errorf("storage.config%s: %s", badKey(configYAML), yamlErrorText(err))
+	cfg, err := yamlconf.Decode(configYAML, "storage.config", Config{}.WithDefaults())
+	if err != nil {
+		return Config{}, err
 	}
 	return cfg, cfg.Validate()
-}
-
-// badKey finds the key a strict decoding error is about, as ".key", so the
-// error names it even when yaml.v2 only gives a line and a type. It returns
-// "" when the document is not a mapping at all.
-func badKey(configYAML []byte) string {
-	var items yaml.MapSlice
-	if yaml.Unmarshal(configYAML, &items) != nil {
-		return ""
-	}
-	for _, item := range items {
-		one, err := yaml.Marshal(yaml.MapSlice{item})
-		if err != nil {
-			continue
-		}
-		var c Config
-		if yaml.UnmarshalStrict(one, &c) != nil {
-			return "." + fmt.Sprint(item.Key)
-		}
-	}
-	return ""
-}
-
-// yamlErrorText flattens yaml.v2's multi-line "unmarshal errors" into one
-// line, keeping the line numbers it gives.
-func yamlErrorText(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
-	}
-	return err.Error()
 }

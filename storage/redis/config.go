@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v2"
-
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
@@ -235,39 +234,9 @@ func (c Config) Validate() error {
 // decodeConfig decodes the `storage.config` YAML strictly over the defaults
 // and validates the result.
 func decodeConfig(configYAML []byte) (Config, error) {
-	cfg := Config{}.WithDefaults()
-	if err := yaml.UnmarshalStrict(configYAML, &cfg); err != nil {
-		return Config{}, fmt.Errorf("storage.config%s: %s", badKey(configYAML), yamlErrorText(err))
+	cfg, err := yamlconf.Decode(configYAML, "storage.config", Config{}.WithDefaults())
+	if err != nil {
+		return Config{}, err
 	}
 	return cfg, cfg.Validate()
-}
-
-// badKey finds the key a strict decoding error is about, as ".key", so the
-// error names it even when yaml.v2 only gives a line and a type.
-func badKey(configYAML []byte) string {
-	var items yaml.MapSlice
-	if yaml.Unmarshal(configYAML, &items) != nil {
-		return ""
-	}
-	for _, item := range items {
-		one, err := yaml.Marshal(yaml.MapSlice{item})
-		if err != nil {
-			continue
-		}
-		var c Config
-		if yaml.UnmarshalStrict(one, &c) != nil {
-			return "." + fmt.Sprint(item.Key)
-		}
-	}
-	return ""
-}
-
-// yamlErrorText flattens yaml.v2's multi-line "unmarshal errors" into one
-// line, keeping the line numbers it gives.
-func yamlErrorText(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
-	}
-	return err.Error()
 }
