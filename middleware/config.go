@@ -59,32 +59,62 @@ type HookConfig struct {
 // the caller prefixes the list's name.
 func NewHooks(cfgs []HookConfig) ([]Hook, error) {
 	hooks := make([]Hook, 0, len(cfgs))
-	fail := func(err error) ([]Hook, error) {
+	err := eachHook(cfgs, func(name string, opts []byte) error {
+		h, err := NewHook(name, opts)
+		if err != nil {
+			return err
+		}
+		hooks = append(hooks, namedHook{name: name, Hook: h})
+		return nil
+	})
+	if err != nil {
 		StopHooks(hooks)
 		return nil, err
 	}
+	return hooks, nil
+}
+
+// CheckHooks validates a `prehooks` or `posthooks` list exactly as NewHooks
+// would, with the same errors, but without constructing the hooks that
+// registered a Checker: `chihaya validate` must not fetch key sets or
+// start anything.
+func CheckHooks(cfgs []HookConfig) error {
+	return eachHook(cfgs, func(name string, opts []byte) error {
+		if check, ok := checkers.Lookup(name); ok {
+			return check(opts)
+		}
+		h, err := NewHook(name, opts)
+		if err != nil {
+			return err
+		}
+		StopHooks([]Hook{h})
+		return nil
+	})
+}
+
+// eachHook calls do with each entry's name and options YAML, and words its
+// error as `[i] (name): ...`.
+func eachHook(cfgs []HookConfig, do func(name string, opts []byte) error) error {
 	for i, hc := range cfgs {
 		if hc.Name == "" {
-			return fail(fmt.Errorf("[%d]: name: must be set", i))
+			return fmt.Errorf("[%d]: name: must be set", i)
 		}
 		var opts []byte
 		if len(hc.Options) > 0 {
 			var err error
 			if opts, err = yaml.Marshal(hc.Options); err != nil {
-				return fail(fmt.Errorf("[%d] (%s): options: %w", i, hc.Name, err))
+				return fmt.Errorf("[%d] (%s): options: %w", i, hc.Name, err)
 			}
 		}
-		h, err := NewHook(hc.Name, opts)
-		if err != nil {
+		if err := do(hc.Name, opts); err != nil {
 			// Hooks name themselves in their errors; say it once.
 			if msg, ok := strings.CutPrefix(err.Error(), hc.Name+": "); ok {
-				return fail(fmt.Errorf("[%d] (%s): %s", i, hc.Name, msg))
+				return fmt.Errorf("[%d] (%s): %s", i, hc.Name, msg)
 			}
-			return fail(fmt.Errorf("[%d] (%s): %w", i, hc.Name, err))
+			return fmt.Errorf("[%d] (%s): %w", i, hc.Name, err)
 		}
-		hooks = append(hooks, namedHook{name: hc.Name, Hook: h})
 	}
-	return hooks, nil
+	return nil
 }
 
 // StopHooks stops every hook that runs background work.

@@ -45,6 +45,22 @@ func RegisterHook(name string, c Constructor) {
 	hooks.Register(name, c)
 }
 
+// Checker validates a hook's options without constructing the hook. A hook
+// whose construction does more than build values in memory (fetch a key
+// set over the network) registers one, so that `chihaya validate` checks
+// its options without side effects.
+type Checker func(optionsYAML []byte) error
+
+var checkers = registry.New[Checker]("hook checker")
+
+// RegisterChecker registers the Checker of the hook registered as name.
+func RegisterChecker(name string, c Checker) {
+	if c == nil {
+		panic("middleware: RegisterChecker " + name + " with a nil checker")
+	}
+	checkers.Register(name, c)
+}
+
 // HookNames lists the registered hooks, sorted.
 func HookNames() []string { return hooks.Names() }
 

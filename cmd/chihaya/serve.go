@@ -88,9 +88,11 @@ func buildHooks(c Config) (pre, post []middleware.Hook, err error) {
 	return pre, post, nil
 }
 
-// checkConfig runs everything start-up runs except binding ports: read,
-// decode, defaults, validate, construct the store and the hooks (then
-// stop them again). It is the `validate` command.
+// checkConfig runs everything start-up runs except binding ports and
+// side effects: read, decode, defaults, validate, construct the store and
+// the hooks (then stop them again); hooks whose construction reaches out
+// (jwt fetches its key set) only have their options checked. It is the
+// `validate` command.
 func checkConfig(ctx context.Context, path string) error {
 	_, cfg, err := readConfig(path)
 	if err != nil {
@@ -101,12 +103,12 @@ func checkConfig(ctx context.Context, path string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer func() { _ = store.Stop(ctx) }()
-	pre, post, err := buildHooks(cfg)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	if err := middleware.CheckHooks(cfg.PreHooks); err != nil {
+		return fmt.Errorf("%s: prehooks%w", path, err)
 	}
-	middleware.StopHooks(pre)
-	middleware.StopHooks(post)
+	if err := middleware.CheckHooks(cfg.PostHooks); err != nil {
+		return fmt.Errorf("%s: posthooks%w", path, err)
+	}
 	return nil
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -171,5 +174,31 @@ func TestReloadReloadsStore(t *testing.T) {
 	s.reload()
 	if rc.calls != 2 || len(s.cfg.PreHooks) != 1 {
 		t.Fatalf("after a failed store reload: %d calls, %d prehooks; want 2 and 1", rc.calls, len(s.cfg.PreHooks))
+	}
+}
+
+// TestValidateDoesNotFetchKeys: `chihaya validate` checks a jwt hook's
+// options but must not reach out to the key set URL, which may be on a
+// network the machine that validates cannot (or must not) reach.
+func TestValidateDoesNotFetchKeys(t *testing.T) {
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetches.Add(1)
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	t.Cleanup(srv.Close)
+	cfg := "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: jwt\n      options:\n" +
+		"        issuer: i\n        audience: a\n        jwk_set_url: \"" + srv.URL + "\"\n"
+	if err := checkConfig(context.Background(), writeConfig(t, cfg)); err != nil {
+		t.Fatalf("checkConfig: %v", err)
+	}
+	if n := fetches.Load(); n != 0 {
+		t.Fatalf("validate fetched the JWK Set %d times", n)
+	}
+	// The options are still checked.
+	bad := strings.Replace(cfg, "        issuer: i\n", "", 1)
+	err := checkConfig(context.Background(), writeConfig(t, bad))
+	if err == nil || !strings.HasSuffix(err.Error(), "prehooks[0] (jwt): issuer: must be set") {
+		t.Fatalf("checkConfig with no issuer: %v", err)
 	}
 }

@@ -73,6 +73,12 @@ func init() {
 		}
 		return New(cfg), nil
 	})
+	// Constructing the hook fetches the key set: `chihaya validate` only
+	// checks the options.
+	middleware.RegisterChecker(Name, func(optionsYAML []byte) error {
+		_, err := ParseConfig(optionsYAML)
+		return err
+	})
 }
 
 func refusal(reason, text string) error {
