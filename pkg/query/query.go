@@ -143,12 +143,7 @@ func (v *Values) String(key string) (string, bool) {
 	if i < 0 {
 		return "", false
 	}
-	p := v.pairs[i]
-	raw := v.query[p.valStart:p.valEnd]
-	if !p.valEscaped {
-		return raw, true
-	}
-	return string(appendUnescaped(make([]byte, 0, len(raw)), raw)), true
+	return v.Value(i), true
 }
 
 // Len returns the number of pairs, for walking repeated keys by index.
@@ -158,21 +153,13 @@ func (v *Values) Len() int { return len(v.pairs) }
 // holds escapes, which clients practically never send.
 func (v *Values) Key(i int) string {
 	p := v.pairs[i]
-	raw := v.query[p.keyStart:p.keyEnd]
-	if !p.keyEscaped {
-		return raw
-	}
-	return string(appendUnescaped(make([]byte, 0, len(raw)), raw))
+	return unescaped(v.query[p.keyStart:p.keyEnd], p.keyEscaped)
 }
 
 // KeyIs reports whether the unescaped key of pair i is name.
 func (v *Values) KeyIs(i int, name string) bool {
 	p := v.pairs[i]
-	raw := v.query[p.keyStart:p.keyEnd]
-	if !p.keyEscaped {
-		return raw == name
-	}
-	return equalUnescaped(raw, name)
+	return unescapedIs(v.query[p.keyStart:p.keyEnd], p.keyEscaped, name)
 }
 
 // Index returns the index of the first pair whose key is name, or -1.
@@ -206,19 +193,28 @@ func (v *Values) RawValue(i int) string {
 // only when the value holds escapes.
 func (v *Values) Value(i int) string {
 	p := v.pairs[i]
-	raw := v.query[p.valStart:p.valEnd]
-	if !p.valEscaped {
-		return raw
-	}
-	return string(appendUnescaped(make([]byte, 0, len(raw)), raw))
+	return unescaped(v.query[p.valStart:p.valEnd], p.valEscaped)
 }
 
 // ValueIs reports whether the unescaped value of pair i is s, without
 // allocating.
 func (v *Values) ValueIs(i int, s string) bool {
 	p := v.pairs[i]
-	raw := v.query[p.valStart:p.valEnd]
-	if !p.valEscaped {
+	return unescapedIs(v.query[p.valStart:p.valEnd], p.valEscaped, s)
+}
+
+// unescaped returns raw unescaped; it allocates only when escaped says raw
+// holds escapes.
+func unescaped(raw string, escaped bool) string {
+	if !escaped {
+		return raw
+	}
+	return string(appendUnescaped(make([]byte, 0, len(raw)), raw))
+}
+
+// unescapedIs reports whether raw, unescaped, is s, without allocating.
+func unescapedIs(raw string, escaped bool, s string) bool {
+	if !escaped {
 		return raw == s
 	}
 	return equalUnescaped(raw, s)
