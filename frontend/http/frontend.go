@@ -214,16 +214,8 @@ func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, p
 	st.wrote = false
 	defer f.recoverPanic(w, &st.wrote, frontend.Announce)
 
-	af := bittorrent.IPv4
-	src, err := f.parser.clientAddr(r.RemoteAddr, r.Header)
+	src, af, err := f.readQuery(&st.values, r, ps)
 	if err == nil {
-		af = peerFamily(src)
-		err = st.values.Parse(requestPath(r), r.URL.RawQuery)
-	}
-	if err == nil {
-		for _, p := range ps {
-			st.values.SetRouteParam(p.Key, p.Value)
-		}
 		st.req.Params = &st.values
 		err = f.parser.parseAnnounce(&st.values, src, &st.req)
 	}
@@ -253,6 +245,23 @@ func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, p
 	f.putAnnounce(st)
 }
 
+// readQuery finds the client's address (and so the family its failure is
+// counted under) and parses the query and the route parameters into v.
+func (f *Frontend) readQuery(v *query.Values, r *nethttp.Request, ps httprouter.Params) (netip.Addr, bittorrent.AddressFamily, error) {
+	src, err := f.parser.clientAddr(r.RemoteAddr, r.Header)
+	if err != nil {
+		return src, bittorrent.IPv4, err
+	}
+	af := peerFamily(src)
+	if err := v.Parse(requestPath(r), r.URL.RawQuery); err != nil {
+		return src, af, err
+	}
+	for _, p := range ps {
+		v.SetRouteParam(p.Key, p.Value)
+	}
+	return src, af, nil
+}
+
 func (f *Frontend) putAnnounce(st *announceState) {
 	st.values.Reset()
 	st.req = bittorrent.AnnounceRequest{}
@@ -272,16 +281,8 @@ func (f *Frontend) serveScrape(w nethttp.ResponseWriter, r *nethttp.Request, ps 
 	st.wrote = false
 	defer f.recoverPanic(w, &st.wrote, frontend.Scrape)
 
-	af := bittorrent.IPv4
-	src, err := f.parser.clientAddr(r.RemoteAddr, r.Header)
+	src, af, err := f.readQuery(&st.values, r, ps)
 	if err == nil {
-		af = peerFamily(src)
-		err = st.values.Parse(requestPath(r), r.URL.RawQuery)
-	}
-	if err == nil {
-		for _, p := range ps {
-			st.values.SetRouteParam(p.Key, p.Value)
-		}
 		st.req.Params = &st.values
 		err = f.parser.parseScrape(&st.values, src, &st.req)
 	}
