@@ -85,22 +85,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-install_packages() {
-	local missing=() p
-	for p in "${PACKAGES[@]}"; do
-		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-			missing+=("$p")
-		fi
-	done
-	if ((${#missing[@]} == 0)); then
-		echo "all installed: ${PACKAGES[*]}"
-		return 0
-	fi
-	echo "installing: ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >/dev/null
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# install_packages: see scripts/apt.sh.
+source scripts/apt.sh
 
 # tools builds helm and manifestcheck into the cache, unless there already.
 # It runs in the background while the image builds.
