@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,136 +14,18 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
 // redisServer is a redis-server or redis-sentinel started by a test.
-type redisServer struct {
-	addr   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-
-	mu  sync.Mutex
-	log strings.Builder
-}
-
-// redisProgram finds a Redis program; a missing one skips the test, or
-// fails it under CI=true, where the test script installs it.
-func redisProgram(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found (CI=true): %v", name, err)
-		}
-		t.Skipf("%s not found: %v", name, err)
-	}
-	return path
-}
+type redisServer = redistest.Server
 
 // startRedisServer runs program on a free loopback port without
-// persistence; conf lines are added to its configuration. Redis cannot
-// pick a port itself, so a port found free is retried if taken meanwhile.
+// persistence; conf lines are added to its configuration.
 func startRedisServer(t *testing.T, program string, conf ...string) *redisServer {
 	t.Helper()
-	bin := redisProgram(t, program)
-	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		s, err := runRedis(t, bin, port, conf)
-		if err == nil {
-			return s
-		}
-		if attempt == 4 {
-			t.Fatalf("%s did not start: %v", program, err)
-		}
-	}
-}
-
-// runRedis runs bin on port; the process is killed when the test ends.
-func runRedis(t *testing.T, bin string, port int, conf []string) (*redisServer, error) {
-	t.Helper()
-	dir := t.TempDir()
-	lines := append([]string{
-		"port " + strconv.Itoa(port), "bind 127.0.0.1", `save ""`, "appendonly no",
-		"dir " + dir, "daemonize no", `logfile ""`,
-	}, conf...)
-	path := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, path)
-	out, err := s.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd.Stderr = s.cmd.Stdout
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.log.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(s.kill)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := redis.Dial("tcp", s.addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second))
-		if err == nil {
-			_, err = c.Do("PING")
-			c.Close()
-			if err == nil {
-				return s, nil
-			}
-		}
-		select {
-		case <-s.exited:
-			return nil, fmt.Errorf("exited: %s", s.logText())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			return nil, fmt.Errorf("no answer within 10s: %s", s.logText())
-		}
-	}
-}
-
-func (s *redisServer) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// kill stops the process by its PID and waits for it.
-func (s *redisServer) kill() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	<-s.exited
-}
-
-func (s *redisServer) conn(t *testing.T) redis.Conn {
-	t.Helper()
-	c, err := redis.Dial("tcp", s.addr, redis.DialConnectTimeout(5*time.Second), redis.DialReadTimeout(15*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return redistest.Start(t, program, conf...)
 }
 
 // redisConfig is the loopback daemon configuration with the redis driver.
@@ -199,7 +77,7 @@ func readyz(t *testing.T, d *daemon) (int, string) {
 // and UDP, and stopping the first loses nothing.
 func TestRedisTwoInstances(t *testing.T) {
 	srv := startRedisServer(t, "redis-server")
-	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.addr + "/0"}
+	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.Addr + "/0"}
 	a, b := start(t, redisConfig(t, cfg)), start(t, redisConfig(t, cfg))
 
 	// HTTP: a seeder on A, a leecher on B.
@@ -249,7 +127,7 @@ func TestRedisTwoInstances(t *testing.T) {
 // stopped) through two daemons and checks that both scrape the truth.
 func TestRedisCountsExact(t *testing.T) {
 	srv := startRedisServer(t, "redis-server")
-	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.addr + "/0"}
+	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.Addr + "/0"}
 	daemons := []*daemon{start(t, redisConfig(t, cfg)), start(t, redisConfig(t, cfg))}
 	ih := hash(61)
 
@@ -324,7 +202,7 @@ func TestRedisCountsExact(t *testing.T) {
 // counted, and service resumes when Redis is back, without a restart.
 func TestRedisOutage(t *testing.T) {
 	srv := startRedisServer(t, "redis-server")
-	d := start(t, redisConfig(t, map[interface{}]interface{}{"redis_broker": "redis://" + srv.addr + "/0"}))
+	d := start(t, redisConfig(t, map[interface{}]interface{}{"redis_broker": "redis://" + srv.Addr + "/0"}))
 	base := "http://" + d.addr(t, "http")
 	ih := hash(71)
 	seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-out"), port: 42001, event: "started"}
@@ -334,7 +212,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 	errorsBefore := d.metric(t, "chihaya_storage_errors_total", nil)
 
-	srv.kill()
+	srv.Kill()
 	const generic = "internal tracker error"
 	sent := time.Now()
 	httpRefused(t, httpGet(t, seeder.url(base)), generic)
@@ -353,8 +231,8 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	// Redis comes back on the same address, empty (it had no persistence).
-	port, _ := strconv.Atoi(srv.addr[strings.LastIndexByte(srv.addr, ':')+1:])
-	if _, err := runRedis(t, redisProgram(t, "redis-server"), port, nil); err != nil {
+	port, _ := strconv.Atoi(srv.Addr[strings.LastIndexByte(srv.Addr, ':')+1:])
+	if _, err := redistest.StartOn(t, "redis-server", port); err != nil {
 		t.Skipf("could not restart Redis on port %d: %v", port, err)
 	}
 	eventually(t, func() string {
@@ -379,13 +257,13 @@ func TestRedisOutage(t *testing.T) {
 // from the promoted replica, with the swarm written before the failover.
 func TestRedisSentinelFailover(t *testing.T) {
 	master := startRedisServer(t, "redis-server")
-	host, port, _ := net.SplitHostPort(master.addr)
+	host, port, _ := net.SplitHostPort(master.Addr)
 	replica := startRedisServer(t, "redis-server", "replicaof "+host+" "+port)
 	sentinel := startRedisServer(t, "redis-sentinel",
 		"sentinel monitor tracker "+host+" "+port+" 1",
 		"sentinel down-after-milliseconds tracker 1000",
 		"sentinel failover-timeout tracker 10000")
-	sc, rc := sentinel.conn(t), replica.conn(t)
+	sc, rc := sentinel.Conn(t), replica.Conn(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		known, err := redis.Values(sc.Do("SENTINEL", "REPLICAS", "tracker"))
@@ -394,20 +272,20 @@ func TestRedisSentinelFailover(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the sentinel did not see the replica within 30s: %v\n%s", err, sentinel.logText())
+			t.Fatalf("the sentinel did not see the replica within 30s: %v\n%s", err, sentinel.LogText())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 
 	d := start(t, redisConfig(t, map[interface{}]interface{}{
 		"redis_broker":         "redis://127.0.0.1:1/0", // the sentinel names the master
-		"sentinel_addrs":       []string{sentinel.addr},
+		"sentinel_addrs":       []string{sentinel.Addr},
 		"sentinel_master_name": "tracker",
 	}))
 	base := "http://" + d.addr(t, "http")
 	ih := hash(81)
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-fo"), port: 43001, event: "started"}.url(base)))
-	mc := master.conn(t)
+	mc := master.Conn(t)
 	eventually(t, func() string {
 		n, err := redis.Int(mc.Do("ZCARD", "e2e:"+fmt.Sprintf("%x", ih)+":4:s"))
 		if err != nil || n != 1 {
@@ -426,7 +304,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		return ""
 	})
 
-	master.kill()
+	master.Kill()
 	killed := time.Now()
 	leecher := httpAnnounce{infoHash: ih, peerID: id("-qB4520-fo"), port: 43002, left: 10, event: "started"}
 	for {
@@ -438,7 +316,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 			}
 		}
 		if time.Since(killed) > 40*time.Second {
-			t.Fatalf("40s after the master died: %d %q %v\nsentinel log:\n%s", status, body, err, sentinel.logText())
+			t.Fatalf("40s after the master died: %d %q %v\nsentinel log:\n%s", status, body, err, sentinel.LogText())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -63,7 +63,7 @@ func TestLocalityKeysCollected(t *testing.T) {
 	}
 	keys := func() []string {
 		t.Helper()
-		k, err := redis.Strings(srv.conn(t).Do("KEYS", s.cfg.KeyPrefix+"*"))
+		k, err := redis.Strings(srv.Conn(t).Do("KEYS", s.cfg.KeyPrefix+"*"))
 		must(t, "KEYS", err)
 		sort.Strings(k)
 		return k

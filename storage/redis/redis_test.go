@@ -16,6 +16,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/redis/redistest"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
@@ -39,7 +40,7 @@ func newUnstopped(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore 
 	// fast, and under the race detector on two busy cores hundreds of
 	// concurrent dials can take longer than the 1 s defaults.
 	cfg := Config{
-		RedisBroker:         "redis://" + srv.addr + "/0",
+		RedisBroker:         "redis://" + srv.Addr + "/0",
 		KeyPrefix:           "test" + strconv.FormatUint(prefixSeq.Add(1), 10) + ":",
 		RedisConnectTimeout: 10 * time.Second,
 		RedisReadTimeout:    10 * time.Second,
@@ -181,7 +182,7 @@ func TestCountsExactAcrossInstances(t *testing.T) {
 func TestCollectGarbageBatches(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
-	c := srv.conn(t)
+	c := srv.Conn(t)
 
 	// Stale peers are written straight into Redis with an old stamp: 3
 	// swarms of 1500 peers (more than one batch of peers), and 200 swarms
@@ -257,8 +258,8 @@ func TestRedisDown(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
 	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
-	port := srv.addr[len("127.0.0.1:"):]
-	srv.kill()
+	port := srv.Addr[len("127.0.0.1:"):]
+	srv.Kill()
 
 	before := testErrors("announce")
 	ops := []struct {
@@ -290,7 +291,7 @@ func TestRedisDown(t *testing.T) {
 	}
 
 	// Back on the same port: the same store serves again.
-	if _, err := tryStart(t, program(t, "redis-server"), nil, mustAtoi(t, port), nil); err != nil {
+	if _, err := redistest.StartOn(t, "redis-server", mustAtoi(t, port)); err != nil {
 		t.Skipf("port %s taken meanwhile: %v", port, err)
 	}
 	time.Sleep(dialBackoff)
@@ -316,7 +317,7 @@ func TestNoScriptFallback(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
 	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
-	_, err := srv.conn(t).Do("SCRIPT", "FLUSH")
+	_, err := srv.Conn(t).Do("SCRIPT", "FLUSH")
 	must(t, "SCRIPT FLUSH", err)
 	must(t, "put after flush", s.PutLeecher(ih(1), peer4(2)))
 	peers, c, _, err := s.AnnouncePeers(nil, ih(1), false, 10, peer4(2))
@@ -330,13 +331,13 @@ func TestNoScriptFallback(t *testing.T) {
 // daemon does.
 func TestDriverRegistered(t *testing.T) {
 	srv := startRedis(t)
-	s, err := storage.New("redis", []byte("redis_broker: redis://"+srv.addr+"/3\nkey_prefix: \"reg:\"\n"))
+	s, err := storage.New("redis", []byte("redis_broker: redis://"+srv.Addr+"/3\nkey_prefix: \"reg:\"\n"))
 	must(t, "storage.New", err)
 	defer s.Stop(context.Background())
 	must(t, "Ready", s.Ready(context.Background()))
 	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
 	// The database number of the URL is honoured.
-	c := srv.conn(t)
+	c := srv.Conn(t)
 	_, err = c.Do("SELECT", 3)
 	must(t, "SELECT", err)
 	if n, err := redis.Int(c.Do("EXISTS", "reg:stats")); err != nil || n != 1 {
@@ -352,10 +353,10 @@ func TestPassword(t *testing.T) {
 		name, url string
 		ok        bool
 	}{
-		{"colon password", "redis://:s3cret@" + srv.addr + "/0", true},
-		{"lone word", "redis://s3cret@" + srv.addr + "/0", true},
-		{"wrong", "redis://:nope@" + srv.addr + "/0", false},
-		{"none", "redis://" + srv.addr + "/0", false},
+		{"colon password", "redis://:s3cret@" + srv.Addr + "/0", true},
+		{"lone word", "redis://s3cret@" + srv.Addr + "/0", true},
+		{"wrong", "redis://:nope@" + srv.Addr + "/0", false},
+		{"none", "redis://" + srv.Addr + "/0", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -402,7 +403,7 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 			for range b.N {
 				srv := startRedis(b)
 				s := newStore(b, srv)
-				c := srv.conn(b)
+				c := srv.Conn(b)
 				if err := putScript.Load(c); err != nil {
 					b.Fatal(err)
 				}
@@ -433,7 +434,7 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 				if err != nil || st.Seeders[0]+st.Leechers[0] != uint64(tc.peers) {
 					b.Fatalf("stats %+v %v, want %d peers", st, err, tc.peers)
 				}
-				srv.kill()
+				srv.Kill()
 			}
 		})
 	}

@@ -24,15 +24,15 @@ type haRedis struct {
 func startHA(t testing.TB) *haRedis {
 	t.Helper()
 	h := &haRedis{master: startRedis(t)}
-	host, port := splitAddr(h.master.addr)
+	host, port := splitAddr(h.master.Addr)
 	h.replica = startRedis(t, "replicaof "+host+" "+port)
 	h.sentinel = startSentinel(t,
 		"sentinel monitor mymaster "+host+" "+port+" 1",
 		"sentinel down-after-milliseconds mymaster 1000",
 		"sentinel failover-timeout mymaster 10000",
 	)
-	sc := h.sentinel.conn(t)
-	rc := h.replica.conn(t)
+	sc := h.sentinel.Conn(t)
+	rc := h.replica.Conn(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		replicas, err := redis.Values(sc.Do("SENTINEL", "REPLICAS", "mymaster"))
@@ -41,7 +41,7 @@ func startHA(t testing.TB) *haRedis {
 			return h
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sentinel did not see the replica within 30s (%v); sentinel log:\n%s", err, h.sentinel.logText())
+			t.Fatalf("sentinel did not see the replica within 30s (%v); sentinel log:\n%s", err, h.sentinel.LogText())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -58,8 +58,8 @@ func splitAddr(a string) (host, port string) {
 // on, and the store wrote through its own connections.)
 func (h *haRedis) waitReplicated(t testing.TB) {
 	t.Helper()
-	want := replOffset(t, h.master.conn(t), "master_repl_offset")
-	rc := h.replica.conn(t)
+	want := replOffset(t, h.master.Conn(t), "master_repl_offset")
+	rc := h.replica.Conn(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got := replOffset(t, rc, "slave_repl_offset")
@@ -100,7 +100,7 @@ func TestSentinelFailover(t *testing.T) {
 	h := startHA(t)
 	s := newStore(t, h.master, func(c *Config) {
 		c.RedisBroker = "redis://127.0.0.1:1/0" // ignored with sentinels
-		c.SentinelAddrs = []string{"127.0.0.1:1", h.sentinel.addr}
+		c.SentinelAddrs = []string{"127.0.0.1:1", h.sentinel.Addr}
 		c.SentinelMasterName = "mymaster"
 	})
 	must(t, "Ready", s.Ready(context.Background()))
@@ -110,7 +110,7 @@ func TestSentinelFailover(t *testing.T) {
 	must(t, "graduate", s.GraduateLeecher(ih(1), peer4(0)))
 	h.waitReplicated(t)
 
-	h.master.kill()
+	h.master.Kill()
 	start := time.Now()
 	for {
 		err := s.PutSeeder(ih(2), peer4(1))
@@ -118,7 +118,7 @@ func TestSentinelFailover(t *testing.T) {
 			break
 		}
 		if time.Since(start) > 40*time.Second {
-			t.Fatalf("not serving 40s after the master died: %v\nsentinel log:\n%s", err, h.sentinel.logText())
+			t.Fatalf("not serving 40s after the master died: %v\nsentinel log:\n%s", err, h.sentinel.LogText())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -142,7 +142,7 @@ func TestSentinelFailover(t *testing.T) {
 func TestSentinelUnknownMaster(t *testing.T) {
 	h := startHA(t)
 	s := newStore(t, h.master, func(c *Config) {
-		c.SentinelAddrs = []string{h.sentinel.addr}
+		c.SentinelAddrs = []string{h.sentinel.Addr}
 		c.SentinelMasterName = "nosuch"
 	})
 	err := s.Ready(context.Background())

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key,
@@ -61,10 +63,10 @@ func writeCert(t *testing.T) (certPath, keyPath string) {
 // certificate is refused.
 func TestTLS(t *testing.T) {
 	certPath, keyPath := writeCert(t)
-	tlsPort := strconv.Itoa(freePort(t))
+	tlsPort := strconv.Itoa(redistest.FreePort(t))
 	srv := startRedis(t, "tls-port "+tlsPort, "tls-cert-file "+certPath, "tls-key-file "+keyPath,
 		"tls-ca-cert-file "+certPath, "tls-auth-clients no")
-	if strings.Contains(srv.logText(), "TLS") && strings.Contains(srv.logText(), "not supported") {
+	if strings.Contains(srv.LogText(), "TLS") && strings.Contains(srv.LogText(), "not supported") {
 		t.Skip("redis-server built without TLS")
 	}
 	url := "rediss://127.0.0.1:" + tlsPort + "/0"
