@@ -24,7 +24,8 @@ type Config struct {
 	// JWKSetFetchTimeout bounds one fetch of the key set.
 	JWKSetFetchTimeout time.Duration `yaml:"jwk_set_fetch_timeout"`
 	// Leeway is the clock skew allowed when checking `exp`, `nbf` and
-	// `iat`.
+	// `iat`. Zero is a valid setting (no skew allowed), so WithDefaults
+	// leaves it alone: ParseConfig gives an absent key DefaultLeeway.
 	Leeway time.Duration `yaml:"leeway"`
 	// MaxTokenBytes caps the size of a token; longer ones are refused
 	// before any parsing.
@@ -39,16 +40,14 @@ const (
 	DefaultMaxTokenBytes        = 4096
 )
 
-// WithDefaults returns the config with every unset key given its default.
+// WithDefaults returns the config with every unset key given its default,
+// except Leeway, whose zero means none.
 func (c Config) WithDefaults() Config {
 	if c.JWKSetUpdateInterval == 0 {
 		c.JWKSetUpdateInterval = DefaultJWKSetUpdateInterval
 	}
 	if c.JWKSetFetchTimeout == 0 {
 		c.JWKSetFetchTimeout = DefaultJWKSetFetchTimeout
-	}
-	if c.Leeway == 0 {
-		c.Leeway = DefaultLeeway
 	}
 	if c.MaxTokenBytes == 0 {
 		c.MaxTokenBytes = DefaultMaxTokenBytes
@@ -87,7 +86,7 @@ func (c Config) Validate() error {
 
 // ParseConfig decodes the options strictly, applies defaults and validates.
 func ParseConfig(optionsYAML []byte) (Config, error) {
-	var c Config
+	c := Config{Leeway: DefaultLeeway}
 	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
 		return Config{}, fmt.Errorf("jwt: %w", err)
 	}

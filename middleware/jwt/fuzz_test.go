@@ -17,7 +17,7 @@ import (
 var fuzzKey = ed25519.NewKeyFromSeed([]byte("chihaya jwt fuzz key: 32 bytes!!"))
 
 func fuzzHook() *Hook {
-	h := &Hook{cfg: Config{Issuer: issuer, Audience: audience}.WithDefaults(), now: func() time.Time { return testNow }}
+	h := &Hook{cfg: Config{Issuer: issuer, Audience: audience, Leeway: DefaultLeeway}.WithDefaults(), now: func() time.Time { return testNow }}
 	h.tooLarge = refusal("oversized_jwt", "jwt longer than 4096 bytes")
 	set := keySet{"fuzz": jwk(fuzzKey.Public(), "fuzz")}
 	h.keys.Store(&set)

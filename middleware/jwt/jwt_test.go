@@ -51,6 +51,10 @@ func TestParseConfig(t *testing.T) {
 		{name: "key set URL without host", yaml: "issuer: i\naudience: a\njwk_set_url: https:///jwks.json\n", err: `jwt: jwk_set_url: must be an http or https URL, got "https:///jwks.json"`},
 		{name: "update interval too short", yaml: base + "jwk_set_update_interval: 10ms\n", err: "jwt: jwk_set_update_interval: must be >= 1s, got 10ms"},
 		{name: "negative fetch timeout", yaml: base + "jwk_set_fetch_timeout: -1s\n", err: "jwt: jwk_set_fetch_timeout: must be > 0, got -1s"},
+		{name: "no leeway", yaml: base + "leeway: 0s\n", want: Config{
+			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
+			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 10 * time.Second, Leeway: 0, MaxTokenBytes: 4096,
+		}},
 		{name: "negative leeway", yaml: base + "leeway: -5s\n", err: "jwt: leeway: must be 0s to 10m0s, got -5s"},
 		{name: "huge leeway", yaml: base + "leeway: 1h\n", err: "jwt: leeway: must be 0s to 10m0s, got 1h0m0s"},
 		{name: "tiny token cap", yaml: base + "max_token_bytes: 10\n", err: "jwt: max_token_bytes: must be 64 to 65536, got 10"},
@@ -157,7 +161,7 @@ func jwk(key interface{}, kid string) jose.JSONWebKey {
 
 func newTestHook(t *testing.T, j *jwks) *Hook {
 	t.Helper()
-	cfg := Config{Issuer: issuer, Audience: audience, JWKSetURL: j.srv.URL + "/jwks.json", JWKSetUpdateInterval: time.Hour}.WithDefaults()
+	cfg := Config{Issuer: issuer, Audience: audience, JWKSetURL: j.srv.URL + "/jwks.json", JWKSetUpdateInterval: time.Hour, Leeway: DefaultLeeway}.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -488,7 +492,7 @@ func TestKeySet(t *testing.T) {
 
 	t.Run("refreshed in the background", func(t *testing.T) {
 		j := newJWKS(t, jwk(rsaKey, "rsa1"))
-		cfg := Config{Issuer: issuer, Audience: audience, JWKSetURL: j.srv.URL, JWKSetUpdateInterval: time.Second}.WithDefaults()
+		cfg := Config{Issuer: issuer, Audience: audience, JWKSetURL: j.srv.URL, JWKSetUpdateInterval: time.Second, Leeway: DefaultLeeway}.WithDefaults()
 		h := New(cfg)
 		h.now = func() time.Time { return testNow }
 		t.Cleanup(h.Stop)
@@ -504,7 +508,7 @@ func TestKeySet(t *testing.T) {
 
 	t.Run("stop ends the refresh", func(t *testing.T) {
 		j := newJWKS(t, jwk(rsaKey, "rsa1"))
-		h := New(Config{Issuer: issuer, Audience: audience, JWKSetURL: j.srv.URL, JWKSetUpdateInterval: time.Second}.WithDefaults())
+		h := New(Config{Issuer: issuer, Audience: audience, JWKSetURL: j.srv.URL, JWKSetUpdateInterval: time.Second, Leeway: DefaultLeeway}.WithDefaults())
 		h.Stop()
 		h.Stop()
 		hits := j.hits.Load()
@@ -512,6 +516,35 @@ func TestKeySet(t *testing.T) {
 			t.Fatalf("%d fetches before stop, want the first one only", hits)
 		}
 	})
+}
+
+// TestZeroLeeway: an operator who sets `leeway: 0s` gets no skew at all,
+// on the first verification and from the cache.
+func TestZeroLeeway(t *testing.T) {
+	keys(t)
+	j := newJWKS(t, jwk(ecKey, "ec1"))
+	cfg, err := ParseConfig([]byte("issuer: " + issuer + "\naudience: " + audience + "\njwk_set_url: " + j.srv.URL + "/jwks.json\nleeway: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(cfg)
+	t.Cleanup(h.Stop)
+	now := testNow
+	h.now = func() time.Time { return now }
+	c := goodClaims()
+	c.Expiry = josejwt.NewNumericDate(testNow.Add(time.Minute))
+	tok := sign(t, jose.ES256, ecKey, "ec1", c)
+	if got := outcome(t, announce(h, &tok, testIH)); got != "ok" {
+		t.Fatalf("before expiry: %q", got)
+	}
+	now = testNow.Add(time.Minute + time.Second)
+	if got, want := outcome(t, announce(h, &tok, testIH)), "expired: unapproved request: jwt expired"; got != want {
+		t.Fatalf("cached, 1s after expiry: %q, want %q", got, want)
+	}
+	h.cache.entries = nil
+	if got, want := outcome(t, announce(h, &tok, testIH)), "expired: unapproved request: jwt expired"; got != want {
+		t.Fatalf("verified, 1s after expiry: %q, want %q", got, want)
+	}
 }
 
 func TestVerifiedTokenCache(t *testing.T) {
@@ -597,7 +630,7 @@ func BenchmarkVerify(b *testing.B) {
 		kid string
 	}{{jose.RS256, rsaKey, "rsa1"}, {jose.ES256, ecKey, "ec1"}, {jose.EdDSA, edKey, "ed1"}} {
 		b.Run(string(bc.alg), func(b *testing.B) {
-			h := &Hook{cfg: Config{Issuer: issuer, Audience: audience}.WithDefaults(), now: func() time.Time { return testNow }}
+			h := &Hook{cfg: Config{Issuer: issuer, Audience: audience, Leeway: DefaultLeeway}.WithDefaults(), now: func() time.Time { return testNow }}
 			set := keySet{"rsa1": jwk(&rsaKey.PublicKey, "rsa1"), "ec1": jwk(&ecKey.PublicKey, "ec1"), "ed1": jwk(edKey.Public(), "ed1")}
 			h.keys.Store(&set)
 			tok := sign(b, bc.alg, bc.key, bc.kid, goodClaims())
