@@ -85,6 +85,17 @@ func (c *Classifier) Key(a netip.Addr) uint64 {
 	return key
 }
 
+// PrefixMasks returns, in prefix mode, the masks of the address bits
+// that make a group: of an IPv4 address, and of the first 64 bits of an
+// IPv6 address. Two addresses are in one group when they agree under the
+// mask, which a store can test on raw bytes. ok is false with a topology.
+func (c *Classifier) PrefixMasks() (v4 uint32, v6 uint64, ok bool) {
+	if c.topo != nil {
+		return 0, 0, false
+	}
+	return ^uint32(0) << (32 - c.prefix[0]), ^uint64(0) << (64 - c.prefix[1]), true
+}
+
 // Mask returns the bits of a cell key that tiers t and beyond use: two
 // cells are in the same group at tier t (and every farther tier) when
 // their keys agree under the mask. Mask(0) compares whole cells;

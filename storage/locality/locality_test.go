@@ -254,3 +254,41 @@ func FuzzParseTopology(f *testing.F) {
 		}
 	})
 }
+
+// TestPrefixMasks: two addresses agree under the masks exactly when Key
+// puts them in one cell.
+func TestPrefixMasks(t *testing.T) {
+	c, err := Load(Config{Enabled: true, IPv4Prefix: 20, IPv6Prefix: 48, MinOutsideShare: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4, m6, ok := c.PrefixMasks()
+	if !ok || m4 != 0xfffff000 || m6 != 0xffffffffffff0000 {
+		t.Fatalf("PrefixMasks() = %#x, %#x, %v; want 0xfffff000, 0xffffffffffff0000, true", m4, m6, ok)
+	}
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"10.1.16.1", "10.1.31.255", true},
+		{"10.1.16.1", "10.1.32.1", false},
+		{"2001:db8:1:ffff::1", "2001:db8:1::2", true},
+		{"2001:db8:1::1", "2001:db8:2::1", false},
+	} {
+		a, b := netip.MustParseAddr(tc.a), netip.MustParseAddr(tc.b)
+		if same := c.Key(a) == c.Key(b); same != tc.same {
+			t.Errorf("Key(%s) == Key(%s): %v, want %v", a, b, same, tc.same)
+		}
+	}
+	topo := filepath.Join(t.TempDir(), "topology.yaml")
+	if err := os.WriteFile(topo, []byte("tiers:\n  - name: rack\n    groups:\n      - name: a\n        cidrs: [10.0.0.0/8]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(Config{Enabled: true, IPv4Prefix: 24, IPv6Prefix: 64, TopologyFile: topo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := c.PrefixMasks(); ok {
+		t.Error("PrefixMasks() ok with a topology")
+	}
+}

@@ -121,29 +121,178 @@ func (s *PeerStore) local(sw *swarm, cls *locality.Classifier) *localSwarm {
 	}
 	// Once per swarm per reload: O(swarm), like the collection of it.
 	for af := range old.fam {
-		l := &s.layouts[af]
-		nf := &sw.loc.fam[af]
 		for ci := range old.fam[af].cells {
-			c := &old.fam[af].cells[ci]
-			for i := 0; i < int(c.n); i++ {
-				rec := c.rec(l, i)
-				ck := cls.Key(recAddr(l, rec))
-				ni := nf.lowerBound(ck)
-				if ni == len(nf.cells) || nf.cells[ni].key != ck {
-					nf.cells = slices.Insert(nf.cells, ni, cell{key: ck})
-				}
-				nc := &nf.cells[ni]
-				j := nc.add(l, rec[:l.keyLen], nil)
-				nf.n++
-				if uint32(i) < c.nSeed {
-					j = nc.toSeeder(l, j)
-					nf.nSeed++
-				}
-				copy(nc.rec(l, j)[l.keyLen:], rec[l.keyLen:])
-			}
+			sw.loc.fam[af].addAll(&s.layouts[af], cls, &old.fam[af].cells[ci].family)
 		}
 	}
 	return sw.loc
+}
+
+// addAll adds every record of src to the cells of f, as the seeder or
+// leecher it is in src.
+func (f *cellFamily) addAll(l *layout, cls *locality.Classifier, src *family) {
+	for i := 0; i < int(src.n); i++ {
+		rec := src.rec(l, i)
+		ck := cls.Key(recAddr(l, rec))
+		ci := f.lowerBound(ck)
+		if ci == len(f.cells) || f.cells[ci].key != ck {
+			f.cells = slices.Insert(f.cells, ci, cell{key: ck})
+		}
+		c := &f.cells[ci]
+		j := c.add(l, rec[:l.keyLen], nil)
+		f.n++
+		if uint32(i) < src.nSeed {
+			j = c.toSeeder(l, j)
+			f.nSeed++
+		}
+		copy(c.rec(l, j)[l.keyLen:], rec[l.keyLen:])
+	}
+}
+
+// Small swarms are kept flat. With locality by subnet, on an open tracker
+// where most peers are alone in their /24, a cell per peer would cost a
+// cell header and an allocation per peer and a cell visit per peer taken.
+// So a swarm stays in its plain families (memory.go) while each holds at
+// most flatMax peers, and an announce classifies the records as it reads
+// them: a shift per record, over at most flatMax of them. The swarm moves
+// into cells when a family outgrows flatMax, and back when collection
+// leaves it at half that. With a topology, classifying a record takes map
+// lookups, so every swarm is kept in cells.
+
+// defaultFlatMax is the flatMax of a store with locality by subnet: the
+// size below which a family keeps no hash index either.
+const defaultFlatMax = indexThreshold
+
+// maxFlatMax bounds flatMax: an announce marks a flat family's records in
+// a 64-bit mask.
+const maxFlatMax = 64
+
+// localize moves a flat swarm's peers into cells. The caller holds the
+// shard's write lock.
+func (s *PeerStore) localize(sh *shard, sw *swarm, cls *locality.Classifier) {
+	sw.loc = &localSwarm{cls: cls}
+	for af := range sw.loc.fam {
+		f := sw.fam(bittorrent.AddressFamily(af))
+		sw.loc.fam[af].addAll(&s.layouts[af], cls, f)
+		sh.spares.put(f.recs)
+	}
+	sw.v4, sw.v6 = family{}, nil
+}
+
+// flatten moves a local swarm's peers back into its plain families when
+// both have at most flatMax/2 peers. Only collection calls it, so a swarm
+// near the bound does not move to and fro with each announce. The caller
+// holds the shard's write lock.
+func (s *PeerStore) flatten(sh *shard, sw *swarm) {
+	ls := sw.loc
+	if s.flatMax == 0 || ls == nil || ls.fam[0].n > uint32(s.flatMax/2) || ls.fam[1].n > uint32(s.flatMax/2) {
+		return
+	}
+	sw.loc = nil
+	for af := range ls.fam {
+		if ls.fam[af].n == 0 {
+			continue
+		}
+		l := &s.layouts[af]
+		f := sw.famForPut(bittorrent.AddressFamily(af))
+		for ci := range ls.fam[af].cells {
+			c := &ls.fam[af].cells[ci]
+			for i := 0; i < int(c.n); i++ {
+				rec := c.rec(l, i)
+				j := f.add(l, rec[:l.keyLen], &sh.spares)
+				if uint32(i) < c.nSeed {
+					j = f.toSeeder(l, j)
+				}
+				copy(f.rec(l, j)[l.keyLen:], rec[l.keyLen:])
+			}
+			sh.spares.put(c.recs)
+		}
+	}
+}
+
+// announceFlat is AnnouncePeers for a flat swarm with locality on (by
+// subnet: one tier). The caller holds the shard's read lock. The answer
+// follows announceLocal's rules: the own group first, leaving room for
+// the reserve, then peers from outside it, each part seeders first for a
+// leecher and leechers only for a seeder.
+func (s *PeerStore) announceFlat(dst []bittorrent.Peer, sw *swarm, cls *locality.Classifier, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role) {
+	l := &s.layouts[af]
+	f := sw.fam(af)
+	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
+	self, role := f.findRole(l, k)
+	if numWant <= 0 || f.n == 0 {
+		return dst, counts, role
+	}
+
+	// Bit i of own is set when record i is in the announcer's group; the
+	// candidates are the records the announcer may get.
+	var own uint64
+	m4, m6, _ := cls.PrefixMasks()
+	if l.keyLen == 6 {
+		b := a.As4()
+		mine := binary.BigEndian.Uint32(b[:]) & m4
+		for i, off := 0, 0; i < int(f.n); i, off = i+1, off+l.stride {
+			if binary.BigEndian.Uint32(f.recs[off:])&m4 == mine {
+				own |= 1 << i
+			}
+		}
+	} else {
+		b := a.As16()
+		mine := binary.BigEndian.Uint64(b[:]) & m6
+		for i, off := 0, 0; i < int(f.n); i, off = i+1, off+l.stride {
+			if binary.BigEndian.Uint64(f.recs[off:])&m6 == mine {
+				own |= 1 << i
+			}
+		}
+	}
+	seeds := uint64(1)<<f.nSeed - 1
+	cand := uint64(1)<<f.n - 1
+	if seeder {
+		cand &^= seeds
+	}
+	if self >= 0 {
+		cand &^= 1 << self
+	}
+	avail, nOwn := bits.OnesCount64(cand), bits.OnesCount64(cand&own)
+	total := min(numWant, avail)
+	reserve := min(cls.Reserve(numWant), avail-nOwn)
+	y := min(nOwn, total-reserve)
+	outside := total - y
+	rng := rand.Uint64()
+	for _, part := range [...]struct {
+		mask uint64
+		want *int
+	}{{cand & own & seeds, &y}, {cand & own &^ seeds, &y}, {cand &^ own & seeds, &outside}, {cand &^ own &^ seeds, &outside}} {
+		dst = f.appendMasked(l, dst, part.mask, part.want, &rng)
+	}
+	return dst, counts, role
+}
+
+// appendMasked appends up to *want of the records whose bits are set in
+// mask, starting at a random one and going round, and lowers *want by
+// the number added.
+func (f *family) appendMasked(l *layout, dst []bittorrent.Peer, mask uint64, want *int, rng *uint64) []bittorrent.Peer {
+	n := bits.OnesCount64(mask)
+	if n == 0 || *want <= 0 {
+		return dst
+	}
+	take := min(*want, n)
+	*want -= take
+	// From a random set bit upwards, then the lower ones.
+	from := mask
+	for range below(rng, n) {
+		from &= from - 1
+	}
+	n0 := len(dst)
+	dst = slices.Grow(dst, take)[:n0+take]
+	out := dst[n0:]
+	for _, m := range [2]uint64{from, mask &^ from} {
+		for ; m != 0 && len(out) > 0; m &= m - 1 {
+			f.fill(l, bits.TrailingZeros64(m), &out[0])
+			out = out[1:]
+		}
+	}
+	return dst
 }
 
 // putLocal is put for a store with locality on. The caller holds the
@@ -368,17 +517,18 @@ type picker struct {
 	selfCell int
 	self     int
 	seeder   bool // the announcer: then only leechers are taken
-	// rng is a wyrand state: one draw from the runtime's generator per
-	// announce, then a multiply per random start.
+	// rng is a wyrand state (below): one draw from the runtime's
+	// generator per announce, then a multiply per random start.
 	rng uint64
 }
 
-// below returns a random number in [0, n).
-func (pk *picker) below(n int) int {
-	pk.rng += 0xa0761d6478bd642f
-	hi, lo := bits.Mul64(pk.rng, pk.rng^0xe7037ed1a0b428db)
-	r := hi ^ lo
-	hi, _ = bits.Mul64(r, uint64(n))
+func (pk *picker) below(n int) int { return below(&pk.rng, n) }
+
+// below returns a random number in [0, n) from the wyrand state *rng.
+func below(rng *uint64, n int) int {
+	*rng += 0xa0761d6478bd642f
+	hi, lo := bits.Mul64(*rng, *rng^0xe7037ed1a0b428db)
+	hi, _ = bits.Mul64(hi^lo, uint64(n))
 	return int(hi)
 }
 

@@ -81,6 +81,10 @@ type PeerStore struct {
 	// cls groups peers by locality; nil when locality is off. Reload
 	// swaps it, and each swarm is regrouped on its next update.
 	cls atomic.Pointer[locality.Classifier]
+	// flatMax is the family size up to which a swarm with locality on is
+	// kept flat, as without locality, and classified when read (local.go);
+	// 0 keeps every swarm in cells.
+	flatMax int
 
 	done     chan struct{}
 	stopOnce sync.Once
@@ -162,7 +166,11 @@ type index struct {
 
 // New builds a store and starts its collection and reporting goroutines.
 // The config must have its defaults applied.
-func New(cfg Config) (*PeerStore, error) {
+func New(cfg Config) (*PeerStore, error) { return newPeerStore(cfg, defaultFlatMax) }
+
+// newPeerStore is New with locality's flatMax (local.go) as a parameter, for
+// the tests of both layouts.
+func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -183,6 +191,9 @@ func New(cfg Config) (*PeerStore, error) {
 			return nil, err
 		}
 		s.cls.Store(cls)
+		if cfg.Locality.TopologyFile == "" {
+			s.flatMax = min(flatMax, maxFlatMax)
+		}
 	}
 
 	s.wg.Add(2)
@@ -270,7 +281,8 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		sw = &swarm{}
 		sh.swarms[ih] = sw
 	}
-	if cls := s.cls.Load(); cls != nil {
+	cls := s.cls.Load()
+	if cls != nil && (sw.loc != nil || s.flatMax == 0) {
 		s.putLocal(sh, sw, cls, af, k, p, role, graduate, stamp)
 		sh.mu.Unlock()
 		return nil
@@ -304,6 +316,9 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 	binary.LittleEndian.PutUint32(rec[l.keyLen+idLen:], stamp)
 	if graduate {
 		sw.downloads++
+	}
+	if cls != nil && f.n > uint32(s.flatMax) {
+		s.localize(sh, sw, cls)
 	}
 	sh.mu.Unlock()
 	return nil
@@ -383,17 +398,13 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		dst, counts, role := s.announceLocal(dst, sw, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
 		return dst, counts, role, nil
 	}
+	if cls := s.cls.Load(); cls != nil {
+		dst, counts, role := s.announceFlat(dst, sw, cls, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+		return dst, counts, role, nil
+	}
 	f := sw.fam(af)
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
-	self := f.find(l, key[:l.keyLen])
-	role := storage.Absent
-	switch {
-	case self < 0:
-	case uint32(self) < f.nSeed:
-		role = storage.Seeder
-	default:
-		role = storage.Leecher
-	}
+	self, role := f.findRole(l, key[:l.keyLen])
 	if numWant > 0 && !seeder {
 		dst = f.appendPeers(l, dst, 0, int(f.nSeed), self, &numWant)
 	}
@@ -401,6 +412,19 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		dst = f.appendPeers(l, dst, int(f.nSeed), int(f.n), self, &numWant)
 	}
 	return dst, counts, role, nil
+}
+
+// findRole returns the slot of the record with key k, or -1, and whether
+// it is a seeder or a leecher.
+func (f *family) findRole(l *layout, k []byte) (int, storage.Role) {
+	switch i := f.find(l, k); {
+	case i < 0:
+		return i, storage.Absent
+	case uint32(i) < f.nSeed:
+		return i, storage.Seeder
+	default:
+		return i, storage.Leecher
+	}
 }
 
 // appendPeers appends up to *want peers of records [lo, hi), skipping slot
@@ -501,6 +525,7 @@ swarms:
 			if !s.collectLocal(sh, ih, sw, cut, &budget, &removed) {
 				continue swarms
 			}
+			s.flatten(sh, sw)
 		}
 		for af := range s.layouts {
 			if af == int(bittorrent.IPv6) && sw.v6 == nil {

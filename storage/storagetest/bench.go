@@ -68,41 +68,32 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 		})
 	})
 
-	withStore(b, newStore, "AnnouncePeers/swarm=1000", func(b *testing.B, s storage.PeerStore) {
-		fillSwarm(b, s, InfoHash(0), 1000)
-	}, func(b *testing.B, s storage.PeerStore) {
-		ih := InfoHash(0)
-		dst := make([]bittorrent.Peer, 0, 50)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			var err error
-			dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, Peer4(i%1000))
-			if err != nil {
-				b.Fatal(err)
+	// The peer list of a swarm of 1000 peers, each announcer asking for 50:
+	// peers in four /24s; then locality's two extremes, a deployment as it
+	// is meant for, with 10 subnets (racks) of 100, and a swarm of an open
+	// tracker, where every peer is alone in its subnet.
+	for _, g := range []struct {
+		name string
+		peer func(int) bittorrent.Peer
+	}{{"", Peer4}, {"/racks=10", rackPeer}, {"/subnets=1000", subnetPeer}} {
+		withStore(b, newStore, "AnnouncePeers/swarm=1000"+g.name, func(b *testing.B, s storage.PeerStore) {
+			for i := range 1000 {
+				put(b, s, InfoHash(0), i%5 == 0, g.peer(i))
 			}
-		}
-	})
-
-	// A deployment as locality is meant for: one swarm of 1000 peers in
-	// 10 subnets (racks) of 100, each announcer asking for 50.
-	withStore(b, newStore, "AnnouncePeers/swarm=1000/racks=10", func(b *testing.B, s storage.PeerStore) {
-		for i := range 1000 {
-			put(b, s, InfoHash(0), i%5 == 0, rackPeer(i))
-		}
-	}, func(b *testing.B, s storage.PeerStore) {
-		ih := InfoHash(0)
-		dst := make([]bittorrent.Peer, 0, 50)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			var err error
-			dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, rackPeer(i%1000))
-			if err != nil {
-				b.Fatal(err)
+		}, func(b *testing.B, s storage.PeerStore) {
+			ih := InfoHash(0)
+			dst := make([]bittorrent.Peer, 0, 50)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				var err error
+				dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, g.peer(i%1000))
+				if err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 
 	withStore(b, newStore, "ScrapeSwarm", func(b *testing.B, s storage.PeerStore) {
 		fillStore(b, s, 10_000, 1_000)
@@ -248,6 +239,12 @@ func fillStore(b *testing.B, s storage.PeerStore, peers, swarms int) {
 }
 
 // rackPeer returns peer i of 10 racks of 100: 10.0.<i/100>.<i%100+1>.
+// subnetPeer returns peer i, alone in its /24.
+func subnetPeer(i int) bittorrent.Peer {
+	a := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1})
+	return bittorrent.Peer{ID: peerID(i), AddrPort: netip.AddrPortFrom(a, 6881)}
+}
+
 func rackPeer(i int) bittorrent.Peer {
 	a := netip.AddrFrom4([4]byte{10, 0, byte(i / 100 % 256), byte(i%100 + 1)})
 	return bittorrent.Peer{ID: peerID(i), AddrPort: netip.AddrPortFrom(a, 6881)}
