@@ -24,10 +24,13 @@ func (e Event) String() string {
 }
 
 // ParseEvent maps the HTTP `event` parameter to an Event. An empty value
-// (or "empty", which some clients send) is a regular announce.
+// (or "empty", which some clients send) is a regular announce, and so is
+// "paused": libtorrent (qBittorrent, Deluge) sends it with every announce
+// of a partial seed (BEP 21), a peer that has the files it wants and
+// whose `left` still counts the rest, so it stays a leecher.
 func ParseEvent(s string) (Event, error) {
 	switch s {
-	case "", "empty":
+	case "", "empty", "paused":
 		return None, nil
 	case "started":
 		return Started, nil

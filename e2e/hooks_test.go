@@ -259,6 +259,9 @@ func TestHookRateLimit(t *testing.T) {
 		if n := refusedCount(t, d, "rate limit", "announce", "rate_limited"); n != 3 {
 			t.Fatalf("%v announce refusals counted, want 3", n)
 		}
+		// A reload does not refill the budgets.
+		reloaded(t, d, syscall.SIGHUP)
+		httpRefused(t, httpGet(t, a.url(base)), refusal)
 
 		// Scrapes have their own budget.
 		sc := base + "/scrape?info_hash=" + urlEscape(func() []byte { h := hash(0x55); return h[:] }())
@@ -289,7 +292,9 @@ func TestHookRateLimit(t *testing.T) {
 }
 
 // jwkServer serves a JWK Set with the public half of key, from 127.0.0.1.
-func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) string {
+// jwkServer serves a key set holding key's public half on loopback; it
+// returns the set's URL and a function that takes the server down.
+func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) (string, func()) {
 	t.Helper()
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Use: "sig", Algorithm: string(jose.ES256)}}}
 	body, err := json.Marshal(set)
@@ -307,7 +312,21 @@ func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) string {
 	srv.Listener = l
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv.URL + "/.well-known/jwks.json"
+	return srv.URL + "/.well-known/jwks.json", srv.Close
+}
+
+// reloaded sends sig to the daemon and waits for it to log that it
+// reloaded its configuration.
+func reloaded(t *testing.T, d *daemon, sig syscall.Signal) {
+	t.Helper()
+	before := strings.Count(d.logText(), "configuration reloaded")
+	d.signal(t, sig)
+	eventually(t, func() string {
+		if strings.Count(d.logText(), "configuration reloaded") == before {
+			return "no \"configuration reloaded\" in the log after " + sig.String()
+		}
+		return ""
+	})
 }
 
 func TestHookJWT(t *testing.T) {
@@ -316,10 +335,11 @@ func TestHookJWT(t *testing.T) {
 		t.Fatal(err)
 	}
 	const iss, aud = "https://registry.example", "https://tracker.example"
+	keysURL, keysDown := jwkServer(t, key, "registry-1")
 	d := start(t, hooked(t, hookCfg{"jwt", map[interface{}]interface{}{
 		"issuer":                  iss,
 		"audience":                aud,
-		"jwk_set_url":             jwkServer(t, key, "registry-1"),
+		"jwk_set_url":             keysURL,
 		"jwk_set_update_interval": "5m",
 	}}))
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "registry-1"}}, (&jose.SignerOptions{}).WithType("JWT"))
@@ -368,4 +388,11 @@ func TestHookJWT(t *testing.T) {
 	if n := d.metric(t, "chihaya_middleware_jwt_key_set_fetches_total", map[string]string{"result": "ok"}); n < 1 {
 		t.Errorf("%v successful key set fetches counted, want at least 1", n)
 	}
+
+	// The key server goes down, then the operator reloads the daemon: the
+	// hook, unchanged, keeps the keys it has, and valid tokens still pass.
+	keysDown()
+	reloaded(t, d, syscall.SIGUSR1)
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)))
+	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, urlData("/announce?jwt="+valid)))
 }

@@ -207,7 +207,7 @@ func TestHTTPBadInputGetsAFailureReason(t *testing.T) {
 		{"port zero", "/announce?" + strings.Replace(good, "port=6881", "port=0", 1), "invalid port: must be 1-65535"},
 		{"port too large", "/announce?" + strings.Replace(good, "port=6881", "port=65536", 1), "invalid port: must be 1-65535"},
 		{"negative numwant", "/announce?" + good + "&numwant=-5", "invalid numwant: must be a non-negative integer"},
-		{"bad event", "/announce?" + good + "&event=paused", "invalid event: must be started, stopped, completed or empty"},
+		{"bad event", "/announce?" + good + "&event=resumed", "invalid event: must be started, stopped, completed or empty"},
 		{"scrape without hash", "/scrape", "full scrape is disabled: give at least one info_hash"},
 		{"unknown route", "/nope", ""},
 	} {

@@ -83,10 +83,13 @@ type Metrics struct {
 }
 
 // NewMetrics resolves the series of the frontend called name ("http",
-// "udp"). With timing, ObserveRequest also records durations.
-func NewMetrics(name string, timing bool) *Metrics {
+// "udp") for the actions it serves: only those are exported, so that a
+// dashboard shows no HTTP connects that cannot happen. With timing,
+// ObserveRequest also records durations. Observing an action not listed
+// panics.
+func NewMetrics(name string, timing bool, actions ...Action) *Metrics {
 	m := &Metrics{name: name, timing: timing}
-	for a := Action(0); a < numActions; a++ {
+	for _, a := range actions {
 		for af := bittorrent.IPv4; af <= bittorrent.IPv6; af++ {
 			for r := Result(0); r < numResults; r++ {
 				m.requests[a][af][r] = requestsTotal.WithLabelValues(name, a.String(), af.String(), resultNames[r])
@@ -155,6 +158,7 @@ var reasons = map[bittorrent.ClientError]string{
 	bittorrent.ErrInvalidNumWant:      "invalid_numwant",
 	bittorrent.ErrInvalidEvent:        "invalid_event",
 	bittorrent.ErrInvalidLeft:         "invalid_left",
+	bittorrent.ErrMissingLeft:         "missing_left",
 	bittorrent.ErrInvalidUploaded:     "invalid_uploaded",
 	bittorrent.ErrInvalidDownloaded:   "invalid_downloaded",
 	bittorrent.ErrInvalidEscape:       "invalid_escape",

@@ -128,14 +128,6 @@ func NewLogic(cfg Config, store storage.PeerStore, preHooks, postHooks []Hook) *
 	return l
 }
 
-// SetHooks replaces the hook chain; requests already in a hook finish with
-// the old one. The old hooks are stopped.
-func (l *Logic) SetHooks(preHooks, postHooks []Hook) {
-	old := l.hooks.Swap(&chain{pre: preHooks, post: postHooks})
-	StopHooks(old.pre)
-	StopHooks(old.post)
-}
-
 // HandleAnnounce runs the prehooks, then fills the peers and counts.
 func (l *Logic) HandleAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
 	resp.Interval = l.cfg.AnnounceInterval
@@ -166,7 +158,6 @@ func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorren
 	}
 	peers, counts, role, err := l.store.AnnouncePeers(resp.Peers[:0], req.InfoHash, seeder, numWant, req.Peer)
 	if err != nil {
-		storage.ObserveError("announce")
 		return fmt.Errorf("middleware: announce peers: %w", err)
 	}
 	resp.Peers = peers
@@ -237,7 +228,6 @@ func (l *Logic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest,
 	}
 	counts = counts[:len(req.InfoHashes)]
 	if err := l.store.ScrapeSwarms(counts, req.InfoHashes, req.AddressFamily); err != nil {
-		storage.ObserveError("scrape")
 		return fmt.Errorf("middleware: scrape: %w", err)
 	}
 	resp.Files = resp.Files[:0]
@@ -317,7 +307,6 @@ func (l *Logic) apply(u update) {
 	}
 	if err != nil {
 		updatesFailed.Inc()
-		storage.ObserveError("update")
 		log.WithError(err).WithField("info_hash", u.ih.String()).Debug("middleware: swarm update failed")
 	}
 }
@@ -384,4 +373,12 @@ func (h namedHook) Stop() {
 	if s, ok := h.Hook.(Stopper); ok {
 		s.Stop()
 	}
+}
+
+// Reload forwards to the hook when it reads files.
+func (h namedHook) Reload() error {
+	if r, ok := h.Hook.(Reloader); ok {
+		return r.Reload()
+	}
+	return nil
 }

@@ -223,12 +223,14 @@ func TestPrehooksRunInOrderAndARefusalStopsTheChain(t *testing.T) {
 		t.Fatalf("refused announce changed the swarm: %+v", c)
 	}
 
-	l.SetHooks(nil, nil)
+	if err := l.ReloadHooks(nil, nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	if !first.stopped.Load() || !third.stopped.Load() {
 		t.Fatal("replaced hooks were not stopped")
 	}
 	if err := l.HandleAnnounce(context.Background(), req, &bittorrent.AnnounceResponse{}); err != nil {
-		t.Fatalf("after SetHooks(nil) the old chain still refused: %v", err)
+		t.Fatalf("after a reload to no hooks the old chain still refused: %v", err)
 	}
 }
 
@@ -499,4 +501,34 @@ func (g gatheredValue) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("value", "value", nil, nil), prometheus.GaugeValue, v)
+}
+
+// TestStorageErrorCountedOnce: a failed store call is counted once in
+// chihaya_storage_errors_total, by the driver, not again by the logic.
+func TestStorageErrorCountedOnce(t *testing.T) {
+	l := newLogic(t, newStore(t))
+	counter := func() float64 {
+		mfs, err := prometheus.DefaultGatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "chihaya_storage_errors_total" {
+				for _, m := range mf.GetMetric() {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return total
+	}
+	before := counter()
+	// A peer without an address: the memory driver refuses it.
+	req := announce(bittorrent.InfoHash{0xe1}, bittorrent.Peer{}, 1, bittorrent.None)
+	if err := l.HandleAnnounce(context.Background(), req, &bittorrent.AnnounceResponse{}); err == nil {
+		t.Fatal("an announce the store refused succeeded")
+	}
+	if got := counter() - before; got != 1 {
+		t.Fatalf("chihaya_storage_errors_total grew by %v, want 1", got)
+	}
 }

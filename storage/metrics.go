@@ -66,7 +66,8 @@ func ObserveGC(seconds float64, collected int) {
 }
 
 // ObserveError counts one failed storage operation ("put", "delete",
-// "announce", "scrape", "gc", ...).
+// "announce", "scrape", "gc", ...). The driver counts its own failures,
+// once each; its callers do not count them again.
 func ObserveError(operation string) {
 	errorsTotal.WithLabelValues(operation).Inc()
 }

@@ -53,7 +53,7 @@ func TestBadConfigs(t *testing.T) {
 			path := filepath.Join("testdata", tt.file)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := checkConfig(ctx, path)
+			_, err := checkConfig(ctx, path)
 			if err == nil {
 				t.Fatalf("checkConfig(%s) accepted the file, want %q", path, tt.want)
 			}

@@ -70,9 +70,9 @@ type daemon struct {
 	done  chan error
 }
 
-func startDaemon(t *testing.T, configPath string) *daemon {
+func startDaemon(t *testing.T, configPath string, flags ...string) *daemon {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), "--config", configPath, "--json")
+	cmd := exec.Command(buildBinary(t), append([]string{"--config", configPath, "--json"}, flags...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -341,5 +341,28 @@ func TestDaemonStartFailure(t *testing.T) {
 	var ee *exec.ExitError
 	if err := d.wait(); !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Errorf("exit: %v, want status 1", err)
+	}
+}
+
+// TestCPUProfileFlag: upstream's --cpuprofile is accepted, and the run's
+// profile is written when the daemon stops.
+func TestCPUProfileFlag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	prof := filepath.Join(t.TempDir(), "cpu.pprof")
+	d := startDaemon(t, writeConfig(t, daemonConfig), "--cpuprofile", prof)
+	d.waitLine("chihaya started", msgIs("chihaya started"))
+	d.signal(syscall.SIGTERM)
+	if err := d.wait(); err != nil {
+		t.Fatalf("daemon exited with %v", err)
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pprof profile is a gzipped protocol buffer.
+	if len(b) < 20 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("%s: %d bytes, not a gzipped profile", prof, len(b))
 	}
 }

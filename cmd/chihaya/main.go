@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -46,6 +47,7 @@ func main() {
 
 type options struct {
 	configPath string
+	cpuProfile string
 	debug      bool
 	json       bool
 }
@@ -64,6 +66,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			log.Setup(stderr, log.Options{JSON: opts.json, Debug: opts.debug})
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.cpuProfile != "" {
+				stop, err := startCPUProfile(opts.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			if err := serve(opts.configPath); err != nil {
 				logrus.WithError(err).Error("chihaya failed")
 				return errReported
@@ -77,6 +86,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&opts.configPath, "config", "/etc/chihaya.yaml", "location of the configuration file")
 	pf.BoolVar(&opts.debug, "debug", false, "log at debug level")
 	pf.BoolVar(&opts.json, "json", false, "log JSON lines instead of text")
+	// Upstream's flag: a service unit written for upstream may pass it.
+	root.Flags().StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 
 	root.AddCommand(&cobra.Command{
 		Use:   "validate",
@@ -87,8 +98,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), validateTimeout)
 			defer cancel()
-			if err := checkConfig(ctx, opts.configPath); err != nil {
+			warnings, err := checkConfig(ctx, opts.configPath)
+			if err != nil {
 				return err
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "configuration OK")
 			return nil
@@ -136,4 +151,24 @@ func versionString() string {
 		c += "-dirty"
 	}
 	return fmt.Sprintf("chihaya %s (commit %s, %s %s/%s)", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called, when the daemon has stopped.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	logrus.WithField("file", path).Info("writing a CPU profile until the tracker stops")
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			logrus.WithError(err).Error("cpuprofile: close")
+		}
+	}, nil
 }

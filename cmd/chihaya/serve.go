@@ -15,6 +15,7 @@ import (
 
 	log "github.com/sirupsen/logrus"
 
+	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/metrics"
 	"github.com/chihaya/chihaya/storage"
@@ -93,23 +94,50 @@ func buildHooks(c Config) (pre, post []middleware.Hook, err error) {
 // the hooks (then stop them again); hooks whose construction reaches out
 // (jwt fetches its key set) only have their options checked. It is the
 // `validate` command.
-func checkConfig(ctx context.Context, path string) error {
+func checkConfig(ctx context.Context, path string) (warnings []string, err error) {
 	_, cfg, err := readConfig(path)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if _, err := httpfrontend.LoadTLS(cfg.HTTP); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	store, err := buildStorage(cfg.Storage)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer func() { _ = store.Stop(ctx) }()
 	if err := middleware.CheckHooks(cfg.PreHooks); err != nil {
-		return fmt.Errorf("%s: prehooks%w", path, err)
+		return nil, fmt.Errorf("%s: prehooks%w", path, err)
 	}
 	if err := middleware.CheckHooks(cfg.PostHooks); err != nil {
-		return fmt.Errorf("%s: posthooks%w", path, err)
+		return nil, fmt.Errorf("%s: posthooks%w", path, err)
 	}
-	return nil
+	return configWarnings(cfg), nil
+}
+
+// configWarnings lists what a configuration allows that an operator
+// probably did not mean to allow. The daemon logs them at start and on
+// reload, and `chihaya validate` prints them.
+func configWarnings(c Config) []string {
+	var w []string
+	if httpEnabled(c.HTTP) && c.HTTP.RealIPHeader != "" && len(c.HTTP.TrustedProxies) == 0 {
+		msg := "http.real_ip_header is honoured from any sender, since http.trusted_proxies is empty: a client that reaches the tracker directly chooses the address it is stored under"
+		for _, h := range c.PreHooks {
+			if h.Name == "rate limit" {
+				msg += ", and the address the rate limit counts it under"
+				break
+			}
+		}
+		w = append(w, msg+"; list your reverse proxies in http.trusted_proxies")
+	}
+	return w
+}
+
+func logWarnings(c Config) {
+	for _, w := range configWarnings(c) {
+		log.Warn(w)
+	}
 }
 
 // logConfig logs the configuration in use, defaults included, once at
@@ -249,12 +277,28 @@ func (s *server) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// reload re-reads the configuration file and swaps in new hooks, and has
-// the store re-read its own files (the locality topology). Nothing else is
-// rebuilt, so the swarms are kept; changes to other keys are only
-// reported. A file that does not load leaves the running configuration as
-// it is.
+// reload re-reads the configuration file and swaps in the hooks it lists,
+// keeping the running hooks whose entries did not change (with their
+// state: the jwt hook's keys, the rate limiter's budgets) and having them
+// re-read their files; then the store re-reads its own files (the
+// locality topology). Nothing else is rebuilt, so the swarms are kept;
+// changes to other keys are only reported. A file that does not load
+// leaves the running configuration as it is, and nothing is re-read.
 func (s *server) reload() {
+	written, cfg, err := readConfig(s.path)
+	if err != nil {
+		log.WithError(err).Error("reload failed; keeping the running configuration")
+		return
+	}
+	if err := s.logic.ReloadHooks(s.cfg.PreHooks, s.cfg.PostHooks, cfg.PreHooks, cfg.PostHooks); err != nil {
+		log.WithError(fmt.Errorf("%s: %w", s.path, err)).Error("reload failed; keeping the running configuration")
+		return
+	}
+	for _, key := range restartKeys(s.written, written) {
+		log.WithField("key", key).Warn("configuration change needs restart; not applied")
+	}
+	s.written.PreHooks, s.written.PostHooks = written.PreHooks, written.PostHooks
+	s.cfg.PreHooks, s.cfg.PostHooks = cfg.PreHooks, cfg.PostHooks
 	if r, ok := s.store.(storage.Reloader); ok {
 		if err := r.Reload(); err != nil {
 			log.WithError(err).Error("storage reload failed; keeping the running topology")
@@ -262,22 +306,7 @@ func (s *server) reload() {
 			log.Info("storage reloaded")
 		}
 	}
-	written, cfg, err := readConfig(s.path)
-	if err != nil {
-		log.WithError(err).Error("reload failed; keeping the running configuration")
-		return
-	}
-	pre, post, err := buildHooks(cfg)
-	if err != nil {
-		log.WithError(fmt.Errorf("%s: %w", s.path, err)).Error("reload failed; keeping the running configuration")
-		return
-	}
-	for _, key := range restartKeys(s.written, written) {
-		log.WithField("key", key).Warn("configuration change needs restart; not applied")
-	}
-	s.logic.SetHooks(pre, post)
-	s.written.PreHooks, s.written.PostHooks = written.PreHooks, written.PostHooks
-	s.cfg.PreHooks, s.cfg.PostHooks = cfg.PreHooks, cfg.PostHooks
+	logWarnings(s.cfg)
 	log.WithFields(log.Fields{
 		"prehooks":  hookNames(cfg.PreHooks),
 		"posthooks": hookNames(cfg.PostHooks),
@@ -316,6 +345,7 @@ func serve(path string) error {
 		return err
 	}
 	logConfig(path, cfg)
+	logWarnings(cfg)
 
 	// Subscribe before starting, so that a signal sent as soon as the
 	// listening lines appear is not lost.

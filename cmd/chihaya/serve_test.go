@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -189,7 +190,7 @@ func TestValidateDoesNotFetchKeys(t *testing.T) {
 	t.Cleanup(srv.Close)
 	cfg := "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: jwt\n      options:\n" +
 		"        issuer: i\n        audience: a\n        jwk_set_url: \"" + srv.URL + "\"\n"
-	if err := checkConfig(context.Background(), writeConfig(t, cfg)); err != nil {
+	if _, err := checkConfig(context.Background(), writeConfig(t, cfg)); err != nil {
 		t.Fatalf("checkConfig: %v", err)
 	}
 	if n := fetches.Load(); n != 0 {
@@ -197,8 +198,41 @@ func TestValidateDoesNotFetchKeys(t *testing.T) {
 	}
 	// The options are still checked.
 	bad := strings.Replace(cfg, "        issuer: i\n", "", 1)
-	err := checkConfig(context.Background(), writeConfig(t, bad))
+	_, err := checkConfig(context.Background(), writeConfig(t, bad))
 	if err == nil || !strings.HasSuffix(err.Error(), "prehooks[0] (jwt): issuer: must be set") {
 		t.Fatalf("checkConfig with no issuer: %v", err)
+	}
+}
+
+// TestValidateWarnsOfSpoofableProxyHeader: a proxy header honoured from
+// any sender lets a client choose its address, and with the rate limit
+// its budget; validate says so, and still accepts the file (upstream
+// files set real_ip_header without any list of proxies).
+func TestValidateWarnsOfSpoofableProxyHeader(t *testing.T) {
+	cfg := "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n    real_ip_header: x-real-ip\n" +
+		"  prehooks:\n    - name: rate limit\n      options:\n        announces_per_second: 1\n"
+	stdout, stderr, err := runCmd(t, "validate", "--config", writeConfig(t, cfg))
+	if err != nil || stdout != "configuration OK\n" {
+		t.Fatalf("validate: %v, %q", err, stdout)
+	}
+	for _, want := range []string{"warning: http.real_ip_header is honoured from any sender", "the rate limit", "http.trusted_proxies"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("validate's warnings %q do not say %q", stderr, want)
+		}
+	}
+	trusted := strings.Replace(cfg, "    real_ip_header: x-real-ip\n", "    real_ip_header: x-real-ip\n    trusted_proxies: [127.0.0.1]\n", 1)
+	if _, stderr, err := runCmd(t, "validate", "--config", writeConfig(t, trusted)); err != nil || stderr != "" {
+		t.Fatalf("validate with trusted proxies: %v, warnings %q; want none", err, stderr)
+	}
+}
+
+// TestValidateLoadsTLSKeyPair: a key pair the HTTPS listener could not
+// load fails validate, as it would fail the daemon's start.
+func TestValidateLoadsTLSKeyPair(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	cfg := "chihaya:\n  http:\n    https_addr: \"127.0.0.1:0\"\n    tls_cert_path: " + missing + "\n    tls_key_path: " + missing + "\n"
+	_, err := checkConfig(context.Background(), writeConfig(t, cfg))
+	if err == nil || !strings.Contains(err.Error(), "http: load TLS key pair: open "+missing+": no such file or directory") {
+		t.Fatalf("checkConfig with a missing key pair: %v", err)
 	}
 }

@@ -90,7 +90,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	f := &Frontend{
 		logic:    logic,
 		parser:   p,
-		metrics:  frontend.NewMetrics("http", cfg.EnableRequestTiming),
+		metrics:  frontend.NewMetrics("http", cfg.EnableRequestTiming, frontend.Announce, frontend.Scrape),
 		maxPeers: cfg.MaxNumWant,
 	}
 	f.announces.New = func() any { return new(announceState) }
@@ -130,17 +130,9 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	}
 	f.srv.SetKeepAlivesEnabled(cfg.EnableKeepAlive)
 
-	var tlsCfg *tls.Config
-	if cfg.HTTPSAddr != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertPath, cfg.TLSKeyPath)
-		if err != nil {
-			return nil, errors.New("http: load TLS key pair: " + err.Error())
-		}
-		tlsCfg = &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"http/1.1"},
-		}
+	tlsCfg, err := LoadTLS(cfg)
+	if err != nil {
+		return nil, err
 	}
 	// TCP keep-alive probes would cost four setsockopt calls per accepted
 	// connection (a tenth of the tracker's CPU with a connection per
@@ -424,4 +416,23 @@ func peerFamily(a netip.Addr) bittorrent.AddressFamily {
 		return bittorrent.IPv6
 	}
 	return bittorrent.IPv4
+}
+
+// LoadTLS returns the TLS configuration of the HTTPS listener, with its key
+// pair read from tls_cert_path and tls_key_path, or nil without
+// https_addr. `chihaya validate` calls it too, so that a missing or bad
+// key pair is found before the daemon starts.
+func LoadTLS(cfg Config) (*tls.Config, error) {
+	if cfg.HTTPSAddr == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertPath, cfg.TLSKeyPath)
+	if err != nil {
+		return nil, errors.New("http: load TLS key pair: " + err.Error())
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+	}, nil
 }

@@ -247,7 +247,7 @@ func (p *parser) parseAnnounce(v *query.Values, src netip.Addr, req *bittorrent.
 	case !havePort:
 		return bittorrent.ErrMissingPort
 	case !haveLeft:
-		return bittorrent.ErrInvalidLeft
+		return bittorrent.ErrMissingLeft
 	}
 	addr, err := p.spoofedAddr(v, src)
 	if err != nil {

@@ -105,6 +105,7 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "event stopped", query: announceQuery("event", "stopped"), want: with(func(r *bittorrent.AnnounceRequest) { r.Event = bittorrent.Stopped })},
 		{name: "event completed escaped", query: announceQuery("event", "%63ompleted"), want: with(func(r *bittorrent.AnnounceRequest) { r.Event = bittorrent.Completed })},
 		{name: "event empty", query: announceQuery("event", ""), want: base},
+		{name: "event paused (a BEP 21 partial seed)", query: announceQuery("event", "paused"), want: base},
 		{name: "compact=0", query: announceQuery("compact", "0"), want: with(func(r *bittorrent.AnnounceRequest) { r.Compact = false })},
 		{name: "compact=1", query: announceQuery("compact", "1"), want: base},
 		{name: "no_peer_id=1", query: announceQuery("compact", "0", "no_peer_id", "1"), want: with(func(r *bittorrent.AnnounceRequest) { r.Compact, r.NoPeerID = false, true })},
@@ -152,7 +153,8 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "port negative", query: announceQuery("port", "-1"), err: bittorrent.ErrInvalidPort},
 		{name: "port garbage", query: announceQuery("port", "http"), err: bittorrent.ErrInvalidPort},
 		{name: "port empty", query: announceQuery("port", ""), err: bittorrent.ErrInvalidPort},
-		{name: "missing left", query: announceQuery("left", "-"), err: bittorrent.ErrInvalidLeft},
+		{name: "missing left", query: announceQuery("left", "-"), err: bittorrent.ErrMissingLeft},
+		{name: "empty left", query: announceQuery("left", ""), err: bittorrent.ErrInvalidLeft},
 		{name: "negative left", query: announceQuery("left", "-5"), err: bittorrent.ErrInvalidLeft},
 		{name: "left overflow", query: announceQuery("left", "18446744073709551616"), err: bittorrent.ErrInvalidLeft},
 		{name: "uploaded garbage", query: announceQuery("uploaded", "1.5"), err: bittorrent.ErrInvalidUploaded},
@@ -160,7 +162,7 @@ func TestParseAnnounce(t *testing.T) {
 		{name: "numwant negative", query: announceQuery("numwant", "-1"), err: bittorrent.ErrInvalidNumWant},
 		{name: "numwant garbage", query: announceQuery("numwant", "lots"), err: bittorrent.ErrInvalidNumWant},
 		{name: "numwant empty", query: announceQuery("numwant", ""), err: bittorrent.ErrInvalidNumWant},
-		{name: "unknown event", query: announceQuery("event", "paused"), err: bittorrent.ErrInvalidEvent},
+		{name: "unknown event", query: announceQuery("event", "resumed"), err: bittorrent.ErrInvalidEvent},
 		{name: "empty query", query: "", err: bittorrent.ErrMissingInfoHash},
 	}
 	for _, tt := range tests {

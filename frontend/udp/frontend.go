@@ -22,6 +22,9 @@ import (
 	"github.com/chihaya/chihaya/frontend"
 )
 
+// actions are what a UDP tracker serves (BEP 15).
+var actions = []frontend.Action{frontend.Announce, frontend.Scrape, frontend.Connect}
+
 // maxDatagram is the size of each read buffer. A BEP 15 request fits a
 // 1500-byte MTU; larger datagrams are cut by the kernel and dropped.
 const maxDatagram = 2048
@@ -63,7 +66,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		logic:   logic,
 		cfg:     cfg,
 		ids:     NewConnIDGenerator(key, cfg.MaxClockSkew),
-		metrics: frontend.NewMetrics("udp", cfg.EnableRequestTiming),
+		metrics: frontend.NewMetrics("udp", cfg.EnableRequestTiming, actions...),
 		stopped: make(chan struct{}),
 	}
 	if err := f.listen(); err != nil {

@@ -213,17 +213,17 @@ func TestListenerAmplificationRule(t *testing.T) {
 	f := startFrontend(t, newTestLogic(), Config{Addr: "127.0.0.1:0", Sockets: 1})
 	c := dialClient(t, "udp4", serverAddr(t, f, "127.0.0.1"))
 
-	// A one-hash scrape with a bad ID (36 bytes) would get a 54-byte
+	// An announce cut to 30 bytes, with a bad ID, would get a 36-byte
 	// error: it is dropped. A connect sent right after is answered, and
-	// being the first reply read proves the scrape got none.
+	// being the first reply read proves the announce got none.
 	before := udpErrors(t, reasonAmplification)
-	c.send(encodeScrape(12345, 77, testIH))
+	c.send(encodeAnnounce(12345, 77, announceFields{infoHash: testIH, port: 6881})[:30])
 	d := decode(t, c.roundTrip(encodeConnect(78)), 0)
 	if d.txID != 78 {
 		t.Errorf("first reply is for transaction %d, want the connect's 78", d.txID)
 	}
 	if udpErrors(t, reasonAmplification) != before+1 {
-		t.Errorf("the dropped scrape was not counted")
+		t.Errorf("the dropped announce was not counted")
 	}
 }
 

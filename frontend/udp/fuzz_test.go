@@ -109,7 +109,7 @@ func FuzzHandlePacket(f *testing.F) {
 
 	logic := newTestLogic()
 	cfg := Config{MaxNumWant: 20, DefaultNumWant: 10, MaxScrapeInfoHashes: 5}.WithDefaults()
-	h := newHandler(context.Background(), logic, ids, frontend.NewMetrics("udp", false), &limitedLogger{}, cfg)
+	h := newHandler(context.Background(), logic, ids, frontend.NewMetrics("udp", false, actions...), &limitedLogger{}, cfg)
 	buf := make([]byte, 0, 2048)
 
 	f.Fuzz(func(t *testing.T, b []byte, v6 bool) {

@@ -17,7 +17,7 @@ func newTestHandler(t testing.TB, logic frontend.TrackerLogic, cfg Config) *hand
 		t.Fatal(err)
 	}
 	ids := NewConnIDGenerator([]byte("handler test key"), cfg.MaxClockSkew)
-	return newHandler(context.Background(), logic, ids, frontend.NewMetrics("udp", cfg.EnableRequestTiming), &limitedLogger{}, cfg)
+	return newHandler(context.Background(), logic, ids, frontend.NewMetrics("udp", cfg.EnableRequestTiming, actions...), &limitedLogger{}, cfg)
 }
 
 // TestHandleRefusals covers every way a datagram is refused, and the rule
@@ -47,9 +47,10 @@ func TestHandleRefusals(t *testing.T) {
 		{name: "connect with wrong protocol ID, padded: answered", packet: pad(withHeader(0x1234, actionConnect, 1), 20), wantReply: true, wantMsg: bittorrent.ErrUnsupportedProtocol, wantReason: "unsupported_protocol"},
 		{name: "announce with bad ID: answered (reply smaller)", packet: encodeAnnounce(bad, 1, valid), wantReply: true, wantMsg: bittorrent.ErrBadConnectionID, wantReason: "bad_connection_id"},
 		{name: "announce with protocol ID as connection ID", packet: encodeAnnounce(protocolID, 1, valid), wantReply: true, wantMsg: bittorrent.ErrBadConnectionID, wantReason: "bad_connection_id"},
-		{name: "scrape with bad ID and one hash: dropped", packet: encodeScrape(bad, 1, testIH), wantReason: reasonAmplification},
+		{name: "scrape with bad ID and one hash: answered (reply as large)", packet: encodeScrape(bad, 1, testIH), wantReply: true, wantMsg: bittorrent.ErrBadConnectionID, wantReason: "bad_connection_id"},
 		{name: "scrape with bad ID and three hashes: answered", packet: encodeScrape(bad, 1, testIH, testIH, testIH), wantReply: true, wantMsg: bittorrent.ErrBadConnectionID, wantReason: "bad_connection_id"},
-		{name: "truncated announce with bad ID: dropped", packet: encodeAnnounce(bad, 1, valid)[:40], wantReason: reasonAmplification},
+		{name: "truncated announce with bad ID, 40 bytes: answered", packet: encodeAnnounce(bad, 1, valid)[:40], wantReply: true, wantMsg: bittorrent.ErrBadConnectionID, wantReason: "bad_connection_id"},
+		{name: "truncated announce with bad ID, 30 bytes: dropped", packet: encodeAnnounce(bad, 1, valid)[:30], wantReason: reasonAmplification},
 		{name: "unknown action with bad ID: dropped", packet: withHeader(bad, 7, 1), wantReason: reasonAmplification},
 		{name: "unknown action with bad ID, padded: answered", packet: pad(withHeader(bad, 7, 1), 10), wantReply: true, wantMsg: bittorrent.ErrUnknownAction, wantReason: reasonUnknownAction},
 		{name: "unknown action with good ID: answered", packet: withHeader(good, 7, 1), wantReply: true, wantMsg: bittorrent.ErrUnknownAction, wantReason: reasonUnknownAction},

@@ -52,7 +52,7 @@ const ways = 4
 // slot is one tracked address. last is 0 for a free slot.
 type slot struct {
 	key      [16]byte
-	last     int64 // clock.UnixNano of the last refill
+	last     int64 // clock.Monotonic of the last refill; 0: a free slot
 	announce float32
 	scrape   float32
 }
@@ -115,7 +115,7 @@ type Hook struct {
 	mask   uint64 // len(shards)-1
 	sets   uint64 // sets per shard
 
-	now func() int64 // clock.UnixNano; tests step it
+	now func() int64 // clock.Monotonic: a wall clock stepped back would stop refills; tests step it
 }
 
 var _ middleware.Hook = (*Hook)(nil)
@@ -128,7 +128,7 @@ func New(cfg Config) *Hook {
 		v4bits:   cfg.IPv4PrefixLength,
 		v6bits:   cfg.IPv6PrefixLength,
 		seed:     maphash.MakeSeed(),
-		now:      clock.UnixNano,
+		now:      clock.Monotonic,
 	}
 	// Enough shards that cores rarely meet on a lock.
 	n := 16

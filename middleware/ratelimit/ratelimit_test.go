@@ -289,7 +289,7 @@ func TestRegistered(t *testing.T) {
 
 func benchmark(b *testing.B, cfg Config, distinct bool) {
 	h, _ := newHook(b, cfg)
-	h.now = clock.UnixNano // as in the daemon
+	h.now = clock.Monotonic // as in the daemon
 	var g atomic.Uint64
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -63,11 +63,14 @@ type Hook struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	// reload asks the watch to read the file now, and takes its answer.
+	reload chan chan error
 }
 
 var (
-	_ middleware.Hook    = (*Hook)(nil)
-	_ middleware.Stopper = (*Hook)(nil)
+	_ middleware.Hook     = (*Hook)(nil)
+	_ middleware.Stopper  = (*Hook)(nil)
+	_ middleware.Reloader = (*Hook)(nil)
 )
 
 // New builds the hook from a validated config, reading the list file if
@@ -99,7 +102,7 @@ func New(cfg Config) (*Hook, error) {
 		return nil, err
 	}
 	fileLoads.WithLabelValues("ok").Inc()
-	h.stop, h.done = make(chan struct{}), make(chan struct{})
+	h.stop, h.done, h.reload = make(chan struct{}), make(chan struct{}), make(chan chan error)
 	go h.watch(cfg.FileCheckInterval)
 	return h, nil
 }
@@ -143,6 +146,16 @@ func (h *Hook) watch(every time.Duration) {
 		select {
 		case <-h.stop:
 			return
+		case reply := <-h.reload:
+			pending = nil
+			err := h.load()
+			h.countLoad(err, "reloaded on request")
+			lastErr = ""
+			if err != nil {
+				lastErr = err.Error()
+			}
+			reply <- err
+			continue
 		case <-t.C:
 		}
 		fi, err := os.Stat(h.path)
@@ -169,14 +182,39 @@ func (h *Hook) watch(every time.Duration) {
 			}
 			if err.Error() != lastErr {
 				lastErr = err.Error()
-				fileLoads.WithLabelValues("error").Inc()
-				log.WithError(err).Error("torrent approval: list file not reloaded; keeping the previous list")
+				h.countLoad(err, "changed")
 			}
 			continue
 		}
 		lastErr = ""
-		fileLoads.WithLabelValues("ok").Inc()
-		log.WithFields(log.Fields{"hook": Name, "file": h.path, "entries": h.Len()}).Info("torrent approval: list file reloaded")
+		h.countLoad(nil, "changed")
+	}
+}
+
+// countLoad counts and logs a load of the list file after start-up.
+func (h *Hook) countLoad(err error, why string) {
+	if err != nil {
+		fileLoads.WithLabelValues("error").Inc()
+		log.WithError(err).WithField("trigger", why).Error("torrent approval: list file not reloaded; keeping the previous list")
+		return
+	}
+	fileLoads.WithLabelValues("ok").Inc()
+	log.WithFields(log.Fields{"hook": Name, "file": h.path, "entries": h.Len(), "trigger": why}).Info("torrent approval: list file reloaded")
+}
+
+// Reload reads the list file now (the daemon calls it on SIGUSR1 and
+// SIGHUP). A file that does not load leaves the current list in place and
+// is returned as the error. Without a file there is nothing to read.
+func (h *Hook) Reload() error {
+	if h.path == "" {
+		return nil
+	}
+	reply := make(chan error, 1)
+	select {
+	case h.reload <- reply:
+		return <-reply
+	case <-h.done:
+		return nil
 	}
 }
 

@@ -278,3 +278,35 @@ func BenchmarkHandleAnnounce(b *testing.B) {
 		}
 	})
 }
+
+// TestReloadOnRequest: the daemon's reload (SIGUSR1, SIGHUP) reads the
+// file at once, whatever the watch's interval; a bad file is refused with
+// the old list kept.
+func TestReloadOnRequest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "whitelist")
+	writeFile(t, path, hashA+"\n")
+	h, err := New(Config{WhitelistFile: path, FileCheckInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Stop)
+	writeFile(t, path, hashB+"\n")
+	if err := h.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	check(t, h, hashA, true)
+	check(t, h, hashB, false)
+
+	writeFile(t, path, hashC+"\nnot a hash\n")
+	err = h.Reload()
+	if err == nil || !strings.Contains(err.Error(), path+":2:") {
+		t.Fatalf("Reload of a bad file: %v, want an error naming %s:2", err, path)
+	}
+	check(t, h, hashB, false)
+	check(t, h, hashC, true)
+
+	h.Stop()
+	if err := h.Reload(); err != nil {
+		t.Fatalf("Reload after Stop: %v", err)
+	}
+}

@@ -13,17 +13,34 @@ const Resolution = 100 * time.Millisecond
 
 var (
 	nanos     atomic.Int64
+	mono      atomic.Int64
 	startOnce sync.Once
 )
 
+// monoStart is where Monotonic starts counting: above zero, so that
+// callers may use 0 for "never".
+const monoStart = int64(time.Second)
+
 func start() {
-	nanos.Store(time.Now().UnixNano())
+	base := time.Now()
+	nanos.Store(base.UnixNano())
+	mono.Store(monoStart)
 	go func() {
 		t := time.NewTicker(Resolution)
 		for now := range t.C {
 			nanos.Store(now.UnixNano())
+			mono.Store(monoStart + int64(now.Sub(base)))
 		}
 	}()
+}
+
+// Monotonic returns the cached time in nanoseconds on the monotonic clock,
+// counted from a point before the first call (and above zero). Unlike
+// UnixNano it never goes back when the wall clock is stepped, so it is
+// the one to measure intervals with. It lags by at most Resolution.
+func Monotonic() int64 {
+	startOnce.Do(start)
+	return mono.Load()
 }
 
 // UnixNano returns the cached time in nanoseconds since the Unix epoch; it
