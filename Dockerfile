@@ -1,5 +1,6 @@
 # Chihaya container image: a static binary on an empty (scratch) base,
-# running as an unprivileged user.
+# running as an unprivileged user, with the build stage's CA certificates
+# so that https fetches (the jwt hook's jwk_set_url, rediss://) verify.
 #
 #   docker build -t chihaya \
 #     --build-arg VERSION="$(git describe --tags --always --dirty)" \
@@ -7,8 +8,10 @@
 #   docker run --rm -p 6969:6969/tcp -p 6969:6969/udp -p 127.0.0.1:6880:6880 chihaya
 #
 # GO_IMAGE is the build stage's base: any image with Go at the version
-# go.mod asks for, a POSIX shell and sed. Without a registry, make one
-# locally and pass it (scripts/check-dist.sh does, with buildah):
+# go.mod asks for, a POSIX shell, sed, and a CA bundle at
+# /etc/ssl/certs/ca-certificates.crt (the golang Debian images have one).
+# Without a registry, make one locally and pass it (scripts/check-dist.sh
+# does, with buildah):
 #   --build-arg GO_IMAGE=localhost/chihaya-go-builder:go1.26.8
 
 ARG GO_IMAGE=golang:1.26-bookworm
@@ -41,6 +44,11 @@ RUN go build -trimpath -buildvcs=false \
  && grep -q '^  metrics_addr: ":6880"$' /out/chihaya.yaml \
  && /out/chihaya validate --config /out/chihaya.yaml
 
+# An image without CA certificates would start fine and only fail at the
+# first https fetch, so a build stage without them fails here instead.
+RUN test -s /etc/ssl/certs/ca-certificates.crt \
+ && grep -q 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt
+
 FROM scratch
 
 ARG VERSION=""
@@ -54,6 +62,9 @@ LABEL org.opencontainers.image.title="chihaya" \
 
 COPY --from=build /out/chihaya /usr/local/bin/chihaya
 COPY --from=build /out/chihaya.yaml /etc/chihaya.yaml
+# Go's crypto/x509 reads this path first on Linux (the Debian layout); no
+# SSL_CERT_FILE is needed.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 
 # A numeric user (scratch has no /etc/passwd), the one distroless calls
 # "nonroot"; Kubernetes' runAsNonRoot can verify a numeric user.

@@ -5,13 +5,15 @@
 #   image     buildah builds the Dockerfile (its build stage from a local
 #             base: busybox plus the host's Go toolchain, mounted), then
 #             checks that `chihaya version` inside reports the version and
-#             commit, that the image runs as a non-root user, and that its
-#             configuration validates
-#   helm      helm lint --strict and helm template, for the default values
-#             and values-ha.yaml; the rendered manifests are decoded
-#             strictly into the Kubernetes API types (tools/manifestcheck)
-#             and the tracker configuration they carry is validated by
-#             `chihaya validate`
+#             commit, that the image runs as a non-root user, that its
+#             configuration validates, and that Go's crypto/x509 finds CA
+#             certificates in it (for https jwk_set_url and rediss://)
+#   helm      helm lint --strict and helm template, for the default values,
+#             values-ha.yaml, and values-ha.yaml with values-sentinel.yaml;
+#             the rendered manifests are decoded strictly into the
+#             Kubernetes API types (tools/manifestcheck), the tracker
+#             configuration they carry is validated by `chihaya validate`,
+#             and must have request timing on for HTTP and UDP
 #   systemd   systemd-analyze verify (any warning fails) and
 #             systemd-analyze security --offline=true (exposure <= 2.0)
 #
@@ -32,7 +34,9 @@ HELM_VERSION=v3.22.0
 # helm template checks the chart's kubeVersion against this.
 KUBE_VERSION=1.33.0
 MAX_EXPOSURE=2.0
-PACKAGES=(buildah busybox-static systemd util-linux)
+# ca-certificates: the host's bundle goes into the builder base, and from
+# there into the image.
+PACKAGES=(buildah busybox-static ca-certificates systemd util-linux)
 
 CACHE=${DIST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/chihaya-dist}
 BIN=$CACHE/bin
@@ -102,12 +106,17 @@ build_binary() {
 }
 
 # builder_image makes the build stage's base without a registry: busybox
-# for the shell and sed, CA certificates for module downloads, and an empty
-# /usr/local/go where the build mounts the host's toolchain.
+# for the shell and sed, CA certificates (for module downloads, and copied
+# into the final image), and an empty /usr/local/go where the build mounts
+# the host's toolchain.
 builder_image() {
 	if "${BUILDAH[@]}" inspect --type image "$BUILDER_IMAGE" >/dev/null 2>&1; then
 		echo "cached: $BUILDER_IMAGE"
 		return 0
+	fi
+	if ! grep -q 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt 2>/dev/null; then
+		echo "no CA bundle at /etc/ssl/certs/ca-certificates.crt: install ca-certificates"
+		return 1
 	fi
 	local c
 	c=$("${BUILDAH[@]}" from scratch)
@@ -138,6 +147,42 @@ build_image() {
 		.
 }
 
+# CERTS is where the image keeps its CA bundle: the first file Go's
+# crypto/x509 tries on Linux.
+CERTS=/etc/ssl/certs/ca-certificates.crt
+
+# build_certcheck builds a static program that loads the system roots the
+# way the jwt hook's HTTP client does (no SSL_CERT_FILE or SSL_CERT_DIR) and
+# prints how many there are.
+build_certcheck() {
+	mkdir -p "$WORK/certcheck"
+	cat >"$WORK/certcheck/main.go" <<-'EOF'
+		package main
+
+		import (
+			"crypto/x509"
+			"fmt"
+			"os"
+		)
+
+		func main() {
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				fmt.Println("x509.SystemCertPool:", err)
+				os.Exit(1)
+			}
+			// Deprecated for pools backed by a platform verifier; on Linux
+			// the pool is read from files, so Subjects lists them.
+			n := len(pool.Subjects())
+			fmt.Println(n)
+			if n == 0 {
+				os.Exit(1)
+			}
+		}
+	EOF
+	(cd "$WORK/certcheck" && CGO_ENABLED=0 GOFLAGS= go build -o "$WORK/certcheck.bin" main.go)
+}
+
 check_image() {
 	local c out user rc=0
 	c=$("${BUILDAH[@]}" from --pull=never "$IMAGE") || return 1
@@ -160,6 +205,19 @@ check_image() {
 	out=$("${BUILDAH[@]}" run "$c" -- /busybox-check id -u)
 	echo "uid inside: $out"
 	[[ $out != 0 ]] || rc=1
+
+	# CA certificates, readable by the image's user, and loaded by Go.
+	out=$("${BUILDAH[@]}" run "$c" -- /busybox-check sh -c \
+		"test -s $CERTS && test -r $CERTS && /busybox-check grep -c 'BEGIN CERTIFICATE' $CERTS") || out=0
+	echo "CA certificates in $CERTS: ${out:-0}"
+	((${out:-0} > 0)) || { echo "the image needs a non-empty, readable $CERTS"; rc=1; }
+	if build_certcheck; then
+		"${BUILDAH[@]}" copy "$c" "$WORK/certcheck.bin" /certcheck >/dev/null
+		out=$("${BUILDAH[@]}" run "$c" -- /certcheck) || rc=1
+		echo "roots loaded by crypto/x509 inside: $out"
+	else
+		rc=1
+	fi
 
 	local label
 	for label in version revision; do
@@ -191,10 +249,16 @@ check_chart() {
 	"$BIN/helm" template chihaya "$CHART" --kube-version "$KUBE_VERSION" "$@" >"$WORK/$name.yaml" || return 1
 	mkdir -p "$WORK/$name-config"
 	"$BIN/manifestcheck" -config-dir "$WORK/$name-config" "$WORK/$name.yaml" || return 1
-	local f
+	local f timed
 	for f in "$WORK/$name-config"/*.yaml; do
 		echo "chihaya validate $(basename "$f"):"
 		"$WORK/chihaya" validate --config "$f" || return 1
+		# The dashboard's latency panels and ChihayaHighLatency need the
+		# request duration histogram, which only timing records.
+		timed=$(awk '/^  [a-z_]+:/ { sec = substr($1, 1, length($1) - 1) }
+			/^    enable_request_timing: true$/ { printf "%s ", sec }' "$f")
+		echo "request timing on in $(basename "$f"): ${timed:-none}"
+		[[ $timed == "http udp " ]] || { echo "want enable_request_timing: true for http and udp"; return 1; }
 	done
 }
 
@@ -271,7 +335,7 @@ tools_pid=$!
 step "go build chihaya" build_binary
 step "image: local builder base" builder_image
 step "image: buildah bud" build_image
-step "image: version, non-root user, labels, ports" check_image
+step "image: version, non-root user, CA certificates, labels, ports" check_image
 step "systemd: verify" systemd_verify
 step "systemd: security exposure <= $MAX_EXPOSURE" systemd_security
 
@@ -284,6 +348,7 @@ tools_wait() {
 step "helm ${HELM_VERSION} and manifestcheck" tools_wait
 step "helm: default values" check_chart default
 step "helm: Redis/HA values" check_chart ha -f "$CHART/values-ha.yaml"
+step "helm: HA values on Redis Sentinel" check_chart sentinel -f "$CHART/values-ha.yaml" -f "$CHART/values-sentinel.yaml"
 step "helm: refuses broken values" check_chart_refuses
 step "tools: go test (manifestcheck)" bash -c 'cd tools && go vet ./... && go test ./...'
 
