@@ -109,13 +109,24 @@ func eachHook(cfgs []HookConfig, do func(name string, opts []byte) error) error 
 		if err := do(hc.Name, opts); err != nil {
 			// Hooks name themselves in their errors; say it once.
 			if msg, ok := strings.CutPrefix(err.Error(), hc.Name+": "); ok {
-				return fmt.Errorf("[%d] (%s): %s", i, hc.Name, msg)
+				return hookError{msg: fmt.Sprintf("[%d] (%s): %s", i, hc.Name, msg), err: err}
 			}
 			return fmt.Errorf("[%d] (%s): %w", i, hc.Name, err)
 		}
 	}
 	return nil
 }
+
+// hookError is a hook's error reworded by eachHook. It still unwraps to
+// the hook's error, so that the daemon can find a YAML decoding error in it
+// and name the configuration file's lines.
+type hookError struct {
+	msg string
+	err error
+}
+
+func (e hookError) Error() string { return e.msg }
+func (e hookError) Unwrap() error { return e.err }
 
 // StopHooks stops every hook that runs background work.
 func StopHooks(hooks []Hook) {

@@ -7,12 +7,14 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v2"
 
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // DefaultShutdownTimeout bounds a graceful shutdown when the configuration
@@ -61,6 +63,13 @@ type Config struct {
 type StorageConfig struct {
 	Name   string                 `yaml:"name"`
 	Config map[string]interface{} `yaml:"config"`
+
+	// fragment is Config as it stands in the file, on the lines it has
+	// there (yamlconf.Source.Fragment), so that the driver's decoding
+	// errors name the file's lines. readConfig sets it on the effective
+	// configuration only: the written one is compared across reloads,
+	// where moved lines are no change.
+	fragment []byte
 }
 
 // WithDefaults returns the configuration with every unset key given its
@@ -135,7 +144,8 @@ func (c Config) Validate() error {
 
 // readConfig reads and decodes path and returns the configuration as
 // written (for reload comparisons) and as used (defaults applied,
-// validated). Start-up, `validate` and reload all go through here.
+// validated, storage.config cut out at its lines).
+// Start-up, `validate` and reload all go through here.
 func readConfig(path string) (written, effective Config, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -149,6 +159,14 @@ func readConfig(path string) (written, effective Config, err error) {
 	if err := effective.Validate(); err != nil {
 		return Config{}, Config{}, fmt.Errorf("%s: %w", path, err)
 	}
+	// The subtrees that components decode themselves are placed in the
+	// file here, the one place that has its bytes. yaml.v3 reads what
+	// yaml.v2 has already accepted; should it disagree, errors give the
+	// lines of the subtree instead.
+	src, _ := yamlconf.Parse(data)
+	if sc := src.At("chihaya", "storage", "config"); sc != nil {
+		effective.Storage.fragment = sc.Fragment()
+	}
 	return written, effective, nil
 }
 
@@ -158,7 +176,7 @@ func readConfig(path string) (written, effective Config, err error) {
 func parseConfig(data []byte) (Config, error) {
 	var f fileConfig
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
-		return Config{}, explainYAML(err)
+		return Config{}, explainYAML(err, data)
 	}
 	if f.Chihaya == nil {
 		return Config{}, errors.New("chihaya: missing; the configuration lives under a top-level `chihaya:` mapping")
@@ -171,26 +189,70 @@ var (
 	duplicateField = regexp.MustCompile(`^line (\d+): field (.+) already set in type (\S+)$`)
 )
 
-// explainYAML rewrites yaml.v2's decoding errors for operators: Go type
-// names become key paths ("field adr not found in type http.Config"
-// becomes `line 4: unknown key "adr" in chihaya.http`), and several errors
-// are joined on one line.
-func explainYAML(err error) error {
+// explainYAML rewrites yaml.v2's decoding errors of the file data for
+// operators: Go type names become key paths ("field adr not found in type
+// http.Config" becomes `line 4: unknown key "adr" in chihaya.http`), an
+// ill-typed value is named by its key path (`line 2: announce_interval:
+// cannot unmarshal !!str `soon` into a duration`), and several errors are
+// joined on one line.
+func explainYAML(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return err
 	}
 	paths := keyPaths()
+	src, _ := yamlconf.Parse(data)
+	values := yamlconf.Explainer{Structs: yamlconf.StructNames(reflect.TypeOf(fileConfig{}))}
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
 		if sm := unknownField.FindStringSubmatch(m); sm != nil {
 			m = fmt.Sprintf("line %s: unknown key %q in %s", sm[1], sm[2], where(paths, sm[3]))
 		} else if sm := duplicateField.FindStringSubmatch(m); sm != nil {
 			m = fmt.Sprintf("line %s: key %q set twice in %s", sm[1], sm[2], where(paths, sm[3]))
+		} else {
+			// Paths as Validate writes them, under `chihaya:`.
+			m = values.Message(m, src.At("chihaya"))
 		}
 		msgs[i] = m
 	}
 	return errors.New(strings.Join(msgs, "; "))
+}
+
+// hookEntry is the list and entry a hook list's errors start with.
+var hookEntry = regexp.MustCompile(`^(prehooks|posthooks)\[(\d+)\] `)
+
+// explainHookError rewords the error of a hook list (`prehooks[0] (rate
+// limit): yaml: ...`) whose cause is a YAML decoding error of the entry's
+// options. Each hook decodes a re-marshalled copy of its options, of which
+// yaml.v2 reports the lines and Go type names; the message gets the line
+// and key path in the file at path instead: `line 8: unknown key
+// "announce_brust" in prehooks[0].options (rate limit)`. The file is read
+// again for this, on the error path only. Other errors are returned as
+// they are.
+func explainHookError(path string, c Config, err error) error {
+	var te *yaml.TypeError
+	sm := hookEntry.FindStringSubmatch(err.Error())
+	if sm == nil || !errors.As(err, &te) {
+		return err
+	}
+	hooks := c.PreHooks
+	if sm[1] == "posthooks" {
+		hooks = c.PostHooks
+	}
+	i, _ := strconv.Atoi(sm[2])
+	data, rerr := os.ReadFile(path)
+	if i >= len(hooks) || rerr != nil {
+		return err
+	}
+	src, _ := yamlconf.Parse(data)
+	from := src.At("chihaya", sm[1], sm[2], "options")
+	// The same bytes middleware.eachHook hands the hook.
+	opts, merr := yaml.Marshal(hooks[i].Options)
+	if from == nil || merr != nil {
+		return err
+	}
+	e := yamlconf.Explainer{Path: fmt.Sprintf("%s[%d].options", sm[1], i), Owner: hooks[i].Name, From: from}
+	return e.Error(te, opts)
 }
 
 func where(paths map[string]string, goType string) string {
@@ -261,10 +323,14 @@ func yamlName(f reflect.StructField) (name string, inline bool) {
 }
 
 // storageYAML is the `storage.config` subtree as the YAML the driver
-// decodes.
+// decodes: the file's own text at the file's lines where readConfig could
+// cut it out, else re-marshalled.
 func storageYAML(c StorageConfig) ([]byte, error) {
 	if len(c.Config) == 0 {
 		return nil, nil
+	}
+	if c.fragment != nil {
+		return c.fragment, nil
 	}
 	b, err := yaml.Marshal(c.Config)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,7 +29,7 @@ var badConfigs = []struct {
 	{"bad-duplicate-key.yaml", `line 4: key "udp" set twice in chihaya`},
 	{"bad-missing-chihaya.yaml", "chihaya: missing; the configuration lives under a top-level `chihaya:` mapping"},
 	{"bad-yaml-syntax.yaml", "yaml: line 3: did not find expected key"},
-	{"bad-duration.yaml", "line 2: cannot unmarshal !!str `soon` into time.Duration"},
+	{"bad-duration.yaml", "line 2: announce_interval: cannot unmarshal !!str `soon` into a duration"},
 	{"bad-no-listener.yaml", "http.addr, http.https_addr, udp.addr: at least one must be set, or the tracker serves nothing"},
 	{"bad-both-metrics-addrs.yaml", "prometheus_addr: is the older name of metrics_addr; set only one of them"},
 	{"bad-metrics-addr.yaml", `metrics_addr: must be host:port, got "6880"`},
@@ -37,7 +38,15 @@ var badConfigs = []struct {
 	{"bad-min-announce-interval.yaml", "min_announce_interval: must not exceed announce_interval (10m0s), got 20m0s"},
 	{"bad-storage-name.yaml", `storage.name: unknown storage driver "mem" (known: ` + strings.Join(storage.DriverNames(), ", ") + ")"},
 	{"bad-storage-config.yaml", "storage.config.shard_count: must be > 0, got -1"},
-	{"bad-storage-unknown-key.yaml", "storage.config.shard_cont: line 2: field shard_cont not found in type memory.Config"},
+	// The storage driver and the hooks decode their own subtrees; their
+	// errors still name the file's lines. ("storage (memory): " is
+	// buildStorage's prefix for errors not starting with "storage".)
+	{"bad-storage-unknown-key.yaml", `line 8: unknown key "shard_cont" in storage.config (memory)`},
+	{"bad-storage-memory-type.yaml", "line 11: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
+	{"bad-storage-redis-key.yaml", `line 10: unknown key "shard_count" in storage.config (redis)`},
+	{"bad-storage-redis-type.yaml", "line 6: storage.config.redis_read_timeout: cannot unmarshal !!str `1 second` into a duration"},
+	{"bad-hook-option-key.yaml", `line 8: unknown key "announce_brust" in prehooks[0].options (rate limit)`},
+	{"bad-hook-option-type.yaml", "line 14: posthooks[1].options.max_increase_delta: cannot unmarshal !!str `a minute` into an integer"},
 	{"bad-redis-broker.yaml", `storage.config.redis_broker: scheme must be redis or rediss, got "http"`},
 	{"bad-hook-missing-name.yaml", "prehooks[0]: name: must be set"},
 	{"bad-udp-numwant.yaml", "udp.max_numwant: must be > 0 and <= 3638, got -1"},
@@ -59,6 +68,38 @@ func TestBadConfigs(t *testing.T) {
 			}
 			if want := path + ": " + tt.want; err.Error() != want {
 				t.Errorf("checkConfig(%s):\n got: %s\nwant: %s", path, err, want)
+			}
+		})
+	}
+}
+
+// TestStartAndReloadPlaceSubtreeErrors follows the daemon's own path, not
+// `validate`'s: start-up and reload read the file with readConfig, then
+// build the store and the hooks from what it returns.
+func TestStartAndReloadPlaceSubtreeErrors(t *testing.T) {
+	for _, tt := range []struct {
+		file, want string
+	}{
+		{"bad-hook-option-key.yaml", `line 8: unknown key "announce_brust" in prehooks[0].options (rate limit)`},
+		{"bad-hook-option-type.yaml", "line 14: posthooks[1].options.max_increase_delta: cannot unmarshal !!str `a minute` into an integer"},
+		{"bad-storage-redis-key.yaml", `line 10: unknown key "shard_count" in storage.config (redis)`},
+		{"bad-storage-memory-type.yaml", "line 11: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
+	} {
+		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
+			path := filepath.Join("testdata", tt.file)
+			_, cfg, err := readConfig(path)
+			if err == nil {
+				var store storage.PeerStore
+				if store, err = buildStorage(cfg.Storage); err == nil {
+					t.Cleanup(func() { _ = store.Stop(context.Background()) })
+					_, _, err = buildHooks(path, cfg)
+				}
+				if err != nil {
+					err = fmt.Errorf("%s: %w", path, err)
+				}
+			}
+			if want := path + ": " + tt.want; err == nil || err.Error() != want {
+				t.Errorf("loading %s:\n got: %v\nwant: %s", path, err, want)
 			}
 		})
 	}

@@ -65,8 +65,9 @@ func buildStorage(c StorageConfig) (storage.PeerStore, error) {
 	}
 	store, err := storage.New(c.Name, b)
 	if err != nil {
-		// "storage.config.x: ..." or "storage/redis: ...".
-		if strings.HasPrefix(err.Error(), "storage") {
+		// "storage.config.x: ...", "storage/redis: ..." or "line 8:
+		// unknown key ... in storage.config (redis)".
+		if strings.HasPrefix(err.Error(), "storage") || strings.HasPrefix(err.Error(), "line ") {
 			return nil, err
 		}
 		return nil, fmt.Errorf("storage (%s): %w", c.Name, err)
@@ -74,17 +75,17 @@ func buildStorage(c StorageConfig) (storage.PeerStore, error) {
 	return store, nil
 }
 
-// buildHooks constructs both hook lists; errors read
-// `prehooks[0] (jwt): ...`.
-func buildHooks(c Config) (pre, post []middleware.Hook, err error) {
+// buildHooks constructs both hook lists of the configuration read from
+// path; errors read `prehooks[0] (jwt): ...`, or name the file's line.
+func buildHooks(path string, c Config) (pre, post []middleware.Hook, err error) {
 	pre, err = middleware.NewHooks(c.PreHooks)
 	if err != nil {
-		return nil, nil, fmt.Errorf("prehooks%w", err)
+		return nil, nil, explainHookError(path, c, fmt.Errorf("prehooks%w", err))
 	}
 	post, err = middleware.NewHooks(c.PostHooks)
 	if err != nil {
 		middleware.StopHooks(pre)
-		return nil, nil, fmt.Errorf("posthooks%w", err)
+		return nil, nil, explainHookError(path, c, fmt.Errorf("posthooks%w", err))
 	}
 	return pre, post, nil
 }
@@ -108,10 +109,10 @@ func checkConfig(ctx context.Context, path string) (warnings []string, err error
 	}
 	defer func() { _ = store.Stop(ctx) }()
 	if err := middleware.CheckHooks(cfg.PreHooks); err != nil {
-		return nil, fmt.Errorf("%s: prehooks%w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, explainHookError(path, cfg, fmt.Errorf("prehooks%w", err)))
 	}
 	if err := middleware.CheckHooks(cfg.PostHooks); err != nil {
-		return nil, fmt.Errorf("%s: posthooks%w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, explainHookError(path, cfg, fmt.Errorf("posthooks%w", err)))
 	}
 	return configWarnings(cfg), nil
 }
@@ -210,7 +211,7 @@ func start(path string, written, cfg Config) (s *server, err error) {
 		s.metrics.SetCheck("storage", store.Ready)
 	}
 
-	pre, post, err := buildHooks(cfg)
+	pre, post, err := buildHooks(path, cfg)
 	if err != nil {
 		return s, err
 	}
@@ -291,7 +292,7 @@ func (s *server) reload() {
 		return
 	}
 	if err := s.logic.ReloadHooks(s.cfg.PreHooks, s.cfg.PostHooks, cfg.PreHooks, cfg.PostHooks); err != nil {
-		log.WithError(fmt.Errorf("%s: %w", s.path, err)).Error("reload failed; keeping the running configuration")
+		log.WithError(fmt.Errorf("%s: %w", s.path, explainHookError(s.path, cfg, err))).Error("reload failed; keeping the running configuration")
 		return
 	}
 	for _, key := range restartKeys(s.written, written) {

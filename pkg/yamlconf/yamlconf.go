@@ -3,8 +3,9 @@
 package yamlconf
 
 import (
-	"errors"
 	"fmt"
+	"path"
+	"reflect"
 	"strings"
 
 	"gopkg.in/yaml.v2"
@@ -12,10 +13,13 @@ import (
 
 // Decode decodes data strictly over defaults: keys left out keep their
 // default, an unknown or ill-typed key is an error. prefix is the mapping's
-// path in the whole file ("storage.config"); an error names the key under
-// it, e.g. `storage.config.gc_interval: line 1: cannot unmarshal !!str
-// `often` into time.Duration`, even where yaml.v2 gives only a line and a
-// type. An empty or null document keeps every default.
+// key path ("storage.config"), and errors name keys under it as Validate
+// errors do, e.g. `line 19: storage.config.gc_interval: cannot unmarshal
+// !!str `often` into a duration` or `line 20: unknown key "shard_count" in
+// storage.config (redis)`, where redis, the package of T, is whose keys
+// these are. The lines are those of data: a caller that cuts data out of a
+// larger file keeps the file's lines with Source.Fragment. An empty or null
+// document keeps every default.
 func Decode[T any](data []byte, prefix string, defaults T) (T, error) {
 	cfg := defaults
 	var doc interface{}
@@ -25,38 +29,36 @@ func Decode[T any](data []byte, prefix string, defaults T) (T, error) {
 	}
 	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
 		var zero T
-		return zero, fmt.Errorf("%s%s: %s", prefix, badKey[T](data), errorText(err))
+		t := reflect.TypeOf(defaults)
+		e := Explainer{Path: prefix, Owner: path.Base(t.PkgPath()), Structs: StructNames(t)}
+		if err = e.Error(err, data); !strings.HasPrefix(err.Error(), "line ") {
+			// yaml.v2's syntax errors say "yaml: line 3: ..." already.
+			err = fmt.Errorf("%s: %w", prefix, err)
+		}
+		return zero, err
 	}
 	return cfg, nil
 }
 
-// badKey finds the top-level key a strict decoding error is about, as
-// ".key", by decoding the keys one at a time. It returns "" when the
-// document is not a mapping at all.
-func badKey[T any](data []byte) string {
-	var items yaml.MapSlice
-	if yaml.Unmarshal(data, &items) != nil {
-		return ""
-	}
-	for _, item := range items {
-		one, err := yaml.Marshal(yaml.MapSlice{item})
-		if err != nil {
-			continue
+// StructNames lists the struct types reachable from t by the names yaml.v2
+// gives them in errors ("redis.Config"): to an operator, each is a mapping.
+func StructNames(t reflect.Type) map[string]bool {
+	names := map[string]bool{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		switch t.Kind() {
+		case reflect.Ptr, reflect.Slice, reflect.Array, reflect.Map:
+			walk(t.Elem())
+		case reflect.Struct:
+			if names[t.String()] {
+				return
+			}
+			names[t.String()] = true
+			for i := 0; i < t.NumField(); i++ {
+				walk(t.Field(i).Type)
+			}
 		}
-		var c T
-		if yaml.UnmarshalStrict(one, &c) != nil {
-			return "." + fmt.Sprint(item.Key)
-		}
 	}
-	return ""
-}
-
-// errorText flattens yaml.v2's multi-line "unmarshal errors" into one line,
-// keeping the line numbers it gives.
-func errorText(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
-	}
-	return err.Error()
+	walk(t)
+	return names
 }

@@ -34,8 +34,8 @@ func TestBadConfig(t *testing.T) {
 		{"bad-sentinel-no-addrs.yaml", `storage.config.sentinel_addrs: required when storage.config.sentinel_master_name is set`},
 		{"bad-sentinel-addr.yaml", `storage.config.sentinel_addrs[1]: must be host:port, got "sentinel-b"`},
 		{"bad-sentinel-password.yaml", `storage.config.sentinel_password: set without storage.config.sentinel_addrs`},
-		{"bad-unknown-key.yaml", `storage.config.redis_brokr: line 1: field redis_brokr not found in type redis.Config`},
-		{"bad-duration-type.yaml", "storage.config.redis_read_timeout: line 1: cannot unmarshal !!str `fast` into time.Duration"},
+		{"bad-unknown-key.yaml", `line 1: unknown key "redis_brokr" in storage.config (redis)`},
+		{"bad-duration-type.yaml", "line 1: storage.config.redis_read_timeout: cannot unmarshal !!str `fast` into a duration"},
 	}
 	files, err := filepath.Glob("testdata/bad-*.yaml")
 	if err != nil {
