@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -250,6 +251,128 @@ func TestRedisOutage(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestRedisHang stops Redis with SIGSTOP under a daemon with the default
+// timeouts (redis_read_timeout 1s, http write_timeout 2s): the kernel
+// still accepts connections to Redis but nothing answers. Every client
+// must still get the generic error, over HTTP (not a connection closed
+// without a reply) and over UDP (an error packet, for each of several
+// clients at once), /readyz must turn 503, and service must resume, with
+// the swarm, once Redis continues.
+func TestRedisHang(t *testing.T) {
+	srv := startRedisServer(t, "redis-server")
+	cfg := redisConfig(t, map[interface{}]interface{}{"redis_broker": "redis://" + srv.Addr + "/0"})
+	c := section(cfg, "chihaya")
+	sc := section(section(c, "storage"), "config")
+	for _, k := range []string{"redis_read_timeout", "redis_write_timeout", "redis_connect_timeout"} {
+		delete(sc, k) // the defaults
+	}
+	section(c, "http")["write_timeout"] = "2s" // the default
+	d := start(t, cfg)
+	base := "http://" + d.addr(t, "http")
+	ih := hash(91)
+	seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-hang"), port: 44001, event: "started"}
+	httpServed(t, httpGet(t, seeder.url(base)))
+	if status, body := readyz(t, d); status != http.StatusOK {
+		t.Fatalf("/readyz with Redis up: %d %q", status, body)
+	}
+	errorsBefore := d.metric(t, "chihaya_storage_errors_total", nil)
+
+	srv.Pause(t)
+	const generic = "internal tracker error"
+	leecher := httpAnnounce{infoHash: ih, peerID: id("-qB4520-hang"), port: 44002, left: 10, event: "started"}
+	sent := time.Now()
+	httpRefused(t, httpGet(t, leecher.url(base)), generic)
+	t.Logf("first HTTP announce to the hung Redis refused after %s", time.Since(sent).Round(time.Millisecond))
+	sent = time.Now()
+	httpRefused(t, httpGet(t, base+"/scrape?info_hash="+urlEscape(ih[:])), generic)
+	t.Logf("HTTP scrape refused after %s", time.Since(sent).Round(time.Millisecond))
+	sent = time.Now()
+	for i, msg := range udpAnnounceAtOnce(t, d, ih, 8) {
+		if msg != generic {
+			t.Errorf("UDP client %d of 8 announcing at once: %q, want the error %q", i, msg, generic)
+		}
+	}
+	t.Logf("8 UDP announces at once all answered within %s", time.Since(sent).Round(time.Millisecond))
+	if status, body := readyz(t, d); status != http.StatusServiceUnavailable || !strings.Contains(body, "storage") {
+		t.Fatalf("/readyz with Redis hung: %d %q, want 503 naming the storage", status, body)
+	}
+	if n := d.metric(t, "chihaya_storage_errors_total", nil); n <= errorsBefore {
+		t.Fatalf("chihaya_storage_errors_total %v, want more than %v", n, errorsBefore)
+	}
+
+	srv.Resume()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body := readyz(t, d)
+		if status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz 30s after Redis continued: %d %q", status, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	eventually(t, func() string {
+		peers, _ := httpGet(t, leecher.url(base))["peers"].(string)
+		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:44001" {
+			return "after Redis continued the leecher got " + strings.Join(got, ",") + ", want the seeder announced before the hang"
+		}
+		return ""
+	})
+	if d.cmd.ProcessState != nil {
+		t.Fatal("the daemon did not keep running")
+	}
+}
+
+// udpAnnounceAtOnce connects n UDP clients, then sends one announce from
+// each at once, and returns the error message each got back ("" for a
+// served announce). Each client waits 3 seconds for its reply, as the
+// other tests' clients do (a real client first retries after 15).
+func udpAnnounceAtOnce(t *testing.T, d *daemon, ih [20]byte, n int) []string {
+	t.Helper()
+	clients := make([]*udpClient, n)
+	for i := range clients {
+		clients[i] = udpTracker(t, d, "127.0.0.1:0")
+	}
+	for i, c := range clients {
+		pkt := binary.BigEndian.AppendUint64(nil, c.cid)
+		pkt = binary.BigEndian.AppendUint32(pkt, 1) // announce
+		pkt = binary.BigEndian.AppendUint32(pkt, c.nextTID())
+		pkt = append(pkt, ih[:]...)
+		peerID := id(fmt.Sprintf("-qB4520-u%02d", i))
+		pkt = append(pkt, peerID[:]...)
+		pkt = binary.BigEndian.AppendUint64(pkt, 0)  // downloaded
+		pkt = binary.BigEndian.AppendUint64(pkt, 10) // left
+		pkt = binary.BigEndian.AppendUint64(pkt, 0)  // uploaded
+		pkt = binary.BigEndian.AppendUint32(pkt, 2)  // started
+		pkt = binary.BigEndian.AppendUint32(pkt, 0)  // IP
+		pkt = binary.BigEndian.AppendUint32(pkt, uint32(i))
+		pkt = binary.BigEndian.AppendUint32(pkt, 10) // numwant
+		pkt = binary.BigEndian.AppendUint16(pkt, uint16(45000+i))
+		if _, err := c.conn.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := time.Now().Add(3 * time.Second)
+	out := make([]string, n)
+	buf := make([]byte, 2048)
+	for i, c := range clients {
+		_ = c.conn.SetReadDeadline(wait)
+		m, err := c.conn.Read(buf)
+		switch {
+		case err != nil:
+			out[i] = "no reply: " + err.Error()
+		case m < 8 || binary.BigEndian.Uint32(buf[4:]) != c.tid:
+			out[i] = fmt.Sprintf("unexpected reply %x", buf[:m])
+		case binary.BigEndian.Uint32(buf) == 3:
+			out[i] = string(buf[8:m])
+		default:
+			out[i] = ""
+		}
+	}
+	return out
 }
 
 // TestRedisSentinelFailover kills the Redis master under a daemon that

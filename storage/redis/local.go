@@ -133,19 +133,22 @@ local rnd = tonumber(ARGV[8])
 local prefixes = {}
 for i = 9, #ARGV do prefixes[#prefixes + 1] = ARGV[i] end
 local tiers = #prefixes + 1
-local alen = #selfAddr
 
 local nS = redis.call('ZCARD', KEYS[1])
 local nL = redis.call('ZCARD', KEYS[2])
 local dl = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
 local sv = redis.call('HGET', KEYS[3], selfAddr)
-local selfRole, selfCell = nil, nil
+-- selfMember is the announcer's member in the sets, if it has one, so
+-- that skipping it is one string comparison per member.
+local selfRole, selfCell, selfMember = nil, nil, nil
 if sv then
   selfRole, selfCell = string.sub(sv, 1, 1), string.sub(sv, 22)
+  selfMember = selfAddr .. string.sub(sv, 2, 21)
 else
   sv = ''
 end
 local out = {nS, nL, dl, sv}
+local nout = 4
 if numWant <= 0 then return out end
 
 -- Park-Miller: exact in Lua's doubles.
@@ -154,20 +157,26 @@ local function random(n)
   return rnd % n
 end
 
-local taken = {}
-local got = 0
+-- A cell may be visited twice (by the reserve's walk, then a tier's), so
+-- the members taken from each cell set are remembered: a second visit
+-- draws that many more, and skips them.
+local taken, takenIn = {}, {}
 local function takeCell(r, c, want)
-  local ms = redis.call('SRANDMEMBER', base .. r .. 'c:' .. c, want + 1 + got)
+  local key = base .. r .. 'c:' .. c
+  local before = takenIn[key] or 0
+  local ms = redis.call('SRANDMEMBER', key, want + 1 + before)
   local n = 0
-  for _, m in ipairs(ms) do
+  for i = 1, #ms do
     if n >= want then break end
-    if string.sub(m, 1, alen) ~= selfAddr and not taken[m] then
-      out[#out + 1] = m
+    local m = ms[i]
+    if m ~= selfMember and not (before > 0 and taken[m]) then
+      nout = nout + 1
+      out[nout] = m
       taken[m] = true
       n = n + 1
     end
   end
-  got = got + n
+  takenIn[key] = before + n
   return n
 end
 
@@ -196,18 +205,30 @@ local function rank(dir, s)
   return redis.call('ZLEXCOUNT', dir, '-', '(' .. s)
 end
 -- walk takes up to want peers of role r from the cells ranked [lo, hi)
--- less [holeLo, holeHi), from a random one round the run once.
+-- less [holeLo, holeHi), from a random one round the run once. The cells
+-- are named a batch at a time (each gives at least one peer, unless it
+-- holds only the announcer or peers already taken), in one ZRANGE per
+-- contiguous stretch of ranks.
 local function walk(r, lo, hi, holeLo, holeHi, want)
   local size = (hi - lo) - (holeHi - holeLo)
   if size <= 0 then return want end
   local dir = base .. r .. 'd'
-  local start = random(size)
-  for step = 0, size - 1 do
-    if want <= 0 then break end
-    local j = holeHi + (start + step) % size
-    if j >= hi then j = lo + (j - hi) end
-    local c = redis.call('ZRANGE', dir, j, j)[1]
-    if c then want = want - takeCell(r, c, want) end
+  local step = random(size)
+  local left = size
+  while want > 0 and left > 0 do
+    local j = holeHi + step % size
+    local stop = hi
+    if j >= hi then
+      j, stop = lo + (j - hi), holeLo
+    end
+    local k = math.min(stop - j, left, want)
+    local cells = redis.call('ZRANGE', dir, j, j + k - 1)
+    for i = 1, #cells do
+      if want <= 0 then break end
+      want = want - takeCell(r, cells[i], want)
+    end
+    if #cells < k then break end
+    step, left = step + k, left - k
   end
   return want
 end

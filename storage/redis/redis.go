@@ -53,10 +53,12 @@ const (
 	gcSwarmBatch = 32
 	gcPeerBatch  = 500
 
-	// dialBackoff is how long after a failed connection attempt further
-	// requests fail at once instead of each dialling a Redis that is down
-	// or unreachable (where every dial would wait redis_connect_timeout).
-	dialBackoff = 250 * time.Millisecond
+	// downBackoff is how long after Redis failed to connect or to answer
+	// in time further requests fail at once, instead of each waiting on
+	// the network (a connection refused costs nothing, but a hung Redis
+	// costs every request redis_read_timeout). After it, one request at a
+	// time checks whether Redis is back (see admit).
+	downBackoff = 250 * time.Millisecond
 
 	// idleCheckAfter is how long a pooled connection may sit idle before it
 	// is pinged on reuse, so connections that died during an outage are
@@ -68,6 +70,8 @@ var (
 	errInvalidAddr = errors.New("storage/redis: peer has no valid address")
 	errStopped     = errors.New("stopped")
 	errNotMaster   = errors.New("not a master")
+	// errDown is what requests fail with, at once, while Redis is down.
+	errDown = errors.New("redis is not answering")
 )
 
 // PeerStore is the redis driver's storage.PeerStore.
@@ -85,9 +89,17 @@ type PeerStore struct {
 	// restart or failover the pool empties at once instead of failing one
 	// request per stale connection.
 	gen atomic.Uint64
-	// downUntil (Unix ns) makes dials fail at once after a failed one.
+	// downUntil is 0 while Redis answers. After a failed dial or a
+	// timeout it is the time (Unix ns) until which requests fail at once
+	// with downErr; past it, the one request that moves it on by
+	// probeWindow is let through to check whether Redis is back (admit).
+	// The hot path only loads it.
 	downUntil atomic.Int64
 	downErr   atomic.Pointer[error]
+	// probeWindow (ns) bounds how long a probe may take before another
+	// request may probe: one dial (the sentinels, the master's ROLE) and
+	// one command, at the configured timeouts.
+	probeWindow int64
 	// sentinel is the index of the sentinel that last answered.
 	sentinel atomic.Uint32
 	// cls groups peers by locality; nil when locality is off (local.go).
@@ -135,6 +147,8 @@ func New(cfg Config) (*PeerStore, error) {
 		gcKey:    cfg.KeyPrefix + "gc",
 		done:     make(chan struct{}),
 	}
+	exchange := cfg.RedisWriteTimeout + cfg.RedisReadTimeout
+	s.probeWindow = int64(cfg.RedisConnectTimeout + time.Duration(len(cfg.SentinelAddrs)+2)*exchange)
 	if b.tls {
 		s.tls = &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.TLSCAPath != "" {
@@ -210,22 +224,54 @@ func (s *PeerStore) periodicGC() {
 }
 
 // dial connects to the master: the broker's address, or the one the
-// sentinels name. A failure makes further dials fail at once for
-// dialBackoff.
+// sentinels name. A failure marks Redis down. Only admitted requests get
+// here (admit), so a Redis that is down is not dialled by every request.
 func (s *PeerStore) dial(ctx context.Context) (redis.Conn, error) {
-	if time.Now().UnixNano() < s.downUntil.Load() {
-		if e := s.downErr.Load(); e != nil {
-			return nil, *e
-		}
-	}
 	gen := s.gen.Load()
 	c, err := s.dialMaster(ctx)
 	if err != nil {
-		s.downErr.Store(&err)
-		s.downUntil.Store(time.Now().Add(dialBackoff).UnixNano())
+		s.markDown(err)
 		return nil, err
 	}
 	return &genConn{Conn: c, gen: gen}, nil
+}
+
+// markDown makes requests fail at once with err for downBackoff.
+func (s *PeerStore) markDown(err error) {
+	e := fmt.Errorf("%w: %v", errDown, err)
+	s.downErr.Store(&e) // before downUntil, which admit reads first
+	s.downUntil.Store(time.Now().Add(downBackoff).UnixNano())
+}
+
+// admit lets a request through to Redis, or returns the error it fails
+// with at once while Redis is down. While down, once downBackoff has
+// passed, exactly one request is let through as a probe (the one that
+// moves downUntil on by probeWindow), so that a hung Redis costs one
+// request a timeout per round instead of every request; probe reports
+// that this request is it, and must settle the round (settleProbe).
+func (s *PeerStore) admit() (probe bool, err error) {
+	until := s.downUntil.Load()
+	if until == 0 {
+		return false, nil
+	}
+	if now := time.Now().UnixNano(); now >= until && s.downUntil.CompareAndSwap(until, now+s.probeWindow) {
+		return true, nil
+	}
+	return false, *s.downErr.Load()
+}
+
+// settleProbe ends a probe's round: Redis is up again if it answered,
+// down for another downBackoff if not. A probe whose caller gave up (ctx)
+// proves nothing, so the next request probes instead.
+func (s *PeerStore) settleProbe(ctx context.Context, answered bool, err error) {
+	switch {
+	case answered:
+		s.downUntil.Store(0)
+	case ctx.Err() != nil && !isTimeout(err):
+		s.downUntil.Store(time.Now().UnixNano())
+	default:
+		s.markDown(err)
+	}
 }
 
 func (s *PeerStore) dialMaster(ctx context.Context) (redis.Conn, error) {
@@ -351,15 +397,14 @@ func (s *PeerStore) testOnBorrow(_ context.Context, c redis.Conn, lastUsed time.
 }
 
 // do runs f on a pooled connection, counting a failure under op and
-// wrapping it with the driver's name. A connection-level failure (as
-// opposed to an error reply) starts a new generation; f is then tried once
-// more on a new connection, so a Redis restart or failover costs no request
-// that came in after it. f must therefore be safe to apply twice.
+// wrapping it with the driver's name. A broken connection (EOF, reset,
+// READONLY) starts a new generation, and f is then tried once more on a
+// new connection, so a Redis restart or failover costs no request that
+// came in after it; f must therefore be safe to apply twice. A timeout is
+// never retried (a new connection to a hung Redis would wait as long
+// again): it marks Redis down instead.
 func (s *PeerStore) do(op string, f func(redis.Conn) (interface{}, error)) (interface{}, error) {
-	reply, broken, err := s.try(f)
-	if broken {
-		reply, _, err = s.try(f)
-	}
+	reply, err := s.attempt(context.Background(), true, f)
 	if err != nil {
 		storage.ObserveError(op)
 		return nil, fmt.Errorf("storage/redis: %s: %w", op, err)
@@ -371,7 +416,7 @@ func (s *PeerStore) do(op string, f func(redis.Conn) (interface{}, error)) (inte
 // twice: a reply lost to a broken connection may belong to an update that
 // Redis did apply.
 func (s *PeerStore) doOnce(op string, f func(redis.Conn) (interface{}, error)) (interface{}, error) {
-	reply, _, err := s.try(f)
+	reply, err := s.attempt(context.Background(), false, f)
 	if err != nil {
 		storage.ObserveError(op)
 		return nil, fmt.Errorf("storage/redis: %s: %w", op, err)
@@ -379,27 +424,77 @@ func (s *PeerStore) doOnce(op string, f func(redis.Conn) (interface{}, error)) (
 	return reply, nil
 }
 
-// try runs f once; broken reports that a pooled connection failed (not the
-// dial), which is when a retry may succeed.
-func (s *PeerStore) try(f func(redis.Conn) (interface{}, error)) (reply interface{}, broken bool, err error) {
+// attempt runs f once, or twice when retry is set and the first
+// connection broke, unless Redis is down (admit).
+func (s *PeerStore) attempt(ctx context.Context, retry bool, f func(redis.Conn) (interface{}, error)) (interface{}, error) {
 	select {
 	case <-s.done:
-		return nil, false, errStopped
+		return nil, errStopped
 	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RedisConnectTimeout)
-	c, err := s.pool.GetContext(ctx)
+	probe, err := s.admit()
+	if err != nil {
+		return nil, err
+	}
+	reply, out, err := s.try(ctx, f)
+	if out == broken && retry {
+		reply, out, err = s.try(ctx, f)
+	}
+	if probe {
+		s.settleProbe(ctx, out == answered, err)
+	}
+	return reply, err
+}
+
+// outcome is how one try ended.
+type outcome int
+
+const (
+	answered outcome = iota // Redis replied, if only with an error reply
+	broken                  // the connection broke: a new one may do
+	failed                  // a timeout, or no connection at all
+)
+
+// try runs f once on a pooled connection.
+func (s *PeerStore) try(ctx context.Context, f func(redis.Conn) (interface{}, error)) (interface{}, outcome, error) {
+	// The pool hands out only connections of the current generation, so
+	// gen, read before, is that of c unless another failure bumped it in
+	// between (then this one counts as stale, which only errs on the side
+	// of not marking Redis down twice for one breakage).
+	gen := s.gen.Load()
+	gctx, cancel := context.WithTimeout(ctx, s.cfg.RedisConnectTimeout)
+	c, err := s.pool.GetContext(gctx)
 	cancel()
 	if err != nil {
-		return nil, false, err
+		return nil, failed, err
 	}
 	defer c.Close()
-	reply, err = f(c)
-	if err != nil && (c.Err() != nil || isReadOnly(err)) {
-		s.gen.Add(1)
-		return nil, true, err
+	reply, err := f(c)
+	if err == nil || (c.Err() == nil && !isReadOnly(err)) {
+		// Only a connection made since the last breakage proves Redis is
+		// back: a stale one may carry a reply sent before it hung.
+		if s.downUntil.Load() != 0 && s.gen.Load() == gen {
+			s.downUntil.Store(0)
+		}
+		return reply, answered, err
 	}
-	return reply, false, err
+	// The first failure of a generation speaks for the connections dialled
+	// with it; the others fail the same way, and tell nothing new.
+	first := s.gen.CompareAndSwap(gen, gen+1)
+	if isTimeout(err) {
+		if first {
+			s.markDown(err)
+		}
+		return nil, failed, err
+	}
+	return nil, broken, err
+}
+
+// isTimeout reports a deadline passed: Redis (or the network to it) did
+// not answer in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // isReadOnly reports Redis' answer to a write sent to a replica: the
@@ -749,22 +844,13 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 	return st, nil
 }
 
-// Ready pings the master.
+// Ready pings the master. While Redis is down it fails at once, or is
+// the probe that finds Redis back.
 func (s *PeerStore) Ready(ctx context.Context) error {
-	select {
-	case <-s.done:
-		return fmt.Errorf("storage/redis: %w", errStopped)
-	default:
-	}
-	c, err := s.pool.GetContext(ctx)
+	_, err := s.attempt(ctx, true, func(c redis.Conn) (interface{}, error) {
+		return redis.DoContext(c, ctx, "PING")
+	})
 	if err != nil {
-		return fmt.Errorf("storage/redis: %w", err)
-	}
-	defer c.Close()
-	if _, err := redis.DoContext(c, ctx, "PING"); err != nil {
-		if c.Err() != nil {
-			s.gen.Add(1)
-		}
 		return fmt.Errorf("storage/redis: ping: %w", err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
@@ -294,7 +296,7 @@ func TestRedisDown(t *testing.T) {
 	if _, err := redistest.StartOn(t, "redis-server", mustAtoi(t, port)); err != nil {
 		t.Skipf("port %s taken meanwhile: %v", port, err)
 	}
-	time.Sleep(dialBackoff)
+	time.Sleep(downBackoff)
 	must(t, "Ready after restart", s.Ready(context.Background()))
 	must(t, "put after restart", s.PutSeeder(ih(1), peer4(1)))
 	c, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4)
@@ -302,6 +304,105 @@ func TestRedisDown(t *testing.T) {
 	if c.Seeders != 1 {
 		t.Errorf("after restart: %+v, want 1 seeder", c)
 	}
+}
+
+// TestRedisHang stops Redis with SIGSTOP: connections are still accepted
+// but nothing answers, so every exchange ends in a timeout. Only the first
+// request and then one probe at a time may wait for that timeout; every
+// other request fails at once, Ready fails, and the same store serves
+// again, with its swarms, once Redis continues.
+func TestRedisHang(t *testing.T) {
+	srv := startRedis(t)
+	var dials atomic.Int64
+	s := newStore(t, srv, func(c *Config) {
+		// Shorter than newStore's, as every probe of a hung Redis waits
+		// this long; still ample for a healthy Redis under -race.
+		c.RedisReadTimeout, c.RedisWriteTimeout, c.RedisConnectTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	})
+	s.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
+	// Several idle connections in the pool, as under load: each was
+	// borrowed before the hang and would wait its own timeout.
+	var warm sync.WaitGroup
+	for i := range 8 {
+		warm.Add(1)
+		go func() {
+			defer warm.Done()
+			must(t, "warm-up put", s.PutLeecher(ih(2), peer4(100+i)))
+		}()
+	}
+	warm.Wait()
+
+	srv.Pause(t)
+	announce := func() error {
+		_, _, _, err := s.AnnouncePeers(nil, ih(1), false, 10, peer4(2))
+		return err
+	}
+	// The first request finds out the hard way.
+	if err := announce(); !isTimeout(err) {
+		t.Fatalf("first announce to a hung Redis: %v, want a timeout", err)
+	}
+
+	const n = 64
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	dialsBefore := dials.Load()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				errs[i] = announce()
+			} else {
+				_, errs[i] = s.ScrapeSwarm(ih(1), bittorrent.IPv4)
+			}
+		}()
+	}
+	wg.Wait()
+	timeouts := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			t.Errorf("request %d succeeded on a hung Redis", i)
+		case !strings.HasPrefix(err.Error(), "storage/redis: "):
+			t.Errorf("error %q does not name the driver", err)
+		case isTimeout(err):
+			timeouts++
+		case !errors.Is(err, errDown):
+			t.Errorf("request %d: %v, want a timeout or a fast %q", i, err, errDown)
+		}
+	}
+	t.Logf("%d of %d requests to the hung Redis waited for a timeout, %d dials", timeouts, n, dials.Load()-dialsBefore)
+	// One probe per round of downBackoff plus a timeout: the batch takes
+	// a small fraction of a round, so one or two at most; 8 would need the
+	// batch to last 8 rounds (18 s). Before the fix all 64 waited (twice).
+	if timeouts > n/8 {
+		t.Errorf("%d of %d requests to a hung Redis waited for a timeout, want at most %d", timeouts, n, n/8)
+	}
+	if d := dials.Load() - dialsBefore; d > n/8 {
+		t.Errorf("%d connections dialled to a hung Redis by %d requests, want at most %d", d, n, n/8)
+	}
+	if err := s.Ready(context.Background()); err == nil {
+		t.Error("Ready with Redis hung: nil, want an error")
+	}
+
+	srv.Resume()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Ready(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Ready still failing 30s after Redis continued")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	peers, c, _, err := s.AnnouncePeers(nil, ih(1), false, 10, peer4(2))
+	must(t, "announce after the hang", err)
+	if len(peers) != 1 || peers[0] != peer4(1) || c.Seeders != 1 {
+		t.Errorf("announce after the hang: %v %+v, want the seeder stored before", peers, c)
+	}
+	must(t, "put after the hang", s.PutLeecher(ih(1), peer4(2)))
 }
 
 func mustAtoi(t *testing.T, s string) int {
@@ -389,39 +490,84 @@ func testErrors(op string) float64 {
 
 // BenchmarkRedisMemoryPerPeer reports Redis' used_memory per stored peer
 // for swarms of several sizes: small swarms are stored compactly
-// (listpacks), large ones as skip lists and hash tables.
+// (listpacks), large ones as skip lists and hash tables. With locality on
+// (grouped by /24) each peer is also in its cell's set and each cell in
+// its swarm's directory, so the cost depends on how many peers share a
+// cell: peers in a few racks, or the worst case of one peer per /24.
 func BenchmarkRedisMemoryPerPeer(b *testing.B) {
+	const peers = 100_000
+	type layout int
+	const (
+		flat    layout = iota // locality off
+		racks                 // locality by /24, each swarm's peers in 4 racks
+		subnets               // locality by /24, every peer alone in its /24
+	)
 	for _, tc := range []struct {
-		name          string
-		peers, swarms int
+		name   string
+		layout layout
+		swarms int
 	}{
-		{"peers=100000/swarm=1", 100_000, 100_000},
-		{"peers=100000/swarm=10", 100_000, 10_000},
-		{"peers=100000/swarm=1000", 100_000, 100},
+		{"locality=off/peers=100000/swarm=1", flat, 100_000},
+		{"locality=off/peers=100000/swarm=10", flat, 10_000},
+		{"locality=off/peers=100000/swarm=1000", flat, 100},
+		{"locality=racks/peers=100000/swarm=1", racks, 100_000},
+		{"locality=racks/peers=100000/swarm=10", racks, 10_000},
+		{"locality=racks/peers=100000/swarm=1000", racks, 100},
+		{"locality=subnet-each/peers=100000/swarm=10", subnets, 10_000},
+		{"locality=subnet-each/peers=100000/swarm=1000", subnets, 100},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
 				srv := startRedis(b)
-				s := newStore(b, srv)
+				s := newStore(b, srv, func(c *Config) {
+					if tc.layout != flat {
+						c.Locality = locality.Config{Enabled: true}.WithDefaults()
+					}
+				})
+				cls := s.cls.Load()
 				c := srv.Conn(b)
 				if err := putScript.Load(c); err != nil {
+					b.Fatal(err)
+				}
+				if err := putLocalScript.Load(c); err != nil {
 					b.Fatal(err)
 				}
 				before := usedMemory(b, c)
 				// Pipelined straight through the scripts: a round trip per
 				// peer would make the fill the slowest part of the run.
-				for j := range tc.peers {
-					var buf [18]byte
+				for j := range peers {
+					// i numbers the peers of a swarm.
+					sw, i := j%tc.swarms, j/tc.swarms
+					var a [4]byte
+					port := 6881
+					switch tc.layout {
+					case flat:
+						a = [4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}
+					case racks: // 10.0.rack.host, hosts past 256 on other ports
+						a = [4]byte{10, 0, byte(i % 4), byte(i / 4)}
+						port += i / 1024
+					case subnets:
+						a = [4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 1}
+					}
 					p := peer4(j % 65536)
-					p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}), 6881)
+					p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(port))
+					var buf [18]byte
 					m, af, _ := peerMember(p, &buf)
-					k := s.keys(ih(j%tc.swarms), af)
+					// ih wraps at 65536; this does not.
+					k := s.keys(bittorrent.InfoHash{byte(sw >> 16), byte(sw >> 8), byte(sw), 'm'}, af)
 					role := "l"
 					if j%5 == 0 {
 						role = "s"
 					}
-					if err := putScript.SendHash(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
-						m, p.ID[:], time.Now().Unix(), role, "4", "0", k.hexIH); err != nil {
+					var err error
+					if cls == nil {
+						err = putScript.SendHash(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
+							m, p.ID[:], time.Now().Unix(), role, "4", "0", k.hexIH)
+					} else {
+						err = putLocalScript.SendHash(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
+							m, p.ID[:], time.Now().Unix(), role, "4", "0", k.hexIH, k.fam, cls.Cell(cls.Key(p.AddrPort.Addr())))
+					}
+					if err != nil {
 						b.Fatal(err)
 					}
 					if j%1000 == 999 {
@@ -429,10 +575,10 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 					}
 				}
 				after := usedMemory(b, c)
-				b.ReportMetric(float64(after-before)/float64(tc.peers), "redis-B/peer")
+				b.ReportMetric(float64(after-before)/float64(peers), "redis-B/peer")
 				st, err := s.Stats()
-				if err != nil || st.Seeders[0]+st.Leechers[0] != uint64(tc.peers) {
-					b.Fatalf("stats %+v %v, want %d peers", st, err, tc.peers)
+				if err != nil || st.Seeders[0]+st.Leechers[0] != uint64(peers) {
+					b.Fatalf("stats %+v %v, want %d peers", st, err, peers)
 				}
 				srv.Kill()
 			}

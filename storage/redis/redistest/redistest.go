@@ -141,15 +141,40 @@ func (s *Server) LogText() string {
 	return s.log.String()
 }
 
-// Kill stops the program by its PID and waits for it to exit.
+// Kill stops the program by its PID and waits for it to exit. A paused
+// program is resumed first, so that nothing is left stopped even if the
+// kill were to fail.
 func (s *Server) Kill() {
 	select {
 	case <-s.exited:
 		return
 	default:
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.exited
+}
+
+// Pause stops the program with SIGSTOP, by its PID: the kernel still
+// accepts connections on its port, but nothing answers, as with a Redis
+// that hangs (a long-running script, swapping, a stalled disk) or a
+// network that drops packets. It is resumed when the test ends.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP %s: %v", s.Addr, err)
+	}
+	t.Cleanup(s.Resume)
+}
+
+// Resume continues a paused program (SIGCONT, by its PID).
+func (s *Server) Resume() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 }
 
 // Conn opens a direct connection to the server for a test's own checks;
