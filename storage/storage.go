@@ -121,6 +121,36 @@ func DriverNames() []string { return drivers.Names() }
 // ErrUnknownDriver is wrapped by New when no driver has the given name.
 var ErrUnknownDriver = errors.New("unknown storage driver")
 
+// Checker checks a driver's configuration as its Driver would (decoding,
+// defaults, validation, the files it names) without constructing a store
+// that runs: `chihaya validate` must connect to nothing. A driver whose
+// construction has no such side effects needs none.
+type Checker func(configYAML []byte) error
+
+var checkers = registry.New[Checker]("storage checker")
+
+// RegisterChecker registers the Checker of the driver registered as name.
+func RegisterChecker(name string, c Checker) {
+	if c == nil {
+		panic("storage: RegisterChecker " + name + " with a nil checker")
+	}
+	checkers.Register(name, c)
+}
+
+// Check checks the configuration of the named driver with the same errors
+// New gives: with the driver's Checker, or else by building the store and
+// stopping it at once.
+func Check(ctx context.Context, name string, configYAML []byte) error {
+	if check, ok := checkers.Lookup(name); ok {
+		return check(configYAML)
+	}
+	s, err := New(name, configYAML)
+	if err != nil {
+		return err
+	}
+	return s.Stop(ctx)
+}
+
 // New builds the store of the named driver.
 func New(name string, configYAML []byte) (PeerStore, error) {
 	d, ok := drivers.Lookup(name)

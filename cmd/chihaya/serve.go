@@ -55,24 +55,35 @@ var (
 )
 
 // buildStorage constructs the configured PeerStore through the driver
-// registry. Drivers name the offending key themselves
-// ("storage.config.shard_count: ..."); errors that do not (a failed
-// connection) get the driver's name.
+// registry.
 func buildStorage(c StorageConfig) (storage.PeerStore, error) {
 	b, err := storageYAML(c)
 	if err != nil {
 		return nil, err
 	}
 	store, err := storage.New(c.Name, b)
+	return store, storageError(c, err)
+}
+
+// checkStorage checks the storage configuration as buildStorage would,
+// without a store that runs or connects (storage.Check).
+func checkStorage(ctx context.Context, c StorageConfig) error {
+	b, err := storageYAML(c)
 	if err != nil {
-		// "storage.config.x: ...", "storage/redis: ..." or "line 8:
-		// unknown key ... in storage.config (redis)".
-		if strings.HasPrefix(err.Error(), "storage") || strings.HasPrefix(err.Error(), "line ") {
-			return nil, err
-		}
-		return nil, fmt.Errorf("storage (%s): %w", c.Name, err)
+		return err
 	}
-	return store, nil
+	return storageError(c, storage.Check(ctx, c.Name, b))
+}
+
+// storageError names the driver in an error that does not name its key:
+// drivers write "storage.config.shard_count: ...", "storage/redis: ..."
+// or "line 8: unknown key ... in storage.config (redis)"; others (a
+// failed connection) get "storage (redis): ".
+func storageError(c StorageConfig, err error) error {
+	if err == nil || strings.HasPrefix(err.Error(), "storage") || strings.HasPrefix(err.Error(), "line ") {
+		return err
+	}
+	return fmt.Errorf("storage (%s): %w", c.Name, err)
 }
 
 // buildHooks constructs both hook lists of the configuration read from
@@ -91,10 +102,11 @@ func buildHooks(path string, c Config) (pre, post []middleware.Hook, err error) 
 }
 
 // checkConfig runs everything start-up runs except binding ports and
-// side effects: read, decode, defaults, validate, construct the store and
-// the hooks (then stop them again); hooks whose construction reaches out
-// (jwt fetches its key set) only have their options checked. It is the
-// `validate` command.
+// side effects: read, decode, defaults, validate, and the store's and the
+// hooks' own checks. Components whose construction reaches out (the redis
+// store connects, the jwt hook fetches its key set) only have their
+// configuration checked; the others are built and stopped again. It is
+// the `validate` command.
 func checkConfig(ctx context.Context, path string) (warnings []string, err error) {
 	_, cfg, err := readConfig(path)
 	if err != nil {
@@ -103,11 +115,9 @@ func checkConfig(ctx context.Context, path string) (warnings []string, err error
 	if _, err := httpfrontend.LoadTLS(cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	store, err := buildStorage(cfg.Storage)
-	if err != nil {
+	if err := checkStorage(ctx, cfg.Storage); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	defer func() { _ = store.Stop(ctx) }()
 	if err := middleware.CheckHooks(cfg.PreHooks); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, explainHookError(path, cfg, fmt.Errorf("prehooks%w", err)))
 	}

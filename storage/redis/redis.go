@@ -45,6 +45,16 @@ func init() {
 		}
 		return New(cfg)
 	})
+	// `chihaya validate` builds the store without starting it, so that
+	// validating a configuration connects to nothing.
+	storage.RegisterChecker("redis", func(configYAML []byte) error {
+		cfg, err := decodeConfig(configYAML)
+		if err != nil {
+			return err
+		}
+		_, err = build(cfg)
+		return err
+	})
 }
 
 const (
@@ -135,6 +145,23 @@ func (c *genConn) ReceiveContext(ctx context.Context) (interface{}, error) {
 // operations and Ready fail, and they succeed again once it is back. The
 // config must have its defaults applied.
 func New(cfg Config) (*PeerStore, error) {
+	s, err := build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.every(cfg.GarbageCollectionInterval, s.periodicGC)
+	go s.every(cfg.PrometheusReportingInterval, func() {
+		if st, err := s.Stats(); err == nil {
+			storage.ReportStats(st)
+		}
+	})
+	return s, nil
+}
+
+// build is New without its goroutines: everything that reads the config
+// and its files, nothing that reaches Redis.
+func build(cfg Config) (*PeerStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -178,14 +205,6 @@ func New(cfg Config) (*PeerStore, error) {
 		IdleTimeout:         5 * time.Minute,
 		Wait:                true,
 	}
-
-	s.wg.Add(2)
-	go s.every(cfg.GarbageCollectionInterval, s.periodicGC)
-	go s.every(cfg.PrometheusReportingInterval, func() {
-		if st, err := s.Stats(); err == nil {
-			storage.ReportStats(st)
-		}
-	})
 	return s, nil
 }
 
