@@ -58,17 +58,10 @@ type HookConfig struct {
 // order. Errors name the entry: `[1] (torrent approval): whitelist: ...`;
 // the caller prefixes the list's name.
 func NewHooks(cfgs []HookConfig) ([]Hook, error) {
-	hooks := make([]Hook, 0, len(cfgs))
-	err := eachHook(cfgs, func(name string, opts []byte) error {
-		h, err := NewHook(name, opts)
-		if err != nil {
-			return err
-		}
-		hooks = append(hooks, namedHook{name: name, Hook: h})
-		return nil
-	})
+	var built []Hook
+	hooks, err := rebuild(nil, nil, cfgs, nil, &built)
 	if err != nil {
-		StopHooks(hooks)
+		StopHooks(built)
 		return nil, err
 	}
 	return hooks, nil
