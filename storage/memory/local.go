@@ -551,7 +551,10 @@ func (pk *picker) cell(dst []bittorrent.Peer, j int, seeders bool, want *int, fr
 	if avail <= 0 || *want <= 0 {
 		return dst
 	}
-	start := a + pk.below(b-a)
+	start := a
+	if b-a > 1 {
+		start += pk.below(b - a)
+	}
 	if to > from {
 		return c.appendPeersExcept(pk.l, dst, a, b, self, want, from, to, start)
 	}
@@ -581,6 +584,11 @@ func (pk *picker) walk(dst []bittorrent.Peer, lo, hi, holeLo, holeHi int, want *
 			j := holeHi + p
 			if j >= hi {
 				j = lo + (j - hi)
+			}
+			// Checked here, before the call: in a swarm of many small
+			// cells, most have none of the role wanted.
+			if c := &pk.cells[j]; seeders && c.nSeed == 0 || !seeders && c.n == c.nSeed {
+				continue
 			}
 			dst = pk.cell(dst, j, seeders, want, from, to)
 		}
