@@ -240,6 +240,16 @@ check_image() {
 
 CHART=dist/helm/chihaya
 
+# check_chart_env: values.env reaches the tracker's container.
+check_chart_env() {
+	check_chart env --set "env[0].name=GOGC" --set-string "env[0].value=50" || return 1
+	grep -A1 -- '- name: GOGC' "$WORK/env.yaml" | grep -q 'value: "50"' || {
+		echo "env: GOGC=50 is not in the rendered Deployment"
+		return 1
+	}
+	echo "env: GOGC=50 in the rendered Deployment"
+}
+
 # check_chart NAME [helm flags]: lints, renders and validates one set of
 # values.
 check_chart() {
@@ -349,6 +359,7 @@ step "helm ${HELM_VERSION} and manifestcheck" tools_wait
 step "helm: default values" check_chart default
 step "helm: Redis/HA values" check_chart ha -f "$CHART/values-ha.yaml"
 step "helm: HA values on Redis Sentinel" check_chart sentinel -f "$CHART/values-ha.yaml" -f "$CHART/values-sentinel.yaml"
+step "helm: environment (GOGC)" check_chart_env
 step "helm: refuses broken values" check_chart_refuses
 step "tools: go test (manifestcheck)" bash -c 'cd tools && go vet ./... && go test ./...'
 
