@@ -99,11 +99,20 @@ func decodeValue(b []byte) (interface{}, []byte, error) {
 // httpGet fetches a tracker URL and decodes its bencoded body.
 func httpGet(t *testing.T, rawURL string) map[string]interface{} {
 	t.Helper()
+	return httpGetFrom(t, rawURL, nil)
+}
+
+// httpGetFrom fetches a tracker URL with extra request headers.
+func httpGetFrom(t *testing.T, rawURL string, header map[string]string) map[string]interface{} {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -118,11 +127,11 @@ func httpGet(t *testing.T, rawURL string) map[string]interface{} {
 	if err != nil {
 		t.Fatalf("GET %s: body %q is not bencode: %v", rawURL, body, err)
 	}
-	d, ok := v.(map[string]interface{})
+	m, ok := v.(map[string]interface{})
 	if !ok {
 		t.Fatalf("GET %s: body %q is not a dictionary", rawURL, body)
 	}
-	return d
+	return m
 }
 
 type httpAnnounce struct {

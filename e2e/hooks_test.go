@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -205,38 +203,6 @@ func TestHookIntervalVariation(t *testing.T) {
 	if r.interval < 1801 || r.interval > 1860 {
 		t.Fatalf("UDP interval %d, want 1801..1860", r.interval)
 	}
-}
-
-// httpGetFrom fetches a tracker URL with extra request headers.
-func httpGetFrom(t *testing.T, rawURL string, header map[string]string) map[string]interface{} {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := decode(body)
-	if err != nil {
-		t.Fatalf("GET %s: body %q is not bencode: %v", rawURL, body, err)
-	}
-	m, ok := v.(map[string]interface{})
-	if !ok {
-		t.Fatalf("GET %s: body %q is not a dictionary", rawURL, body)
-	}
-	return m
 }
 
 func TestHookRateLimit(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -158,4 +159,21 @@ func New(name string, configYAML []byte) (PeerStore, error) {
 		return nil, fmt.Errorf("storage.name: %w %q (known: %s)", ErrUnknownDriver, name, strings.Join(DriverNames(), ", "))
 	}
 	return d(configYAML)
+}
+
+// WaitBackground waits until the goroutines wg counts have returned, or
+// until ctx is done, whichever comes first: the drivers' Stop waits for
+// their collection and reporting goroutines with it.
+func WaitBackground(ctx context.Context, wg *sync.WaitGroup) error {
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

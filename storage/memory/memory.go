@@ -621,17 +621,10 @@ func (s *PeerStore) Ready(context.Context) error {
 // Stop ends collection and reporting. It may be called more than once.
 func (s *PeerStore) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.done) })
-	finished := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("storage/memory: stop: %w", ctx.Err())
+	if err := storage.WaitBackground(ctx, &s.wg); err != nil {
+		return fmt.Errorf("storage/memory: stop: %w", err)
 	}
+	return nil
 }
 
 // rec returns record i.

@@ -879,17 +879,10 @@ func (s *PeerStore) Ready(ctx context.Context) error {
 // be called more than once.
 func (s *PeerStore) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() { close(s.done) })
-	finished := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-		return s.pool.Close()
-	case <-ctx.Done():
-		return fmt.Errorf("storage/redis: stop: %w", ctx.Err())
+	if err := storage.WaitBackground(ctx, &s.wg); err != nil {
+		return fmt.Errorf("storage/redis: stop: %w", err)
 	}
+	return s.pool.Close()
 }
 
 func asBytes(v interface{}) []byte {
