@@ -54,24 +54,8 @@ IMAGE=localhost/chihaya:check
 BUILDAH=(buildah --root "$CACHE/containers/storage" --runroot "$CACHE/containers/run" --storage-driver vfs)
 export BUILDAH_ISOLATION=chroot
 
-results=()
-failed=0
-
-# step NAME CMD...: runs CMD, records its outcome and duration, and goes on
-# with the next step either way.
-step() {
-	local name=$1
-	shift
-	local start=$SECONDS
-	echo
-	echo "==> $name"
-	if "$@"; then
-		results+=("$(printf 'ok    %4ds  %s' $((SECONDS - start)) "$name")")
-	else
-		results+=("$(printf 'FAIL  %4ds  %s' $((SECONDS - start)) "$name")")
-		failed=1
-	fi
-}
+# install_packages, step, print_results: see scripts/lib.sh.
+source scripts/lib.sh
 
 cleanup() {
 	local pid
@@ -79,18 +63,9 @@ cleanup() {
 		kill "$pid" 2>/dev/null || true
 	done
 	rm -rf "$WORK"
-	echo
-	echo "==> dist summary (${SECONDS}s in all)"
-	local r
-	for r in "${results[@]}"; do
-		echo "  $r"
-	done
-	if ((failed)); then echo "FAILED"; else echo "PASSED"; fi
+	print_results "dist summary"
 }
 trap cleanup EXIT
-
-# install_packages: see scripts/apt.sh.
-source scripts/apt.sh
 
 # tools builds helm and manifestcheck into the cache, unless there already.
 # It runs in the background while the image builds.

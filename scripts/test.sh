@@ -23,42 +23,9 @@ if [[ -d storage/redis ]]; then
 	PACKAGES+=(redis-server redis-sentinel)
 fi
 
-results=()
-failed=0
-
-# step NAME CMD...: runs CMD, records its outcome and duration, and goes on
-# with the next step either way, so that one run reports every failure.
-step() {
-	local name=$1
-	shift
-	local start=$SECONDS
-	echo
-	echo "==> $name"
-	if "$@"; then
-		results+=("$(printf 'ok    %4ds  %s' $((SECONDS - start)) "$name")")
-	else
-		results+=("$(printf 'FAIL  %4ds  %s' $((SECONDS - start)) "$name")")
-		failed=1
-	fi
-}
-
-summary() {
-	echo
-	echo "==> summary (${SECONDS}s in all)"
-	local r
-	for r in "${results[@]}"; do
-		echo "  $r"
-	done
-	if ((failed)); then
-		echo "FAILED"
-	else
-		echo "PASSED"
-	fi
-}
-trap summary EXIT
-
-# install_packages: see scripts/apt.sh.
-source scripts/apt.sh
+# install_packages, step, print_results: see scripts/lib.sh.
+source scripts/lib.sh
+trap 'print_results summary' EXIT
 
 check_gofmt() {
 	local out
