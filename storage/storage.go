@@ -161,6 +161,25 @@ func New(name string, configYAML []byte) (PeerStore, error) {
 	return d(configYAML)
 }
 
+// Every runs f every d in a goroutine of its own, counted by wg, until
+// done is closed: the drivers' collection and reporting.
+func Every(done <-chan struct{}, wg *sync.WaitGroup, d time.Duration, f func()) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				f()
+			}
+		}
+	}()
+}
+
 // WaitBackground waits until the goroutines wg counts have returned, or
 // until ctx is done, whichever comes first: the drivers' Stop waits for
 // their collection and reporting goroutines with it.

@@ -196,29 +196,14 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 		}
 	}
 
-	s.wg.Add(2)
-	go s.every(cfg.GarbageCollectionInterval, func() {
+	storage.Every(s.done, &s.wg, cfg.GarbageCollectionInterval, func() {
 		_ = s.CollectGarbage(clock.Now().Add(-cfg.PeerLifetime))
 	})
-	go s.every(cfg.PrometheusReportingInterval, func() {
+	storage.Every(s.done, &s.wg, cfg.PrometheusReportingInterval, func() {
 		st, _ := s.Stats()
 		storage.ReportStats(st)
 	})
 	return s, nil
-}
-
-func (s *PeerStore) every(d time.Duration, f func()) {
-	defer s.wg.Done()
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-			f()
-		}
-	}
 }
 
 func (s *PeerStore) shardFor(ih bittorrent.InfoHash) *shard {

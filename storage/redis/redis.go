@@ -149,9 +149,8 @@ func New(cfg Config) (*PeerStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.wg.Add(2)
-	go s.every(cfg.GarbageCollectionInterval, s.periodicGC)
-	go s.every(cfg.PrometheusReportingInterval, func() {
+	storage.Every(s.done, &s.wg, cfg.GarbageCollectionInterval, s.periodicGC)
+	storage.Every(s.done, &s.wg, cfg.PrometheusReportingInterval, func() {
 		if st, err := s.Stats(); err == nil {
 			storage.ReportStats(st)
 		}
@@ -206,20 +205,6 @@ func build(cfg Config) (*PeerStore, error) {
 		Wait:                true,
 	}
 	return s, nil
-}
-
-func (s *PeerStore) every(d time.Duration, f func()) {
-	defer s.wg.Done()
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-			f()
-		}
-	}
 }
 
 // periodicGC collects when no other instance sharing the Redis has in this
