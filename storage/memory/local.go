@@ -397,7 +397,9 @@ func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, c
 				sh.mu.Unlock()
 				sh.mu.Lock()
 				*budget = gcBatch
-				if sh.swarms[ih] != sw {
+				// Meanwhile another collection may have dropped the swarm,
+				// or finished it and moved it back to the flat layout.
+				if sh.swarms[ih] != sw || sw.loc == nil {
 					return false
 				}
 				continue

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -262,6 +263,51 @@ func TestFlatMatchesCells(t *testing.T) {
 		sh := flat.shardFor(ih)
 		if sh.swarms[ih].loc != nil {
 			t.Fatalf("trial %d: a swarm of %d peers is in cells with flatMax %d", trial, n, maxFlatMax)
+		}
+	}
+}
+
+// TestConcurrentCollectionsWithMoves: collections may run at once (the
+// contract allows it). One releases the shard's lock every gcBatch
+// records; meanwhile the other may finish a swarm and move it back to
+// the flat layout. Neither may then crash, and every peer is collected.
+func TestConcurrentCollectionsWithMoves(t *testing.T) {
+	cfg := Config{}.WithDefaults()
+	cfg.ShardCount = 1 // every swarm behind one lock: the most interleaving
+	cfg.Locality = locality.Config{Enabled: true}.WithDefaults()
+	s, err := newPeerStore(cfg, defaultFlatMax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { storagetestStop(t, s) })
+	const swarms = 3000
+	peer := func(i int) bittorrent.Peer {
+		return bittorrent.Peer{AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i), 0, 1}), 6881)}
+	}
+	for round := range 3 {
+		// Each swarm past flatMax, so in cells (a cell per peer), and
+		// with downloads, so that it stays once its peers are collected:
+		// moved back to the flat layout, empty.
+		for sw := range swarms {
+			for i := range defaultFlatMax + 1 {
+				if err := s.GraduateLeecher(storagetest.InfoHash(sw), peer(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// A collection that crashes takes the test binary with it, with
+		// its stack: recovering would leave the shard locked.
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = s.CollectGarbage(time.Now().Add(time.Hour)) // every peer is stale
+			}()
+		}
+		wg.Wait()
+		if st, _ := s.Stats(); st.Seeders != [2]uint64{} || st.Swarms != [2]uint64{} {
+			t.Fatalf("round %d: %+v after collecting every peer, want none", round, st)
 		}
 	}
 }

@@ -234,7 +234,11 @@ func (s *PeerStore) dial(ctx context.Context) (redis.Conn, error) {
 	gen := s.gen.Load()
 	c, err := s.dialMaster(ctx)
 	if err != nil {
-		s.markDown(err)
+		// A caller that gave up (a readiness probe's client hanging up)
+		// says nothing about Redis.
+		if !errors.Is(err, context.Canceled) {
+			s.markDown(err)
+		}
 		return nil, err
 	}
 	return &genConn{Conn: c, gen: gen}, nil
@@ -646,6 +650,7 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 	var buf [18]byte
 	m, af, ok := peerMember(announcer, &buf)
 	if !ok {
+		storage.ObserveError("announce")
 		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
 	}
 	k := s.keys(ih, af)

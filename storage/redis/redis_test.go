@@ -672,3 +672,36 @@ func TestRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+// TestCallerGivingUpIsNotAnOutage: a readiness check whose caller hangs
+// up while a connection is being dialled (a probe's client timing out)
+// fails, but says nothing about Redis: the next request is served, not
+// refused as if Redis were down.
+func TestCallerGivingUpIsNotAnOutage(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	dialing := make(chan struct{}, 1)
+	var slow atomic.Bool
+	slow.Store(true)
+	s.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if !slow.Load() {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}
+		select {
+		case dialing <- struct{}{}:
+		default:
+		}
+		<-ctx.Done() // a dial slower than the caller's patience
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-dialing
+		cancel()
+	}()
+	if err := s.Ready(ctx); err == nil {
+		t.Fatal("Ready succeeded with a caller that hung up")
+	}
+	slow.Store(false)
+	must(t, "put after the caller gave up", s.PutSeeder(ih(1), peer4(1)))
+}
