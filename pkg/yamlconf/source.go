@@ -92,11 +92,13 @@ func (s *Source) Line() int { return s.node.Line }
 func (s *Source) Fragment() []byte {
 	n := s.node
 	var frag []byte
-	if (n.Kind == yaml3.MappingNode || n.Kind == yaml3.SequenceNode) && n.Style&yaml3.FlowStyle == 0 {
+	if n.Kind == yaml3.MappingNode || n.Kind == yaml3.SequenceNode {
+		// Block or flow: the lines it spans, as written, so that a flow
+		// collection broken over lines keeps them too.
 		frag = s.blockText()
 	} else {
-		// A scalar or a flow collection: yaml.v3 writes it back on one
-		// line (it does not wrap), the line it started on.
+		// A scalar: yaml.v3 writes it back on one line (it does not
+		// wrap), the line it started on.
 		b, err := yaml3.Marshal(n)
 		if err != nil {
 			return nil
@@ -109,7 +111,7 @@ func (s *Source) Fragment() []byte {
 	return frag
 }
 
-// blockText cuts a block collection out of the document: every line before
+// blockText cuts a collection out of the document: every line before
 // it becomes empty, so do the columns before it on its first line, and the
 // text ends where the next node's line starts.
 func (s *Source) blockText() []byte {

@@ -73,6 +73,12 @@ func TestFragment(t *testing.T) {
 			err:  "line 3: c.interval: cannot unmarshal !!str `often` into a duration",
 		},
 		{
+			name: "flow mapping over two lines",
+			doc:  "top:\n  cfg: {count: 7,\n    interval: often}\n  other: 1\n",
+			path: []string{"top", "cfg"},
+			err:  "line 3: c.interval: cannot unmarshal !!str `often` into a duration",
+		},
+		{
 			name: "list item",
 			doc:  "hooks:\n  - name: a\n  - count: 1\n    interval: x\n  - name: c\n",
 			path: []string{"hooks", "1"},

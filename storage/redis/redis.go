@@ -107,8 +107,10 @@ type PeerStore struct {
 	downUntil atomic.Int64
 	downErr   atomic.Pointer[error]
 	// probeWindow (ns) bounds how long a probe may take before another
-	// request may probe: one dial (the sentinels, the master's ROLE) and
-	// one command, at the configured timeouts.
+	// request may probe: its dials (each sentinel asked in turn: AUTH and
+	// the master's address; the master: AUTH, SELECT and ROLE) and its
+	// command, tried twice when a connection breaks, at the configured
+	// timeouts.
 	probeWindow int64
 	// sentinel is the index of the sentinel that last answered.
 	sentinel atomic.Uint32
@@ -174,7 +176,8 @@ func build(cfg Config) (*PeerStore, error) {
 		done:     make(chan struct{}),
 	}
 	exchange := cfg.RedisWriteTimeout + cfg.RedisReadTimeout
-	s.probeWindow = int64(cfg.RedisConnectTimeout + time.Duration(len(cfg.SentinelAddrs)+2)*exchange)
+	sentinels := time.Duration(len(cfg.SentinelAddrs))
+	s.probeWindow = int64((sentinels+1)*cfg.RedisConnectTimeout + (2*sentinels+3+2)*exchange)
 	if b.tls {
 		s.tls = &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.TLSCAPath != "" {
