@@ -253,6 +253,9 @@ func TestAnnounceAndScrape(t *testing.T) {
 			if _, failed := r.body["failure reason"]; failed {
 				t.Fatalf("announce failed: %q", r.raw)
 			}
+			// The swarm update runs once the reply is on its way, as a
+			// client that announces again a moment later would see it.
+			waitAfters(t, logic, 1)
 			r = get(t, client, announceURL(base, "/announce", 1002, "event", "started"))
 			key, size := "peers", 6
 			if v6 {
@@ -289,6 +292,7 @@ func TestAnnounceAndScrape(t *testing.T) {
 			}
 
 			// The scrape sees both; its files are keyed by raw info hash.
+			waitAfters(t, logic, 3)
 			r = get(t, client, base+"/scrape?info_hash="+testIHEscaped+"&info_hash="+testIHEscaped)
 			files, _ := r.body["files"].(map[string]any)
 			counts, _ := files[string(testIH[:])].(map[string]any)
