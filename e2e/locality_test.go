@@ -35,10 +35,22 @@ func TestLocalityThroughTheDaemon(t *testing.T) {
 					udpServed(t, u.announce(ih, id(fmt.Sprintf("-LT2000-%d-%d", rack, host)), 0, 2, uint16(7000+rack*100+host), 0, nil))
 				}
 			}
+			// The swarm updates apply once each reply is on its way: wait
+			// until every seeder is counted, then check one answer (a
+			// retried check could pass by chance).
 			me := udpTracker(t, d, "127.0.1.100:0")
-			r := me.announce(ih, id("-LT2000-me"), 1, 2, 7999, 10, nil)
-			udpServed(t, r)
-			checkLocal(t, "UDP", r.peers, "127.0.1.", 9, 1)
+			var r udpAnnounceReply
+			eventually(t, func() string {
+				r = me.announce(ih, id("-LT2000-me"), 1, 2, 7999, 10, nil)
+				udpServed(t, r)
+				if r.seeders != 20 {
+					return fmt.Sprintf("UDP: %d seeders counted, want 20", r.seeders)
+				}
+				return ""
+			})
+			if msg := checkLocal("UDP", r.peers, "127.0.1.", 9, 1); msg != "" {
+				t.Fatal(msg)
+			}
 
 			// Over HTTP, IPv6 peers in two /64s.
 			ih6 := hash(0xa2)
@@ -50,26 +62,35 @@ func TestLocalityThroughTheDaemon(t *testing.T) {
 					httpServed(t, httpGet(t, a.url(base)))
 				}
 			}
-			resp := httpGet(t, httpAnnounce{infoHash: ih6, peerID: id("-LT2000-6-me"), port: 7999, left: 1, event: "started",
-				extra: "numwant=10&ipv6=2001:db8:1:1::100"}.url(base))
-			httpServed(t, resp)
+			var resp map[string]interface{}
+			eventually(t, func() string {
+				resp = httpGet(t, httpAnnounce{infoHash: ih6, peerID: id("-LT2000-6-me"), port: 7999, left: 1, event: "started",
+					extra: "numwant=10&ipv6=2001:db8:1:1::100"}.url(base))
+				httpServed(t, resp)
+				if n := num(t, resp, "complete"); n != 20 {
+					return fmt.Sprintf("HTTP IPv6: %d seeders counted, want 20", n)
+				}
+				return ""
+			})
 			peers6, _ := resp["peers6"].(string)
-			checkLocal(t, "HTTP IPv6", compactPeers(t, peers6, 18), "[2001:db8:1:1::", 9, 1)
+			if msg := checkLocal("HTTP IPv6", compactPeers(t, peers6, 18), "[2001:db8:1:1::", 9, 1); msg != "" {
+				t.Fatal(msg)
+			}
 		})
 	}
 }
 
 // checkLocal checks an answer of own+outside peers: the first own are in
 // the announcer's subnet (their addresses start with prefix), the rest are
-// not.
-func checkLocal(t *testing.T, what string, peers []string, prefix string, own, outside int) {
-	t.Helper()
+// not. It returns what is wrong, or "".
+func checkLocal(what string, peers []string, prefix string, own, outside int) string {
 	if len(peers) != own+outside {
-		t.Fatalf("%s: %d peers %v, want %d", what, len(peers), peers, own+outside)
+		return fmt.Sprintf("%s: %d peers %v, want %d", what, len(peers), peers, own+outside)
 	}
 	for i, p := range peers {
 		if local := strings.HasPrefix(p, prefix); local != (i < own) {
-			t.Fatalf("%s: peer %d is %s; want the %d of %s* first, then %d from outside: %v", what, i, p, own, prefix, outside, peers)
+			return fmt.Sprintf("%s: peer %d is %s; want the %d of %s* first, then %d from outside: %v", what, i, p, own, prefix, outside, peers)
 		}
 	}
+	return ""
 }
