@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -16,11 +15,10 @@ import (
 // request; otherwise it keeps the connection alive, and opens a new one
 // only when the tracker closes it (opentracker closes every connection).
 type httpWorker struct {
-	cfg    *runConfig
-	wl     *Workload
-	pk     *Picker
-	st     stats
-	start  time.Time
+	cfg *runConfig
+	wl  *Workload
+	pk  *Picker
+	workerBase
 	dialer net.Dialer
 
 	conn   net.Conn
@@ -56,20 +54,7 @@ func runHTTP(cfg *runConfig, wl *Workload) (Result, error) {
 		workers[i] = w
 	}
 	m := startCPU()
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		w.start = m.start
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.run()
-		}()
-	}
-	wg.Wait()
-	var total stats
-	for _, w := range workers {
-		total.merge(&w.st)
-	}
+	total := runAll(workers, m.start)
 	return newResult(cfg, &total, m), nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -121,6 +122,38 @@ func rusage() (user, sys time.Duration) {
 type cpuMeter struct {
 	start          time.Time
 	user0, system0 time.Duration
+}
+
+// workerBase is what every mode's worker has: when the run started, and
+// its tallies.
+type workerBase struct {
+	start time.Time
+	st    stats
+}
+
+func (b *workerBase) base() *workerBase { return b }
+
+// runAll runs every worker in a goroutine of its own from start, waits for
+// all of them, and merges their tallies.
+func runAll[W interface {
+	base() *workerBase
+	run()
+}](workers []W, start time.Time) stats {
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		w.base().start = start
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run()
+		}()
+	}
+	wg.Wait()
+	var total stats
+	for _, w := range workers {
+		total.merge(&w.base().st)
+	}
+	return total
 }
 
 func startCPU() cpuMeter {

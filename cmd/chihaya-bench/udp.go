@@ -6,7 +6,6 @@ import (
 	"math/bits"
 	"net"
 	"os"
-	"sync"
 	"time"
 )
 
@@ -48,12 +47,11 @@ type udpSlot struct {
 // outstanding, sending and receiving them in batches, and reuses its
 // connection ID for --conn-id-life as a real client does.
 type udpWorker struct {
-	cfg   *runConfig
-	wl    *Workload
-	pk    *Picker
-	bc    *batchConn
-	start time.Time
-	st    stats
+	cfg *runConfig
+	wl  *Workload
+	pk  *Picker
+	bc  *batchConn
+	workerBase
 
 	slots    []udpSlot
 	free     []int
@@ -101,20 +99,7 @@ func runUDP(cfg *runConfig, wl *Workload) (Result, error) {
 	defer closeUDP(workers)
 
 	m := startCPU()
-	var wg sync.WaitGroup
-	for _, w := range workers {
-		w.start = m.start
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.run()
-		}()
-	}
-	wg.Wait()
-	var total stats
-	for _, w := range workers {
-		total.merge(&w.st)
-	}
+	total := runAll(workers, m.start)
 	r := newResult(cfg, &total, m)
 	if cfg.Mode == modeFill {
 		r.FillWanted = uint64(cfg.Workload.Torrents) * uint64(cfg.Workload.Peers)
