@@ -5,6 +5,25 @@ import (
 	"github.com/chihaya/chihaya/storage"
 )
 
+// ScrapeSwarm returns the counts of ih's swarm for af.
+func (s *PeerStore) ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFamily) (storage.Counts, error) {
+	if af > bittorrent.IPv6 {
+		return storage.Counts{}, nil
+	}
+	sh := s.shardFor(ih)
+	sh.mu.RLock()
+	var c storage.Counts
+	if sw := sh.swarms[ih]; sw != nil && sw.loc != nil {
+		f := &sw.loc.fam[af]
+		c = storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
+	} else if sw != nil {
+		f := sw.fam(af)
+		c = storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
+	}
+	sh.mu.RUnlock()
+	return c, nil
+}
+
 // ScrapeSwarms writes the counts of each of ihs for af into dst. Each swarm
 // is read under its own shard's lock, as ScrapeSwarm does: one scrape never
 // holds several locks at once.

@@ -1,0 +1,111 @@
+package memory
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// AnnouncePeers appends up to numWant peers for the announcer to dst. It
+// starts each walk at a random record and wraps around, so its cost is
+// O(numWant) whatever the swarm's size.
+func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	key, af, ok := peerKey(announcer)
+	if !ok {
+		storage.ObserveError("announce")
+		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
+	}
+	l := &s.layouts[af]
+	sh := s.shardFor(ih)
+
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	sw := sh.swarms[ih]
+	if sw == nil {
+		return dst, storage.Counts{}, storage.Absent, nil
+	}
+	if sw.loc != nil {
+		dst, counts, role := s.announceLocal(dst, sw, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+		return dst, counts, role, nil
+	}
+	if cls := s.cls.Load(); cls != nil {
+		dst, counts, role := s.announceFlat(dst, sw, cls, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+		return dst, counts, role, nil
+	}
+	f := sw.fam(af)
+	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
+	self, role := f.findRole(l, key[:l.keyLen])
+	if numWant > 0 && !seeder {
+		dst = f.appendPeers(l, dst, 0, int(f.nSeed), self, &numWant)
+	}
+	if numWant > 0 {
+		dst = f.appendPeers(l, dst, int(f.nSeed), int(f.n), self, &numWant)
+	}
+	return dst, counts, role, nil
+}
+
+// findRole returns the slot of the record with key k, or -1, and whether
+// it is a seeder or a leecher.
+func (f *family) findRole(l *layout, k []byte) (int, storage.Role) {
+	switch i := f.find(l, k); {
+	case i < 0:
+		return i, storage.Absent
+	case uint32(i) < f.nSeed:
+		return i, storage.Seeder
+	default:
+		return i, storage.Leecher
+	}
+}
+
+// appendPeers appends up to *want peers of records [lo, hi), skipping slot
+// self, starting at a random record; it lowers *want by the number added.
+func (f *family) appendPeers(l *layout, dst []bittorrent.Peer, lo, hi, self int, want *int) []bittorrent.Peer {
+	m := hi - lo
+	avail := m
+	if self >= lo && self < hi {
+		avail--
+	}
+	if avail <= 0 {
+		return dst
+	}
+	return f.appendPeersFrom(l, dst, lo, hi, self, want, avail, lo+int(rand.Uint32N(uint32(m))))
+}
+
+// appendPeersFrom is appendPeers starting at record j, with avail the
+// number of records in [lo, hi) other than self (> 0).
+func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self int, want *int, avail, j int) []bittorrent.Peer {
+	take := min(*want, avail)
+	*want -= take
+	// Peers are written in place: building each one and appending it
+	// copies the 56-byte struct twice.
+	n0 := len(dst)
+	dst = slices.Grow(dst, take)[:n0+take]
+	out := dst[n0:]
+	for k := 0; k < len(out); {
+		if j != self {
+			f.fill(l, j, &out[k])
+			k++
+		}
+		if j++; j == hi {
+			j = lo
+		}
+	}
+	return dst
+}
+
+// fill sets *p from record i.
+func (f *family) fill(l *layout, i int, p *bittorrent.Peer) {
+	rec := f.rec(l, i)
+	p.ID = bittorrent.PeerID(rec[l.keyLen : l.keyLen+idLen])
+	var a netip.Addr
+	if l.keyLen == 6 {
+		a = netip.AddrFrom4([4]byte(rec[:4]))
+	} else {
+		a = netip.AddrFrom16([16]byte(rec[:16]))
+	}
+	p.AddrPort = netip.AddrPortFrom(a, binary.BigEndian.Uint16(rec[l.keyLen-2:l.keyLen]))
+}
