@@ -7,7 +7,6 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
+	"github.com/chihaya/chihaya/pkg/stopgroup"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -100,11 +100,10 @@ type Logic struct {
 	queued      atomic.Bool
 	updateNanos atomic.Int64
 
-	seed    maphash.Seed
-	queues  []chan update
-	done    chan struct{}
-	workers sync.WaitGroup
-	stop    sync.Once
+	seed   maphash.Seed
+	queues []chan update
+	// workers are the swarm-update goroutines, one per queue.
+	workers *stopgroup.Group
 }
 
 var _ frontend.TrackerLogic = (*Logic)(nil)
@@ -113,17 +112,17 @@ var _ frontend.TrackerLogic = (*Logic)(nil)
 // be validated.
 func NewLogic(cfg Config, store storage.PeerStore, preHooks, postHooks []Hook) *Logic {
 	l := &Logic{
-		cfg:    cfg,
-		store:  store,
-		seed:   maphash.MakeSeed(),
-		queues: make([]chan update, runtime.GOMAXPROCS(0)),
-		done:   make(chan struct{}),
+		cfg:     cfg,
+		store:   store,
+		seed:    maphash.MakeSeed(),
+		queues:  make([]chan update, runtime.GOMAXPROCS(0)),
+		workers: stopgroup.New(),
 	}
 	l.hooks.Store(&chain{pre: preHooks, post: postHooks})
 	for i := range l.queues {
 		l.queues[i] = make(chan update, UpdateQueueSize)
-		l.workers.Add(1)
-		go l.work(l.queues[i])
+		q := l.queues[i]
+		l.workers.Go(func(done <-chan struct{}) { l.work(q, done) })
 	}
 	return l
 }
@@ -247,13 +246,12 @@ func (l *Logic) AfterScrape(ctx context.Context, req *bittorrent.ScrapeRequest, 
 	}
 }
 
-func (l *Logic) work(q chan update) {
-	defer l.workers.Done()
+func (l *Logic) work(q chan update, done <-chan struct{}) {
 	for {
 		select {
 		case u := <-q:
 			l.applySampled(u)
-		case <-l.done:
+		case <-done:
 			// Drain what was queued before the stop, then leave.
 			for {
 				select {
@@ -315,21 +313,13 @@ func (l *Logic) apply(u update) {
 // Updates queued after Stop are not applied; the frontends are stopped
 // first, so none should come.
 func (l *Logic) Stop(ctx context.Context) error {
-	l.stop.Do(func() { close(l.done) })
-	finished := make(chan struct{})
-	go func() {
-		l.workers.Wait()
-		close(finished)
-	}()
 	c := l.hooks.Load()
 	defer StopHooks(c.post)
 	defer StopHooks(c.pre)
-	select {
-	case <-finished:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("middleware: stop: %w", ctx.Err())
+	if err := l.workers.Stop(ctx); err != nil {
+		return fmt.Errorf("middleware: stop: %w", err)
 	}
+	return nil
 }
 
 // namedHook carries the name a hook was configured under, so that its

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/registry"
+	"github.com/chihaya/chihaya/pkg/stopgroup"
 )
 
 // Role is where a peer stands in a swarm.
@@ -161,38 +162,19 @@ func New(name string, configYAML []byte) (PeerStore, error) {
 	return d(configYAML)
 }
 
-// Every runs f every d in a goroutine of its own, counted by wg, until
-// done is closed: the drivers' collection and reporting.
+// Every runs f every d in a goroutine counted by wg until done is closed.
+//
+// Deprecated: use pkg/stopgroup (a Group, or stopgroup.Every); this
+// forwarder stays until the Redis driver has moved over.
 func Every(done <-chan struct{}, wg *sync.WaitGroup, d time.Duration, f func()) {
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(d)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				f()
-			}
-		}
-	}()
+	stopgroup.Every(done, wg, d, f)
 }
 
 // WaitBackground waits until the goroutines wg counts have returned, or
-// until ctx is done, whichever comes first: the drivers' Stop waits for
-// their collection and reporting goroutines with it.
+// until ctx is done, whichever comes first.
+//
+// Deprecated: use pkg/stopgroup (Group.Stop, or stopgroup.Wait); this
+// forwarder stays until the Redis driver has moved over.
 func WaitBackground(ctx context.Context, wg *sync.WaitGroup) error {
-	finished := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return stopgroup.Wait(ctx, wg)
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
+	"github.com/chihaya/chihaya/pkg/stopgroup"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
@@ -81,9 +82,8 @@ type PeerStore struct {
 	// 0 keeps every swarm in cells.
 	flatMax int
 
-	done     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	// bg runs collection and reporting.
+	bg *stopgroup.Group
 }
 
 var _ storage.PeerStore = (*PeerStore)(nil)
@@ -157,7 +157,7 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 		cfg:    cfg,
 		shards: make([]shard, cfg.ShardCount),
 		seed:   maphash.MakeSeed(),
-		done:   make(chan struct{}),
+		bg:     stopgroup.New(),
 	}
 	s.layouts[bittorrent.IPv4] = layout{keyLen: 6, stride: 6 + idLen + stampLen, seed: maphash.MakeSeed()}
 	s.layouts[bittorrent.IPv6] = layout{keyLen: 18, stride: 18 + idLen + stampLen, seed: maphash.MakeSeed()}
@@ -175,10 +175,10 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 		}
 	}
 
-	storage.Every(s.done, &s.wg, cfg.GarbageCollectionInterval, func() {
+	s.bg.Every(cfg.GarbageCollectionInterval, func() {
 		_ = s.CollectGarbage(clock.Now().Add(-cfg.PeerLifetime))
 	})
-	storage.Every(s.done, &s.wg, cfg.PrometheusReportingInterval, func() {
+	s.bg.Every(cfg.PrometheusReportingInterval, func() {
 		st, _ := s.Stats()
 		storage.ReportStats(st)
 	})
@@ -359,7 +359,7 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 // Ready reports an error once the store is stopped.
 func (s *PeerStore) Ready(context.Context) error {
 	select {
-	case <-s.done:
+	case <-s.bg.Done():
 		return errors.New("storage/memory: stopped")
 	default:
 		return nil
@@ -368,8 +368,7 @@ func (s *PeerStore) Ready(context.Context) error {
 
 // Stop ends collection and reporting. It may be called more than once.
 func (s *PeerStore) Stop(ctx context.Context) error {
-	s.stopOnce.Do(func() { close(s.done) })
-	if err := storage.WaitBackground(ctx, &s.wg); err != nil {
+	if err := s.bg.Stop(ctx); err != nil {
 		return fmt.Errorf("storage/memory: stop: %w", err)
 	}
 	return nil
