@@ -41,11 +41,31 @@ func (af AddressFamily) String() string {
 	return "IPv4"
 }
 
-// Peer is one client in a swarm: its ID and the address and port other
-// peers reach it at. AddrPort never holds an IPv4-mapped IPv6 address:
+// PeerKind tells apart the peers that reach each other directly, over TCP
+// or uTP, from WebTorrent peers, browsers that announce over a WebSocket
+// and reach each other through WebRTC offers and answers the tracker
+// relays. Stores keep the kinds apart: a peer is only ever handed peers of
+// its own kind, while counts and scrapes count both.
+type PeerKind uint8
+
+// The kinds of peers.
+const (
+	// NativePeer is a BitTorrent client announced over HTTP or UDP, found
+	// at its AddrPort.
+	NativePeer PeerKind = iota
+	// WebSocketPeer is a WebTorrent client: its AddrPort is the remote
+	// address of the WebSocket connection it announced on, which
+	// identifies that connection, not a place other peers can connect to.
+	WebSocketPeer
+)
+
+// Peer is one client in a swarm: its ID, its kind, and the address and
+// port other peers reach it at (for a WebSocket peer, its connection's
+// remote address). AddrPort never holds an IPv4-mapped IPv6 address:
 // frontends unmap those so that an IPv4 client is an IPv4 peer.
 type Peer struct {
 	ID       PeerID
+	Kind     PeerKind
 	AddrPort netip.AddrPort
 }
 

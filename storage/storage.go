@@ -33,6 +33,12 @@ type Counts struct {
 	Downloads uint32
 }
 
+// Add returns the sum of c and d: the counts of a swarm's two peer kinds
+// together.
+func (c Counts) Add(d Counts) Counts {
+	return Counts{Seeders: c.Seeders + d.Seeders, Leechers: c.Leechers + d.Leechers, Downloads: c.Downloads + d.Downloads}
+}
+
 // Stats are a store's totals, by address family (indexed by
 // bittorrent.AddressFamily), for the gauges.
 type Stats struct {
@@ -70,6 +76,13 @@ type Stats struct {
 //   - CollectGarbage removes every peer last seen before cutoff, and any
 //     swarm left with neither peers nor downloads. Drivers also run it
 //     periodically on their own, without holding a lock for long.
+//   - Stores that implement KindKeeper keep peers of the two kinds
+//     (bittorrent.PeerKind) apart, as if in two swarms that share their
+//     counts: a native peer and a WebSocket peer with the same address
+//     and port are two peers; AnnouncePeers hands out only peers of the
+//     announcer's kind, each with its Kind set, and reports the role the
+//     announcer has among its own kind; the counts AnnouncePeers and the
+//     scrapes return add up both kinds (downloads included).
 //   - Every method is safe for concurrent use. After Stop returns, no
 //     background work remains.
 //
@@ -91,6 +104,14 @@ type PeerStore interface {
 	Ready(ctx context.Context) error
 	// Stop ends the store's background work and releases its resources.
 	Stop(ctx context.Context) error
+}
+
+// KindKeeper is implemented by the stores that keep WebSocket peers apart
+// from native ones, as the PeerStore contract says. The WebSocket frontend
+// only runs on such a store: on another, its peers would be handed to
+// BitTorrent clients as addresses to connect to.
+type KindKeeper interface {
+	KeepsPeerKinds()
 }
 
 // Reloader is implemented by stores that have files of their own (the

@@ -14,6 +14,30 @@ import (
 // starts each walk at a random record and wraps around, so its cost is
 // O(numWant) whatever the swarm's size.
 func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	own, other := s, s.web.Load()
+	if announcer.Kind != bittorrent.NativePeer {
+		own, other = other, s
+	}
+	var (
+		counts storage.Counts
+		role   storage.Role
+		err    error
+	)
+	if own != nil {
+		dst, counts, role, err = own.announcePeers(dst, ih, seeder, numWant, announcer)
+	} else if !announcer.AddrPort.IsValid() {
+		storage.ObserveError("announce")
+		err = errInvalidAddr
+	}
+	if err == nil && other != nil {
+		c, _ := other.scrapeSwarm(ih, announcer.AddressFamily())
+		counts = counts.Add(c)
+	}
+	return dst, counts, role, err
+}
+
+// announcePeers is AnnouncePeers within the store of the announcer's kind.
+func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	key, af, ok := peerKey(announcer)
 	if !ok {
 		storage.ObserveError("announce")
@@ -101,6 +125,7 @@ func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self 
 func (f *family) fill(l *layout, i int, p *bittorrent.Peer) {
 	rec := f.rec(l, i)
 	p.ID = bittorrent.PeerID(rec[l.keyLen : l.keyLen+idLen])
+	p.Kind = l.kind
 	var a netip.Addr
 	if l.keyLen == 6 {
 		a = netip.AddrFrom4([4]byte(rec[:4]))

@@ -26,6 +26,11 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	for i := range s.shards {
 		removed += s.collectShard(&s.shards[i], cut)
 	}
+	if w := s.web.Load(); w != nil {
+		for i := range w.shards {
+			removed += w.collectShard(&w.shards[i], cut)
+		}
+	}
 	storage.ObserveGC(time.Since(start).Seconds(), removed)
 	return nil
 }

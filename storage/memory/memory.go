@@ -66,6 +66,7 @@ type layout struct {
 	keyLen int // address + port
 	stride int // keyLen + peer ID + last-seen stamp
 	seed   maphash.Seed
+	kind   bittorrent.PeerKind // of every peer stored in this layout
 }
 
 // PeerStore is the memory driver's storage.PeerStore.
@@ -81,6 +82,9 @@ type PeerStore struct {
 	// kept flat, as without locality, and classified when read (local.go);
 	// 0 keeps every swarm in cells.
 	flatMax int
+	// web holds the WebSocket peers (kinds.go), made by the first one;
+	// nil in the store web points to.
+	web atomic.Pointer[PeerStore]
 
 	// bg runs collection and reporting.
 	bg *stopgroup.Group
@@ -153,17 +157,7 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &PeerStore{
-		cfg:    cfg,
-		shards: make([]shard, cfg.ShardCount),
-		seed:   maphash.MakeSeed(),
-		bg:     stopgroup.New(),
-	}
-	s.layouts[bittorrent.IPv4] = layout{keyLen: 6, stride: 6 + idLen + stampLen, seed: maphash.MakeSeed()}
-	s.layouts[bittorrent.IPv6] = layout{keyLen: 18, stride: 18 + idLen + stampLen, seed: maphash.MakeSeed()}
-	for i := range s.shards {
-		s.shards[i].swarms = make(map[bittorrent.InfoHash]*swarm)
-	}
+	s := newShards(cfg, bittorrent.NativePeer)
 	if cfg.Locality.Enabled {
 		cls, err := locality.Load(cfg.Locality)
 		if err != nil {
@@ -183,6 +177,23 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 		storage.ReportStats(st)
 	})
 	return s, nil
+}
+
+// newShards builds the shards of a store whose peers are of kind k, with
+// no background work.
+func newShards(cfg Config, k bittorrent.PeerKind) *PeerStore {
+	s := &PeerStore{
+		cfg:    cfg,
+		shards: make([]shard, cfg.ShardCount),
+		seed:   maphash.MakeSeed(),
+		bg:     stopgroup.New(),
+	}
+	s.layouts[bittorrent.IPv4] = layout{keyLen: 6, stride: 6 + idLen + stampLen, seed: maphash.MakeSeed(), kind: k}
+	s.layouts[bittorrent.IPv6] = layout{keyLen: 18, stride: 18 + idLen + stampLen, seed: maphash.MakeSeed(), kind: k}
+	for i := range s.shards {
+		s.shards[i].swarms = make(map[bittorrent.InfoHash]*swarm)
+	}
+	return s
 }
 
 func (s *PeerStore) shardFor(ih bittorrent.InfoHash) *shard {
@@ -229,6 +240,9 @@ func (s *PeerStore) GraduateLeecher(ih bittorrent.InfoHash, p bittorrent.Peer) e
 }
 
 func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.Role, graduate bool) error {
+	if p.Kind != s.layouts[0].kind {
+		return s.ofKind(p.Kind, true).put(ih, p, role, graduate)
+	}
 	key, af, ok := peerKey(p)
 	if !ok {
 		storage.ObserveError("put")
@@ -290,6 +304,12 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 
 // DeletePeer removes p from ih's swarm.
 func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error {
+	if p.Kind != s.layouts[0].kind {
+		if o := s.ofKind(p.Kind, false); o != nil {
+			return o.DeletePeer(ih, p)
+		}
+		return nil
+	}
 	key, af, ok := peerKey(p)
 	if !ok {
 		return nil // never stored, so nothing to remove
@@ -352,6 +372,14 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 			st.Leechers[af] += sh.leechers[af]
 		}
 		sh.mu.RUnlock()
+	}
+	if w := s.web.Load(); w != nil {
+		ws, _ := w.Stats()
+		for af := range st.Swarms {
+			st.Swarms[af] += ws.Swarms[af]
+			st.Seeders[af] += ws.Seeders[af]
+			st.Leechers[af] += ws.Leechers[af]
+		}
 	}
 	return st, nil
 }

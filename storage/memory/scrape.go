@@ -5,8 +5,19 @@ import (
 	"github.com/chihaya/chihaya/storage"
 )
 
-// ScrapeSwarm returns the counts of ih's swarm for af.
+// ScrapeSwarm returns the counts of ih's swarm for af, peers of both
+// kinds together.
 func (s *PeerStore) ScrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFamily) (storage.Counts, error) {
+	c, err := s.scrapeSwarm(ih, af)
+	if w := s.web.Load(); w != nil {
+		wc, _ := w.scrapeSwarm(ih, af)
+		c = c.Add(wc)
+	}
+	return c, err
+}
+
+// scrapeSwarm is ScrapeSwarm for the peers of this store's kind.
+func (s *PeerStore) scrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFamily) (storage.Counts, error) {
 	if af > bittorrent.IPv6 {
 		return storage.Counts{}, nil
 	}

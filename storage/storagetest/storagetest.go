@@ -43,6 +43,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.PeerStore) {
 		{"Concurrent", testConcurrent},
 		{"ConcurrentCollection", testConcurrentCollection},
 		{"ReadyAndStop", testReadyAndStop},
+		{"KindsApart", testKindsApart},
+		{"KindsDeleteAndGraduate", testKindsDeleteAndGraduate},
+		{"KindsCollected", testKindsCollected},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
