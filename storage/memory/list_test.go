@@ -1,0 +1,13 @@
+package memory
+
+import (
+	"testing"
+
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
+	"github.com/chihaya/chihaya/storage/storagetest"
+)
+
+func TestLister(t *testing.T) {
+	storagetest.RunLister(t, func(t *testing.T, lc locality.Config) storage.PeerStore { return newLocalStore(t, lc) })
+}
