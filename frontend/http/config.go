@@ -59,6 +59,14 @@ type Config struct {
 	// MaxHeaderBytes caps the request line and headers. A request over it
 	// is answered with a bencoded failure and its connection closed.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+
+	// AllowFullScrape answers a scrape without info_hash with every
+	// swarm's counts (as opentracker does), streamed and gzipped when the
+	// client accepts it. Off, such a scrape is refused.
+	AllowFullScrape bool `yaml:"allow_full_scrape"`
+	// FullScrapeInterval is how often one client address may have a full
+	// scrape; earlier ones are refused with the time to come back.
+	FullScrapeInterval time.Duration `yaml:"full_scrape_interval"`
 }
 
 // The defaults, upstream Chihaya's where upstream has one.
@@ -70,6 +78,7 @@ const (
 	DefaultDefaultNumWant      = 50
 	DefaultMaxScrapeInfoHashes = 50
 	DefaultMaxHeaderBytes      = 8 << 10
+	DefaultFullScrapeInterval  = time.Minute
 )
 
 // minHeaderBytes is the smallest max_header_bytes we accept: net/http
@@ -109,6 +118,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if c.FullScrapeInterval == 0 {
+		c.FullScrapeInterval = DefaultFullScrapeInterval
+	}
 	return c
 }
 
@@ -147,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < minHeaderBytes {
 		bad("max_header_bytes", "must be >= %d, got %d", minHeaderBytes, c.MaxHeaderBytes)
+	}
+	if c.FullScrapeInterval < 0 {
+		bad("full_scrape_interval", "must be > 0, got %s", c.FullScrapeInterval)
 	}
 	if c.RealIPHeader != "" && strings.ContainsAny(c.RealIPHeader, " \t\r\n:") {
 		bad("real_ip_header", "not a header name: %q", c.RealIPHeader)

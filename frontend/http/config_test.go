@@ -49,6 +49,8 @@ func TestConfigGood(t *testing.T) {
 		DefaultNumWant:      30,
 		MaxScrapeInfoHashes: 70,
 		MaxHeaderBytes:      16384,
+		AllowFullScrape:     true,
+		FullScrapeInterval:  5 * time.Minute,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", c, want)
@@ -68,6 +70,7 @@ func TestConfigDefaults(t *testing.T) {
 		DefaultNumWant:      50,
 		MaxScrapeInfoHashes: 50,
 		MaxHeaderBytes:      8192,
+		FullScrapeInterval:  time.Minute,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("WithDefaults =\n%+v\nwant\n%+v", got, want)
@@ -95,6 +98,7 @@ func TestConfigBad(t *testing.T) {
 		{"bad-max-scrape-infohashes.yaml", "http.max_scrape_infohashes: must be > 0, got -5"},
 		{"bad-max-header-bytes.yaml", "http.max_header_bytes: must be >= 4096, got 1024"},
 		{"bad-real-ip-header.yaml", `http.real_ip_header: not a header name: "X-Real-IP: yes"`},
+		{"bad-full-scrape-interval.yaml", "http.full_scrape_interval: must be > 0, got -5s"},
 		{"bad-trusted-proxies.yaml", `http.trusted_proxies[1]: "not-a-network" is neither an address nor a CIDR`},
 		{"bad-route.yaml", `http.announce_routes[0]: must start with '/', got "announce"`},
 		{"bad-route-conflict.yaml", "http.announce_routes[1]: a handle is already registered for path '/announce'"},

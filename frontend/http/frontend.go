@@ -54,6 +54,8 @@ type Frontend struct {
 	announces sync.Pool // *announceState
 	scrapes   sync.Pool // *scrapeState
 	maxPeers  int
+	// full serves scrapes without info_hash; nil unless allow_full_scrape.
+	full *fullScrapes
 }
 
 var _ frontend.Frontend = (*Frontend)(nil)
@@ -92,6 +94,9 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		parser:   p,
 		metrics:  frontend.NewMetrics("http", cfg.EnableRequestTiming, frontend.Announce, frontend.Scrape),
 		maxPeers: cfg.MaxNumWant,
+	}
+	if fs, ok := logic.(frontend.FullScraper); ok && cfg.AllowFullScrape {
+		f.full = newFullScrapes(fs, cfg)
 	}
 	f.announces.New = func() any { return new(announceState) }
 	f.scrapes.New = func() any { return new(scrapeState) }
@@ -277,6 +282,10 @@ func (f *Frontend) serveScrape(w nethttp.ResponseWriter, r *nethttp.Request, ps 
 	if err == nil {
 		st.req.Params = &st.values
 		err = f.parser.parseScrape(&st.values, src, &st.req)
+		if err == bittorrent.ErrFullScrapeDisabled && f.full != nil {
+			f.serveFullScrape(w, r, st, src, af, start)
+			return
+		}
 	}
 	if err == nil {
 		af = st.req.AddressFamily
