@@ -32,9 +32,16 @@ func (l *fullLogic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequ
 
 func syntheticSwarm(i int) bittorrent.Scrape {
 	var ih bittorrent.InfoHash
-	// Ascending with i, as the logic hands them out.
+	// Ascending with i, as the logic hands them out; the rest as random
+	// as real info hashes, which gzip cannot shrink.
 	binary.BigEndian.PutUint32(ih[:4], uint32(i))
-	copy(ih[4:], "full-scrape-test")
+	x := uint64(i)*0x9e3779b97f4a7c15 + 1
+	for j := 4; j < len(ih); j++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		ih[j] = byte(x)
+	}
 	return bittorrent.Scrape{InfoHash: ih, Complete: uint32(i % 7), Incomplete: uint32(i % 5), Downloaded: uint32(i)}
 }
 
