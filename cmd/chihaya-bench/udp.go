@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/mmsg"
 )
 
 // BEP 15 actions and the connect magic.
@@ -47,10 +49,11 @@ type udpSlot struct {
 // outstanding, sending and receiving them in batches, and reuses its
 // connection ID for --conn-id-life as a real client does.
 type udpWorker struct {
-	cfg *runConfig
-	wl  *Workload
-	pk  *Picker
-	bc  *batchConn
+	cfg  *runConfig
+	wl   *Workload
+	pk   *Picker
+	mc   *mmsg.Conn
+	conn *net.UDPConn
 	workerBase
 
 	slots    []udpSlot
@@ -61,7 +64,6 @@ type udpWorker struct {
 	out      [][]byte // requests queued for the next send
 	outSlots []int
 	in       [][]byte
-	inLens   []int
 	ann      Announce
 
 	connID     uint64
@@ -87,7 +89,7 @@ func runUDP(cfg *runConfig, wl *Workload) (Result, error) {
 			closeUDP(workers)
 			return Result{}, err
 		}
-		setBuffers(conn, 4<<20)
+		mmsg.SetBuffers(conn, 4<<20)
 		w, err := newUDPWorker(cfg, wl, i, conn)
 		if err != nil {
 			conn.Close()
@@ -111,23 +113,23 @@ func runUDP(cfg *runConfig, wl *Workload) (Result, error) {
 func closeUDP(ws []*udpWorker) {
 	for _, w := range ws {
 		if w != nil {
-			w.bc.conn.Close()
+			w.conn.Close()
 		}
 	}
 }
 
 func newUDPWorker(cfg *runConfig, wl *Workload, id int, conn *net.UDPConn) (*udpWorker, error) {
 	n := cfg.Inflight
-	bc, err := newBatchConn(conn, n)
+	mc, err := mmsg.New(conn, n)
 	if err != nil {
 		return nil, err
 	}
 	w := &udpWorker{
-		cfg: cfg, wl: wl, pk: wl.NewPicker(id), bc: bc,
+		cfg: cfg, wl: wl, pk: wl.NewPicker(id), mc: mc, conn: conn,
 		slots: make([]udpSlot, n), free: make([]int, 0, n),
 		slotBits: uint(bits.Len(uint(n - 1))),
 		bufs:     make([][]byte, n), out: make([][]byte, 0, n), outSlots: make([]int, 0, n),
-		in: make([][]byte, n), inLens: make([]int, n),
+		in:    make([][]byte, n),
 		retry: make([]int, 0, n),
 	}
 	for i := n - 1; i >= 0; i-- {
@@ -289,7 +291,7 @@ func (w *udpWorker) flush(now time.Duration) {
 	for _, i := range w.outSlots {
 		w.slots[i].sentAt = now
 	}
-	n, err := w.bc.send(w.out)
+	n, err := w.send()
 	w.st.sent += uint64(n)
 	if err != nil {
 		// The unsent requests stay in their slots and time out, so that
@@ -300,14 +302,28 @@ func (w *udpWorker) flush(now time.Duration) {
 	w.outSlots = w.outSlots[:0]
 }
 
+// send sends the queued requests and returns how many went out before an
+// error.
+func (w *udpWorker) send() (int, error) {
+	sent := 0
+	for sent < len(w.out) {
+		n, err := w.mc.Write(w.out[sent:], nil)
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}
+
 // receive waits up to one tick for replies and handles those that came. It
 // reports false when the socket is unusable.
 func (w *udpWorker) receive(now, end, tick time.Duration) bool {
 	if w.deadline-now < tick/2 || w.deadline > end {
 		w.deadline = min(now+tick, end)
-		_ = w.bc.conn.SetReadDeadline(w.start.Add(w.deadline))
+		_ = w.conn.SetReadDeadline(w.start.Add(w.deadline))
 	}
-	n, err := w.bc.recv(w.in, w.inLens)
+	n, err := w.mc.Read(w.in)
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -321,7 +337,7 @@ func (w *udpWorker) receive(now, end, tick time.Duration) bool {
 	}
 	at := time.Since(w.start)
 	for k := 0; k < n; k++ {
-		w.handle(w.in[k][:w.inLens[k]], at)
+		w.handle(w.in[k][:w.mc.Len(k)], at)
 	}
 	return true
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package udp
+package mmsg
 
 import (
 	"net/netip"
@@ -45,3 +45,5 @@ func TestSockaddrAddrPort(t *testing.T) {
 		})
 	}
 }
+
+const isLinux = true
