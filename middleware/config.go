@@ -1,11 +1,11 @@
 package middleware
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v2"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config holds the logic's settings. Its keys live at the top level of the
@@ -37,13 +37,13 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first invalid key, naming it.
 func (c Config) Validate() error {
 	if c.AnnounceInterval <= 0 {
-		return fmt.Errorf("announce_interval: must be > 0, got %s", c.AnnounceInterval)
+		return yamlconf.Errorf("announce_interval", "must be > 0, got %s", c.AnnounceInterval)
 	}
 	if c.MinAnnounceInterval <= 0 {
-		return fmt.Errorf("min_announce_interval: must be > 0, got %s", c.MinAnnounceInterval)
+		return yamlconf.Errorf("min_announce_interval", "must be > 0, got %s", c.MinAnnounceInterval)
 	}
 	if c.MinAnnounceInterval > c.AnnounceInterval {
-		return fmt.Errorf("min_announce_interval: must not exceed announce_interval (%s), got %s", c.AnnounceInterval, c.MinAnnounceInterval)
+		return yamlconf.Errorf("min_announce_interval", "must not exceed announce_interval (%s), got %s", c.AnnounceInterval, c.MinAnnounceInterval)
 	}
 	return nil
 }
@@ -55,8 +55,8 @@ type HookConfig struct {
 }
 
 // NewHooks builds the hooks of a `prehooks` or `posthooks` list, in list
-// order. Errors name the entry: `[1] (torrent approval): whitelist: ...`;
-// the caller prefixes the list's name.
+// order. Errors are *yamlconf.Error keyed from the list ("[1].options.
+// whitelist", "[0].name"); the caller puts the list's key in front.
 func NewHooks(cfgs []HookConfig) ([]Hook, error) {
 	var built []Hook
 	hooks, err := rebuild(nil, nil, cfgs, nil, &built)
@@ -68,58 +68,41 @@ func NewHooks(cfgs []HookConfig) ([]Hook, error) {
 }
 
 // CheckHooks validates a `prehooks` or `posthooks` list exactly as NewHooks
-// would, with the same errors, but without constructing the hooks that
-// registered a Checker: `chihaya validate` must not fetch key sets or
-// start anything.
+// would, with the same errors, but without side effects (CheckHook):
+// `chihaya validate` must not fetch key sets or start anything.
 func CheckHooks(cfgs []HookConfig) error {
-	return eachHook(cfgs, func(name string, opts []byte) error {
-		if check, ok := checkers.Lookup(name); ok {
-			return check(opts)
-		}
-		h, err := NewHook(name, opts)
-		if err != nil {
-			return err
-		}
-		StopHooks([]Hook{h})
-		return nil
-	})
+	return eachHook(cfgs, CheckHook)
 }
 
-// eachHook calls do with each entry's name and options YAML, and words its
-// error as `[i] (name): ...`.
+// eachHook calls do with each entry's name and options YAML, and puts its
+// error under the entry's index.
 func eachHook(cfgs []HookConfig, do func(name string, opts []byte) error) error {
 	for i, hc := range cfgs {
-		if hc.Name == "" {
-			return fmt.Errorf("[%d]: name: must be set", i)
-		}
+		err := checkEntry(hc)
 		var opts []byte
-		if len(hc.Options) > 0 {
-			var err error
+		if err == nil && len(hc.Options) > 0 {
+			// The options as the hook's own YAML document; the daemon
+			// gives errors the file's lines from their key paths.
 			if opts, err = yaml.Marshal(hc.Options); err != nil {
-				return fmt.Errorf("[%d] (%s): options: %w", i, hc.Name, err)
+				err = yamlconf.Under(err, "options")
 			}
 		}
-		if err := do(hc.Name, opts); err != nil {
-			// Hooks name themselves in their errors; say it once.
-			if msg, ok := strings.CutPrefix(err.Error(), hc.Name+": "); ok {
-				return hookError{msg: fmt.Sprintf("[%d] (%s): %s", i, hc.Name, msg), err: err}
-			}
-			return fmt.Errorf("[%d] (%s): %w", i, hc.Name, err)
+		if err == nil {
+			err = do(hc.Name, opts)
+		}
+		if err != nil {
+			return yamlconf.Under(err, yamlconf.Index(i))
 		}
 	}
 	return nil
 }
 
-// hookError is a hook's error reworded by eachHook. It still unwraps to
-// the hook's error, so that the daemon can find a YAML decoding error in it
-// and name the configuration file's lines.
-type hookError struct {
-	msg string
-	err error
+func checkEntry(hc HookConfig) error {
+	if hc.Name == "" {
+		return yamlconf.Errorf("name", "must be set")
+	}
+	return nil
 }
-
-func (e hookError) Error() string { return e.msg }
-func (e hookError) Unwrap() error { return e.err }
 
 // StopHooks stops every hook that runs background work.
 func StopHooks(hooks []Hook) {

@@ -6,11 +6,11 @@ package middleware
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/registry"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Hook sees a request and the response under construction. It may fill or
@@ -29,36 +29,79 @@ type Stopper interface {
 	Stop()
 }
 
-// Constructor builds a hook from the YAML of its `options` mapping. It
-// decodes strictly, applies defaults, and validates, naming the offending
-// option in its error.
-type Constructor func(optionsYAML []byte) (Hook, error)
-
-var hooks = registry.New[Constructor]("hook")
-
-// RegisterHook makes a hook available under name, the name operators write
-// in the YAML `prehooks`/`posthooks` lists. Registering a name twice panics.
-func RegisterHook(name string, c Constructor) {
-	if c == nil {
-		panic("middleware: RegisterHook " + name + " with a nil constructor")
-	}
-	hooks.Register(name, c)
+// Plugin is what a hook registers: how its `options` mapping is decoded,
+// and how the hook is built from it. Every hook decodes the same way
+// (yamlconf.Load): strictly, over Start, then Defaults, then the config's
+// Validate, whose errors name options relative to the `options` mapping
+// ("whitelist[0]"); the registry puts the entry's place in front of them
+// and names the hook, and the daemon adds the line.
+type Plugin[C yamlconf.Validator] struct {
+	// Name is the name operators write in the `prehooks`/`posthooks`
+	// lists.
+	Name string
+	// Start is what options left out keep (usually the zero value).
+	Start C
+	// Defaults, if set, fills options left unset; it runs before Validate.
+	Defaults func(C) C
+	// New builds the hook. Its *yamlconf.Error errors (a list file that
+	// does not load) are placed like Validate's.
+	New func(C) (Hook, error)
+	// Check, if set, checks what New would beyond Validate, without side
+	// effects: a hook whose construction reaches out (fetches a key set)
+	// sets it, so that `chihaya validate` starts nothing. Without it,
+	// validating builds the hook and stops it again.
+	Check func(C) error
 }
 
-// Checker validates a hook's options without constructing the hook. A hook
-// whose construction does more than build values in memory (fetch a key
-// set over the network) registers one, so that `chihaya validate` checks
-// its options without side effects.
-type Checker func(optionsYAML []byte) error
+// plugin is a registered Plugin, its config type erased.
+type plugin struct {
+	build func(optionsYAML []byte) (Hook, error)
+	check func(optionsYAML []byte) error // nil: build and stop
+}
 
-var checkers = registry.New[Checker]("hook checker")
+var hooks = registry.New[plugin]("hook")
 
-// RegisterChecker registers the Checker of the hook registered as name.
-func RegisterChecker(name string, c Checker) {
-	if c == nil {
-		panic("middleware: RegisterChecker " + name + " with a nil checker")
+// Register makes a hook available under its name. Registering a name twice
+// panics.
+func Register[C yamlconf.Validator](p Plugin[C]) {
+	if p.New == nil {
+		panic("middleware: Register " + p.Name + " without New")
 	}
-	checkers.Register(name, c)
+	r := plugin{build: func(b []byte) (Hook, error) {
+		cfg, err := p.Load(b)
+		if err != nil {
+			return nil, err
+		}
+		h, err := p.New(cfg)
+		if err != nil {
+			return nil, p.place(err)
+		}
+		return h, nil
+	}}
+	if p.Check != nil {
+		r.check = func(b []byte) error {
+			cfg, err := p.Load(b)
+			if err != nil {
+				return err
+			}
+			return p.place(p.Check(cfg))
+		}
+	}
+	hooks.Register(p.Name, r)
+}
+
+// Load decodes the YAML of the `options` mapping as the registered hook
+// does, with the same errors: keyed from the entry ("options.whitelist[0]")
+// and naming the hook.
+func (p Plugin[C]) Load(optionsYAML []byte) (C, error) {
+	cfg, err := yamlconf.Load(optionsYAML, p.Start, p.Defaults)
+	return cfg, p.place(err)
+}
+
+// place puts an error of the hook where its options are; an error that
+// names no option is about the hook's options as a whole.
+func (p Plugin[C]) place(err error) error {
+	return yamlconf.Under(yamlconf.Owned(err, p.Name), "options")
 }
 
 // HookNames lists the registered hooks, sorted.
@@ -67,13 +110,41 @@ func HookNames() []string { return hooks.Names() }
 // ErrUnknownHook is wrapped by NewHook when no hook has the given name.
 var ErrUnknownHook = errors.New("unknown hook")
 
-// NewHook builds the named hook.
-func NewHook(name string, optionsYAML []byte) (Hook, error) {
-	c, ok := hooks.Lookup(name)
+func lookup(name string) (plugin, error) {
+	p, ok := hooks.Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("%w %q (known: %s)", ErrUnknownHook, name, strings.Join(HookNames(), ", "))
+		return p, yamlconf.Errorf("name", "%w %q (known: %s)", ErrUnknownHook, name, strings.Join(HookNames(), ", "))
 	}
-	return c(optionsYAML)
+	return p, nil
+}
+
+// NewHook builds the named hook from the YAML of its `options` mapping.
+// Errors are *yamlconf.Error keyed from the hook's entry in its list
+// ("options.whitelist[0]", "name").
+func NewHook(name string, optionsYAML []byte) (Hook, error) {
+	p, err := lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	return p.build(optionsYAML)
+}
+
+// CheckHook checks the named hook's options as NewHook would, with the
+// same errors, without side effects (see Plugin.Check).
+func CheckHook(name string, optionsYAML []byte) error {
+	p, err := lookup(name)
+	if err != nil {
+		return err
+	}
+	if p.check != nil {
+		return p.check(optionsYAML)
+	}
+	h, err := p.build(optionsYAML)
+	if err != nil {
+		return err
+	}
+	StopHooks([]Hook{h})
+	return nil
 }
 
 // Refusal is the error a hook returns to refuse a request: the client is

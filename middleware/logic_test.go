@@ -45,12 +45,21 @@ func (h *recordHook) HandleScrape(context.Context, *bittorrent.ScrapeRequest, *b
 
 func (h *recordHook) Stop() { h.stopped.Store(true) }
 
+type denyConfig struct {
+	X string `yaml:"x"`
+}
+
+func (denyConfig) Validate() error { return nil }
+
 func init() {
-	middleware.RegisterHook("test deny", func(opts []byte) (middleware.Hook, error) {
-		if strings.Contains(string(opts), "bad") {
-			return nil, errors.New("deny: bad option")
-		}
-		return &recordHook{name: "test deny", trace: new([]string), deny: bittorrent.InfoHash{0xde}}, nil
+	middleware.Register(middleware.Plugin[denyConfig]{
+		Name: "test deny",
+		New: func(c denyConfig) (middleware.Hook, error) {
+			if c.X == "bad" {
+				return nil, errors.New("deny: bad option")
+			}
+			return &recordHook{name: "test deny", trace: new([]string), deny: bittorrent.InfoHash{0xde}}, nil
+		},
 	})
 }
 
@@ -253,9 +262,9 @@ func TestNewHooksFromConfig(t *testing.T) {
 		cfgs []middleware.HookConfig
 		want string
 	}{
-		{"unknown name lists the known", []middleware.HookConfig{{Name: "test deny"}, {Name: "nope"}}, `[1] (nope): unknown hook "nope" (known: `},
-		{"missing name", []middleware.HookConfig{{}}, "[0]: name: must be set"},
-		{"constructor error", []middleware.HookConfig{{Name: "test deny", Options: map[string]interface{}{"x": "bad"}}}, "[0] (test deny): deny: bad option"},
+		{"unknown name lists the known", []middleware.HookConfig{{Name: "test deny"}, {Name: "nope"}}, `[1].name: unknown hook "nope" (known: `},
+		{"missing name", []middleware.HookConfig{{}}, "[0].name: must be set"},
+		{"constructor error", []middleware.HookConfig{{Name: "test deny", Options: map[string]interface{}{"x": "bad"}}}, "[0].options (test deny): deny: bad option"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := middleware.NewHooks(tc.cfgs)
@@ -272,7 +281,10 @@ func TestRegisterTwicePanics(t *testing.T) {
 			t.Fatal("registering a hook name twice did not panic")
 		}
 	}()
-	middleware.RegisterHook("test deny", func([]byte) (middleware.Hook, error) { return nil, nil })
+	middleware.Register(middleware.Plugin[denyConfig]{
+		Name: "test deny",
+		New:  func(denyConfig) (middleware.Hook, error) { return nil, nil },
+	})
 }
 
 func TestStopAppliesQueuedUpdates(t *testing.T) {

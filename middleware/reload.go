@@ -1,10 +1,11 @@
 package middleware
 
 import (
-	"fmt"
 	"reflect"
 
 	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Reloader is a hook that loads something from outside its options (a
@@ -26,7 +27,7 @@ type Reloader interface {
 // are stopped once the new chain is in place.
 //
 // On error nothing changes: the hooks built so far are stopped, and the
-// error names the list and the entry as NewHooks' errors do.
+// error is keyed from the list's key ("prehooks[0].options.whitelist").
 func (l *Logic) ReloadHooks(oldPre, oldPost, pre, post []HookConfig) error {
 	cur := l.hooks.Load()
 	keptPre, keptPost := make([]bool, len(cur.pre)), make([]bool, len(cur.post))
@@ -34,12 +35,12 @@ func (l *Logic) ReloadHooks(oldPre, oldPost, pre, post []HookConfig) error {
 	newPre, err := rebuild(cur.pre, oldPre, pre, keptPre, &built)
 	if err != nil {
 		StopHooks(built)
-		return fmt.Errorf("prehooks%w", err)
+		return yamlconf.Under(err, "prehooks")
 	}
 	newPost, err := rebuild(cur.post, oldPost, post, keptPost, &built)
 	if err != nil {
 		StopHooks(built)
-		return fmt.Errorf("posthooks%w", err)
+		return yamlconf.Under(err, "posthooks")
 	}
 	l.hooks.Store(&chain{pre: newPre, post: newPost})
 	for _, list := range []struct {

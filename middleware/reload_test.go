@@ -3,8 +3,6 @@ package middleware_test
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,19 +41,23 @@ var budgets struct {
 	built []*budgetHook
 }
 
+type budgetConfig struct {
+	Budget int `yaml:"budget"`
+}
+
+func (budgetConfig) Validate() error { return nil }
+
 func init() {
-	middleware.RegisterHook("test budget", func(opts []byte) (middleware.Hook, error) {
-		s := strings.TrimSpace(strings.TrimPrefix(string(opts), "budget:"))
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return nil, errors.New("budget: not a number")
-		}
-		h := &budgetHook{}
-		h.left.Store(int64(n))
-		budgets.Lock()
-		budgets.built = append(budgets.built, h)
-		budgets.Unlock()
-		return h, nil
+	middleware.Register(middleware.Plugin[budgetConfig]{
+		Name: "test budget",
+		New: func(c budgetConfig) (middleware.Hook, error) {
+			h := &budgetHook{}
+			h.left.Store(int64(c.Budget))
+			budgets.Lock()
+			budgets.built = append(budgets.built, h)
+			budgets.Unlock()
+			return h, nil
+		},
 	})
 }
 
@@ -108,7 +110,7 @@ func TestReloadHooks(t *testing.T) {
 	// A list that does not build: nothing changes, nothing is stopped.
 	bad := []middleware.HookConfig{budget(5), {Name: "test deny", Options: map[string]interface{}{"x": "bad"}}}
 	err = l.ReloadHooks(v2, nil, bad, nil)
-	if want := "prehooks[1] (test deny): deny: bad option"; err == nil || err.Error() != want {
+	if want := "prehooks[1].options (test deny): deny: bad option"; err == nil || err.Error() != want {
 		t.Fatalf("bad reload: %v, want %q", err, want)
 	}
 	if built := lastBudget(t); built == first || !built.stopped.Load() || first.stopped.Load() {

@@ -5,7 +5,6 @@ package storage
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/registry"
 	"github.com/chihaya/chihaya/pkg/stopgroup"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Role is where a peer stands in a swarm.
@@ -121,21 +121,81 @@ type Reloader interface {
 	Reload() error
 }
 
-// Driver builds a PeerStore from the YAML of the `storage.config` mapping.
-// It decodes strictly, applies its defaults, validates (naming the full key
-// path, e.g. "storage.config.shard_count: must be > 0, got 0") and
-// constructs the store.
-type Driver func(configYAML []byte) (PeerStore, error)
+// Driver is what a driver registers: how its `storage.config` mapping is
+// decoded, and how a store is built from it. Every driver decodes the same
+// way (yamlconf.Load): strictly, over Start, then Defaults, then the
+// config's Validate, whose errors name keys relative to storage.config
+// ("shard_count"); the registry puts "storage.config" in front of them and
+// names the driver, and the daemon adds the line.
+type Driver[C yamlconf.Validator] struct {
+	// Name is the `storage.name` operators write in YAML.
+	Name string
+	// Start is what keys left out keep: usually the defaults, so that a
+	// key written as 0 reaches Validate instead of being replaced.
+	Start C
+	// Defaults, if set, fills keys whose default depends on others.
+	Defaults func(C) C
+	// New constructs the store. Its errors that are *yamlconf.Error (a
+	// file a key names is missing) are placed like Validate's; others (a
+	// connection refused) name the driver themselves ("storage/redis: ").
+	New func(C) (PeerStore, error)
+	// Check, if set, checks what New would beyond Validate without
+	// constructing a store that runs: `chihaya validate` must connect to
+	// nothing. Without it, Check builds the store and stops it at once.
+	Check func(C) error
+}
 
-var drivers = registry.New[Driver]("storage driver")
+// driver is a registered Driver, its config type erased.
+type driver struct {
+	build func(configYAML []byte) (PeerStore, error)
+	check func(configYAML []byte) error // nil: build and stop
+}
 
-// RegisterDriver makes a driver available under name, the `storage.name`
-// operators write in YAML. Registering a name twice panics.
-func RegisterDriver(name string, d Driver) {
-	if d == nil {
-		panic("storage: RegisterDriver " + name + " with a nil driver")
+var drivers = registry.New[driver]("storage driver")
+
+// Register makes a driver available under its name. Registering a name
+// twice panics.
+func Register[C yamlconf.Validator](d Driver[C]) {
+	if d.New == nil {
+		panic("storage: Register " + d.Name + " without New")
 	}
-	drivers.Register(name, d)
+	r := driver{build: func(b []byte) (PeerStore, error) {
+		cfg, err := d.Load(b)
+		if err != nil {
+			return nil, err
+		}
+		s, err := d.New(cfg)
+		if yamlconf.IsConfig(err) {
+			err = place(d.Name, err)
+		}
+		return s, err
+	}}
+	if d.Check != nil {
+		r.check = func(b []byte) error {
+			cfg, err := d.Load(b)
+			if err != nil {
+				return err
+			}
+			if err := d.Check(cfg); yamlconf.IsConfig(err) {
+				return place(d.Name, err)
+			} else {
+				return err
+			}
+		}
+	}
+	drivers.Register(d.Name, r)
+}
+
+// Load decodes the YAML of the `storage.config` mapping as the registered
+// driver does, with the same errors.
+func (d Driver[C]) Load(configYAML []byte) (C, error) {
+	cfg, err := yamlconf.Load(configYAML, d.Start, d.Defaults)
+	return cfg, place(d.Name, err)
+}
+
+// place puts a driver's configuration error where the driver's keys are.
+func place(name string, err error) error {
+	return yamlconf.Under(yamlconf.Owned(err, name), "storage", "config")
 }
 
 // DriverNames lists the registered drivers, sorted.
@@ -144,43 +204,43 @@ func DriverNames() []string { return drivers.Names() }
 // ErrUnknownDriver is wrapped by New when no driver has the given name.
 var ErrUnknownDriver = errors.New("unknown storage driver")
 
-// Checker checks a driver's configuration as its Driver would (decoding,
-// defaults, validation, the files it names) without constructing a store
-// that runs: `chihaya validate` must connect to nothing. A driver whose
-// construction has no such side effects needs none.
-type Checker func(configYAML []byte) error
-
-var checkers = registry.New[Checker]("storage checker")
-
-// RegisterChecker registers the Checker of the driver registered as name.
-func RegisterChecker(name string, c Checker) {
-	if c == nil {
-		panic("storage: RegisterChecker " + name + " with a nil checker")
+// lookup finds the named driver; an unknown name is an error about
+// storage.name that lists the known ones.
+func lookup(name string) (driver, error) {
+	d, ok := drivers.Lookup(name)
+	if !ok {
+		return d, yamlconf.Errorf("storage.name", "%w %q (known: %s)", ErrUnknownDriver, name, strings.Join(DriverNames(), ", "))
 	}
-	checkers.Register(name, c)
+	return d, nil
 }
 
 // Check checks the configuration of the named driver with the same errors
-// New gives: with the driver's Checker, or else by building the store and
+// New gives: with the driver's Check, or else by building the store and
 // stopping it at once.
 func Check(ctx context.Context, name string, configYAML []byte) error {
-	if check, ok := checkers.Lookup(name); ok {
-		return check(configYAML)
+	d, err := lookup(name)
+	if err != nil {
+		return err
 	}
-	s, err := New(name, configYAML)
+	if d.check != nil {
+		return d.check(configYAML)
+	}
+	s, err := d.build(configYAML)
 	if err != nil {
 		return err
 	}
 	return s.Stop(ctx)
 }
 
-// New builds the store of the named driver.
+// New builds the store of the named driver from the YAML of its
+// `storage.config` mapping. Configuration errors are *yamlconf.Error,
+// keyed from the top of the configuration ("storage.config.shard_count").
 func New(name string, configYAML []byte) (PeerStore, error) {
-	d, ok := drivers.Lookup(name)
-	if !ok {
-		return nil, fmt.Errorf("storage.name: %w %q (known: %s)", ErrUnknownDriver, name, strings.Join(DriverNames(), ", "))
+	d, err := lookup(name)
+	if err != nil {
+		return nil, err
 	}
-	return d(configYAML)
+	return d.build(configYAML)
 }
 
 // Every runs f every d in a goroutine counted by wg until done is closed.

@@ -292,7 +292,7 @@ func TestDaemon(t *testing.T) {
 		}
 		d.signal(syscall.SIGUSR1)
 		l := d.waitLine("reload failed", msgIs("reload failed; keeping the running configuration"))
-		if e := fmt.Sprint(l["error"]); !strings.Contains(e, `line 3: unknown key "adr" in chihaya.udp`) {
+		if e := fmt.Sprint(l["error"]); !strings.Contains(e, `line 3: unknown key "adr" in udp`) {
 			t.Errorf("reload error = %q", e)
 		}
 		checkServing(t)

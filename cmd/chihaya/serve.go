@@ -18,6 +18,7 @@ import (
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/metrics"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -55,48 +56,39 @@ var (
 )
 
 // buildStorage constructs the configured PeerStore through the driver
-// registry.
-func buildStorage(c StorageConfig) (storage.PeerStore, error) {
-	b, err := storageYAML(c)
+// registry. Configuration errors are keyed ("storage.config.shard_count")
+// and get the file's lines; others (a connection refused) name the driver
+// themselves ("storage/redis: ").
+func buildStorage(c Config) (storage.PeerStore, error) {
+	b, err := storageYAML(c.Storage)
 	if err != nil {
 		return nil, err
 	}
-	store, err := storage.New(c.Name, b)
-	return store, storageError(c, err)
+	store, err := storage.New(c.Storage.Name, b)
+	return store, c.locate(err)
 }
 
 // checkStorage checks the storage configuration as buildStorage would,
 // without a store that runs or connects (storage.Check).
-func checkStorage(ctx context.Context, c StorageConfig) error {
-	b, err := storageYAML(c)
+func checkStorage(ctx context.Context, c Config) error {
+	b, err := storageYAML(c.Storage)
 	if err != nil {
 		return err
 	}
-	return storageError(c, storage.Check(ctx, c.Name, b))
+	return c.locate(storage.Check(ctx, c.Storage.Name, b))
 }
 
-// storageError names the driver in an error that does not name its key:
-// drivers write "storage.config.shard_count: ...", "storage/redis: ..."
-// or "line 8: unknown key ... in storage.config (redis)"; others (a
-// failed connection) get "storage (redis): ".
-func storageError(c StorageConfig, err error) error {
-	if err == nil || strings.HasPrefix(err.Error(), "storage") || strings.HasPrefix(err.Error(), "line ") {
-		return err
-	}
-	return fmt.Errorf("storage (%s): %w", c.Name, err)
-}
-
-// buildHooks constructs both hook lists of the configuration read from
-// path; errors read `prehooks[0] (jwt): ...`, or name the file's line.
-func buildHooks(path string, c Config) (pre, post []middleware.Hook, err error) {
+// buildHooks constructs both hook lists; errors are keyed from the list
+// ("prehooks[0].options.whitelist") and get the file's lines.
+func buildHooks(c Config) (pre, post []middleware.Hook, err error) {
 	pre, err = middleware.NewHooks(c.PreHooks)
 	if err != nil {
-		return nil, nil, explainHookError(path, c, fmt.Errorf("prehooks%w", err))
+		return nil, nil, c.locate(yamlconf.Under(err, "prehooks"))
 	}
 	post, err = middleware.NewHooks(c.PostHooks)
 	if err != nil {
 		middleware.StopHooks(pre)
-		return nil, nil, explainHookError(path, c, fmt.Errorf("posthooks%w", err))
+		return nil, nil, c.locate(yamlconf.Under(err, "posthooks"))
 	}
 	return pre, post, nil
 }
@@ -115,14 +107,16 @@ func checkConfig(ctx context.Context, path string) (warnings []string, err error
 	if _, err := httpfrontend.LoadTLS(cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := checkStorage(ctx, cfg.Storage); err != nil {
+	if err := checkStorage(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := middleware.CheckHooks(cfg.PreHooks); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, explainHookError(path, cfg, fmt.Errorf("prehooks%w", err)))
-	}
-	if err := middleware.CheckHooks(cfg.PostHooks); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, explainHookError(path, cfg, fmt.Errorf("posthooks%w", err)))
+	for _, list := range []struct {
+		key   string
+		hooks []middleware.HookConfig
+	}{{"prehooks", cfg.PreHooks}, {"posthooks", cfg.PostHooks}} {
+		if err := middleware.CheckHooks(list.hooks); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, cfg.locate(yamlconf.Under(err, list.key)))
+		}
 	}
 	return configWarnings(cfg), nil
 }
@@ -211,7 +205,7 @@ func start(path string, written, cfg Config) (s *server, err error) {
 		s.listening("metrics", m.Addr().String())
 	}
 
-	store, err := buildStorage(cfg.Storage)
+	store, err := buildStorage(cfg)
 	if err != nil {
 		return s, err
 	}
@@ -221,7 +215,7 @@ func start(path string, written, cfg Config) (s *server, err error) {
 		s.metrics.SetCheck("storage", store.Ready)
 	}
 
-	pre, post, err := buildHooks(path, cfg)
+	pre, post, err := buildHooks(cfg)
 	if err != nil {
 		return s, err
 	}
@@ -302,7 +296,7 @@ func (s *server) reload() {
 		return
 	}
 	if err := s.logic.ReloadHooks(s.cfg.PreHooks, s.cfg.PostHooks, cfg.PreHooks, cfg.PostHooks); err != nil {
-		log.WithError(fmt.Errorf("%s: %w", s.path, explainHookError(s.path, cfg, err))).Error("reload failed; keeping the running configuration")
+		log.WithError(fmt.Errorf("%s: %w", s.path, cfg.locate(err))).Error("reload failed; keeping the running configuration")
 		return
 	}
 	for _, key := range restartKeys(s.written, written) {
@@ -333,7 +327,7 @@ func restartKeys(old, next Config) []string {
 	t := ov.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if f.Name == "PreHooks" || f.Name == "PostHooks" {
+		if f.Name == "PreHooks" || f.Name == "PostHooks" || !f.IsExported() {
 			continue
 		}
 		if reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {

@@ -199,7 +199,7 @@ func TestValidateDoesNotFetchKeys(t *testing.T) {
 	// The options are still checked.
 	bad := strings.Replace(cfg, "        issuer: i\n", "", 1)
 	_, err := checkConfig(context.Background(), writeConfig(t, bad))
-	if err == nil || !strings.HasSuffix(err.Error(), "prehooks[0] (jwt): issuer: must be set") {
+	if err == nil || !strings.HasSuffix(err.Error(), "line 6: prehooks[0].options.issuer: must be set") {
 		t.Fatalf("checkConfig with no issuer: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/julienschmidt/httprouter"
 )
 
@@ -126,12 +127,13 @@ func (c Config) WithDefaults() Config {
 
 // Validate checks a configuration that WithDefaults has been applied to.
 // A configuration with neither addr nor https_addr is valid: it disables
-// the frontend, and the daemon does not construct it. Each error names the offending key, e.g.
-// "http.max_numwant: must be > 0, got -1".
+// the frontend, and the daemon does not construct it. Each error names the
+// offending key relative to the `http` mapping (yamlconf.Errorf), e.g.
+// "max_numwant: must be > 0, got -1".
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("http."+key+": "+format, args...))
+		errs = append(errs, yamlconf.Errorf(key, format, args...))
 	}
 	if c.HTTPSAddr != "" {
 		if c.TLSCertPath == "" {
@@ -196,7 +198,7 @@ func tryRoutes(c Config) (err error) {
 	key := ""
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("http.%s: %v", key, v)
+			err = yamlconf.Errorf(key, "%v", v)
 		}
 	}()
 	nop := func(nethttp.ResponseWriter, *nethttp.Request, httprouter.Params) {}

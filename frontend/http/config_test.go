@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // loadConfig reads a testdata file the way the daemon reads the `http:`
@@ -18,12 +18,9 @@ func loadConfig(t *testing.T, name string) (Config, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return c, err
-	}
-	c = c.WithDefaults()
-	return c, c.Validate()
+	// As the daemon decodes the `http` mapping, and keys its errors.
+	c, err := yamlconf.Load(b, Config{}, Config.WithDefaults)
+	return c, yamlconf.Under(err, "http")
 }
 
 func TestConfigGood(t *testing.T) {
@@ -103,7 +100,7 @@ func TestConfigBad(t *testing.T) {
 		{"bad-route.yaml", `http.announce_routes[0]: must start with '/', got "announce"`},
 		{"bad-route-conflict.yaml", "http.announce_routes[1]: a handle is already registered for path '/announce'"},
 		{"bad-route-wildcard-conflict.yaml", "http.announce_routes[1]: wildcard route ':passkey' conflicts with existing children in path '/:passkey/announce'"},
-		{"bad-unknown-key.yaml", "yaml: unmarshal errors:\n  line 2: field max_num_want not found in type http.Config"},
+		{"bad-unknown-key.yaml", `line 2: unknown key "max_num_want" in http`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -1,11 +1,12 @@
 package udp
 
 import (
-	"fmt"
 	"net"
 	"runtime"
 	"strconv"
 	"time"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // The defaults, applied by WithDefaults. The first four are upstream
@@ -96,34 +97,34 @@ func (c Config) WithDefaults() Config {
 }
 
 // Validate checks a configuration that had WithDefaults applied. Its
-// errors name the full key path.
+// errors name the key relative to the `udp` mapping (yamlconf.Errorf).
 func (c Config) Validate() error {
 	if c.Addr != "" {
 		_, port, err := net.SplitHostPort(c.Addr)
 		if err != nil {
-			return fmt.Errorf("udp.addr: must be host:port, got %q", c.Addr)
+			return yamlconf.Errorf("addr", "must be host:port, got %q", c.Addr)
 		}
 		if p, err := strconv.ParseUint(port, 10, 16); err != nil || p > 65535 {
-			return fmt.Errorf("udp.addr: port must be 0-65535, got %q", port)
+			return yamlconf.Errorf("addr", "port must be 0-65535, got %q", port)
 		}
 	}
 	switch {
 	case c.MaxClockSkew < 0 || c.MaxClockSkew > maxClockSkewLimit:
-		return fmt.Errorf("udp.max_clock_skew: must be between 0 and %s, got %s", maxClockSkewLimit, c.MaxClockSkew)
+		return yamlconf.Errorf("max_clock_skew", "must be between 0 and %s, got %s", maxClockSkewLimit, c.MaxClockSkew)
 	case c.MaxNumWant <= 0 || c.MaxNumWant > maxNumWantLimit:
-		return fmt.Errorf("udp.max_numwant: must be > 0 and <= %d, got %d", maxNumWantLimit, c.MaxNumWant)
+		return yamlconf.Errorf("max_numwant", "must be > 0 and <= %d, got %d", maxNumWantLimit, c.MaxNumWant)
 	case c.DefaultNumWant <= 0:
-		return fmt.Errorf("udp.default_numwant: must be > 0, got %d", c.DefaultNumWant)
+		return yamlconf.Errorf("default_numwant", "must be > 0, got %d", c.DefaultNumWant)
 	case c.DefaultNumWant > c.MaxNumWant:
-		return fmt.Errorf("udp.default_numwant: must be <= udp.max_numwant (%d), got %d", c.MaxNumWant, c.DefaultNumWant)
+		return yamlconf.Errorf("default_numwant", "must be <= max_numwant (%d), got %d", c.MaxNumWant, c.DefaultNumWant)
 	case c.MaxScrapeInfoHashes <= 0:
-		return fmt.Errorf("udp.max_scrape_infohashes: must be > 0, got %d", c.MaxScrapeInfoHashes)
+		return yamlconf.Errorf("max_scrape_infohashes", "must be > 0, got %d", c.MaxScrapeInfoHashes)
 	case c.Sockets <= 0 || c.Sockets > maxSockets:
-		return fmt.Errorf("udp.sockets: must be between 1 and %d, got %d", maxSockets, c.Sockets)
+		return yamlconf.Errorf("sockets", "must be between 1 and %d, got %d", maxSockets, c.Sockets)
 	case c.BatchSize <= 0 || c.BatchSize > maxBatchSize:
-		return fmt.Errorf("udp.batch_size: must be between 1 and %d, got %d", maxBatchSize, c.BatchSize)
+		return yamlconf.Errorf("batch_size", "must be between 1 and %d, got %d", maxBatchSize, c.BatchSize)
 	case c.ReadBufferSize < 0:
-		return fmt.Errorf("udp.read_buffer_size: must be >= 0, got %d", c.ReadBufferSize)
+		return yamlconf.Errorf("read_buffer_size", "must be >= 0, got %d", c.ReadBufferSize)
 	}
 	return nil
 }

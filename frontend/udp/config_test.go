@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"gopkg.in/yaml.v2"
 )
 
@@ -92,7 +93,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative max_numwant", func(c *Config) { c.MaxNumWant = -1 }, "udp.max_numwant: must be > 0 and <= 3638, got -1"},
 		{"max_numwant beyond a datagram", func(c *Config) { c.MaxNumWant = 5000 }, "udp.max_numwant: must be > 0 and <= 3638, got 5000"},
 		{"negative default_numwant", func(c *Config) { c.DefaultNumWant = -1 }, "udp.default_numwant: must be > 0, got -1"},
-		{"default_numwant above max_numwant", func(c *Config) { c.DefaultNumWant = 101 }, "udp.default_numwant: must be <= udp.max_numwant (100), got 101"},
+		{"default_numwant above max_numwant", func(c *Config) { c.DefaultNumWant = 101 }, "udp.default_numwant: must be <= max_numwant (100), got 101"},
 		{"negative max_scrape_infohashes", func(c *Config) { c.MaxScrapeInfoHashes = -1 }, "udp.max_scrape_infohashes: must be > 0, got -1"},
 		{"negative sockets", func(c *Config) { c.Sockets = -1 }, "udp.sockets: must be between 1 and 1024, got -1"},
 		{"too many sockets", func(c *Config) { c.Sockets = 2000 }, "udp.sockets: must be between 1 and 1024, got 2000"},
@@ -103,7 +104,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Config{Addr: "127.0.0.1:0"}.WithDefaults()
 			tt.change(&c)
-			err := c.Validate()
+			err := yamlconf.Under(c.Validate(), "udp") // as the daemon keys it
 			if err == nil || err.Error() != tt.wantErr {
 				t.Errorf("Validate() = %v, want %q", err, tt.wantErr)
 			}

@@ -9,20 +9,20 @@ import (
 	"github.com/chihaya/chihaya/middleware"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, err string }{
 		{name: "whitelist", yaml: "whitelist: [OP1011, TR3000, qB]\n"},
 		{name: "blacklist", yaml: "blacklist: [UT]\n"},
-		{name: "both", yaml: "whitelist: [TR3000]\nblacklist: [UT]\n", err: "client approval: whitelist and blacklist are both set; use one"},
-		{name: "neither", yaml: "", err: "client approval: one of whitelist or blacklist must be set"},
-		{name: "empty lists", yaml: "whitelist: []\nblacklist: []\n", err: "client approval: one of whitelist or blacklist must be set"},
-		{name: "entry too long", yaml: "whitelist: [TR3000, TR30000]\n", err: `client approval: whitelist[1]: client ID "TR30000" must be 1 to 6 bytes, got 7`},
-		{name: "empty entry", yaml: "blacklist: [\"\"]\n", err: `client approval: blacklist[0]: client ID "" must be 1 to 6 bytes, got 0`},
-		{name: "unknown key", yaml: "whitelsit: [TR3000]\n", err: "client approval: yaml: unmarshal errors:\n  line 1: field whitelsit not found in type clientapproval.Config"},
-		{name: "not a list", yaml: "whitelist: TR3000\n", err: "client approval: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `TR3000` into []string"},
+		{name: "both", yaml: "whitelist: [TR3000]\nblacklist: [UT]\n", err: "options (client approval): whitelist and blacklist are both set; use one"},
+		{name: "neither", yaml: "", err: "options (client approval): one of whitelist or blacklist must be set"},
+		{name: "empty lists", yaml: "whitelist: []\nblacklist: []\n", err: "options (client approval): one of whitelist or blacklist must be set"},
+		{name: "entry too long", yaml: "whitelist: [TR3000, TR30000]\n", err: `options.whitelist[1]: client ID "TR30000" must be 1 to 6 bytes, got 7`},
+		{name: "empty entry", yaml: "blacklist: [\"\"]\n", err: `options.blacklist[0]: client ID "" must be 1 to 6 bytes, got 0`},
+		{name: "unknown key", yaml: "whitelsit: [TR3000]\n", err: `line 1: unknown key "whitelsit" in options (client approval)`},
+		{name: "not a list", yaml: "whitelist: TR3000\n", err: "line 1: options.whitelist: cannot unmarshal !!str `TR3000` into a list"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.yaml))
+			_, err := plugin.Load([]byte(tc.yaml))
 			if tc.err == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -1,9 +1,10 @@
 package clientapproval
 
 import (
+	"errors"
 	"fmt"
 
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `options` mapping of the `client approval` hook. The keys
@@ -24,9 +25,9 @@ func (c Config) WithDefaults() Config { return c }
 func (c Config) Validate() error {
 	switch {
 	case len(c.Whitelist) > 0 && len(c.Blacklist) > 0:
-		return fmt.Errorf("client approval: whitelist and blacklist are both set; use one")
+		return errors.New("whitelist and blacklist are both set; use one")
 	case len(c.Whitelist) == 0 && len(c.Blacklist) == 0:
-		return fmt.Errorf("client approval: one of whitelist or blacklist must be set")
+		return errors.New("one of whitelist or blacklist must be set")
 	}
 	for _, l := range []struct {
 		key     string
@@ -34,22 +35,9 @@ func (c Config) Validate() error {
 	}{{"whitelist", c.Whitelist}, {"blacklist", c.Blacklist}} {
 		for i, e := range l.entries {
 			if len(e) == 0 || len(e) > ClientIDLen {
-				return fmt.Errorf("client approval: %s[%d]: client ID %q must be 1 to %d bytes, got %d", l.key, i, e, ClientIDLen, len(e))
+				return yamlconf.Errorf(fmt.Sprintf("%s[%d]", l.key, i), "client ID %q must be 1 to %d bytes, got %d", e, ClientIDLen, len(e))
 			}
 		}
 	}
 	return nil
-}
-
-// ParseConfig decodes the options strictly, applies defaults and validates.
-func ParseConfig(optionsYAML []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
-		return Config{}, fmt.Errorf("client approval: %w", err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
 }

@@ -1,11 +1,10 @@
 package jwt
 
 import (
-	"fmt"
 	"net/url"
 	"time"
 
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `options` mapping of the `jwt` hook. issuer, audience,
@@ -25,7 +24,7 @@ type Config struct {
 	JWKSetFetchTimeout time.Duration `yaml:"jwk_set_fetch_timeout"`
 	// Leeway is the clock skew allowed when checking `exp`, `nbf` and
 	// `iat`. Zero is a valid setting (no skew allowed), so WithDefaults
-	// leaves it alone: ParseConfig gives an absent key DefaultLeeway.
+	// leaves it alone: the hook decodes its options over DefaultLeeway.
 	Leeway time.Duration `yaml:"leeway"`
 	// MaxTokenBytes caps the size of a token; longer ones are refused
 	// before any parsing.
@@ -58,41 +57,28 @@ func (c Config) WithDefaults() Config {
 // Validate reports the first invalid option, naming it.
 func (c Config) Validate() error {
 	if c.Issuer == "" {
-		return fmt.Errorf("jwt: issuer: must be set")
+		return yamlconf.Errorf("issuer", "must be set")
 	}
 	if c.Audience == "" {
-		return fmt.Errorf("jwt: audience: must be set")
+		return yamlconf.Errorf("audience", "must be set")
 	}
 	if c.JWKSetURL == "" {
-		return fmt.Errorf("jwt: jwk_set_url: must be set")
+		return yamlconf.Errorf("jwk_set_url", "must be set")
 	}
 	if u, err := url.Parse(c.JWKSetURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("jwt: jwk_set_url: must be an http or https URL, got %q", c.JWKSetURL)
+		return yamlconf.Errorf("jwk_set_url", "must be an http or https URL, got %q", c.JWKSetURL)
 	}
 	if c.JWKSetUpdateInterval < time.Second {
-		return fmt.Errorf("jwt: jwk_set_update_interval: must be >= 1s, got %s", c.JWKSetUpdateInterval)
+		return yamlconf.Errorf("jwk_set_update_interval", "must be >= 1s, got %s", c.JWKSetUpdateInterval)
 	}
 	if c.JWKSetFetchTimeout <= 0 {
-		return fmt.Errorf("jwt: jwk_set_fetch_timeout: must be > 0, got %s", c.JWKSetFetchTimeout)
+		return yamlconf.Errorf("jwk_set_fetch_timeout", "must be > 0, got %s", c.JWKSetFetchTimeout)
 	}
 	if c.Leeway < 0 || c.Leeway > 10*time.Minute {
-		return fmt.Errorf("jwt: leeway: must be 0s to 10m0s, got %s", c.Leeway)
+		return yamlconf.Errorf("leeway", "must be 0s to 10m0s, got %s", c.Leeway)
 	}
 	if c.MaxTokenBytes < 64 || c.MaxTokenBytes > 65536 {
-		return fmt.Errorf("jwt: max_token_bytes: must be 64 to 65536, got %d", c.MaxTokenBytes)
+		return yamlconf.Errorf("max_token_bytes", "must be 64 to 65536, got %d", c.MaxTokenBytes)
 	}
 	return nil
-}
-
-// ParseConfig decodes the options strictly, applies defaults and validates.
-func ParseConfig(optionsYAML []byte) (Config, error) {
-	c := Config{Leeway: DefaultLeeway}
-	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
-		return Config{}, fmt.Errorf("jwt: %w", err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
 }

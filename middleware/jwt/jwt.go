@@ -66,19 +66,18 @@ var keySetFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	prometheus.MustRegister(keySetFetches)
-	middleware.RegisterHook(Name, func(optionsYAML []byte) (middleware.Hook, error) {
-		cfg, err := ParseConfig(optionsYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg), nil
-	})
+	middleware.Register(plugin)
+}
+
+// plugin decodes the hook's options and builds it.
+var plugin = middleware.Plugin[Config]{
+	Name:     Name,
+	Start:    Config{Leeway: DefaultLeeway},
+	Defaults: Config.WithDefaults,
+	New:      func(c Config) (middleware.Hook, error) { return New(c), nil },
 	// Constructing the hook fetches the key set: `chihaya validate` only
 	// checks the options.
-	middleware.RegisterChecker(Name, func(optionsYAML []byte) error {
-		_, err := ParseConfig(optionsYAML)
-		return err
-	})
+	Check: func(Config) error { return nil },
 }
 
 func refusal(reason, text string) error {

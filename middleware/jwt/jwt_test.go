@@ -30,7 +30,7 @@ import (
 	"github.com/chihaya/chihaya/middleware"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	const base = "issuer: https://registry.example\naudience: tracker\njwk_set_url: https://registry.example/jwks.json\n"
 	for _, tc := range []struct {
 		name, yaml, err string
@@ -44,25 +44,25 @@ func TestParseConfig(t *testing.T) {
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 2 * time.Second, Leeway: 5 * time.Second, MaxTokenBytes: 2048,
 		}},
-		{name: "no issuer", yaml: "audience: a\njwk_set_url: http://127.0.0.1/k\n", err: "jwt: issuer: must be set"},
-		{name: "no audience", yaml: "issuer: i\njwk_set_url: http://127.0.0.1/k\n", err: "jwt: audience: must be set"},
-		{name: "no key set", yaml: "issuer: i\naudience: a\n", err: "jwt: jwk_set_url: must be set"},
-		{name: "key set not over HTTP", yaml: "issuer: i\naudience: a\njwk_set_url: file:///etc/jwks.json\n", err: `jwt: jwk_set_url: must be an http or https URL, got "file:///etc/jwks.json"`},
-		{name: "key set URL without host", yaml: "issuer: i\naudience: a\njwk_set_url: https:///jwks.json\n", err: `jwt: jwk_set_url: must be an http or https URL, got "https:///jwks.json"`},
-		{name: "update interval too short", yaml: base + "jwk_set_update_interval: 10ms\n", err: "jwt: jwk_set_update_interval: must be >= 1s, got 10ms"},
-		{name: "negative fetch timeout", yaml: base + "jwk_set_fetch_timeout: -1s\n", err: "jwt: jwk_set_fetch_timeout: must be > 0, got -1s"},
+		{name: "no issuer", yaml: "audience: a\njwk_set_url: http://127.0.0.1/k\n", err: "options.issuer: must be set"},
+		{name: "no audience", yaml: "issuer: i\njwk_set_url: http://127.0.0.1/k\n", err: "options.audience: must be set"},
+		{name: "no key set", yaml: "issuer: i\naudience: a\n", err: "options.jwk_set_url: must be set"},
+		{name: "key set not over HTTP", yaml: "issuer: i\naudience: a\njwk_set_url: file:///etc/jwks.json\n", err: `options.jwk_set_url: must be an http or https URL, got "file:///etc/jwks.json"`},
+		{name: "key set URL without host", yaml: "issuer: i\naudience: a\njwk_set_url: https:///jwks.json\n", err: `options.jwk_set_url: must be an http or https URL, got "https:///jwks.json"`},
+		{name: "update interval too short", yaml: base + "jwk_set_update_interval: 10ms\n", err: "options.jwk_set_update_interval: must be >= 1s, got 10ms"},
+		{name: "negative fetch timeout", yaml: base + "jwk_set_fetch_timeout: -1s\n", err: "options.jwk_set_fetch_timeout: must be > 0, got -1s"},
 		{name: "no leeway", yaml: base + "leeway: 0s\n", want: Config{
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 10 * time.Second, Leeway: 0, MaxTokenBytes: 4096,
 		}},
-		{name: "negative leeway", yaml: base + "leeway: -5s\n", err: "jwt: leeway: must be 0s to 10m0s, got -5s"},
-		{name: "huge leeway", yaml: base + "leeway: 1h\n", err: "jwt: leeway: must be 0s to 10m0s, got 1h0m0s"},
-		{name: "tiny token cap", yaml: base + "max_token_bytes: 10\n", err: "jwt: max_token_bytes: must be 64 to 65536, got 10"},
-		{name: "unknown key", yaml: base + "jwk_url: x\n", err: "jwt: yaml: unmarshal errors:\n  line 4: field jwk_url not found in type jwt.Config"},
-		{name: "interval not a duration", yaml: base + "jwk_set_update_interval: often\n", err: "jwt: yaml: unmarshal errors:\n  line 4: cannot unmarshal !!str `often` into time.Duration"},
+		{name: "negative leeway", yaml: base + "leeway: -5s\n", err: "options.leeway: must be 0s to 10m0s, got -5s"},
+		{name: "huge leeway", yaml: base + "leeway: 1h\n", err: "options.leeway: must be 0s to 10m0s, got 1h0m0s"},
+		{name: "tiny token cap", yaml: base + "max_token_bytes: 10\n", err: "options.max_token_bytes: must be 64 to 65536, got 10"},
+		{name: "unknown key", yaml: base + "jwk_url: x\n", err: `line 4: unknown key "jwk_url" in options (jwt)`},
+		{name: "interval not a duration", yaml: base + "jwk_set_update_interval: often\n", err: "line 4: options.jwk_set_update_interval: cannot unmarshal !!str `often` into a duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseConfig([]byte(tc.yaml))
+			got, err := plugin.Load([]byte(tc.yaml))
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
 					t.Fatalf("error %v, want %q", err, tc.err)
@@ -523,7 +523,7 @@ func TestKeySet(t *testing.T) {
 func TestZeroLeeway(t *testing.T) {
 	keys(t)
 	j := newJWKS(t, jwk(ecKey, "ec1"))
-	cfg, err := ParseConfig([]byte("issuer: " + issuer + "\naudience: " + audience + "\njwk_set_url: " + j.srv.URL + "/jwks.json\nleeway: 0s\n"))
+	cfg, err := plugin.Load([]byte("issuer: " + issuer + "\naudience: " + audience + "\njwk_set_url: " + j.srv.URL + "/jwks.json\nleeway: 0s\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

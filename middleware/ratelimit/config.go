@@ -1,10 +1,10 @@
 package ratelimit
 
 import (
-	"fmt"
+	"errors"
 	"math"
 
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `options` mapping of the `rate limit` hook (our addition;
@@ -82,39 +82,26 @@ func (c Config) Validate() error {
 	} {
 		switch {
 		case math.IsNaN(a.rate) || math.IsInf(a.rate, 0) || a.rate < 0 || a.rate > 1e6:
-			return fmt.Errorf("rate limit: %s: must be 0 (no limit) or %g to 1e+06, got %g", a.rateKey, MinRate, a.rate)
+			return yamlconf.Errorf(a.rateKey, "must be 0 (no limit) or %g to 1e+06, got %g", MinRate, a.rate)
 		case a.rate > 0 && a.rate < MinRate:
-			return fmt.Errorf("rate limit: %s: must be 0 (no limit) or %g to 1e+06, got %g", a.rateKey, MinRate, a.rate)
+			return yamlconf.Errorf(a.rateKey, "must be 0 (no limit) or %g to 1e+06, got %g", MinRate, a.rate)
 		case a.rate == 0 && a.burst != 0:
-			return fmt.Errorf("rate limit: %s: set without %s", a.burstKey, a.rateKey)
+			return yamlconf.Errorf(a.burstKey, "set without %s", a.rateKey)
 		case a.rate > 0 && (a.burst < 1 || a.burst > 1e6):
-			return fmt.Errorf("rate limit: %s: must be 1 to 1000000, got %d", a.burstKey, a.burst)
+			return yamlconf.Errorf(a.burstKey, "must be 1 to 1000000, got %d", a.burst)
 		}
 	}
 	if c.AnnouncesPerSecond == 0 && c.ScrapesPerSecond == 0 {
-		return fmt.Errorf("rate limit: announces_per_second or scrapes_per_second must be set")
+		return errors.New("announces_per_second or scrapes_per_second must be set")
 	}
 	if c.IPv4PrefixLength < 1 || c.IPv4PrefixLength > 32 {
-		return fmt.Errorf("rate limit: ipv4_prefix_length: must be 1 to 32, got %d", c.IPv4PrefixLength)
+		return yamlconf.Errorf("ipv4_prefix_length", "must be 1 to 32, got %d", c.IPv4PrefixLength)
 	}
 	if c.IPv6PrefixLength < 1 || c.IPv6PrefixLength > 128 {
-		return fmt.Errorf("rate limit: ipv6_prefix_length: must be 1 to 128, got %d", c.IPv6PrefixLength)
+		return yamlconf.Errorf("ipv6_prefix_length", "must be 1 to 128, got %d", c.IPv6PrefixLength)
 	}
 	if c.MaxTrackedAddresses < 1024 || c.MaxTrackedAddresses > 1<<30 {
-		return fmt.Errorf("rate limit: max_tracked_addresses: must be 1024 to %d, got %d", 1<<30, c.MaxTrackedAddresses)
+		return yamlconf.Errorf("max_tracked_addresses", "must be 1024 to %d, got %d", 1<<30, c.MaxTrackedAddresses)
 	}
 	return nil
-}
-
-// ParseConfig decodes the options strictly, applies defaults and validates.
-func ParseConfig(optionsYAML []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
-		return Config{}, fmt.Errorf("rate limit: %w", err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
 }

@@ -35,13 +35,14 @@ var evictions = prometheus.NewCounter(prometheus.CounterOpts{
 
 func init() {
 	prometheus.MustRegister(evictions)
-	middleware.RegisterHook(Name, func(optionsYAML []byte) (middleware.Hook, error) {
-		cfg, err := ParseConfig(optionsYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg), nil
-	})
+	middleware.Register(plugin)
+}
+
+// plugin decodes the hook's options and builds it.
+var plugin = middleware.Plugin[Config]{
+	Name:     Name,
+	Defaults: Config.WithDefaults,
+	New:      func(c Config) (middleware.Hook, error) { return New(c), nil },
 }
 
 // ways is the associativity of the table: a key may sit in one of this

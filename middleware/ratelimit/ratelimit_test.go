@@ -17,7 +17,7 @@ import (
 	"github.com/chihaya/chihaya/pkg/clock"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, err string
 		want            Config
@@ -28,20 +28,20 @@ func TestParseConfig(t *testing.T) {
 			want: Config{AnnouncesPerSecond: 2.5, AnnounceBurst: 10, ScrapesPerSecond: 1, ScrapeBurst: 3, IPv4PrefixLength: 24, IPv6PrefixLength: 48, MaxTrackedAddresses: 4096}},
 		{name: "default burst rounds the rate up", yaml: "scrapes_per_second: 2.5\n",
 			want: Config{ScrapesPerSecond: 2.5, ScrapeBurst: 3, IPv4PrefixLength: 32, IPv6PrefixLength: 64, MaxTrackedAddresses: 1 << 18}},
-		{name: "nothing limited", yaml: "", err: "rate limit: announces_per_second or scrapes_per_second must be set"},
-		{name: "negative rate", yaml: "announces_per_second: -1\n", err: "rate limit: announces_per_second: must be 0 (no limit) or 0.001 to 1e+06, got -1"},
-		{name: "rate too small", yaml: "scrapes_per_second: 0.0001\n", err: "rate limit: scrapes_per_second: must be 0 (no limit) or 0.001 to 1e+06, got 0.0001"},
-		{name: "infinite rate", yaml: "announces_per_second: .inf\n", err: "rate limit: announces_per_second: must be 0 (no limit) or 0.001 to 1e+06, got +Inf"},
-		{name: "burst without rate", yaml: "announces_per_second: 1\nscrape_burst: 5\n", err: "rate limit: scrape_burst: set without scrapes_per_second"},
-		{name: "negative burst", yaml: "announces_per_second: 1\nannounce_burst: -2\n", err: "rate limit: announce_burst: must be 1 to 1000000, got -2"},
-		{name: "huge burst", yaml: "announces_per_second: 1\nannounce_burst: 2000000\n", err: "rate limit: announce_burst: must be 1 to 1000000, got 2000000"},
-		{name: "IPv4 prefix too long", yaml: "announces_per_second: 1\nipv4_prefix_length: 33\n", err: "rate limit: ipv4_prefix_length: must be 1 to 32, got 33"},
-		{name: "IPv6 prefix negative", yaml: "announces_per_second: 1\nipv6_prefix_length: -64\n", err: "rate limit: ipv6_prefix_length: must be 1 to 128, got -64"},
-		{name: "tiny table", yaml: "announces_per_second: 1\nmax_tracked_addresses: 10\n", err: "rate limit: max_tracked_addresses: must be 1024 to 1073741824, got 10"},
-		{name: "unknown key", yaml: "announces_per_second: 1\nburst: 3\n", err: "rate limit: yaml: unmarshal errors:\n  line 2: field burst not found in type ratelimit.Config"},
+		{name: "nothing limited", yaml: "", err: "options (rate limit): announces_per_second or scrapes_per_second must be set"},
+		{name: "negative rate", yaml: "announces_per_second: -1\n", err: "options.announces_per_second: must be 0 (no limit) or 0.001 to 1e+06, got -1"},
+		{name: "rate too small", yaml: "scrapes_per_second: 0.0001\n", err: "options.scrapes_per_second: must be 0 (no limit) or 0.001 to 1e+06, got 0.0001"},
+		{name: "infinite rate", yaml: "announces_per_second: .inf\n", err: "options.announces_per_second: must be 0 (no limit) or 0.001 to 1e+06, got +Inf"},
+		{name: "burst without rate", yaml: "announces_per_second: 1\nscrape_burst: 5\n", err: "options.scrape_burst: set without scrapes_per_second"},
+		{name: "negative burst", yaml: "announces_per_second: 1\nannounce_burst: -2\n", err: "options.announce_burst: must be 1 to 1000000, got -2"},
+		{name: "huge burst", yaml: "announces_per_second: 1\nannounce_burst: 2000000\n", err: "options.announce_burst: must be 1 to 1000000, got 2000000"},
+		{name: "IPv4 prefix too long", yaml: "announces_per_second: 1\nipv4_prefix_length: 33\n", err: "options.ipv4_prefix_length: must be 1 to 32, got 33"},
+		{name: "IPv6 prefix negative", yaml: "announces_per_second: 1\nipv6_prefix_length: -64\n", err: "options.ipv6_prefix_length: must be 1 to 128, got -64"},
+		{name: "tiny table", yaml: "announces_per_second: 1\nmax_tracked_addresses: 10\n", err: "options.max_tracked_addresses: must be 1024 to 1073741824, got 10"},
+		{name: "unknown key", yaml: "announces_per_second: 1\nburst: 3\n", err: `line 2: unknown key "burst" in options (rate limit)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseConfig([]byte(tc.yaml))
+			got, err := plugin.Load([]byte(tc.yaml))
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
 					t.Fatalf("error %v, want %q", err, tc.err)

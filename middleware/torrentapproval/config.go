@@ -1,10 +1,11 @@
 package torrentapproval
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `options` mapping of the `torrent approval` hook. whitelist
@@ -57,13 +58,13 @@ func (c Config) Validate() error {
 	}
 	switch {
 	case len(white) > 0 && len(black) > 0:
-		return fmt.Errorf("torrent approval: %s and %s are both set; use one", white[0], black[0])
+		return fmt.Errorf("%s and %s are both set; use one", white[0], black[0])
 	case len(white) > 1:
-		return fmt.Errorf("torrent approval: whitelist and whitelist_file are both set; use one")
+		return errors.New("whitelist and whitelist_file are both set; use one")
 	case len(black) > 1:
-		return fmt.Errorf("torrent approval: blacklist and blacklist_file are both set; use one")
+		return errors.New("blacklist and blacklist_file are both set; use one")
 	case len(white) == 0 && len(black) == 0:
-		return fmt.Errorf("torrent approval: one of whitelist, whitelist_file, blacklist or blacklist_file must be set")
+		return errors.New("one of whitelist, whitelist_file, blacklist or blacklist_file must be set")
 	}
 	for _, l := range []struct {
 		key     string
@@ -71,28 +72,15 @@ func (c Config) Validate() error {
 	}{{"whitelist", c.Whitelist}, {"blacklist", c.Blacklist}} {
 		for i, e := range l.entries {
 			if _, ok := parseHash([]byte(e)); !ok {
-				return fmt.Errorf("torrent approval: %s[%d]: %q is not an info hash: want 40 hex digits", l.key, i, e)
+				return yamlconf.Errorf(fmt.Sprintf("%s[%d]", l.key, i), "%q is not an info hash: want 40 hex digits", e)
 			}
 		}
 	}
 	if c.FileCheckInterval < 0 {
-		return fmt.Errorf("torrent approval: file_check_interval: must be > 0, got %s", c.FileCheckInterval)
+		return yamlconf.Errorf("file_check_interval", "must be > 0, got %s", c.FileCheckInterval)
 	}
 	if c.FileCheckInterval > 0 && c.WhitelistFile == "" && c.BlacklistFile == "" {
-		return fmt.Errorf("torrent approval: file_check_interval: set without whitelist_file or blacklist_file")
+		return yamlconf.Errorf("file_check_interval", "set without whitelist_file or blacklist_file")
 	}
 	return nil
-}
-
-// ParseConfig decodes the options strictly, applies defaults and validates.
-func ParseConfig(optionsYAML []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
-		return Config{}, fmt.Errorf("torrent approval: %w", err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
 }

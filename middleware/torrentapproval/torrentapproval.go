@@ -18,6 +18,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Name is the name operators write in the `prehooks` list.
@@ -32,13 +33,14 @@ var fileLoads = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	prometheus.MustRegister(fileLoads)
-	middleware.RegisterHook(Name, func(optionsYAML []byte) (middleware.Hook, error) {
-		cfg, err := ParseConfig(optionsYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg)
-	})
+	middleware.Register(plugin)
+}
+
+// plugin decodes the hook's options and builds it.
+var plugin = middleware.Plugin[Config]{
+	Name:     Name,
+	Defaults: Config.WithDefaults,
+	New:      func(c Config) (middleware.Hook, error) { return New(c) },
 }
 
 // ErrUnapprovedTorrent refuses an announce for a torrent the lists exclude.
@@ -111,15 +113,15 @@ func New(cfg Config) (*Hook, error) {
 func (h *Hook) load() error {
 	fi, err := os.Stat(h.path)
 	if err != nil {
-		return fmt.Errorf("torrent approval: %s: %w", h.key, err)
+		return yamlconf.Errorf(h.key, "%w", err)
 	}
 	data, err := os.ReadFile(h.path)
 	if err != nil {
-		return fmt.Errorf("torrent approval: %s: %w", h.key, err)
+		return yamlconf.Errorf(h.key, "%w", err)
 	}
 	set, err := parseList(data)
 	if err != nil {
-		return fmt.Errorf("torrent approval: %s: %s:%w", h.key, h.path, err)
+		return yamlconf.Errorf(h.key, "%s:%w", h.path, err)
 	}
 	h.set.Store(&set)
 	h.loaded = fi
@@ -171,7 +173,7 @@ func (h *Hook) watch(every time.Duration) {
 		if err == nil {
 			err = h.load()
 		} else {
-			err = fmt.Errorf("torrent approval: %s: %w", h.key, err)
+			err = yamlconf.Errorf(h.key, "%w", err)
 		}
 		if err != nil {
 			// Remember the bad version, so that it is re-read only when

@@ -38,7 +38,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func TestParseConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, err string
 		want            Config
@@ -46,21 +46,21 @@ func TestParseConfig(t *testing.T) {
 		{name: "whitelist", yaml: "whitelist: [" + hashA + ", " + hashB + "]\n", want: Config{Whitelist: []string{hashA, hashB}}},
 		{name: "blacklist file gets a check interval", yaml: "blacklist_file: /etc/bad\n", want: Config{BlacklistFile: "/etc/bad", FileCheckInterval: 5 * time.Second}},
 		{name: "explicit check interval", yaml: "whitelist_file: /etc/ok\nfile_check_interval: 1m\n", want: Config{WhitelistFile: "/etc/ok", FileCheckInterval: time.Minute}},
-		{name: "both lists", yaml: "whitelist: [" + hashA + "]\nblacklist: [" + hashB + "]\n", err: "torrent approval: whitelist and blacklist are both set; use one"},
-		{name: "whitelist and blacklist file", yaml: "whitelist: [" + hashA + "]\nblacklist_file: /x\n", err: "torrent approval: whitelist and blacklist_file are both set; use one"},
-		{name: "whitelist file and blacklist", yaml: "whitelist_file: /x\nblacklist: [" + hashB + "]\n", err: "torrent approval: whitelist_file and blacklist are both set; use one"},
-		{name: "whitelist inline and file", yaml: "whitelist: [" + hashA + "]\nwhitelist_file: /x\n", err: "torrent approval: whitelist and whitelist_file are both set; use one"},
-		{name: "blacklist inline and file", yaml: "blacklist: [" + hashA + "]\nblacklist_file: /x\n", err: "torrent approval: blacklist and blacklist_file are both set; use one"},
-		{name: "nothing", yaml: "", err: "torrent approval: one of whitelist, whitelist_file, blacklist or blacklist_file must be set"},
-		{name: "short hash", yaml: "whitelist: [" + hashA + ", abc]\n", err: `torrent approval: whitelist[1]: "abc" is not an info hash: want 40 hex digits`},
-		{name: "non-hex hash", yaml: "blacklist: [" + strings.Repeat("g", 40) + "]\n", err: `torrent approval: blacklist[0]: "gggggggggggggggggggggggggggggggggggggggg" is not an info hash: want 40 hex digits`},
-		{name: "base32 hash", yaml: "blacklist: [" + strings.Repeat("A", 32) + "]\n", err: `torrent approval: blacklist[0]: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" is not an info hash: want 40 hex digits`},
-		{name: "negative interval", yaml: "whitelist_file: /x\nfile_check_interval: -1s\n", err: "torrent approval: file_check_interval: must be > 0, got -1s"},
-		{name: "interval without a file", yaml: "whitelist: [" + hashA + "]\nfile_check_interval: 1s\n", err: "torrent approval: file_check_interval: set without whitelist_file or blacklist_file"},
-		{name: "unknown key", yaml: "white_list: [" + hashA + "]\n", err: "torrent approval: yaml: unmarshal errors:\n  line 1: field white_list not found in type torrentapproval.Config"},
+		{name: "both lists", yaml: "whitelist: [" + hashA + "]\nblacklist: [" + hashB + "]\n", err: "options (torrent approval): whitelist and blacklist are both set; use one"},
+		{name: "whitelist and blacklist file", yaml: "whitelist: [" + hashA + "]\nblacklist_file: /x\n", err: "options (torrent approval): whitelist and blacklist_file are both set; use one"},
+		{name: "whitelist file and blacklist", yaml: "whitelist_file: /x\nblacklist: [" + hashB + "]\n", err: "options (torrent approval): whitelist_file and blacklist are both set; use one"},
+		{name: "whitelist inline and file", yaml: "whitelist: [" + hashA + "]\nwhitelist_file: /x\n", err: "options (torrent approval): whitelist and whitelist_file are both set; use one"},
+		{name: "blacklist inline and file", yaml: "blacklist: [" + hashA + "]\nblacklist_file: /x\n", err: "options (torrent approval): blacklist and blacklist_file are both set; use one"},
+		{name: "nothing", yaml: "", err: "options (torrent approval): one of whitelist, whitelist_file, blacklist or blacklist_file must be set"},
+		{name: "short hash", yaml: "whitelist: [" + hashA + ", abc]\n", err: `options.whitelist[1]: "abc" is not an info hash: want 40 hex digits`},
+		{name: "non-hex hash", yaml: "blacklist: [" + strings.Repeat("g", 40) + "]\n", err: `options.blacklist[0]: "gggggggggggggggggggggggggggggggggggggggg" is not an info hash: want 40 hex digits`},
+		{name: "base32 hash", yaml: "blacklist: [" + strings.Repeat("A", 32) + "]\n", err: `options.blacklist[0]: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" is not an info hash: want 40 hex digits`},
+		{name: "negative interval", yaml: "whitelist_file: /x\nfile_check_interval: -1s\n", err: "options.file_check_interval: must be > 0, got -1s"},
+		{name: "interval without a file", yaml: "whitelist: [" + hashA + "]\nfile_check_interval: 1s\n", err: "options.file_check_interval: set without whitelist_file or blacklist_file"},
+		{name: "unknown key", yaml: "white_list: [" + hashA + "]\n", err: `line 1: unknown key "white_list" in options (torrent approval)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseConfig([]byte(tc.yaml))
+			got, err := plugin.Load([]byte(tc.yaml))
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
 					t.Fatalf("error %v, want %q", err, tc.err)
@@ -130,9 +130,9 @@ func TestHandleAnnounce(t *testing.T) {
 func TestBadFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, content, err string }{
-		{"short line", hashA + "\n# fine\n" + hashB[:39] + "\n", `torrent approval: whitelist_file: PATH:3: "89ABCDEF0123456789ABCDEF0123456789ABCDE" is not an info hash: want 40 hex digits`},
-		{"two on a line", hashA + " " + hashB + "\n", `torrent approval: whitelist_file: PATH:1: "0123456789abcdef0123456789abcdef01234567 89ABCDEF0123456789ABCDEF0123456789ABCDEF" is not an info hash: want 40 hex digits`},
-		{"missing", "", "torrent approval: whitelist_file: stat PATH: no such file or directory"},
+		{"short line", hashA + "\n# fine\n" + hashB[:39] + "\n", `whitelist_file: PATH:3: "89ABCDEF0123456789ABCDEF0123456789ABCDE" is not an info hash: want 40 hex digits`},
+		{"two on a line", hashA + " " + hashB + "\n", `whitelist_file: PATH:1: "0123456789abcdef0123456789abcdef01234567 89ABCDEF0123456789ABCDEF0123456789ABCDEF" is not an info hash: want 40 hex digits`},
+		{"missing", "", "whitelist_file: stat PATH: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))

@@ -1,9 +1,7 @@
 package varinterval
 
 import (
-	"fmt"
-
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `options` mapping of the `interval variation` hook. The keys
@@ -27,23 +25,10 @@ func (c Config) WithDefaults() Config { return c }
 // Validate reports the first invalid option, naming it.
 func (c Config) Validate() error {
 	if !(c.ModifyResponseProbability > 0 && c.ModifyResponseProbability <= 1) {
-		return fmt.Errorf("interval variation: modify_response_probability: must be > 0 and <= 1, got %g", c.ModifyResponseProbability)
+		return yamlconf.Errorf("modify_response_probability", "must be > 0 and <= 1, got %g", c.ModifyResponseProbability)
 	}
 	if c.MaxIncreaseDelta <= 0 {
-		return fmt.Errorf("interval variation: max_increase_delta: must be > 0 (seconds), got %d", c.MaxIncreaseDelta)
+		return yamlconf.Errorf("max_increase_delta", "must be > 0 (seconds), got %d", c.MaxIncreaseDelta)
 	}
 	return nil
-}
-
-// ParseConfig decodes the options strictly, applies defaults and validates.
-func ParseConfig(optionsYAML []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
-		return Config{}, fmt.Errorf("interval variation: %w", err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
 }

@@ -17,13 +17,14 @@ import (
 const Name = "interval variation"
 
 func init() {
-	middleware.RegisterHook(Name, func(optionsYAML []byte) (middleware.Hook, error) {
-		cfg, err := ParseConfig(optionsYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg), nil
-	})
+	middleware.Register(plugin)
+}
+
+// plugin decodes the hook's options and builds it.
+var plugin = middleware.Plugin[Config]{
+	Name:     Name,
+	Defaults: Config.WithDefaults,
+	New:      func(c Config) (middleware.Hook, error) { return New(c), nil },
 }
 
 // Hook lengthens announce intervals at random.

@@ -9,31 +9,31 @@ import (
 	"github.com/chihaya/chihaya/middleware"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, err string
 		want            Config
 	}{
 		{name: "upstream example", yaml: "modify_response_probability: 0.2\nmax_increase_delta: 60\nmodify_min_interval: true\n",
 			want: Config{ModifyResponseProbability: 0.2, MaxIncreaseDelta: 60, ModifyMinInterval: true}},
-		{name: "no options", yaml: "", err: "interval variation: modify_response_probability: must be > 0 and <= 1, got 0"},
+		{name: "no options", yaml: "", err: "options.modify_response_probability: must be > 0 and <= 1, got 0"},
 		{name: "probability above one", yaml: "modify_response_probability: 1.5\nmax_increase_delta: 60\n",
-			err: "interval variation: modify_response_probability: must be > 0 and <= 1, got 1.5"},
+			err: "options.modify_response_probability: must be > 0 and <= 1, got 1.5"},
 		{name: "negative probability", yaml: "modify_response_probability: -0.1\nmax_increase_delta: 60\n",
-			err: "interval variation: modify_response_probability: must be > 0 and <= 1, got -0.1"},
+			err: "options.modify_response_probability: must be > 0 and <= 1, got -0.1"},
 		{name: "NaN probability", yaml: "modify_response_probability: .nan\nmax_increase_delta: 60\n",
-			err: "interval variation: modify_response_probability: must be > 0 and <= 1, got NaN"},
+			err: "options.modify_response_probability: must be > 0 and <= 1, got NaN"},
 		{name: "zero delta", yaml: "modify_response_probability: 0.5\n",
-			err: "interval variation: max_increase_delta: must be > 0 (seconds), got 0"},
+			err: "options.max_increase_delta: must be > 0 (seconds), got 0"},
 		{name: "negative delta", yaml: "modify_response_probability: 0.5\nmax_increase_delta: -3\n",
-			err: "interval variation: max_increase_delta: must be > 0 (seconds), got -3"},
+			err: "options.max_increase_delta: must be > 0 (seconds), got -3"},
 		{name: "unknown key", yaml: "modify_response_probability: 0.5\nmax_increase_delta: 3\nmax_increase: 4\n",
-			err: "interval variation: yaml: unmarshal errors:\n  line 3: field max_increase not found in type varinterval.Config"},
+			err: `line 3: unknown key "max_increase" in options (interval variation)`},
 		{name: "wrong type", yaml: "modify_response_probability: often\nmax_increase_delta: 3\n",
-			err: "interval variation: yaml: unmarshal errors:\n  line 1: cannot unmarshal !!str `often` into float64"},
+			err: "line 1: options.modify_response_probability: cannot unmarshal !!str `often` into a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseConfig([]byte(tc.yaml))
+			got, err := plugin.Load([]byte(tc.yaml))
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
 					t.Fatalf("error %v, want %q", err, tc.err)

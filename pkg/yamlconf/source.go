@@ -1,28 +1,20 @@
 package yamlconf
 
 import (
-	"bytes"
 	"errors"
-	"reflect"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	yaml2 "gopkg.in/yaml.v2"
 	yaml3 "gopkg.in/yaml.v3"
 )
 
 // Source is a YAML document parsed a second time, by yaml.v3, only for the
-// positions of its nodes. Decoding stays with yaml.v2 (CONFIG-COMPAT), but
-// yaml.v2 gives a line relative to the bytes it decoded and knows keys
-// only by Go types, so a subtree handed on as YAML of its own would report
-// lines of that fragment, not of the operator's file.
+// positions of its nodes. Decoding stays with yaml.v2 (CONFIG-COMPAT),
+// which knows keys only by Go types and lines only of the bytes it was
+// given; a Source turns key paths into the lines of the operator's file.
 type Source struct {
-	doc  []byte
 	node *yaml3.Node
-	// next is the first node after node in document order (a following
-	// key or list item of an ancestor); nil when node runs to the end.
-	next *yaml3.Node
 }
 
 // Parse reads doc for the positions of its nodes. An empty document is a
@@ -32,7 +24,7 @@ func Parse(doc []byte) (*Source, error) {
 	if err := yaml3.Unmarshal(doc, &n); err != nil {
 		return nil, err
 	}
-	s := &Source{doc: doc}
+	s := &Source{}
 	if n.Kind == yaml3.DocumentNode && len(n.Content) == 1 {
 		s.node = n.Content[0]
 	}
@@ -40,7 +32,7 @@ func Parse(doc []byte) (*Source, error) {
 }
 
 // At returns the node at path below s: mapping keys, and for a list the
-// index in decimal ("prehooks", "0", "options"). It returns nil when the
+// index ("prehooks", "[0]" or "0", "options"). It returns nil when the
 // path does not exist.
 func (s *Source) At(path ...string) *Source {
 	if s == nil {
@@ -54,21 +46,15 @@ func (s *Source) At(path ...string) *Source {
 		}
 		switch n.Kind {
 		case yaml3.MappingNode:
-			i := keyIndex(n, p)
+			i := keyIndex(n, p, false)
 			if i < 0 {
 				return nil
 			}
-			if i+2 < len(n.Content) {
-				cur.next = n.Content[i+2]
-			}
 			cur.node = n.Content[i+1]
 		case yaml3.SequenceNode:
-			i, err := strconv.Atoi(p)
-			if err != nil || i < 0 || i >= len(n.Content) {
+			i, ok := index(p)
+			if !ok || i >= len(n.Content) {
 				return nil
-			}
-			if i+1 < len(n.Content) {
-				cur.next = n.Content[i+1]
 			}
 			cur.node = n.Content[i]
 		default:
@@ -84,67 +70,43 @@ func (s *Source) At(path ...string) *Source {
 // Line is the line s's node starts on, 1-based.
 func (s *Source) Line() int { return s.node.Line }
 
-// Fragment returns the YAML of s's node alone, with the node on the line
-// it has in the whole document: errors decoding the fragment then name
-// the document's lines. It returns nil when the node cannot stand alone
-// (an alias to an anchor outside it), so that the caller can fall back to
-// re-marshalling it.
-func (s *Source) Fragment() []byte {
+// line is the line of the key at path below s, or where it is missing, of
+// the nearest mapping or list on the way; 0 when s is nil. With last, the
+// key's last occurrence in its mapping is taken (a key set twice).
+func (s *Source) line(path Path, last bool) int {
+	if s == nil || s.node == nil {
+		return 0
+	}
 	n := s.node
-	var frag []byte
-	if n.Kind == yaml3.MappingNode || n.Kind == yaml3.SequenceNode {
-		// Block or flow: the lines it spans, as written, so that a flow
-		// collection broken over lines keeps them too.
-		frag = s.blockText()
-	} else {
-		// A scalar: yaml.v3 writes it back on one line (it does not
-		// wrap), the line it started on.
-		b, err := yaml3.Marshal(n)
-		if err != nil {
-			return nil
+	l := n.Line
+	for _, p := range path {
+		n = resolve(n)
+		switch n.Kind {
+		case yaml3.MappingNode:
+			i := keyIndex(n, p, last)
+			if i < 0 {
+				return l
+			}
+			l, n = n.Content[i].Line, n.Content[i+1]
+		case yaml3.SequenceNode:
+			i, ok := index(p)
+			if !ok || i >= len(n.Content) {
+				return l
+			}
+			n = n.Content[i]
+			l = n.Line
+		default:
+			return l
 		}
-		frag = append(bytes.Repeat([]byte("\n"), n.Line-1), b...)
 	}
-	if frag == nil || !sameValue(n, frag) {
-		return nil
-	}
-	return frag
+	return l
 }
 
-// blockText cuts a collection out of the document: every line before
-// it becomes empty, so do the columns before it on its first line, and the
-// text ends where the next node's line starts.
-func (s *Source) blockText() []byte {
-	lines := bytes.SplitAfter(s.doc, []byte("\n"))
-	first, last := s.node.Line-1, len(lines)
-	if s.next != nil {
-		last = s.next.Line - 1
-	}
-	if first >= len(lines) || last <= first {
-		return nil
-	}
-	var b bytes.Buffer
-	b.Write(bytes.Repeat([]byte("\n"), first))
-	head := lines[first]
-	for col := 1; col < s.node.Column && len(head) > 0; col++ {
-		_, size := utf8.DecodeRune(head)
-		head = head[size:]
-		b.WriteByte(' ')
-	}
-	b.Write(head)
-	for _, l := range lines[first+1 : last] {
-		b.Write(l)
-	}
-	return b.Bytes()
-}
-
-// sameValue reports whether frag decodes to what n does in its document.
-func sameValue(n *yaml3.Node, frag []byte) bool {
-	var want, got interface{}
-	if n.Decode(&want) != nil || yaml3.Unmarshal(frag, &got) != nil {
-		return false
-	}
-	return reflect.DeepEqual(want, got)
+// index reads a list index path element, "[3]" or "3".
+func index(p string) (int, bool) {
+	p = strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
+	i, err := strconv.Atoi(p)
+	return i, err == nil && i >= 0
 }
 
 func resolve(n *yaml3.Node) *yaml3.Node {
@@ -154,13 +116,19 @@ func resolve(n *yaml3.Node) *yaml3.Node {
 	return n
 }
 
-func keyIndex(m *yaml3.Node, key string) int {
+// keyIndex is the index in m.Content of key, its first or last
+// occurrence; -1 when m does not have it.
+func keyIndex(m *yaml3.Node, key string, last bool) int {
+	found := -1
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
-			return i
+			if !last {
+				return i
+			}
+			found = i
 		}
 	}
-	return -1
+	return found
 }
 
 // problem is one of yaml.v2's decoding messages, taken apart.
@@ -220,50 +188,43 @@ func parseProblem(m string) (problem, bool) {
 	return p, true
 }
 
-// find returns the node p is about below s, and its path from s: for a
-// key, the mapping holding it (the key itself is the path's last
-// element); for a value, the value.
-func (s *Source) find(p problem) (path []string, lists []bool, found bool) {
+// find returns the path from s of the node p is about: for a key, the
+// key (its mapping's path and the key); for a value, the value.
+func (s *Source) find(p problem) (Path, bool) {
+	var path Path
 	var walk func(n *yaml3.Node) bool
 	walk = func(n *yaml3.Node) bool {
 		switch n.Kind {
 		case yaml3.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
-				path, lists = append(path, k.Value), append(lists, false)
+				path = append(path, k.Value)
 				if p.kind != badValue && k.Line == p.line && k.Value == p.key {
 					return true
 				}
-				if p.kind == badValue && matches(v, p) {
+				if p.kind == badValue && matches(v, p) || walk(v) {
 					return true
 				}
-				if walk(v) {
-					return true
-				}
-				path, lists = path[:len(path)-1], lists[:len(lists)-1]
+				path = path[:len(path)-1]
 			}
 		case yaml3.SequenceNode:
 			for i, v := range n.Content {
-				path, lists = append(path, strconv.Itoa(i)), append(lists, true)
-				if p.kind == badValue && matches(v, p) {
+				path = append(path, Index(i))
+				if p.kind == badValue && matches(v, p) || walk(v) {
 					return true
 				}
-				if walk(v) {
-					return true
-				}
-				path, lists = path[:len(path)-1], lists[:len(lists)-1]
+				path = path[:len(path)-1]
 			}
 		}
 		return false
 	}
 	if s == nil || s.node == nil {
-		return nil, nil, false
+		return nil, false
 	}
 	if p.kind == badValue && matches(s.node, p) {
-		return nil, nil, true
+		return nil, true
 	}
-	found = walk(s.node)
-	return path, lists, found
+	return path, walk(s.node)
 }
 
 func matches(n *yaml3.Node, p problem) bool {
@@ -285,130 +246,42 @@ func matches(n *yaml3.Node, p problem) bool {
 	return n.Value == p.value
 }
 
-// lineOf is the line, in s, of the key or value at path.
-func (s *Source) lineOf(path []string, p problem) (int, bool) {
-	if len(path) == 0 {
-		return s.node.Line, true
-	}
-	parent := s.At(path[:len(path)-1]...)
-	if parent == nil {
-		return 0, false
-	}
-	if p.kind != badValue {
-		m := resolve(parent.node)
-		if m.Kind != yaml3.MappingNode {
-			return 0, false
-		}
-		i := keyIndex(m, path[len(path)-1])
-		if i < 0 {
-			return 0, false
-		}
-		return m.Content[i].Line, true
-	}
-	n := parent.At(path[len(path)-1])
-	if n == nil {
-		return 0, false
-	}
-	return n.node.Line, true
-}
-
-// Explainer rewords yaml.v2's decoding errors for operators: `line 18:
-// unknown key "gc_intervall" in storage.config (redis)` and `line 19:
-// storage.config.peer_lifetime: cannot unmarshal !!str `often` into a
-// duration`, instead of Go type names and, for a subtree decoded on its
-// own, lines of that subtree.
-type Explainer struct {
-	// Path is the decoded mapping's key path, as Validate writes paths
-	// ("storage.config", "prehooks[0].options").
-	Path string
-	// Owner is whose keys the mapping holds ("redis", "rate limit"),
-	// named in unknown-key errors: a key can be right for one driver or
-	// hook and wrong for another.
-	Owner string
-	// From, if set, is where the decoded YAML came from: the YAML was a
-	// re-marshalled copy of From's node, and lines are taken from From.
-	From *Source
-	// Structs lists the Go types that are mappings to the operator.
-	Structs map[string]bool
-}
-
-// Error rewords err, yaml.v2's error decoding data; any other error is
-// returned as it is.
-func (e Explainer) Error(err error, data []byte) error {
-	var te *yaml2.TypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	in, perr := Parse(data)
-	if perr != nil {
+// explain turns yaml.v2's decoding error of data into Errors whose paths
+// are relative to data's root and whose lines are data's. yaml.v2 reports
+// these problems only as English text naming Go types; this is the one
+// place that reads it, and what it cannot place stays yaml.v2's text.
+func explain(te *yaml2.TypeError, data []byte, structs map[string]bool) error {
+	in, err := Parse(data)
+	if err != nil {
 		in = nil
 	}
-	msgs := make([]string, len(te.Errors))
+	errs := make([]error, len(te.Errors))
 	for i, m := range te.Errors {
-		msgs[i] = e.Message(m, in)
-	}
-	return errors.New(strings.Join(msgs, "; "))
-}
-
-// Message rewords m, one of yaml.v2's decoding messages about in. A
-// message it cannot place is returned as it is.
-func (e Explainer) Message(m string, in *Source) string {
-	p, ok := parseProblem(m)
-	if !ok {
-		return m
-	}
-	path, lists, found := in.find(p)
-	if !found {
-		return m
-	}
-	line := "line " + strconv.Itoa(p.line) + ": "
-	if e.From != nil {
-		// Without the node in the file, no line beats a wrong one.
-		line = ""
-		if l, ok := e.From.lineOf(path, p); ok {
-			line = "line " + strconv.Itoa(l) + ": "
+		errs[i] = errors.New(m)
+		p, ok := parseProblem(m)
+		if !ok {
+			continue
 		}
-	}
-	switch p.kind {
-	case unknownKey, duplicateKey:
-		at := keyPath(e.Path, path[:len(path)-1], lists)
-		if at == "" {
-			at = "the top level"
+		path, found := in.find(p)
+		if !found {
+			continue
 		}
-		if p.kind == duplicateKey {
-			return line + "key " + strconv.Quote(p.key) + " set twice in " + at
-		}
-		if e.Owner != "" {
-			at += " (" + e.Owner + ")"
-		}
-		return line + "unknown key " + strconv.Quote(p.key) + " in " + at
-	default:
-		what := p.tag
-		if p.tag != "!!map" && p.tag != "!!seq" {
-			what += " `" + p.value + "`"
-		}
-		at := keyPath(e.Path, path, lists)
-		if at != "" {
-			at += ": "
-		}
-		return line + at + "cannot unmarshal " + what + " into " + TypeName(p.goType, e.Structs)
-	}
-}
-
-func keyPath(prefix string, path []string, lists []bool) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	for i, p := range path {
-		switch {
-		case lists[i]:
-			b.WriteString("[" + p + "]")
-		case b.Len() > 0:
-			b.WriteString("." + p)
+		e := &Error{Path: path, Line: p.line}
+		switch p.kind {
+		case unknownKey:
+			e.Kind = UnknownKey
+		case duplicateKey:
+			e.Kind = DuplicateKey
 		default:
-			b.WriteString(p)
+			what := p.tag
+			if p.tag != "!!map" && p.tag != "!!seq" {
+				what += " `" + p.value + "`"
+			}
+			e.Err = errors.New("cannot unmarshal " + what + " into " + TypeName(p.goType, structs))
 		}
+		errs[i] = e
 	}
-	return b.String()
+	return errors.Join(errs...)
 }
 
 // TypeName says what yaml.v2's Go type name means to someone writing YAML:

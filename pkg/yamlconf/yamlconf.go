@@ -1,40 +1,66 @@
 // Package yamlconf decodes a component's YAML configuration strictly, with
-// errors that name the offending key by its full path.
+// errors that carry their place as data (Error: a key path and a line).
+//
+// The flow, the same for every driver and hook: the component's registry
+// decodes the component's subtree with Load (strictly, over the
+// component's starting values, then its defaults, then its Validate, whose
+// errors name keys relative to the component's root with Errorf); the
+// registry puts the subtree's own key path in front (Under) and names the
+// component (Owned); the daemon, the one caller that has the file, gives
+// every error its line (Locate). Nothing reads an error's text to find a
+// key, and nothing reads the file twice.
 package yamlconf
 
 import (
-	"fmt"
-	"path"
+	"errors"
 	"reflect"
-	"strings"
 
-	"gopkg.in/yaml.v2"
+	yaml2 "gopkg.in/yaml.v2"
 )
 
-// Decode decodes data strictly over defaults: keys left out keep their
-// default, an unknown or ill-typed key is an error. prefix is the mapping's
-// key path ("storage.config"), and errors name keys under it as Validate
-// errors do, e.g. `line 19: storage.config.gc_interval: cannot unmarshal
-// !!str `often` into a duration` or `line 20: unknown key "shard_count" in
-// storage.config (redis)`, where redis, the package of T, is whose keys
-// these are. The lines are those of data: a caller that cuts data out of a
-// larger file keeps the file's lines with Source.Fragment. An empty or null
-// document keeps every default.
-func Decode[T any](data []byte, prefix string, defaults T) (T, error) {
-	cfg := defaults
+// Decode decodes data strictly over start: keys left out keep start's
+// values, an unknown, repeated or ill-typed key is an *Error whose path is
+// relative to data's root and whose line is data's. Several are joined
+// (errors.Join). An empty or null document keeps start as it is.
+func Decode[T any](data []byte, start T) (T, error) {
+	cfg := start
 	var doc interface{}
-	if yaml.Unmarshal(data, &doc) == nil && doc == nil {
+	if yaml2.Unmarshal(data, &doc) == nil && doc == nil {
 		// A `config:` left empty would otherwise zero every key.
 		return cfg, nil
 	}
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+	if err := yaml2.UnmarshalStrict(data, &cfg); err != nil {
 		var zero T
-		t := reflect.TypeOf(defaults)
-		e := Explainer{Path: prefix, Owner: path.Base(t.PkgPath()), Structs: StructNames(t)}
-		if err = e.Error(err, data); !strings.HasPrefix(err.Error(), "line ") {
-			// yaml.v2's syntax errors say "yaml: line 3: ..." already.
-			err = fmt.Errorf("%s: %w", prefix, err)
+		var te *yaml2.TypeError
+		if errors.As(err, &te) {
+			err = explain(te, data, StructNames(reflect.TypeOf(start)))
 		}
+		// A syntax error ("yaml: line 3: did not find expected key")
+		// stays yaml.v2's: it names its line itself.
+		return zero, err
+	}
+	return cfg, nil
+}
+
+// Validator is a component's configuration: Validate reports what is
+// wrong, naming keys relative to the component's root (Errorf).
+type Validator interface {
+	Validate() error
+}
+
+// Load is a component's whole decoding: Decode over start, then defaults
+// (nil: none; for keys whose default depends on what was written), then
+// Validate. Errors are relative to data's root, as Decode's.
+func Load[T Validator](data []byte, start T, defaults func(T) T) (T, error) {
+	cfg, err := Decode(data, start)
+	if err != nil {
+		return cfg, err
+	}
+	if defaults != nil {
+		cfg = defaults(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		var zero T
 		return zero, err
 	}
 	return cfg, nil
@@ -46,6 +72,9 @@ func StructNames(t reflect.Type) map[string]bool {
 	names := map[string]bool{}
 	var walk func(t reflect.Type)
 	walk = func(t reflect.Type) {
+		if t == nil {
+			return
+		}
 		switch t.Kind() {
 		case reflect.Ptr, reflect.Slice, reflect.Array, reflect.Map:
 			walk(t.Elem())

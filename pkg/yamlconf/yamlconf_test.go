@@ -1,10 +1,9 @@
 package yamlconf
 
 import (
+	"errors"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v2"
 )
 
 type config struct {
@@ -17,28 +16,43 @@ type nested struct {
 	Names []string `yaml:"names"`
 }
 
+func (c config) Validate() error {
+	switch {
+	case c.Count < 0:
+		return Errorf("count", "must be >= 0, got %d", c.Count)
+	case len(c.Nested.Names) > 0 && c.Nested.Names[0] == "":
+		return Errorf("nested.names[0]", "must not be empty")
+	case c.Count == 99:
+		return errors.New("count and interval disagree")
+	}
+	return nil
+}
+
+// TestDecode: errors name keys relative to the decoded document, with its
+// lines.
 func TestDecode(t *testing.T) {
-	defaults := config{Interval: time.Minute, Count: 3}
+	start := config{Interval: time.Minute, Count: 3}
 	for _, tc := range []struct {
 		name, yaml string
 		want       config
 		err        string
 	}{
-		{name: "empty keeps defaults", yaml: "", want: defaults},
-		{name: "null keeps defaults", yaml: "null\n", want: defaults},
-		{name: "one key over the defaults", yaml: "count: 7\n", want: config{Interval: time.Minute, Count: 7}},
-		{name: "unknown key", yaml: "count: 7\ncuont: 8\n", err: `line 2: unknown key "cuont" in x.y (yamlconf)`},
-		{name: "unknown nested key", yaml: "nested:\n  names: []\n  nmes: []\n", err: `line 3: unknown key "nmes" in x.y.nested (yamlconf)`},
-		{name: "ill-typed key", yaml: "interval: often\n", err: "line 1: x.y.interval: cannot unmarshal !!str `often` into a duration"},
-		{name: "ill-typed list item", yaml: "nested:\n  names:\n    - a\n    - {b: c}\n", err: "line 4: x.y.nested.names[1]: cannot unmarshal !!map into a string"},
-		{name: "long value cut by yaml.v2", yaml: "count: twenty-seven\n", err: "line 1: x.y.count: cannot unmarshal !!str `twenty-...` into an integer"},
-		{name: "several errors", yaml: "count: x\ncuont: 8\n", err: "line 1: x.y.count: cannot unmarshal !!str `x` into an integer; line 2: unknown key \"cuont\" in x.y (yamlconf)"},
-		{name: "not a mapping", yaml: "[1, 2]\n", err: "line 1: x.y: cannot unmarshal !!seq into a mapping"},
-		{name: "lines kept after blank lines", yaml: "\n\n\n    count: 7\n    cuont: 8\n", err: `line 5: unknown key "cuont" in x.y (yamlconf)`},
-		{name: "syntax error", yaml: "count: [\n", err: "x.y: yaml: line 1: did not find expected node content"},
+		{name: "empty keeps start", yaml: "", want: start},
+		{name: "null keeps start", yaml: "null\n", want: start},
+		{name: "one key over start", yaml: "count: 7\n", want: config{Interval: time.Minute, Count: 7}},
+		{name: "unknown key", yaml: "count: 7\ncuont: 8\n", err: `line 2: unknown key "cuont" in the top level`},
+		{name: "unknown nested key", yaml: "nested:\n  names: []\n  nmes: []\n", err: `line 3: unknown key "nmes" in nested`},
+		{name: "ill-typed key", yaml: "interval: often\n", err: "line 1: interval: cannot unmarshal !!str `often` into a duration"},
+		{name: "ill-typed list item", yaml: "nested:\n  names:\n    - a\n    - {b: c}\n", err: "line 4: nested.names[1]: cannot unmarshal !!map into a string"},
+		{name: "long value cut by yaml.v2", yaml: "count: twenty-seven\n", err: "line 1: count: cannot unmarshal !!str `twenty-...` into an integer"},
+		{name: "several errors", yaml: "count: x\ncuont: 8\n", err: "line 1: count: cannot unmarshal !!str `x` into an integer\nline 2: unknown key \"cuont\" in the top level"},
+		{name: "not a mapping", yaml: "[1, 2]\n", err: "line 1: cannot unmarshal !!seq into a mapping"},
+		{name: "key set twice", yaml: "count: 1\ncount: 2\n", err: `line 2: key "count" set twice in the top level`},
+		{name: "lines kept after blank lines", yaml: "\n\n\n    count: 7\n    cuont: 8\n", err: `line 5: unknown key "cuont" in the top level`},
+		{name: "syntax error", yaml: "count: [\n", err: "yaml: line 1: did not find expected node content"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Decode([]byte(tc.yaml), "x.y", defaults)
+			got, err := Decode([]byte(tc.yaml), start)
 			if tc.err != "" {
 				if err == nil || err.Error() != tc.err {
 					t.Fatalf("err = %v\nwant  %s", err, tc.err)
@@ -52,79 +66,89 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-// TestFragment cuts a subtree out of a file and decodes it on its own, as
-// the daemon does with storage.config: the error must name the file's line.
-func TestFragment(t *testing.T) {
-	for _, tc := range []struct {
-		name, doc string
-		path      []string
-		err       string // decoding the fragment into config
-	}{
-		{
-			name: "block mapping, comments and blank lines",
-			doc:  "top:\n  # the store\n  cfg:\n\n    count: 7\n    # a typo follows\n    cuont: 8\n  other: 1\n",
-			path: []string{"top", "cfg"},
-			err:  `line 7: unknown key "cuont" in c (yamlconf)`,
-		},
-		{
-			name: "flow mapping",
-			doc:  "top:\n  other: 1\n  cfg: {count: 7, interval: often}\n",
-			path: []string{"top", "cfg"},
-			err:  "line 3: c.interval: cannot unmarshal !!str `often` into a duration",
-		},
-		{
-			name: "flow mapping over two lines",
-			doc:  "top:\n  cfg: {count: 7,\n    interval: often}\n  other: 1\n",
-			path: []string{"top", "cfg"},
-			err:  "line 3: c.interval: cannot unmarshal !!str `often` into a duration",
-		},
-		{
-			name: "list item",
-			doc:  "hooks:\n  - name: a\n  - count: 1\n    interval: x\n  - name: c\n",
-			path: []string{"hooks", "1"},
-			err:  "line 4: c.interval: cannot unmarshal !!str `x` into a duration",
-		},
-		{
-			name: "last in the file, after wide characters",
-			doc:  "é: 1\nñ:\n  count: 1\n  nested: {nmes: []}",
-			path: []string{"ñ"},
-			err:  `line 4: unknown key "nmes" in c.nested (yamlconf)`,
-		},
-		{
-			name: "anchor on the subtree itself",
-			doc:  "a: &base\n  count: one\nb: 2\n",
-			path: []string{"a"},
-			err:  "line 2: c.count: cannot unmarshal !!str `one` into an integer",
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			src, err := Parse([]byte(tc.doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			at := src.At(tc.path...)
-			if at == nil {
-				t.Fatalf("At(%q) found nothing", tc.path)
-			}
-			frag := at.Fragment()
-			if frag == nil {
-				t.Fatalf("Fragment() = nil")
-			}
-			_, err = Decode(frag, "c", config{})
-			if err == nil || err.Error() != tc.err {
-				t.Errorf("decoding the fragment %q:\n got: %v\nwant: %s", frag, err, tc.err)
-			}
-		})
-	}
-}
-
-func TestFragmentCannotStandAlone(t *testing.T) {
-	src, err := Parse([]byte("base: &b {count: 1}\ncfg:\n  <<: *b\n  interval: 1m\n"))
+// TestPlaced follows an error from a component's Validate or decoding up
+// to the daemon: the registry puts the subtree's path in front and names
+// the component, and the daemon gives the line in its file, where the
+// subtree may sit anywhere and be written in any style.
+func TestPlaced(t *testing.T) {
+	file := "top:\n  # the store\n  list:\n    - name: a\n    - name: b\n      cfg:\n\n        count: 7\n        # a typo follows\n        cuont: 8\n        nested: {names: [x,\n          {y: z}]}\n  other: &base {count: one}\n"
+	src, err := Parse([]byte(file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if frag := src.At("cfg").Fragment(); frag != nil {
-		t.Errorf("Fragment() of a mapping using an outside anchor = %q, want nil (the caller re-marshals)", frag)
+	// What the registry decodes: a copy of the subtree, as yaml.v2
+	// writes it back (keys sorted, no comments, other lines).
+	copied := "count: 7\ncuont: 8\nnested:\n  names:\n  - x\n  - y: z\n"
+	for _, tc := range []struct {
+		name string
+		err  error // as the component returns it
+		want string
+	}{
+		{"decoding the copy", decodeErr(t, copied), "line 10: unknown key \"cuont\" in list[1].cfg (b)\nline 12: list[1].cfg.nested.names[1]: cannot unmarshal !!map into a string"},
+		{"validate, key", config{Count: -1}.Validate(), "line 8: list[1].cfg.count: must be >= 0, got -1"},
+		{"validate, list item", config{Nested: nested{Names: []string{""}}}.Validate(), "line 11: list[1].cfg.nested.names[0]: must not be empty"},
+		{"validate, no key", config{Count: 99}.Validate(), "line 6: list[1].cfg (b): count and interval disagree"},
+		{"missing key", Errorf("interval", "must be set"), "line 6: list[1].cfg.interval: must be set"},
+		{"joined", errors.Join(Errorf("count", "a"), Errorf("nested", "b")), "line 8: list[1].cfg.count: a\nline 11: list[1].cfg.nested: b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Under(Owned(tc.err, "b"), "list", Index(1), "cfg")
+			err = Locate(err, src.At("top"), "top")
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("got:\n%v\nwant:\n%s", err, tc.want)
+			}
+		})
+	}
+	t.Run("through an anchor", func(t *testing.T) {
+		err := Locate(Under(Errorf("count", "bad"), "other"), src.At("top"), "top")
+		if want := "line 13: other.count: bad"; err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	})
+	t.Run("root mapping", func(t *testing.T) {
+		err := Locate(&Error{Kind: UnknownKey, Path: Path{"x"}}, src.At("top"), "top")
+		if want := `line 3: unknown key "x" in top`; err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	})
+	t.Run("not a configuration error", func(t *testing.T) {
+		plain := errors.New("connection refused")
+		if err := Locate(plain, src, ""); err != plain || IsConfig(err) {
+			t.Errorf("Locate changed a plain error: %v", err)
+		}
+	})
+}
+
+func decodeErr(t *testing.T, data string) error {
+	t.Helper()
+	_, err := Decode([]byte(data), config{})
+	if err == nil {
+		t.Fatalf("%q decoded", data)
+	}
+	return err
+}
+
+func TestKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"a":                     "a",
+		"a.b":                   "a b",
+		"whitelist[2]":          "whitelist [2]",
+		"locality.list[3].name": "locality list [3] name",
+		"[0].options":           "[0] options",
+	} {
+		got := ""
+		for i, e := range Key(in) {
+			if i > 0 {
+				got += " "
+			}
+			got += e
+		}
+		if got != want {
+			t.Errorf("Key(%q) = %q, want %q", in, got, want)
+		}
+		if s := Key(in).String(); s != in {
+			t.Errorf("Key(%q).String() = %q", in, s)
+		}
 	}
 }
 
@@ -138,25 +162,8 @@ func TestAtMissing(t *testing.T) {
 			t.Errorf("At(%q) = line %d, want nil", path, got.Line())
 		}
 	}
-	if got := src.At("a", "0", "b"); got == nil || got.Line() != 2 {
-		t.Errorf("At(a, 0, b) = %v, want line 2", got)
-	}
-}
-
-// TestExplainerFrom is the hooks' case: a hook decodes a re-marshalled
-// copy of its options, and the error is moved to the file's lines.
-func TestExplainerFrom(t *testing.T) {
-	doc := "hooks:\n  - name: x\n    options:\n      # tuning\n      nested:\n        names: [a, {b: c}]\n      count: 1\n      cuont: 2\n"
-	src, err := Parse([]byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// What yaml.v2 re-marshals of the options: keys sorted, no comments.
-	copied := "count: 1\ncuont: 2\nnested:\n  names:\n  - a\n  - b: c\n"
-	e := Explainer{Path: "hooks[0].options", Owner: "x", From: src.At("hooks", "0", "options")}
-	want := `line 8: unknown key "cuont" in hooks[0].options (x); line 6: hooks[0].options.nested.names[1]: cannot unmarshal !!map into a string`
-	if got := e.Error(rawError(t, copied), []byte(copied)); got.Error() != want {
-		t.Errorf("Explainer.Error:\n got: %v\nwant: %s", got, want)
+	if got := src.At("a", "[0]", "b"); got == nil || got.Line() != 2 {
+		t.Errorf("At(a, [0], b) = %v, want line 2", got)
 	}
 }
 
@@ -178,15 +185,4 @@ func TestTypeName(t *testing.T) {
 			t.Errorf("TypeName(%q) = %q, want %q", goType, got, want)
 		}
 	}
-}
-
-// rawError is yaml.v2's own error decoding data into config.
-func rawError(t *testing.T, data string) error {
-	t.Helper()
-	var c config
-	err := yaml.UnmarshalStrict([]byte(data), &c)
-	if err == nil {
-		t.Fatalf("%q decoded", data)
-	}
-	return err
 }

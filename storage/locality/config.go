@@ -1,8 +1,9 @@
 package locality
 
 import (
-	"fmt"
 	"math"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // The defaults: a /24 is the usual IPv4 subnet of a rack or a VLAN, a /64
@@ -56,18 +57,17 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid key, naming its full path
-// (storage.config.locality.<key>). It does not read the topology file;
-// Load does.
+// Validate reports the first invalid key, naming it relative to the
+// `locality` mapping (the driver puts "locality" in front). It does not
+// read the topology file; Load does.
 func (c Config) Validate() error {
-	const p = "storage.config.locality."
 	switch {
 	case c.IPv4Prefix < 1 || c.IPv4Prefix > 32:
-		return fmt.Errorf(p+"ipv4_prefix: must be 1-32, got %d", c.IPv4Prefix)
+		return yamlconf.Errorf("ipv4_prefix", "must be 1-32, got %d", c.IPv4Prefix)
 	case c.IPv6Prefix < 1 || c.IPv6Prefix > MaxIPv6Prefix:
-		return fmt.Errorf(p+"ipv6_prefix: must be 1-%d, got %d", MaxIPv6Prefix, c.IPv6Prefix)
+		return yamlconf.Errorf("ipv6_prefix", "must be 1-%d, got %d", MaxIPv6Prefix, c.IPv6Prefix)
 	case math.IsNaN(c.MinOutsideShare) || c.MinOutsideShare < 0 || c.MinOutsideShare > 1:
-		return fmt.Errorf(p+"min_outside_share: must be between 0 and 1, got %g", c.MinOutsideShare)
+		return yamlconf.Errorf("min_outside_share", "must be between 0 and 1, got %g", c.MinOutsideShare)
 	}
 	return nil
 }

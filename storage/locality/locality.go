@@ -16,11 +16,12 @@ package locality
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // MaxTiers bounds the tiers of a topology: four 16-bit group numbers fill
@@ -41,7 +42,8 @@ type Classifier struct {
 }
 
 // Load builds the classifier a config describes, reading its topology
-// file if it names one. Errors name the key path.
+// file if it names one. Errors name the key, relative to the `locality`
+// mapping.
 func Load(c Config) (*Classifier, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -50,7 +52,7 @@ func Load(c Config) (*Classifier, error) {
 	if c.TopologyFile != "" {
 		t, err := readTopology(c.TopologyFile)
 		if err != nil {
-			return nil, fmt.Errorf("storage.config.locality.topology_file: %w", err)
+			return nil, yamlconf.Errorf("topology_file", "%w", err)
 		}
 		cl.topo = t
 	}

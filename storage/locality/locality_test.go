@@ -17,11 +17,11 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", func(*Config) {}, ""},
 		{"share zero", func(c *Config) { c.MinOutsideShare = 0 }, ""},
 		{"share one", func(c *Config) { c.MinOutsideShare = 1 }, ""},
-		{"ipv4 prefix zero", func(c *Config) { c.IPv4Prefix = 0 }, "storage.config.locality.ipv4_prefix: must be 1-32, got 0"},
-		{"ipv4 prefix 33", func(c *Config) { c.IPv4Prefix = 33 }, "storage.config.locality.ipv4_prefix: must be 1-32, got 33"},
-		{"ipv6 prefix 65", func(c *Config) { c.IPv6Prefix = 65 }, "storage.config.locality.ipv6_prefix: must be 1-64, got 65"},
-		{"negative share", func(c *Config) { c.MinOutsideShare = -0.1 }, "storage.config.locality.min_outside_share: must be between 0 and 1, got -0.1"},
-		{"share above one", func(c *Config) { c.MinOutsideShare = 10 }, "storage.config.locality.min_outside_share: must be between 0 and 1, got 10"},
+		{"ipv4 prefix zero", func(c *Config) { c.IPv4Prefix = 0 }, "ipv4_prefix: must be 1-32, got 0"},
+		{"ipv4 prefix 33", func(c *Config) { c.IPv4Prefix = 33 }, "ipv4_prefix: must be 1-32, got 33"},
+		{"ipv6 prefix 65", func(c *Config) { c.IPv6Prefix = 65 }, "ipv6_prefix: must be 1-64, got 65"},
+		{"negative share", func(c *Config) { c.MinOutsideShare = -0.1 }, "min_outside_share: must be between 0 and 1, got -0.1"},
+		{"share above one", func(c *Config) { c.MinOutsideShare = 10 }, "min_outside_share: must be between 0 and 1, got 10"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,7 +53,7 @@ func errText(err error) string {
 }
 
 func TestLoadTopologyRejects(t *testing.T) {
-	const p = "storage.config.locality.topology_file: testdata/"
+	const p = "topology_file: testdata/"
 	tests := []struct {
 		file string
 		want string

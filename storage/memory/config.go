@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
@@ -62,34 +61,34 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid key, naming its full path.
+// Validate reports the first invalid key, naming it relative to
+// storage.config (the registry puts "storage.config" in front).
 func (c Config) Validate() error {
-	const p = "storage.config."
 	switch {
 	// Last-seen times are kept in whole seconds, so finer durations mean
 	// nothing; they are also what a duration written without a unit (read
 	// as nanoseconds) turns into.
 	case c.GarbageCollectionInterval < time.Second:
-		return fmt.Errorf(p+"gc_interval: must be >= 1s, got %s%s", c.GarbageCollectionInterval, unitHint(c.GarbageCollectionInterval))
+		return yamlconf.Errorf("gc_interval", "must be >= 1s, got %s%s", c.GarbageCollectionInterval, unitHint(c.GarbageCollectionInterval))
 	case c.PeerLifetime < time.Second:
-		return fmt.Errorf(p+"peer_lifetime: must be >= 1s, got %s%s", c.PeerLifetime, unitHint(c.PeerLifetime))
+		return yamlconf.Errorf("peer_lifetime", "must be >= 1s, got %s%s", c.PeerLifetime, unitHint(c.PeerLifetime))
 	case c.GarbageCollectionInterval > c.PeerLifetime:
 		// Otherwise a stale peer outlives peer_lifetime by up to a whole
 		// gc_interval, and peer_lifetime stops meaning what it says.
-		return fmt.Errorf(p+"gc_interval: must be <= "+p+"peer_lifetime (%s), got %s", c.PeerLifetime, c.GarbageCollectionInterval)
+		return yamlconf.Errorf("gc_interval", "must be <= peer_lifetime (%s), got %s", c.PeerLifetime, c.GarbageCollectionInterval)
 	case c.ShardCount <= 0:
-		return fmt.Errorf(p+"shard_count: must be > 0, got %d", c.ShardCount)
+		return yamlconf.Errorf("shard_count", "must be > 0, got %d", c.ShardCount)
 	case c.ShardCount > MaxShardCount:
-		return fmt.Errorf(p+"shard_count: must be <= %d, got %d", MaxShardCount, c.ShardCount)
+		return yamlconf.Errorf("shard_count", "must be <= %d, got %d", MaxShardCount, c.ShardCount)
 	case c.PrometheusReportingInterval < MinReportingInterval:
 		// Each report takes every shard's lock once.
-		return fmt.Errorf(p+"prometheus_reporting_interval: must be >= %s, got %s%s", MinReportingInterval, c.PrometheusReportingInterval, unitHint(c.PrometheusReportingInterval))
+		return yamlconf.Errorf("prometheus_reporting_interval", "must be >= %s, got %s%s", MinReportingInterval, c.PrometheusReportingInterval, unitHint(c.PrometheusReportingInterval))
 	}
 	if c.Locality == (locality.Config{}) {
 		// Left out entirely (a Config built in Go): off.
 		return nil
 	}
-	return c.Locality.Validate()
+	return yamlconf.Under(c.Locality.Validate(), "locality")
 }
 
 // unitHint explains the likely cause of a tiny positive duration.
@@ -98,14 +97,4 @@ func unitHint(d time.Duration) string {
 		return " (a number without a unit is read as nanoseconds; write e.g. 3m)"
 	}
 	return ""
-}
-
-// decodeConfig decodes the `storage.config` YAML strictly over the defaults
-// and validates the result.
-func decodeConfig(configYAML []byte) (Config, error) {
-	cfg, err := yamlconf.Decode(configYAML, "storage.config", Config{}.WithDefaults())
-	if err != nil {
-		return Config{}, err
-	}
-	return cfg, cfg.Validate()
 }

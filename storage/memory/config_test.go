@@ -23,10 +23,10 @@ func TestDecodeConfigRejects(t *testing.T) {
 		{"bad-gc-interval-type.yaml", "line 1: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
 		{"bad-gc-interval-negative.yaml", "storage.config.gc_interval: must be >= 1s, got -1s"},
 		{"bad-gc-interval-no-unit.yaml", "storage.config.gc_interval: must be >= 1s, got 180ns (a number without a unit is read as nanoseconds; write e.g. 3m)"},
-		{"bad-gc-interval-exceeds-lifetime.yaml", "storage.config.gc_interval: must be <= storage.config.peer_lifetime (31m0s), got 1h0m0s"},
+		{"bad-gc-interval-exceeds-lifetime.yaml", "storage.config.gc_interval: must be <= peer_lifetime (31m0s), got 1h0m0s"},
 		{"bad-peer-lifetime-subsecond.yaml", "storage.config.peer_lifetime: must be >= 1s, got 500ms"},
 		{"bad-reporting-interval-zero.yaml", "storage.config.prometheus_reporting_interval: must be >= 100ms, got 0s"},
-		{"bad-not-a-mapping.yaml", "line 1: storage.config: cannot unmarshal !!seq into a mapping"},
+		{"bad-not-a-mapping.yaml", "line 1: storage.config (memory): cannot unmarshal !!seq into a mapping"},
 		{"bad-locality-prefix.yaml", "storage.config.locality.ipv4_prefix: must be 1-32, got 40"},
 		{"bad-locality-share.yaml", "storage.config.locality.min_outside_share: must be between 0 and 1, got 1.5"},
 		{"bad-locality-unknown-key.yaml", `line 3: unknown key "enabeld" in storage.config.locality (memory)`},
@@ -37,7 +37,7 @@ func TestDecodeConfigRejects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = decodeConfig(b)
+			_, err = driver.Load(b)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("got error %v\nwant       %s", err, tc.want)
 			}
@@ -70,7 +70,7 @@ func TestDecodeConfigAccepts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeConfig([]byte(tc.yaml))
+			got, err := driver.Load([]byte(tc.yaml))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +100,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestNewRejectsInvalidConfig(t *testing.T) {
-	if _, err := New(Config{}); err == nil || err.Error() != "storage.config.gc_interval: must be >= 1s, got 0s" {
+	if _, err := New(Config{}); err == nil || err.Error() != "gc_interval: must be >= 1s, got 0s" {
 		t.Fatalf("New(Config{}): %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
@@ -99,7 +100,7 @@ func (s *PeerStore) Reload() error {
 	}
 	cls, err := locality.Load(lc)
 	if err != nil {
-		return fmt.Errorf("storage/memory: reload: %w", err)
+		return fmt.Errorf("storage/memory: reload: %w", yamlconf.Under(err, "locality"))
 	}
 	s.cls.Store(cls)
 	return nil

@@ -29,18 +29,21 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/stopgroup"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
 func init() {
-	storage.RegisterDriver("memory", func(configYAML []byte) (storage.PeerStore, error) {
-		cfg, err := decodeConfig(configYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg)
-	})
+	storage.Register(driver)
+}
+
+var driver = storage.Driver[Config]{
+	Name: "memory",
+	// Keys are decoded over the defaults, so that one written as 0 is
+	// rejected by Validate rather than silently replaced.
+	Start: Config{}.WithDefaults(),
+	New:   func(c Config) (storage.PeerStore, error) { return New(c) },
 }
 
 const (
@@ -161,7 +164,7 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 	if cfg.Locality.Enabled {
 		cls, err := locality.Load(cfg.Locality)
 		if err != nil {
-			return nil, err
+			return nil, yamlconf.Under(err, "locality")
 		}
 		s.cls.Store(cls)
 		if cfg.Locality.TopologyFile == "" {

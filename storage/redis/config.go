@@ -182,61 +182,55 @@ func parseBroker(s string) (broker, error) {
 	return b, nil
 }
 
-// Validate reports the first invalid key, naming its full path.
+// Validate reports the first invalid key, naming it relative to
+// storage.config (the registry puts "storage.config" in front).
 func (c Config) Validate() error {
-	const p = "storage.config."
 	if _, err := parseBroker(c.RedisBroker); err != nil {
-		return fmt.Errorf(p+"redis_broker: %w", err)
+		return yamlconf.Errorf("redis_broker", "%w", err)
 	}
 	switch {
 	case c.GarbageCollectionInterval <= 0:
-		return fmt.Errorf(p+"gc_interval: must be > 0, got %s", c.GarbageCollectionInterval)
+		return yamlconf.Errorf("gc_interval", "must be > 0, got %s", c.GarbageCollectionInterval)
 	case c.PeerLifetime < time.Second:
 		// Last-seen times are kept in whole seconds.
-		return fmt.Errorf(p+"peer_lifetime: must be >= 1s, got %s", c.PeerLifetime)
+		return yamlconf.Errorf("peer_lifetime", "must be >= 1s, got %s", c.PeerLifetime)
 	case c.GarbageCollectionInterval > c.PeerLifetime:
-		return fmt.Errorf(p+"gc_interval: must be <= "+p+"peer_lifetime (%s), got %s", c.PeerLifetime, c.GarbageCollectionInterval)
+		return yamlconf.Errorf("gc_interval", "must be <= peer_lifetime (%s), got %s", c.PeerLifetime, c.GarbageCollectionInterval)
 	case c.PrometheusReportingInterval <= 0:
-		return fmt.Errorf(p+"prometheus_reporting_interval: must be > 0, got %s", c.PrometheusReportingInterval)
+		return yamlconf.Errorf("prometheus_reporting_interval", "must be > 0, got %s", c.PrometheusReportingInterval)
 	case c.RedisReadTimeout <= 0:
-		return fmt.Errorf(p+"redis_read_timeout: must be > 0, got %s", c.RedisReadTimeout)
+		return yamlconf.Errorf("redis_read_timeout", "must be > 0, got %s", c.RedisReadTimeout)
 	case c.RedisWriteTimeout <= 0:
-		return fmt.Errorf(p+"redis_write_timeout: must be > 0, got %s", c.RedisWriteTimeout)
+		return yamlconf.Errorf("redis_write_timeout", "must be > 0, got %s", c.RedisWriteTimeout)
 	case c.RedisConnectTimeout <= 0:
-		return fmt.Errorf(p+"redis_connect_timeout: must be > 0, got %s", c.RedisConnectTimeout)
+		return yamlconf.Errorf("redis_connect_timeout", "must be > 0, got %s", c.RedisConnectTimeout)
 	case c.MaxActive <= 0:
-		return fmt.Errorf(p+"redis_max_active: must be > 0, got %d", c.MaxActive)
+		return yamlconf.Errorf("redis_max_active", "must be > 0, got %d", c.MaxActive)
 	case c.MaxIdle < 0:
-		return fmt.Errorf(p+"redis_max_idle: must be >= 0, got %d", c.MaxIdle)
+		return yamlconf.Errorf("redis_max_idle", "must be >= 0, got %d", c.MaxIdle)
 	case c.MaxIdle > c.MaxActive:
-		return fmt.Errorf(p+"redis_max_idle: must be <= "+p+"redis_max_active (%d), got %d", c.MaxActive, c.MaxIdle)
+		return yamlconf.Errorf("redis_max_idle", "must be <= redis_max_active (%d), got %d", c.MaxActive, c.MaxIdle)
 	case len(c.SentinelAddrs) > 0 && c.SentinelMasterName == "":
-		return errors.New(p + "sentinel_master_name: required when " + p + "sentinel_addrs is set")
+		return yamlconf.Errorf("sentinel_master_name", "required when sentinel_addrs is set")
 	case len(c.SentinelAddrs) == 0 && c.SentinelMasterName != "":
-		return errors.New(p + "sentinel_addrs: required when " + p + "sentinel_master_name is set")
+		return yamlconf.Errorf("sentinel_addrs", "required when sentinel_master_name is set")
 	case len(c.SentinelAddrs) == 0 && c.SentinelPassword != "":
-		return errors.New(p + "sentinel_password: set without " + p + "sentinel_addrs")
+		return yamlconf.Errorf("sentinel_password", "set without sentinel_addrs")
 	}
 	for i, a := range c.SentinelAddrs {
 		host, port, err := net.SplitHostPort(a)
 		n, perr := strconv.Atoi(port)
 		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-			return fmt.Errorf(p+"sentinel_addrs[%d]: must be host:port, got %q", i, a)
+			return yamlconf.Errorf(fmt.Sprintf("sentinel_addrs[%d]", i), "must be host:port, got %q", a)
 		}
 	}
 	if c.Locality == (locality.Config{}) {
 		// Left out entirely (a Config built in Go): off.
 		return nil
 	}
-	return c.Locality.Validate()
+	return yamlconf.Under(c.Locality.Validate(), "locality")
 }
 
-// decodeConfig decodes the `storage.config` YAML strictly over the defaults
-// and validates the result.
-func decodeConfig(configYAML []byte) (Config, error) {
-	cfg, err := yamlconf.Decode(configYAML, "storage.config", Config{}.WithDefaults())
-	if err != nil {
-		return Config{}, err
-	}
-	return cfg, cfg.Validate()
-}
+// decodeConfig decodes the `storage.config` YAML as the registered driver
+// does.
+func decodeConfig(configYAML []byte) (Config, error) { return driver.Load(configYAML) }

@@ -33,28 +33,25 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
 func init() {
-	storage.RegisterDriver("redis", func(configYAML []byte) (storage.PeerStore, error) {
-		cfg, err := decodeConfig(configYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg)
-	})
+	storage.Register(driver)
+}
+
+var driver = storage.Driver[Config]{
+	Name:  "redis",
+	Start: Config{}.WithDefaults(),
+	New:   func(c Config) (storage.PeerStore, error) { return New(c) },
 	// `chihaya validate` builds the store without starting it, so that
 	// validating a configuration connects to nothing.
-	storage.RegisterChecker("redis", func(configYAML []byte) error {
-		cfg, err := decodeConfig(configYAML)
-		if err != nil {
-			return err
-		}
-		_, err = build(cfg)
+	Check: func(c Config) error {
+		_, err := build(c)
 		return err
-	})
+	},
 }
 
 const (
@@ -195,7 +192,7 @@ func build(cfg Config) (*PeerStore, error) {
 	if cfg.Locality.Enabled {
 		cls, err := locality.Load(cfg.Locality)
 		if err != nil {
-			return nil, err
+			return nil, yamlconf.Under(err, "locality")
 		}
 		s.cls.Store(cls)
 	}
