@@ -212,7 +212,7 @@ func storageYAML(c StorageConfig) ([]byte, error) {
 	}
 	b, err := yaml.Marshal(c.Config)
 	if err != nil {
-		return nil, fmt.Errorf("storage.config: %w", err)
+		return nil, yamlconf.Under(err, "storage", "config")
 	}
 	return b, nil
 }
