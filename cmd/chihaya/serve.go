@@ -93,6 +93,15 @@ func buildHooks(c Config) (pre, post []middleware.Hook, err error) {
 	return pre, post, nil
 }
 
+// inFile names the configuration file in an error about it, as readConfig
+// does; other errors (a connection refused) are about something else.
+func inFile(path string, err error) error {
+	if yamlconf.IsConfig(err) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return err
+}
+
 // checkConfig runs everything start-up runs except binding ports and
 // side effects: read, decode, defaults, validate, and the store's and the
 // hooks' own checks. Components whose construction reaches out (the redis
@@ -207,7 +216,7 @@ func start(path string, written, cfg Config) (s *server, err error) {
 
 	store, err := buildStorage(cfg)
 	if err != nil {
-		return s, err
+		return s, inFile(path, err)
 	}
 	s.store = store
 	s.push("storage", store.Stop)
@@ -217,7 +226,7 @@ func start(path string, written, cfg Config) (s *server, err error) {
 
 	pre, post, err := buildHooks(cfg)
 	if err != nil {
-		return s, err
+		return s, inFile(path, err)
 	}
 	s.logic = middleware.NewLogic(cfg.Logic, store, pre, post)
 	s.push("logic", s.logic.Stop)

@@ -6,35 +6,21 @@ import (
 	"testing"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/middleware"
 )
 
-func TestLoad(t *testing.T) {
-	for _, tc := range []struct{ name, yaml, err string }{
+// TestLoadAccepts: options that load, and what they load to; the
+// rejected ones are files in testdata (TestBadOptions).
+func TestLoadAccepts(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
 		{name: "whitelist", yaml: "whitelist: [OP1011, TR3000, qB]\n"},
 		{name: "blacklist", yaml: "blacklist: [UT]\n"},
-		{name: "both", yaml: "whitelist: [TR3000]\nblacklist: [UT]\n", err: "options (client approval): whitelist and blacklist are both set; use one"},
-		{name: "neither", yaml: "", err: "options (client approval): one of whitelist or blacklist must be set"},
-		{name: "empty lists", yaml: "whitelist: []\nblacklist: []\n", err: "options (client approval): one of whitelist or blacklist must be set"},
-		{name: "entry too long", yaml: "whitelist: [TR3000, TR30000]\n", err: `options.whitelist[1]: client ID "TR30000" must be 1 to 6 bytes, got 7`},
-		{name: "empty entry", yaml: "blacklist: [\"\"]\n", err: `options.blacklist[0]: client ID "" must be 1 to 6 bytes, got 0`},
-		{name: "unknown key", yaml: "whitelsit: [TR3000]\n", err: `line 1: unknown key "whitelsit" in options (client approval)`},
-		{name: "not a list", yaml: "whitelist: TR3000\n", err: "line 1: options.whitelist: cannot unmarshal !!str `TR3000` into a list"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := plugin.Load([]byte(tc.yaml))
-			if tc.err == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if err == nil || err.Error() != tc.err {
-				t.Fatalf("error %v, want %q", err, tc.err)
-			}
-			// The registry runs the same code.
-			if _, err := middleware.NewHook(Name, []byte(tc.yaml)); err == nil || err.Error() != tc.err {
-				t.Fatalf("registry error %v, want %q", err, tc.err)
+			if err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
@@ -118,4 +104,25 @@ func BenchmarkHandleAnnounce(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestBadOptions: every rejected options file in testdata, with the exact
+// error the registry gives (the daemon puts the entry's key and the line in
+// front: prehooks[0].options...).
+func TestBadOptions(t *testing.T) {
+	configtest.BadFiles(t, []configtest.Case{
+		{File: "bad-both-lists.yaml", Want: `options (client approval): whitelist and blacklist are both set; use one`},
+		{File: "bad-no-list.yaml", Want: `options (client approval): one of whitelist or blacklist must be set`},
+		{File: "bad-empty-lists.yaml", Want: `options (client approval): one of whitelist or blacklist must be set`},
+		{File: "bad-entry-too-long.yaml", Want: `options.whitelist[1]: client ID "TR30000" must be 1 to 6 bytes, got 7`},
+		{File: "bad-empty-entry.yaml", Want: `options.blacklist[0]: client ID "" must be 1 to 6 bytes, got 0`},
+		{File: "bad-unknown-key.yaml", Want: `line 1: unknown key "whitelsit" in options (client approval)`},
+		{File: "bad-not-a-list.yaml", Want: "line 1: options.whitelist: cannot unmarshal !!str `TR3000` into a list"},
+	}, func(b []byte) error {
+		h, err := middleware.NewHook(Name, b)
+		if err == nil {
+			middleware.StopHooks([]middleware.Hook{h})
+		}
+		return err
+	})
 }

@@ -27,14 +27,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/middleware"
 )
 
-func TestLoad(t *testing.T) {
+// TestLoadAccepts: options that load, and what they load to; the
+// rejected ones are files in testdata (TestBadOptions).
+func TestLoadAccepts(t *testing.T) {
 	const base = "issuer: https://registry.example\naudience: tracker\njwk_set_url: https://registry.example/jwks.json\n"
 	for _, tc := range []struct {
-		name, yaml, err string
-		want            Config
+		name, yaml string
+		want       Config
 	}{
 		{name: "upstream keys, our defaults", yaml: base + "jwk_set_update_interval: 10m\n", want: Config{
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
@@ -44,34 +47,13 @@ func TestLoad(t *testing.T) {
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 2 * time.Second, Leeway: 5 * time.Second, MaxTokenBytes: 2048,
 		}},
-		{name: "no issuer", yaml: "audience: a\njwk_set_url: http://127.0.0.1/k\n", err: "options.issuer: must be set"},
-		{name: "no audience", yaml: "issuer: i\njwk_set_url: http://127.0.0.1/k\n", err: "options.audience: must be set"},
-		{name: "no key set", yaml: "issuer: i\naudience: a\n", err: "options.jwk_set_url: must be set"},
-		{name: "key set not over HTTP", yaml: "issuer: i\naudience: a\njwk_set_url: file:///etc/jwks.json\n", err: `options.jwk_set_url: must be an http or https URL, got "file:///etc/jwks.json"`},
-		{name: "key set URL without host", yaml: "issuer: i\naudience: a\njwk_set_url: https:///jwks.json\n", err: `options.jwk_set_url: must be an http or https URL, got "https:///jwks.json"`},
-		{name: "update interval too short", yaml: base + "jwk_set_update_interval: 10ms\n", err: "options.jwk_set_update_interval: must be >= 1s, got 10ms"},
-		{name: "negative fetch timeout", yaml: base + "jwk_set_fetch_timeout: -1s\n", err: "options.jwk_set_fetch_timeout: must be > 0, got -1s"},
 		{name: "no leeway", yaml: base + "leeway: 0s\n", want: Config{
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 10 * time.Second, Leeway: 0, MaxTokenBytes: 4096,
 		}},
-		{name: "negative leeway", yaml: base + "leeway: -5s\n", err: "options.leeway: must be 0s to 10m0s, got -5s"},
-		{name: "huge leeway", yaml: base + "leeway: 1h\n", err: "options.leeway: must be 0s to 10m0s, got 1h0m0s"},
-		{name: "tiny token cap", yaml: base + "max_token_bytes: 10\n", err: "options.max_token_bytes: must be 64 to 65536, got 10"},
-		{name: "unknown key", yaml: base + "jwk_url: x\n", err: `line 4: unknown key "jwk_url" in options (jwt)`},
-		{name: "interval not a duration", yaml: base + "jwk_set_update_interval: often\n", err: "line 4: options.jwk_set_update_interval: cannot unmarshal !!str `often` into a duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := plugin.Load([]byte(tc.yaml))
-			if tc.err != "" {
-				if err == nil || err.Error() != tc.err {
-					t.Fatalf("error %v, want %q", err, tc.err)
-				}
-				if _, err := middleware.NewHook(Name, []byte(tc.yaml)); err == nil || err.Error() != tc.err {
-					t.Fatalf("registry error %v, want %q", err, tc.err)
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -660,4 +642,30 @@ func Example() {
 	ih := bittorrent.InfoHash{0xde, 0xad, 0xbe, 0xef}
 	fmt.Println(MatchInfoHash(ih.String(), ih))
 	// Output: true
+}
+
+// TestBadOptions: every rejected options file in testdata, with the exact
+// error the registry gives (the daemon puts the entry's key and the line in
+// front: prehooks[0].options...).
+func TestBadOptions(t *testing.T) {
+	configtest.BadFiles(t, []configtest.Case{
+		{File: "bad-no-issuer.yaml", Want: `options.issuer: must be set`},
+		{File: "bad-no-audience.yaml", Want: `options.audience: must be set`},
+		{File: "bad-no-key-set.yaml", Want: `options.jwk_set_url: must be set`},
+		{File: "bad-key-set-file.yaml", Want: `options.jwk_set_url: must be an http or https URL, got "file:///etc/jwks.json"`},
+		{File: "bad-key-set-no-host.yaml", Want: `options.jwk_set_url: must be an http or https URL, got "https:///jwks.json"`},
+		{File: "bad-update-interval.yaml", Want: `options.jwk_set_update_interval: must be >= 1s, got 10ms`},
+		{File: "bad-fetch-timeout.yaml", Want: `options.jwk_set_fetch_timeout: must be > 0, got -1s`},
+		{File: "bad-negative-leeway.yaml", Want: `options.leeway: must be 0s to 10m0s, got -5s`},
+		{File: "bad-huge-leeway.yaml", Want: `options.leeway: must be 0s to 10m0s, got 1h0m0s`},
+		{File: "bad-token-cap.yaml", Want: `options.max_token_bytes: must be 64 to 65536, got 10`},
+		{File: "bad-unknown-key.yaml", Want: `line 4: unknown key "jwk_url" in options (jwt)`},
+		{File: "bad-interval-type.yaml", Want: "line 4: options.jwk_set_update_interval: cannot unmarshal !!str `often` into a duration"},
+	}, func(b []byte) error {
+		h, err := middleware.NewHook(Name, b)
+		if err == nil {
+			middleware.StopHooks([]middleware.Hook{h})
+		}
+		return err
+	})
 }

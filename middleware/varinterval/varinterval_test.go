@@ -6,40 +6,22 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/middleware"
 )
 
-func TestLoad(t *testing.T) {
+// TestLoadAccepts: options that load, and what they load to; the
+// rejected ones are files in testdata (TestBadOptions).
+func TestLoadAccepts(t *testing.T) {
 	for _, tc := range []struct {
-		name, yaml, err string
-		want            Config
+		name, yaml string
+		want       Config
 	}{
 		{name: "upstream example", yaml: "modify_response_probability: 0.2\nmax_increase_delta: 60\nmodify_min_interval: true\n",
 			want: Config{ModifyResponseProbability: 0.2, MaxIncreaseDelta: 60, ModifyMinInterval: true}},
-		{name: "no options", yaml: "", err: "options.modify_response_probability: must be > 0 and <= 1, got 0"},
-		{name: "probability above one", yaml: "modify_response_probability: 1.5\nmax_increase_delta: 60\n",
-			err: "options.modify_response_probability: must be > 0 and <= 1, got 1.5"},
-		{name: "negative probability", yaml: "modify_response_probability: -0.1\nmax_increase_delta: 60\n",
-			err: "options.modify_response_probability: must be > 0 and <= 1, got -0.1"},
-		{name: "NaN probability", yaml: "modify_response_probability: .nan\nmax_increase_delta: 60\n",
-			err: "options.modify_response_probability: must be > 0 and <= 1, got NaN"},
-		{name: "zero delta", yaml: "modify_response_probability: 0.5\n",
-			err: "options.max_increase_delta: must be > 0 (seconds), got 0"},
-		{name: "negative delta", yaml: "modify_response_probability: 0.5\nmax_increase_delta: -3\n",
-			err: "options.max_increase_delta: must be > 0 (seconds), got -3"},
-		{name: "unknown key", yaml: "modify_response_probability: 0.5\nmax_increase_delta: 3\nmax_increase: 4\n",
-			err: `line 3: unknown key "max_increase" in options (interval variation)`},
-		{name: "wrong type", yaml: "modify_response_probability: often\nmax_increase_delta: 3\n",
-			err: "line 1: options.modify_response_probability: cannot unmarshal !!str `often` into a number"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := plugin.Load([]byte(tc.yaml))
-			if tc.err != "" {
-				if err == nil || err.Error() != tc.err {
-					t.Fatalf("error %v, want %q", err, tc.err)
-				}
-				return
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,5 +119,28 @@ func BenchmarkHandleAnnounce(b *testing.B) {
 			resp.Interval, resp.MinInterval = 30*time.Minute, 15*time.Minute
 			_ = h.HandleAnnounce(context.Background(), req, &resp)
 		}
+	})
+}
+
+// TestBadOptions: every rejected options file in testdata, with the exact
+// error the registry gives (the daemon puts the entry's key and the line in
+// front: prehooks[0].options...).
+func TestBadOptions(t *testing.T) {
+	configtest.BadFiles(t, []configtest.Case{
+		{File: "bad-no-options.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got 0`},
+		{File: "bad-probability-above-one.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got 1.5`},
+		{File: "bad-negative-probability.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got -0.1`},
+		{File: "bad-nan-probability.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got NaN`},
+		{File: "bad-zero-delta.yaml", Want: `options.max_increase_delta: must be > 0 (seconds), got 0`},
+		{File: "bad-negative-delta.yaml", Want: `options.max_increase_delta: must be > 0 (seconds), got -3`},
+		{File: "bad-unknown-key.yaml", Want: `line 3: unknown key "max_increase" in options (interval variation)`},
+		{File: "bad-probability-type.yaml", Want: "line 1: options.modify_response_probability: cannot unmarshal !!str `often` into a number"},
+		{File: "bad-delta-duration.yaml", Want: "line 3: options.max_increase_delta: cannot unmarshal !!str `1m` into an integer"},
+	}, func(b []byte) error {
+		h, err := middleware.NewHook(Name, b)
+		if err == nil {
+			middleware.StopHooks([]middleware.Hook{h})
+		}
+		return err
 	})
 }

@@ -1,0 +1,55 @@
+// Package configtest checks a component's rejected configurations the same
+// way everywhere: every testdata/bad-*.yaml file has a case with the exact
+// error an operator reads, and every case has its file.
+package configtest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Case is one rejected file of testdata and its exact error.
+type Case struct {
+	File string // "bad-both-lists.yaml"
+	Want string
+}
+
+// BadFiles runs load on each case's file and checks that it fails with
+// exactly the case's error; and that testdata holds no bad-*.yaml file
+// without a case (it would never be checked), nor a case without its file.
+func BadFiles(t *testing.T, cases []Case, load func(yaml []byte) error) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "bad-*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTable := map[string]bool{}
+	for _, c := range cases {
+		if inTable[c.File] {
+			t.Errorf("%s has two cases", c.File)
+		}
+		inTable[c.File] = true
+	}
+	for _, f := range files {
+		if !inTable[filepath.Base(f)] {
+			t.Errorf("%s has no case: add its exact error to the table", f)
+		}
+	}
+	for _, c := range cases {
+		t.Run(strings.TrimSuffix(c.File, ".yaml"), func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", c.File))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = load(b)
+			if err == nil {
+				t.Fatalf("accepted, want %q", c.Want)
+			}
+			if err.Error() != c.Want {
+				t.Errorf("error:\n got: %s\nwant: %s", err, c.Want)
+			}
+		})
+	}
+}
