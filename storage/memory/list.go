@@ -15,7 +15,62 @@ var _ storage.Lister = (*PeerStore)(nil)
 // swarms are copied out under its read lock, and fn runs after the lock
 // is released. A batch is one shard, so it holds about swarms/shard_count
 // entries (1,000 for a million swarms with the default 1,024 shards).
+// WebSocket peers (kinds.go) are added to their swarm's counts; swarms
+// with only WebSocket peers come after the others.
 func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) bool, fn func([]storage.Swarm) error) error {
+	w := s.web.Load()
+	err := s.walkKind(ctx, keep, func(batch []storage.Swarm) error {
+		if w != nil {
+			for i := range batch {
+				w.addCounts(&batch[i])
+			}
+		}
+		return fn(batch)
+	})
+	if err != nil || w == nil {
+		return err
+	}
+	var only []storage.Swarm
+	return w.walkKind(ctx, keep, func(batch []storage.Swarm) error {
+		only = only[:0]
+		for _, sw := range batch {
+			if !s.has(sw.InfoHash) {
+				only = append(only, sw)
+			}
+		}
+		if len(only) == 0 {
+			return nil
+		}
+		return fn(only)
+	})
+}
+
+// addCounts adds the counts of c's swarm in this store to c.
+func (s *PeerStore) addCounts(c *storage.Swarm) {
+	sh := s.shardFor(c.InfoHash)
+	sh.mu.RLock()
+	if sw := sh.swarms[c.InfoHash]; sw != nil {
+		o := sw.counts(c.InfoHash)
+		for af := range c.Seeders {
+			c.Seeders[af] += o.Seeders[af]
+			c.Leechers[af] += o.Leechers[af]
+		}
+		c.Downloads += o.Downloads
+	}
+	sh.mu.RUnlock()
+}
+
+// has reports whether this store has a swarm ih.
+func (s *PeerStore) has(ih bittorrent.InfoHash) bool {
+	sh := s.shardFor(ih)
+	sh.mu.RLock()
+	_, ok := sh.swarms[ih]
+	sh.mu.RUnlock()
+	return ok
+}
+
+// walkKind is Walk over the peers of this store's kind.
+func (s *PeerStore) walkKind(ctx context.Context, keep func(bittorrent.InfoHash) bool, fn func([]storage.Swarm) error) error {
 	var batch []storage.Swarm
 	for i := range s.shards {
 		if err := ctx.Err(); err != nil {
@@ -59,7 +114,8 @@ func (sw *swarm) counts(ih bittorrent.InfoHash) storage.Swarm {
 
 // Groups counts ih's peers by locality group of the nearest tier: a cell
 // of a swarm kept in cells, or a record of a flat one classified as it is
-// read.
+// read. WebSocket peers, whose addresses are their connections', are left
+// out.
 func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 	cls := s.cls.Load()
 	if cls == nil {

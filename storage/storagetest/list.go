@@ -29,6 +29,7 @@ func RunLister(t *testing.T, newStore func(t *testing.T, lc locality.Config) sto
 		{"WalkKeep", fixed(locality.Config{}), testWalkKeep},
 		{"WalkStopsOnError", fixed(locality.Config{}), testWalkError},
 		{"WalkWhileSwarmsChange", fixed(locality.Config{}), testWalkConcurrent},
+		{"WalkCountsBothKinds", fixed(locality.Config{}), testWalkKinds},
 		{"GroupsWithoutLocality", fixed(locality.Config{}), testGroupsOff},
 		{"GroupsBySubnet", fixed(subnets), testGroupsSubnet},
 		{"GroupsByTopology", topologyConfig, testGroupsTopology},
@@ -217,4 +218,24 @@ func testGroupsTopology(t *testing.T, s storage.PeerStore, l storage.Lister) {
 		{Name: "a/a2", Family: bittorrent.IPv4, Leechers: 3},
 		{Name: "b/(none)", Family: bittorrent.IPv4, Leechers: 1},
 	})
+}
+
+// testWalkKinds: WebSocket peers count in their swarm, and a swarm of
+// WebSocket peers only is visited too (stores that keep the kinds apart).
+func testWalkKinds(t *testing.T, s storage.PeerStore, l storage.Lister) {
+	if _, ok := s.(storage.KindKeeper); !ok {
+		t.Skip("the store does not keep WebSocket peers apart")
+	}
+	ws := func(p bittorrent.Peer) bittorrent.Peer { p.Kind = bittorrent.WebSocketPeer; return p }
+	put(t, s, InfoHash(1), true, Peer4(1))
+	put(t, s, InfoHash(1), false, ws(Peer4(2)))
+	put(t, s, InfoHash(2), true, ws(Peer4(3)))
+	got := walkAll(t, l, nil)
+	want := map[bittorrent.InfoHash]storage.Swarm{
+		InfoHash(1): {InfoHash: InfoHash(1), Seeders: [2]uint32{1, 0}, Leechers: [2]uint32{1, 0}},
+		InfoHash(2): {InfoHash: InfoHash(2), Seeders: [2]uint32{1, 0}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("walk: %+v, want %+v", got, want)
+	}
 }
