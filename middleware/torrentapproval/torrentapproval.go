@@ -61,6 +61,9 @@ type Hook struct {
 	// The file, when the list comes from one, and what was last loaded.
 	key, path string
 	loaded    os.FileInfo
+	// edit serialises the changes of the set: loads of the file and
+	// SetListed, so that a load never puts back a list an edit replaced.
+	edit sync.Mutex
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -111,6 +114,8 @@ func New(cfg Config) (*Hook, error) {
 
 // load reads the list file and swaps it in; on error the old set stays.
 func (h *Hook) load() error {
+	h.edit.Lock()
+	defer h.edit.Unlock()
 	fi, err := os.Stat(h.path)
 	if err != nil {
 		return yamlconf.Errorf(h.key, "%w", err)
