@@ -121,7 +121,7 @@ func parseCursor(s string) (cursor, error) {
 }
 
 // errExpired is a well-formed cursor whose walk is no longer kept.
-var errExpired = errors.New("cursor expired or unknown: start the walk again without cursor")
+var errExpired = errors.New("expired or unknown: start the walk again without cursor")
 
 // first takes the snapshot of a new walk and returns its first page, and
 // the cursor of the next one if there is more.
