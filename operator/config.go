@@ -1,8 +1,9 @@
 package operator
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `api` mapping: the operator API and the status page, both
@@ -39,10 +40,11 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports the first invalid key, naming it.
+// Validate reports the first invalid key, named relative to the `api`
+// mapping.
 func (c Config) Validate() error {
 	if c.HistoryInterval < MinHistoryInterval || c.HistoryInterval > MaxHistoryInterval {
-		return fmt.Errorf("api.history_interval: must be between %s and %s, got %s", MinHistoryInterval, MaxHistoryInterval, c.HistoryInterval)
+		return yamlconf.Errorf("history_interval", "must be between %s and %s, got %s", MinHistoryInterval, MaxHistoryInterval, c.HistoryInterval)
 	}
 	return nil
 }

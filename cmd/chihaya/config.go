@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v2"
 
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/operator"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
@@ -48,6 +49,8 @@ type Config struct {
 	HTTP    httpConfig    `yaml:"http"`
 	UDP     udpConfig     `yaml:"udp"`
 	Storage StorageConfig `yaml:"storage"`
+	// API is the operator API and status page, on metrics_addr.
+	API operator.Config `yaml:"api"`
 
 	// PreHooks run in list order before the response is built;
 	// PostHooks after the reply is written.
@@ -82,6 +85,7 @@ func (c Config) WithDefaults() Config {
 	}
 	c.HTTP = c.HTTP.WithDefaults()
 	c.UDP = c.UDP.WithDefaults()
+	c.API = c.API.WithDefaults()
 	if c.Storage.Name == "" {
 		c.Storage.Name = DefaultStorage
 	}
@@ -109,6 +113,12 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		return yamlconf.Errorf("shutdown_timeout", "must be > 0, got %s", c.ShutdownTimeout)
+	}
+	if c.API.Enabled() && c.MetricsAddr == "" {
+		return yamlconf.Errorf("api.tokens_file", "needs metrics_addr, the server the API is served on")
+	}
+	if err := c.API.Validate(); err != nil {
+		return yamlconf.Under(err, "api")
 	}
 	if !httpEnabled(c.HTTP) && !udpEnabled(c.UDP) {
 		return errors.New("http.addr, http.https_addr, udp.addr: at least one must be set, or the tracker serves nothing")

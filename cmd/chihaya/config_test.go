@@ -38,6 +38,8 @@ var badConfigs = []struct {
 	{"bad-metrics-addr.yaml", `line 2: metrics_addr: must be host:port, got "6880"`},
 	{"bad-pprof-without-metrics.yaml", "line 2: enable_pprof: needs metrics_addr, the server pprof is served on"},
 	{"bad-shutdown-timeout.yaml", "line 2: shutdown_timeout: must be > 0, got -1s"},
+	{"bad-api-without-metrics.yaml", "line 3: api.tokens_file: needs metrics_addr, the server the API is served on"},
+	{"bad-api-history-interval.yaml", "line 5: api.history_interval: must be between 1s and 5m0s, got 10m0s"},
 	{"bad-min-announce-interval.yaml", "line 3: min_announce_interval: must not exceed announce_interval (10m0s), got 20m0s"},
 	{"bad-storage-name.yaml", `line 5: storage.name: unknown storage driver "mem" (known: ` + strings.Join(storage.DriverNames(), ", ") + ")"},
 	{"bad-storage-config.yaml", "line 7: storage.config.shard_count: must be > 0, got -1"},

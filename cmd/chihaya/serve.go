@@ -17,6 +17,7 @@ import (
 
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/operator"
 	"github.com/chihaya/chihaya/pkg/metrics"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
@@ -37,6 +38,7 @@ type server struct {
 
 	logic   *middleware.Logic
 	store   storage.PeerStore
+	api     *operator.Server
 	metrics *metrics.Server
 	started []component
 	// addrs are the bound addresses by frontend name ("http", "https",
@@ -127,6 +129,9 @@ func checkConfig(ctx context.Context, path string) (warnings []string, err error
 			return nil, fmt.Errorf("%s: %w", path, cfg.locate(yamlconf.Under(err, list.key)))
 		}
 	}
+	if err := checkAPI(cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	return configWarnings(cfg), nil
 }
 
@@ -144,6 +149,9 @@ func configWarnings(c Config) []string {
 			}
 		}
 		w = append(w, msg+"; list your reverse proxies in http.trusted_proxies")
+	}
+	if a := apiWarning(c); a != "" {
+		w = append(w, a)
 	}
 	return w
 }
@@ -230,6 +238,9 @@ func start(path string, written, cfg Config) (s *server, err error) {
 	}
 	s.logic = middleware.NewLogic(cfg.Logic, store, pre, post)
 	s.push("logic", s.logic.Stop)
+	if err := s.startAPI(cfg); err != nil {
+		return s, err
+	}
 
 	if httpEnabled(cfg.HTTP) {
 		f, err := startHTTP(s.logic, cfg.HTTP)
@@ -299,6 +310,9 @@ func (s *server) shutdown(ctx context.Context) error {
 // changes to other keys are only reported. A file that does not load
 // leaves the running configuration as it is, and nothing is re-read.
 func (s *server) reload() {
+	// The API's tokens file is read whatever becomes of the rest: a
+	// revoked token must not outlive a typo elsewhere in the file.
+	s.reloadAPI()
 	written, cfg, err := readConfig(s.path)
 	if err != nil {
 		log.WithError(err).Error("reload failed; keeping the running configuration")

@@ -39,6 +39,8 @@ type Server struct {
 	ln  net.Listener
 	srv *http.Server
 
+	mux *http.ServeMux
+
 	mu     sync.Mutex
 	checks map[string]CheckFunc
 
@@ -73,6 +75,7 @@ func NewServer(addr string, opts Options) (*Server, error) {
 
 func (s *Server) routes(opts Options) http.Handler {
 	mux := http.NewServeMux()
+	s.mux = mux
 	// The default registry also carries the Go runtime and process
 	// collectors, which operators expect next to the tracker's metrics.
 	mux.Handle("/metrics", promhttp.Handler())
@@ -92,6 +95,10 @@ func (s *Server) routes(opts Options) http.Handler {
 	}
 	return mux
 }
+
+// Handle serves pattern with h beside the metrics and probes (the
+// operator API and status page).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // SetCheck adds or replaces the readiness check called name. A nil fn
 // removes it.

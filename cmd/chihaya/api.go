@@ -1,0 +1,77 @@
+package main
+
+import (
+	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/operator"
+)
+
+// startAPI mounts the operator API and status page on the metrics server
+// when api.tokens_file is set: it reads the store, and the approval list
+// of the running torrent approval hook (found anew at each request, since
+// a reload may replace the hook).
+func (s *server) startAPI(cfg Config) error {
+	if !cfg.API.Enabled() || s.metrics == nil {
+		return nil
+	}
+	api, err := operator.New(cfg.API, operator.Options{
+		Store:    s.store,
+		Approval: func() operator.ApprovalList { return approvalList(s.logic) },
+		Version:  versionString(),
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range api.Patterns() {
+		s.metrics.Handle(p, api.Handler())
+	}
+	api.Start()
+	s.api = api
+	s.push("api", api.Stop)
+	log.WithFields(log.Fields{"tokens": api.Tokens(), "history_bytes_max": operator.HistoryBytes(cfg.API.HistoryInterval)}).Info("operator API and status page on the metrics server")
+	return nil
+}
+
+// approvalList returns the first running hook whose torrent list can be
+// changed, or nil.
+func approvalList(l *middleware.Logic) operator.ApprovalList {
+	pre, post := l.Hooks()
+	for _, h := range append(pre, post...) {
+		if a, ok := h.(operator.ApprovalList); ok {
+			return a
+		}
+	}
+	return nil
+}
+
+// reloadAPI reads the tokens file again; a file that does not load keeps
+// the tokens in use.
+func (s *server) reloadAPI() {
+	if s.api == nil {
+		return
+	}
+	if err := s.api.Reload(); err != nil {
+		log.WithError(err).Error("api tokens not reloaded; keeping the tokens in use")
+		return
+	}
+	log.WithField("tokens", s.api.Tokens()).Info("api tokens reloaded")
+}
+
+// checkAPI checks the tokens file for `chihaya validate`.
+func checkAPI(cfg Config) error {
+	if !cfg.API.Enabled() {
+		return nil
+	}
+	_, err := operator.CheckTokensFile(cfg.API.TokensFile)
+	return err
+}
+
+// apiWarning warns of a tokens file others may read.
+func apiWarning(cfg Config) string {
+	if !cfg.API.Enabled() {
+		return ""
+	}
+	w, _ := operator.CheckTokensFile(cfg.API.TokensFile)
+	return w
+}
