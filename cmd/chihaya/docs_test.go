@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -166,6 +167,53 @@ func TestHookOptionsDocumented(t *testing.T) {
 	for name, typ := range hookConfigTypes {
 		t.Run(name, func(t *testing.T) {
 			checkSection(t, doc, "`"+name+"`", typ, "options.")
+		})
+	}
+}
+
+// hookREADMESections are the sections every hook's README has, in this
+// order, as CoreDNS plugin READMEs do: a reader who knows one knows all.
+var hookREADMESections = []string{"## Name", "## Description", "## Options", "## Metrics", "## Examples"}
+
+// TestHookREADMEs checks each hook folder's README: its shape, an options
+// table with exactly the hook's keys, and rejected options in testdata.
+func TestHookREADMEs(t *testing.T) {
+	for name, typ := range hookConfigTypes {
+		t.Run(name, func(t *testing.T) {
+			dir := "../../" + strings.TrimPrefix(typ.PkgPath(), "github.com/chihaya/chihaya/")
+			b, err := os.ReadFile(dir + "/README.md")
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := string(b)
+			if want := "# " + name + "\n"; !strings.HasPrefix(doc, want) {
+				t.Errorf("%s/README.md does not start with %q", dir, want)
+			}
+			at := 0
+			for _, s := range hookREADMESections {
+				i := strings.Index(doc[at:], "\n"+s+"\n")
+				if i < 0 {
+					t.Errorf("%s/README.md has no %q section after the ones before it (want %q in this order)", dir, s, hookREADMESections)
+					return
+				}
+				at += i + 1
+			}
+			opts := doc[strings.Index(doc, "\n## Options\n"):]
+			opts = opts[:strings.Index(opts[1:], "\n## ")+1]
+			documented := documentedKeys(t, opts)
+			for _, k := range yamlKeys(typ, "") {
+				if !documented[k] {
+					t.Errorf("%s/README.md: the options table has no row for `%s`", dir, k)
+				}
+				delete(documented, k)
+			}
+			for k := range documented {
+				t.Errorf("%s/README.md documents `%s`, which %s does not have", dir, k, typ)
+			}
+			bad, _ := filepath.Glob(dir + "/testdata/bad-*.yaml")
+			if len(bad) == 0 {
+				t.Errorf("%s has no testdata/bad-*.yaml (rejected options, each with its exact error)", dir)
+			}
 		})
 	}
 }
