@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/daemontest"
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
@@ -93,14 +94,14 @@ func udpRefused(t *testing.T, r udpAnnounceReply, want string) {
 }
 
 // refusedCount reads the refusals counted for a hook and reason.
-func refusedCount(t *testing.T, d *daemon, hook, action, reason string) float64 {
+func refusedCount(t *testing.T, d *daemontest.Daemon, hook, action, reason string) float64 {
 	t.Helper()
-	return d.metric(t, refusals, map[string]string{"hook": hook, "action": action, "reason": reason})
+	return d.Metric(t, refusals, map[string]string{"hook": hook, "action": action, "reason": reason})
 }
 
-func udpTracker(t *testing.T, d *daemon, local string) *udpClient {
+func udpTracker(t *testing.T, d *daemontest.Daemon, local string) *udpClient {
 	t.Helper()
-	c := newUDPClient(t, local, d.addr(t, "udp"))
+	c := newUDPClient(t, local, d.Addr(t, "udp"))
 	c.connect()
 	return c
 }
@@ -117,7 +118,7 @@ func TestHookTorrentApproval(t *testing.T) {
 		// Long, so that only the reload signal can bring a change in.
 		"file_check_interval": "1h",
 	}}))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	u := udpTracker(t, d, "127.0.0.1:0")
 
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: approved, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
@@ -132,7 +133,7 @@ func TestHookTorrentApproval(t *testing.T) {
 	if err := os.WriteFile(list, []byte(hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.signal(t, syscall.SIGUSR1)
+	d.Signal(t, syscall.SIGUSR1)
 	eventually(t, func() string {
 		if r := u.announce(other, id("-TR3000-b"), 1, 2, 6882, 10, nil); r.errMsg != "" {
 			return "after SIGUSR1 the added torrent is still refused: " + r.errMsg
@@ -145,9 +146,9 @@ func TestHookTorrentApproval(t *testing.T) {
 	if err := os.WriteFile(list, []byte("not a hash\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.signal(t, syscall.SIGHUP)
+	d.Signal(t, syscall.SIGHUP)
 	eventually(t, func() string {
-		if !strings.Contains(d.logText(), "not a hash") {
+		if !strings.Contains(d.Log(), "not a hash") {
 			return "the bad list file was not reported"
 		}
 		return ""
@@ -158,7 +159,7 @@ func TestHookTorrentApproval(t *testing.T) {
 func TestHookClientApproval(t *testing.T) {
 	const refusal = "unapproved client: this tracker does not accept your BitTorrent client"
 	d := start(t, hooked(t, hookCfg{"client approval", map[interface{}]interface{}{"blacklist": []interface{}{"qB"}}}))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	u := udpTracker(t, d, "127.0.0.1:0")
 	ih := hash(0x33)
 
@@ -189,7 +190,7 @@ func TestHookIntervalVariation(t *testing.T) {
 		"max_increase_delta":          60,
 		"modify_min_interval":         true,
 	}}))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	u := udpTracker(t, d, "127.0.0.1:0")
 	// example_config.yaml's intervals are 30m and 15m.
 	resp := httpGet(t, httpAnnounce{infoHash: hash(0x44), peerID: id("-TR3000-v"), port: 7101, left: 1}.url(base))
@@ -212,7 +213,7 @@ func TestHookRateLimit(t *testing.T) {
 
 	t.Run("per client address", func(t *testing.T) {
 		d := start(t, hooked(t, limit))
-		base := "http://" + d.addr(t, "http")
+		base := "http://" + d.Addr(t, "http")
 		a := httpAnnounce{infoHash: hash(0x55), peerID: id("-TR3000-r"), port: 7201, left: 1}
 		httpServed(t, httpGet(t, a.url(base)))
 		httpRefused(t, httpGet(t, a.url(base)), refusal)
@@ -246,7 +247,7 @@ func TestHookRateLimit(t *testing.T) {
 		h["real_ip_header"] = "X-Real-IP"
 		h["trusted_proxies"] = []interface{}{"127.0.0.1/32"}
 		d := start(t, cfg)
-		base := "http://" + d.addr(t, "http")
+		base := "http://" + d.Addr(t, "http")
 		a := httpAnnounce{infoHash: hash(0x66), peerID: id("-TR3000-p"), port: 7301, left: 1}
 		alice, bob := map[string]string{"X-Real-IP": "192.0.2.10"}, map[string]string{"X-Real-IP": "2001:db8:1:2::10"}
 		httpServed(t, httpGetFrom(t, a.url(base), alice))
@@ -283,16 +284,10 @@ func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) (string, func())
 
 // reloaded sends sig to the daemon and waits for it to log that it
 // reloaded its configuration.
-func reloaded(t *testing.T, d *daemon, sig syscall.Signal) {
+func reloaded(t *testing.T, d *daemontest.Daemon, sig syscall.Signal) {
 	t.Helper()
-	before := strings.Count(d.logText(), "configuration reloaded")
-	d.signal(t, sig)
-	eventually(t, func() string {
-		if strings.Count(d.logText(), "configuration reloaded") == before {
-			return "no \"configuration reloaded\" in the log after " + sig.String()
-		}
-		return ""
-	})
+	d.Signal(t, sig)
+	d.WaitLine(t, "configuration reloaded")
 }
 
 func TestHookJWT(t *testing.T) {
@@ -325,7 +320,7 @@ func TestHookJWT(t *testing.T) {
 	}
 	ih := hash(0x77)
 	valid, expired := token(ih, time.Now().Add(time.Hour)), token(ih, time.Now().Add(-time.Hour))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	u := udpTracker(t, d, "127.0.0.1:0")
 
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)))
@@ -351,7 +346,7 @@ func TestHookJWT(t *testing.T) {
 			t.Errorf("%v %s refusals counted, want %v", n, reason, want)
 		}
 	}
-	if n := d.metric(t, "chihaya_middleware_jwt_key_set_fetches_total", map[string]string{"result": "ok"}); n < 1 {
+	if n := d.Metric(t, "chihaya_middleware_jwt_key_set_fetches_total", map[string]string{"result": "ok"}); n < 1 {
 		t.Errorf("%v successful key set fetches counted, want at least 1", n)
 	}
 

@@ -54,7 +54,7 @@ func TestLocalityThroughTheDaemon(t *testing.T) {
 
 			// Over HTTP, IPv6 peers in two /64s.
 			ih6 := hash(0xa2)
-			base := "http://" + d.addr(t, "http")
+			base := "http://" + d.Addr(t, "http")
 			for net := 1; net <= 2; net++ {
 				for host := 1; host <= 10; host++ {
 					a := httpAnnounce{infoHash: ih6, peerID: id(fmt.Sprintf("-LT2000-6-%d-%d", net, host)), port: 7000 + net*100 + host,

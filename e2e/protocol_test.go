@@ -8,10 +8,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/daemontest"
 )
 
 // families runs a test against a daemon on 127.0.0.1 and one on [::1].
-func families(t *testing.T, test func(t *testing.T, d *daemon, host string, peerSize int)) {
+func families(t *testing.T, test func(t *testing.T, d *daemontest.Daemon, host string, peerSize int)) {
 	for _, f := range []struct {
 		name, host string
 		size       int
@@ -66,8 +68,8 @@ func num(t *testing.T, d map[string]interface{}, key string) int64 {
 }
 
 func TestHTTPAnnounceAndScrape(t *testing.T) {
-	families(t, func(t *testing.T, d *daemon, host string, size int) {
-		base := "http://" + d.addr(t, "http")
+	families(t, func(t *testing.T, d *daemontest.Daemon, host string, size int) {
+		base := "http://" + d.Addr(t, "http")
 		ih := hash(1)
 		seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-seed"), port: 50001, left: 0, event: "started"}
 		leecher := httpAnnounce{infoHash: ih, peerID: id("-qB4520-leech"), port: 50002, left: 1000, event: "started"}
@@ -193,7 +195,7 @@ func itoa(n int64) string {
 
 func TestHTTPBadInputGetsAFailureReason(t *testing.T) {
 	d := start(t, loopbackConfig(t, "127.0.0.1"))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	ih := hash(2)
 	good := "info_hash=" + urlEscape(ih[:]) + "&peer_id=" + urlEscape([]byte("-TR3000-abcdefghijkl")) + "&port=6881&left=1&uploaded=0&downloaded=0"
 	for _, tc := range []struct {
@@ -222,7 +224,7 @@ func TestHTTPBadInputGetsAFailureReason(t *testing.T) {
 			}
 		})
 	}
-	if n := d.metric(t, "chihaya_frontend_errors_total", map[string]string{"frontend": "http", "reason": "invalid_port"}); n != 2 {
+	if n := d.Metric(t, "chihaya_frontend_errors_total", map[string]string{"frontend": "http", "reason": "invalid_port"}); n != 2 {
 		t.Fatalf("invalid_port errors counted %v times, want 2", n)
 	}
 	// None of it touched the swarm.
@@ -232,7 +234,7 @@ func TestHTTPBadInputGetsAFailureReason(t *testing.T) {
 	}
 
 	// Junk on a raw TCP connection gets no HTML and does not hurt the listener.
-	conn, err := net.DialTimeout("tcp", d.addr(t, "http"), 3*time.Second)
+	conn, err := net.DialTimeout("tcp", d.Addr(t, "http"), 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +253,8 @@ func TestHTTPBadInputGetsAFailureReason(t *testing.T) {
 }
 
 func TestUDPAnnounceAndScrape(t *testing.T) {
-	families(t, func(t *testing.T, d *daemon, host string, size int) {
-		tracker := d.addr(t, "udp")
+	families(t, func(t *testing.T, d *daemontest.Daemon, host string, size int) {
+		tracker := d.Addr(t, "udp")
 		local := net.JoinHostPort(strings.Trim(host, "[]"), "0")
 		seeder, leecher := newUDPClient(t, local, tracker), newUDPClient(t, local, tracker)
 		seeder.connect()
@@ -299,7 +301,7 @@ func TestUDPAnnounceAndScrape(t *testing.T) {
 
 func TestUDPRefusesWhatIsNotAuthenticated(t *testing.T) {
 	d := start(t, loopbackConfig(t, "127.0.0.1"))
-	c := newUDPClient(t, "127.0.0.1:0", d.addr(t, "udp"))
+	c := newUDPClient(t, "127.0.0.1:0", d.Addr(t, "udp"))
 
 	// An announce with a made-up connection ID gets no reply larger than itself.
 	c.cid = 0xdeadbeefcafe
@@ -314,7 +316,7 @@ func TestUDPRefusesWhatIsNotAuthenticated(t *testing.T) {
 	// A burst of garbage from another socket does not stop the listener.
 	// (From the same socket, the replies to the garbage would fill this
 	// test client's receive buffer and crowd out the answer it waits for.)
-	flood := newUDPClient(t, "127.0.0.1:0", d.addr(t, "udp"))
+	flood := newUDPClient(t, "127.0.0.1:0", d.Addr(t, "udp"))
 	for i := 0; i < 3000; i++ {
 		junk := make([]byte, i%120)
 		for j := range junk {
@@ -328,7 +330,7 @@ func TestUDPRefusesWhatIsNotAuthenticated(t *testing.T) {
 	if s := c.scrape(hash(4)); s[0] != (udpScrape{}) {
 		t.Fatalf("scrape after garbage: %+v", s)
 	}
-	if n := d.metric(t, "chihaya_frontend_errors_total", map[string]string{"frontend": "udp"}); n < 1000 {
+	if n := d.Metric(t, "chihaya_frontend_errors_total", map[string]string{"frontend": "udp"}); n < 1000 {
 		t.Fatalf("garbage counted %v times, want most of 3000", n)
 	}
 }
@@ -336,8 +338,8 @@ func TestUDPRefusesWhatIsNotAuthenticated(t *testing.T) {
 func TestHTTPAndUDPShareTheSwarm(t *testing.T) {
 	d := start(t, loopbackConfig(t, "127.0.0.1"))
 	ih := hash(5)
-	httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-http"), port: 45001, event: "started"}.url("http://"+d.addr(t, "http")))
-	c := newUDPClient(t, "127.0.0.1:0", d.addr(t, "udp"))
+	httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-http"), port: 45001, event: "started"}.url("http://"+d.Addr(t, "http")))
+	c := newUDPClient(t, "127.0.0.1:0", d.Addr(t, "udp"))
 	c.connect()
 	eventually(t, func() string {
 		r := c.announce(ih, id("-qB4520-udp"), 10, 2, 45002, 10, nil)
@@ -353,7 +355,7 @@ func TestGracefulShutdown(t *testing.T) {
 	// Readiness turns on once every listener is up, just after the last
 	// "listening" line.
 	eventually(t, func() string {
-		resp, err := http.Get("http://" + d.addr(t, "metrics") + "/readyz")
+		resp, err := http.Get("http://" + d.Addr(t, "metrics") + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,8 +365,8 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 		return ""
 	})
-	d.signal(t, syscall.SIGTERM)
-	if code := d.wait(t, 20*time.Second); code != 0 {
+	d.Signal(t, syscall.SIGTERM)
+	if code := d.ExitCode(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 }

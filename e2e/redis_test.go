@@ -16,6 +16,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
@@ -64,9 +65,9 @@ func get(rawURL string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
-func readyz(t *testing.T, d *daemon) (int, string) {
+func readyz(t *testing.T, d *daemontest.Daemon) (int, string) {
 	t.Helper()
-	status, body, err := get("http://" + d.addr(t, "metrics") + "/readyz")
+	status, body, err := get("http://" + d.Addr(t, "metrics") + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +84,10 @@ func TestRedisTwoInstances(t *testing.T) {
 
 	// HTTP: a seeder on A, a leecher on B.
 	ihHTTP := hash(51)
-	httpGet(t, httpAnnounce{infoHash: ihHTTP, peerID: id("-TR3000-a"), port: 41001, event: "started"}.url("http://"+a.addr(t, "http")))
+	httpGet(t, httpAnnounce{infoHash: ihHTTP, peerID: id("-TR3000-a"), port: 41001, event: "started"}.url("http://"+a.Addr(t, "http")))
 	leecher := httpAnnounce{infoHash: ihHTTP, peerID: id("-qB4520-b"), port: 41002, left: 100, event: "started"}
 	eventually(t, func() string {
-		resp := httpGet(t, leecher.url("http://"+b.addr(t, "http")))
+		resp := httpGet(t, leecher.url("http://"+b.Addr(t, "http")))
 		peers, _ := resp["peers"].(string)
 		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:41001" {
 			return "HTTP leecher on B got " + strings.Join(got, ",") + ", want A's seeder 127.0.0.1:41001"
@@ -109,8 +110,8 @@ func TestRedisTwoInstances(t *testing.T) {
 	})
 
 	// A leaves; B still knows every peer A was told about.
-	a.signal(t, syscall.SIGTERM)
-	if code := a.wait(t, 20*time.Second); code != 0 {
+	a.Signal(t, syscall.SIGTERM)
+	if code := a.ExitCode(t); code != 0 {
 		t.Fatalf("A exited with %d", code)
 	}
 	ub.connect()
@@ -129,7 +130,7 @@ func TestRedisTwoInstances(t *testing.T) {
 func TestRedisCountsExact(t *testing.T) {
 	srv := startRedisServer(t, "redis-server")
 	cfg := map[interface{}]interface{}{"redis_broker": "redis://" + srv.Addr + "/0"}
-	daemons := []*daemon{start(t, redisConfig(t, cfg)), start(t, redisConfig(t, cfg))}
+	daemons := []*daemontest.Daemon{start(t, redisConfig(t, cfg)), start(t, redisConfig(t, cfg))}
 	ih := hash(61)
 
 	// Each peer talks to one daemon (a client keeps the address it
@@ -142,7 +143,7 @@ func TestRedisCountsExact(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			base := "http://" + daemons[i%2].addr(t, "http")
+			base := "http://" + daemons[i%2].Addr(t, "http")
 			a := httpAnnounce{infoHash: ih, peerID: id(fmt.Sprintf("-CT0001-%04d", i)), port: 20000 + i, left: 100, event: "started"}
 			steps := []httpAnnounce{a}
 			if i%3 == 0 {
@@ -204,14 +205,14 @@ func TestRedisCountsExact(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	srv := startRedisServer(t, "redis-server")
 	d := start(t, redisConfig(t, map[interface{}]interface{}{"redis_broker": "redis://" + srv.Addr + "/0"}))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	ih := hash(71)
 	seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-out"), port: 42001, event: "started"}
 	httpServed(t, httpGet(t, seeder.url(base)))
 	if status, body := readyz(t, d); status != http.StatusOK {
 		t.Fatalf("/readyz with Redis up: %d %q", status, body)
 	}
-	errorsBefore := d.metric(t, "chihaya_storage_errors_total", nil)
+	errorsBefore := d.Metric(t, "chihaya_storage_errors_total", nil)
 
 	srv.Kill()
 	const generic = "internal tracker error"
@@ -224,10 +225,10 @@ func TestRedisOutage(t *testing.T) {
 	if status, body := readyz(t, d); status != http.StatusServiceUnavailable || !strings.Contains(body, "storage") {
 		t.Fatalf("/readyz with Redis down: %d %q, want 503 naming the storage", status, body)
 	}
-	if n := d.metric(t, "chihaya_storage_errors_total", nil); n <= errorsBefore {
+	if n := d.Metric(t, "chihaya_storage_errors_total", nil); n <= errorsBefore {
 		t.Fatalf("chihaya_storage_errors_total %v, want more than %v", n, errorsBefore)
 	}
-	if strings.Contains(d.logText(), `"level":"fatal"`) || d.cmd.ProcessState != nil {
+	if strings.Contains(d.Log(), `"level":"fatal"`) || !d.Running() {
 		t.Fatal("the daemon did not keep running")
 	}
 
@@ -270,14 +271,14 @@ func TestRedisHang(t *testing.T) {
 	}
 	section(c, "http")["write_timeout"] = "2s" // the default
 	d := start(t, cfg)
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	ih := hash(91)
 	seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-hang"), port: 44001, event: "started"}
 	httpServed(t, httpGet(t, seeder.url(base)))
 	if status, body := readyz(t, d); status != http.StatusOK {
 		t.Fatalf("/readyz with Redis up: %d %q", status, body)
 	}
-	errorsBefore := d.metric(t, "chihaya_storage_errors_total", nil)
+	errorsBefore := d.Metric(t, "chihaya_storage_errors_total", nil)
 
 	srv.Pause(t)
 	const generic = "internal tracker error"
@@ -298,7 +299,7 @@ func TestRedisHang(t *testing.T) {
 	if status, body := readyz(t, d); status != http.StatusServiceUnavailable || !strings.Contains(body, "storage") {
 		t.Fatalf("/readyz with Redis hung: %d %q, want 503 naming the storage", status, body)
 	}
-	if n := d.metric(t, "chihaya_storage_errors_total", nil); n <= errorsBefore {
+	if n := d.Metric(t, "chihaya_storage_errors_total", nil); n <= errorsBefore {
 		t.Fatalf("chihaya_storage_errors_total %v, want more than %v", n, errorsBefore)
 	}
 
@@ -321,7 +322,7 @@ func TestRedisHang(t *testing.T) {
 		}
 		return ""
 	})
-	if d.cmd.ProcessState != nil {
+	if !d.Running() {
 		t.Fatal("the daemon did not keep running")
 	}
 }
@@ -330,7 +331,7 @@ func TestRedisHang(t *testing.T) {
 // each at once, and returns the error message each got back ("" for a
 // served announce). Each client waits 3 seconds for its reply, as the
 // other tests' clients do (a real client first retries after 15).
-func udpAnnounceAtOnce(t *testing.T, d *daemon, ih [20]byte, n int) []string {
+func udpAnnounceAtOnce(t *testing.T, d *daemontest.Daemon, ih [20]byte, n int) []string {
 	t.Helper()
 	clients := make([]*udpClient, n)
 	for i := range clients {
@@ -405,7 +406,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		"sentinel_addrs":       []string{sentinel.Addr},
 		"sentinel_master_name": "tracker",
 	}))
-	base := "http://" + d.addr(t, "http")
+	base := "http://" + d.Addr(t, "http")
 	ih := hash(81)
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-fo"), port: 43001, event: "started"}.url(base)))
 	mc := master.Conn(t)

@@ -1,184 +1,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/daemontest"
 )
-
-// testTimeout bounds each wait in the daemon test, so that a hung daemon
-// fails the test instead of hanging it; it is not a performance assertion.
-const testTimeout = 60 * time.Second
-
-// binDir holds the binary built for the tests; TestMain removes it.
-var binDir string
-
-// buildBinary builds the chihaya command once per test binary run.
-var buildBinary = func() func(t *testing.T) string {
-	var (
-		once sync.Once
-		path string
-		err  error
-		out  []byte
-	)
-	return func(t *testing.T) string {
-		t.Helper()
-		once.Do(func() {
-			binDir, err = os.MkdirTemp("", "chihaya-bin")
-			if err != nil {
-				return
-			}
-			path = filepath.Join(binDir, "chihaya")
-			goBin, lerr := exec.LookPath("go")
-			if lerr != nil {
-				err = lerr
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			out, err = exec.CommandContext(ctx, goBin, "build", "-o", path, ".").CombinedOutput()
-		})
-		if err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-		return path
-	}
-}()
-
-// daemon is a chihaya process started by a test, with its JSON log lines.
-type daemon struct {
-	t     *testing.T
-	cmd   *exec.Cmd
-	lines chan map[string]interface{}
-	mu    sync.Mutex
-	log   bytes.Buffer
-	done  chan error
-}
-
-func startDaemon(t *testing.T, configPath string, flags ...string) *daemon {
-	t.Helper()
-	cmd := exec.Command(buildBinary(t), append([]string{"--config", configPath, "--json"}, flags...)...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{t: t, cmd: cmd, lines: make(chan map[string]interface{}, 1024), done: make(chan error, 1)}
-	go d.read(stderr)
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.logText())
-		}
-	})
-	return d
-}
-
-func (d *daemon) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		d.mu.Lock()
-		d.log.Write(sc.Bytes())
-		d.log.WriteByte('\n')
-		d.mu.Unlock()
-		var line map[string]interface{}
-		if json.Unmarshal(sc.Bytes(), &line) == nil {
-			d.lines <- line
-		}
-	}
-	close(d.lines)
-	d.done <- d.cmd.Wait()
-}
-
-func (d *daemon) logText() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.log.String()
-}
-
-// waitLine returns the next log line for which match is true.
-func (d *daemon) waitLine(what string, match func(map[string]interface{}) bool) map[string]interface{} {
-	d.t.Helper()
-	timer := time.NewTimer(testTimeout)
-	defer timer.Stop()
-	for {
-		select {
-		case line, ok := <-d.lines:
-			if !ok {
-				d.t.Fatalf("daemon exited before logging %s", what)
-			}
-			if match(line) {
-				return line
-			}
-		case <-timer.C:
-			d.t.Fatalf("no log line %s", what)
-		}
-	}
-}
-
-func msgIs(msg string) func(map[string]interface{}) bool {
-	return func(l map[string]interface{}) bool { return l["msg"] == msg }
-}
-
-// listeners waits for the "listening" lines of the named frontends and
-// returns their bound addresses.
-func (d *daemon) listeners(frontends ...string) map[string]string {
-	d.t.Helper()
-	addrs := map[string]string{}
-	for len(addrs) < len(frontends) {
-		l := d.waitLine("listening", msgIs("listening"))
-		addrs[fmt.Sprint(l["frontend"])] = fmt.Sprint(l["addr"])
-	}
-	for _, f := range frontends {
-		if _, ok := addrs[f]; !ok {
-			d.t.Fatalf("no listening line for %s; got %v", f, addrs)
-		}
-	}
-	return addrs
-}
-
-func (d *daemon) signal(sig os.Signal) {
-	d.t.Helper()
-	if err := d.cmd.Process.Signal(sig); err != nil {
-		d.t.Fatal(err)
-	}
-}
-
-func (d *daemon) wait() error {
-	d.t.Helper()
-	// Drain lines so that the reader never blocks on a full channel.
-	go func() {
-		for range d.lines {
-		}
-	}()
-	select {
-	case err := <-d.done:
-		return err
-	case <-time.After(testTimeout):
-		d.t.Fatal("daemon did not exit")
-		return nil
-	}
-}
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -246,15 +83,13 @@ func TestDaemon(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	cfgPath := writeConfig(t, daemonConfig)
-	d := startDaemon(t, cfgPath)
-	addrs := d.listeners("metrics", "http", "udp")
-	for f, a := range addrs {
-		if strings.HasSuffix(a, ":0") {
-			t.Errorf("%s listening line has the configured port, not the bound one: %s", f, a)
+	d := daemontest.Start(t, daemonConfig)
+	addrs := d.Addrs()
+	for _, f := range []string{"metrics", "http", "udp"} {
+		if a := addrs[f]; a == "" || strings.HasSuffix(a, ":0") {
+			t.Errorf("%s listening line has no bound port: %q", f, a)
 		}
 	}
-	d.waitLine("chihaya started", msgIs("chihaya started"))
 	metricsURL := "http://" + addrs["metrics"]
 
 	checkServing := func(t *testing.T) {
@@ -287,35 +122,30 @@ func TestDaemon(t *testing.T) {
 	})
 
 	t.Run("reload with a bad file keeps serving", func(t *testing.T) {
-		if err := os.WriteFile(cfgPath, []byte("chihaya:\n  udp:\n    adr: nope\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		d.signal(syscall.SIGUSR1)
-		l := d.waitLine("reload failed", msgIs("reload failed; keeping the running configuration"))
-		if e := fmt.Sprint(l["error"]); !strings.Contains(e, `line 3: unknown key "adr" in udp`) {
+		d.WriteConfig(t, "chihaya:\n  udp:\n    adr: nope\n")
+		d.Signal(t, syscall.SIGUSR1)
+		l := d.WaitLine(t, "reload failed; keeping the running configuration")
+		if e := l.Str("error"); !strings.Contains(e, `line 3: unknown key "adr" in udp`) {
 			t.Errorf("reload error = %q", e)
 		}
 		checkServing(t)
 	})
 
 	t.Run("reload with changed frontends needs restart", func(t *testing.T) {
-		changed := strings.Replace(daemonConfig, "sockets: 1", "sockets: 2", 1)
-		if err := os.WriteFile(cfgPath, []byte(changed), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		d.signal(syscall.SIGHUP)
-		l := d.waitLine("needs restart", msgIs("configuration change needs restart; not applied"))
-		if l["key"] != "udp" {
+		d.WriteConfig(t, strings.Replace(daemonConfig, "sockets: 1", "sockets: 2", 1))
+		d.Signal(t, syscall.SIGHUP)
+		l := d.WaitLine(t, "configuration change needs restart; not applied")
+		if l.Str("key") != "udp" {
 			t.Errorf("needs-restart key = %v, want udp", l["key"])
 		}
-		d.waitLine("configuration reloaded", msgIs("configuration reloaded"))
+		d.WaitLine(t, "configuration reloaded")
 		checkServing(t)
 	})
 
 	t.Run("SIGTERM stops cleanly", func(t *testing.T) {
-		d.signal(syscall.SIGTERM)
-		d.waitLine("chihaya stopped", msgIs("chihaya stopped"))
-		if err := d.wait(); err != nil {
+		d.Signal(t, syscall.SIGTERM)
+		d.WaitLine(t, "chihaya stopped")
+		if err := d.Wait(t); err != nil {
 			t.Errorf("exit: %v, want status 0", err)
 		}
 	})
@@ -332,15 +162,13 @@ func TestDaemonStartFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfgPath := writeConfig(t, fmt.Sprintf("chihaya:\n  udp:\n    addr: %q\n    sockets: 1\n", ln.LocalAddr()))
-	d := startDaemon(t, cfgPath)
-	l := d.waitLine("chihaya failed", msgIs("chihaya failed"))
-	if e := fmt.Sprint(l["error"]); !strings.Contains(e, "address already in use") {
+	d := daemontest.Start(t, fmt.Sprintf("chihaya:\n  udp:\n    addr: %q\n    sockets: 1\n", ln.LocalAddr()), daemontest.NoWait())
+	l := d.WaitLine(t, "chihaya failed")
+	if e := l.Str("error"); !strings.Contains(e, "address already in use") {
 		t.Errorf("error = %q, want address already in use", e)
 	}
-	var ee *exec.ExitError
-	if err := d.wait(); !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Errorf("exit: %v, want status 1", err)
+	if code := d.ExitCode(t); code != 1 {
+		t.Errorf("exit status %d, want 1", code)
 	}
 }
 
@@ -351,12 +179,8 @@ func TestCPUProfileFlag(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	prof := filepath.Join(t.TempDir(), "cpu.pprof")
-	d := startDaemon(t, writeConfig(t, daemonConfig), "--cpuprofile", prof)
-	d.waitLine("chihaya started", msgIs("chihaya started"))
-	d.signal(syscall.SIGTERM)
-	if err := d.wait(); err != nil {
-		t.Fatalf("daemon exited with %v", err)
-	}
+	d := daemontest.Start(t, daemonConfig, daemontest.Args("--cpuprofile", prof))
+	d.Stop(t)
 	b, err := os.ReadFile(prof)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"gopkg.in/yaml.v2"
 )
@@ -66,9 +67,8 @@ type scrape struct {
 // metric vectors grow series, and scrapes /metrics.
 func scrapeDaemon(t *testing.T) scrape {
 	t.Helper()
-	d := startDaemon(t, writeConfig(t, distConfig))
-	addrs := d.listeners("metrics", "http", "udp")
-	d.waitLine("chihaya started", msgIs("chihaya started"))
+	d := daemontest.Start(t, distConfig)
+	addrs := d.Addrs()
 
 	udpConnect(t, addrs["udp"])
 	announce := func(infoHash string) string {
@@ -99,8 +99,8 @@ func scrapeDaemon(t *testing.T) scrape {
 	httpGet(t, "http://"+addrs["http"]+"/announce")
 
 	// The storage gauges are set by the store's reporting loop: scrape
-	// until its first report is in, within testTimeout.
-	deadline := time.Now().Add(testTimeout)
+	// until its first report is in, within daemontest.Timeout.
+	deadline := time.Now().Add(daemontest.Timeout)
 	var body string
 	for {
 		var status int
@@ -112,7 +112,7 @@ func scrapeDaemon(t *testing.T) scrape {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/metrics has no chihaya_storage_peers series after %s", testTimeout)
+			t.Fatalf("/metrics has no chihaya_storage_peers series after %s", daemontest.Timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -2,9 +2,9 @@ package main
 
 import (
 	"io"
-	"os"
 	"testing"
 
+	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/pkg/log"
 )
 
@@ -12,9 +12,5 @@ func TestMain(m *testing.M) {
 	// The in-process tracker logs its start and stop; the tests read what
 	// they need from return values, so keep `go test` output readable.
 	log.Setup(io.Discard, log.Options{})
-	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
-	os.Exit(code)
+	daemontest.Main(m)
 }

@@ -1,10 +1,10 @@
 // Package clients proves the tracker with real BitTorrent clients: each test
-// builds cmd/chihaya, starts it on loopback, makes a torrent with mktorrent,
-// and has one client seed while another downloads. DHT, PEX, local peer
-// discovery and port mapping are off in every client, so the tracker is the
-// only way the two can meet; the test then compares checksums and checks
-// through the tracker's scrape that the swarm shows both seeders and the
-// completed download.
+// starts the daemon on loopback (internal/daemontest), makes a torrent with
+// mktorrent, and has one client seed while another downloads. DHT, PEX,
+// local peer discovery and port mapping are off in every client, so the
+// tracker is the only way the two can meet; the test then compares
+// checksums and checks through the tracker's scrape that the swarm shows
+// both seeders and the completed download.
 //
 // The package holds tests only. The clients are Debian packages: aria2,
 // transmission-cli, qbittorrent-nox, python3-libtorrent (driven by

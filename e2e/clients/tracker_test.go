@@ -1,11 +1,9 @@
 package clients
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,58 +14,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/daemontest"
 )
 
-var (
-	// workDir holds what outlives one test: the daemon binary.
-	workDir string
-
-	buildOnce sync.Once
-	chihaya   string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "chihaya-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/clients:", err)
-		os.Exit(1)
-	}
-	workDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// chihayaBinary builds cmd/chihaya once per run of the package.
-func chihayaBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		bin := filepath.Join(workDir, "chihaya")
-		args := []string{"build", "-o", bin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/chihaya/chihaya/cmd/chihaya")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		// go test puts its own Go first in PATH.
-		out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-			return
-		}
-		chihaya = bin
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return chihaya
-}
+func TestMain(m *testing.M) { daemontest.Main(m) }
 
 // tracker is a running tracker with an HTTP and a UDP listener on host.
 type tracker struct {
@@ -146,78 +100,13 @@ func startChihaya(t *testing.T, host string) *tracker {
 }
 
 // startChihayaWith starts our daemon with extra YAML (indented under
-// `chihaya:`, e.g. a prehooks list) appended to chihayaConfig.
+// `chihaya:`, e.g. a prehooks list) appended to chihayaConfig. When the
+// test ends it is stopped the way an operator would, and must exit
+// cleanly without a data race (daemontest).
 func startChihayaWith(t *testing.T, host, extra string) *tracker {
 	t.Helper()
-	bin := chihayaBinary(t)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "chihaya.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(chihayaConfig, net.JoinHostPort(host, "0"))+extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", cfg, "--json")
-	// A race in the daemon must fail the test even if it happens to exit
-	// cleanly: the report goes to its log, which cleanup reads.
-	cmd.Env = append(os.Environ(), "GORACE=halt_on_error=0")
-	p := start(t, "chihaya", dir, cmd)
-	tr := &tracker{host: host}
-	// Cleanups run last-in first-out: this one, registered after start's
-	// kill, runs first and stops the daemon the way an operator would.
-	t.Cleanup(func() { stopChihaya(t, p) })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitFor(t, ctx, "chihaya logs its listeners", func() (bool, string) {
-		addrs := listening(p.log)
-		tr.httpAddr, tr.udpAddr = addrs["http"], addrs["udp"]
-		return tr.httpAddr != "" && tr.udpAddr != "", fmt.Sprintf("listening: %v", addrs)
-	}, p)
-	return tr
-}
-
-// listening reads the daemon's JSON log for its "listening" lines and
-// returns the bound address of each frontend.
-func listening(logPath string) map[string]string {
-	addrs := map[string]string{}
-	f, err := os.Open(logPath)
-	if err != nil {
-		return addrs
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var line struct {
-			Msg      string `json:"msg"`
-			Frontend string `json:"frontend"`
-			Addr     string `json:"addr"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-			addrs[line.Frontend] = line.Addr
-		}
-	}
-	return addrs
-}
-
-// stopChihaya stops the daemon with SIGTERM and checks that it shut down
-// cleanly and saw no data race.
-func stopChihaya(t *testing.T, p *proc) {
-	t.Helper()
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-			if p.err != nil {
-				t.Errorf("chihaya: exit after SIGTERM: %v", p.err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("chihaya: still running 20s after SIGTERM")
-		}
-	} else {
-		t.Errorf("chihaya exited during the test: %v", p.err)
-	}
-	if b, err := os.ReadFile(p.log); err == nil && bytes.Contains(b, []byte("DATA RACE")) {
-		t.Errorf("chihaya: the race detector reported a data race (see %s)", p.log)
-	}
+	d := daemontest.Start(t, fmt.Sprintf(chihayaConfig, net.JoinHostPort(host, "0"))+extra)
+	return &tracker{host: host, httpAddr: d.Addr(t, "http"), udpAddr: d.Addr(t, "udp")}
 }
 
 // startOpentracker starts Debian's opentracker, whose build only serves

@@ -13,13 +13,10 @@
 package locality
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +25,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
 const python = "/usr/bin/python3"
@@ -79,6 +79,8 @@ func (s shares) String() string {
 	return b.String()
 }
 
+func TestMain(m *testing.M) { daemontest.Main(m) }
+
 func TestLocalityWithRealClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real BitTorrent clients: not in -short mode")
@@ -86,7 +88,6 @@ func TestLocalityWithRealClients(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import libtorrent").CombinedOutput(); err != nil {
 		unavailable(t, "%s cannot import libtorrent (apt-get install python3-libtorrent): %v: %s", python, err, out)
 	}
-	bin := buildDaemon(t)
 
 	runs := []struct {
 		name    string
@@ -100,7 +101,7 @@ func TestLocalityWithRealClients(t *testing.T) {
 	for _, run := range runs {
 		t.Run(run.name, func(t *testing.T) {
 			cfg := run.storage(t)
-			res := runSwarm(t, bin, cfg)
+			res := runSwarm(t, cfg)
 			sh := check(t, res)
 			t.Logf("bytes received from inside the own rack: %s", sh)
 			got[run.name] = sh
@@ -183,11 +184,7 @@ func memoryStorage(on bool) string {
 
 func redisStorage(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		unavailable(t, "redis-server not found (apt-get install redis-server)")
-	}
-	addr := startRedis(t, bin)
+	addr := redistest.Start(t, "redis-server").Addr
 	return fmt.Sprintf(`  storage:
     name: redis
     config:
@@ -199,22 +196,9 @@ func redisStorage(t *testing.T) string {
 `, addr)
 }
 
-// buildDaemon builds cmd/chihaya into the test's temporary directory.
-func buildDaemon(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "chihaya")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/chihaya/chihaya/cmd/chihaya").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // runSwarm starts the tracker with the storage section given and runs
 // swarm.py against it.
-func runSwarm(t *testing.T, bin, storage string) []result {
+func runSwarm(t *testing.T, storage string) []result {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := `chihaya:
@@ -227,11 +211,7 @@ func runSwarm(t *testing.T, bin, storage string) []result {
     max_numwant: ` + strconv.Itoa(numWant) + `
     default_numwant: ` + strconv.Itoa(numWant) + `
 ` + storage
-	path := filepath.Join(dir, "chihaya.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := startDaemon(t, bin, path, filepath.Join(dir, "chihaya.log"))
+	httpAddr := daemontest.Start(t, cfg).Addr(t, "http")
 
 	script, err := filepath.Abs(filepath.Join("testdata", "swarm.py"))
 	if err != nil {
@@ -258,117 +238,4 @@ func runSwarm(t *testing.T, bin, storage string) []result {
 		t.Fatalf("swarm.py report %q: %v", stdout.String(), err)
 	}
 	return report.Downloaders
-}
-
-// startDaemon runs the tracker, stopping it (SIGTERM, by its PID) when the
-// test ends, and returns its HTTP address from its "listening" log line.
-func startDaemon(t *testing.T, bin, cfg, logPath string) string {
-	t.Helper()
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", cfg, "--json")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("chihaya log:\n%s", b)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if addr := listening(logPath, "http"); addr != "" {
-			return addr
-		}
-		select {
-		case err := <-done:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("chihaya exited: %v\n%s", err, b)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatal("chihaya did not log its HTTP listener within 20s")
-	return ""
-}
-
-// listening returns the address the daemon's JSON log says frontend is
-// listening on, or "".
-func listening(logPath, frontend string) string {
-	f, err := os.Open(logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var line struct {
-			Msg      string `json:"msg"`
-			Frontend string `json:"frontend"`
-			Addr     string `json:"addr"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" && line.Frontend == frontend {
-			return line.Addr
-		}
-	}
-	return ""
-}
-
-// startRedis runs redis-server without persistence on a free loopback
-// port and returns its address; it is killed (by PID) when the test ends.
-func startRedis(t *testing.T, bin string) string {
-	t.Helper()
-	for attempt := 0; attempt < 5; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-		l.Close()
-		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		addr := "127.0.0.1:" + port
-		if err := waitForPort(addr, exited); err == nil {
-			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-			return addr
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	t.Fatal("redis-server did not start")
-	return ""
-}
-
-func waitForPort(addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-exited:
-			return errors.New("exited")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return errors.New("no answer")
 }

@@ -1,5 +1,5 @@
 //go:build !race
 
-package clients
+package daemontest
 
 const raceEnabled = false
