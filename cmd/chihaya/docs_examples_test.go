@@ -82,6 +82,7 @@ var docExampleFiles = map[string]func(*exampleFiles) []byte{
 	},
 	"tls_cert_path": func(f *exampleFiles) []byte { f.certificate(); return f.cert },
 	"tls_key_path":  func(f *exampleFiles) []byte { f.certificate(); return f.key },
+	"secret_file":   func(*exampleFiles) []byte { return []byte("example secret\n") },
 }
 
 func infoHashList(*exampleFiles) []byte {

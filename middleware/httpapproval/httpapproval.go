@@ -1,0 +1,642 @@
+// Package httpapproval implements the `http approval` hook: it asks an
+// operator's service, over HTTP, whether to admit an announce (and, with
+// `scrapes: true`, a scrape), and remembers the answer for a while.
+package httpapproval
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/clock"
+	"github.com/chihaya/chihaya/pkg/webhook"
+)
+
+// Name is the name operators write in the `prehooks` list.
+const Name = "http approval"
+
+// Limits on what the service sends back.
+const (
+	// MaxResponseBytes bounds an answer's body; a longer one is an error.
+	MaxResponseBytes = 64 << 10
+	// MaxReasonBytes bounds the refusal text shown to a client: it must
+	// fit a UDP error datagram and an HTTP client's status line.
+	MaxReasonBytes = 120
+	// MaxInterval bounds the interval a service may set.
+	MaxInterval = 24 * time.Hour
+)
+
+// Results of a decision, the `result` label of the decisions metric.
+const (
+	resultAllowed       = "allowed"
+	resultRefused       = "refused"
+	resultErrorAdmitted = "error_admitted"
+	resultErrorRefused  = "error_refused"
+)
+
+// Kinds of service errors, the `kind` label of the errors metric.
+const (
+	kindTimeout     = "timeout"
+	kindConnection  = "connection"
+	kindStatus      = "status"
+	kindRedirect    = "redirect"
+	kindBadResponse = "bad_response"
+	kindOverload    = "overload"
+	kindBreakerOpen = "breaker_open"
+)
+
+var (
+	decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "http_approval_decisions_total",
+		Help: "Requests decided by the http approval hook, by result (allowed, refused, error_admitted, error_refused).",
+	}, []string{"result"})
+	cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "http_approval_cache_lookups_total",
+		Help: "Answer cache lookups of the http approval hook, by result (hit, miss, shared: a miss that waited for another request's question).",
+	}, []string{"result"})
+	serviceErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "http_approval_errors_total",
+		Help: "Questions to the approval service that failed, by kind.",
+	}, []string{"kind"})
+	serviceDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name:    "http_approval_request_duration_seconds",
+		Help:    "Time the approval service took to answer, failures included.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	})
+	breakerOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "http_approval_breaker_open",
+		Help: "1 while the http approval hook's breaker is open (the service is not asked), else 0.",
+	})
+
+	decided = map[string]prometheus.Counter{}
+	hit     prometheus.Counter
+	missed  prometheus.Counter
+	shared  prometheus.Counter
+)
+
+func init() {
+	prometheus.MustRegister(decisions, cacheLookups, serviceErrors, serviceDuration, breakerOpen)
+	for _, r := range []string{resultAllowed, resultRefused, resultErrorAdmitted, resultErrorRefused} {
+		decided[r] = decisions.WithLabelValues(r)
+	}
+	hit, missed, shared = cacheLookups.WithLabelValues("hit"), cacheLookups.WithLabelValues("miss"), cacheLookups.WithLabelValues("shared")
+	for _, k := range []string{kindTimeout, kindConnection, kindStatus, kindRedirect, kindBadResponse, kindOverload, kindBreakerOpen} {
+		serviceErrors.WithLabelValues(k)
+	}
+	middleware.RegisterHook(Name, func(optionsYAML []byte) (middleware.Hook, error) {
+		cfg, err := ParseConfig(optionsYAML)
+		if err != nil {
+			return nil, err
+		}
+		return New(cfg)
+	})
+}
+
+// ErrUnavailable refuses a request when the service could not answer and
+// on_error is refuse. Its text says nothing of the service's failure.
+var ErrUnavailable error = middleware.Refusal{
+	Reason: "approval_unavailable",
+	Err:    bittorrent.ClientError("tracker temporarily unavailable: try again later"),
+}
+
+// defaultReason is shown when the service refuses without a reason.
+const defaultReason = "unapproved request"
+
+// answer is a decision as the cache holds it.
+type answer struct {
+	expires  int64 // clock.Monotonic
+	err      error // nil: allowed; else a middleware.Refusal built once
+	interval time.Duration
+}
+
+// call is one question in flight; concurrent misses for its key wait for it.
+type call struct {
+	done chan struct{}
+	a    answer
+	err  error
+}
+
+// shardCount splits the cache so that lookups on two cores rarely meet on
+// one lock.
+const shardCount = 64
+
+type shard struct {
+	mu      sync.RWMutex
+	m       map[string]answer
+	pending map[string]*call
+	_       [64]byte // keep neighbours' locks off this cache line
+}
+
+// maxKey bounds a cache key; requests whose key would be longer (a scrape
+// of many torrents, a huge parameter) are asked about every time.
+const maxKey = 256
+
+// keyPart is one element of cache_key.
+type keyPart struct {
+	infoHash bool
+	query    bool
+	name     string
+}
+
+// Hook asks the service and caches its answers.
+type Hook struct {
+	cfg      Config
+	desc     *middleware.Describer
+	parts    []keyPart
+	client   *http.Client
+	secret   []byte
+	admit    bool
+	ttl      int64
+	perShard int
+
+	seed   maphash.Seed
+	shards [shardCount]shard
+	sem    chan struct{}
+	brk    breaker
+	logged atomic.Int64 // clock.Monotonic of the last error logged
+}
+
+var (
+	_ middleware.Hook    = (*Hook)(nil)
+	_ middleware.Stopper = (*Hook)(nil)
+)
+
+// New builds the hook from a validated config, reading its secret and TLS
+// files. Errors name the option.
+func New(cfg Config) (*Hook, error) {
+	desc, err := middleware.NewDescriber(cfg.Routes, cfg.Redact)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", Name, err)
+	}
+	h := &Hook{
+		cfg:      cfg,
+		desc:     desc,
+		admit:    cfg.OnError == "admit",
+		ttl:      int64(cfg.CacheTTL),
+		perShard: (cfg.CacheSize + shardCount - 1) / shardCount,
+		seed:     maphash.MakeSeed(),
+		sem:      make(chan struct{}, cfg.MaxInFlight),
+		brk:      breaker{threshold: int32(cfg.BreakerFailures), cooldown: int64(cfg.BreakerCooldown)},
+	}
+	for _, k := range cfg.CacheKey {
+		switch {
+		case k == "info_hash":
+			h.parts = append(h.parts, keyPart{infoHash: true})
+		case strings.HasPrefix(k, "query:"):
+			h.parts = append(h.parts, keyPart{query: true, name: k[len("query:"):]})
+		default:
+			h.parts = append(h.parts, keyPart{name: k})
+		}
+	}
+	if cfg.SecretFile != "" {
+		if h.secret, err = webhook.ReadSecret(cfg.SecretFile); err != nil {
+			return nil, fmt.Errorf("%s: secret_file: %w", Name, err)
+		}
+	}
+	tc, err := webhook.ClientTLS(webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
+	if err != nil {
+		key := "tls_cert_file"
+		if cfg.TLSCAFile != "" && strings.Contains(err.Error(), cfg.TLSCAFile) {
+			key = "tls_ca_file"
+		}
+		return nil, fmt.Errorf("%s: %s: %w", Name, key, err)
+	}
+	if !strings.HasPrefix(cfg.URL, "https:") {
+		tc = nil
+	}
+	h.client = webhook.NewClient(tc, cfg.MaxInFlight, cfg.Timeout)
+	for i := range h.shards {
+		h.shards[i].m = map[string]answer{}
+		h.shards[i].pending = map[string]*call{}
+	}
+	return h, nil
+}
+
+// Stop closes the idle connections to the service.
+func (h *Hook) Stop() { h.client.CloseIdleConnections() }
+
+// HandleAnnounce admits or refuses an announce by the service's answer.
+func (h *Hook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
+	var buf [maxKey]byte
+	key, ok := h.appendKey(append(buf[:0], 'a'), req.InfoHash[:], req.Params)
+	a, err := h.decide(key, ok, question{ann: req})
+	if err != nil {
+		return err
+	}
+	if a.interval > 0 {
+		resp.Interval = a.interval
+		if resp.MinInterval > a.interval {
+			resp.MinInterval = a.interval
+		}
+	}
+	return a.err
+}
+
+// HandleScrape admits or refuses a scrape by the service's answer when
+// `scrapes` is set; otherwise it admits every scrape.
+func (h *Hook) HandleScrape(_ context.Context, req *bittorrent.ScrapeRequest, _ *bittorrent.ScrapeResponse) error {
+	if !h.cfg.Scrapes {
+		return nil
+	}
+	var buf [maxKey]byte
+	key := append(buf[:0], 's')
+	ok := true
+	if h.keysHash() {
+		for i := range req.InfoHashes {
+			if len(key)+20 > maxKey {
+				ok = false
+				break
+			}
+			key = append(key, req.InfoHashes[i][:]...)
+		}
+	}
+	if ok {
+		key, ok = h.appendKey(key, nil, req.Params)
+	}
+	a, err := h.decide(key, ok, question{scr: req})
+	if err != nil {
+		return err
+	}
+	return a.err
+}
+
+func (h *Hook) keysHash() bool {
+	for _, p := range h.parts {
+		if p.infoHash {
+			return true
+		}
+	}
+	return false
+}
+
+// appendKey appends the cache key parts to key: the info hash (when ih is
+// not nil) and each parameter, length-prefixed so that parts cannot run
+// into each other. ok is false when the key would be too long to cache.
+func (h *Hook) appendKey(key, ih []byte, p bittorrent.Params) ([]byte, bool) {
+	for _, part := range h.parts {
+		var v string
+		switch {
+		case part.infoHash:
+			key = append(key, ih...)
+			continue
+		case part.query:
+			v, _ = p.String(part.name)
+		default:
+			v, _ = h.desc.RouteParam(p, part.name)
+		}
+		if len(v) > 255 || len(key)+1+len(v) > maxKey {
+			return key, false
+		}
+		key = append(key, byte(len(v)))
+		key = append(key, v...)
+	}
+	return key, true
+}
+
+// decide returns the answer for key: cached, or asked of the service by
+// one of the requests that want it. cacheable is false for a key too long
+// to cache; that request is asked about alone. The error is non-nil when
+// the service failed and on_error refuses.
+func (h *Hook) decide(key []byte, cacheable bool, q question) (answer, error) {
+	if !cacheable {
+		missed.Inc()
+		a, err := h.ask(q)
+		return h.settle(a, err)
+	}
+	sh := &h.shards[maphash.Bytes(h.seed, key)%shardCount]
+	now := clock.Monotonic()
+	sh.mu.RLock()
+	a, ok := sh.m[string(key)]
+	sh.mu.RUnlock()
+	if ok && a.expires > now {
+		hit.Inc()
+		return h.settle(a, nil)
+	}
+
+	sh.mu.Lock()
+	if a, ok := sh.m[string(key)]; ok && a.expires > now {
+		sh.mu.Unlock()
+		hit.Inc()
+		return h.settle(a, nil)
+	}
+	if c, ok := sh.pending[string(key)]; ok {
+		sh.mu.Unlock()
+		shared.Inc()
+		<-c.done // bounded: the question in flight has its timeout
+		return h.settle(c.a, c.err)
+	}
+	k := string(key)
+	c := &call{done: make(chan struct{})}
+	sh.pending[k] = c
+	sh.mu.Unlock()
+	missed.Inc()
+
+	c.a, c.err = h.ask(q)
+	sh.mu.Lock()
+	delete(sh.pending, k)
+	if c.err == nil {
+		c.a.expires = clock.Monotonic() + h.ttl
+		h.store(sh, k, c.a)
+	}
+	sh.mu.Unlock()
+	close(c.done)
+	return h.settle(c.a, c.err)
+}
+
+// store puts an answer in a shard whose lock is held, making room first:
+// expired answers go, and if none has, arbitrary ones (map order is
+// random).
+func (h *Hook) store(sh *shard, k string, a answer) {
+	if _, ok := sh.m[k]; !ok && len(sh.m) >= h.perShard {
+		now := clock.Monotonic()
+		n := 0
+		for old, oa := range sh.m {
+			if oa.expires <= now || n < 1 {
+				delete(sh.m, old)
+				n++
+			}
+			if n >= 16 {
+				break
+			}
+		}
+	}
+	sh.m[k] = a
+}
+
+// settle counts a decision and turns a service failure into what
+// on_error says.
+func (h *Hook) settle(a answer, err error) (answer, error) {
+	switch {
+	case err == nil && a.err == nil:
+		decided[resultAllowed].Inc()
+	case err == nil:
+		decided[resultRefused].Inc()
+	case h.admit:
+		decided[resultErrorAdmitted].Inc()
+		return answer{}, nil
+	default:
+		decided[resultErrorRefused].Inc()
+		return answer{}, ErrUnavailable
+	}
+	return a, nil
+}
+
+// question is the request a question is about: an announce or a scrape.
+// It is passed by value, so that a cache hit allocates nothing.
+type question struct {
+	ann *bittorrent.AnnounceRequest
+	scr *bittorrent.ScrapeRequest
+}
+
+func (q question) fields(d *middleware.Describer) any {
+	if q.ann != nil {
+		return d.Announce(q.ann)
+	}
+	return d.Scrape(q.scr)
+}
+
+// serviceError is a failed question, with its kind for the metric.
+type serviceError struct {
+	kind string
+	err  error
+}
+
+func (e *serviceError) Error() string { return e.kind + ": " + e.err.Error() }
+func (e *serviceError) Unwrap() error { return e.err }
+
+var (
+	errOverload    = &serviceError{kindOverload, errors.New("max_in_flight questions already in flight")}
+	errBreakerOpen = &serviceError{kindBreakerOpen, errors.New("breaker open after repeated failures")}
+)
+
+// ask puts the question to the service, unless the breaker is open or
+// too many questions are in flight.
+func (h *Hook) ask(q question) (answer, error) {
+	now := clock.Monotonic()
+	if !h.brk.allow(now) {
+		serviceErrors.WithLabelValues(kindBreakerOpen).Inc()
+		return answer{}, errBreakerOpen
+	}
+	select {
+	case h.sem <- struct{}{}:
+	default:
+		h.brk.release()
+		serviceErrors.WithLabelValues(kindOverload).Inc()
+		h.logError(errOverload)
+		return answer{}, errOverload
+	}
+	a, err := h.post(q.fields(h.desc))
+	<-h.sem
+	if err != nil {
+		var se *serviceError
+		if errors.As(err, &se) {
+			serviceErrors.WithLabelValues(se.kind).Inc()
+		}
+		h.logError(err)
+		if h.brk.failure(clock.Monotonic()) {
+			log.WithFields(log.Fields{"hook": Name, "url": h.cfg.URL, "cooldown": h.cfg.BreakerCooldown.String()}).Warn("http approval: breaker open; not asking the service for a while")
+		}
+		return answer{}, err
+	}
+	if h.brk.success() {
+		log.WithFields(log.Fields{"hook": Name, "url": h.cfg.URL}).Info("http approval: service answers again; breaker closed")
+	}
+	return a, nil
+}
+
+// post sends one question and reads the answer.
+func (h *Hook) post(fields any) (answer, error) {
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return answer{}, &serviceError{kindBadResponse, err}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, &serviceError{kindConnection, err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "chihaya http approval")
+	webhook.Sign(req, h.secret, body, time.Now())
+
+	start := time.Now()
+	resp, err := h.client.Do(req)
+	if err != nil {
+		serviceDuration.Observe(time.Since(start).Seconds())
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return answer{}, &serviceError{kindTimeout, err}
+		}
+		return answer{}, &serviceError{kindConnection, err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	serviceDuration.Observe(time.Since(start).Seconds())
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return answer{}, &serviceError{kindRedirect, fmt.Errorf("status %d (redirects are not followed)", resp.StatusCode)}
+	case resp.StatusCode != http.StatusOK:
+		return answer{}, &serviceError{kindStatus, fmt.Errorf("status %d", resp.StatusCode)}
+	case err != nil:
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return answer{}, &serviceError{kindTimeout, err}
+		}
+		return answer{}, &serviceError{kindConnection, err}
+	case len(data) > MaxResponseBytes:
+		return answer{}, &serviceError{kindBadResponse, fmt.Errorf("answer longer than %d bytes", MaxResponseBytes)}
+	}
+	a, err := parseAnswer(data)
+	if err != nil {
+		return answer{}, &serviceError{kindBadResponse, err}
+	}
+	return a, nil
+}
+
+// reply is the JSON answer of the service.
+type reply struct {
+	Allow    *bool   `json:"allow"`
+	Reason   *string `json:"reason"`
+	Interval *int64  `json:"interval"`
+}
+
+// parseAnswer reads the service's JSON answer: `allow` is required; a
+// refusal's `reason` is cleaned and cut for clients; `interval` (seconds)
+// is optional.
+func parseAnswer(data []byte) (answer, error) {
+	var r reply
+	if err := json.Unmarshal(data, &r); err != nil {
+		return answer{}, fmt.Errorf("answer is not the expected JSON object: %w", err)
+	}
+	if r.Allow == nil {
+		return answer{}, errors.New(`answer has no boolean "allow"`)
+	}
+	var a answer
+	if r.Interval != nil {
+		iv := time.Duration(*r.Interval) * time.Second
+		if *r.Interval <= 0 || iv > MaxInterval {
+			return answer{}, fmt.Errorf(`answer's "interval" must be 1 to %d seconds, got %d`, int64(MaxInterval/time.Second), *r.Interval)
+		}
+		a.interval = iv
+	}
+	if !*r.Allow {
+		reason := defaultReason
+		if r.Reason != nil {
+			if s := cleanReason(*r.Reason); s != "" {
+				reason = s
+			}
+		}
+		a.err = middleware.Refusal{Reason: "refused_by_service", Err: bittorrent.ClientError(reason)}
+	}
+	return a, nil
+}
+
+// cleanReason makes a service's refusal text safe to show a client: valid
+// UTF-8 without control characters, one line, at most MaxReasonBytes,
+// cut on a character boundary.
+func cleanReason(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			r = ' '
+		}
+		if b.Len()+utf8.RuneLen(r) > MaxReasonBytes {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// logError logs a service failure at most once a second, so that a
+// service that is down does not flood the log.
+func (h *Hook) logError(err error) {
+	now := clock.Monotonic()
+	last := h.logged.Load()
+	if now-last < int64(time.Second) || !h.logged.CompareAndSwap(last, now) {
+		return
+	}
+	on := "refused"
+	if h.admit {
+		on = "admitted"
+	}
+	log.WithError(err).WithFields(log.Fields{"hook": Name, "url": h.cfg.URL, "on_error": on}).Error("http approval: service failed; requests " + on + " (logged at most once a second)")
+}
+
+// breaker stops asking a failing service: after threshold failures in a
+// row it opens for cooldown, then lets one question through as a probe;
+// the probe's success closes it, its failure opens it again.
+type breaker struct {
+	threshold int32
+	cooldown  int64
+
+	failures  atomic.Int32
+	openUntil atomic.Int64 // clock.Monotonic; 0 when closed
+	probing   atomic.Bool
+}
+
+// allow reports whether a question may be asked now.
+func (b *breaker) allow(now int64) bool {
+	until := b.openUntil.Load()
+	if until == 0 {
+		return true
+	}
+	if now < until {
+		return false
+	}
+	return b.probing.CompareAndSwap(false, true)
+}
+
+// release gives back a probe that was not asked.
+func (b *breaker) release() { b.probing.Store(false) }
+
+// failure records a failed question; it reports whether the breaker
+// opened.
+func (b *breaker) failure(now int64) bool {
+	if b.probing.Load() {
+		b.openUntil.Store(now + b.cooldown)
+		b.probing.Store(false)
+		return false
+	}
+	if b.failures.Add(1) >= b.threshold && b.openUntil.Load() == 0 {
+		b.openUntil.Store(now + b.cooldown)
+		breakerOpen.Set(1)
+		return true
+	}
+	return false
+}
+
+// success records an answered question; it reports whether the breaker
+// closed.
+func (b *breaker) success() bool {
+	b.failures.Store(0)
+	if b.openUntil.Load() == 0 {
+		return false
+	}
+	b.openUntil.Store(0)
+	b.probing.Store(false)
+	breakerOpen.Set(0)
+	return true
+}

@@ -1,0 +1,171 @@
+// Package webhook holds what the hooks that call an operator's service
+// over HTTP share: the HTTP client (TLS with the operator's CA and client
+// certificate, redirects never followed), and request signing with an
+// HMAC-SHA256 over a timestamp and the body.
+//
+// A signed request carries two headers:
+//
+//	X-Chihaya-Timestamp: 1765000000
+//	X-Chihaya-Signature: sha256=<hex of HMAC-SHA256(secret, timestamp + "." + body)>
+//
+// A service recomputes the HMAC over the timestamp header, a dot and the
+// raw body, compares it in constant time, and refuses a timestamp further
+// than its replay window (Verify uses MaxSkew) from its own clock, so that
+// a recorded request cannot be replayed later.
+package webhook
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The signature headers.
+const (
+	TimestampHeader = "X-Chihaya-Timestamp"
+	SignatureHeader = "X-Chihaya-Signature"
+)
+
+// MaxSkew is the replay window Verify allows between the timestamp of a
+// request and the verifier's clock, either way.
+const MaxSkew = 5 * time.Minute
+
+// TLS names the files of a client's TLS settings; all are optional.
+type TLS struct {
+	// CAFile holds the PEM certificates that verify the service; empty
+	// means the system's roots.
+	CAFile string
+	// CertFile and KeyFile hold the client certificate presented for
+	// mutual TLS; both or neither.
+	CertFile, KeyFile string
+}
+
+// ReadSecret reads a signing secret from a file. Surrounding white space
+// (the newline an editor adds) is not part of it; an empty secret is an
+// error.
+func ReadSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return nil, fmt.Errorf("%s: empty", path)
+	}
+	return []byte(s), nil
+}
+
+// ClientTLS builds the TLS settings t names. Errors name the file.
+func ClientTLS(t TLS) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate in it", t.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("a client certificate needs both its certificate and its key")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// NewClient returns an HTTP client for calls to an operator's service: at
+// most maxConns connections, each request bounded by timeout, and
+// redirects returned as they are instead of followed (a redirect is a
+// misconfigured service, and following it would send signed requests
+// elsewhere).
+func NewClient(tlsConf *tls.Config, maxConns int, timeout time.Duration) *http.Client {
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: timeout,
+		MaxConnsPerHost:     maxConns,
+		MaxIdleConns:        maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   tlsConf != nil,
+	}
+	return &http.Client{
+		Transport: tr,
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Sign sets the signature headers of req, whose body is body, for the time
+// now. A nil secret leaves req unsigned.
+func Sign(req *http.Request, secret, body []byte, now time.Time) {
+	if secret == nil {
+		return
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	req.Header.Set(TimestampHeader, ts)
+	req.Header.Set(SignatureHeader, "sha256="+hex.EncodeToString(mac(secret, ts, body)))
+}
+
+func mac(secret []byte, ts string, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// Errors of Verify.
+var (
+	ErrUnsigned     = errors.New("webhook: request not signed")
+	ErrBadSignature = errors.New("webhook: signature does not match")
+	ErrStale        = errors.New("webhook: timestamp outside the replay window")
+)
+
+// Verify checks the signature headers h of a request with body body, as a
+// service would: the HMAC must match and the timestamp must lie within
+// MaxSkew of now. Services written in Go may use it; it is the reference
+// for those written in other languages.
+func Verify(h http.Header, secret, body []byte, now time.Time) error {
+	ts, sig := h.Get(TimestampHeader), h.Get(SignatureHeader)
+	if ts == "" || sig == "" {
+		return ErrUnsigned
+	}
+	got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
+	if err != nil || !strings.HasPrefix(sig, "sha256=") {
+		return ErrBadSignature
+	}
+	if !hmac.Equal(got, mac(secret, ts, body)) {
+		return ErrBadSignature
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return ErrBadSignature
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > MaxSkew || d < -MaxSkew {
+		return ErrStale
+	}
+	return nil
+}
