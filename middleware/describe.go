@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Describer turns requests into the JSON objects that hooks send to
@@ -27,19 +28,19 @@ type Describer struct {
 
 // NewDescriber reads routes (httprouter syntax, as in the HTTP frontend's
 // announce_routes) and the parameter names to leave out. Errors name the
-// entry (`routes[1]: ...`); the caller prefixes its key path.
+// entry (routes[1]) as *yamlconf.Error.
 func NewDescriber(routes, redact []string) (*Describer, error) {
 	d := &Describer{redact: map[string]bool{}}
 	seen := map[string]bool{}
 	for i, r := range routes {
 		if !strings.HasPrefix(r, "/") {
-			return nil, fmt.Errorf("routes[%d]: must start with '/', got %q", i, r)
+			return nil, yamlconf.Errorf(fmt.Sprintf("routes[%d]", i), "must start with '/', got %q", r)
 		}
 		segs := strings.Split(r, "/")
 		for _, s := range segs[1:] {
 			if len(s) > 0 && (s[0] == ':' || s[0] == '*') {
 				if len(s) == 1 {
-					return nil, fmt.Errorf("routes[%d]: a parameter needs a name, got %q", i, r)
+					return nil, yamlconf.Errorf(fmt.Sprintf("routes[%d]", i), "a parameter needs a name, got %q", r)
 				}
 				if !seen[s[1:]] {
 					seen[s[1:]] = true

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 
 	"github.com/chihaya/chihaya/middleware"
 )
@@ -97,77 +97,67 @@ func (c Config) WithDefaults() Config {
 // the files; New does.
 func (c Config) Validate() error {
 	if c.URL == "" {
-		return fmt.Errorf("%s: url: must be set", Name)
+		return yamlconf.Errorf("url", "must be set")
 	}
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: url: must be an http or https URL, got %q", Name, c.URL)
+		return yamlconf.Errorf("url", "must be an http or https URL, got %q", c.URL)
 	}
 	d, err := middleware.NewDescriber(c.Routes, c.Redact)
 	if err != nil {
-		return fmt.Errorf("%s: %w", Name, err)
+		return err
 	}
 	seen := map[string]bool{}
 	for i, k := range c.CacheKey {
 		switch {
 		case seen[k]:
-			return fmt.Errorf("%s: cache_key[%d]: %q is listed twice", Name, i, k)
+			return yamlconf.Errorf(fmt.Sprintf("cache_key[%d]", i), "%q is listed twice", k)
 		case k == "info_hash":
 		case strings.HasPrefix(k, "query:"):
 			if k == "query:" {
-				return fmt.Errorf("%s: cache_key[%d]: query: needs a parameter name", Name, i)
+				return yamlconf.Errorf(fmt.Sprintf("cache_key[%d]", i), "query: needs a parameter name")
 			}
 		case k == "":
-			return fmt.Errorf("%s: cache_key[%d]: must not be empty", Name, i)
+			return yamlconf.Errorf(fmt.Sprintf("cache_key[%d]", i), "must not be empty")
 		case !d.HasRouteParam(k):
 			routes := "none"
 			if len(c.Routes) > 0 {
 				routes = strings.Join(c.Routes, ", ")
 			}
-			return fmt.Errorf("%s: cache_key[%d]: %q is a parameter of no route in routes (%s); list the route that has it, or write query:%s for a query parameter", Name, i, k, routes, k)
+			return yamlconf.Errorf(fmt.Sprintf("cache_key[%d]", i), "%q is a parameter of no route in routes (%s); list the route that has it, or write query:%s for a query parameter", k, routes, k)
 		}
 		seen[k] = true
 	}
 	if c.CacheTTL < 0 {
-		return fmt.Errorf("%s: cache_ttl: must be > 0, got %s", Name, c.CacheTTL)
+		return yamlconf.Errorf("cache_ttl", "must be > 0, got %s", c.CacheTTL)
 	}
 	if c.CacheSize < 0 {
-		return fmt.Errorf("%s: cache_size: must be > 0, got %d", Name, c.CacheSize)
+		return yamlconf.Errorf("cache_size", "must be > 0, got %d", c.CacheSize)
 	}
 	if c.Timeout < 0 || c.Timeout > time.Minute {
-		return fmt.Errorf("%s: timeout: must be > 0 and <= 1m, got %s", Name, c.Timeout)
+		return yamlconf.Errorf("timeout", "must be > 0 and <= 1m, got %s", c.Timeout)
 	}
 	if c.MaxInFlight < 0 || c.MaxInFlight > 65536 {
-		return fmt.Errorf("%s: max_in_flight: must be 1 to 65536, got %d", Name, c.MaxInFlight)
+		return yamlconf.Errorf("max_in_flight", "must be 1 to 65536, got %d", c.MaxInFlight)
 	}
 	if c.OnError != "refuse" && c.OnError != "admit" {
-		return fmt.Errorf("%s: on_error: must be refuse or admit, got %q", Name, c.OnError)
+		return yamlconf.Errorf("on_error", "must be refuse or admit, got %q", c.OnError)
 	}
 	if c.BreakerFailures < 0 {
-		return fmt.Errorf("%s: breaker_failures: must be > 0, got %d", Name, c.BreakerFailures)
+		return yamlconf.Errorf("breaker_failures", "must be > 0, got %d", c.BreakerFailures)
 	}
 	if c.BreakerCooldown < 0 {
-		return fmt.Errorf("%s: breaker_cooldown: must be > 0, got %s", Name, c.BreakerCooldown)
+		return yamlconf.Errorf("breaker_cooldown", "must be > 0, got %s", c.BreakerCooldown)
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		return fmt.Errorf("%s: tls_cert_file, tls_key_file: set both for a client certificate, or neither", Name)
+	if c.TLSCertFile != "" && c.TLSKeyFile == "" {
+		return yamlconf.Errorf("tls_key_file", "must be set with tls_cert_file")
+	}
+	if c.TLSKeyFile != "" && c.TLSCertFile == "" {
+		return yamlconf.Errorf("tls_cert_file", "must be set with tls_key_file")
 	}
 	if c.TLSCAFile != "" || c.TLSCertFile != "" {
 		if u, _ := url.Parse(c.URL); u.Scheme != "https" {
-			return fmt.Errorf("%s: tls_ca_file, tls_cert_file: set, but url is not https", Name)
+			return yamlconf.Errorf("url", "must be https with tls_ca_file or tls_cert_file, got %q", c.URL)
 		}
 	}
 	return nil
-}
-
-// ParseConfig decodes the options strictly, applies defaults and validates.
-func ParseConfig(optionsYAML []byte) (Config, error) {
-	var c Config
-	if err := yaml.UnmarshalStrict(optionsYAML, &c); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", Name, err)
-	}
-	c = c.WithDefaults()
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/webhook"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Name is the name operators write in the `prehooks` list.
@@ -104,13 +105,15 @@ func init() {
 	for _, k := range []string{kindTimeout, kindConnection, kindStatus, kindRedirect, kindBadResponse, kindOverload, kindBreakerOpen} {
 		serviceErrors.WithLabelValues(k)
 	}
-	middleware.RegisterHook(Name, func(optionsYAML []byte) (middleware.Hook, error) {
-		cfg, err := ParseConfig(optionsYAML)
-		if err != nil {
-			return nil, err
-		}
-		return New(cfg)
-	})
+	middleware.Register(plugin)
+}
+
+// plugin decodes the hook's options and builds it. New only reads files
+// and makes a client, so validating may build it.
+var plugin = middleware.Plugin[Config]{
+	Name:     Name,
+	Defaults: Config.WithDefaults,
+	New:      func(c Config) (middleware.Hook, error) { return New(c) },
 }
 
 // ErrUnavailable refuses a request when the service could not answer and
@@ -187,7 +190,7 @@ var (
 func New(cfg Config) (*Hook, error) {
 	desc, err := middleware.NewDescriber(cfg.Routes, cfg.Redact)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", Name, err)
+		return nil, err
 	}
 	h := &Hook{
 		cfg:      cfg,
@@ -211,7 +214,7 @@ func New(cfg Config) (*Hook, error) {
 	}
 	if cfg.SecretFile != "" {
 		if h.secret, err = webhook.ReadSecret(cfg.SecretFile); err != nil {
-			return nil, fmt.Errorf("%s: secret_file: %w", Name, err)
+			return nil, yamlconf.Errorf("secret_file", "%w", err)
 		}
 	}
 	tc, err := webhook.ClientTLS(webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
@@ -220,7 +223,7 @@ func New(cfg Config) (*Hook, error) {
 		if cfg.TLSCAFile != "" && strings.Contains(err.Error(), cfg.TLSCAFile) {
 			key = "tls_ca_file"
 		}
-		return nil, fmt.Errorf("%s: %s: %w", Name, key, err)
+		return nil, yamlconf.Errorf(key, "%w", err)
 	}
 	if !strings.HasPrefix(cfg.URL, "https:") {
 		tc = nil

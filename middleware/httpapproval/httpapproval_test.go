@@ -21,38 +21,36 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/internal/testcert"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/query"
 	"github.com/chihaya/chihaya/pkg/webhook"
 )
 
-func TestBadConfig(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"bad-url.yaml", `http approval: url: must be an http or https URL, got "ftp://approve.example.com/"`},
-		{"bad-no-url.yaml", `http approval: url: must be set`},
-		{"bad-cache-key-no-route.yaml", `http approval: cache_key[1]: "passkey" is a parameter of no route in routes (none); list the route that has it, or write query:passkey for a query parameter`},
-		{"bad-cache-key-other-route.yaml", `http approval: cache_key[0]: "user" is a parameter of no route in routes (/:passkey/announce); list the route that has it, or write query:user for a query parameter`},
-		{"bad-secret-file.yaml", `http approval: secret_file: open /nonexistent/approval.secret: no such file or directory`},
-		{"bad-on-error.yaml", `http approval: on_error: must be refuse or admit, got "allow"`},
-		{"bad-unknown-key.yaml", "http approval: yaml: unmarshal errors:\n  line 2: field cache_tll not found in type httpapproval.Config"},
-		{"bad-timeout.yaml", `http approval: timeout: must be > 0 and <= 1m, got -1s`},
-		{"bad-client-cert.yaml", `http approval: tls_cert_file, tls_key_file: set both for a client certificate, or neither`},
-		{"bad-ca-file.yaml", `http approval: tls_ca_file: open /nonexistent/ca.pem: no such file or directory`},
-		{"bad-tls-plain-url.yaml", `http approval: tls_ca_file, tls_cert_file: set, but url is not https`},
-		{"bad-route.yaml", `http approval: routes[0]: must start with '/', got "announce"`},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = middleware.NewHook(Name, b)
-			if err == nil || err.Error() != tc.want {
-				t.Fatalf("got error\n  %v\nwant\n  %s", err, tc.want)
-			}
-		})
-	}
+// TestBadOptions: each rejected file with its exact error, keyed from the
+// hook's entry (the daemon puts prehooks[i] and the line in front).
+func TestBadOptions(t *testing.T) {
+	configtest.BadFiles(t, []configtest.Case{
+		{File: "bad-url.yaml", Want: `options.url: must be an http or https URL, got "ftp://approve.example.com/"`},
+		{File: "bad-no-url.yaml", Want: `options.url: must be set`},
+		{File: "bad-cache-key-no-route.yaml", Want: `options.cache_key[1]: "passkey" is a parameter of no route in routes (none); list the route that has it, or write query:passkey for a query parameter`},
+		{File: "bad-cache-key-other-route.yaml", Want: `options.cache_key[0]: "user" is a parameter of no route in routes (/:passkey/announce); list the route that has it, or write query:user for a query parameter`},
+		{File: "bad-secret-file.yaml", Want: `options.secret_file: open /nonexistent/approval.secret: no such file or directory`},
+		{File: "bad-on-error.yaml", Want: `options.on_error: must be refuse or admit, got "allow"`},
+		{File: "bad-unknown-key.yaml", Want: `line 2: unknown key "cache_tll" in options (http approval)`},
+		{File: "bad-timeout.yaml", Want: `options.timeout: must be > 0 and <= 1m, got -1s`},
+		{File: "bad-client-cert.yaml", Want: `options.tls_key_file: must be set with tls_cert_file`},
+		{File: "bad-ca-file.yaml", Want: `options.tls_ca_file: open /nonexistent/ca.pem: no such file or directory`},
+		{File: "bad-tls-plain-url.yaml", Want: `options.url: must be https with tls_ca_file or tls_cert_file, got "http://127.0.0.1:8080/approve"`},
+		{File: "bad-route.yaml", Want: `options.routes[0]: must start with '/', got "announce"`},
+	}, func(b []byte) error {
+		h, err := middleware.NewHook(Name, b)
+		if err == nil {
+			middleware.StopHooks([]middleware.Hook{h})
+		}
+		return err
+	})
 }
 
 // service is an approval service for the tests: it records what it was
