@@ -133,6 +133,14 @@ func (m *Metrics) ObserveError(reason string) {
 	c.(prometheus.Counter).Inc()
 }
 
+// KnownErrors creates the series of the given error reasons at 0, so that
+// a dashboard sees the first of each.
+func (m *Metrics) KnownErrors(reasons ...string) {
+	for _, r := range reasons {
+		m.errors.LoadOrStore(r, errorsTotal.WithLabelValues(m.name, r))
+	}
+}
+
 // clientError finds the ClientError in err. The common case, a bare
 // ClientError, is checked first because errors.As allocates.
 func clientError(err error) (bittorrent.ClientError, bool) {

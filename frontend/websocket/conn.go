@@ -1,0 +1,243 @@
+package websocket
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	gws "github.com/gorilla/websocket"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// conn is one WebSocket connection: a browser, with every torrent it
+// announces through this tracker.
+type conn struct {
+	f  *Frontend
+	ws *gws.Conn
+	// key is the connection's remote address and port: the peer's
+	// address in the store, which identifies the connection.
+	key    netip.AddrPort
+	addr   netip.Addr
+	af     bittorrent.AddressFamily
+	params bittorrent.Params
+
+	mu sync.Mutex
+	// swarms holds the peer ID this connection announced in each swarm.
+	swarms map[bittorrent.InfoHash]bittorrent.PeerID
+	// queue holds the messages waiting for the writer; writing is set
+	// while a writer goroutine drains it.
+	queue   []*[]byte
+	writing bool
+	closed  bool
+
+	// pending counts the offers relayed to this connection and not yet
+	// answered; guarded by f.offerMu.
+	pending int
+}
+
+// swarm returns the peer ID c announced in ih.
+func (c *conn) swarm(ih bittorrent.InfoHash) (bittorrent.PeerID, bool) {
+	c.mu.Lock()
+	id, ok := c.swarms[ih]
+	c.mu.Unlock()
+	return id, ok
+}
+
+func (c *conn) swarmCount() int {
+	c.mu.Lock()
+	n := len(c.swarms)
+	c.mu.Unlock()
+	return n
+}
+
+// serve reads messages until the connection ends, then leaves every swarm.
+func (c *conn) serve() {
+	defer c.f.active.Done()
+	defer c.close()
+	f := c.f
+	for {
+		_ = c.ws.SetReadDeadline(time.Now().Add(f.cfg.IdleTimeout))
+		typ, r, err := c.ws.NextReader()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if typ != gws.TextMessage {
+			f.metrics.ObserveError(reasonBinaryFrame)
+			c.closeWith(gws.CloseUnsupportedData, "binary frames are not accepted: send JSON text")
+			return
+		}
+		buf := f.getBuf()
+		b, err := readAll(r, (*buf)[:0])
+		*buf = b
+		if err != nil {
+			f.putBuf(buf)
+			c.readFailed(err)
+			return
+		}
+		f.handle(c, b)
+		f.putBuf(buf)
+	}
+}
+
+// readAll appends what r has to b, growing it as needed; the read limit
+// bounds it.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// readFailed counts why reading ended, and tells the client where it can.
+func (c *conn) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, gws.ErrReadLimit):
+		// gorilla/websocket has sent the close frame (1009).
+		c.f.metrics.ObserveError(reasonMessageTooBig)
+	case errors.As(err, &ne) && ne.Timeout():
+		c.f.metrics.ObserveError(reasonIdleTimeout)
+		c.closeWith(gws.CloseNormalClosure, "idle timeout")
+	case gws.IsCloseError(err, gws.CloseNormalClosure, gws.CloseGoingAway, gws.CloseNoStatusReceived),
+		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		// The client left.
+	default:
+		var ce *gws.CloseError
+		if !errors.As(err, &ce) {
+			c.f.metrics.ObserveError(reasonProtocolError)
+		}
+	}
+}
+
+// closeWith sends a close frame with code and text.
+func (c *conn) closeWith(code int, text string) {
+	_ = c.ws.WriteControl(gws.CloseMessage, gws.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+}
+
+// close ends the connection: the peer leaves every swarm it announced in,
+// as after a `stopped`, and queued messages are dropped.
+func (c *conn) close() {
+	f := c.f
+	c.mu.Lock()
+	c.closed = true
+	swarms := c.swarms
+	c.swarms = nil
+	for _, b := range c.queue {
+		f.putBuf(b)
+	}
+	c.queue = nil
+	c.mu.Unlock()
+	f.unregister(c)
+	connectionsOpen.Dec()
+	_ = c.ws.Close()
+
+	st := f.states.Get().(*state)
+	for ih, id := range swarms {
+		k := bindKey{ih, id, c.af}
+		f.bindMu.Lock()
+		if f.bindings[k] == c {
+			delete(f.bindings, k)
+		}
+		f.bindMu.Unlock()
+		st.ann = bittorrent.AnnounceRequest{
+			InfoHash:   ih,
+			Peer:       bittorrent.Peer{ID: id, Kind: bittorrent.WebSocketPeer, AddrPort: c.key},
+			Event:      bittorrent.Stopped,
+			RemoteAddr: c.addr,
+			Params:     c.params,
+		}
+		st.resp = bittorrent.AnnounceResponse{Peers: st.resp.Peers[:0]}
+		f.logic.AfterAnnounce(context.Background(), &st.ann, &st.resp)
+	}
+	f.putState(st)
+}
+
+// send queues buf (given up by the caller) for the connection's writer.
+// A closed connection or a full queue drops it.
+func (c *conn) send(buf *[]byte) relayResult {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.f.putBuf(buf)
+		return relayPeerGone
+	}
+	if len(c.queue) >= c.f.cfg.SendQueueMessages {
+		c.mu.Unlock()
+		c.f.putBuf(buf)
+		c.f.metrics.ObserveError(reasonSendQueueFull)
+		return relayQueueFull
+	}
+	c.queue = append(c.queue, buf)
+	start := !c.writing
+	if start {
+		c.writing = true
+		// The connection's reader is still counted (closed is unset), so
+		// the count is above zero here.
+		c.f.active.Add(1)
+	}
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+	return relaySent
+}
+
+// drain writes the queue until it is empty. A write that fails or times
+// out closes the connection.
+func (c *conn) drain() {
+	defer c.f.active.Done()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.closed {
+			for _, b := range c.queue {
+				c.f.putBuf(b)
+			}
+			if cap(c.queue) > 8 {
+				c.queue = nil
+			} else {
+				c.queue = c.queue[:0]
+			}
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		buf := c.queue[0]
+		n := copy(c.queue, c.queue[1:])
+		c.queue[n] = nil
+		c.queue = c.queue[:n]
+		c.mu.Unlock()
+
+		_ = c.ws.SetWriteDeadline(time.Now().Add(c.f.cfg.WriteTimeout))
+		err := c.ws.WriteMessage(gws.TextMessage, *buf)
+		c.f.putBuf(buf)
+		if err != nil {
+			c.f.metrics.ObserveError(reasonWriteTimeout)
+			// The reader sees the socket closed and cleans up.
+			_ = c.ws.NetConn().Close()
+			c.mu.Lock()
+			c.closed = true
+			c.mu.Unlock()
+		}
+	}
+}
+
+// tlsListener serves TLS on ln.
+func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
+	return tls.NewListener(ln, cfg)
+}

@@ -1,0 +1,632 @@
+package websocket
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// The client errors of this frontend; the metric reason of each is in
+// reasons (metrics.go).
+const (
+	errMalformed        = bittorrent.ClientError("malformed message: must be a JSON object")
+	errInvalidInfoHash  = bittorrent.ClientError("invalid info_hash: must be 20 characters, each U+0000 to U+00FF")
+	errInvalidPeerID    = bittorrent.ClientError("invalid peer_id: must be 20 characters, each U+0000 to U+00FF")
+	errInvalidToPeerID  = bittorrent.ClientError("invalid to_peer_id: must be 20 characters, each U+0000 to U+00FF")
+	errInvalidOfferID   = bittorrent.ClientError("invalid offer_id: must be 20 characters, each U+0000 to U+00FF")
+	errInvalidAction    = bittorrent.ClientError("invalid action: must be \"announce\" or \"scrape\"")
+	errInvalidOffers    = bittorrent.ClientError("invalid offers: must be a list of {\"offer\": {…}, \"offer_id\": …}")
+	errTooManyOffers    = bittorrent.ClientError("too many offers in one announce")
+	errInvalidAnswer    = bittorrent.ClientError("invalid answer: must be a JSON object")
+	errInvalidNumber    = bittorrent.ClientError("invalid uploaded, downloaded, left or numwant: must be a non-negative number")
+	errMissingToPeerID  = bittorrent.ClientError("answer without to_peer_id")
+	errMissingOfferID   = bittorrent.ClientError("answer without offer_id")
+	errPeerIDTaken      = bittorrent.ClientError("peer_id is in use by another connection in this swarm")
+	errPeerIDChanged    = bittorrent.ClientError("peer_id differs from the one this connection announced in this swarm")
+	errTooManySwarms    = bittorrent.ClientError("too many swarms on one connection")
+	errNotAnnounced     = bittorrent.ClientError("announce in this swarm on this connection before answering")
+	errUnknownToPeerID  = bittorrent.ClientError("to_peer_id is not in this swarm")
+	errUnknownOffer     = bittorrent.ClientError("could not find the offer corresponding to your answer")
+	errTooManyHashes    = bittorrent.ClientError("too many info_hash values in one scrape")
+	errInfoHashListOnly = bittorrent.ClientError("invalid info_hash: a list is only allowed in a scrape")
+)
+
+// action is what a message asks for.
+type action uint8
+
+const (
+	actionNone action = iota
+	actionAnnounce
+	actionScrape
+)
+
+func (a action) String() string {
+	switch a {
+	case actionAnnounce:
+		return "announce"
+	case actionScrape:
+		return "scrape"
+	}
+	return ""
+}
+
+// offer is one WebRTC offer of an announce: its ID and its `offer` object
+// as the raw JSON bytes of the message, relayed as they came.
+type offer struct {
+	id  [20]byte
+	sdp []byte
+}
+
+// message is one parsed client message. The byte slices point into the
+// message's buffer, so a message is only valid while that buffer is.
+type message struct {
+	action action
+
+	infoHash    bittorrent.InfoHash
+	hasInfoHash bool
+	// infoHashes holds a scrape's hashes, whether sent as a list or as one
+	// string.
+	infoHashes []bittorrent.InfoHash
+	hashList   bool
+
+	peerID      bittorrent.PeerID
+	hasPeerID   bool
+	toPeerID    bittorrent.PeerID
+	hasToPeerID bool
+	offerID     [20]byte
+	hasOfferID  bool
+
+	event      bittorrent.Event
+	uploaded   uint64
+	downloaded uint64
+	// left is math.MaxUint64 when the client does not know it (WebTorrent
+	// sends null before it has a torrent's metadata).
+	left uint64
+
+	offers []offer
+	answer []byte
+}
+
+// reset empties m for the next message, keeping its slices' space.
+func (m *message) reset() {
+	*m = message{infoHashes: m.infoHashes[:0], offers: m.offers[:0], left: math.MaxUint64}
+}
+
+// maxDepth bounds the nesting of JSON values skipped or relayed.
+const maxDepth = 32
+
+// parser reads one message. It never allocates: strings are compared and
+// decoded in place, and offers and answers are kept as slices of the
+// message.
+type parser struct {
+	b         []byte
+	i         int
+	maxOffers int
+	maxHashes int
+}
+
+// parseMessage parses b into m (which it resets). The first error found is
+// returned, with m holding what was read before it: the action and info
+// hash, when they came first, so that the failure can name them.
+func parseMessage(b []byte, m *message, maxOffers, maxHashes int) error {
+	m.reset()
+	if !utf8.Valid(b) {
+		// Relaying invalid UTF-8 in a text frame would get the receiving
+		// browser's connection closed.
+		return errMalformed
+	}
+	p := parser{b: b, maxOffers: maxOffers, maxHashes: maxHashes}
+	p.ws()
+	if !p.eat('{') {
+		return errMalformed
+	}
+	p.ws()
+	if p.eat('}') {
+		return p.end(m)
+	}
+	for {
+		p.ws()
+		key, ok := p.rawString()
+		if !ok {
+			return errMalformed
+		}
+		p.ws()
+		if !p.eat(':') {
+			return errMalformed
+		}
+		p.ws()
+		if err := p.field(m, key); err != nil {
+			return err
+		}
+		p.ws()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat('}') {
+			return p.end(m)
+		}
+		return errMalformed
+	}
+}
+
+// end checks that nothing but white space follows the object, and that
+// the message has an action.
+func (p *parser) end(m *message) error {
+	p.ws()
+	if p.i != len(p.b) {
+		return errMalformed
+	}
+	if m.action == actionNone {
+		return errInvalidAction
+	}
+	if m.hashList && m.action != actionScrape {
+		return errInfoHashListOnly
+	}
+	return nil
+}
+
+func (p *parser) field(m *message, key []byte) error {
+	switch string(key) {
+	case "action":
+		s, ok := p.rawString()
+		switch {
+		case !ok:
+			return errInvalidAction
+		case string(s) == "announce":
+			m.action = actionAnnounce
+		case string(s) == "scrape":
+			m.action = actionScrape
+		default:
+			return errInvalidAction
+		}
+	case "info_hash":
+		return p.infoHash(m)
+	case "peer_id":
+		return p.binary((*[20]byte)(&m.peerID), &m.hasPeerID, errInvalidPeerID)
+	case "to_peer_id":
+		return p.binary((*[20]byte)(&m.toPeerID), &m.hasToPeerID, errInvalidToPeerID)
+	case "offer_id":
+		return p.binary(&m.offerID, &m.hasOfferID, errInvalidOfferID)
+	case "uploaded":
+		return p.number(&m.uploaded)
+	case "downloaded":
+		return p.number(&m.downloaded)
+	case "left":
+		return p.number(&m.left)
+	case "numwant":
+		var n uint64
+		return p.number(&n) // the number of offers is what counts
+	case "event":
+		return p.event(m)
+	case "offers":
+		return p.offers(m)
+	case "answer":
+		start := p.i
+		if p.peek() != '{' || !p.skip(0) {
+			return errInvalidAnswer
+		}
+		m.answer = p.b[start:p.i]
+	default:
+		if !p.skip(0) {
+			return errMalformed
+		}
+	}
+	return nil
+}
+
+func (p *parser) infoHash(m *message) error {
+	if p.peek() != '[' {
+		var ih [20]byte
+		if err := p.binary(&ih, &m.hasInfoHash, errInvalidInfoHash); err != nil {
+			return err
+		}
+		m.infoHash = ih
+		m.infoHashes = append(m.infoHashes[:0], ih)
+		return nil
+	}
+	p.i++
+	m.hashList = true
+	m.infoHashes = m.infoHashes[:0]
+	p.ws()
+	if p.eat(']') {
+		return nil
+	}
+	for {
+		p.ws()
+		if len(m.infoHashes) == p.maxHashes {
+			return errTooManyHashes
+		}
+		var ih [20]byte
+		var ok bool
+		if err := p.binary(&ih, &ok, errInvalidInfoHash); err != nil {
+			return err
+		}
+		m.infoHashes = append(m.infoHashes, ih)
+		p.ws()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat(']') {
+			return nil
+		}
+		return errInvalidInfoHash
+	}
+}
+
+func (p *parser) event(m *message) error {
+	if p.literal("null") {
+		m.event = bittorrent.None
+		return nil
+	}
+	s, ok := p.rawString()
+	if !ok {
+		return bittorrent.ErrInvalidEvent
+	}
+	if string(s) == "update" {
+		m.event = bittorrent.None
+		return nil
+	}
+	e, err := bittorrent.ParseEvent(string(s))
+	m.event = e
+	return err
+}
+
+func (p *parser) offers(m *message) error {
+	if p.literal("null") {
+		return nil
+	}
+	if !p.eat('[') {
+		return errInvalidOffers
+	}
+	p.ws()
+	if p.eat(']') {
+		return nil
+	}
+	for {
+		p.ws()
+		if len(m.offers) == p.maxOffers {
+			return errTooManyOffers
+		}
+		o, err := p.offer()
+		if err != nil {
+			return err
+		}
+		m.offers = append(m.offers, o)
+		p.ws()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat(']') {
+			return nil
+		}
+		return errInvalidOffers
+	}
+}
+
+func (p *parser) offer() (offer, error) {
+	var o offer
+	var hasID bool
+	if !p.eat('{') {
+		return o, errInvalidOffers
+	}
+	p.ws()
+	if !p.eat('}') {
+		for {
+			p.ws()
+			key, ok := p.rawString()
+			p.ws()
+			if !ok || !p.eat(':') {
+				return o, errInvalidOffers
+			}
+			p.ws()
+			switch string(key) {
+			case "offer":
+				start := p.i
+				if p.peek() != '{' || !p.skip(1) {
+					return o, errInvalidOffers
+				}
+				o.sdp = p.b[start:p.i]
+			case "offer_id":
+				if err := p.binary(&o.id, &hasID, errInvalidOfferID); err != nil {
+					return o, err
+				}
+			default:
+				if !p.skip(1) {
+					return o, errInvalidOffers
+				}
+			}
+			p.ws()
+			if p.eat(',') {
+				continue
+			}
+			if p.eat('}') {
+				break
+			}
+			return o, errInvalidOffers
+		}
+	}
+	if o.sdp == nil || !hasID {
+		return o, errInvalidOffers
+	}
+	return o, nil
+}
+
+// binary reads a binary string: exactly 20 characters, each a code point
+// up to U+00FF standing for one byte.
+func (p *parser) binary(dst *[20]byte, has *bool, bad error) error {
+	if !p.eat('"') {
+		return bad
+	}
+	n := 0
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		var v int
+		switch {
+		case c == '"':
+			p.i++
+			if n != 20 {
+				return bad
+			}
+			*has = true
+			return nil
+		case c == '\\':
+			r, ok := p.escape()
+			if !ok || r > 0xFF {
+				return bad
+			}
+			v = int(r)
+		case c < 0x20:
+			return bad
+		case c < 0x80:
+			v = int(c)
+			p.i++
+		case (c == 0xC2 || c == 0xC3) && p.i+1 < len(p.b) && p.b[p.i+1]&0xC0 == 0x80:
+			v = int(c&0x1F)<<6 | int(p.b[p.i+1]&0x3F)
+			p.i += 2
+		default:
+			return bad // a code point above U+00FF
+		}
+		if n == 20 {
+			return bad
+		}
+		dst[n] = byte(v)
+		n++
+	}
+	return bad
+}
+
+// escape reads the escape sequence at p.i and returns the code unit it
+// stands for (a lone UTF-16 surrogate for half a pair).
+func (p *parser) escape() (rune, bool) {
+	if p.i+1 >= len(p.b) {
+		return 0, false
+	}
+	c := p.b[p.i+1]
+	p.i += 2
+	switch c {
+	case '"', '\\', '/':
+		return rune(c), true
+	case 'b':
+		return '\b', true
+	case 'f':
+		return '\f', true
+	case 'n':
+		return '\n', true
+	case 'r':
+		return '\r', true
+	case 't':
+		return '\t', true
+	case 'u':
+		if p.i+4 > len(p.b) {
+			return 0, false
+		}
+		var r rune
+		for _, h := range p.b[p.i : p.i+4] {
+			switch {
+			case h >= '0' && h <= '9':
+				r = r<<4 | rune(h-'0')
+			case h >= 'a' && h <= 'f':
+				r = r<<4 | rune(h-'a'+10)
+			case h >= 'A' && h <= 'F':
+				r = r<<4 | rune(h-'A'+10)
+			default:
+				return 0, false
+			}
+		}
+		p.i += 4
+		return r, true
+	}
+	return 0, false
+}
+
+// rawString reads a string and returns its bytes between the quotes,
+// escapes left as they are: keys and the few values compared against
+// constants never need them.
+func (p *parser) rawString() ([]byte, bool) {
+	if !p.eat('"') {
+		return nil, false
+	}
+	start := p.i
+	for p.i < len(p.b) {
+		switch c := p.b[p.i]; {
+		case c == '"':
+			s := p.b[start:p.i]
+			p.i++
+			return s, true
+		case c == '\\':
+			if _, ok := p.escape(); !ok {
+				return nil, false
+			}
+		case c < 0x20:
+			return nil, false
+		default:
+			p.i++
+		}
+	}
+	return nil, false
+}
+
+// number reads a non-negative JSON number into *dst (truncated to an
+// integer, saturated at the largest uint64), or null, which leaves *dst.
+func (p *parser) number(dst *uint64) error {
+	if p.literal("null") {
+		return nil
+	}
+	start := p.i
+	if p.peek() == '-' || !p.jsonNumber() {
+		return errInvalidNumber
+	}
+	num := p.b[start:p.i]
+	var v uint64
+	integer := true
+	for _, c := range num {
+		if c < '0' || c > '9' {
+			integer = false
+			break
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			v = math.MaxUint64
+			break
+		}
+		v = v*10 + d
+	}
+	if !integer {
+		// Rare (no client sends it), so the conversion's copy is fine.
+		f, _ := strconv.ParseFloat(string(num), 64)
+		if f >= math.MaxUint64 {
+			v = math.MaxUint64
+		} else {
+			v = uint64(f)
+		}
+	}
+	*dst = v
+	return nil
+}
+
+// skip passes over one JSON value of any type, checking it is well
+// formed, at nesting depth d.
+func (p *parser) skip(d int) bool {
+	if d > maxDepth {
+		return false
+	}
+	switch p.peek() {
+	case '"':
+		_, ok := p.rawString()
+		return ok
+	case '{':
+		p.i++
+		p.ws()
+		if p.eat('}') {
+			return true
+		}
+		for {
+			p.ws()
+			if _, ok := p.rawString(); !ok {
+				return false
+			}
+			p.ws()
+			if !p.eat(':') {
+				return false
+			}
+			p.ws()
+			if !p.skip(d + 1) {
+				return false
+			}
+			p.ws()
+			if p.eat(',') {
+				continue
+			}
+			return p.eat('}')
+		}
+	case '[':
+		p.i++
+		p.ws()
+		if p.eat(']') {
+			return true
+		}
+		for {
+			p.ws()
+			if !p.skip(d + 1) {
+				return false
+			}
+			p.ws()
+			if p.eat(',') {
+				continue
+			}
+			return p.eat(']')
+		}
+	case 't':
+		return p.literal("true")
+	case 'f':
+		return p.literal("false")
+	case 'n':
+		return p.literal("null")
+	}
+	return p.jsonNumber()
+}
+
+// jsonNumber passes over a number in JSON's grammar.
+func (p *parser) jsonNumber() bool {
+	p.eat('-')
+	digits := func() int {
+		n := 0
+		for p.i < len(p.b) && p.b[p.i] >= '0' && p.b[p.i] <= '9' {
+			p.i++
+			n++
+		}
+		return n
+	}
+	first := p.i
+	if n := digits(); n == 0 || n > 1 && p.b[first] == '0' {
+		return false
+	}
+	if p.eat('.') && digits() == 0 {
+		return false
+	}
+	if p.eat('e') || p.eat('E') {
+		if !p.eat('+') {
+			p.eat('-')
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *parser) literal(s string) bool {
+	if len(p.b)-p.i >= len(s) && string(p.b[p.i:p.i+len(s)]) == s {
+		p.i += len(s)
+		return true
+	}
+	return false
+}
+
+func (p *parser) peek() byte {
+	if p.i < len(p.b) {
+		return p.b[p.i]
+	}
+	return 0
+}
+
+func (p *parser) eat(c byte) bool {
+	if p.i < len(p.b) && p.b[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
+}
+
+func (p *parser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
