@@ -46,9 +46,11 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
-	HTTP    httpConfig    `yaml:"http"`
-	UDP     udpConfig     `yaml:"udp"`
-	Storage StorageConfig `yaml:"storage"`
+	HTTP httpConfig `yaml:"http"`
+	UDP  udpConfig  `yaml:"udp"`
+	// WebSocket is the WebTorrent tracker, our addition.
+	WebSocket webSocketConfig `yaml:"websocket"`
+	Storage   StorageConfig   `yaml:"storage"`
 	// API is the operator API and status page, on metrics_addr.
 	API operator.Config `yaml:"api"`
 
@@ -85,6 +87,7 @@ func (c Config) WithDefaults() Config {
 	}
 	c.HTTP = c.HTTP.WithDefaults()
 	c.UDP = c.UDP.WithDefaults()
+	c.WebSocket = c.WebSocket.WithDefaults()
 	c.API = c.API.WithDefaults()
 	if c.Storage.Name == "" {
 		c.Storage.Name = DefaultStorage
@@ -120,8 +123,8 @@ func (c Config) Validate() error {
 	if err := c.API.Validate(); err != nil {
 		return yamlconf.Under(err, "api")
 	}
-	if !httpEnabled(c.HTTP) && !udpEnabled(c.UDP) {
-		return errors.New("http.addr, http.https_addr, udp.addr: at least one must be set, or the tracker serves nothing")
+	if !httpEnabled(c.HTTP) && !udpEnabled(c.UDP) && !webSocketEnabled(c.WebSocket) {
+		return errors.New("http.addr, http.https_addr, udp.addr, websocket.addr: at least one must be set, or the tracker serves nothing")
 	}
 	// A disabled frontend's settings are not checked, so that a file
 	// written for upstream with an unused section still loads.
@@ -133,6 +136,11 @@ func (c Config) Validate() error {
 	if udpEnabled(c.UDP) {
 		if err := c.UDP.Validate(); err != nil {
 			return yamlconf.Under(err, "udp")
+		}
+	}
+	if webSocketEnabled(c.WebSocket) {
+		if err := c.WebSocket.Validate(); err != nil {
+			return yamlconf.Under(err, "websocket")
 		}
 	}
 	for _, list := range []struct {

@@ -33,7 +33,7 @@ var badConfigs = []struct {
 	{"bad-missing-chihaya.yaml", "chihaya: missing; the configuration lives under a top-level `chihaya:` mapping"},
 	{"bad-yaml-syntax.yaml", "yaml: line 3: did not find expected key"},
 	{"bad-duration.yaml", "line 2: announce_interval: cannot unmarshal !!str `soon` into a duration"},
-	{"bad-no-listener.yaml", "http.addr, http.https_addr, udp.addr: at least one must be set, or the tracker serves nothing"},
+	{"bad-no-listener.yaml", "http.addr, http.https_addr, udp.addr, websocket.addr: at least one must be set, or the tracker serves nothing"},
 	{"bad-both-metrics-addrs.yaml", "line 3: prometheus_addr: is the older name of metrics_addr; set only one of them"},
 	{"bad-metrics-addr.yaml", `line 2: metrics_addr: must be host:port, got "6880"`},
 	{"bad-pprof-without-metrics.yaml", "line 2: enable_pprof: needs metrics_addr, the server pprof is served on"},

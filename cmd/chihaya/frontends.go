@@ -2,22 +2,29 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	"github.com/chihaya/chihaya/frontend"
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
+	wsfrontend "github.com/chihaya/chihaya/frontend/websocket"
+	"github.com/chihaya/chihaya/storage"
 )
 
 type (
-	httpConfig = httpfrontend.Config
-	udpConfig  = udpfrontend.Config
+	httpConfig      = httpfrontend.Config
+	udpConfig       = udpfrontend.Config
+	webSocketConfig = wsfrontend.Config
 )
 
 // The HTTP frontend runs when either of its listeners is configured, as
 // in upstream; the UDP frontend when its address is.
 func httpEnabled(c httpConfig) bool { return c.Addr != "" || c.HTTPSAddr != "" }
 func udpEnabled(c udpConfig) bool   { return c.Addr != "" }
+
+// The WebSocket frontend runs when its address is set.
+func webSocketEnabled(c webSocketConfig) bool { return c.Addr != "" }
 
 // listener is one bound socket, for the "listening" log line.
 type listener struct {
@@ -58,4 +65,26 @@ func startHTTP(logic frontend.TrackerLogic, cfg httpConfig) (*runningFrontend, e
 		rf.listeners = append(rf.listeners, listener{"https", a})
 	}
 	return rf, nil
+}
+
+// startWebSocket starts the WebTorrent tracker. Its peers are only safe in
+// a store that keeps them apart from BitTorrent clients' (the store would
+// otherwise hand browsers' connection addresses to BitTorrent clients).
+func startWebSocket(logic frontend.TrackerLogic, store storage.PeerStore, storageName string, cfg webSocketConfig) (*runningFrontend, error) {
+	if _, ok := store.(storage.KindKeeper); !ok {
+		return nil, fmt.Errorf("websocket.addr: the %q storage driver does not keep WebSocket peers apart yet; use the memory driver", storageName)
+	}
+	f, err := wsfrontend.NewFrontend(logic, cfg)
+	if err != nil {
+		return nil, err
+	}
+	scheme := "ws"
+	if cfg.TLSCertPath != "" {
+		scheme = "wss"
+	}
+	return &runningFrontend{
+		name:      "websocket",
+		listeners: []listener{{scheme, f.Addr()}},
+		stop:      f.Stop,
+	}, nil
 }

@@ -16,6 +16,7 @@ import (
 	log "github.com/sirupsen/logrus"
 
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
+	wsfrontend "github.com/chihaya/chihaya/frontend/websocket"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/operator"
 	"github.com/chihaya/chihaya/pkg/metrics"
@@ -117,6 +118,11 @@ func checkConfig(ctx context.Context, path string) (warnings []string, err error
 	}
 	if _, err := httpfrontend.LoadTLS(cfg.HTTP); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if webSocketEnabled(cfg.WebSocket) {
+		if _, err := wsfrontend.LoadTLS(cfg.WebSocket); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	if err := checkStorage(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -251,6 +257,13 @@ func start(path string, written, cfg Config) (s *server, err error) {
 	}
 	if udpEnabled(cfg.UDP) {
 		f, err := startUDP(s.logic, cfg.UDP)
+		if err != nil {
+			return s, err
+		}
+		s.pushFrontend(f)
+	}
+	if webSocketEnabled(cfg.WebSocket) {
+		f, err := startWebSocket(s.logic, store, cfg.Storage.Name, cfg.WebSocket)
 		if err != nil {
 			return s, err
 		}

@@ -3,13 +3,15 @@ package websocket
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
+	"net"
 	nethttp "net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Config is the `websocket:` section of the configuration: the WebTorrent
@@ -118,23 +120,25 @@ func (c Config) WithDefaults() Config {
 // with one offer of a real browser's SDP does not fit in less.
 const minMessageBytes = 4 << 10
 
-// Validate checks a configuration that WithDefaults has been applied to;
-// each error names its key, e.g. "websocket.max_offers: must be > 0, got -1".
+// Validate checks a configuration that WithDefaults has been applied to.
+// Its error names the key relative to the `websocket:` section, e.g.
+// "max_offers: must be > 0, got -1"; the daemon puts it under
+// "websocket".
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("websocket."+key+": "+format, args...))
-	}
-	if (c.TLSCertPath == "") != (c.TLSKeyPath == "") {
-		if c.TLSCertPath == "" {
-			bad("tls_cert_path", "required when tls_key_path is set")
-		} else {
-			bad("tls_key_path", "required when tls_cert_path is set")
+	if c.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+			return yamlconf.Errorf("addr", "must be host:port, got %q", c.Addr)
 		}
+	}
+	switch {
+	case c.TLSCertPath == "" && c.TLSKeyPath != "":
+		return yamlconf.Errorf("tls_cert_path", "required when tls_key_path is set")
+	case c.TLSKeyPath == "" && c.TLSCertPath != "":
+		return yamlconf.Errorf("tls_key_path", "required when tls_cert_path is set")
 	}
 	for i, o := range c.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			bad(fmt.Sprintf("allowed_origins[%d]", i), "must be an origin such as https://example.com, got %q", o)
+			return yamlconf.Errorf("allowed_origins"+yamlconf.Index(i), "must be an origin such as https://example.com, got %q", o)
 		}
 	}
 	for _, d := range []struct {
@@ -142,14 +146,14 @@ func (c Config) Validate() error {
 		d   time.Duration
 	}{{"announce_interval", c.AnnounceInterval}, {"idle_timeout", c.IdleTimeout}, {"write_timeout", c.WriteTimeout}, {"offer_timeout", c.OfferTimeout}} {
 		if d.d <= 0 {
-			bad(d.key, "must be > 0, got %s", d.d)
+			return yamlconf.Errorf(d.key, "must be > 0, got %s", d.d)
 		}
 	}
-	if c.IdleTimeout > 0 && c.IdleTimeout <= c.AnnounceInterval {
-		bad("idle_timeout", "must be longer than announce_interval (%s), got %s: clients idle between announces", c.AnnounceInterval, c.IdleTimeout)
+	if c.IdleTimeout <= c.AnnounceInterval {
+		return yamlconf.Errorf("idle_timeout", "must be longer than announce_interval (%s), got %s: clients are idle between announces", c.AnnounceInterval, c.IdleTimeout)
 	}
 	if c.MaxMessageBytes < minMessageBytes {
-		bad("max_message_bytes", "must be >= %d, got %d", minMessageBytes, c.MaxMessageBytes)
+		return yamlconf.Errorf("max_message_bytes", "must be >= %d, got %d", minMessageBytes, c.MaxMessageBytes)
 	}
 	for _, n := range []struct {
 		key string
@@ -160,36 +164,30 @@ func (c Config) Validate() error {
 		{"send_queue_messages", c.SendQueueMessages},
 	} {
 		if n.n <= 0 {
-			bad(n.key, "must be > 0, got %d", n.n)
+			return yamlconf.Errorf(n.key, "must be > 0, got %d", n.n)
 		}
 	}
 	for i, r := range c.Routes {
 		if !strings.HasPrefix(r, "/") {
-			bad(fmt.Sprintf("routes[%d]", i), "must start with '/', got %q", r)
+			return yamlconf.Errorf("routes"+yamlconf.Index(i), "must start with '/', got %q", r)
 		}
 	}
-	if len(errs) == 0 {
-		if err := tryRoutes(c.Routes); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return tryRoutes(c.Routes)
 }
 
 // tryRoutes registers the routes on a throwaway router, because httprouter
 // reports a conflict by panicking.
 func tryRoutes(routes []string) (err error) {
 	r := httprouter.New()
-	key := ""
+	i := 0
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("websocket.%s: %v", key, v)
+			err = yamlconf.Errorf("routes"+yamlconf.Index(i), "%v", v)
 		}
 	}()
 	nop := func(nethttp.ResponseWriter, *nethttp.Request, httprouter.Params) {}
-	for i, route := range routes {
-		key = fmt.Sprintf("routes[%d]", i)
-		r.GET(route, nop)
+	for i = range routes {
+		r.GET(routes[i], nop)
 	}
 	return nil
 }
