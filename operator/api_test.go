@@ -361,3 +361,31 @@ func TestBadRequests(t *testing.T) {
 		})
 	}
 }
+
+func TestCursorExpires(t *testing.T) {
+	f := newFixture(t, false)
+	for i := 1; i <= 3; i++ {
+		must(t, f.store.PutSeeder(hash(byte(i)), peer("10.0.0.1")))
+	}
+	var rep torrentsReply
+	decode(t, f.do(t, "GET", "/api/v1/torrents?limit=1", readToken, "").Body.String(), &rep)
+	if rep.NextCursor == "" {
+		t.Fatal("no cursor")
+	}
+	f.clock.add(listingTTL + time.Second)
+	wantJSON(t, f.do(t, "GET", "/api/v1/torrents?limit=1&cursor="+rep.NextCursor, readToken, ""), 400,
+		`{"error":"cursor: expired or unknown: start the walk again without cursor"}`)
+	// Walks beyond maxListings end the least recently used one.
+	var cursors []string
+	for i := 0; i <= maxListings; i++ {
+		decode(t, f.do(t, "GET", "/api/v1/torrents?limit=1", readToken, "").Body.String(), &rep)
+		cursors = append(cursors, rep.NextCursor)
+		f.clock.add(time.Second)
+	}
+	if w := f.do(t, "GET", "/api/v1/torrents?limit=1&cursor="+cursors[0], readToken, ""); w.Code != 400 {
+		t.Errorf("the oldest walk is still kept: %d", w.Code)
+	}
+	if w := f.do(t, "GET", "/api/v1/torrents?limit=1&cursor="+cursors[maxListings], readToken, ""); w.Code != 200 {
+		t.Errorf("the newest walk is gone: %d", w.Code)
+	}
+}

@@ -201,9 +201,12 @@ func (s *Server) serveSwarm(w http.ResponseWriter, r *http.Request, sess *sessio
 		s.page(w, http.StatusInternalServerError, "Error", sess, pageData{Message: "The store could not be read; see the tracker's log."})
 		return
 	}
-	s.hist.follow(ih)
 	sd := &swarmData{Detail: d, Known: known, Admin: sess.role >= Admin}
 	hour, day, followed := s.hist.series(ih)
+	if known {
+		// Someone looks at it: keep its history from now on.
+		s.hist.follow(ih)
+	}
 	sd.Followed = followed
 	now := s.now()
 	sd.HourChart = chart(hour, now.Add(-time.Hour), now, "last hour")
@@ -379,7 +382,7 @@ polyline.seeders,polyline.leechers,polyline.snatches{fill:none}
 <p class="key"><span><i class="seeders" style="background:#1a7f37"></i>seeders</span><span><i style="background:#cf222e"></i>leechers</span><span><i style="background:#0969da"></i>snatches</span></p>
 <h2>Last hour</h2>{{.HourChart}}
 <h2>Last day</h2>{{.DayChart}}
-{{if not .Followed}}<p class="muted">History is kept for at most 1000 swarms at a time: the largest, the recently changed, and those looked at. This one is followed from now on.</p>{{end}}
+{{if not .Followed}}<p class="muted">History is kept for at most 1000 swarms at a time: the largest, the recently changed, and those looked at.{{if .Known}} This one is followed from now on.{{end}}</p>{{end}}
 {{if .Detail.Groups}}<h2>Groups</h2><div class="scroll"><table id="groups"><tr><th>group</th><th>family</th><th>seeders</th><th>leechers</th></tr>
 {{range .Detail.Groups}}<tr><td>{{.Name}}</td><td>{{.Family}}</td><td>{{.Seeders}}</td><td>{{.Leechers}}</td></tr>{{end}}</table></div>{{end}}
 {{if .List}}<h2>Approval</h2><p>{{if .Listed}}On the {{.List}}.{{else}}Not on the {{.List}}.{{end}}</p>
