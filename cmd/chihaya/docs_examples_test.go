@@ -80,6 +80,9 @@ var docExampleFiles = map[string]func(*exampleFiles) []byte{
 	"topology_file": func(*exampleFiles) []byte {
 		return []byte("tiers:\n  - name: rack\n    groups:\n      - name: a\n        cidrs: [10.1.1.0/24]\n")
 	},
+	"tokens_file": func(*exampleFiles) []byte {
+		return []byte("# TOKEN ROLE\nexample-read-token-0123456789 read\n")
+	},
 	"tls_cert_path": func(f *exampleFiles) []byte { f.certificate(); return f.cert },
 	"tls_key_path":  func(f *exampleFiles) []byte { f.certificate(); return f.key },
 	"secret_file":   func(*exampleFiles) []byte { return []byte("example secret\n") },
