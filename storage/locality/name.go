@@ -2,6 +2,7 @@ package locality
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -42,4 +43,24 @@ func (c *Classifier) GroupName(key uint64, v6 bool) string {
 		}
 	}
 	return sb.String()
+}
+
+// CellName returns GroupName of the cell named cell (Cell's result), of
+// an address of family v6; the Redis driver keeps cells by name. A name
+// that is not one of this classifier's is returned as it is.
+func (c *Classifier) CellName(cell string, v6 bool) string {
+	if c.topo == nil {
+		key, err := strconv.ParseUint(strings.TrimSuffix(cell, "\x00"), 16, 64)
+		if err != nil {
+			return cell
+		}
+		return c.GroupName(key, v6)
+	}
+	parts := strings.Split(strings.TrimSuffix(cell, "\x00"), "\x00")
+	for i, p := range parts {
+		if p == "" {
+			parts[i] = NoGroup
+		}
+	}
+	return strings.Join(parts, "/")
 }
