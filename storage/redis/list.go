@@ -196,4 +196,3 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 	})
 	return out, nil
 }
-
