@@ -51,12 +51,19 @@ type Plugin[C yamlconf.Validator] struct {
 	// sets it, so that `chihaya validate` starts nothing. Without it,
 	// validating builds the hook and stops it again.
 	Check func(C) error
+	// Reasons are the Reason labels of the Refusals the hook returns for
+	// announces, and ScrapeReasons for scrapes: their series of
+	// chihaya_middleware_hook_refusals_total are created, at 0, when the
+	// hook is built, so that they exist before the first refusal.
+	Reasons, ScrapeReasons []string
 }
 
 // plugin is a registered Plugin, its config type erased.
 type plugin struct {
 	build func(optionsYAML []byte) (Hook, error)
 	check func(optionsYAML []byte) error // nil: build and stop
+	// reasons are the refusal reasons by action.
+	reasons map[string][]string
 }
 
 var hooks = registry.New[plugin]("hook")
@@ -67,7 +74,8 @@ func Register[C yamlconf.Validator](p Plugin[C]) {
 	if p.New == nil {
 		panic("middleware: Register " + p.Name + " without New")
 	}
-	r := plugin{build: func(b []byte) (Hook, error) {
+	r := plugin{reasons: map[string][]string{"announce": p.Reasons, "scrape": p.ScrapeReasons}}
+	r.build = func(b []byte) (Hook, error) {
 		cfg, err := p.Load(b)
 		if err != nil {
 			return nil, err
@@ -77,7 +85,7 @@ func Register[C yamlconf.Validator](p Plugin[C]) {
 			return nil, p.place(err)
 		}
 		return h, nil
-	}}
+	}
 	if p.Check != nil {
 		r.check = func(b []byte) error {
 			cfg, err := p.Load(b)

@@ -345,6 +345,20 @@ func (h namedHook) HandleScrape(ctx context.Context, req *bittorrent.ScrapeReque
 	return err
 }
 
+// expectRefusals creates the refusal series of the hook registered as
+// name, at 0.
+func expectRefusals(name string) {
+	p, ok := hooks.Lookup(name)
+	if !ok {
+		return
+	}
+	for action, reasons := range p.reasons {
+		for _, r := range reasons {
+			hookRefusals.WithLabelValues(name, action, r)
+		}
+	}
+}
+
 func (h namedHook) refused(err error, action string) {
 	var r Refusal
 	var ce bittorrent.ClientError

@@ -83,6 +83,7 @@ func rebuild(running []Hook, oldCfgs, cfgs []HookConfig, kept []bool, built *[]H
 		if err != nil {
 			return err
 		}
+		expectRefusals(name)
 		nh := namedHook{name: name, Hook: h}
 		*built = append(*built, nh)
 		hooks = append(hooks, nh)

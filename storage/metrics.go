@@ -44,8 +44,18 @@ var (
 	}, []string{"operation"})
 )
 
+// Operations are the values of the `operation` label of
+// chihaya_storage_errors_total that drivers count failures under.
+var Operations = []string{"put", "graduate", "delete", "announce", "scrape", "gc", "stats"}
+
 func init() {
 	prometheus.MustRegister(peersGauge, swarmsGauge, gcDuration, gcPeersTotal, errorsTotal)
+	// Every known series exists from the start, at 0, so that increase()
+	// sees the first error and a dashboard shows 0 rather than nothing.
+	for _, op := range Operations {
+		errorsTotal.WithLabelValues(op)
+	}
+	ReportStats(Stats{})
 }
 
 // ReportStats sets the storage gauges from a store's totals. Drivers call
@@ -65,8 +75,7 @@ func ObserveGC(seconds float64, collected int) {
 	gcPeersTotal.Add(float64(collected))
 }
 
-// ObserveError counts one failed storage operation ("put", "delete",
-// "announce", "scrape", "gc", ...). The driver counts its own failures,
+// ObserveError counts one failed storage operation, one of Operations. The driver counts its own failures,
 // once each; its callers do not count them again.
 func ObserveError(operation string) {
 	errorsTotal.WithLabelValues(operation).Inc()

@@ -25,6 +25,7 @@ var plugin = middleware.Plugin[Config]{
 	Name:     Name,
 	Defaults: Config.WithDefaults,
 	New:      func(c Config) (middleware.Hook, error) { return New(c), nil },
+	Reasons:  []string{"unapproved_client"},
 }
 
 // ErrUnapprovedClient refuses an announce from a client the lists exclude.

@@ -66,6 +66,8 @@ var keySetFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	prometheus.MustRegister(keySetFetches)
+	keySetFetches.WithLabelValues("ok")
+	keySetFetches.WithLabelValues("error")
 	middleware.Register(plugin)
 }
 
@@ -78,6 +80,8 @@ var plugin = middleware.Plugin[Config]{
 	// Constructing the hook fetches the key set: `chihaya validate` only
 	// checks the options.
 	Check: func(Config) error { return nil },
+	Reasons: []string{"missing_jwt", "oversized_jwt", "malformed_jwt", "bad_algorithm", "no_keys", "unknown_key",
+		"bad_signature", "expired", "not_yet_valid", "wrong_issuer", "wrong_audience", "wrong_infohash"},
 }
 
 func refusal(reason, text string) error {

@@ -669,3 +669,22 @@ func TestBadOptions(t *testing.T) {
 		return err
 	})
 }
+
+// TestRefusalReasonsRegistered: every reason the hook refuses under has
+// its series created when the hook is built (Plugin.Reasons).
+func TestRefusalReasonsRegistered(t *testing.T) {
+	known := map[string]bool{}
+	for _, r := range plugin.Reasons {
+		known[r] = true
+	}
+	h := New(Config{MaxTokenBytes: 64, JWKSetURL: "http://127.0.0.1:1/jwks.json", JWKSetUpdateInterval: time.Hour, JWKSetFetchTimeout: time.Second})
+	defer h.Stop()
+	refusals := []error{ErrMissingJWT, ErrMalformedJWT, ErrAlgorithm, ErrUnknownKey, ErrNoKeys, ErrBadSignature,
+		ErrExpired, ErrNotValidYet, ErrWrongIssuer, ErrWrongAudience, ErrWrongInfoHash, h.tooLarge}
+	for _, err := range refusals {
+		var r middleware.Refusal
+		if !errors.As(err, &r) || !known[r.Reason] {
+			t.Errorf("%v: reason %q is not in plugin.Reasons", err, r.Reason)
+		}
+	}
+}

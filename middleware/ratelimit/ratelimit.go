@@ -40,9 +40,11 @@ func init() {
 
 // plugin decodes the hook's options and builds it.
 var plugin = middleware.Plugin[Config]{
-	Name:     Name,
-	Defaults: Config.WithDefaults,
-	New:      func(c Config) (middleware.Hook, error) { return New(c), nil },
+	Name:          Name,
+	Defaults:      Config.WithDefaults,
+	New:           func(c Config) (middleware.Hook, error) { return New(c), nil },
+	Reasons:       []string{"rate_limited"},
+	ScrapeReasons: []string{"rate_limited"},
 }
 
 // ways is the associativity of the table: a key may sit in one of this

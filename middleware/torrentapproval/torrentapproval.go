@@ -33,6 +33,8 @@ var fileLoads = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func init() {
 	prometheus.MustRegister(fileLoads)
+	fileLoads.WithLabelValues("ok")
+	fileLoads.WithLabelValues("error")
 	middleware.Register(plugin)
 }
 
@@ -41,6 +43,7 @@ var plugin = middleware.Plugin[Config]{
 	Name:     Name,
 	Defaults: Config.WithDefaults,
 	New:      func(c Config) (middleware.Hook, error) { return New(c) },
+	Reasons:  []string{"unapproved_torrent"},
 }
 
 // ErrUnapprovedTorrent refuses an announce for a torrent the lists exclude.
