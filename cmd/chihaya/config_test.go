@@ -3,19 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/middleware"
-	"github.com/chihaya/chihaya/pkg/log"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -60,11 +58,11 @@ var badConfigs = []struct {
 	{"bad-hook-unknown.yaml", `line 5: prehooks[0].name: unknown hook "no such hook" (known: ` + strings.Join(middleware.HookNames(), ", ") + ")"},
 }
 
-// TestBadConfigs runs every bad file through `chihaya validate` and through
-// the daemon's start (`chihaya --config`, which logs the error and exits),
-// and checks that both report exactly the expected error.
+// TestBadConfigs runs every bad file through `chihaya validate` and, but
+// with -short, through the daemon's start (the binary, which logs the error
+// and exits with status 1), and checks that both report exactly the
+// expected error.
 func TestBadConfigs(t *testing.T) {
-	t.Cleanup(func() { log.Setup(os.Stderr, log.Options{}) })
 	for _, tt := range badConfigs {
 		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
 			path := filepath.Join("testdata", tt.file)
@@ -73,49 +71,18 @@ func TestBadConfigs(t *testing.T) {
 			if err == nil || err.Error() != want {
 				t.Errorf("validate --config %s:\n got: %v\nwant: %s", path, err, want)
 			}
-			if got := startError(t, path); got != want {
+			if testing.Short() {
+				return
+			}
+			d := daemontest.StartFile(t, path, daemontest.NoWait())
+			if code := d.ExitCode(t); code != 1 {
+				t.Fatalf("chihaya --config %s: exit status %d, want 1", path, code)
+			}
+			if got := d.WaitLine(t, "chihaya failed").Str("error"); got != want {
 				t.Errorf("chihaya --config %s:\n got: %s\nwant: %s", path, got, want)
 			}
 		})
 	}
-}
-
-// startError runs the daemon's command on a configuration that must not
-// start, and returns the error it logs.
-func startError(t *testing.T, path string) string {
-	t.Helper()
-	type result struct {
-		stderr string
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		_, stderr, err := runCmd(t, "--json", "--config", path)
-		done <- result{stderr, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(20 * time.Second):
-		// It started: stop it as an operator would, then fail.
-		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
-		<-done
-		t.Fatalf("chihaya --config %s started", path)
-	}
-	if r.err == nil {
-		t.Fatalf("chihaya --config %s returned no error", path)
-	}
-	for _, line := range strings.Split(r.stderr, "\n") {
-		var entry struct {
-			Msg   string `json:"msg"`
-			Error string `json:"error"`
-		}
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "chihaya failed" {
-			return entry.Error
-		}
-	}
-	t.Fatalf("chihaya --config %s logged no failure:\n%s", path, r.stderr)
-	return ""
 }
 
 // TestStartAndReloadPlaceSubtreeErrors follows the daemon's own path, not

@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/chihaya/chihaya/internal/daemontest"
 )
 
 // selector is one series selection of a query: a metric name and the
@@ -106,13 +108,7 @@ func TestFreshDaemonSeries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	d := startDaemon(t, writeConfig(t, distConfig))
-	addrs := d.listeners("metrics")
-	d.waitLine("chihaya started", msgIs("chihaya started"))
-	status, text := httpGet(t, "http://"+addrs["metrics"]+"/metrics")
-	if status != 200 {
-		t.Fatalf("GET /metrics = %d", status)
-	}
+	text := daemontest.Start(t, distConfig).Metrics(t)
 	checked := 0
 	for _, artefact := range []struct {
 		name    string
