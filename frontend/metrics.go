@@ -89,7 +89,7 @@ type Metrics struct {
 // panics.
 func NewMetrics(name string, timing bool, actions ...Action) *Metrics {
 	m := &Metrics{name: name, timing: timing}
-	m.Expect("refused", "internal", "panic")
+	m.KnownErrors("refused", "internal", "panic")
 	for _, a := range actions {
 		for af := bittorrent.IPv4; af <= bittorrent.IPv6; af++ {
 			for r := Result(0); r < numResults; r++ {
@@ -123,15 +123,6 @@ func (m *Metrics) ObserveRequest(a Action, af bittorrent.AddressFamily, err erro
 // Timing reports whether request durations are recorded, so that a
 // frontend only reads the clock when they are.
 func (m *Metrics) Timing() bool { return m.timing }
-
-// Expect creates the error series of reasons at 0, so that they exist
-// before the first such error: a frontend lists the reasons of its own
-// that it counts.
-func (m *Metrics) Expect(reasons ...string) {
-	for _, r := range reasons {
-		m.errors.LoadOrStore(r, errorsTotal.WithLabelValues(m.name, r))
-	}
-}
 
 // ObserveError counts one refused or dropped request under reason, which
 // must come from a small fixed set (never an address or info hash).

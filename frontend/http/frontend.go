@@ -95,7 +95,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		metrics:  frontend.NewMetrics("http", cfg.EnableRequestTiming, frontend.Announce, frontend.Scrape),
 		maxPeers: cfg.MaxNumWant,
 	}
-	f.metrics.Expect("read_timeout", "header_too_large", "bad_request", "unknown_path", "method_not_allowed")
+	f.metrics.KnownErrors("read_timeout", "header_too_large", "bad_request", "unknown_path", "method_not_allowed")
 	if fs, ok := logic.(frontend.FullScraper); ok && cfg.AllowFullScrape {
 		f.full = newFullScrapes(fs, cfg)
 	}

@@ -69,7 +69,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		metrics: frontend.NewMetrics("udp", cfg.EnableRequestTiming, actions...),
 		stopped: make(chan struct{}),
 	}
-	f.metrics.Expect(reasonShortPacket, reasonOversized, reasonUnknownAction, reasonAmplification, reasonReadError, reasonWriteError)
+	f.metrics.KnownErrors(reasonShortPacket, reasonOversized, reasonUnknownAction, reasonAmplification, reasonReadError, reasonWriteError)
 	if err := f.listen(); err != nil {
 		f.closeConns()
 		return nil, err
