@@ -19,6 +19,9 @@ FUZZ_MAX=${FUZZ_MAX:-10}
 PACKAGES=(aria2 transmission-cli qbittorrent-nox python3-libtorrent mktorrent)
 # The deployment checks (scripts/check-dist.sh) build the image with buildah.
 PACKAGES+=(buildah busybox-static)
+# The browser tests (e2e/browser) drive Debian's chromium with playwright-core
+# under node, inside a network namespace they make with ip.
+PACKAGES+=(chromium nodejs npm iproute2)
 if [[ -d storage/redis ]]; then
 	PACKAGES+=(redis-server redis-sentinel)
 fi
@@ -99,6 +102,13 @@ fuzz_all() {
 if [[ $(id -u) == 0 && -f /etc/debian_version ]] && command -v apt-get >/dev/null; then
 	step "apt-get install (only what is missing)" install_packages
 fi
+# npm packages of the browser tests, pinned by package-lock.json. Install
+# scripts stay off: node-datachannel's downloads from outside the registry
+# and fails, and nothing here needs it (the browsers bring WebRTC).
+npm_ci() {
+	(cd e2e/browser && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+}
+step "npm ci (e2e/browser)" npm_ci
 step "gofmt -l" check_gofmt
 step "go vet ./..." go vet ./...
 # The end-to-end tests build and run the daemon under the race detector
