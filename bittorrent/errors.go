@@ -1,5 +1,7 @@
 package bittorrent
 
+import "errors"
+
 // ClientError is an error whose text is safe and useful to show to a client:
 // HTTP frontends send it as the bencoded `failure reason`, UDP frontends as
 // an error packet. Anything that is not a ClientError reaches the client as
@@ -42,3 +44,26 @@ const (
 	ErrUnknownAction       = ClientError("unknown action")
 	ErrUnsupportedProtocol = ClientError("unsupported protocol")
 )
+
+// AsClientError finds the ClientError in err's chain. The common case, a
+// bare ClientError, is checked first, because errors.As allocates.
+func AsClientError(err error) (ClientError, bool) {
+	if ce, ok := err.(ClientError); ok {
+		return ce, true
+	}
+	var ce ClientError
+	if errors.As(err, &ce) {
+		return ce, true
+	}
+	return "", false
+}
+
+// ClientText returns the text a client may be shown for err: a
+// ClientError's own text, otherwise ErrInternal's, so that internal
+// details never reach a client.
+func ClientText(err error) string {
+	if ce, ok := AsClientError(err); ok {
+		return string(ce)
+	}
+	return string(ErrInternal)
+}

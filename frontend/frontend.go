@@ -5,6 +5,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 
 	"github.com/chihaya/chihaya/bittorrent"
 )
@@ -36,3 +37,8 @@ type TrackerLogic interface {
 type Frontend interface {
 	Stop(ctx context.Context) error
 }
+
+// ErrPanic stands for a request whose handling panicked: it is counted as
+// an internal error with the reason "panic", and the client, if it can
+// still be answered, sees bittorrent.ErrInternal.
+var ErrPanic = errors.New("frontend: panic while serving a request")

@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"errors"
 	"sync"
 	"time"
 
@@ -67,11 +66,6 @@ func init() {
 	prometheus.MustRegister(requestsTotal, requestDuration, errorsTotal)
 }
 
-// ErrPanic stands for a request whose handling panicked: it is counted as
-// an internal error with the reason "panic", and the client, if it can
-// still be answered, sees bittorrent.ErrInternal.
-var ErrPanic = errors.New("frontend: panic while serving a request")
-
 // Metrics holds one frontend's metric series, resolved once so that
 // recording a request costs no label lookup and no allocation.
 type Metrics struct {
@@ -107,7 +101,7 @@ func NewMetrics(name string, timing bool, actions ...Action) *Metrics {
 func (m *Metrics) ObserveRequest(a Action, af bittorrent.AddressFamily, err error, start time.Time) {
 	r := OK
 	if err != nil {
-		if _, ok := clientError(err); ok {
+		if _, ok := bittorrent.AsClientError(err); ok {
 			r = ClientErr
 		} else {
 			r = InternalErr
@@ -140,19 +134,6 @@ func (m *Metrics) KnownErrors(reasons ...string) {
 	for _, r := range reasons {
 		m.errors.LoadOrStore(r, errorsTotal.WithLabelValues(m.name, r))
 	}
-}
-
-// clientError finds the ClientError in err. The common case, a bare
-// ClientError, is checked first because errors.As allocates.
-func clientError(err error) (bittorrent.ClientError, bool) {
-	if ce, ok := err.(bittorrent.ClientError); ok {
-		return ce, true
-	}
-	var ce bittorrent.ClientError
-	if errors.As(err, &ce) {
-		return ce, true
-	}
-	return "", false
 }
 
 // reasons maps the core client errors to metric reasons. Hooks' errors are
@@ -189,7 +170,7 @@ func ReasonOf(err error) string {
 	if err == ErrPanic {
 		return "panic"
 	}
-	ce, ok := clientError(err)
+	ce, ok := bittorrent.AsClientError(err)
 	if !ok {
 		return "internal"
 	}
@@ -197,13 +178,4 @@ func ReasonOf(err error) string {
 		return r
 	}
 	return "refused"
-}
-
-// ClientText returns the text a client may be shown for err: a
-// ClientError's own text, otherwise the generic internal error.
-func ClientText(err error) string {
-	if ce, ok := clientError(err); ok {
-		return string(ce)
-	}
-	return string(bittorrent.ErrInternal)
 }

@@ -225,7 +225,7 @@ func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, p
 		err = f.logic.HandleAnnounce(r.Context(), &st.req, &st.resp)
 	}
 	if err != nil {
-		st.buf = appendFailure(st.buf[:0], frontend.ClientText(err))
+		st.buf = appendFailure(st.buf[:0], bittorrent.ClientText(err))
 		st.wrote = true
 		writeReply(w, st.buf)
 		f.observe(frontend.Announce, af, err, start)
@@ -294,7 +294,7 @@ func (f *Frontend) serveScrape(w nethttp.ResponseWriter, r *nethttp.Request, ps 
 		err = f.logic.HandleScrape(r.Context(), &st.req, &st.resp)
 	}
 	if err != nil {
-		st.buf = appendFailure(st.buf[:0], frontend.ClientText(err))
+		st.buf = appendFailure(st.buf[:0], bittorrent.ClientText(err))
 		st.wrote = true
 		writeReply(w, st.buf)
 		f.observe(frontend.Scrape, af, err, start)

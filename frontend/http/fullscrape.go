@@ -112,7 +112,7 @@ func (f *Frontend) serveFullScrape(w nethttp.ResponseWriter, r *nethttp.Request,
 	st.req.RemoteAddr = src
 	st.resp.Files = st.resp.Files[:0]
 	if err := f.logic.HandleScrape(r.Context(), &st.req, &st.resp); err != nil {
-		f.refuse(w, st, frontend.Scrape, af, err, start, appendFailure(st.buf[:0], frontend.ClientText(err)))
+		f.refuse(w, st, frontend.Scrape, af, err, start, appendFailure(st.buf[:0], bittorrent.ClientText(err)))
 		return
 	}
 	fs := f.full

@@ -137,7 +137,7 @@ func (h *handler) announce(b []byte, src netip.AddrPort, af bittorrent.AddressFa
 
 	if err := parseAnnounce(b, src, h.opts, req); err != nil {
 		h.metrics.ObserveRequest(frontend.Announce, af, err, start)
-		return appendError(dst, txID, frontend.ClientText(err))
+		return appendError(dst, txID, bittorrent.ClientText(err))
 	}
 	if len(b) > announceLen {
 		h.urlData = parseOptions(b[announceLen:], h.urlData[:0])
@@ -148,7 +148,7 @@ func (h *handler) announce(b []byte, src netip.AddrPort, af bittorrent.AddressFa
 			path, rawQuery := splitURLData(string(h.urlData))
 			if err := h.params.Parse(path, rawQuery); err != nil {
 				h.metrics.ObserveRequest(frontend.Announce, af, err, start)
-				return appendError(dst, txID, frontend.ClientText(err))
+				return appendError(dst, txID, bittorrent.ClientText(err))
 			}
 			req.Params = &h.params
 		}
@@ -157,7 +157,7 @@ func (h *handler) announce(b []byte, src netip.AddrPort, af bittorrent.AddressFa
 	if err := h.logic.HandleAnnounce(h.ctx, req, resp); err != nil {
 		h.failed("announce", err)
 		h.metrics.ObserveRequest(frontend.Announce, af, err, start)
-		return appendError(dst, txID, frontend.ClientText(err))
+		return appendError(dst, txID, bittorrent.ClientText(err))
 	}
 	reply := appendAnnounce(dst, txID, af, resp)
 	h.metrics.ObserveRequest(frontend.Announce, af, nil, start)
@@ -175,12 +175,12 @@ func (h *handler) scrape(b []byte, src netip.AddrPort, af bittorrent.AddressFami
 	var err error
 	if req.InfoHashes, err = parseScrape(b, h.maxScrape, req.InfoHashes[:0]); err != nil {
 		h.metrics.ObserveRequest(frontend.Scrape, af, err, start)
-		return appendError(dst, txID, frontend.ClientText(err))
+		return appendError(dst, txID, bittorrent.ClientText(err))
 	}
 	if err := h.logic.HandleScrape(h.ctx, req, resp); err != nil {
 		h.failed("scrape", err)
 		h.metrics.ObserveRequest(frontend.Scrape, af, err, start)
-		return appendError(dst, txID, frontend.ClientText(err))
+		return appendError(dst, txID, bittorrent.ClientText(err))
 	}
 	reply := appendScrape(dst, txID, resp)
 	h.metrics.ObserveRequest(frontend.Scrape, af, nil, start)

@@ -266,7 +266,7 @@ func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps
 	v := new(query.Values)
 	if err := v.Parse(requestPath(r), r.URL.RawQuery); err != nil {
 		f.metrics.ObserveError(reasonOf(err))
-		nethttp.Error(w, frontend.ClientText(err), nethttp.StatusBadRequest)
+		nethttp.Error(w, bittorrent.ClientText(err), nethttp.StatusBadRequest)
 		return
 	}
 	for _, p := range ps {
@@ -393,7 +393,7 @@ func (f *Frontend) refuse(c *conn, m *message, err error) {
 	if m.hasInfoHash {
 		ih = &m.infoHash
 	}
-	c.send(f.failure(frontend.ClientText(err), m.action, ih))
+	c.send(f.failure(bittorrent.ClientText(err), m.action, ih))
 }
 
 // observe counts a request the logic answered with err.
@@ -461,7 +461,7 @@ func (f *Frontend) announce(c *conn, st *state) {
 	ctx := context.Background()
 	if err := f.logic.HandleAnnounce(ctx, req, resp); err != nil {
 		f.observe(frontend.Announce, c.af, err, start)
-		c.send(f.failure(frontend.ClientText(err), actionAnnounce, &m.infoHash))
+		c.send(f.failure(bittorrent.ClientText(err), actionAnnounce, &m.infoHash))
 		return
 	}
 	if !joined && !stopped && !f.bind(c, m.infoHash, m.peerID) {
@@ -575,7 +575,7 @@ func (f *Frontend) scrape(c *conn, st *state) {
 	ctx := context.Background()
 	if err := f.logic.HandleScrape(ctx, req, resp); err != nil {
 		f.observe(frontend.Scrape, c.af, err, start)
-		c.send(f.failure(frontend.ClientText(err), actionScrape, nil))
+		c.send(f.failure(bittorrent.ClientText(err), actionScrape, nil))
 		return
 	}
 	buf := f.getBuf()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -56,5 +57,39 @@ func TestSetup(t *testing.T) {
 				t.Errorf("debug line logged = %v, want %v", got, tt.wantDebug)
 			}
 		})
+	}
+}
+
+func TestSampler(t *testing.T) {
+	var s Sampler
+	if !s.Allow() {
+		t.Fatal("the first event was not allowed")
+	}
+	for i := 0; i < 1000; i++ {
+		if s.Allow() {
+			t.Fatalf("event %d within the interval was allowed", i+2)
+		}
+	}
+	// Pretend the interval has passed.
+	s.last.Add(-int64(DefaultSampleInterval))
+	if !s.Allow() {
+		t.Fatal("an event after the interval was not allowed")
+	}
+
+	// Under concurrency exactly one of many simultaneous events passes.
+	var c Sampler
+	c.Interval = time.Hour
+	allowed := make(chan bool, 64)
+	for i := 0; i < cap(allowed); i++ {
+		go func() { allowed <- c.Allow() }()
+	}
+	n := 0
+	for i := 0; i < cap(allowed); i++ {
+		if <-allowed {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d of %d concurrent events allowed, want 1", n, cap(allowed))
 	}
 }
