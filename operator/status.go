@@ -269,6 +269,21 @@ func chart(pts []point, from, to time.Time, label string) template.HTML {
 	for _, p := range pts {
 		top = max(top, p.seeders, p.leechers, p.snatches)
 	}
+	// The chart starts at its first point when the history is younger
+	// than the window, so that a rollout of minutes is not a sliver at
+	// the right edge of an hour.
+	if len(pts) > 0 {
+		if first := time.Unix(pts[0].unix, 0); first.After(from) {
+			from = first
+		}
+	}
+	if to.Sub(from) < 10*time.Second {
+		from = to.Add(-10 * time.Second)
+	}
+	clockFormat := "15:04"
+	if to.Sub(from) < time.Hour {
+		clockFormat = "15:04:05"
+	}
 	span := to.Sub(from).Seconds()
 	x := func(unix int64) float64 {
 		f := (float64(unix) - float64(from.Unix())) / span
@@ -279,8 +294,8 @@ func chart(pts []point, from, to time.Time, label string) template.HTML {
 	fmt.Fprintf(&b, `<line x1="%g" y1="5" x2="%g" y2="%g" class="axis"/>`, left, left, H)
 	fmt.Fprintf(&b, `<text x="%g" y="12" class="lbl" text-anchor="end">%d</text>`, left-4, top)
 	fmt.Fprintf(&b, `<text x="%g" y="%g" class="lbl" text-anchor="end">0</text>`, left-4, H)
-	fmt.Fprintf(&b, `<text x="%g" y="%g" class="lbl">%s</text>`, left, H+16, from.UTC().Format("15:04"))
-	fmt.Fprintf(&b, `<text x="%g" y="%g" class="lbl" text-anchor="end">%s UTC</text>`, W-5, H+16, to.UTC().Format("15:04"))
+	fmt.Fprintf(&b, `<text x="%g" y="%g" class="lbl">%s</text>`, left, H+16, from.UTC().Format(clockFormat))
+	fmt.Fprintf(&b, `<text x="%g" y="%g" class="lbl" text-anchor="end">%s UTC</text>`, W-5, H+16, to.UTC().Format(clockFormat))
 	if len(pts) == 0 {
 		fmt.Fprintf(&b, `<text x="%g" y="%g" class="lbl" text-anchor="middle">no samples yet</text>`, (W+left)/2, H/2)
 	}
