@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
-
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
@@ -390,8 +388,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 	sc, rc := sentinel.Conn(t), replica.Conn(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		known, err := redis.Values(sc.Do("SENTINEL", "REPLICAS", "tracker"))
-		info, _ := redis.String(rc.Do("INFO", "replication"))
+		known, err := sc.Do(context.Background(), "SENTINEL", "REPLICAS", "tracker").Slice()
+		info, _ := rc.Info(context.Background(), "replication").Result()
 		if err == nil && len(known) > 0 && strings.Contains(info, "master_link_status:up") {
 			break
 		}
@@ -411,7 +409,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-fo"), port: 43001, event: "started"}.url(base)))
 	mc := master.Conn(t)
 	eventually(t, func() string {
-		n, err := redis.Int(mc.Do("ZCARD", "e2e:"+fmt.Sprintf("%x", ih)+":4:s"))
+		n, err := mc.HLen(context.Background(), "e2e:{"+fmt.Sprintf("%x", ih)+"}4s").Result()
 		if err != nil || n != 1 {
 			return fmt.Sprintf("the seeder is not in Redis: %d %v", n, err)
 		}
@@ -421,7 +419,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	// this connection would not tell: it only covers the writes made on
 	// it, and the daemon wrote through its own.)
 	eventually(t, func() string {
-		n, err := redis.Int(rc.Do("ZCARD", "e2e:"+fmt.Sprintf("%x", ih)+":4:s"))
+		n, err := rc.HLen(context.Background(), "e2e:{"+fmt.Sprintf("%x", ih)+"}4s").Result()
 		if err != nil || n != 1 {
 			return fmt.Sprintf("the seeder has not reached the replica: %d %v", n, err)
 		}

@@ -93,7 +93,10 @@ type update struct {
 type Logic struct {
 	cfg   Config
 	store storage.PeerStore
-	hooks atomic.Pointer[chain]
+	// announcer is store when it answers and updates in one step (one
+	// round trip to Redis); the update then happens before the reply.
+	announcer storage.Announcer
+	hooks     atomic.Pointer[chain]
 
 	// queued is set while updates go to the workers; updateNanos is the
 	// moving average of sampled update durations that decides it.
@@ -118,6 +121,7 @@ func NewLogic(cfg Config, store storage.PeerStore, preHooks, postHooks []Hook) *
 		queues:  make([]chan update, runtime.GOMAXPROCS(0)),
 		workers: stopgroup.New(),
 	}
+	l.announcer, _ = store.(storage.Announcer)
 	l.hooks.Store(&chain{pre: preHooks, post: postHooks})
 	for i := range l.queues {
 		l.queues[i] = make(chan update, UpdateQueueSize)
@@ -155,7 +159,15 @@ func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorren
 	if req.Event == bittorrent.Stopped {
 		numWant = 0
 	}
-	peers, counts, role, err := l.store.AnnouncePeers(resp.Peers[:0], req.InfoHash, seeder, numWant, req.Peer)
+	var peers []bittorrent.Peer
+	var counts storage.Counts
+	var role storage.Role
+	var err error
+	if l.announcer != nil {
+		peers, counts, role, err = l.announcer.Announce(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer)
+	} else {
+		peers, counts, role, err = l.store.AnnouncePeers(resp.Peers[:0], req.InfoHash, seeder, numWant, req.Peer)
+	}
 	if err != nil {
 		return fmt.Errorf("middleware: announce peers: %w", err)
 	}
@@ -181,6 +193,19 @@ func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorren
 	return nil
 }
 
+// storeUpdate is the swarm update req asks for, as apply makes it.
+func storeUpdate(req *bittorrent.AnnounceRequest) storage.Update {
+	switch {
+	case req.Event == bittorrent.Stopped:
+		return storage.UpdateDelete
+	case req.Event == bittorrent.Completed:
+		return storage.UpdateGraduate
+	case announcerIsSeeder(req):
+		return storage.UpdateSeeder
+	}
+	return storage.UpdateLeecher
+}
+
 func decr(n uint32) uint32 {
 	if n == 0 {
 		return 0
@@ -188,10 +213,22 @@ func decr(n uint32) uint32 {
 	return n - 1
 }
 
-// AfterAnnounce applies or queues the swarm update and runs the posthooks.
-// Posthooks run in the caller's goroutine, since req and resp are only
-// valid until this returns.
+// AfterAnnounce applies or queues the swarm update (unless the store
+// applied it with the answer) and runs the posthooks. Posthooks run in the
+// caller's goroutine, since req and resp are only valid until this returns.
 func (l *Logic) AfterAnnounce(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) {
+	if l.announcer == nil {
+		l.applyUpdate(req)
+	}
+	for _, h := range l.hooks.Load().post {
+		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
+			log.WithError(err).Debug("middleware: posthook failed on announce")
+		}
+	}
+}
+
+// applyUpdate applies or queues the swarm update of req.
+func (l *Logic) applyUpdate(req *bittorrent.AnnounceRequest) {
 	u := update{ih: req.InfoHash, peer: req.Peer, event: req.Event, seeder: announcerIsSeeder(req)}
 	if l.queued.Load() {
 		q := l.queues[maphash.Comparable(l.seed, req.InfoHash)%uint64(len(l.queues))]
@@ -202,11 +239,6 @@ func (l *Logic) AfterAnnounce(ctx context.Context, req *bittorrent.AnnounceReque
 		}
 	} else {
 		l.applySampled(u)
-	}
-	for _, h := range l.hooks.Load().post {
-		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
-			log.WithError(err).Debug("middleware: posthook failed on announce")
-		}
 	}
 }
 

@@ -71,6 +71,13 @@ type Config struct {
 	// sentinel.conf), which is separate from the master's password.
 	SentinelPassword string `yaml:"sentinel_password"`
 
+	// ClusterAddrs are host:port of some nodes of a Redis Cluster (seeds:
+	// the driver learns the others from them); when set, the driver runs in
+	// Cluster mode, with every swarm's keys in one hash slot. The host and
+	// port of redis_broker are then ignored; its password and scheme still
+	// apply, and its database must be 0 (a cluster has no other).
+	ClusterAddrs []string `yaml:"cluster_addrs"`
+
 	// KeyPrefix starts every key the driver writes, so that several
 	// trackers (or other programs) can share one Redis database.
 	KeyPrefix string `yaml:"key_prefix"`
@@ -217,11 +224,18 @@ func (c Config) Validate() error {
 	case len(c.SentinelAddrs) == 0 && c.SentinelPassword != "":
 		return yamlconf.Errorf("sentinel_password", "set without sentinel_addrs")
 	}
-	for i, a := range c.SentinelAddrs {
-		host, port, err := net.SplitHostPort(a)
-		n, perr := strconv.Atoi(port)
-		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
-			return yamlconf.Errorf(fmt.Sprintf("sentinel_addrs[%d]", i), "must be host:port, got %q", a)
+	if err := checkAddrs("sentinel_addrs", c.SentinelAddrs); err != nil {
+		return err
+	}
+	if len(c.ClusterAddrs) > 0 {
+		if len(c.SentinelAddrs) > 0 {
+			return yamlconf.Errorf("cluster_addrs", "set together with sentinel_addrs; a Redis Cluster fails over by itself, choose one")
+		}
+		if b, _ := parseBroker(c.RedisBroker); b.db != 0 {
+			return yamlconf.Errorf("redis_broker", "database must be 0 with cluster_addrs (a cluster has only database 0), got %d", b.db)
+		}
+		if err := checkAddrs("cluster_addrs", c.ClusterAddrs); err != nil {
+			return err
 		}
 	}
 	if c.Locality == (locality.Config{}) {
@@ -229,6 +243,18 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return yamlconf.Under(c.Locality.Validate(), "locality")
+}
+
+// checkAddrs checks that each of addrs is host:port, naming key[i].
+func checkAddrs(key string, addrs []string) error {
+	for i, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		n, perr := strconv.Atoi(port)
+		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return yamlconf.Errorf(fmt.Sprintf("%s[%d]", key, i), "must be host:port, got %q", a)
+		}
+	}
+	return nil
 }
 
 // decodeConfig decodes the `storage.config` YAML as the registered driver

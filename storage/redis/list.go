@@ -5,123 +5,129 @@ import (
 	"encoding/hex"
 	"sort"
 
-	"github.com/gomodule/redigo/redis"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
 )
 
 // The listing of swarms (storage.Lister), kept apart from the rest of the
-// driver: the swarm index is walked with ZSCAN, a page at a time, never
-// with KEYS, and each page's counts are read in one pipelined round trip.
+// driver: each shard's swarm index is walked with SSCAN, a page at a
+// time, never with KEYS, and each page's counts are read in one pipelined
+// round trip.
 
 var _ storage.Lister = (*PeerStore)(nil)
 
-// walkPage is how many swarms one ZSCAN step asks for, and so about the
+// walkPage is how many swarms one SSCAN step asks for, and so about the
 // size of a batch.
 const walkPage = 1000
 
-// Walk walks the swarm index with ZSCAN. ZSCAN visits every member that
-// is in the index for the whole walk at least once, and may repeat one
-// when the index is rehashed meanwhile: repeats are dropped, so each is
-// handed to fn once. Swarms whose peers have all left (collection drops
-// them from the index later) are skipped.
+// Walk walks the shards' swarm indexes with SSCAN. SSCAN visits every
+// member that is in an index for the whole walk at least once, and may
+// repeat one when the index is rehashed meanwhile: repeats are dropped,
+// so each is handed to fn once. Swarms whose peers have all left
+// (collection drops them from the index later) are skipped.
 func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) bool, fn func([]storage.Swarm) error) error {
-	seen := map[bittorrent.InfoHash]struct{}{}
-	cursor := "0"
-	for {
-		if err := ctx.Err(); err != nil {
+	shards := []shard{s.oneShard}
+	if s.slotShards != nil {
+		var ranges []slotRange
+		if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
+			ranges, err = s.slotRanges(ctx)
+			return err
+		}); err != nil {
 			return err
 		}
-		reply, err := s.do("walk", func(c redis.Conn) (interface{}, error) {
-			return redis.Values(c.Do("ZSCAN", s.indexKey, cursor, "COUNT", walkPage))
-		})
-		if err != nil {
-			return err
-		}
-		v := reply.([]interface{})
-		next, _ := redis.String(v[0], nil)
-		members, _ := redis.Strings(v[1], nil)
-		var page []bittorrent.InfoHash
-		for i := 0; i < len(members); i += 2 { // member, score
-			var ih bittorrent.InfoHash
-			if n, err := hex.Decode(ih[:], []byte(members[i])); err != nil || n != len(ih) {
-				continue
-			}
-			if _, dup := seen[ih]; dup || (keep != nil && !keep(ih)) {
-				continue
-			}
-			seen[ih] = struct{}{}
-			page = append(page, ih)
-		}
-		if len(page) > 0 {
-			batch, err := s.counts(page)
+		shards = shards[:0]
+		for _, r := range ranges {
+			busy, err := s.busyShards(r)
 			if err != nil {
 				return err
 			}
-			if len(batch) > 0 {
-				if err := fn(batch); err != nil {
+			shards = append(shards, busy...)
+		}
+	}
+	seen := map[bittorrent.InfoHash]struct{}{}
+	for _, sh := range shards {
+		var cursor uint64
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var members []string
+			if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
+				members, cursor, err = s.client.SScan(ctx, sh.index, cursor, "", walkPage).Result()
+				return err
+			}); err != nil {
+				return err
+			}
+			var page []bittorrent.InfoHash
+			for _, m := range members {
+				var ih bittorrent.InfoHash
+				if n, err := hex.Decode(ih[:], []byte(m)); err != nil || n != len(ih) {
+					continue
+				}
+				if _, dup := seen[ih]; dup || (keep != nil && !keep(ih)) {
+					continue
+				}
+				seen[ih] = struct{}{}
+				page = append(page, ih)
+			}
+			if len(page) > 0 {
+				batch, err := s.counts(ctx, page)
+				if err != nil {
 					return err
 				}
+				if len(batch) > 0 {
+					if err := fn(batch); err != nil {
+						return err
+					}
+				}
+			}
+			if cursor == 0 {
+				break
 			}
 		}
-		if next == "0" {
-			return nil
-		}
-		cursor = next
 	}
+	return nil
 }
 
 // counts reads the counts of ihs in one pipelined round trip.
-func (s *PeerStore) counts(ihs []bittorrent.InfoHash) ([]storage.Swarm, error) {
-	reply, err := s.do("walk", func(c redis.Conn) (interface{}, error) {
-		for _, ih := range ihs {
-			k4, k6 := s.keys(ih, bittorrent.IPv4), s.keys(ih, bittorrent.IPv6)
-			for _, k := range []string{k4.seeders, k4.leechers, k6.seeders, k6.leechers} {
-				if err := c.Send("ZCARD", k); err != nil {
-					return nil, err
-				}
-			}
-			if err := c.Send("GET", k4.downloads); err != nil {
-				return nil, err
-			}
-		}
-		if err := c.Flush(); err != nil {
-			return nil, err
-		}
-		out := make([]interface{}, 0, 5*len(ihs))
-		for range 5 * len(ihs) {
-			v, err := c.Receive()
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		return out, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	v := reply.([]interface{})
+func (s *PeerStore) counts(ctx context.Context, ihs []bittorrent.InfoHash) ([]storage.Swarm, error) {
 	batch := make([]storage.Swarm, 0, len(ihs))
-	for i, ih := range ihs {
-		r := v[5*i : 5*i+5]
-		sw := storage.Swarm{
-			InfoHash:  ih,
-			Seeders:   [2]uint32{uint32(asUint64(r[0])), uint32(asUint64(r[2]))},
-			Leechers:  [2]uint32{uint32(asUint64(r[1])), uint32(asUint64(r[3]))},
-			Downloads: uint32(asUint64(r[4])),
+	err := s.call(ctx, "walk", func(ctx context.Context) error {
+		pipe := s.client.Pipeline()
+		lens := make([]*redis.IntCmd, 0, 4*len(ihs))
+		dls := make([]*redis.StringCmd, 0, len(ihs))
+		for _, ih := range ihs {
+			k := s.keys(ih)
+			lens = append(lens, pipe.HLen(ctx, k.roles[0][0]), pipe.HLen(ctx, k.roles[0][1]),
+				pipe.HLen(ctx, k.roles[1][0]), pipe.HLen(ctx, k.roles[1][1]))
+			dls = append(dls, pipe.Get(ctx, k.downloads))
 		}
-		if sw.Peers() == 0 && sw.Downloads == 0 {
-			continue
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return err
 		}
-		batch = append(batch, sw)
-	}
-	return batch, nil
+		for i, ih := range ihs {
+			l := lens[4*i : 4*i+4]
+			d, _ := dls[i].Int64()
+			sw := storage.Swarm{
+				InfoHash:  ih,
+				Seeders:   [2]uint32{clampU32(l[0].Val()), clampU32(l[2].Val())},
+				Leechers:  [2]uint32{clampU32(l[1].Val()), clampU32(l[3].Val())},
+				Downloads: clampU32(d),
+			}
+			if sw.Peers() == 0 && sw.Downloads == 0 {
+				continue
+			}
+			batch = append(batch, sw)
+		}
+		return nil
+	})
+	return batch, err
 }
 
-// Groups reads the cells of each family and role (P H:F:sd, P H:F:ld) and
-// counts each cell's set.
+// Groups reads the cells of each family and role (P{H}Fsd, P{H}Fld) and
+// counts each cell's set, in one round trip per family and role.
 func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 	cls := s.cls.Load()
 	if cls == nil {
@@ -132,42 +138,32 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 		name string
 	}
 	counts := map[key]*storage.Group{}
+	k := s.keys(ih)
 	for af := range familyTag {
-		k := s.keys(ih, bittorrent.AddressFamily(af))
 		for _, role := range []string{"s", "l"} {
-			reply, err := s.do("groups", func(c redis.Conn) (interface{}, error) {
-				cells, err := redis.Strings(c.Do("ZRANGE", k.fam+role+"d", 0, -1))
-				if err != nil {
-					return nil, err
+			var cells []string
+			var cards []*redis.IntCmd
+			err := s.call(context.Background(), "groups", func(ctx context.Context) (err error) {
+				if cells, err = s.client.ZRange(ctx, k.base[af]+role+"d", 0, -1).Result(); err != nil || len(cells) == 0 {
+					return err
 				}
-				for _, cell := range cells {
-					if err := c.Send("SCARD", k.fam+role+"c:"+cell); err != nil {
-						return nil, err
-					}
+				pipe := s.client.Pipeline()
+				cards = make([]*redis.IntCmd, len(cells))
+				for i, cell := range cells {
+					cards[i] = pipe.SCard(ctx, k.base[af]+role+"c:"+cell)
 				}
-				if err := c.Flush(); err != nil {
-					return nil, err
-				}
-				out := make([]interface{}, 0, 2*len(cells))
-				for _, cell := range cells {
-					n, err := c.Receive()
-					if err != nil {
-						return nil, err
-					}
-					out = append(out, cell, n)
-				}
-				return out, nil
+				_, err = pipe.Exec(ctx)
+				return err
 			})
 			if err != nil {
 				return nil, err
 			}
-			v := reply.([]interface{})
-			for i := 0; i < len(v); i += 2 {
-				n := uint32(asUint64(v[i+1]))
+			for i, cell := range cells {
+				n := clampU32(cards[i].Val())
 				if n == 0 {
 					continue
 				}
-				name := cls.CellName(v[i].(string), af == int(bittorrent.IPv6))
+				name := cls.CellName(cell, af == int(bittorrent.IPv6))
 				g := counts[key{af, name}]
 				if g == nil {
 					g = &storage.Group{Name: name, Family: bittorrent.AddressFamily(af)}

@@ -1,13 +1,12 @@
 package redis
 
 import (
+	"context"
 	"encoding/hex"
 	"reflect"
 	"sort"
 	"testing"
 	"time"
-
-	"github.com/gomodule/redigo/redis"
 
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
@@ -63,7 +62,7 @@ func TestLocalityKeysCollected(t *testing.T) {
 	}
 	keys := func() []string {
 		t.Helper()
-		k, err := redis.Strings(srv.Conn(t).Do("KEYS", s.cfg.KeyPrefix+"*"))
+		k, err := srv.Conn(t).Keys(context.Background(), s.cfg.KeyPrefix+"*").Result()
 		must(t, "KEYS", err)
 		sort.Strings(k)
 		return k
@@ -72,7 +71,7 @@ func TestLocalityKeysCollected(t *testing.T) {
 		t.Fatalf("only %d keys before collection: %q", len(k), k)
 	}
 	must(t, "CollectGarbage", s.CollectGarbage(time.Now().Add(time.Hour)))
-	want := []string{s.cfg.KeyPrefix + hex.EncodeToString(ih[:]) + ":d", s.cfg.KeyPrefix + "stats"}
+	want := []string{s.cfg.KeyPrefix + "n", s.cfg.KeyPrefix + "{" + hex.EncodeToString(ih[:]) + "}d"}
 	if got := keys(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after collecting every peer, keys %q, want only %q", got, want)
 	}

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -12,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -38,11 +39,21 @@ func newStore(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore {
 // made in).
 func newUnstopped(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore {
 	tb.Helper()
+	s, err := New(testConfig(srv.Addr, edit...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// testConfig is the config of a test's store on the Redis at addr, under
+// a key prefix of its own, with edit applied.
+func testConfig(addr string, edit ...func(*Config)) Config {
 	// Generous timeouts: these tests check what the store does, not how
 	// fast, and under the race detector on two busy cores hundreds of
 	// concurrent dials can take longer than the 1 s defaults.
 	cfg := Config{
-		RedisBroker:         "redis://" + srv.Addr + "/0",
+		RedisBroker:         "redis://" + addr + "/0",
 		KeyPrefix:           "test" + strconv.FormatUint(prefixSeq.Add(1), 10) + ":",
 		RedisConnectTimeout: 10 * time.Second,
 		RedisReadTimeout:    10 * time.Second,
@@ -51,14 +62,27 @@ func newUnstopped(tb testing.TB, srv *server, edit ...func(*Config)) *PeerStore 
 	for _, e := range edit {
 		e(&cfg)
 	}
-	s, err := New(cfg)
+	return cfg
+}
+
+// newDialing is newStore with every connection dialled through dial, from
+// the first.
+func newDialing(tb testing.TB, srv *server, dial func(ctx context.Context, network, addr string) (net.Conn, error), edit ...func(*Config)) *PeerStore {
+	tb.Helper()
+	s, err := build(testConfig(srv.Addr, edit...))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	s.netDial = dial
+	if err := s.start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Stop(context.Background()) })
 	return s
 }
 
 func TestPeerStore(t *testing.T) {
+	t.Parallel()
 	srv := startRedis(t)
 	storagetest.Run(t, func(t *testing.T) storage.PeerStore { return newUnstopped(t, srv) })
 }
@@ -178,19 +202,19 @@ func TestCountsExactAcrossInstances(t *testing.T) {
 }
 
 // TestCollectGarbageBatches fills more swarms and stale peers than one
-// collection script handles, and checks that collection still removes
+// SSCAN of the index returns, and checks that collection still removes
 // every stale peer, keeps fresh ones, and leaves no key behind but the
-// downloads.
+// downloads, the index and the totals.
 func TestCollectGarbageBatches(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
 	c := srv.Conn(t)
+	ctx := context.Background()
 
 	// Stale peers are written straight into Redis with an old stamp: 3
-	// swarms of 1500 peers (more than one batch of peers), and 200 swarms
-	// of one (more than one batch of swarms), plus one fresh peer.
+	// swarms of 1500 peers, and 200 swarms of one (more than one SSCAN),
+	// plus one fresh peer.
 	old := time.Now().Add(-time.Hour).Unix()
-	stale := 0
 	for sw := range 203 {
 		n := 1
 		if sw < 3 {
@@ -198,22 +222,20 @@ func TestCollectGarbageBatches(t *testing.T) {
 		}
 		for i := range n {
 			must(t, "put", s.PutLeecher(ih(sw), peer4(i)))
-			stale++
 		}
-		k := s.keys(ih(sw), bittorrent.IPv4)
-		members, err := redis.ByteSlices(c.Do("ZRANGE", k.leechers, 0, -1))
-		must(t, "ZRANGE", err)
-		for _, m := range members {
-			_, err := c.Do("ZADD", k.leechers, old, m)
-			must(t, "ZADD", err)
+		k := s.keys(ih(sw))
+		all, err := c.HGetAll(ctx, k.roles[0][1]).Result()
+		must(t, "HGETALL", err)
+		pipe := c.Pipeline()
+		for f, v := range all {
+			b := []byte(v)
+			pipe.HSet(ctx, k.roles[0][1], f, string(appendValue(nil, bittorrent.PeerID(b[:20]), old)))
 		}
-		_, err = c.Do("ZADD", s.indexKey, old, k.hexIH)
-		must(t, "ZADD index", err)
+		_, err = pipe.Exec(ctx)
+		must(t, "HSET", err)
 	}
 	must(t, "put fresh", s.PutSeeder(ih(0), peer4(5000)))
 	must(t, "graduate", s.GraduateLeecher(ih(300), peer4(1)))
-	_, err := c.Do("ZADD", s.indexKey, old, s.keys(ih(300), 0).hexIH)
-	must(t, "ZADD index", err)
 
 	must(t, "CollectGarbage", s.CollectGarbage(time.Now().Add(-time.Minute)))
 
@@ -241,14 +263,14 @@ func TestCollectGarbageBatches(t *testing.T) {
 	if want := (storage.Stats{Swarms: [2]uint64{2, 0}, Seeders: [2]uint64{2, 0}}); st != want {
 		t.Errorf("stats %+v, want %+v", st, want)
 	}
-	keys, err := redis.Strings(c.Do("KEYS", s.cfg.KeyPrefix+"*"))
+	keys, err := c.Keys(ctx, s.cfg.KeyPrefix+"*").Result()
 	must(t, "KEYS", err)
-	// Two swarms of one seeder (set + IDs each), one downloads counter,
-	// the index and the stats.
-	if len(keys) != 7 {
-		t.Errorf("keys left: %q, want 7", keys)
+	// Two swarms of one seeder, one downloads counter, the index and the
+	// totals.
+	if len(keys) != 5 {
+		t.Errorf("keys left: %q, want 5", keys)
 	}
-	if n, err := redis.Int(c.Do("ZCARD", s.indexKey)); err != nil || n != 2 {
+	if n, err := c.SCard(ctx, s.oneShard.index).Result(); err != nil || n != 2 {
 		t.Errorf("swarm index holds %d (%v), want the 2 swarms with peers", n, err)
 	}
 }
@@ -314,15 +336,14 @@ func TestRedisDown(t *testing.T) {
 func TestRedisHang(t *testing.T) {
 	srv := startRedis(t)
 	var dials atomic.Int64
-	s := newStore(t, srv, func(c *Config) {
+	s := newDialing(t, srv, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}, func(c *Config) {
 		// Shorter than newStore's, as every probe of a hung Redis waits
 		// this long; still ample for a healthy Redis under -race.
 		c.RedisReadTimeout, c.RedisWriteTimeout, c.RedisConnectTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	})
-	s.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dials.Add(1)
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}
 	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
 	// Several idle connections in the pool, as under load: each was
 	// borrowed before the hang and would wait its own timeout.
@@ -418,8 +439,7 @@ func TestNoScriptFallback(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
 	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
-	_, err := srv.Conn(t).Do("SCRIPT", "FLUSH")
-	must(t, "SCRIPT FLUSH", err)
+	must(t, "SCRIPT FLUSH", srv.Conn(t).ScriptFlush(context.Background()).Err())
 	must(t, "put after flush", s.PutLeecher(ih(1), peer4(2)))
 	peers, c, _, err := s.AnnouncePeers(nil, ih(1), false, 10, peer4(2))
 	must(t, "announce after flush", err)
@@ -438,16 +458,16 @@ func TestDriverRegistered(t *testing.T) {
 	must(t, "Ready", s.Ready(context.Background()))
 	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
 	// The database number of the URL is honoured.
-	c := srv.Conn(t)
-	_, err = c.Do("SELECT", 3)
-	must(t, "SELECT", err)
-	if n, err := redis.Int(c.Do("EXISTS", "reg:stats")); err != nil || n != 1 {
-		t.Errorf("reg:stats in database 3: %d %v, want it there", n, err)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 3, Protocol: 2, DisableIdentity: true})
+	defer c.Close()
+	if n, err := c.Exists(context.Background(), "reg:n").Result(); err != nil || n != 1 {
+		t.Errorf("reg:n in database 3: %d %v, want it there", n, err)
 	}
 }
 
 // TestPassword checks the password of the URL is sent, in both of the
-// forms upstream accepts.
+// forms upstream accepts, and that a refused one fails the start with an
+// error that says so.
 func TestPassword(t *testing.T) {
 	srv := startRedis(t, "requirepass s3cret")
 	tests := []struct {
@@ -461,11 +481,19 @@ func TestPassword(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t, srv, func(c *Config) { c.RedisBroker = tc.url })
-			err := s.Ready(context.Background())
-			if (err == nil) != tc.ok {
-				t.Errorf("Ready: %v, want ok=%v", err, tc.ok)
+			s, err := New(Config{RedisBroker: tc.url, KeyPrefix: "pw:"}.WithDefaults())
+			if !tc.ok {
+				if err == nil || !strings.Contains(err.Error(), "storage/redis: redis_broker: the password is refused") {
+					t.Errorf("New: %v, want the password refused", err)
+				}
+				if s != nil {
+					_ = s.Stop(context.Background())
+				}
+				return
 			}
+			must(t, "New", err)
+			defer s.Stop(context.Background())
+			must(t, "Ready", s.Ready(context.Background()))
 		})
 	}
 }
@@ -524,56 +552,53 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 						c.Locality = locality.Config{Enabled: true}.WithDefaults()
 					}
 				})
-				cls := s.cls.Load()
 				c := srv.Conn(b)
-				if err := putScript.Load(c); err != nil {
-					b.Fatal(err)
-				}
-				if err := putLocalScript.Load(c); err != nil {
-					b.Fatal(err)
-				}
-				before := usedMemory(b, c)
-				// Pipelined straight through the scripts: a round trip per
-				// peer would make the fill the slowest part of the run.
-				for j := range peers {
-					// i numbers the peers of a swarm.
-					sw, i := j%tc.swarms, j/tc.swarms
-					var a [4]byte
-					port := 6881
-					switch tc.layout {
-					case flat:
-						a = [4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}
-					case racks: // 10.0.rack.host, hosts past 256 on other ports
-						a = [4]byte{10, 0, byte(i % 4), byte(i / 4)}
-						port += i / 1024
-					case subnets:
-						a = [4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 1}
-					}
-					p := peer4(j % 65536)
-					p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(port))
-					var buf [18]byte
-					m, af, _ := peerMember(p, &buf)
-					// ih wraps at 65536; this does not.
-					k := s.keys(bittorrent.InfoHash{byte(sw >> 16), byte(sw >> 8), byte(sw), 'm'}, af)
-					role := "l"
-					if j%5 == 0 {
-						role = "s"
-					}
-					var err error
-					if cls == nil {
-						err = putScript.SendHash(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
-							m, p.ID[:], time.Now().Unix(), role, "4", "0", k.hexIH)
-					} else {
-						err = putLocalScript.SendHash(c, k.seeders, k.leechers, k.ids, k.downloads, s.indexKey, s.statsKey,
-							m, p.ID[:], time.Now().Unix(), role, "4", "0", k.hexIH, k.fam, cls.Cell(cls.Key(p.AddrPort.Addr())))
-					}
-					if err != nil {
+				// Loaded before, so that the scripts are not measured.
+				for _, sc := range []*script{putScript, putLocalScript} {
+					if err := c.ScriptLoad(context.Background(), sc.src).Err(); err != nil {
 						b.Fatal(err)
 					}
-					if j%1000 == 999 {
-						drain(b, c, 1000)
-					}
 				}
+				before := usedMemory(b, c)
+				// Sixteen writers: a round trip per peer one after another
+				// would make the fill the slowest part of the run.
+				var wg sync.WaitGroup
+				for w := range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for j := w; j < peers; j += 16 {
+							// i numbers the peers of a swarm.
+							sw, i := j%tc.swarms, j/tc.swarms
+							var a [4]byte
+							port := 6881
+							switch tc.layout {
+							case flat:
+								a = [4]byte{10, byte(j >> 16), byte(j >> 8), byte(j)}
+							case racks: // 10.0.rack.host, hosts past 256 on other ports
+								a = [4]byte{10, 0, byte(i % 4), byte(i / 4)}
+								port += i / 1024
+							case subnets:
+								a = [4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 1}
+							}
+							p := peer4(j % 65536)
+							p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(port))
+							// ih wraps at 65536; this does not.
+							h := bittorrent.InfoHash{byte(sw >> 16), byte(sw >> 8), byte(sw), 'm'}
+							var err error
+							if j%5 == 0 {
+								err = s.PutSeeder(h, p)
+							} else {
+								err = s.PutLeecher(h, p)
+							}
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
 				after := usedMemory(b, c)
 				b.ReportMetric(float64(after-before)/float64(peers), "redis-B/peer")
 				st, err := s.Stats()
@@ -586,21 +611,9 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 	}
 }
 
-func drain(b *testing.B, c redis.Conn, n int) {
+func usedMemory(b *testing.B, c *redis.Client) int64 {
 	b.Helper()
-	if err := c.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	for range n {
-		if _, err := c.Receive(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func usedMemory(b *testing.B, c redis.Conn) int64 {
-	b.Helper()
-	info, err := redis.String(c.Do("INFO", "memory"))
+	info, err := c.Info(context.Background(), "memory").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -630,16 +643,15 @@ func (c countingConn) Write(b []byte) (int, error) {
 }
 
 // TestRoundTrips pins the cost of each operation in round trips to Redis,
-// once the pool holds a connection: an announce is two (its peer list,
-// then its update).
+// once the pool holds a connection: an announce, whatever its event, is
+// one (its update and its peer list together).
 func TestRoundTrips(t *testing.T) {
 	srv := startRedis(t)
-	s := newStore(t, srv)
 	var writes atomic.Int64
-	s.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	s := newDialing(t, srv, func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		return countingConn{Conn: c, writes: &writes}, err
-	}
+	})
 	for i := range 100 {
 		must(t, "put", s.PutLeecher(ih(1), peer4(i)))
 	}
@@ -649,13 +661,18 @@ func TestRoundTrips(t *testing.T) {
 		op   func() error
 		want int64
 	}{
-		{"announce: peer list", func() error {
+		{"announce as a leecher", announceOp(s, storage.UpdateLeecher), 1},
+		{"announce as a seeder", announceOp(s, storage.UpdateSeeder), 1},
+		{"announce completed", announceOp(s, storage.UpdateGraduate), 1},
+		{"announce stopped", announceOp(s, storage.UpdateDelete), 1},
+		{"peer list alone", func() error {
 			_, _, _, err := s.AnnouncePeers(nil, ih(1), false, 50, peer4(7))
 			return err
 		}, 1},
-		{"announce: update", func() error { return s.PutLeecher(ih(1), peer4(7)) }, 1},
-		{"completed", func() error { return s.GraduateLeecher(ih(1), peer4(7)) }, 1},
-		{"stopped", func() error { return s.DeletePeer(ih(1), peer4(7)) }, 1},
+		{"put", func() error { return s.PutLeecher(ih(1), peer4(7)) }, 1},
+		{"scrape of 3", func() error {
+			return s.ScrapeSwarms(make([]storage.Counts, 3), []bittorrent.InfoHash{ih(1), ih(2), ih(3)}, bittorrent.IPv4)
+		}, 1},
 		{"scrape", func() error { _, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); return err }, 1},
 		{"stats", func() error { _, err := s.Stats(); return err }, 1},
 	}
@@ -673,16 +690,31 @@ func TestRoundTrips(t *testing.T) {
 	}
 }
 
+// announceOp is one announce of peer 7 to swarm 1 through Announce, as
+// the daemon makes it, that checks its answer.
+func announceOp(s *PeerStore, u storage.Update) func() error {
+	return func() error {
+		peers, c, _, err := s.Announce(nil, ih(1), u, 50, peer4(7))
+		if err == nil && (u != storage.UpdateDelete && len(peers) == 0 || c.Leechers+c.Seeders < 100) {
+			return fmt.Errorf("answer %d peers, %+v: want peers and the swarm's counts", len(peers), c)
+		}
+		return err
+	}
+}
+
 // TestCallerGivingUpIsNotAnOutage: a readiness check whose caller hangs
 // up while a connection is being dialled (a probe's client timing out)
 // fails, but says nothing about Redis: the next request is served, not
 // refused as if Redis were down.
 func TestCallerGivingUpIsNotAnOutage(t *testing.T) {
 	srv := startRedis(t)
-	s := newStore(t, srv)
 	dialing := make(chan struct{}, 1)
 	var slow atomic.Bool
-	slow.Store(true)
+	// Built, not started: the start's check would leave a connection in
+	// the pool, and Ready must dial.
+	s, err := build(Config{RedisBroker: "redis://" + srv.Addr + "/0", KeyPrefix: "giving-up:"}.WithDefaults())
+	must(t, "build", err)
+	defer s.Stop(context.Background())
 	s.netDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if !slow.Load() {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -694,6 +726,7 @@ func TestCallerGivingUpIsNotAnOutage(t *testing.T) {
 		<-ctx.Done() // a dial slower than the caller's patience
 		return nil, ctx.Err()
 	}
+	slow.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		<-dialing

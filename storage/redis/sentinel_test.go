@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
 // haRedis is a master, a replica and one sentinel watching them, started
@@ -31,12 +32,13 @@ func startHA(t testing.TB) *haRedis {
 		"sentinel down-after-milliseconds mymaster 1000",
 		"sentinel failover-timeout mymaster 10000",
 	)
+	ctx := context.Background()
 	sc := h.sentinel.Conn(t)
 	rc := h.replica.Conn(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		replicas, err := redis.Values(sc.Do("SENTINEL", "REPLICAS", "mymaster"))
-		info, _ := redis.String(rc.Do("INFO", "replication"))
+		replicas, err := sc.Do(ctx, "SENTINEL", "REPLICAS", "mymaster").Slice()
+		info, _ := rc.Info(ctx, "replication").Result()
 		if err == nil && len(replicas) > 0 && strings.Contains(info, "master_link_status:up") {
 			return h
 		}
@@ -74,9 +76,9 @@ func (h *haRedis) waitReplicated(t testing.TB) {
 }
 
 // replOffset reads a replication offset from INFO replication.
-func replOffset(t testing.TB, c redis.Conn, field string) int64 {
+func replOffset(t testing.TB, c *redis.Client, field string) int64 {
 	t.Helper()
-	info, err := redis.String(c.Do("INFO", "replication"))
+	info, err := c.Info(context.Background(), "replication").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +93,20 @@ func replOffset(t testing.TB, c redis.Conn, field string) int64 {
 	}
 	t.Fatalf("INFO replication has no %s:\n%s", field, info)
 	return 0
+}
+
+// TestPeerStoreSentinel runs the conformance suite on a master found
+// through a sentinel.
+func TestPeerStoreSentinel(t *testing.T) {
+	t.Parallel()
+	h := startHA(t)
+	storagetest.Run(t, func(t *testing.T) storage.PeerStore {
+		return newUnstopped(t, h.master, func(c *Config) {
+			c.RedisBroker = "redis://127.0.0.1:1/0" // ignored with sentinels
+			c.SentinelAddrs = []string{h.sentinel.Addr}
+			c.SentinelMasterName = "mymaster"
+		})
+	})
 }
 
 // TestSentinelFailover kills the master; the store must find the promoted
@@ -137,16 +153,12 @@ func TestSentinelFailover(t *testing.T) {
 	}
 }
 
-// TestSentinelUnknownMaster: a master name the sentinels do not know is an
-// error that says so, through Ready.
+// TestSentinelUnknownMaster: a master name the sentinels do not know
+// fails the start with an error that says so.
 func TestSentinelUnknownMaster(t *testing.T) {
 	h := startHA(t)
-	s := newStore(t, h.master, func(c *Config) {
-		c.SentinelAddrs = []string{h.sentinel.Addr}
-		c.SentinelMasterName = "nosuch"
-	})
-	err := s.Ready(context.Background())
-	if err == nil || !strings.Contains(err.Error(), `unknown master "nosuch"`) {
-		t.Errorf("Ready: %v, want an unknown master error", err)
+	_, err := New(Config{SentinelAddrs: []string{h.sentinel.Addr}, SentinelMasterName: "nosuch"}.WithDefaults())
+	if err == nil || !strings.Contains(err.Error(), `storage/redis: sentinel_master_name: unknown master "nosuch"`) {
+		t.Errorf("New: %v, want an unknown master error", err)
 	}
 }

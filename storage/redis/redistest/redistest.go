@@ -5,6 +5,8 @@ package redistest
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -17,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
+	"github.com/redis/go-redis/v9"
 )
 
 // Program returns the path of a Redis program. A missing one skips the
@@ -114,13 +116,13 @@ func StartOn(t testing.TB, program string, port int, conf ...string) (*Server, e
 	// Wait until it answers, or exits (the port was taken meanwhile).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := redis.Dial("tcp", s.Addr, redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second))
-		if err == nil {
-			_, err = c.Do("PING")
-			c.Close()
-			if _, reply := err.(redis.Error); err == nil || reply {
-				return s, nil // any reply, even NOAUTH, means it serves
-			}
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: time.Second, ReadTimeout: time.Second,
+			MaxRetries: -1, Protocol: 2, DisableIdentity: true})
+		err := c.Ping(context.Background()).Err()
+		c.Close()
+		var reply redis.Error
+		if err == nil || errors.As(err, &reply) {
+			return s, nil // any reply, even NOAUTH, means it serves
 		}
 		select {
 		case <-s.exited:
@@ -177,14 +179,15 @@ func (s *Server) Resume() {
 	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 }
 
-// Conn opens a direct connection to the server for a test's own checks;
-// it is closed when the test ends.
-func (s *Server) Conn(t testing.TB) redis.Conn {
+// Conn returns a client of the server alone for a test's own checks; it
+// is closed when the test ends.
+func (s *Server) Conn(t testing.TB) *redis.Client {
 	t.Helper()
-	c, err := redis.Dial("tcp", s.Addr, redis.DialConnectTimeout(5*time.Second), redis.DialReadTimeout(15*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DialTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second,
+		MaxRetries: -1, Protocol: 2, DisableIdentity: true, PoolSize: 4})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// PID returns the program's process ID.
+func (s *Server) PID() int { return s.cmd.Process.Pid }

@@ -1,0 +1,37 @@
+package storage
+
+import "github.com/chihaya/chihaya/bittorrent"
+
+// Update is the change to a swarm that one announce asks for.
+type Update uint8
+
+// The updates an announce asks for.
+const (
+	// UpdateLeecher stores the announcer as a leecher (PutLeecher).
+	UpdateLeecher Update = iota
+	// UpdateSeeder stores it as a seeder (PutSeeder).
+	UpdateSeeder
+	// UpdateGraduate makes it a seeder and counts a download
+	// (GraduateLeecher, the `completed` event).
+	UpdateGraduate
+	// UpdateDelete removes it (DeletePeer, the `stopped` event).
+	UpdateDelete
+)
+
+// Seeder reports whether the announcer is a seeder once u is applied.
+func (u Update) Seeder() bool { return u == UpdateSeeder || u == UpdateGraduate }
+
+// Announcer is implemented by stores for which reading an announce's answer
+// and applying its update together costs less than doing them apart: the
+// Redis store does both in one round trip instead of two.
+//
+// Announce answers as AnnouncePeers does for an announcer that is a seeder
+// when u.Seeder(), with the counts and the announcer's role as they were
+// before the update, and applies u as PutLeecher, PutSeeder,
+// GraduateLeecher or DeletePeer would, atomically with reading the counts.
+// A caller that uses it does not apply the update again after its reply.
+// On an error nothing was applied, or (a reply lost with its connection)
+// possibly all of it, never a part.
+type Announcer interface {
+	Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, Counts, Role, error)
+}

@@ -1,0 +1,116 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
+	"github.com/chihaya/chihaya/storage/redis/redistest"
+	"github.com/chihaya/chihaya/storage/storagetest"
+)
+
+// clusterStore builds a store on c, in Cluster mode.
+func clusterStore(tb testing.TB, c *redistest.Cluster, edit ...func(*Config)) *PeerStore {
+	tb.Helper()
+	cfg := testConfig("127.0.0.1:1", append([]func(*Config){func(cfg *Config) {
+		cfg.ClusterAddrs = c.Addrs()[:2] // seeds: the others are found
+	}}, edit...)...)
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestPeerStoreCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 1)
+	storagetest.Run(t, func(t *testing.T) storage.PeerStore { return clusterStore(t, c) })
+	t.Run("locality", func(t *testing.T) {
+		storagetest.RunLocality(t, func(t *testing.T, lc locality.Config) storage.PeerStore {
+			return clusterStore(t, c, func(cfg *Config) { cfg.Locality = lc })
+		})
+	})
+	t.Run("lister", func(t *testing.T) {
+		storagetest.RunLister(t, func(t *testing.T, lc locality.Config) storage.PeerStore {
+			return clusterStore(t, c, func(cfg *Config) { cfg.Locality = lc })
+		})
+	})
+	t.Run("spread", func(t *testing.T) { testClusterSpread(t, c) })
+}
+
+// testClusterSpread stores 3000 swarms and checks that every master holds
+// swarm keys, none more than 2.5 times another, and that the totals are
+// summed over every slot's shard.
+func testClusterSpread(t *testing.T, c *redistest.Cluster) {
+	s := clusterStore(t, c)
+	defer s.Stop(context.Background())
+	const swarms = 3000
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < swarms; i += 8 {
+				if err := s.PutLeecher(bittorrent.InfoHash{byte(i >> 8), byte(i), 's', 'p'}, peer4(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	st, err := s.Stats()
+	must(t, "Stats", err)
+	if st.Swarms[0] != swarms || st.Leechers[0] != swarms {
+		t.Errorf("stats %+v, want %d swarms and leechers", st, swarms)
+	}
+	cc := c.Client(t)
+	var mu sync.Mutex
+	counts := map[string]int{}
+	err = cc.ForEachMaster(context.Background(), func(ctx context.Context, m *goredis.Client) error {
+		keys, err := m.Keys(ctx, s.cfg.KeyPrefix+"{*}4l").Result()
+		mu.Lock()
+		counts[m.Options().Addr] = len(keys)
+		mu.Unlock()
+		return err
+	})
+	must(t, "KEYS", err)
+	lo, hi := swarms, 0
+	for _, n := range counts {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	t.Logf("swarms per master: %v", counts)
+	if len(counts) != 3 || lo == 0 || float64(hi) > 2.5*float64(lo) {
+		t.Errorf("swarms per master %v: want 3 masters, none more than 2.5 times another", counts)
+	}
+}
+
+// TestClusterNotACluster: cluster_addrs naming a server that is not in
+// cluster mode, and a cluster node given as redis_broker, fail the start
+// with errors that say so.
+func TestClusterMisconfigured(t *testing.T) {
+	t.Parallel()
+	single := startRedis(t)
+	_, err := New(Config{ClusterAddrs: []string{single.Addr}}.WithDefaults())
+	if err == nil || !strings.Contains(err.Error(), "does not serve a Redis Cluster") {
+		t.Errorf("cluster_addrs of a single server: %v", err)
+	}
+	node := startRedis(t, "cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-port "+strconv.Itoa(redistest.FreePort(t)))
+	_, err = New(Config{RedisBroker: "redis://" + node.Addr + "/0"}.WithDefaults())
+	if err == nil || !strings.Contains(err.Error(), "is a Redis Cluster node") {
+		t.Errorf("redis_broker of a cluster node: %v", err)
+	}
+}

@@ -1,0 +1,298 @@
+package redis
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"strconv"
+	"unsafe"
+
+	"github.com/chihaya/chihaya/bittorrent"
+)
+
+// The key layout. P is key_prefix, H the info hash in lower-case hex, in
+// braces: Redis Cluster places a key by the part in braces (its hash
+// tag), so all the keys of one swarm are in one hash slot, and one
+// script or pipeline reaches all of them on one node. F is the address
+// family ("4" or "6"), A a peer's address and port as raw bytes (4 or
+// 16 address bytes, then the port big-endian).
+//
+//	P{H}Fs  hash of the seeders: A -> peer ID (20 bytes), last seen (Unix
+//	        seconds, 4 bytes big-endian), and with locality the cell
+//	P{H}Fl  hash of the leechers, the same
+//	P{H}d   string, the torrent's completed downloads
+//
+// and per shard (one shard with a single Redis or Sentinel; one per hash
+// slot with a Cluster, T a tag that hashes to the slot):
+//
+//	P{T}i   set of the shard's swarms (H), for collection
+//	P{T}n   hash of the shard's totals: sF, lF, wF (seeders, leechers,
+//	        swarms of family F)
+//	P{T}gc  string, held by the tracker whose turn it is to collect the
+//	        slots of one node
+//
+// A peer is in at most one of the two role hashes of its family, so the
+// counts are their lengths (HLEN), and a move between roles is one HDEL
+// and one HSET. The last-seen stamp is in the value, so collection reads
+// the hashes whole; random peers are HRANDFIELD, O(numwant).
+
+// valueLen is the length of a stored value without its cell.
+const valueLen = len(bittorrent.PeerID{}) + 4
+
+var familyTag = [2]string{bittorrent.IPv4: "4", bittorrent.IPv6: "6"}
+
+// peerAddr returns p's address and port as stored (A), and p's family.
+func peerAddr(p bittorrent.Peer, buf *[18]byte) ([]byte, bittorrent.AddressFamily, bool) {
+	a := p.AddrPort.Addr()
+	port := p.AddrPort.Port()
+	switch {
+	case a.Is4():
+		a4 := a.As4()
+		copy(buf[:4], a4[:])
+		binary.BigEndian.PutUint16(buf[4:], port)
+		return buf[:6], bittorrent.IPv4, true
+	case a.IsValid():
+		a16 := a.As16()
+		copy(buf[:16], a16[:])
+		binary.BigEndian.PutUint16(buf[16:], port)
+		return buf[:18], bittorrent.IPv6, true
+	}
+	return nil, 0, false
+}
+
+// decodePeer is the inverse of peerAddr, with the peer ID that follows.
+func decodePeer(a, id []byte) (bittorrent.Peer, bool) {
+	var p bittorrent.Peer
+	var ip netip.Addr
+	switch len(a) {
+	case 6:
+		ip = netip.AddrFrom4([4]byte(a[:4]))
+	case 18:
+		ip = netip.AddrFrom16([16]byte(a[:16]))
+	default:
+		return p, false
+	}
+	if len(id) < len(p.ID) {
+		return p, false
+	}
+	p.AddrPort = netip.AddrPortFrom(ip, binary.BigEndian.Uint16(a[len(a)-2:]))
+	copy(p.ID[:], id)
+	return p, true
+}
+
+// appendValue appends the stored value of a peer: its ID, then the stamp.
+func appendValue(b []byte, id bittorrent.PeerID, stamp int64) []byte {
+	b = append(b, id[:]...)
+	return binary.BigEndian.AppendUint32(b, uint32(stamp))
+}
+
+// swarmKeys are the key names of one swarm, cut from one string.
+type swarmKeys struct {
+	// roles[F][0] is family F's seeders, roles[F][1] its leechers.
+	roles [2][2]string
+	// base[F] starts the family's cell keys (locality).
+	base      [2]string
+	downloads string
+	// hexIH is the swarm's member in its shard's index.
+	hexIH string
+	shard shard
+}
+
+// shard is the index and the totals of the swarms of one hash slot (or of
+// all of them, outside Cluster).
+type shard struct {
+	index, totals string
+}
+
+func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {
+	var h [40]byte
+	hex.Encode(h[:], ih[:])
+	p := s.cfg.KeyPrefix
+	n := len(p) + 2 + len(h) // P{H}
+	buf := make([]byte, 0, 7*n+11+len(h))
+	key := func(suffix string) string {
+		start := len(buf)
+		buf = append(buf, p...)
+		buf = append(buf, '{')
+		buf = append(buf, h[:]...)
+		buf = append(buf, '}')
+		buf = append(buf, suffix...)
+		return unsafe.String(&buf[start], len(buf)-start)
+	}
+	var k swarmKeys
+	// The strings cut from buf are never written again: appends only
+	// write past them (and a growth would copy, leaving them as they are).
+	k.roles[0][0], k.roles[0][1] = key("4s"), key("4l")
+	k.roles[1][0], k.roles[1][1] = key("6s"), key("6l")
+	k.base[0], k.base[1] = key("4"), key("6")
+	k.downloads = key("d")
+	start := len(buf)
+	buf = append(buf, h[:]...)
+	k.hexIH = unsafe.String(&buf[start], len(h))
+	k.shard = s.shardOf(h[:])
+	return k
+}
+
+// shardOf returns the shard of the swarm whose hash tag is tag.
+func (s *PeerStore) shardOf(tag []byte) shard {
+	if s.slotShards == nil {
+		return s.oneShard
+	}
+	return s.slotShards[slot(tag)]
+}
+
+// slot is the Redis Cluster hash slot of a key whose hash tag is tag.
+func slot(tag []byte) int { return int(crc16(tag) & 16383) }
+
+// crc16 is CRC-16/XMODEM, as Redis Cluster hashes keys.
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// slotTags returns, for each of the 16384 hash slots, a short tag that
+// hashes to it: the shard keys of a slot carry it, so that an announce's
+// script reaches its swarm and its shard on one node.
+func slotTags() *[16384]string {
+	var tags [16384]string
+	left := len(tags)
+	var b []byte
+	for n := 0; left > 0; n++ {
+		b = strconv.AppendInt(b[:0], int64(n), 36)
+		if s := slot(b); tags[s] == "" {
+			tags[s] = string(b)
+			left--
+		}
+	}
+	return &tags
+}
+
+// errBadReply is a reply of an unexpected shape (never from a Redis that
+// runs the driver's scripts).
+var errBadReply = errors.New("unexpected reply")
+
+// rawReply collects the raw RESP2 bytes of replies (go-redis' raw
+// commands write them here), so that a peer list is read in place instead
+// of as one string per element.
+type rawReply struct{ b []byte }
+
+func (r *rawReply) Write(p []byte) (int, error) {
+	r.b = append(r.b, p...)
+	return len(p), nil
+}
+
+// replyError is an error reply of Redis read from raw bytes.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+
+// readLine returns the line at the start of b (without CRLF) and the rest.
+func readLine(b []byte) (line, rest []byte, ok bool) {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' {
+			return b[:i], b[i+2:], true
+		}
+	}
+	return nil, b, false
+}
+
+func parseLen(b []byte) (int, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	if string(b) == "-1" {
+		return -1, true
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+		if n > 1<<30 {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// appendPairs reads a raw HRANDFIELD ... WITHVALUES reply from b (field,
+// value, field, value...) and appends up to *want of its peers to dst,
+// skipping the one at address self; it lowers *want by the number added
+// and returns the bytes after the reply.
+func appendPairs(dst []bittorrent.Peer, b []byte, self []byte, want *int) ([]bittorrent.Peer, []byte, error) {
+	line, b, ok := readLine(b)
+	if !ok || len(line) == 0 {
+		return dst, b, errBadReply
+	}
+	switch line[0] {
+	case '-':
+		return dst, b, replyError(line[1:])
+	case '*':
+	default:
+		return dst, b, errBadReply
+	}
+	n, ok := parseLen(line[1:])
+	if !ok || n%2 != 0 {
+		return dst, b, errBadReply
+	}
+	var field []byte
+	for i := 0; i < n; i++ {
+		line, b, ok = readLine(b)
+		if !ok || len(line) == 0 || line[0] != '$' {
+			return dst, b, errBadReply
+		}
+		l, ok := parseLen(line[1:])
+		if !ok || l < 0 || len(b) < l+2 {
+			return dst, b, errBadReply
+		}
+		v := b[:l]
+		b = b[l+2:]
+		if i%2 == 0 {
+			field = v
+			continue
+		}
+		if *want == 0 || len(field) != len(self) || string(field) == string(self) {
+			continue
+		}
+		if p, ok := decodePeer(field, v); ok {
+			dst = append(dst, p)
+			*want--
+		}
+	}
+	return dst, b, nil
+}
+
+// asInt reads an integer of a parsed reply.
+func asInt(v interface{}) int64 {
+	switch v := v.(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+// clampU32 turns a count read from Redis into a Counts field.
+func clampU32(n int64) uint32 {
+	switch {
+	case n < 0:
+		return 0
+	case n > 1<<32-1:
+		return 1<<32 - 1
+	}
+	return uint32(n)
+}

@@ -1,0 +1,237 @@
+package redis
+
+import (
+	"context"
+	"encoding/hex"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/pkg/clock"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// Collection walks each shard's index of swarms (one shard outside
+// Cluster, one per hash slot with a Cluster) and runs gc.lua on each
+// swarm: one bounded script per swarm, so Redis serves other clients in
+// between. Every gc_interval each tracker tries to take the turn of each
+// node's slots (a SET NX PX on that node), so one tracker collects each
+// node per interval, and a Cluster's nodes are collected in parallel by
+// whichever trackers win them.
+
+// sscanCount is how many swarms one SSCAN of an index asks for.
+const sscanCount = 128
+
+// periodicGC collects the slots of each node whose turn no other tracker
+// sharing the Redis took this interval: the turn expires a little before
+// the next tick, so exactly one tracker wins each round even if their
+// tickers drift.
+func (s *PeerStore) periodicGC() {
+	start := time.Now()
+	hold := max(s.cfg.GarbageCollectionInterval*9/10, time.Millisecond)
+	cutoff := clock.Now().Add(-s.cfg.PeerLifetime)
+	var ranges []slotRange
+	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
+		ranges, err = s.slotRanges(ctx)
+		return err
+	})
+	if err != nil {
+		log.WithError(err).Warn("storage/redis: garbage collection skipped")
+		return
+	}
+	removed := 0
+	for _, r := range ranges {
+		var mine bool
+		err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
+			mine, err = s.client.SetNX(ctx, s.gcKey(r.first), "1", hold).Result()
+			return err
+		})
+		if err != nil {
+			log.WithError(err).Warn("storage/redis: garbage collection skipped")
+			continue
+		}
+		if !mine {
+			continue // another tracker collects these slots this round
+		}
+		n, err := s.collect(r, cutoff)
+		removed += n
+		if err != nil {
+			log.WithError(err).Warn("storage/redis: garbage collection failed")
+		}
+	}
+	storage.ObserveGC(time.Since(start).Seconds(), removed)
+}
+
+// gcKey is the turn of the node that serves slot.
+func (s *PeerStore) gcKey(slot int) string {
+	if s.slotTag == nil {
+		return s.cfg.KeyPrefix + "gc"
+	}
+	return s.cfg.KeyPrefix + "{" + s.slotTag[slot] + "}gc"
+}
+
+// CollectGarbage removes the peers last seen before cutoff from every
+// swarm, one script per swarm.
+func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
+	start := time.Now()
+	var ranges []slotRange
+	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
+		ranges, err = s.slotRanges(ctx)
+		return err
+	})
+	removed := 0
+	for _, r := range ranges {
+		var n int
+		n, err = s.collect(r, cutoff)
+		removed += n
+		if err != nil {
+			break
+		}
+	}
+	storage.ObserveGC(time.Since(start).Seconds(), removed)
+	return err
+}
+
+// collect collects the shards of the slots in r, and returns how many
+// peers it removed.
+func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
+	shards := []shard{s.oneShard}
+	if s.slotShards != nil {
+		var err error
+		if shards, err = s.busyShards(r); err != nil {
+			return 0, err
+		}
+	}
+	removed := 0
+	for _, sh := range shards {
+		n, err := s.collectShard(sh, cutoff)
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// busyShards returns the shards of the slots in r that have swarms, in a
+// few pipelined rounds of SCARD.
+func (s *PeerStore) busyShards(r slotRange) ([]shard, error) {
+	var busy []shard
+	const batch = 1024
+	for first := r.first; first <= r.last; first += batch {
+		last := min(first+batch-1, r.last)
+		err := s.call(context.Background(), "gc", func(ctx context.Context) error {
+			pipe := s.client.Pipeline()
+			cards := make([]*redis.IntCmd, 0, last-first+1)
+			for sl := first; sl <= last; sl++ {
+				cards = append(cards, pipe.SCard(ctx, s.slotShards[sl].index))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return err
+			}
+			for i, c := range cards {
+				if c.Val() > 0 {
+					busy = append(busy, s.slotShards[first+i])
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return busy, err
+		}
+	}
+	return busy, nil
+}
+
+// collectShard runs gc.lua on each swarm of one shard's index.
+func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
+	cut := cutoff.Unix()
+	local := s.cls.Load() != nil
+	removed := 0
+	var cursor uint64
+	for {
+		select {
+		case <-s.done:
+			return removed, s.fail("gc", errStopped)
+		default:
+		}
+		var members []string
+		err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
+			members, cursor, err = s.client.SScan(ctx, sh.index, cursor, "", sscanCount).Result()
+			return err
+		})
+		if err != nil {
+			return removed, err
+		}
+		for _, m := range members {
+			var ih bittorrent.InfoHash
+			if n, err := hex.Decode(ih[:], []byte(m)); err != nil || n != len(ih) {
+				continue // not written by this driver
+			}
+			k := s.keys(ih)
+			base4, base6 := "", ""
+			if local {
+				base4, base6 = k.base[0], k.base[1]
+			}
+			err := s.call(context.Background(), "gc", func(ctx context.Context) error {
+				args := gcScript.args(make([]interface{}, 0, 13), false)
+				args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals,
+					cut, m, base4, base6)
+				r, err := gcScript.run(ctx, s.client, args).Int64Slice()
+				if err == nil && len(r) == 2 {
+					removed += int(r[0])
+				}
+				return err
+			})
+			if err != nil {
+				return removed, err
+			}
+		}
+		if cursor == 0 {
+			return removed, nil
+		}
+	}
+}
+
+// The fields of a shard's totals, by family.
+var (
+	seedersField  = [2]string{"s4", "s6"}
+	leechersField = [2]string{"l4", "l6"}
+	swarmsField   = [2]string{"w4", "w6"}
+)
+
+// Stats returns the totals of every swarm under key_prefix, which all
+// trackers sharing it report alike: the sum of the shards' totals (one
+// read outside Cluster; one pipelined read of every slot's totals with a
+// Cluster).
+func (s *PeerStore) Stats() (storage.Stats, error) {
+	var st storage.Stats
+	err := s.call(context.Background(), "stats", func(ctx context.Context) error {
+		st = storage.Stats{}
+		shards := []shard{s.oneShard}
+		if s.slotShards != nil {
+			shards = s.slotShards[:]
+		}
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(shards))
+		for i, sh := range shards {
+			cmds[i] = pipe.HMGet(ctx, sh.totals, swarmsField[0], seedersField[0], leechersField[0],
+				swarmsField[1], seedersField[1], leechersField[1])
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			v := c.Val()
+			for af := 0; af < 2 && len(v) == 6; af++ {
+				st.Swarms[af] += uint64(max(asInt(v[3*af]), 0))
+				st.Seeders[af] += uint64(max(asInt(v[3*af+1]), 0))
+				st.Leechers[af] += uint64(max(asInt(v[3*af+2]), 0))
+			}
+		}
+		return nil
+	})
+	return st, err
+}

@@ -1,0 +1,34 @@
+#!lua
+-- delete.lua with locality on: the peer also leaves its cell's set.
+--
+-- KEYS as delete.lua. ARGV as delete.lua, then 3 the family's key base.
+-- Returns as delete.lua.
+local s = redis.call('HLEN', KEYS[1])
+local l = redis.call('HLEN', KEYS[2])
+local dl = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+local addr, fam, base = ARGV[1], ARGV[2], ARGV[3]
+local was, role = 0, 's'
+local old = redis.call('HGET', KEYS[1], addr)
+if old then
+  was = 1
+else
+  old = redis.call('HGET', KEYS[2], addr)
+  if old then was, role = 2, 'l' end
+end
+if was == 0 then
+  return {s, l, dl, 0}
+end
+redis.call('HDEL', KEYS[was], addr)
+redis.call('HINCRBY', KEYS[4], role .. fam, -1)
+if s + l == 1 then
+  redis.call('HINCRBY', KEYS[4], 'w' .. fam, -1)
+end
+if #old > 24 then
+  local cell = string.sub(old, 25)
+  local ck = base .. role .. 'c:' .. cell
+  redis.call('SREM', ck, addr .. string.sub(old, 1, 20))
+  if redis.call('SCARD', ck) == 0 then
+    redis.call('ZREM', base .. role .. 'd', cell)
+  end
+end
+return {s, l, dl, was}
