@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/middleware/torrentapproval"
@@ -387,5 +388,22 @@ func TestCursorExpires(t *testing.T) {
 	}
 	if w := f.do(t, "GET", "/api/v1/torrents?limit=1&cursor="+cursors[maxListings], readToken, ""); w.Code != 200 {
 		t.Errorf("the newest walk is gone: %d", w.Code)
+	}
+}
+
+func TestRequestsCounted(t *testing.T) {
+	f := newFixture(t, false)
+	count := func(route, code string) float64 {
+		return testutil.ToFloat64(requestsTotal.WithLabelValues(route, code))
+	}
+	before := [3]float64{count("api_stats", "200"), count("api_torrent", "400"), count("status_home", "200")}
+	f.do(t, "GET", "/api/v1/stats", readToken, "")
+	f.do(t, "GET", "/api/v1/torrents/xyz", readToken, "")
+	f.do(t, "GET", "/status", "", "")
+	after := [3]float64{count("api_stats", "200"), count("api_torrent", "400"), count("status_home", "200")}
+	for i := range after {
+		if after[i]-before[i] != 1 {
+			t.Errorf("series %d counted %v times, want 1", i, after[i]-before[i])
+		}
 	}
 }

@@ -230,9 +230,22 @@ func lessHash(a, b bittorrent.InfoHash) bool {
 
 // walk reads every swarm once: the totals, the largest swarms, and a
 // point for each followed swarm.
-func (h *history) walk(ctx context.Context) {
+func (h *history) walk(ctx context.Context) { h.walkIfOlder(ctx, 0) }
+
+// walkIfOlder walks unless a walk that ended while this one waited for
+// its turn is younger than maxAge: callers that pile up behind a slow
+// walk share its result.
+func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 	h.walkMu.Lock()
 	defer h.walkMu.Unlock()
+	if maxAge > 0 {
+		h.mu.Lock()
+		at := h.last.at
+		h.mu.Unlock()
+		if !at.IsZero() && h.now().Sub(at) <= maxAge {
+			return
+		}
+	}
 	begin := h.now()
 	t := totals{at: begin}
 	var top bySize
@@ -355,7 +368,7 @@ func (h *history) current(ctx context.Context, maxAge time.Duration) totals {
 	t := h.last
 	h.mu.Unlock()
 	if t.at.IsZero() || h.now().Sub(t.at) > maxAge {
-		h.walk(ctx)
+		h.walkIfOlder(ctx, maxAge)
 		h.mu.Lock()
 		t = h.last
 		h.mu.Unlock()

@@ -109,7 +109,7 @@ func parseCursor(s string) (cursor, error) {
 	if len(s) != 18 {
 		return cursor{}, errBadCursor
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != 13 || int(b[12]) >= len(sortNames) {
 		return cursor{}, errBadCursor
 	}

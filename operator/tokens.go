@@ -35,6 +35,9 @@ func (r Role) String() string {
 	return "none"
 }
 
+// maxShownRole is the longest wrong role an error quotes.
+const maxShownRole = 10
+
 // minTokenLen is the shortest token accepted: shorter ones could be
 // guessed, even at the pace failed attempts are slowed to.
 const minTokenLen = 16
@@ -68,11 +71,15 @@ func parseTokens(data []byte) (*tokenSet, error) {
 			return nil, fmt.Errorf("line %d: want `TOKEN ROLE`, got %d fields", n, len(fields))
 		}
 		var role Role
-		switch fields[1] {
-		case "read":
+		switch {
+		case fields[1] == "read":
 			role = Read
-		case "admin":
+		case fields[1] == "admin":
 			role = Admin
+		case fields[1] == "" || len(fields[1]) > maxShownRole:
+			// Not echoed: a long value may be a token written in the
+			// role's place.
+			return nil, fmt.Errorf("line %d: role must be read or admin, got a value of %d characters (is the line TOKEN ROLE?)", n, len(fields[1]))
 		default:
 			return nil, fmt.Errorf("line %d: role must be read or admin, got %q", n, fields[1])
 		}

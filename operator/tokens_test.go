@@ -15,6 +15,7 @@ func TestParseTokens(t *testing.T) {
 		{"three fields", "# c\nabcdefghijklmnopqr read extra\n", "line 2: want `TOKEN ROLE`, got 3 fields"},
 		{"bad role", "abcdefghijklmnopqr write\n", `line 1: role must be read or admin, got "write"`},
 		{"short", "\nshort-token read\n", "line 2: token too short: at least 16 characters"},
+		{"swapped", "admin abcdefghijklmnopqr\n", "line 1: role must be read or admin, got a value of 18 characters (is the line TOKEN ROLE?)"},
 		{"twice", "abcdefghijklmnopqr read\nabcdefghijklmnopqr admin\n", "line 2: the token of line 1 again"},
 		{"empty", "# nobody\n\n", "no tokens"},
 	} {
