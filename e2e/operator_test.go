@@ -179,6 +179,25 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 		}
 		return ""
 	})
+	if code, _ := api(t, d, "GET", "/api/v1/stats", e2eReadToken); code != 401 {
+		t.Fatalf("a removed token after SIGHUP: %d", code)
+	}
+	// A bad file on SIGUSR1 keeps the tokens in use, and the log says why.
+	write(t, tokens, "e2e-new-token-0123456789 reader\n")
+	d.Signal(t, syscall.SIGUSR1)
+	line := d.WaitLine(t, "api tokens not reloaded; keeping the tokens in use")
+	if !strings.Contains(line.Str("error"), `line 1: role must be read or admin, got "reader"`) {
+		t.Fatalf("log line %v", line)
+	}
+	time.Sleep(1100 * time.Millisecond) // the wrong token above slowed this address down
+	if code, _ := api(t, d, "GET", "/api/v1/stats", "e2e-new-token-0123456789"); code != 200 {
+		t.Fatalf("the token in use after a bad file: %d", code)
+	}
+	for _, token := range []string{e2eReadToken, e2eAdminToken, "e2e-new-token-0123456789"} {
+		if strings.Contains(d.Log(), token) {
+			t.Fatalf("the log shows a token")
+		}
+	}
 }
 
 // fullScrape fetches /scrape without info_hash and returns its files.
