@@ -70,8 +70,10 @@ COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certifica
 # "nonroot"; Kubernetes' runAsNonRoot can verify a numeric user.
 USER 65532:65532
 
-# 6969: HTTP and UDP tracker; 6880: /metrics, /healthz, /readyz.
-EXPOSE 6969/tcp 6969/udp 6880/tcp
+# 6969: HTTP and UDP tracker; 8000: the WebTorrent (WebSocket) tracker when
+# the configuration sets websocket.addr: ":8000"; 6880: /metrics, /healthz,
+# /readyz.
+EXPOSE 6969/tcp 6969/udp 8000/tcp 6880/tcp
 
 ENTRYPOINT ["/usr/local/bin/chihaya"]
 CMD ["--config", "/etc/chihaya.yaml", "--json"]

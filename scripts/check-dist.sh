@@ -269,6 +269,7 @@ check_chart_refuses() {
 		--set config.chihaya.udp.addr=:1|config.chihaya.udp.addr: set by the chart from ports.udp
 		--set redis.enabled=true --set redis.password=x|redis.password: needs configSecret: true
 		--set portz.http=1|additional properties 'portz' not allowed
+		--set redis.enabled=true --set ports.websocket=8000|ports.websocket: the WebSocket frontend needs the memory store for now
 	EOF
 	return $rc
 }

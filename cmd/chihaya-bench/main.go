@@ -35,6 +35,10 @@ const (
 	modeFill         = "fill"
 )
 
+// maxWSConns bounds --conns of ws-announce: enough to measure a tracker's
+// memory per idle connection.
+const maxWSConns = 20000
+
 // runConfig is everything one run needs, validated.
 type runConfig struct {
 	Mode     string
@@ -61,6 +65,9 @@ type runConfig struct {
 	ScrapePath   string
 
 	FillNumWant int
+
+	// Offers is the number of offers in each WebSocket announce.
+	Offers int
 }
 
 // maxInflight keeps a slot index within the transaction ID's low 10 bits.
@@ -72,7 +79,11 @@ func (c *runConfig) validate() error {
 		return fmt.Errorf("--duration: must be > 0, got %s", c.Duration)
 	case c.Timeout <= 0:
 		return fmt.Errorf("--timeout: must be > 0, got %s", c.Timeout)
-	case c.Sockets < 1 || c.Sockets > 1024:
+	case c.Mode == modeWSAnnounce && (c.Sockets < 1 || c.Sockets > maxWSConns):
+		return fmt.Errorf("--conns: must be in 1..%d, got %d", maxWSConns, c.Sockets)
+	case c.Mode == modeWSAnnounce && (c.Offers < 0 || c.Offers > 10):
+		return fmt.Errorf("--offers: must be in 0..10, got %d", c.Offers)
+	case c.Mode != modeWSAnnounce && (c.Sockets < 1 || c.Sockets > 1024):
 		return fmt.Errorf("--sockets/--conns: must be in 1..1024, got %d", c.Sockets)
 	case c.Inflight < 1 || c.Inflight > maxInflight:
 		return fmt.Errorf("--inflight: must be in 1..%d, got %d", maxInflight, c.Inflight)
@@ -107,6 +118,8 @@ func run(cfg *runConfig) (Result, error) {
 		r, err = runUDP(cfg, wl)
 	case modeHTTPAnnounce, modeHTTPScrape:
 		r, err = runHTTP(cfg, wl)
+	case modeWSAnnounce:
+		r, err = runWebSocket(cfg, wl)
 	default:
 		return Result{}, fmt.Errorf("unknown mode %q", cfg.Mode)
 	}
@@ -156,6 +169,7 @@ func newRootCmd(stdout io.Writer) *cobra.Command {
 		{modeUDPScrape, "UDP scrapes of --hashes torrents each", 10 * time.Second},
 		{modeHTTPAnnounce, "HTTP announces, keep-alive unless --new-conn", 10 * time.Second},
 		{modeHTTPScrape, "HTTP scrapes of --hashes torrents each", 10 * time.Second},
+		{modeWSAnnounce, "WebTorrent announces over WebSocket with --offers offers each, answering the offers relayed", 10 * time.Second},
 		{modeFill, "announce exactly --torrents × --peers peers over UDP, retrying until each is acknowledged", 10 * time.Minute},
 	}
 	for _, m := range modes {
@@ -205,7 +219,16 @@ func newRunCmd(mode, short string, duration time.Duration) *cobra.Command {
 	fs.DurationVar(&f.cfg.Timeout, "timeout", 2*time.Second, "a request without a reply after this long counts as a timeout")
 	fs.IntVar(&f.cfg.ScrapeHashes, "hashes", 10, "info hashes per scrape")
 	fs.StringVar(&f.profile, "cpuprofile", "", "write the generator's own CPU profile to this file")
-	if strings.HasPrefix(mode, "http") {
+	if mode == modeWSAnnounce {
+		fs.IntVar(&f.cfg.Sockets, "conns", 100, "WebSocket connections (browsers), each in one swarm: connection i in torrent i mod --torrents")
+		fs.IntVar(&f.cfg.Offers, "offers", 5, "offers per announce (WebTorrent sends 5)")
+		fs.StringVar(&f.cfg.AnnouncePath, "path", "/announce", "URL path of the WebSocket")
+		f.cfg.Inflight, f.cfg.ConnIDLife, f.cfg.ScrapePath = 1, time.Minute, "/scrape"
+		// Swarms of 10 connections by default, so that offers find peers.
+		t := fs.Lookup("torrents")
+		_ = t.Value.Set("10")
+		t.DefValue = "10"
+	} else if strings.HasPrefix(mode, "http") {
 		fs.IntVar(&f.cfg.Sockets, "conns", 16, "concurrent HTTP connections, one request in flight each")
 		fs.BoolVar(&f.cfg.NewConn, "new-conn", false, "open a new connection for every request")
 		fs.StringVar(&f.cfg.AnnouncePath, "announce-path", "/announce", "announce URL path")

@@ -107,6 +107,14 @@ type Result struct {
 	// acknowledged.
 	FillWanted uint64 `json:"fill_wanted,omitempty"`
 	FillAcked  uint64 `json:"fill_acked,omitempty"`
+
+	// ws-announce only: offers relayed to the generator's connections
+	// and answers relayed back, in all and per second. Responses are
+	// the announce replies.
+	Offers    uint64  `json:"offers_relayed,omitempty"`
+	Answers   uint64  `json:"answers_relayed,omitempty"`
+	OffersPS  float64 `json:"offers_relayed_per_s,omitempty"`
+	AnswersPS float64 `json:"answers_relayed_per_s,omitempty"`
 }
 
 // rusage returns the process's user and system CPU time.
@@ -206,6 +214,9 @@ func (r Result) Write(w io.Writer) error {
 		fmt.Fprintf(&b, " [%s]", r.Label)
 	}
 	fmt.Fprintf(&b, ": %.0f resp/s (%d in %.1fs)", r.ResponsesPS, r.Responses, r.Seconds)
+	if r.Mode == modeWSAnnounce {
+		fmt.Fprintf(&b, ", relayed %.0f offers/s and %.0f answers/s", r.OffersPS, r.AnswersPS)
+	}
 	if r.FillWanted > 0 {
 		fmt.Fprintf(&b, ", filled %d/%d peers", r.FillAcked, r.FillWanted)
 	}

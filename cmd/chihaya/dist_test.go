@@ -46,6 +46,9 @@ const distConfig = `chihaya:
     addr: "127.0.0.1:0"
     sockets: 1
     enable_request_timing: true
+  websocket:
+    addr: "127.0.0.1:0"
+    enable_request_timing: true
   storage:
     name: memory
     config:

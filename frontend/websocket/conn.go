@@ -168,16 +168,25 @@ func (c *conn) close() {
 	f.putState(st)
 }
 
-// send queues buf (given up by the caller) for the connection's writer.
-// A closed connection or a full queue drops it.
-func (c *conn) send(buf *[]byte) relayResult {
+// send queues buf (given up by the caller), a message relayed from
+// another connection, for the connection's writer. A closed connection or
+// a full queue drops it.
+func (c *conn) send(buf *[]byte) relayResult { return c.enqueue(buf, c.f.cfg.SendQueueMessages) }
+
+// reply queues the answer to the connection's own message. Replies may
+// use twice the queue: a browser flooded with offers still hears back
+// about its own announces, while one that floods the tracker without
+// reading is still bounded.
+func (c *conn) reply(buf *[]byte) relayResult { return c.enqueue(buf, 2*c.f.cfg.SendQueueMessages) }
+
+func (c *conn) enqueue(buf *[]byte, limit int) relayResult {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		c.f.putBuf(buf)
 		return relayPeerGone
 	}
-	if len(c.queue) >= c.f.cfg.SendQueueMessages {
+	if len(c.queue) >= limit {
 		c.mu.Unlock()
 		c.f.putBuf(buf)
 		c.f.metrics.ObserveError(reasonSendQueueFull)

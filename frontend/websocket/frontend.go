@@ -357,7 +357,7 @@ func (f *Frontend) handle(c *conn, b []byte) {
 		if v := recover(); v != nil {
 			logrus.WithFields(logrus.Fields{"panic": v, "stack": string(debug.Stack())}).Error("websocket: panic while handling a message")
 			f.metrics.ObserveError(reasonPanic)
-			c.send(f.failure(string(bittorrent.ErrInternal), actionNone, nil))
+			c.reply(f.failure(string(bittorrent.ErrInternal), actionNone, nil))
 			return // the state may be half-updated: not pooled
 		}
 		f.putState(st)
@@ -393,7 +393,7 @@ func (f *Frontend) refuse(c *conn, m *message, err error) {
 	if m.hasInfoHash {
 		ih = &m.infoHash
 	}
-	c.send(f.failure(bittorrent.ClientText(err), m.action, ih))
+	c.reply(f.failure(bittorrent.ClientText(err), m.action, ih))
 }
 
 // observe counts a request the logic answered with err.
@@ -461,7 +461,7 @@ func (f *Frontend) announce(c *conn, st *state) {
 	ctx := context.Background()
 	if err := f.logic.HandleAnnounce(ctx, req, resp); err != nil {
 		f.observe(frontend.Announce, c.af, err, start)
-		c.send(f.failure(bittorrent.ClientText(err), actionAnnounce, &m.infoHash))
+		c.reply(f.failure(bittorrent.ClientText(err), actionAnnounce, &m.infoHash))
 		return
 	}
 	if !joined && !stopped && !f.bind(c, m.infoHash, m.peerID) {
@@ -484,7 +484,7 @@ func (f *Frontend) announce(c *conn, st *state) {
 	if stopped && joined {
 		f.unbind(c, m.infoHash, m.peerID)
 	}
-	c.send(buf)
+	c.reply(buf)
 	f.metrics.ObserveRequest(frontend.Announce, c.af, nil, start)
 }
 
@@ -575,12 +575,12 @@ func (f *Frontend) scrape(c *conn, st *state) {
 	ctx := context.Background()
 	if err := f.logic.HandleScrape(ctx, req, resp); err != nil {
 		f.observe(frontend.Scrape, c.af, err, start)
-		c.send(f.failure(bittorrent.ClientText(err), actionScrape, nil))
+		c.reply(f.failure(bittorrent.ClientText(err), actionScrape, nil))
 		return
 	}
 	buf := f.getBuf()
 	*buf = appendScrape((*buf)[:0], resp.Files)
-	c.send(buf)
+	c.reply(buf)
 	f.metrics.ObserveRequest(frontend.Scrape, c.af, nil, start)
 	f.logic.AfterScrape(ctx, req, resp)
 }

@@ -512,7 +512,13 @@ func TestSendQueueBounded(t *testing.T) {
 	c := &conn{f: f, writing: true}
 	for i, want := range []relayResult{relaySent, relaySent, relayQueueFull, relayQueueFull} {
 		if got := c.send(f.getBuf()); got != want {
-			t.Errorf("message %d: %v, want %v", i, got, want)
+			t.Errorf("relayed message %d: %v, want %v", i, got, want)
+		}
+	}
+	// The connection's own replies have as much room again.
+	for i, want := range []relayResult{relaySent, relaySent, relayQueueFull} {
+		if got := c.reply(f.getBuf()); got != want {
+			t.Errorf("reply %d: %v, want %v", i, got, want)
 		}
 	}
 	c.closed = true
