@@ -140,7 +140,9 @@ func (h *history) run(ctx context.Context) {
 		case <-rates.C:
 			h.sampleRequests()
 		case <-walks.C:
-			h.walk(ctx)
+			// Walks take at most a twentieth of the time: a store whose
+			// walk takes 2 s (a large Redis) is walked every 40 s at most.
+			h.walkIfOlder(ctx, h.spacing())
 		}
 	}
 }
@@ -246,7 +248,7 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 			return
 		}
 	}
-	begin := h.now()
+	begin, started := h.now(), time.Now()
 	t := totals{at: begin}
 	var top bySize
 	seen := map[bittorrent.InfoHash]storage.Swarm{}
@@ -278,7 +280,7 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 		}
 		return
 	}
-	t.walkTook = time.Since(begin)
+	t.walkTook = time.Since(started)
 	t.top = make([]storage.Swarm, len(top))
 	for i := len(top) - 1; i >= 0; i-- {
 		t.top[i] = heap.Pop(&top).(storage.Swarm)
@@ -364,6 +366,7 @@ func (h *history) series(ih bittorrent.InfoHash) (hour, day []point, ok bool) {
 // current returns the totals of the last walk, walking now when that is
 // older than maxAge (or there was none).
 func (h *history) current(ctx context.Context, maxAge time.Duration) totals {
+	maxAge = max(maxAge, h.spacing())
 	h.mu.Lock()
 	t := h.last
 	h.mu.Unlock()
@@ -377,6 +380,17 @@ func (h *history) current(ctx context.Context, maxAge time.Duration) totals {
 	t.announces, t.scrapes = h.rates()
 	h.mu.Unlock()
 	return t
+}
+
+// walkDuty is the most of the time walks of the store may take.
+const walkDuty = 20
+
+// spacing is the shortest time between two walks: walkDuty times the
+// last walk's duration.
+func (h *history) spacing() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return walkDuty * h.last.walkTook
 }
 
 // followedCount returns the number of swarms whose history is kept.
