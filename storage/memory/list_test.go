@@ -11,3 +11,7 @@ import (
 func TestLister(t *testing.T) {
 	storagetest.RunLister(t, func(t *testing.T, lc locality.Config) storage.PeerStore { return newLocalStore(t, lc) })
 }
+
+func BenchmarkWalk(b *testing.B) {
+	storagetest.BenchmarkWalk(b, newStore(b), 1_000_000)
+}

@@ -17,3 +17,10 @@ func TestLister(t *testing.T) {
 		return newUnstopped(t, srv)
 	})
 }
+
+// BenchmarkWalk walks 100,000 swarms (filling a million one round trip at
+// a time would take minutes).
+func BenchmarkWalk(b *testing.B) {
+	srv := startRedis(b)
+	storagetest.BenchmarkWalk(b, newStore(b, srv), 100_000)
+}

@@ -239,3 +239,30 @@ func testWalkKinds(t *testing.T, s storage.PeerStore, l storage.Lister) {
 		t.Fatalf("walk: %+v, want %+v", got, want)
 	}
 }
+
+// BenchmarkWalk measures a walk of a store of swarms swarms of one seeder
+// each (filled once, before the timer starts): what the operator's walks
+// and the full scrape cost.
+func BenchmarkWalk(b *testing.B, s storage.PeerStore, swarms int) {
+	l, ok := s.(storage.Lister)
+	if !ok {
+		b.Fatalf("%T is not a storage.Lister", s)
+	}
+	for i := 0; i < swarms; i++ {
+		if err := s.PutSeeder(InfoHash(i), Peer4(i%(1<<24))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		n := 0
+		if err := l.Walk(context.Background(), nil, func(batch []storage.Swarm) error { n += len(batch); return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != swarms {
+			b.Fatalf("walked %d swarms, want %d", n, swarms)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(swarms), "ns/swarm")
+}
