@@ -1,6 +1,9 @@
 // Package middleware builds the TrackerLogic from a chain of hooks: the
-// configured prehooks in order, then the response hook that reads the
-// PeerStore; after the reply, the swarm update and the posthooks.
+// configured prehooks in order, then Logic's own response step
+// (respondAnnounce, which reads the PeerStore); after the reply,
+// AfterAnnounce applies the swarm update and runs the posthooks. The
+// response and the swarm update are steps of Logic, not hooks: no
+// configuration adds, removes or reorders them.
 package middleware
 
 import (

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -217,5 +218,56 @@ func TestHookREADMEs(t *testing.T) {
 				t.Errorf("%s has no testdata/bad-*.yaml (rejected options, each with its exact error)", dir)
 			}
 		})
+	}
+}
+
+// TestArchitectureTable keeps docs/architecture.md's layout table and the
+// module in step: every package of `go list ./...` has a row, and every
+// folder a row names exists.
+func TestArchitectureTable(t *testing.T) {
+	b, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "\n## Layout\n")
+	if i < 0 {
+		t.Fatal("docs/architecture.md has no Layout section")
+	}
+	section := doc[i+1:]
+	if j := strings.Index(section[1:], "\n## "); j >= 0 {
+		section = section[:j+1]
+	}
+	rowRE := regexp.MustCompile("(?m)^\\| ((?:`[^`]+`(?:, )?)+) \\|")
+	folderRE := regexp.MustCompile("`([^`]+)`")
+	inTable := map[string]bool{}
+	for _, row := range rowRE.FindAllStringSubmatch(section, -1) {
+		for _, f := range folderRE.FindAllStringSubmatch(row[1], -1) {
+			folder := strings.TrimSuffix(f[1], "/")
+			inTable[folder] = true
+			if st, err := os.Stat("../../" + folder); err != nil || !st.IsDir() {
+				t.Errorf("docs/architecture.md: the layout table names `%s/`, which is not a folder of the repository: remove it or fix its name", folder)
+			}
+		}
+	}
+	cmd := exec.Command("go", "list", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	n := 0
+	for _, pkg := range strings.Fields(string(out)) {
+		n++
+		folder := strings.TrimPrefix(strings.TrimPrefix(pkg, "github.com/chihaya/chihaya"), "/")
+		if folder == "" {
+			folder = "."
+		}
+		if !inTable[folder] {
+			t.Errorf("docs/architecture.md: the layout table has no row for the package %s: add the row\n\t| `%s` | what it holds |\nor add `%s` to the row of its siblings", folder, folder, folder)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("go list ./... listed %d packages; the listing is broken:\n%s", n, out)
 	}
 }
