@@ -3,6 +3,9 @@
 # the race-detected unit tests, the end-to-end tests with real BitTorrent
 # clients, and a short bounded run of every fuzz target.
 #
+# Usage: scripts/test.sh         everything
+#        scripts/test.sh fuzz    only the fuzz targets (make fuzz)
+#
 # Environment:
 #   CI=true            a missing client or server fails its tests instead of
 #                      skipping them
@@ -98,6 +101,18 @@ fuzz_all() {
 	rm -f "$log"
 	return $rc
 }
+
+case ${1:-} in
+"") ;;
+fuzz)
+	step "fuzz (${FUZZ_BUDGET}s budget)" fuzz_all
+	exit $failed
+	;;
+*)
+	echo "usage: $0 [fuzz]" >&2
+	exit 2
+	;;
+esac
 
 if [[ $(id -u) == 0 && -f /etc/debian_version ]] && command -v apt-get >/dev/null; then
 	step "apt-get install (only what is missing)" install_packages

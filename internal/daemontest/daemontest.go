@@ -28,6 +28,9 @@
 //		d.WaitLine(t, "configuration reloaded")
 //	}
 //
+// With -short, Start skips the test: `go test -short ./...` runs the unit
+// tests alone.
+//
 // When the test ends, a daemon still running is stopped the way an operator
 // stops it (SIGTERM), and the test fails if it does not exit cleanly, if
 // it exited on its own while the test ran, or if the race detector (the
@@ -185,6 +188,10 @@ func StartFile(t testing.TB, path string, opts ...Option) *Daemon {
 
 func start(t testing.TB, dir, path string, opts []Option) *Daemon {
 	t.Helper()
+	if testing.Short() {
+		// `go test -short ./...` is the unit tests alone (README).
+		t.Skip("runs the daemon; skipped with -short")
+	}
 	var o options
 	for _, opt := range opts {
 		opt(&o)
