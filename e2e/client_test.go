@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,88 +12,9 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 )
-
-// decode is a small, independent bencode decoder: integers become int64,
-// strings []byte (as string), lists []interface{}, dictionaries
-// map[string]interface{}. It rejects unsorted or duplicate dictionary keys,
-// as a strict client would.
-func decode(b []byte) (interface{}, error) {
-	v, rest, err := decodeValue(b)
-	if err != nil {
-		return nil, err
-	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("bencode: %d trailing bytes", len(rest))
-	}
-	return v, nil
-}
-
-func decodeValue(b []byte) (interface{}, []byte, error) {
-	if len(b) == 0 {
-		return nil, nil, errors.New("bencode: unexpected end")
-	}
-	switch {
-	case b[0] == 'i':
-		end := bytes.IndexByte(b, 'e')
-		if end < 0 {
-			return nil, nil, errors.New("bencode: unterminated integer")
-		}
-		n, err := strconv.ParseInt(string(b[1:end]), 10, 64)
-		return n, b[end+1:], err
-	case b[0] == 'l':
-		var list []interface{}
-		b = b[1:]
-		for len(b) > 0 && b[0] != 'e' {
-			v, rest, err := decodeValue(b)
-			if err != nil {
-				return nil, nil, err
-			}
-			list, b = append(list, v), rest
-		}
-		if len(b) == 0 {
-			return nil, nil, errors.New("bencode: unterminated list")
-		}
-		return list, b[1:], nil
-	case b[0] == 'd':
-		dict := map[string]interface{}{}
-		b = b[1:]
-		last := ""
-		for len(b) > 0 && b[0] != 'e' {
-			k, rest, err := decodeValue(b)
-			if err != nil {
-				return nil, nil, err
-			}
-			key, ok := k.(string)
-			if !ok {
-				return nil, nil, errors.New("bencode: non-string key")
-			}
-			if len(dict) > 0 && key <= last {
-				return nil, nil, fmt.Errorf("bencode: key %q not sorted after %q", key, last)
-			}
-			v, rest, err := decodeValue(rest)
-			if err != nil {
-				return nil, nil, err
-			}
-			dict[key], last, b = v, key, rest
-		}
-		if len(b) == 0 {
-			return nil, nil, errors.New("bencode: unterminated dictionary")
-		}
-		return dict, b[1:], nil
-	case b[0] >= '0' && b[0] <= '9':
-		colon := bytes.IndexByte(b, ':')
-		if colon < 0 {
-			return nil, nil, errors.New("bencode: bad string length")
-		}
-		n, err := strconv.Atoi(string(b[:colon]))
-		if err != nil || n < 0 || colon+1+n > len(b) {
-			return nil, nil, errors.New("bencode: bad string length")
-		}
-		return string(b[colon+1 : colon+1+n]), b[colon+1+n:], nil
-	}
-	return nil, nil, fmt.Errorf("bencode: unexpected byte %q", b[0])
-}
 
 // httpGet fetches a tracker URL and decodes its bencoded body.
 func httpGet(t *testing.T, rawURL string) map[string]interface{} {
@@ -123,7 +43,7 @@ func httpGetFrom(t *testing.T, rawURL string, header map[string]string) map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := decode(body)
+	v, err := frontendtest.DecodeBencode(body)
 	if err != nil {
 		t.Fatalf("GET %s: body %q is not bencode: %v", rawURL, body, err)
 	}

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/internal/eventually"
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 )
@@ -42,19 +44,6 @@ func hooked(t *testing.T, hooks ...hookCfg) map[interface{}]interface{} {
 type hookCfg struct {
 	name    string
 	options map[interface{}]interface{}
-}
-
-// urlData is BEP 41 options carrying s as URL data, in as many options as
-// its length needs, then end-of-options.
-func urlData(s string) []byte {
-	var b []byte
-	for len(s) > 0 {
-		n := min(len(s), 255)
-		b = append(b, 0x2, byte(n))
-		b = append(b, s[:n]...)
-		s = s[n:]
-	}
-	return append(b, 0x0)
 }
 
 // httpServed fails unless the tracker answered an announce with peers.
@@ -134,7 +123,7 @@ func TestHookTorrentApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(t, syscall.SIGUSR1)
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		if r := u.announce(other, id("-TR3000-b"), 1, 2, 6882, 10, nil); r.errMsg != "" {
 			return "after SIGUSR1 the added torrent is still refused: " + r.errMsg
 		}
@@ -147,7 +136,7 @@ func TestHookTorrentApproval(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Signal(t, syscall.SIGHUP)
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		if !strings.Contains(d.Log(), "not a hash") {
 			return "the bad list file was not reported"
 		}
@@ -172,7 +161,7 @@ func TestHookClientApproval(t *testing.T) {
 
 	// The refused leechers never joined the swarm: a leecher served later
 	// sees the seeder and itself only.
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		r := u.announce(ih, id("-TR3000-l"), 1, 2, 7004, 10, nil)
 		if r.errMsg != "" {
 			return "served client refused: " + r.errMsg
@@ -231,7 +220,7 @@ func TestHookRateLimit(t *testing.T) {
 		httpRefused(t, httpGet(t, a.url(base)), refusal)
 
 		// Scrapes have their own budget.
-		sc := base + "/scrape?info_hash=" + urlEscape(func() []byte { h := hash(0x55); return h[:] }())
+		sc := base + "/scrape?info_hash=" + frontendtest.EscapeBytes(func() []byte { h := hash(0x55); return h[:] }())
 		if resp := httpGet(t, sc); resp["failure reason"] != nil {
 			t.Fatalf("first scrape refused: %v", resp)
 		}
@@ -337,8 +326,8 @@ func TestHookJWT(t *testing.T) {
 	if len(valid) <= 255 {
 		t.Fatalf("token of %d bytes fits one option; the split is not exercised", len(valid))
 	}
-	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, urlData("/announce?jwt="+valid)))
-	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, urlData("/announce?jwt="+expired)), "unapproved request: jwt expired")
+	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, frontendtest.URLData("/announce?jwt="+valid)))
+	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, frontendtest.URLData("/announce?jwt="+expired)), "unapproved request: jwt expired")
 	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, nil), "unapproved request: missing jwt")
 
 	for reason, want := range map[string]float64{"expired": 2, "missing_jwt": 2, "wrong_infohash": 1} {
@@ -355,5 +344,5 @@ func TestHookJWT(t *testing.T) {
 	keysDown()
 	reloaded(t, d, syscall.SIGUSR1)
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)))
-	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, urlData("/announce?jwt="+valid)))
+	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, frontendtest.URLData("/announce?jwt="+valid)))
 }

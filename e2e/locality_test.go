@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/chihaya/chihaya/internal/eventually"
 )
 
 // TestLocalityThroughTheDaemon: with locality on, an announce is answered
@@ -40,7 +42,7 @@ func TestLocalityThroughTheDaemon(t *testing.T) {
 			// retried check could pass by chance).
 			me := udpTracker(t, d, "127.0.1.100:0")
 			var r udpAnnounceReply
-			eventually(t, func() string {
+			eventually.Holds(t, func() string {
 				r = me.announce(ih, id("-LT2000-me"), 1, 2, 7999, 10, nil)
 				udpServed(t, r)
 				if r.seeders != 20 {
@@ -63,7 +65,7 @@ func TestLocalityThroughTheDaemon(t *testing.T) {
 				}
 			}
 			var resp map[string]interface{}
-			eventually(t, func() string {
+			eventually.Holds(t, func() string {
 				resp = httpGet(t, httpAnnounce{infoHash: ih6, peerID: id("-LT2000-6-me"), port: 7999, left: 1, event: "started",
 					extra: "numwant=10&ipv6=2001:db8:1:1::100"}.url(base))
 				httpServed(t, resp)

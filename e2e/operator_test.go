@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/internal/eventually"
 )
 
 // The operator API, the approval list it edits and the full scrape,
@@ -129,14 +131,14 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 	// The API's counts are the swarm's announces: 2 seeders, 2 leechers,
 	// 1 snatch, all IPv4.
 	want := fmt.Sprintf(`{"info_hash":%q,"ipv4":{"leechers":2,"seeders":2},"ipv6":{"leechers":0,"seeders":0},"leechers":2,"seeders":2,"snatches":1}`, buildHex)
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		_, v := api(t, d, "GET", "/api/v1/torrents/"+buildHex, e2eReadToken)
 		if got, _ := json.Marshal(v); string(got) != want {
 			return "detail " + string(got) + ", want " + want
 		}
 		return ""
 	})
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		_, v := api(t, d, "GET", "/api/v1/stats", e2eReadToken)
 		if v["swarms"] != 1.0 || v["seeders"] != 2.0 || v["leechers"] != 2.0 || v["snatches"] != 1.0 {
 			return fmt.Sprintf("stats %v", v)
@@ -173,7 +175,7 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 	// A new tokens file is read on SIGHUP; the old tokens go.
 	write(t, tokens, "e2e-new-token-0123456789 read\n")
 	d.Signal(t, syscall.SIGHUP)
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		if code, _ := api(t, d, "GET", "/api/v1/stats", "e2e-new-token-0123456789"); code != 200 {
 			return fmt.Sprintf("new token after SIGHUP: %d", code)
 		}
@@ -230,7 +232,7 @@ func fullScrape(t *testing.T, base string, gz bool) map[string]interface{} {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := decode(body)
+	v, err := frontendtest.DecodeBencode(body)
 	if err != nil || !bytes.HasPrefix(body, []byte("d5:filesd")) {
 		t.Fatalf("full scrape is not a files dictionary: %v %q", err, body[:min(len(body), 100)])
 	}

@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/internal/eventually"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
@@ -84,7 +86,7 @@ func TestRedisTwoInstances(t *testing.T) {
 	ihHTTP := hash(51)
 	httpGet(t, httpAnnounce{infoHash: ihHTTP, peerID: id("-TR3000-a"), port: 41001, event: "started"}.url("http://"+a.Addr(t, "http")))
 	leecher := httpAnnounce{infoHash: ihHTTP, peerID: id("-qB4520-b"), port: 41002, left: 100, event: "started"}
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		resp := httpGet(t, leecher.url("http://"+b.Addr(t, "http")))
 		peers, _ := resp["peers"].(string)
 		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:41001" {
@@ -99,7 +101,7 @@ func TestRedisTwoInstances(t *testing.T) {
 	if r := ub.announce(ihUDP, id("-TR3000-ub"), 0, 2, 41003, 10, nil); r.errMsg != "" {
 		t.Fatalf("UDP seeder on B: %+v", r)
 	}
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		r := ua.announce(ihUDP, id("-qB4520-ua"), 100, 2, 41004, 10, nil)
 		if len(r.peers) != 1 || r.peers[0] != "127.0.0.1:41003" {
 			return "UDP leecher on A got " + strings.Join(r.peers, ",") + ", want B's seeder 127.0.0.1:41003"
@@ -188,7 +190,7 @@ func TestRedisCountsExact(t *testing.T) {
 	want := udpScrape{seeders: seeders, completed: downloads, leechers: leechers}
 	for i, d := range daemons {
 		c := udpTracker(t, d, "127.0.0.1:0")
-		eventually(t, func() string {
+		eventually.Holds(t, func() string {
 			if got := c.scrape(ih)[0]; got != want {
 				return fmt.Sprintf("daemon %d scrapes %+v, want %+v", i, got, want)
 			}
@@ -217,7 +219,7 @@ func TestRedisOutage(t *testing.T) {
 	sent := time.Now()
 	httpRefused(t, httpGet(t, seeder.url(base)), generic)
 	t.Logf("HTTP announce failed %s after the request was sent", time.Since(sent).Round(time.Millisecond))
-	httpRefused(t, httpGet(t, base+"/scrape?info_hash="+urlEscape(ih[:])), generic)
+	httpRefused(t, httpGet(t, base+"/scrape?info_hash="+frontendtest.EscapeBytes(ih[:])), generic)
 	u := udpTracker(t, d, "127.0.0.1:0")
 	udpRefused(t, u.announce(ih, id("-qB4520-out"), 10, 2, 42002, 10, nil), generic)
 	if status, body := readyz(t, d); status != http.StatusServiceUnavailable || !strings.Contains(body, "storage") {
@@ -235,7 +237,7 @@ func TestRedisOutage(t *testing.T) {
 	if _, err := redistest.StartOn(t, "redis-server", port); err != nil {
 		t.Skipf("could not restart Redis on port %d: %v", port, err)
 	}
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		if status, body := readyz(t, d); status != http.StatusOK {
 			return fmt.Sprintf("/readyz after Redis came back: %d %q", status, body)
 		}
@@ -243,7 +245,7 @@ func TestRedisOutage(t *testing.T) {
 	})
 	httpServed(t, httpGet(t, seeder.url(base)))
 	leecher := httpAnnounce{infoHash: ih, peerID: id("-qB4520-out"), port: 42002, left: 10, event: "started"}
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		peers, _ := httpGet(t, leecher.url(base))["peers"].(string)
 		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:42001" {
 			return "after recovery the leecher got " + strings.Join(got, ",")
@@ -285,7 +287,7 @@ func TestRedisHang(t *testing.T) {
 	httpRefused(t, httpGet(t, leecher.url(base)), generic)
 	t.Logf("first HTTP announce to the hung Redis refused after %s", time.Since(sent).Round(time.Millisecond))
 	sent = time.Now()
-	httpRefused(t, httpGet(t, base+"/scrape?info_hash="+urlEscape(ih[:])), generic)
+	httpRefused(t, httpGet(t, base+"/scrape?info_hash="+frontendtest.EscapeBytes(ih[:])), generic)
 	t.Logf("HTTP scrape refused after %s", time.Since(sent).Round(time.Millisecond))
 	sent = time.Now()
 	for i, msg := range udpAnnounceAtOnce(t, d, ih, 8) {
@@ -313,7 +315,7 @@ func TestRedisHang(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		peers, _ := httpGet(t, leecher.url(base))["peers"].(string)
 		if got := compactPeers(t, peers, 6); len(got) != 1 || got[0] != "127.0.0.1:44001" {
 			return "after Redis continued the leecher got " + strings.Join(got, ",") + ", want the seeder announced before the hang"
@@ -408,7 +410,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	ih := hash(81)
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-fo"), port: 43001, event: "started"}.url(base)))
 	mc := master.Conn(t)
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		n, err := mc.HLen(context.Background(), "e2e:{"+fmt.Sprintf("%x", ih)+"}4s").Result()
 		if err != nil || n != 1 {
 			return fmt.Sprintf("the seeder is not in Redis: %d %v", n, err)
@@ -418,7 +420,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	// The replica must hold the seeder before the master dies. (WAIT on
 	// this connection would not tell: it only covers the writes made on
 	// it, and the daemon wrote through its own.)
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		n, err := rc.HLen(context.Background(), "e2e:{"+fmt.Sprintf("%x", ih)+"}4s").Result()
 		if err != nil || n != 1 {
 			return fmt.Sprintf("the seeder has not reached the replica: %d %v", n, err)
@@ -450,7 +452,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 
 // decodePeers returns the compact IPv4 peers of a bencoded announce reply.
 func decodePeers(body string) ([]string, error) {
-	v, err := decode([]byte(body))
+	v, err := frontendtest.DecodeBencode([]byte(body))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/eventually"
 )
 
 // TestStatusPageInChromium signs in to the status page of a running
@@ -61,7 +63,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond)
 		announce(build, n, 0, "completed", rack(n))
 	}
-	eventually(t, func() string {
+	eventually.Holds(t, func() string {
 		_, v := api(t, d, "GET", "/api/v1/stats", e2eReadToken)
 		if v["swarms"] != 2.0 || v["seeders"] != 7.0 || v["leechers"] != 4.0 || v["snatches"] != 5.0 {
 			return fmt.Sprintf("stats %v", v)

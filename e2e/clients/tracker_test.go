@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
 )
 
@@ -153,7 +154,7 @@ func startOpentracker(t *testing.T, host string) *tracker {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		waitFor(t, ctx, "opentracker reloads its whitelist", func() (bool, string) {
-			u := "http://" + addr + "/announce?info_hash=" + escapeBytes(ih[:]) +
+			u := "http://" + addr + "/announce?info_hash=" + frontendtest.EscapeBytes(ih[:]) +
 				"&peer_id=-E2E000-000000000000&port=1&left=0&event=stopped"
 			b, err := httpGet(u)
 			if err != nil {
@@ -177,11 +178,11 @@ func (c counts) String() string {
 // scrape asks the tracker's HTTP scrape for ih. A torrent the tracker does
 // not list counts as zeros.
 func (tr *tracker) scrape(ih [20]byte) (counts, error) {
-	b, err := httpGet("http://" + tr.httpAddr + "/scrape?info_hash=" + escapeBytes(ih[:]))
+	b, err := httpGet("http://" + tr.httpAddr + "/scrape?info_hash=" + frontendtest.EscapeBytes(ih[:]))
 	if err != nil {
 		return counts{}, err
 	}
-	v, err := bdecode(b)
+	v, err := frontendtest.DecodeBencode(b)
 	if err != nil {
 		return counts{}, fmt.Errorf("scrape reply %q: %w", b, err)
 	}
@@ -229,120 +230,25 @@ func httpGet(url string) ([]byte, error) {
 	return b, nil
 }
 
-// escapeBytes percent-encodes every byte, the way clients send info hashes.
-func escapeBytes(b []byte) string {
-	const hexdig = "0123456789ABCDEF"
-	out := make([]byte, 0, 3*len(b))
-	for _, c := range b {
-		out = append(out, '%', hexdig[c>>4], hexdig[c&15])
-	}
-	return string(out)
-}
-
-// bdecode decodes one bencoded value: int64, string, []any or
-// map[string]any. It is the test's own decoder, independent of the
-// tracker's encoder.
-func bdecode(b []byte) (any, error) {
-	v, n, err := bdecodeAt(b, 0)
-	if err != nil {
-		return nil, err
-	}
-	if n != len(b) {
-		return nil, fmt.Errorf("bencode: %d trailing bytes", len(b)-n)
-	}
-	return v, nil
-}
-
-var errBencode = errors.New("bencode: malformed")
-
-// bdecodeAt decodes the value starting at b[i] and returns it with the
-// offset just past it.
-func bdecodeAt(b []byte, i int) (any, int, error) {
-	if i >= len(b) {
-		return nil, 0, errBencode
-	}
-	switch c := b[i]; {
-	case c == 'i':
-		end := bytes.IndexByte(b[i:], 'e')
-		if end < 0 {
-			return nil, 0, errBencode
-		}
-		n, err := strconv.ParseInt(string(b[i+1:i+end]), 10, 64)
-		if err != nil {
-			return nil, 0, errBencode
-		}
-		return n, i + end + 1, nil
-	case c >= '0' && c <= '9':
-		colon := bytes.IndexByte(b[i:], ':')
-		if colon < 0 {
-			return nil, 0, errBencode
-		}
-		n, err := strconv.Atoi(string(b[i : i+colon]))
-		start := i + colon + 1
-		if err != nil || n < 0 || start+n > len(b) {
-			return nil, 0, errBencode
-		}
-		return string(b[start : start+n]), start + n, nil
-	case c == 'l':
-		var list []any
-		i++
-		for i < len(b) && b[i] != 'e' {
-			v, next, err := bdecodeAt(b, i)
-			if err != nil {
-				return nil, 0, err
-			}
-			list, i = append(list, v), next
-		}
-		if i >= len(b) {
-			return nil, 0, errBencode
-		}
-		return list, i + 1, nil
-	case c == 'd':
-		dict := map[string]any{}
-		i++
-		for i < len(b) && b[i] != 'e' {
-			k, next, err := bdecodeAt(b, i)
-			if err != nil {
-				return nil, 0, err
-			}
-			key, ok := k.(string)
-			if !ok {
-				return nil, 0, errBencode
-			}
-			v, next, err := bdecodeAt(b, next)
-			if err != nil {
-				return nil, 0, err
-			}
-			dict[key], i = v, next
-		}
-		if i >= len(b) {
-			return nil, 0, errBencode
-		}
-		return dict, i + 1, nil
-	}
-	return nil, 0, errBencode
-}
-
 // infoSpan returns the raw bytes of a torrent's info dictionary, whose
 // SHA-1 is the torrent's v1 info hash.
 func infoSpan(torrent []byte) ([]byte, error) {
 	if len(torrent) == 0 || torrent[0] != 'd' {
-		return nil, errBencode
+		return nil, errors.New("torrent: not a dictionary")
 	}
-	i := 1
-	for i < len(torrent) && torrent[i] != 'e' {
-		k, next, err := bdecodeAt(torrent, i)
+	for i := 1; i < len(torrent) && torrent[i] != 'e'; {
+		k, n, err := frontendtest.DecodeBencodePrefix(torrent[i:])
 		if err != nil {
 			return nil, err
 		}
-		_, end, err := bdecodeAt(torrent, next)
+		_, m, err := frontendtest.DecodeBencodePrefix(torrent[i+n:])
 		if err != nil {
 			return nil, err
 		}
 		if k == "info" {
-			return torrent[next:end], nil
+			return torrent[i+n : i+n+m], nil
 		}
-		i = end
+		i += n + m
 	}
 	return nil, errors.New("torrent: no info dictionary")
 }

@@ -14,147 +14,19 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/testcert"
 )
 
-// Info hashes that make testLogic misbehave on purpose.
-var (
-	ihPanic    = bittorrent.InfoHash{'p', 'a', 'n', 'i', 'c'}
-	ihInternal = bittorrent.InfoHash{'i', 'n', 't', 'e', 'r', 'n', 'a', 'l'}
-	ihRefused  = bittorrent.InfoHash{'r', 'e', 'f', 'u', 's', 'e', 'd'}
-)
-
-const errUnapproved = bittorrent.ClientError("unapproved torrent")
-
-// testLogic is a small in-memory tracker: enough of TrackerLogic to tell
-// whether the frontend hands it the right requests and writes its answers.
-type testLogic struct {
-	mu     sync.Mutex
-	swarms map[bittorrent.InfoHash]map[netip.AddrPort]testPeer
-	// What the last announce carried, for tests of params and addresses.
-	lastPasskey string
-	lastPeer    bittorrent.Peer
-	lastNumWant uint32
-	afters      atomic.Int32
-	// afterGate, when set, holds every After* call until it is closed.
-	afterGate chan struct{}
-}
-
-type testPeer struct {
-	peer   bittorrent.Peer
-	seeder bool
-}
-
-func newTestLogic() *testLogic {
-	return &testLogic{swarms: map[bittorrent.InfoHash]map[netip.AddrPort]testPeer{}}
-}
-
-func (l *testLogic) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
-	switch req.InfoHash {
-	case ihPanic:
-		panic("testLogic: boom")
-	case ihInternal:
-		return errors.New("testLogic: database on fire at 10.1.2.3")
-	case ihRefused:
-		return errUnapproved
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lastPasskey, _ = req.Params.RouteParam("passkey")
-	l.lastPeer = req.Peer
-	l.lastNumWant = req.NumWant
-	resp.Interval, resp.MinInterval = 30*time.Minute, 15*time.Minute
-	for ap, p := range l.swarms[req.InfoHash] {
-		if p.peer.AddressFamily() != req.Peer.AddressFamily() {
-			continue
-		}
-		if p.seeder {
-			resp.Complete++
-		} else {
-			resp.Incomplete++
-		}
-		if ap != req.Peer.AddrPort && len(resp.Peers) < int(req.NumWant) {
-			resp.Peers = append(resp.Peers, p.peer)
-		}
-	}
-	return nil
-}
-
-func (l *testLogic) AfterAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) {
-	if l.afterGate != nil {
-		<-l.afterGate
-	}
-	l.afters.Add(1)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.swarms[req.InfoHash]
-	if s == nil {
-		s = map[netip.AddrPort]testPeer{}
-		l.swarms[req.InfoHash] = s
-	}
-	if req.Event == bittorrent.Stopped {
-		delete(s, req.Peer.AddrPort)
-		return
-	}
-	s[req.Peer.AddrPort] = testPeer{peer: req.Peer, seeder: req.Seeder()}
-}
-
-func (l *testLogic) HandleScrape(_ context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, ih := range req.InfoHashes {
-		if ih == ihPanic {
-			panic("testLogic: boom")
-		}
-		s := bittorrent.Scrape{InfoHash: ih}
-		for _, p := range l.swarms[ih] {
-			if p.peer.AddressFamily() != req.AddressFamily {
-				continue
-			}
-			if p.seeder {
-				s.Complete++
-			} else {
-				s.Incomplete++
-			}
-		}
-		resp.Files = append(resp.Files, s)
-	}
-	return nil
-}
-
-func (l *testLogic) AfterScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) {
-	if l.afterGate != nil {
-		<-l.afterGate
-	}
-	l.afters.Add(1)
-}
-
-// waitAfters returns the number of After* calls once it reaches want, or
-// after a few seconds: the After step runs once the client has its reply,
-// so a client that has read the reply may still be ahead of it.
-func waitAfters(t *testing.T, l *testLogic, want int32) int32 {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := l.afters.Load()
-		if n >= want || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // startFrontend starts a frontend on addr (a free loopback port) and stops
 // it when the test ends.
-func startFrontend(t *testing.T, logic *testLogic, addr string, mod func(*Config)) *Frontend {
+func startFrontend(t *testing.T, logic *frontendtest.Logic, addr string, mod func(*Config)) *Frontend {
 	t.Helper()
 	cfg := Config{Addr: addr}
 	if mod != nil {
@@ -206,7 +78,7 @@ func readReply(t *testing.T, resp *nethttp.Response) reply {
 	if err != nil {
 		t.Fatalf("reading the reply: %v", err)
 	}
-	v, err := decodeBencode(raw)
+	v, err := frontendtest.DecodeBencode(raw)
 	if err != nil {
 		t.Fatalf("reply is not bencode: %v\n%q", err, raw)
 	}
@@ -235,10 +107,21 @@ func announceURL(base, path string, port int, changes ...string) string {
 
 func baseURL(f *Frontend) string { return "http://" + f.Addr().String() }
 
+// TestSuite runs the scenarios every frontend passes, over HTTP, against
+// frontendtest's fake logic.
+func TestSuite(t *testing.T) {
+	frontendtest.Run(t, func(t *testing.T, af bittorrent.AddressFamily) frontendtest.Dialer {
+		f := startFrontend(t, frontendtest.NewLogic(), frontendtest.Loopback(af)+":0", nil)
+		return func(t *testing.T) frontendtest.Client {
+			return frontendtest.HTTP(t, baseURL(f)+"/announce")
+		}
+	})
+}
+
 func TestAnnounceAndScrape(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
 		t.Run(addr, func(t *testing.T) {
-			logic := newTestLogic()
+			logic := frontendtest.NewLogic()
 			f := startFrontend(t, logic, addr, nil)
 			base := baseURL(f)
 			client := &nethttp.Client{}
@@ -255,7 +138,7 @@ func TestAnnounceAndScrape(t *testing.T) {
 			}
 			// The swarm update runs once the reply is on its way, as a
 			// client that announces again a moment later would see it.
-			waitAfters(t, logic, 1)
+			logic.WaitAfters(t, 1)
 			r = get(t, client, announceURL(base, "/announce", 1002, "event", "started"))
 			key, size := "peers", 6
 			if v6 {
@@ -292,14 +175,14 @@ func TestAnnounceAndScrape(t *testing.T) {
 			}
 
 			// The scrape sees both; its files are keyed by raw info hash.
-			waitAfters(t, logic, 3)
+			logic.WaitAfters(t, 3)
 			r = get(t, client, base+"/scrape?info_hash="+testIHEscaped+"&info_hash="+testIHEscaped)
 			files, _ := r.body["files"].(map[string]any)
 			counts, _ := files[string(testIH[:])].(map[string]any)
 			if len(files) != 1 || counts["complete"] != int64(1) || counts["incomplete"] != int64(1) {
 				t.Errorf("scrape = %q", r.raw)
 			}
-			if n := waitAfters(t, logic, 4); n != 4 {
+			if n := logic.WaitAfters(t, 4); n != 4 {
 				t.Errorf("After* ran %d times for 4 answered requests", n)
 			}
 		})
@@ -307,16 +190,10 @@ func TestAnnounceAndScrape(t *testing.T) {
 }
 
 func TestFailures(t *testing.T) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	f := startFrontend(t, logic, "127.0.0.1:0", func(c *Config) { c.MaxScrapeInfoHashes = 2 })
 	base := baseURL(f)
-	esc := func(ih bittorrent.InfoHash) string {
-		var b strings.Builder
-		for _, c := range ih {
-			fmt.Fprintf(&b, "%%%02x", c)
-		}
-		return b.String()
-	}
+	esc := func(ih bittorrent.InfoHash) string { return frontendtest.EscapeBytes(ih[:]) }
 	tests := []struct {
 		name   string
 		method string
@@ -334,10 +211,10 @@ func TestFailures(t *testing.T) {
 		{"OPTIONS", "OPTIONS", base + "/announce", string(errMethodNotAllowed)},
 		{"full scrape", "GET", base + "/scrape", string(bittorrent.ErrFullScrapeDisabled)},
 		{"too many info hashes", "GET", base + "/scrape?info_hash=" + testIHEscaped + "&info_hash=" + testIHEscaped + "&info_hash=" + testIHEscaped, string(bittorrent.ErrTooManyInfoHashes)},
-		{"refused by a hook", "GET", announceURL(base, "/announce", 1, "info_hash", esc(ihRefused)), string(errUnapproved)},
-		{"internal error is not leaked", "GET", announceURL(base, "/announce", 1, "info_hash", esc(ihInternal)), string(bittorrent.ErrInternal)},
-		{"panic in announce", "GET", announceURL(base, "/announce", 1, "info_hash", esc(ihPanic)), string(bittorrent.ErrInternal)},
-		{"panic in scrape", "GET", base + "/scrape?info_hash=" + esc(ihPanic), string(bittorrent.ErrInternal)},
+		{"refused by a hook", "GET", announceURL(base, "/announce", 1, "info_hash", esc(frontendtest.RefusedHash)), string(frontendtest.ErrRefused)},
+		{"internal error is not leaked", "GET", announceURL(base, "/announce", 1, "info_hash", esc(frontendtest.InternalHash)), string(bittorrent.ErrInternal)},
+		{"panic in announce", "GET", announceURL(base, "/announce", 1, "info_hash", esc(frontendtest.PanicHash)), string(bittorrent.ErrInternal)},
+		{"panic in scrape", "GET", base + "/scrape?info_hash=" + esc(frontendtest.PanicHash), string(bittorrent.ErrInternal)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -357,13 +234,13 @@ func TestFailures(t *testing.T) {
 	if _, failed := r.body["failure reason"]; failed {
 		t.Errorf("announce after panics failed: %q", r.raw)
 	}
-	if n := waitAfters(t, logic, 1); n != 1 {
+	if n := logic.WaitAfters(t, 1); n != 1 {
 		t.Errorf("After* ran %d times, want only for the one answered announce", n)
 	}
 }
 
 func TestRouteParamsAndRealIP(t *testing.T) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	f := startFrontend(t, logic, "127.0.0.1:0", func(c *Config) {
 		c.AnnounceRoutes = []string{"/:passkey/announce"}
 		c.ScrapeRoutes = []string{"/:passkey/scrape"}
@@ -383,16 +260,15 @@ func TestRouteParamsAndRealIP(t *testing.T) {
 	if _, failed := r.body["failure reason"]; failed {
 		t.Fatalf("announce failed: %q", r.raw)
 	}
-	logic.mu.Lock()
-	defer logic.mu.Unlock()
-	if logic.lastPasskey != "s3cret" {
-		t.Errorf("RouteParam(passkey) = %q, want s3cret", logic.lastPasskey)
+	last := logic.Last()
+	if last.Passkey != "s3cret" {
+		t.Errorf("RouteParam(passkey) = %q, want s3cret", last.Passkey)
 	}
-	if want := netip.MustParseAddrPort("198.51.100.7:4242"); logic.lastPeer.AddrPort != want {
-		t.Errorf("peer address = %v, want %v from X-Forwarded-For", logic.lastPeer.AddrPort, want)
+	if want := netip.MustParseAddrPort("198.51.100.7:4242"); last.Announce.Peer.AddrPort != want {
+		t.Errorf("peer address = %v, want %v from X-Forwarded-For", last.Announce.Peer.AddrPort, want)
 	}
-	if logic.lastNumWant != 5 {
-		t.Errorf("numwant = %d, want 5", logic.lastNumWant)
+	if last.Announce.NumWant != 5 {
+		t.Errorf("numwant = %d, want 5", last.Announce.NumWant)
 	}
 	if got := string(r.body["external ip"].(string)); got != string(netip.MustParseAddr("198.51.100.7").AsSlice()) {
 		t.Errorf("external ip = %x", got)
@@ -446,7 +322,7 @@ func errorsCounted(t *testing.T, reason string) float64 {
 }
 
 func TestRefusedByNetHTTP(t *testing.T) {
-	f := startFrontend(t, newTestLogic(), "127.0.0.1:0", nil)
+	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", nil)
 	tests := []struct {
 		name   string
 		send   string
@@ -513,7 +389,7 @@ func TestRefusalStatus(t *testing.T) {
 }
 
 func TestSlowClientIsDropped(t *testing.T) {
-	f := startFrontend(t, newTestLogic(), "127.0.0.1:0", func(c *Config) { c.ReadTimeout = 100 * time.Millisecond })
+	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.ReadTimeout = 100 * time.Millisecond })
 	before := errorsCounted(t, "read_timeout")
 	c, err := net.Dial("tcp", f.Addr().String())
 	if err != nil {
@@ -543,7 +419,7 @@ func TestSlowClientIsDropped(t *testing.T) {
 func TestKeepAlive(t *testing.T) {
 	for _, keepAlive := range []bool{false, true} {
 		t.Run(fmt.Sprint("enable_keepalive=", keepAlive), func(t *testing.T) {
-			f := startFrontend(t, newTestLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = keepAlive })
+			f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = keepAlive })
 			client := &nethttp.Client{Transport: &nethttp.Transport{}}
 			t.Cleanup(client.CloseIdleConnections)
 			var reused bool
@@ -565,7 +441,7 @@ func TestKeepAlive(t *testing.T) {
 }
 
 func TestLargeReplyHasContentLength(t *testing.T) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	f := startFrontend(t, logic, "127.0.0.1:0", nil)
 	for i := 0; i < 60; i++ {
 		get(t, nethttp.DefaultClient, announceURL(baseURL(f), "/announce", 2000+i, "peer_id", fmt.Sprintf("-XX0000-%012d", i)))
@@ -604,7 +480,7 @@ func writeTestCert(t *testing.T) (certPath, keyPath string, pool *x509.CertPool)
 
 func TestHTTPSOnly(t *testing.T) {
 	certPath, keyPath, pool := writeTestCert(t)
-	f := startFrontend(t, newTestLogic(), "", func(c *Config) {
+	f := startFrontend(t, frontendtest.NewLogic(), "", func(c *Config) {
 		c.HTTPSAddr = "127.0.0.1:0"
 		c.TLSCertPath, c.TLSKeyPath = certPath, keyPath
 	})
@@ -653,7 +529,7 @@ func TestNewFrontendErrors(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			f, err := NewFrontend(newTestLogic(), cfg)
+			f, err := NewFrontend(frontendtest.NewLogic(), cfg)
 			if err == nil {
 				f.Stop(context.Background())
 				t.Fatal("NewFrontend succeeded")
@@ -686,16 +562,16 @@ func TestReplyIsSentBeforeTheAfterStep(t *testing.T) {
 		{"scrape", "/scrape?info_hash=" + strings.Repeat("a", 20)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logic := newTestLogic()
-			logic.afterGate = make(chan struct{})
+			logic := frontendtest.NewLogic()
+			release := logic.HoldAfters()
 			f := startFrontend(t, logic, "127.0.0.1:0", nil)
-			t.Cleanup(func() { close(logic.afterGate) })
+			t.Cleanup(release)
 			client := &nethttp.Client{Timeout: 10 * time.Second}
 			r := get(t, client, baseURL(f)+tc.path)
 			if _, failed := r.body["failure reason"]; failed || r.header.Get("Transfer-Encoding") != "" {
 				t.Errorf("reply = %q (Transfer-Encoding %q), want a whole bencoded answer", r.raw, r.header.Get("Transfer-Encoding"))
 			}
-			if n := logic.afters.Load(); n != 0 {
+			if n := logic.Afters(); n != 0 {
 				t.Errorf("%d After steps finished before the client had its reply", n)
 			}
 		})
@@ -703,7 +579,7 @@ func TestReplyIsSentBeforeTheAfterStep(t *testing.T) {
 }
 
 func BenchmarkServeAnnounce(b *testing.B) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	cfg := Config{Addr: "127.0.0.1:0"}.WithDefaults()
 	f, err := NewFrontend(logic, cfg)
 	if err != nil {

@@ -13,21 +13,22 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 )
 
-// fullLogic is testLogic that can also scrape n synthetic swarms, in
+// fullLogic is frontendtest.Logic that can also scrape n synthetic swarms, in
 // batches of batch, the way middleware.Logic hands them out.
 type fullLogic struct {
-	*testLogic
+	*frontendtest.Logic
 	n, batch int
 	refuse   bool // the prehooks refuse every scrape
 }
 
 func (l *fullLogic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
 	if l.refuse {
-		return errUnapproved
+		return frontendtest.ErrRefused
 	}
-	return l.testLogic.HandleScrape(ctx, req, resp)
+	return l.Logic.HandleScrape(ctx, req, resp)
 }
 
 func syntheticSwarm(i int) bittorrent.Scrape {
@@ -118,7 +119,7 @@ func fullScrape(t *testing.T, url string, gz bool) reply {
 
 func TestFullScrape(t *testing.T) {
 	const n = 5000
-	logic := &fullLogic{testLogic: newTestLogic(), n: n, batch: 777}
+	logic := &fullLogic{Logic: frontendtest.NewLogic(), n: n, batch: 777}
 	for _, gz := range []bool{false, true} {
 		name := "plain"
 		if gz {
@@ -151,7 +152,7 @@ func TestFullScrape(t *testing.T) {
 }
 
 func TestFullScrapeOnePerInterval(t *testing.T) {
-	logic := &fullLogic{testLogic: newTestLogic(), n: 3, batch: 2}
+	logic := &fullLogic{Logic: frontendtest.NewLogic(), n: 3, batch: 2}
 	url := startFullScrape(t, logic, func(c *Config) { c.FullScrapeInterval = 90 * time.Second })
 	if r := fullScrape(t, url, false); len(r.body["files"].(map[string]any)) != 3 {
 		t.Fatalf("first full scrape: %q", r.raw)
@@ -170,30 +171,21 @@ func TestFullScrapeOnePerInterval(t *testing.T) {
 	}
 	// A scrape with info hashes is not held to the interval.
 	ih := syntheticSwarm(1).InfoHash
-	if r := get(t, nethttp.DefaultClient, url+"/scrape?info_hash="+escape(ih[:])); r.body["files"] == nil {
+	if r := get(t, nethttp.DefaultClient, url+"/scrape?info_hash="+frontendtest.EscapeBytes(ih[:])); r.body["files"] == nil {
 		t.Errorf("scrape with an info_hash after a full scrape: %q", r.raw)
 	}
 }
 
-func escape(b []byte) string {
-	var sb strings.Builder
-	for _, c := range b {
-		sb.WriteString("%")
-		sb.WriteString(strings.ToUpper(string("0123456789abcdef"[c>>4]) + string("0123456789abcdef"[c&15])))
-	}
-	return sb.String()
-}
-
 func TestFullScrapeOffByDefault(t *testing.T) {
-	logic := &fullLogic{testLogic: newTestLogic(), n: 3, batch: 2}
+	logic := &fullLogic{Logic: frontendtest.NewLogic(), n: 3, batch: 2}
 	url := startFullScrape(t, logic, func(c *Config) { c.AllowFullScrape = false })
 	wantFailure(t, fullScrape(t, url, false), string(bittorrent.ErrFullScrapeDisabled))
 }
 
 func TestFullScrapeHooksRefuse(t *testing.T) {
-	logic := &fullLogic{testLogic: newTestLogic(), n: 3, batch: 2, refuse: true}
+	logic := &fullLogic{Logic: frontendtest.NewLogic(), n: 3, batch: 2, refuse: true}
 	url := startFullScrape(t, logic, nil)
-	wantFailure(t, fullScrape(t, url, false), string(errUnapproved))
+	wantFailure(t, fullScrape(t, url, false), string(frontendtest.ErrRefused))
 }
 
 func TestFullScrapeClientKey(t *testing.T) {
@@ -241,7 +233,7 @@ func BenchmarkFullScrapeWrite(b *testing.B) {
 			name = "gzip"
 		}
 		b.Run(name, func(b *testing.B) {
-			logic := &fullLogic{testLogic: newTestLogic(), n: 1_000_000, batch: 1 << 16}
+			logic := &fullLogic{Logic: frontendtest.NewLogic(), n: 1_000_000, batch: 1 << 16}
 			cfg := Config{Addr: "127.0.0.1:0", AllowFullScrape: true}.WithDefaults()
 			f := &Frontend{logic: logic, metrics: frontend.NewMetrics("http", false, frontend.Announce, frontend.Scrape), full: newFullScrapes(logic, cfg)}
 			f.scrapes.New = func() any { return new(scrapeState) }

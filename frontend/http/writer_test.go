@@ -3,124 +3,19 @@ package http
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 )
 
 var update = flag.Bool("update", false, "rewrite the writer's golden files in testdata/")
-
-// decodeBencode is an independent bencode reader: the writer's output is
-// checked against it, not against the writer's own idea of the format. It
-// is strict: canonical integers only, dictionary keys strictly increasing,
-// nothing after the value.
-func decodeBencode(b []byte) (any, error) {
-	v, n, err := decodeValue(b, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	if n != len(b) {
-		return nil, fmt.Errorf("%d trailing bytes", len(b)-n)
-	}
-	return v, nil
-}
-
-func decodeValue(b []byte, i, depth int) (any, int, error) {
-	if depth > 32 {
-		return nil, 0, errors.New("nested too deep")
-	}
-	if i >= len(b) {
-		return nil, 0, errors.New("unexpected end")
-	}
-	switch c := b[i]; {
-	case c == 'i':
-		end := bytes.IndexByte(b[i:], 'e')
-		if end < 0 {
-			return nil, 0, errors.New("unterminated integer")
-		}
-		s := string(b[i+1 : i+end])
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || strconv.FormatInt(n, 10) != s {
-			// Canonical form only: no leading zeros, no "-0", no '+'.
-			u, uerr := strconv.ParseUint(s, 10, 64)
-			if uerr != nil || strconv.FormatUint(u, 10) != s {
-				return nil, 0, fmt.Errorf("bad integer %q", s)
-			}
-			return u, i + end + 1, nil
-		}
-		return n, i + end + 1, nil
-	case c >= '0' && c <= '9':
-		colon := bytes.IndexByte(b[i:], ':')
-		if colon < 0 {
-			return nil, 0, errors.New("unterminated string length")
-		}
-		s := string(b[i : i+colon])
-		n, err := strconv.Atoi(s)
-		if err != nil || strconv.Itoa(n) != s {
-			return nil, 0, fmt.Errorf("bad string length %q", s)
-		}
-		start := i + colon + 1
-		if n > len(b)-start {
-			return nil, 0, errors.New("string past the end")
-		}
-		return string(b[start : start+n]), start + n, nil
-	case c == 'l':
-		list := []any{}
-		i++
-		for {
-			if i >= len(b) {
-				return nil, 0, errors.New("unterminated list")
-			}
-			if b[i] == 'e' {
-				return list, i + 1, nil
-			}
-			v, n, err := decodeValue(b, i, depth+1)
-			if err != nil {
-				return nil, 0, err
-			}
-			list, i = append(list, v), n
-		}
-	case c == 'd':
-		dict := map[string]any{}
-		i++
-		prev, first := "", true
-		for {
-			if i >= len(b) {
-				return nil, 0, errors.New("unterminated dictionary")
-			}
-			if b[i] == 'e' {
-				return dict, i + 1, nil
-			}
-			k, n, err := decodeValue(b, i, depth+1)
-			if err != nil {
-				return nil, 0, err
-			}
-			key, ok := k.(string)
-			if !ok {
-				return nil, 0, errors.New("dictionary key is not a string")
-			}
-			if !first && key <= prev {
-				return nil, 0, fmt.Errorf("dictionary key %q not after %q", key, prev)
-			}
-			prev, first = key, false
-			v, n, err := decodeValue(b, n, depth+1)
-			if err != nil {
-				return nil, 0, err
-			}
-			dict[key], i = v, n
-		}
-	default:
-		return nil, 0, fmt.Errorf("unexpected byte %q at %d", c, i)
-	}
-}
 
 func peer(id byte, addrPort string) bittorrent.Peer {
 	var p bittorrent.Peer
@@ -200,7 +95,7 @@ func TestWriterGolden(t *testing.T) {
 				t.Fatal("the writer did not append to its destination")
 			}
 			got = got[len("prefix"):]
-			if _, err := decodeBencode(got); err != nil {
+			if _, err := frontendtest.DecodeBencode(got); err != nil {
 				t.Fatalf("output is not valid bencode: %v\n%q", err, got)
 			}
 			path := filepath.Join("testdata", tt.name+".golden")
@@ -224,7 +119,7 @@ func TestWriterGolden(t *testing.T) {
 // written, field by field.
 func checkAnnounce(t *testing.T, b []byte, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) {
 	t.Helper()
-	v, err := decodeBencode(b)
+	v, err := frontendtest.DecodeBencode(b)
 	if err != nil {
 		t.Fatalf("reply is not valid bencode: %v\n%q", err, b)
 	}
@@ -360,7 +255,7 @@ func TestWriterScrapeRoundTrip(t *testing.T) {
 		want[string(f.InfoHash[:])] = [3]int64{int64(f.Complete), int64(f.Incomplete), int64(f.Downloaded)}
 	}
 	b := appendScrape(nil, resp)
-	v, err := decodeBencode(b)
+	v, err := frontendtest.DecodeBencode(b)
 	if err != nil {
 		t.Fatalf("not valid bencode: %v", err)
 	}
@@ -433,11 +328,11 @@ func FuzzBencode(f *testing.F) {
 		checkAnnounce(t, appendAnnounce(nil, req, resp), req, resp)
 
 		b := appendScrape(nil, &bittorrent.ScrapeResponse{Files: ihs})
-		if _, err := decodeBencode(b); err != nil {
+		if _, err := frontendtest.DecodeBencode(b); err != nil {
 			t.Fatalf("scrape reply: %v\n%q", err, b)
 		}
 
-		v, err := decodeBencode(appendFailure(nil, reason))
+		v, err := frontendtest.DecodeBencode(appendFailure(nil, reason))
 		if err != nil {
 			t.Fatalf("failure reply: %v", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 )
 
 // ioTimeout bounds each wait for a datagram, so that a lost or unanswered
@@ -17,7 +18,7 @@ import (
 // any answer within it passes.
 const ioTimeout = 5 * time.Second
 
-func startFrontend(t *testing.T, logic *testLogic, cfg Config) *Frontend {
+func startFrontend(t *testing.T, logic *frontendtest.Logic, cfg Config) *Frontend {
 	t.Helper()
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -124,6 +125,15 @@ func serverAddr(t *testing.T, f *Frontend, host string) *net.UDPAddr {
 	return &net.UDPAddr{IP: net.ParseIP(host), Port: port}
 }
 
+// TestSuite runs the scenarios every frontend passes, over UDP, against
+// frontendtest's fake logic.
+func TestSuite(t *testing.T) {
+	frontendtest.Run(t, func(t *testing.T, af bittorrent.AddressFamily) frontendtest.Dialer {
+		f := startFrontend(t, frontendtest.NewLogic(), Config{Addr: frontendtest.Loopback(af) + ":0"})
+		return func(t *testing.T) frontendtest.Client { return frontendtest.UDP(t, f.Addr().String()) }
+	})
+}
+
 func TestListenerRoundTrip(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -144,7 +154,7 @@ func TestListenerRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logic := newTestLogic()
+			logic := frontendtest.NewLogic()
 			cfg := tt.cfg
 			cfg.Addr = tt.listen
 			f := startFrontend(t, logic, cfg)
@@ -160,7 +170,7 @@ func TestListenerRoundTrip(t *testing.T) {
 			if d.action != actionAnnounce || d.seeders != 1 || len(d.peers) != 0 {
 				t.Fatalf("seeder's announce reply = %+v", d)
 			}
-			req, _, _, _ := logic.last()
+			req := logic.Last().Announce
 			if req.Peer.AddressFamily() != tt.wantFamily || req.Peer.AddrPort.Addr().Is4In6() {
 				t.Errorf("seeder recorded as %v (%v), want an %v peer", req.Peer.AddrPort, req.Peer.AddressFamily(), tt.wantFamily)
 			}
@@ -171,7 +181,7 @@ func TestListenerRoundTrip(t *testing.T) {
 			lid := leecher.connect(3)
 			d = decode(t, leecher.roundTrip(encodeAnnounce(lid, 4, announceFields{infoHash: testIH, left: 100, numWant: -1, port: 6881})), tt.peerLen)
 			wantPeer := netip.AddrPortFrom(seeder.localAddr().Addr().Unmap(), seederPort)
-			if d.seeders != 1 || d.leechers != 1 || len(d.peers) != 1 || d.peers[0] != wantPeer || d.interval != uint32(testInterval/time.Second) {
+			if d.seeders != 1 || d.leechers != 1 || len(d.peers) != 1 || d.peers[0] != wantPeer || d.interval != uint32(frontendtest.Interval/time.Second) {
 				t.Errorf("leecher's announce reply = %+v, want one peer %v", d, wantPeer)
 			}
 
@@ -192,7 +202,7 @@ func TestListenerRoundTrip(t *testing.T) {
 func TestListenerSharesPortAcrossSockets(t *testing.T) {
 	for _, listen := range []string{"127.0.0.1:0", "[::]:0"} {
 		t.Run(listen, func(t *testing.T) {
-			f := startFrontend(t, newTestLogic(), Config{Addr: listen, Sockets: 4})
+			f := startFrontend(t, frontendtest.NewLogic(), Config{Addr: listen, Sockets: 4})
 			if len(f.conns) != 4 {
 				t.Fatalf("%d sockets, want 4", len(f.conns))
 			}
@@ -210,7 +220,7 @@ func TestListenerSharesPortAcrossSockets(t *testing.T) {
 }
 
 func TestListenerAmplificationRule(t *testing.T) {
-	f := startFrontend(t, newTestLogic(), Config{Addr: "127.0.0.1:0", Sockets: 1})
+	f := startFrontend(t, frontendtest.NewLogic(), Config{Addr: "127.0.0.1:0", Sockets: 1})
 	c := dialClient(t, "udp4", serverAddr(t, f, "127.0.0.1"))
 
 	// An announce cut to 30 bytes, with a bad ID, would get a 36-byte
@@ -230,7 +240,7 @@ func TestListenerAmplificationRule(t *testing.T) {
 // TestListenerSurvivesGarbage sends a burst of 5,000 garbage datagrams of
 // every kind, then checks that the listener still answers.
 func TestListenerSurvivesGarbage(t *testing.T) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	f := startFrontend(t, logic, Config{Addr: "127.0.0.1:0", Sockets: 2, BatchSize: 16})
 	c := dialClient(t, "udp4", serverAddr(t, f, "127.0.0.1"))
 	connID := c.connect(1)
@@ -296,7 +306,7 @@ func TestListenerSurvivesGarbage(t *testing.T) {
 
 func TestStopReleasesThePort(t *testing.T) {
 	cfg := Config{Addr: "127.0.0.1:0", Sockets: 3}.WithDefaults()
-	f, err := NewFrontend(newTestLogic(), cfg)
+	f, err := NewFrontend(frontendtest.NewLogic(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +334,7 @@ func TestNewFrontendAddressInUse(t *testing.T) {
 	}
 	t.Cleanup(func() { taken.Close() })
 	cfg := Config{Addr: taken.LocalAddr().String(), Sockets: 1}.WithDefaults()
-	if f, err := NewFrontend(newTestLogic(), cfg); err == nil {
+	if f, err := NewFrontend(frontendtest.NewLogic(), cfg); err == nil {
 		f.Stop(context.Background())
 		t.Fatal("NewFrontend on a taken port succeeded")
 	}
@@ -351,7 +361,7 @@ func BenchmarkListener(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := Config{Addr: "127.0.0.1:0", Sockets: 1, BatchSize: bc.batch}.WithDefaults()
-			f, err := NewFrontend(newTestLogic(), cfg)
+			f, err := NewFrontend(frontendtest.NewLogic(), cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 )
 
 // FuzzParsePacket runs every parser over arbitrary datagrams and checks
@@ -107,7 +108,7 @@ func FuzzHandlePacket(f *testing.F) {
 	f.Add(encodeAnnounce(id4, 2, announceFields{infoHash: testIH, port: 6881, numWant: -1}), false)
 	f.Add(encodeScrape(id4, 3, testIH), false)
 
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	cfg := Config{MaxNumWant: 20, DefaultNumWant: 10, MaxScrapeInfoHashes: 5}.WithDefaults()
 	h := newHandler(context.Background(), logic, ids, frontend.NewMetrics("udp", false, actions...), &limitedLogger{}, cfg)
 	buf := make([]byte, 0, 2048)

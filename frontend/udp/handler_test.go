@@ -8,6 +8,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 )
 
 func newTestHandler(t testing.TB, logic frontend.TrackerLogic, cfg Config) *handler {
@@ -23,7 +24,7 @@ func newTestHandler(t testing.TB, logic frontend.TrackerLogic, cfg Config) *hand
 // TestHandleRefusals covers every way a datagram is refused, and the rule
 // that an unauthenticated datagram never gets a reply larger than itself.
 func TestHandleRefusals(t *testing.T) {
-	h := newTestHandler(t, newTestLogic(), Config{})
+	h := newTestHandler(t, frontendtest.NewLogic(), Config{})
 	good := h.ids.Generate(testSrc4.Addr())
 	bad := good ^ 1
 	valid := announceFields{infoHash: testIH, peerID: testPID, left: 1, numWant: -1, port: 6881}
@@ -86,7 +87,7 @@ func TestHandleRefusals(t *testing.T) {
 }
 
 func TestHandleRoundTrip(t *testing.T) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	h := newTestHandler(t, logic, Config{})
 
 	d := decode(t, h.handle(encodeConnect(11), testSrc4, nil), 0)
@@ -100,7 +101,7 @@ func TestHandleRoundTrip(t *testing.T) {
 	h.handle(encodeAnnounce(connID, 1, announceFields{infoHash: testIH, left: 0, numWant: -1, port: seeder.Port(), event: 2}), seeder, nil)
 	d = decode(t, h.handle(encodeAnnounce(connID, 12, announceFields{infoHash: testIH, left: 5, numWant: -1, port: 6881}), leecher, nil), 6)
 	want := netip.MustParseAddrPort("192.0.2.1:7000")
-	if d.txID != 12 || d.interval != uint32(testInterval/time.Second) || d.seeders != 1 || len(d.peers) != 1 || d.peers[0] != want {
+	if d.txID != 12 || d.interval != uint32(frontendtest.Interval/time.Second) || d.seeders != 1 || len(d.peers) != 1 || d.peers[0] != want {
 		t.Errorf("announce reply = %+v, want the seeder %v", d, want)
 	}
 
@@ -111,7 +112,7 @@ func TestHandleRoundTrip(t *testing.T) {
 }
 
 func TestHandleIPv4MappedSource(t *testing.T) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	h := newTestHandler(t, logic, Config{})
 	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.1]:5000")
 	connID := decode(t, h.handle(encodeConnect(1), mapped, nil), 0).connID
@@ -119,7 +120,7 @@ func TestHandleIPv4MappedSource(t *testing.T) {
 		t.Errorf("ID issued to the mapped address does not validate for the IPv4 address")
 	}
 	h.handle(encodeAnnounce(connID, 2, announceFields{infoHash: testIH, numWant: -1, port: 6881}), mapped, nil)
-	req, _, _, _ := logic.last()
+	req := logic.Last().Announce
 	if want := netip.MustParseAddrPort("192.0.2.1:6881"); req.Peer.AddrPort != want || req.Peer.AddressFamily() != bittorrent.IPv4 {
 		t.Errorf("peer = %v, want the unmapped IPv4 %v", req.Peer.AddrPort, want)
 	}
@@ -138,7 +139,7 @@ func TestHandleURLData(t *testing.T) {
 		{name: "unknown option after URL data", options: append(urlDataOptions("/x?jwt=t", 255)[:10], 0x33, 1, 2), wantPath: "/x", wantQuery: "jwt=t", wJWT: "t"},
 		{name: "truncated option", options: []byte{optionURLData, 200, '/'}},
 	}
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	h := newTestHandler(t, logic, Config{})
 	connID := h.ids.Generate(testSrc4.Addr())
 	for _, tt := range tests {
@@ -147,7 +148,8 @@ func TestHandleURLData(t *testing.T) {
 			if d := decode(t, reply, 6); d.action != actionAnnounce {
 				t.Fatalf("reply = %+v, want an announce", d)
 			}
-			_, path, query, jwt := logic.last()
+			last := logic.Last()
+			path, query, jwt := last.Path, last.Query, last.JWT
 			if path != tt.wantPath || query != tt.wantQuery || jwt != tt.wJWT {
 				t.Errorf("params = %q, %q, jwt %q; want %q, %q, jwt %q", path, query, jwt, tt.wantPath, tt.wantQuery, tt.wJWT)
 			}
@@ -166,13 +168,13 @@ func TestHandleNumWantDefaults(t *testing.T) {
 		{"above max_numwant is capped", 500, 10},
 		{"within bounds is kept", 3, 3},
 	}
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	h := newTestHandler(t, logic, Config{MaxNumWant: 10, DefaultNumWant: 7})
 	connID := h.ids.Generate(testSrc4.Addr())
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h.handle(encodeAnnounce(connID, 1, announceFields{numWant: tt.numWant, port: 1}), testSrc4, nil)
-			if req, _, _, _ := logic.last(); req.NumWant != tt.want {
+			if req := logic.Last().Announce; req.NumWant != tt.want {
 				t.Errorf("NumWant = %d, want %d", req.NumWant, tt.want)
 			}
 		})
@@ -191,8 +193,8 @@ func TestHandleLogicErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logic := newTestLogic()
-			logic.setFail(tt.err)
+			logic := frontendtest.NewLogic()
+			logic.Fail(tt.err)
 			h := newTestHandler(t, logic, Config{})
 			connID := h.ids.Generate(testSrc4.Addr())
 			for _, packet := range [][]byte{
@@ -208,20 +210,19 @@ func TestHandleLogicErrors(t *testing.T) {
 					t.Errorf("reason %q not counted", tt.wantReason)
 				}
 			}
-			if logic.afterCount != 0 {
-				t.Errorf("AfterAnnounce ran %d times after a failed HandleAnnounce", logic.afterCount)
+			if n := logic.Afters(); n != 0 {
+				t.Errorf("AfterAnnounce ran %d times after a failed HandleAnnounce", n)
 			}
 		})
 	}
 }
 
 func TestHandleRecoversFromPanic(t *testing.T) {
-	logic := newTestLogic()
-	logic.panicIH = bittorrent.InfoHash{0xff}
+	logic := frontendtest.NewLogic()
 	h := newTestHandler(t, logic, Config{})
 	connID := h.ids.Generate(testSrc4.Addr())
 	before := udpErrors(t, reasonPanic)
-	if reply := h.handle(encodeAnnounce(connID, 1, announceFields{infoHash: logic.panicIH, port: 1}), testSrc4, nil); reply != nil {
+	if reply := h.handle(encodeAnnounce(connID, 1, announceFields{infoHash: frontendtest.PanicHash, port: 1}), testSrc4, nil); reply != nil {
 		t.Errorf("a panicking request got a reply")
 	}
 	if udpErrors(t, reasonPanic) != before+1 {
@@ -234,7 +235,7 @@ func TestHandleRecoversFromPanic(t *testing.T) {
 }
 
 func BenchmarkHandle(b *testing.B) {
-	logic := newTestLogic()
+	logic := frontendtest.NewLogic()
 	h := newTestHandler(b, logic, Config{})
 	connID := h.ids.Generate(testSrc4.Addr())
 	// A swarm of 50 other peers, so that the announce reply carries 50.

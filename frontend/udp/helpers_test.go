@@ -1,26 +1,22 @@
 package udp
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
-	"github.com/chihaya/chihaya/frontend"
 )
 
 // This file holds an encoder and a decoder of BEP 15 written apart from the
 // package's own parser and writer, so that round trips check one against
-// the other, and a small TrackerLogic.
+// the other.
 
 // TestMain keeps the sampled error logs of the refusal tests out of the
 // test output.
@@ -146,129 +142,6 @@ func decode(t *testing.T, b []byte, peerLen int) decoded {
 		t.Fatalf("response with unknown action %d", d.action)
 	}
 	return d
-}
-
-// testLogic is a tiny tracker: one list of peers per info hash, updated in
-// AfterAnnounce. It records what it was given so that tests can check what
-// the frontend parsed.
-type testLogic struct {
-	mu      sync.Mutex
-	swarms  map[bittorrent.InfoHash][]testPeer
-	failErr error               // returned by Handle* when set
-	panicIH bittorrent.InfoHash // an announce for it panics
-
-	lastAnnounce bittorrent.AnnounceRequest // Params cleared
-	lastPath     string
-	lastQuery    string
-	lastJWT      string
-	afterCount   int
-}
-
-type testPeer struct {
-	peer   bittorrent.Peer
-	seeder bool
-}
-
-var _ frontend.TrackerLogic = (*testLogic)(nil)
-
-const testInterval = 30 * time.Minute
-
-func newTestLogic() *testLogic {
-	return &testLogic{swarms: map[bittorrent.InfoHash][]testPeer{}}
-}
-
-func (l *testLogic) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if req.InfoHash == l.panicIH && l.panicIH != (bittorrent.InfoHash{}) {
-		panic("testLogic: asked to panic")
-	}
-	l.lastAnnounce = *req
-	l.lastAnnounce.Params = nil
-	l.lastPath, l.lastQuery = req.Params.RawPath(), req.Params.RawQuery()
-	l.lastJWT, _ = req.Params.String("jwt")
-	if l.failErr != nil {
-		return l.failErr
-	}
-	resp.Interval = testInterval
-	// Like the real logic, the counts include the announcer as it will be
-	// once AfterAnnounce stored it.
-	if req.Event != bittorrent.Stopped {
-		if req.Seeder() {
-			resp.Complete++
-		} else {
-			resp.Incomplete++
-		}
-	}
-	for _, p := range l.swarms[req.InfoHash] {
-		if p.peer.AddressFamily() != req.Peer.AddressFamily() || p.peer.AddrPort == req.Peer.AddrPort {
-			continue
-		}
-		if p.seeder {
-			resp.Complete++
-		} else {
-			resp.Incomplete++
-		}
-		if uint32(len(resp.Peers)) < req.NumWant {
-			resp.Peers = append(resp.Peers, p.peer)
-		}
-	}
-	return nil
-}
-
-func (l *testLogic) AfterAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.afterCount++
-	peers := l.swarms[req.InfoHash]
-	for i, p := range peers {
-		if p.peer.AddrPort == req.Peer.AddrPort {
-			peers = append(peers[:i], peers[i+1:]...)
-			break
-		}
-	}
-	if req.Event != bittorrent.Stopped {
-		peers = append(peers, testPeer{peer: req.Peer, seeder: req.Left == 0})
-	}
-	l.swarms[req.InfoHash] = peers
-}
-
-func (l *testLogic) HandleScrape(_ context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.failErr != nil {
-		return l.failErr
-	}
-	for _, ih := range req.InfoHashes {
-		s := bittorrent.Scrape{InfoHash: ih}
-		for _, p := range l.swarms[ih] {
-			if p.peer.AddressFamily() != req.AddressFamily {
-				continue
-			}
-			if p.seeder {
-				s.Complete++
-			} else {
-				s.Incomplete++
-			}
-		}
-		resp.Files = append(resp.Files, s)
-	}
-	return nil
-}
-
-func (l *testLogic) AfterScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) {
-}
-
-func (l *testLogic) setFail(err error) {
-	l.mu.Lock()
-	l.failErr = err
-	l.mu.Unlock()
-}
-
-func (l *testLogic) last() (req bittorrent.AnnounceRequest, path, query, jwt string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lastAnnounce, l.lastPath, l.lastQuery, l.lastJWT
 }
 
 var errBackend = errors.New("backend down at 10.0.0.7:6379")

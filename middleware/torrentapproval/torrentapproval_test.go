@@ -16,6 +16,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/internal/configtest"
+	"github.com/chihaya/chihaya/internal/eventually"
 	"github.com/chihaya/chihaya/middleware"
 )
 
@@ -130,17 +131,6 @@ func TestBadFile(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds or five seconds pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestFileChangeReloads(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "whitelist")
 	writeFile(t, path, hashA+"\n")
@@ -156,13 +146,13 @@ func TestFileChangeReloads(t *testing.T) {
 
 	// An edit in place.
 	writeFile(t, path, hashA+"\n"+hashB+"\n")
-	eventually(t, "the edited list to load", func() bool { return h.Len() == 2 })
+	eventually.True(t, "the edited list to load", func() bool { return h.Len() == 2 })
 	check(t, h, hashB, false)
 
 	// A bad version is rejected and counted; the list before it stays.
 	errorsBefore := testutil.ToFloat64(fileLoads.WithLabelValues("error"))
 	writeFile(t, path, hashC+"\nnot a hash\n")
-	eventually(t, "the bad file to be counted", func() bool {
+	eventually.True(t, "the bad file to be counted", func() bool {
 		return testutil.ToFloat64(fileLoads.WithLabelValues("error")) > errorsBefore
 	})
 	check(t, h, hashA, false)
@@ -175,7 +165,7 @@ func TestFileChangeReloads(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the renamed list to load", func() bool { return h.Len() == 1 })
+	eventually.True(t, "the renamed list to load", func() bool { return h.Len() == 1 })
 	check(t, h, hashA, true)
 	check(t, h, hashC, false)
 }

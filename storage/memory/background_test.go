@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/eventually"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
@@ -33,14 +34,14 @@ func TestBackgroundWork(t *testing.T) {
 	}
 	// Waits for an effect, not for a duration: the deadline only bounds a
 	// broken store.
-	eventually(t, "the IPv6 seeder gauge to read 1", func() bool {
+	eventually.True(t, "the IPv6 seeder gauge to read 1", func() bool {
 		return gauge(t, "chihaya_storage_peers", "IPv6", "seeder") == 1
 	})
-	eventually(t, "the stale seeder to be collected", func() bool {
+	eventually.True(t, "the stale seeder to be collected", func() bool {
 		c, _ := s.ScrapeSwarm(ih, bittorrent.IPv6)
 		return c.Seeders == 0
 	})
-	eventually(t, "the IPv6 seeder gauge to read 0", func() bool {
+	eventually.True(t, "the IPv6 seeder gauge to read 0", func() bool {
 		return gauge(t, "chihaya_storage_peers", "IPv6", "seeder") == 0
 	})
 
@@ -60,17 +61,6 @@ func storagetestStop(t testing.TB, s storage.PeerStore) {
 	defer cancel()
 	if err := s.Stop(ctx); err != nil {
 		t.Errorf("Stop: %v", err)
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
