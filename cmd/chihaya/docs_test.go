@@ -13,6 +13,7 @@ import (
 
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/middleware/clientapproval"
+	"github.com/chihaya/chihaya/middleware/eventstream"
 	"github.com/chihaya/chihaya/middleware/httpapproval"
 	"github.com/chihaya/chihaya/middleware/jwt"
 	"github.com/chihaya/chihaya/middleware/ratelimit"
@@ -35,6 +36,7 @@ var storageConfigTypes = map[string]reflect.Type{
 // each hook's section of the reference documents them as options.<key>.
 var hookConfigTypes = map[string]reflect.Type{
 	clientapproval.Name:  reflect.TypeOf(clientapproval.Config{}),
+	eventstream.Name:     reflect.TypeOf(eventstream.Config{}),
 	httpapproval.Name:    reflect.TypeOf(httpapproval.Config{}),
 	jwt.Name:             reflect.TypeOf(jwt.Config{}),
 	ratelimit.Name:       reflect.TypeOf(ratelimit.Config{}),

@@ -6,6 +6,7 @@ package main
 import (
 	// Hooks.
 	_ "github.com/chihaya/chihaya/middleware/clientapproval"
+	_ "github.com/chihaya/chihaya/middleware/eventstream"
 	_ "github.com/chihaya/chihaya/middleware/httpapproval"
 	_ "github.com/chihaya/chihaya/middleware/jwt"
 	_ "github.com/chihaya/chihaya/middleware/ratelimit"

@@ -1,0 +1,438 @@
+// Package eventstream implements the `event stream` posthook: after each
+// announce is answered, it queues an event describing it, and a worker
+// delivers the events in batches to a system the operator already runs: a
+// Redis Stream or an HTTP endpoint taking NDJSON.
+package eventstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/clock"
+	"github.com/chihaya/chihaya/pkg/query"
+	"github.com/chihaya/chihaya/pkg/webhook"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
+)
+
+// Name is the name operators write in the `posthooks` list.
+const Name = "event stream"
+
+// Results of an event, the `result` label of the events metric.
+const (
+	resultDelivered = "delivered"
+	resultQueueFull = "dropped_queue_full"
+	resultRejected  = "dropped_rejected"
+	resultShutdown  = "dropped_shutdown"
+)
+
+var (
+	events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "event_stream_events_total",
+		Help: "Announce events of the event stream hook, by result (delivered, dropped_queue_full, dropped_rejected, dropped_shutdown).",
+	}, []string{"result"})
+	batches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "event_stream_batches_total",
+		Help: "Batch writes of the event stream hook, by sink (redis, http) and result (ok, error); a batch that failed is retried.",
+	}, []string{"sink", "result"})
+	writeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name:    "event_stream_write_duration_seconds",
+		Help:    "Time one batch write of the event stream hook took, failures included.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"sink"})
+	queued = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "chihaya", Subsystem: "middleware",
+		Name: "event_stream_queued_events",
+		Help: "Events waiting in the event stream hook's queue, as of its last batch.",
+	})
+
+	droppedFull prometheus.Counter
+)
+
+func init() {
+	prometheus.MustRegister(events, batches, writeDuration, queued)
+	for _, r := range []string{resultDelivered, resultQueueFull, resultRejected, resultShutdown} {
+		events.WithLabelValues(r)
+	}
+	droppedFull = events.WithLabelValues(resultQueueFull)
+	for _, s := range []string{"redis", "http"} {
+		writeDuration.WithLabelValues(s)
+		for _, r := range []string{"ok", "error"} {
+			batches.WithLabelValues(s, r)
+		}
+	}
+	middleware.Register(plugin)
+}
+
+// plugin decodes the hook's options and builds it. New connects to
+// nothing (the Redis client dials on first use), so validating may build
+// it.
+var plugin = middleware.Plugin[Config]{
+	Name:     Name,
+	Defaults: Config.WithDefaults,
+	New:      func(c Config) (middleware.Hook, error) { return New(c) },
+}
+
+// Event is one announce as sinks receive it: the announce's fields (as
+// the `http approval` hook sends them), when the tracker answered it, and
+// which tracker did. Uploaded and Downloaded are the client's totals for
+// this torrent since it started, not deltas.
+type Event struct {
+	middleware.AnnounceFields
+	Time     time.Time `json:"time"`
+	Instance string    `json:"instance"`
+}
+
+// maxRoute is the number of route parameters an event carries.
+const maxRoute = 4
+
+// pending is an event as queued on the reply path: copied, not encoded.
+// The strings are the request's own (a frontend never reuses a string's
+// bytes), so copying them copies two words.
+type pending struct {
+	ih         bittorrent.InfoHash
+	peer       bittorrent.Peer
+	event      bittorrent.Event
+	left       uint64
+	uploaded   uint64
+	downloaded uint64
+	nanos      int64
+	query      string
+	route      [maxRoute]string
+	hasRoute   uint8
+}
+
+// sink writes batches of events.
+type sink interface {
+	name() string
+	write(ctx context.Context, evs []Event) error
+	close()
+}
+
+// errRejected is a batch the sink will never take (an HTTP 3xx or 4xx): it is
+// dropped instead of retried.
+var errRejected = errors.New("rejected")
+
+// Hook queues announce events and delivers them.
+type Hook struct {
+	cfg        Config
+	desc       *middleware.Describer
+	routeNames []string
+	q          chan pending
+	sink       sink
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	logged   atomic.Int64
+}
+
+var (
+	_ middleware.Hook    = (*Hook)(nil)
+	_ middleware.Stopper = (*Hook)(nil)
+)
+
+// New builds the hook from a validated config and starts its worker.
+func New(cfg Config) (*Hook, error) {
+	desc, err := middleware.NewDescriber(cfg.Routes, cfg.Redact)
+	if err != nil {
+		return nil, err
+	}
+	h := &Hook{
+		cfg:  cfg,
+		desc: desc,
+		q:    make(chan pending, cfg.QueueSize),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	h.routeNames = desc.RouteParams()
+	if len(h.routeNames) > maxRoute {
+		h.routeNames = h.routeNames[:maxRoute]
+	}
+	switch cfg.Sink {
+	case "redis":
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, yamlconf.Errorf("redis_url", "%v", err)
+		}
+		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = cfg.Timeout, cfg.Timeout, cfg.Timeout
+		opts.MaxRetries = -1 // the worker retries whole batches, with backoff
+		opts.PoolSize = 2
+		h.sink = &redisSink{c: redis.NewClient(opts), stream: cfg.Stream, maxLen: cfg.MaxLen}
+	case "http":
+		s := &httpSink{url: cfg.URL}
+		if cfg.SecretFile != "" {
+			if s.secret, err = webhook.ReadSecret(cfg.SecretFile); err != nil {
+				return nil, yamlconf.Errorf("secret_file", "%w", err)
+			}
+		}
+		tc, err := webhook.ClientTLS(webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
+		if err != nil {
+			key := "tls_cert_file"
+			if cfg.TLSCAFile != "" && bytes.Contains([]byte(err.Error()), []byte(cfg.TLSCAFile)) {
+				key = "tls_ca_file"
+			}
+			return nil, yamlconf.Errorf(key, "%w", err)
+		}
+		if cfg.URL[:6] != "https:" {
+			tc = nil
+		}
+		s.client = webhook.NewClient(tc, 2, cfg.Timeout)
+		h.sink = s
+	}
+	go h.run()
+	return h, nil
+}
+
+// HandleAnnounce queues the announce's event. It never waits: when the
+// queue is full the event is dropped and counted.
+func (h *Hook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) error {
+	p := pending{
+		ih:         req.InfoHash,
+		peer:       req.Peer,
+		event:      req.Event,
+		left:       req.Left,
+		uploaded:   req.Uploaded,
+		downloaded: req.Downloaded,
+		nanos:      clock.UnixNano(),
+		query:      req.Params.RawQuery(),
+	}
+	for i, n := range h.routeNames {
+		if v, ok := h.desc.RouteParam(req.Params, n); ok {
+			p.route[i] = v
+			p.hasRoute |= 1 << i
+		}
+	}
+	select {
+	case h.q <- p:
+	default:
+		droppedFull.Inc()
+	}
+	return nil
+}
+
+// HandleScrape does nothing: the stream carries announces.
+func (h *Hook) HandleScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) error {
+	return nil
+}
+
+// Stop delivers what is queued (one attempt, bounded by timeout), drops
+// and counts what cannot be, and closes the sink.
+func (h *Hook) Stop() {
+	h.stopOnce.Do(func() { close(h.stop) })
+	<-h.done
+}
+
+// run is the worker: it collects batches and delivers them.
+func (h *Hook) run() {
+	defer close(h.done)
+	defer h.sink.close()
+	batch := make([]pending, 0, h.cfg.BatchSize)
+	tick := time.NewTicker(h.cfg.FlushInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case p := <-h.q:
+			batch = append(batch, p)
+			if len(batch) >= h.cfg.BatchSize {
+				h.deliver(batch)
+				batch = batch[:0]
+			}
+		case <-tick.C:
+			if len(batch) > 0 {
+				h.deliver(batch)
+				batch = batch[:0]
+			}
+		case <-h.stop:
+			for {
+				select {
+				case p := <-h.q:
+					batch = append(batch, p)
+					if len(batch) < h.cfg.BatchSize {
+						continue
+					}
+				default:
+				}
+				if len(batch) == 0 {
+					return
+				}
+				h.deliver(batch)
+				batch = batch[:0]
+			}
+		}
+	}
+}
+
+// deliver writes a batch, retrying with backoff until it is written, the
+// sink rejects it, or the hook stops (then one last attempt is made).
+func (h *Hook) deliver(batch []pending) {
+	evs := make([]Event, len(batch))
+	for i := range batch {
+		evs[i] = h.event(&batch[i])
+	}
+	backoff := 100 * time.Millisecond
+	stopping := false
+	for {
+		select {
+		case <-h.stop:
+			stopping = true
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+		start := time.Now()
+		err := h.sink.write(ctx, evs)
+		cancel()
+		writeDuration.WithLabelValues(h.sink.name()).Observe(time.Since(start).Seconds())
+		queued.Set(float64(len(h.q)))
+		if err == nil {
+			batches.WithLabelValues(h.sink.name(), "ok").Inc()
+			events.WithLabelValues(resultDelivered).Add(float64(len(evs)))
+			return
+		}
+		batches.WithLabelValues(h.sink.name(), "error").Inc()
+		h.logError(err, len(evs))
+		if errors.Is(err, errRejected) {
+			events.WithLabelValues(resultRejected).Add(float64(len(evs)))
+			return
+		}
+		if stopping {
+			events.WithLabelValues(resultShutdown).Add(float64(len(evs)))
+			return
+		}
+		select {
+		case <-time.After(backoff):
+		case <-h.stop:
+		}
+		if backoff *= 2; backoff > h.cfg.MaxBackoff {
+			backoff = h.cfg.MaxBackoff
+		}
+	}
+}
+
+// event encodes a queued event.
+func (h *Hook) event(p *pending) Event {
+	var v query.Values
+	_ = v.Parse("", p.query) // the frontend has parsed it already
+	for i, n := range h.routeNames {
+		if p.hasRoute&(1<<i) != 0 {
+			v.SetRouteParam(n, p.route[i])
+		}
+	}
+	req := bittorrent.AnnounceRequest{
+		InfoHash: p.ih, Peer: p.peer, Event: p.event,
+		Left: p.left, Uploaded: p.uploaded, Downloaded: p.downloaded,
+		Params: &v,
+	}
+	return Event{AnnounceFields: h.desc.Announce(&req), Time: time.Unix(0, p.nanos).UTC(), Instance: h.cfg.Instance}
+}
+
+// logError logs a failed batch at most once a second.
+func (h *Hook) logError(err error, n int) {
+	now := clock.Monotonic()
+	last := h.logged.Load()
+	if now-last < int64(time.Second) || !h.logged.CompareAndSwap(last, now) {
+		return
+	}
+	log.WithError(err).WithFields(log.Fields{"hook": Name, "sink": h.sink.name(), "events": n, "queued": len(h.q)}).Error("event stream: batch not written; retrying unless rejected (logged at most once a second)")
+}
+
+// redisSink appends events to a Redis Stream, one XADD per event, a batch
+// in one pipeline.
+type redisSink struct {
+	c      *redis.Client
+	stream string
+	maxLen int64
+}
+
+func (s *redisSink) name() string { return "redis" }
+func (s *redisSink) close()       { s.c.Close() }
+
+func (s *redisSink) write(ctx context.Context, evs []Event) error {
+	pipe := s.c.Pipeline()
+	for i := range evs {
+		e := &evs[i]
+		params, _ := json.Marshal(e.Params)
+		pipe.XAdd(ctx, &redis.XAddArgs{
+			Stream: s.stream,
+			MaxLen: s.maxLen,
+			Approx: true,
+			Values: []any{
+				"action", e.Action,
+				"info_hash", e.InfoHash,
+				"peer_id", e.PeerID,
+				"ip", e.IP,
+				"port", strconv.Itoa(int(e.Port)),
+				"event", e.Event,
+				"left", strconv.FormatUint(e.Left, 10),
+				"uploaded", strconv.FormatUint(e.Uploaded, 10),
+				"downloaded", strconv.FormatUint(e.Downloaded, 10),
+				"time", e.Time.Format(time.RFC3339Nano),
+				"instance", e.Instance,
+				"params", string(params),
+			},
+		})
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("event stream: redis: %w", err)
+	}
+	return nil
+}
+
+// httpSink POSTs a batch as NDJSON, one event a line.
+type httpSink struct {
+	url    string
+	secret []byte
+	client *http.Client
+}
+
+func (s *httpSink) name() string { return "http" }
+func (s *httpSink) close()       { s.client.CloseIdleConnections() }
+
+func (s *httpSink) write(ctx context.Context, evs []Event) error {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	for i := range evs {
+		if err := enc.Encode(&evs[i]); err != nil {
+			return fmt.Errorf("event stream: http: %w", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body.Bytes()))
+	if err != nil {
+		return fmt.Errorf("event stream: http: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("User-Agent", "chihaya event stream")
+	webhook.Sign(req, s.secret, body.Bytes(), time.Now())
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("event stream: http: %w", err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		// A redirect (never followed) or a refusal will not change by
+		// retrying; the batch is dropped and counted.
+		return fmt.Errorf("event stream: http: status %d: %w", resp.StatusCode, errRejected)
+	default:
+		return fmt.Errorf("event stream: http: status %d", resp.StatusCode)
+	}
+}
