@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"io"
 	"net/netip"
 	"strconv"
 	"unsafe"
@@ -111,28 +112,35 @@ func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {
 	p := s.cfg.KeyPrefix
 	n := len(p) + 2 + len(h) // P{H}
 	buf := make([]byte, 0, 7*n+11+len(h))
-	key := func(suffix string) string {
+	var k swarmKeys
+	// The strings cut from buf are never written again: appends only
+	// write past them (and a growth would copy, leaving them as they are).
+	for i, suffix := range keySuffixes {
 		start := len(buf)
 		buf = append(buf, p...)
 		buf = append(buf, '{')
 		buf = append(buf, h[:]...)
 		buf = append(buf, '}')
 		buf = append(buf, suffix...)
-		return unsafe.String(&buf[start], len(buf)-start)
+		key := unsafe.String(&buf[start], len(buf)-start)
+		switch {
+		case i < 4:
+			k.roles[i/2][i%2] = key
+		case i < 6:
+			k.base[i-4] = key
+		default:
+			k.downloads = key
+		}
 	}
-	var k swarmKeys
-	// The strings cut from buf are never written again: appends only
-	// write past them (and a growth would copy, leaving them as they are).
-	k.roles[0][0], k.roles[0][1] = key("4s"), key("4l")
-	k.roles[1][0], k.roles[1][1] = key("6s"), key("6l")
-	k.base[0], k.base[1] = key("4"), key("6")
-	k.downloads = key("d")
 	start := len(buf)
 	buf = append(buf, h[:]...)
 	k.hexIH = unsafe.String(&buf[start], len(h))
 	k.shard = s.shardOf(h[:])
 	return k
 }
+
+// keySuffixes end the keys of a swarm, in the order keys fills them.
+var keySuffixes = [7]string{"4s", "4l", "6s", "6l", "4", "6", "d"}
 
 // shardOf returns the shard of the swarm whose hash tag is tag.
 func (s *PeerStore) shardOf(tag []byte) shard {
@@ -190,6 +198,26 @@ type rawReply struct{ b []byte }
 func (r *rawReply) Write(p []byte) (int, error) {
 	r.b = append(r.b, p...)
 	return len(p), nil
+}
+
+// ReadFrom appends what src holds, so that io.Copy needs no buffer of its
+// own.
+func (r *rawReply) ReadFrom(src io.Reader) (int64, error) {
+	var total int64
+	for {
+		if len(r.b) == cap(r.b) {
+			r.b = append(r.b, 0)[:len(r.b)]
+		}
+		n, err := src.Read(r.b[len(r.b):cap(r.b)])
+		r.b = r.b[:len(r.b)+n]
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // replyError is an error reply of Redis read from raw bytes.
@@ -272,6 +300,43 @@ func appendPairs(dst []bittorrent.Peer, b []byte, self []byte, want *int) ([]bit
 		}
 	}
 	return dst, b, nil
+}
+
+// readInt reads a raw integer reply (":n"), or a bulk string holding one
+// ("$-1" reads as 0, as GET of a missing counter), and returns the bytes
+// after it.
+func readInt(b []byte) (int64, []byte, error) {
+	line, b, ok := readLine(b)
+	if !ok || len(line) == 0 {
+		return 0, b, errBadReply
+	}
+	switch line[0] {
+	case '-':
+		return 0, b, replyError(line[1:])
+	case ':':
+		n, err := strconv.ParseInt(string(line[1:]), 10, 64)
+		if err != nil {
+			return 0, b, errBadReply
+		}
+		return n, b, nil
+	case '$':
+		l, ok := parseLen(line[1:])
+		if !ok || l > 20 {
+			return 0, b, errBadReply
+		}
+		if l < 0 {
+			return 0, b, nil
+		}
+		if len(b) < l+2 {
+			return 0, b, errBadReply
+		}
+		n, err := strconv.ParseInt(string(b[:l]), 10, 64)
+		if err != nil {
+			return 0, b, errBadReply
+		}
+		return n, b[l+2:], nil
+	}
+	return 0, b, errBadReply
 }
 
 // asInt reads an integer of a parsed reply.

@@ -738,3 +738,95 @@ func TestCallerGivingUpIsNotAnOutage(t *testing.T) {
 	slow.Store(false)
 	must(t, "put after the caller gave up", s.PutSeeder(ih(1), peer4(1)))
 }
+
+// BenchmarkAnnounce measures one announce as the daemon makes it
+// (Announce: the update and the peers in one round trip) in swarms of 20
+// peers, numwant 50: the peers announce again in their role, as most
+// announces do. It reports Redis' own time per announce from INFO
+// commandstats: redis-µs/op sums every command's usec (a script's
+// commands are counted both under EVALSHA and under their own names, so
+// this counts them twice), redis-top-µs/op only what the driver sends
+// (HLEN, GET, EVALSHA, HRANDFIELD); and redis-cpu-µs/op, the CPU time of
+// the Redis process (INFO cpu: system and user), network included.
+func BenchmarkAnnounce(b *testing.B) {
+	srv := startRedis(b)
+	s := newStore(b, srv)
+	const swarms, size = 1000, 20
+	for i := range swarms * size {
+		p := peer4(i)
+		if i%3 == 0 {
+			must(b, "put", s.PutSeeder(ih(i%swarms), p))
+		} else {
+			must(b, "put", s.PutLeecher(ih(i%swarms), p))
+		}
+	}
+	c := srv.Conn(b)
+	must(b, "CONFIG RESETSTAT", c.ConfigResetStat(context.Background()).Err())
+	cpu := redisCPU(b, c)
+	b.ReportAllocs()
+	b.ResetTimer()
+	dst := make([]bittorrent.Peer, 0, 64)
+	for i := range b.N {
+		j := i % (swarms * size)
+		u := storage.UpdateLeecher
+		if j%3 == 0 {
+			u = storage.UpdateSeeder
+		}
+		var err error
+		dst, _, _, err = s.Announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	cpu = redisCPU(b, c) - cpu
+	all, top := commandUsec(b, c)
+	if testing.Verbose() {
+		info, _ := c.Info(context.Background(), "commandstats").Result()
+		b.Log(info)
+	}
+	b.ReportMetric(all/float64(b.N), "redis-µs/op")
+	b.ReportMetric(top/float64(b.N), "redis-top-µs/op")
+	b.ReportMetric(cpu*1e6/float64(b.N), "redis-cpu-µs/op")
+}
+
+// redisCPU returns the CPU seconds the Redis process has used (INFO cpu).
+func redisCPU(tb testing.TB, c *redis.Client) float64 {
+	tb.Helper()
+	info, err := c.Info(context.Background(), "cpu").Result()
+	must(tb, "INFO cpu", err)
+	var sum float64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, f); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				sum += n
+			}
+		}
+	}
+	return sum
+}
+
+// commandUsec sums the usec of INFO commandstats: over every command, and
+// over the commands the driver sends itself on its hot path.
+func commandUsec(tb testing.TB, c *redis.Client) (all, top float64) {
+	tb.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	must(tb, "INFO commandstats", err)
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || name == line || name == "config|resetstat" || name == "info" {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, _ := strconv.ParseFloat(v, 64)
+				all += n
+				if name == "evalsha" || name == "hrandfield" || name == "hlen" || name == "get" {
+					top += n
+				}
+			}
+		}
+	}
+	return all, top
+}

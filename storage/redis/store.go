@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -28,7 +29,16 @@ type exchange struct {
 	// 0 the cell, 1 the count of an HRANDFIELD, 2 the address, 3 the value
 	// (views of addr and value, passed as *string: no allocation).
 	strs [4]string
-	cmds [3]redis.Cmder
+	// The arguments of the plain commands of an announce.
+	hlen [2][2]interface{}
+	get  [2]interface{}
+	hrf  [2][4]interface{}
+	// peerCmds are the HRANDFIELD reads of an announce.
+	peerCmds [2]*redis.RawCmd
+	// cmds are the commands of an announce's pipeline.
+	cmds []redis.Cmder
+	k    swarmKeys
+	up   update
 }
 
 var exchanges = sync.Pool{New: func() any { return new(exchange) }}
@@ -42,7 +52,11 @@ func getExchange() *exchange {
 func putExchange(x *exchange) {
 	clear(x.args)
 	x.strs = [4]string{}
-	x.cmds = [3]redis.Cmder{}
+	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
+	x.peerCmds = [2]*redis.RawCmd{}
+	clear(x.cmds)
+	x.cmds = x.cmds[:0]
+	x.k, x.up = swarmKeys{}, update{}
 	exchanges.Put(x)
 }
 
@@ -76,13 +90,13 @@ func (s *PeerStore) appendUpdateArgs(x *exchange, up *update, eval bool) {
 	if up.cell != "" {
 		sc = putLocalScript
 	}
-	own, other, role := 0, 1, "s"
+	own, other, role := 0, 1, &roleTag[0]
 	if !up.u.Seeder() {
-		own, other, role = 1, 0, "l"
+		own, other, role = 1, 0, &roleTag[1]
 	}
-	count := "0"
+	count := &flagTag[0]
 	if up.u == storage.UpdateGraduate {
-		count = "1"
+		count = &flagTag[1]
 	}
 	x.args = sc.args(x.args, eval)
 	x.args = append(x.args, &k.roles[f][own], &k.roles[f][other], &k.downloads, &k.shard.index, &k.shard.totals,
@@ -92,6 +106,12 @@ func (s *PeerStore) appendUpdateArgs(x *exchange, up *update, eval bool) {
 		x.args = append(x.args, &k.base[f], &x.strs[0])
 	}
 }
+
+// roleTag and flagTag are arguments passed by pointer (no allocation).
+var (
+	roleTag = [2]string{"s", "l"}
+	flagTag = [2]string{"0", "1"}
+)
 
 // prepare fills up and x.value for an update of p; false if p has no
 // valid address.
@@ -111,35 +131,21 @@ func (s *PeerStore) prepare(x *exchange, up *update, k *swarmKeys, u storage.Upd
 	return true
 }
 
-// updateReply reads what put.lua and delete.lua return: the counts and the
+// roleBefore turns what put.lua and delete.lua return into the
 // announcer's role before the update.
-func updateReply(v interface{}, up *update) (storage.Counts, storage.Role, error) {
-	r, ok := v.([]interface{})
-	if !ok || len(r) != 4 {
-		return storage.Counts{}, storage.Absent, errBadReply
-	}
-	a, b, dl, was := asInt(r[0]), asInt(r[1]), asInt(r[2]), asInt(r[3])
-	var c storage.Counts
-	role := storage.Absent
-	if up.u == storage.UpdateDelete || up.seeding {
-		// delete.lua: seeders, leechers; put.lua for a seeder: own (seeders), other.
-		c = storage.Counts{Seeders: clampU32(a), Leechers: clampU32(b), Downloads: clampU32(dl)}
-		switch was {
-		case 1:
-			role = storage.Seeder
-		case 2:
-			role = storage.Leecher
+func roleBefore(was int64, up *update) storage.Role {
+	switch {
+	case was == 0:
+		return storage.Absent
+	case up.u == storage.UpdateDelete:
+		if was == 1 {
+			return storage.Seeder
 		}
-	} else {
-		c = storage.Counts{Seeders: clampU32(b), Leechers: clampU32(a), Downloads: clampU32(dl)}
-		switch was {
-		case 1:
-			role = storage.Leecher
-		case 2:
-			role = storage.Seeder
-		}
+		return storage.Leecher
+	case (was == 1) == up.seeding:
+		return storage.Seeder
 	}
-	return c, role, nil
+	return storage.Leecher
 }
 
 // PutSeeder stores p as a seeder of ih.
@@ -194,50 +200,41 @@ func (up *update) script() *script {
 }
 
 // Announce answers an announce and applies its update in one round trip:
-// a pipeline of the update's script, which returns the counts and the
-// announcer's role from before it, and the HRANDFIELD reads of numWant+1
-// seeders (for a leecher) and leechers, one more than wanted so that the
-// announcer can be skipped. The peer replies are read raw, in place.
+// a pipeline of the counts (HLEN of both roles, GET of the downloads),
+// the update's script, and the HRANDFIELD reads of numWant+1 seeders (for
+// a leecher) and leechers, one more than wanted so that the announcer can
+// be skipped. Every reply is read raw, in place, from one buffer.
 func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	x := getExchange()
 	defer putExchange(x)
-	k := s.keys(ih)
-	var up update
-	if !s.prepare(x, &up, &k, u, announcer) {
+	// The keys and the update live in the pooled exchange: no allocation.
+	x.k = s.keys(ih)
+	up := &x.up
+	if !s.prepare(x, up, &x.k, u, announcer) {
 		storage.ObserveError("announce")
 		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
 	}
 	numWant = max(numWant, 0)
 	if cls := s.cls.Load(); cls != nil {
-		return s.announceLocal(dst, x, &up, cls, numWant, announcer)
+		return s.announceLocal(dst, x, up, cls, numWant, announcer)
 	}
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
 	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
-		for eval := false; ; eval = true {
-			dst = dst[:n]
-			x.args, x.raw.b = x.args[:0], x.raw.b[:0]
-			pipe := s.client.Pipeline()
-			s.appendUpdateArgs(x, &up, eval)
-			upd := pipe.Do(ctx, x.args...)
-			reads := s.queuePeerReads(ctx, pipe, x, &up, numWant)
-			_, err := pipe.Exec(ctx)
-			if isNoScript(upd.Err()) && !eval {
-				continue
-			}
-			if err := upd.Err(); err != nil {
-				return err
-			}
-			if counts, role, err = updateReply(upd.Val(), &up); err != nil {
-				return err
-			}
-			if err != nil && !isReplyError(err) {
-				return err
-			}
-			dst, err = s.readPeers(ctx, dst, x, &up, numWant, reads)
-			return err
+		var err error
+		dst, counts, role, err = s.announceRaw(ctx, dst[:n], x, up, numWant, false)
+		if isNoScript(err) {
+			dst, counts, role, err = s.announceRaw(ctx, dst[:n], x, up, numWant, true)
 		}
+		var re replyError
+		if errors.As(err, &re) && isRedirect(string(re)) {
+			// A slot moving or moved under the swarm (a reshard, a
+			// failover): the raw replies do not follow redirections, the
+			// parsed commands do.
+			dst, counts, role, err = s.announceFollowing(ctx, dst[:n], x, up, numWant)
+		}
+		return err
 	})
 	if err != nil {
 		return dst[:n], storage.Counts{}, storage.Absent, err
@@ -245,9 +242,89 @@ func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	return dst, counts, role, nil
 }
 
-// queuePeerReads queues the raw HRANDFIELD reads of an announce in pipe
-// and returns how many.
-func (s *PeerStore) queuePeerReads(ctx context.Context, pipe redis.Pipeliner, x *exchange, up *update, numWant int) int {
+// isRedirect reports an error reply that a Cluster client answers by
+// asking another node, or the same one again.
+func isRedirect(msg string) bool {
+	for _, p := range []string{"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN", "LOADING"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// announceRaw is Announce's one round trip, its replies read raw. An
+// error reply of the update's script comes back as a replyError, and
+// then the update was not applied.
+func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int, eval bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	k, f := up.k, up.fam
+	x.args, x.raw.b = x.args[:0], x.raw.b[:0]
+	pipe := s.client.Pipeline()
+	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
+	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
+	x.get = [2]interface{}{"get", &k.downloads}
+	s.appendUpdateArgs(x, up, eval)
+	x.cmds = append(x.cmds[:0],
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[0][:]...),
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[1][:]...),
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...),
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
+	reads := s.queuePeerReads(ctx, x, up, numWant)
+	// One BatchProcess: the pipeline's list grows once.
+	_ = pipe.BatchProcess(ctx, x.cmds...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	b := x.raw.b
+	var v [4]int64
+	var err error
+	for i := range v {
+		if v[i], b, err = readInt(b); err != nil {
+			return dst, storage.Counts{}, storage.Absent, err
+		}
+	}
+	counts := storage.Counts{Seeders: clampU32(v[0]), Leechers: clampU32(v[1]), Downloads: clampU32(v[2])}
+	role := roleBefore(v[3], up)
+	want := numWant
+	for i := range reads {
+		if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), up.addr, &want); err != nil {
+			// The update is applied: read the peers again, following.
+			var re replyError
+			if errors.As(err, &re) && isRedirect(string(re)) {
+				dst, err = s.readPeers(ctx, dst, up, numWant)
+			}
+			return dst, counts, role, err
+		}
+	}
+	return dst, counts, role, nil
+}
+
+// announceFollowing is Announce with parsed commands, which follow
+// Cluster redirections: the update's script first, then the reads.
+func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	k, f := up.k, up.fam
+	pipe := s.client.Pipeline()
+	nS := pipe.HLen(ctx, k.roles[f][0])
+	nL := pipe.HLen(ctx, k.roles[f][1])
+	dl := pipe.Get(ctx, k.downloads)
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	x.args = x.args[:0]
+	s.appendUpdateArgs(x, up, false)
+	was, err := up.script().run(ctx, s.client, x.args).Int64()
+	if err != nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	d, _ := dl.Int64()
+	counts := storage.Counts{Seeders: clampU32(nS.Val()), Leechers: clampU32(nL.Val()), Downloads: clampU32(d)}
+	dst, err = s.readPeers(ctx, dst, up, numWant)
+	return dst, counts, roleBefore(was, up), err
+}
+
+// queuePeerReads appends the raw HRANDFIELD reads of an announce to
+// x.cmds and returns how many.
+func (s *PeerStore) queuePeerReads(ctx context.Context, x *exchange, up *update, numWant int) int {
 	if numWant == 0 {
 		return 0
 	}
@@ -258,43 +335,22 @@ func (s *PeerStore) queuePeerReads(ctx context.Context, pipe redis.Pipeliner, x 
 		if role == 0 && up.seeding {
 			continue // a seeder gets only leechers
 		}
-		cmd := redis.NewRawWriteToCmd(ctx, &x.raw, "hrandfield", &up.k.roles[up.fam][role], &x.strs[1], "withvalues")
-		_ = pipe.Process(ctx, cmd)
-		x.cmds[reads] = cmd
+		x.hrf[role] = [4]interface{}{"hrandfield", &up.k.roles[up.fam][role], &x.strs[1], "withvalues"}
+		// Read whole into one buffer: a raw write would cost an
+		// allocation per element.
+		x.peerCmds[reads] = redis.NewRawCmd(ctx, x.hrf[role][:]...)
+		x.cmds = append(x.cmds, x.peerCmds[reads])
 		reads++
 	}
 	return reads
 }
 
-// readPeers appends the peers of the raw replies in x to dst: seeders
-// first for a leecher. A reply that is an error (a redirection during a
-// reshard, which the raw reads do not follow) is read again through the
-// parsed command, which follows it.
-func (s *PeerStore) readPeers(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant, reads int) ([]bittorrent.Peer, error) {
-	want := numWant
-	b := x.raw.b
-	n := len(dst)
-	var err error
-	for i := 0; i < reads; i++ {
-		if err = x.cmds[i].Err(); err != nil {
-			break
-		}
-		if dst, b, err = appendPairs(dst, b, up.addr, &want); err != nil {
-			break
-		}
-	}
-	if err == nil {
-		return dst, nil
-	}
-	if !isReplyError(err) {
-		var re replyError
-		if !errors.As(err, &re) {
-			return dst[:n], err
-		}
-	}
-	// Slow path: parsed replies, redirections followed.
-	dst, want = dst[:n], numWant
-	for role := 0; role < 2; role++ {
+// readPeers appends up to numWant peers for the announcer to dst with
+// parsed commands (which follow Cluster redirections): seeders first for
+// a leecher.
+func (s *PeerStore) readPeers(ctx context.Context, dst []bittorrent.Peer, up *update, numWant int) ([]bittorrent.Peer, error) {
+	n, want := len(dst), numWant
+	for role := 0; role < 2 && want > 0; role++ {
 		if role == 0 && up.seeding {
 			continue
 		}
@@ -351,7 +407,9 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		dl := pipe.Get(ctx, k.downloads)
 		isS := pipe.HExists(ctx, k.roles[af][0], string(addr))
 		isL := pipe.HExists(ctx, k.roles[af][1], string(addr))
-		reads := s.queuePeerReads(ctx, pipe, x, &up, numWant)
+		x.cmds = x.cmds[:0]
+		reads := s.queuePeerReads(ctx, x, &up, numWant)
+		_ = pipe.BatchProcess(ctx, x.cmds...)
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return err
 		}
@@ -363,9 +421,18 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		case isL.Val():
 			role = storage.Leecher
 		}
-		var err error
-		dst, err = s.readPeers(ctx, dst, x, &up, numWant, reads)
-		return err
+		want := numWant
+		for i := range reads {
+			var err error
+			if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), addr, &want); err != nil {
+				var re replyError
+				if errors.As(err, &re) && isRedirect(string(re)) {
+					dst, err = s.readPeers(ctx, dst[:n], &up, numWant)
+				}
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return dst[:n], storage.Counts{}, storage.Absent, err

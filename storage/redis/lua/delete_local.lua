@@ -3,9 +3,6 @@
 --
 -- KEYS as delete.lua. ARGV as delete.lua, then 3 the family's key base.
 -- Returns as delete.lua.
-local s = redis.call('HLEN', KEYS[1])
-local l = redis.call('HLEN', KEYS[2])
-local dl = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
 local addr, fam, base = ARGV[1], ARGV[2], ARGV[3]
 local was, role = 0, 's'
 local old = redis.call('HGET', KEYS[1], addr)
@@ -16,11 +13,11 @@ else
   if old then was, role = 2, 'l' end
 end
 if was == 0 then
-  return {s, l, dl, 0}
+  return 0
 end
 redis.call('HDEL', KEYS[was], addr)
 redis.call('HINCRBY', KEYS[4], role .. fam, -1)
-if s + l == 1 then
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HINCRBY', KEYS[4], 'w' .. fam, -1)
 end
 if #old > 24 then
@@ -31,4 +28,4 @@ if #old > 24 then
     redis.call('ZREM', base .. role .. 'd', cell)
   end
 end
-return {s, l, dl, was}
+return was

@@ -7,8 +7,6 @@
 -- 7 the family's key base (P{H}F), 8 the peer's cell.
 -- Returns as put.lua.
 local addr, val, fam, role, base, cell = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[8]
-local own = redis.call('HLEN', KEYS[1])
-local other = redis.call('HLEN', KEYS[2])
 local member = addr .. string.sub(val, 1, 20)
 local was = 0
 local old = redis.call('HGET', KEYS[1], addr)
@@ -42,20 +40,17 @@ if not inCell then
   redis.call('SADD', base .. role .. 'c:' .. cell, member)
   redis.call('ZADD', base .. role .. 'd', 0, cell)
 end
-local dl
 if ARGV[5] == '1' then
-  dl = redis.call('INCR', KEYS[3]) - 1
-else
-  dl = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+  redis.call('INCR', KEYS[3])
 end
 if was == 2 then
   redis.call('HINCRBY', KEYS[5], role .. fam, 1)
   redis.call('HINCRBY', KEYS[5], (role == 's' and 'l' or 's') .. fam, -1)
 elseif was == 0 then
   redis.call('HINCRBY', KEYS[5], role .. fam, 1)
-  if own + other == 0 then
+  if redis.call('HLEN', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
     redis.call('HINCRBY', KEYS[5], 'w' .. fam, 1)
     redis.call('SADD', KEYS[4], ARGV[6])
   end
 end
-return {own, other, dl, was}
+return was
