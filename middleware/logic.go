@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
@@ -222,7 +222,7 @@ func (l *Logic) AfterAnnounce(ctx context.Context, req *bittorrent.AnnounceReque
 	}
 	for _, h := range l.hooks.Load().post {
 		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
-			log.WithError(err).Debug("middleware: posthook failed on announce")
+			logrus.WithError(err).Debug("middleware: posthook failed on announce")
 		}
 	}
 }
@@ -273,7 +273,7 @@ func (l *Logic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest,
 func (l *Logic) AfterScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) {
 	for _, h := range l.hooks.Load().post {
 		if err := h.HandleScrape(ctx, req, resp); err != nil {
-			log.WithError(err).Debug("middleware: posthook failed on scrape")
+			logrus.WithError(err).Debug("middleware: posthook failed on scrape")
 		}
 	}
 }
@@ -337,7 +337,7 @@ func (l *Logic) apply(u update) {
 	}
 	if err != nil {
 		updatesFailed.Inc()
-		log.WithError(err).WithField("info_hash", u.ih.String()).Debug("middleware: swarm update failed")
+		logrus.WithError(err).WithField("info_hash", u.ih.String()).Debug("middleware: swarm update failed")
 	}
 }
 

@@ -3,7 +3,7 @@ package middleware
 import (
 	"reflect"
 
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
@@ -54,7 +54,7 @@ func (l *Logic) ReloadHooks(oldPre, oldPost, pre, post []HookConfig) error {
 			}
 			if r, ok := h.(Reloader); ok {
 				if err := r.Reload(); err != nil {
-					log.WithError(err).Error("middleware: hook not reloaded; it keeps what it had")
+					logrus.WithError(err).Error("middleware: hook not reloaded; it keeps what it had")
 				}
 			}
 		}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -216,11 +216,11 @@ func (s *Server) internal(w http.ResponseWriter, what string, err error) {
 }
 
 func (s *Server) logInternal(what string, err error) {
-	log.WithError(err).WithField("endpoint", what).Error("api: internal error")
+	logrus.WithError(err).WithField("endpoint", what).Error("api: internal error")
 }
 
 func logApproval(rep approvalReply) {
-	log.WithFields(log.Fields{"info_hash": rep.InfoHash, "list": rep.List, "listed": rep.Listed, "changed": rep.Changed}).Info("api: approval list changed")
+	logrus.WithFields(logrus.Fields{"info_hash": rep.InfoHash, "list": rep.List, "listed": rep.Listed, "changed": rep.Changed}).Info("api: approval list changed")
 }
 
 type torrentReply struct {

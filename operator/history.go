@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -276,7 +276,7 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 	})
 	if err != nil {
 		if ctx.Err() == nil {
-			log.WithError(err).Warn("operator: walk of the store failed; the status page shows the last one")
+			logrus.WithError(err).Warn("operator: walk of the store failed; the status page shows the last one")
 		}
 		return
 	}

@@ -75,8 +75,9 @@ func ObserveGC(seconds float64, collected int) {
 	gcPeersTotal.Add(float64(collected))
 }
 
-// ObserveError counts one failed storage operation, one of Operations. The driver counts its own failures,
-// once each; its callers do not count them again.
+// ObserveError counts one failed storage operation, one of Operations.
+// The driver counts its own failures, once each; its callers do not count
+// them again.
 func ObserveError(operation string) {
 	errorsTotal.WithLabelValues(operation).Inc()
 }

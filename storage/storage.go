@@ -65,10 +65,11 @@ type Stats struct {
 //     address family, never the announcer itself (matched by address and
 //     port): for a seeder only leechers; for a leecher seeders first, then
 //     leechers (with locality on, seeders first within each part of the
-//     answer: the announcer's own group, the outside share, the rest). It also returns the swarm's counts for that family, and the
-//     announcer's current role, so that the caller can report counts that
-//     include the announce it is answering. An unknown swarm gives no peers,
-//     zero counts and no error.
+//     answer: the announcer's own group, the outside share, the rest). It
+//     also returns the swarm's counts for that family, and the announcer's
+//     current role, so that the caller can report counts that include the
+//     announce it is answering. An unknown swarm gives no peers, zero
+//     counts and no error.
 //   - ScrapeSwarm returns the counts of a swarm for one family; an unknown
 //     swarm gives zeros. ScrapeSwarms does the same for several swarms at
 //     once, writing dst[i] for ihs[i] (dst has len(ihs) elements), so that

@@ -1,7 +1,7 @@
 package main
 
 import (
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/operator"
@@ -29,7 +29,7 @@ func (s *server) startAPI(cfg Config) error {
 	api.Start()
 	s.api = api
 	s.push("api", api.Stop)
-	log.WithFields(log.Fields{"tokens": api.Tokens(), "history_bytes_max": operator.HistoryBytes(cfg.API.HistoryInterval)}).Info("operator API and status page on the metrics server")
+	logrus.WithFields(logrus.Fields{"tokens": api.Tokens(), "history_bytes_max": operator.HistoryBytes(cfg.API.HistoryInterval)}).Info("operator API and status page on the metrics server")
 	return nil
 }
 
@@ -52,10 +52,10 @@ func (s *server) reloadAPI() {
 		return
 	}
 	if err := s.api.Reload(); err != nil {
-		log.WithError(err).Error("api tokens not reloaded; keeping the tokens in use")
+		logrus.WithError(err).Error("api tokens not reloaded; keeping the tokens in use")
 		return
 	}
-	log.WithField("tokens", s.api.Tokens()).Info("api tokens reloaded")
+	logrus.WithField("tokens", s.api.Tokens()).Info("api tokens reloaded")
 }
 
 // checkAPI checks the tokens file for `chihaya validate`.

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	wsfrontend "github.com/chihaya/chihaya/frontend/websocket"
@@ -164,14 +164,14 @@ func configWarnings(c Config) []string {
 
 func logWarnings(c Config) {
 	for _, w := range configWarnings(c) {
-		log.Warn(w)
+		logrus.Warn(w)
 	}
 }
 
 // logConfig logs the configuration in use, defaults included, once at
 // start. Secrets (udp.private_key, hook options) are left out.
 func logConfig(path string, c Config) {
-	log.WithFields(log.Fields{
+	logrus.WithFields(logrus.Fields{
 		"config":                path,
 		"announce_interval":     c.Logic.AnnounceInterval.String(),
 		"min_announce_interval": c.Logic.MinAnnounceInterval.String(),
@@ -189,7 +189,7 @@ func logConfig(path string, c Config) {
 	if udp.PrivateKey != "" {
 		udp.PrivateKey = "(set)"
 	}
-	log.WithFields(log.Fields{
+	logrus.WithFields(logrus.Fields{
 		"http":           fmt.Sprintf("%+v", c.HTTP),
 		"udp":            fmt.Sprintf("%+v", udp),
 		"storage_config": fmt.Sprintf("%v", redact(c.Storage.Config)),
@@ -288,7 +288,7 @@ func (s *server) pushFrontend(f *runningFrontend) {
 // operators and tests learn the real port when the configuration says 0.
 func (s *server) listening(frontend, addr string) {
 	s.addrs[frontend] = addr
-	log.WithFields(log.Fields{"frontend": frontend, "addr": addr}).Info("listening")
+	logrus.WithFields(logrus.Fields{"frontend": frontend, "addr": addr}).Info("listening")
 }
 
 // frontendAddr is the bound address of a listener, or "" if there is none.
@@ -305,11 +305,11 @@ func (s *server) shutdown(ctx context.Context) error {
 	for i := len(s.started) - 1; i >= 0; i-- {
 		c := s.started[i]
 		if err := c.stop(ctx); err != nil {
-			log.WithError(err).WithField("component", c.name).Error("stop failed")
+			logrus.WithError(err).WithField("component", c.name).Error("stop failed")
 			errs = append(errs, fmt.Errorf("stop %s: %w", c.name, err))
 			continue
 		}
-		log.WithField("component", c.name).Debug("stopped")
+		logrus.WithField("component", c.name).Debug("stopped")
 	}
 	s.started = nil
 	return errors.Join(errs...)
@@ -328,27 +328,27 @@ func (s *server) reload() {
 	s.reloadAPI()
 	written, cfg, err := readConfig(s.path)
 	if err != nil {
-		log.WithError(err).Error("reload failed; keeping the running configuration")
+		logrus.WithError(err).Error("reload failed; keeping the running configuration")
 		return
 	}
 	if err := s.logic.ReloadHooks(s.cfg.PreHooks, s.cfg.PostHooks, cfg.PreHooks, cfg.PostHooks); err != nil {
-		log.WithError(fmt.Errorf("%s: %w", s.path, cfg.locate(err))).Error("reload failed; keeping the running configuration")
+		logrus.WithError(fmt.Errorf("%s: %w", s.path, cfg.locate(err))).Error("reload failed; keeping the running configuration")
 		return
 	}
 	for _, key := range restartKeys(s.written, written) {
-		log.WithField("key", key).Warn("configuration change needs restart; not applied")
+		logrus.WithField("key", key).Warn("configuration change needs restart; not applied")
 	}
 	s.written.PreHooks, s.written.PostHooks = written.PreHooks, written.PostHooks
 	s.cfg.PreHooks, s.cfg.PostHooks = cfg.PreHooks, cfg.PostHooks
 	if r, ok := s.store.(storage.Reloader); ok {
 		if err := r.Reload(); err != nil {
-			log.WithError(err).Error("storage reload failed; keeping the running topology")
+			logrus.WithError(err).Error("storage reload failed; keeping the running topology")
 		} else {
-			log.Info("storage reloaded")
+			logrus.Info("storage reloaded")
 		}
 	}
 	logWarnings(s.cfg)
-	log.WithFields(log.Fields{
+	logrus.WithFields(logrus.Fields{
 		"prehooks":  hookNames(cfg.PreHooks),
 		"posthooks": hookNames(cfg.PostHooks),
 	}).Info("configuration reloaded")
@@ -398,7 +398,7 @@ func serve(path string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("chihaya started")
+	logrus.Info("chihaya started")
 	return s.wait(sigs)
 }
 
@@ -407,16 +407,16 @@ func (s *server) wait(sigs <-chan os.Signal) error {
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGUSR1, syscall.SIGHUP:
-			log.WithField("signal", sig.String()).Info("reloading configuration")
+			logrus.WithField("signal", sig.String()).Info("reloading configuration")
 			s.reload()
 		default:
-			log.WithField("signal", sig.String()).Info("shutting down")
+			logrus.WithField("signal", sig.String()).Info("shutting down")
 			// A second SIGINT or SIGTERM is an operator who will not wait
 			// for the graceful shutdown.
 			go func() {
 				for sig := range sigs {
 					if sig == syscall.SIGINT || sig == syscall.SIGTERM {
-						log.WithField("signal", sig.String()).Error("second signal; exiting without finishing the shutdown")
+						logrus.WithField("signal", sig.String()).Error("second signal; exiting without finishing the shutdown")
 						os.Exit(1)
 					}
 				}
@@ -428,7 +428,7 @@ func (s *server) wait(sigs <-chan os.Signal) error {
 			if err != nil {
 				return err
 			}
-			log.WithField("took", time.Since(begin).String()).Info("chihaya stopped")
+			logrus.WithField("took", time.Since(begin).String()).Info("chihaya stopped")
 			return nil
 		}
 	}

@@ -18,9 +18,10 @@ const connIDTTL = 2 * time.Minute
 // ConnIDGenerator makes and checks the connection IDs of BEP 15 without
 // keeping any state: an ID is the low 16 bits of its issuing time in
 // seconds followed by a 48-bit SipHash-2-4 MAC of the client's address and
-// the full issuing time (which the verifier rebuilds from its own clock). Only a holder of the key can make an ID that verifies,
-// and an ID verifies only from the address it was issued to, so a spoofed
-// source address cannot obtain a usable one.
+// the full issuing time (which the verifier rebuilds from its own clock).
+// Only a holder of the key can make an ID that verifies, and an ID verifies
+// only from the address it was issued to, so a spoofed source address
+// cannot obtain a usable one.
 //
 // SipHash-2-4 was chosen over HMAC-SHA256 because it is a PRF designed for
 // short inputs and costs a few tens of nanoseconds without allocating
@@ -28,9 +29,9 @@ const connIDTTL = 2 * time.Minute
 // immutable after construction and safe for concurrent use.
 type ConnIDGenerator struct {
 	k0, k1 uint64
-	// window is the accepted age range in seconds: an ID is accepted from
-	// -skew (issued by a peer tracker whose clock runs ahead) up to
-	// ttl+skew.
+	// skew and maxAge bound the accepted age of an ID, in seconds: from
+	// -skew (issued by a peer tracker whose clock runs ahead) up to maxAge,
+	// which is the ID's lifetime plus skew.
 	skew, maxAge int64
 	// now returns the current Unix time in seconds; tests replace it.
 	now func() int64

@@ -20,7 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/middleware"
@@ -458,12 +458,12 @@ func (h *Hook) ask(q question) (answer, error) {
 		}
 		h.logError(err)
 		if h.brk.failure(clock.Monotonic()) {
-			log.WithFields(log.Fields{"hook": Name, "url": h.cfg.URL, "cooldown": h.cfg.BreakerCooldown.String()}).Warn("http approval: breaker open; not asking the service for a while")
+			logrus.WithFields(logrus.Fields{"hook": Name, "url": h.cfg.URL, "cooldown": h.cfg.BreakerCooldown.String()}).Warn("http approval: breaker open; not asking the service for a while")
 		}
 		return answer{}, err
 	}
 	if h.brk.success() {
-		log.WithFields(log.Fields{"hook": Name, "url": h.cfg.URL}).Info("http approval: service answers again; breaker closed")
+		logrus.WithFields(logrus.Fields{"hook": Name, "url": h.cfg.URL}).Info("http approval: service answers again; breaker closed")
 	}
 	return a, nil
 }
@@ -585,7 +585,7 @@ func (h *Hook) logError(err error) {
 	if h.admit {
 		on = "admitted"
 	}
-	log.WithError(err).WithFields(log.Fields{"hook": Name, "url": h.cfg.URL, "on_error": on}).Error("http approval: service failed; requests " + on + " (logged at most once a second)")
+	logrus.WithError(err).WithFields(logrus.Fields{"hook": Name, "url": h.cfg.URL, "on_error": on}).Error("http approval: service failed; requests " + on + " (logged at most once a second)")
 }
 
 // breaker stops asking a failing service: after threshold failures in a

@@ -34,7 +34,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/middleware"
@@ -171,14 +171,14 @@ func (h *Hook) fetch() {
 	if err != nil {
 		keySetFetches.WithLabelValues("error").Inc()
 		if h.keys.Load() == nil {
-			log.WithError(err).Error("jwt: JWK Set not fetched; refusing tokens until it is")
+			logrus.WithError(err).Error("jwt: JWK Set not fetched; refusing tokens until it is")
 		} else {
-			log.WithError(err).Error("jwt: JWK Set not refreshed; keeping the last good keys")
+			logrus.WithError(err).Error("jwt: JWK Set not refreshed; keeping the last good keys")
 		}
 		return
 	}
 	keySetFetches.WithLabelValues("ok").Inc()
-	log.WithFields(log.Fields{"hook": Name, "keys": n}).Debug("jwt: JWK Set refreshed")
+	logrus.WithFields(logrus.Fields{"hook": Name, "keys": n}).Debug("jwt: JWK Set refreshed")
 }
 
 // refresh fetches the key set and swaps it in; on error the old set stays.
@@ -249,7 +249,7 @@ func parseKeySet(body []byte) (keySet, error) {
 	for i, r := range raw.Keys {
 		var k jose.JSONWebKey
 		if err := json.Unmarshal(r, &k); err != nil {
-			log.WithError(err).WithField("index", i).Warn("jwt: JWK Set key skipped")
+			logrus.WithError(err).WithField("index", i).Warn("jwt: JWK Set key skipped")
 			continue
 		}
 		if k.KeyID == "" || (k.Use != "" && k.Use != "sig") {

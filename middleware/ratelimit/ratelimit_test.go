@@ -251,12 +251,28 @@ func TestFloodIsBounded(t *testing.T) {
 	if got := testutil.ToFloat64(evictions) - evicted; got == 0 {
 		t.Fatalf("the flood of addresses with spent budgets evicted none")
 	}
-	// Enough fresh addresses went through the victim's set that it was
-	// forgotten: the price of bounded memory is a fresh burst.
+	// The victim, heard from just now, is tracked in spite of the flood:
+	// announcing again at once, it is refused.
 	req.RemoteAddr = victim
 	c.step(time.Millisecond)
+	var r middleware.Refusal
+	if err := h.HandleAnnounce(context.Background(), req, &resp); !errors.As(err, &r) || r.Reason != "rate_limited" {
+		t.Fatalf("the victim announcing again at once during the flood: %v, want refused as rate limited", err)
+	}
+	// A flood without it sends enough fresh addresses through its set
+	// that it is forgotten: the price of bounded memory is a fresh burst.
+	evicted = testutil.ToFloat64(evictions)
+	for range 10 * capacity {
+		next++
+		req.RemoteAddr = addr(next, next%2 == 0)
+		_ = h.HandleAnnounce(context.Background(), req, &resp)
+	}
+	req.RemoteAddr = victim
 	if err := h.HandleAnnounce(context.Background(), req, &resp); err != nil {
-		t.Logf("victim still tracked after the flood: %v", err)
+		t.Fatalf("the victim after a flood of %d other addresses: %v, want admitted with a fresh burst (forgotten)", 10*capacity, err)
+	}
+	if got := testutil.ToFloat64(evictions) - evicted; got == 0 {
+		t.Fatalf("the second flood evicted nothing")
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/middleware"
@@ -205,11 +205,11 @@ func (h *Hook) watch(every time.Duration) {
 func (h *Hook) countLoad(err error, why string) {
 	if err != nil {
 		fileLoads.WithLabelValues("error").Inc()
-		log.WithError(err).WithField("trigger", why).Error("torrent approval: list file not reloaded; keeping the previous list")
+		logrus.WithError(err).WithField("trigger", why).Error("torrent approval: list file not reloaded; keeping the previous list")
 		return
 	}
 	fileLoads.WithLabelValues("ok").Inc()
-	log.WithFields(log.Fields{"hook": Name, "file": h.path, "entries": h.Len(), "trigger": why}).Info("torrent approval: list file reloaded")
+	logrus.WithFields(logrus.Fields{"hook": Name, "file": h.path, "entries": h.Len(), "trigger": why}).Info("torrent approval: list file reloaded")
 }
 
 // Reload reads the list file now (the daemon calls it on SIGUSR1 and

@@ -56,8 +56,8 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		dst, counts, role := s.announceLocal(dst, sw, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
 		return dst, counts, role, nil
 	}
-	if cls := s.cls.Load(); cls != nil {
-		dst, counts, role := s.announceFlat(dst, sw, cls, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+	if classifier := s.classifier.Load(); classifier != nil {
+		dst, counts, role := s.announceFlat(dst, sw, classifier, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
 		return dst, counts, role, nil
 	}
 	f := sw.fam(af)

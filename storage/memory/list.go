@@ -117,8 +117,8 @@ func (sw *swarm) counts(ih bittorrent.InfoHash) storage.Swarm {
 // read. WebSocket peers, whose addresses are their connections', are left
 // out.
 func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
-	cls := s.cls.Load()
-	if cls == nil {
+	classifier := s.classifier.Load()
+	if classifier == nil {
 		return nil, nil
 	}
 	type gk struct {
@@ -126,10 +126,10 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 		key uint64
 	}
 	counts := map[gk]*storage.Group{}
-	add := func(cls *locality.Classifier, af int, key uint64, seeders, leechers uint32) {
+	add := func(classifier *locality.Classifier, af int, key uint64, seeders, leechers uint32) {
 		g := counts[gk{af, key}]
 		if g == nil {
-			g = &storage.Group{Name: cls.GroupName(key, af == int(bittorrent.IPv6)), Family: bittorrent.AddressFamily(af)}
+			g = &storage.Group{Name: classifier.GroupName(key, af == int(bittorrent.IPv6)), Family: bittorrent.AddressFamily(af)}
 			counts[gk{af, key}] = g
 		}
 		g.Seeders += seeders
@@ -141,7 +141,7 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 		for af := range sw.loc.fam {
 			for ci := range sw.loc.fam[af].cells {
 				c := &sw.loc.fam[af].cells[ci]
-				add(sw.loc.cls, af, c.key, c.nSeed, c.n-c.nSeed)
+				add(sw.loc.classifier, af, c.key, c.nSeed, c.n-c.nSeed)
 			}
 		}
 	} else if sw != nil {
@@ -149,11 +149,11 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 			l := &s.layouts[af]
 			f := sw.fam(bittorrent.AddressFamily(af))
 			for i := 0; i < int(f.n); i++ {
-				key := cls.Key(recAddr(l, f.rec(l, i)))
+				key := classifier.Key(recAddr(l, f.rec(l, i)))
 				if uint32(i) < f.nSeed {
-					add(cls, af, key, 1, 0)
+					add(classifier, af, key, 1, 0)
 				} else {
-					add(cls, af, key, 0, 1)
+					add(classifier, af, key, 0, 1)
 				}
 			}
 		}

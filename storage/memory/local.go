@@ -22,11 +22,11 @@ import (
 
 // localSwarm holds a swarm's peers when locality is on.
 type localSwarm struct {
-	// cls is the classifier the cells were built with. A reload replaces
+	// classifier is the one the cells were built with. A reload replaces
 	// the store's classifier; the swarm is regrouped on its next update,
 	// and until then reads keep using this one, so they stay consistent.
-	cls *locality.Classifier
-	fam [2]cellFamily
+	classifier *locality.Classifier
+	fam        [2]cellFamily
 }
 
 // cellFamily is one address family of a local swarm.
@@ -98,30 +98,30 @@ func (s *PeerStore) Reload() error {
 	if !lc.Enabled || lc.TopologyFile == "" {
 		return nil
 	}
-	cls, err := locality.Load(lc)
+	classifier, err := locality.Load(lc)
 	if err != nil {
 		return fmt.Errorf("storage/memory: reload: %w", yamlconf.Under(err, "locality"))
 	}
-	s.cls.Store(cls)
+	s.classifier.Store(classifier)
 	return nil
 }
 
-// local returns sw's local swarm under cls, creating it or regrouping it
-// when it was built under another classifier. The caller holds the shard's
-// write lock.
-func (s *PeerStore) local(sw *swarm, cls *locality.Classifier) *localSwarm {
+// local returns sw's local swarm under classifier, creating it or
+// regrouping it when it was built under another one. The caller holds the
+// shard's write lock.
+func (s *PeerStore) local(sw *swarm, classifier *locality.Classifier) *localSwarm {
 	old := sw.loc
-	if old != nil && old.cls == cls {
+	if old != nil && old.classifier == classifier {
 		return old
 	}
-	sw.loc = &localSwarm{cls: cls}
+	sw.loc = &localSwarm{classifier: classifier}
 	if old == nil {
 		return sw.loc
 	}
 	// Once per swarm per reload: O(swarm), like the collection of it.
 	for af := range old.fam {
 		for ci := range old.fam[af].cells {
-			sw.loc.fam[af].addAll(&s.layouts[af], cls, &old.fam[af].cells[ci].family)
+			sw.loc.fam[af].addAll(&s.layouts[af], classifier, &old.fam[af].cells[ci].family)
 		}
 	}
 	return sw.loc
@@ -129,10 +129,10 @@ func (s *PeerStore) local(sw *swarm, cls *locality.Classifier) *localSwarm {
 
 // addAll adds every record of src to the cells of f, as the seeder or
 // leecher it is in src.
-func (f *cellFamily) addAll(l *layout, cls *locality.Classifier, src *family) {
+func (f *cellFamily) addAll(l *layout, classifier *locality.Classifier, src *family) {
 	for i := 0; i < int(src.n); i++ {
 		rec := src.rec(l, i)
-		ck := cls.Key(recAddr(l, rec))
+		ck := classifier.Key(recAddr(l, rec))
 		ci := f.lowerBound(ck)
 		if ci == len(f.cells) || f.cells[ci].key != ck {
 			f.cells = slices.Insert(f.cells, ci, cell{key: ck})
@@ -168,11 +168,11 @@ const maxFlatMax = 64
 
 // localize moves a flat swarm's peers into cells. The caller holds the
 // shard's write lock.
-func (s *PeerStore) localize(sh *shard, sw *swarm, cls *locality.Classifier) {
-	sw.loc = &localSwarm{cls: cls}
+func (s *PeerStore) localize(sh *shard, sw *swarm, classifier *locality.Classifier) {
+	sw.loc = &localSwarm{classifier: classifier}
 	for af := range sw.loc.fam {
 		f := sw.fam(bittorrent.AddressFamily(af))
-		sw.loc.fam[af].addAll(&s.layouts[af], cls, f)
+		sw.loc.fam[af].addAll(&s.layouts[af], classifier, f)
 		sh.spares.put(f.recs)
 	}
 	sw.v4, sw.v6 = family{}, nil
@@ -211,10 +211,10 @@ func (s *PeerStore) flatten(sh *shard, sw *swarm) {
 
 // putLocal is put for a store with locality on. The caller holds the
 // shard's write lock.
-func (s *PeerStore) putLocal(sh *shard, sw *swarm, cls *locality.Classifier, af bittorrent.AddressFamily, k []byte, p bittorrent.Peer, role storage.Role, graduate bool, stamp uint32) {
+func (s *PeerStore) putLocal(sh *shard, sw *swarm, classifier *locality.Classifier, af bittorrent.AddressFamily, k []byte, p bittorrent.Peer, role storage.Role, graduate bool, stamp uint32) {
 	l := &s.layouts[af]
-	f := &s.local(sw, cls).fam[af]
-	ck := cls.Key(p.AddrPort.Addr())
+	f := &s.local(sw, classifier).fam[af]
+	ck := classifier.Key(p.AddrPort.Addr())
 	ci, found, i := f.locate(l, ck, k)
 	was := storage.Absent
 	if i < 0 {
@@ -260,7 +260,7 @@ func (s *PeerStore) putLocal(sh *shard, sw *swarm, cls *locality.Classifier, af 
 func (s *PeerStore) deleteLocal(sh *shard, sw *swarm, af bittorrent.AddressFamily, k []byte, a netip.Addr) {
 	l := &s.layouts[af]
 	f := &sw.loc.fam[af]
-	if ci, _, i := f.locate(l, sw.loc.cls.Key(a), k); i >= 0 {
+	if ci, _, i := f.locate(l, sw.loc.classifier.Key(a), k); i >= 0 {
 		sh.removeLocal(l, sw, af, ci, i)
 	}
 }

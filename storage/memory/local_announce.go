@@ -17,7 +17,7 @@ import (
 // follows announceLocal's rules: the own group first, leaving room for
 // the reserve, then peers from outside it, each part seeders first for a
 // leecher and leechers only for a seeder.
-func (s *PeerStore) announceFlat(dst []bittorrent.Peer, sw *swarm, cls *locality.Classifier, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role) {
+func (s *PeerStore) announceFlat(dst []bittorrent.Peer, sw *swarm, classifier *locality.Classifier, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role) {
 	l := &s.layouts[af]
 	f := sw.fam(af)
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
@@ -29,7 +29,7 @@ func (s *PeerStore) announceFlat(dst []bittorrent.Peer, sw *swarm, cls *locality
 	// Bit i of own is set when record i is in the announcer's group; the
 	// candidates are the records the announcer may get.
 	var own uint64
-	m4, m6, _ := cls.PrefixMasks()
+	m4, m6, _ := classifier.PrefixMasks()
 	if l.keyLen == 6 {
 		b := a.As4()
 		mine := binary.BigEndian.Uint32(b[:]) & m4
@@ -57,7 +57,7 @@ func (s *PeerStore) announceFlat(dst []bittorrent.Peer, sw *swarm, cls *locality
 	}
 	avail, nOwn := bits.OnesCount64(cand), bits.OnesCount64(cand&own)
 	total := min(numWant, avail)
-	reserve := min(cls.Reserve(numWant), avail-nOwn)
+	reserve := min(classifier.Reserve(numWant), avail-nOwn)
 	y := min(nOwn, total-reserve)
 	outside := total - y
 	rng := rand.Uint64()
@@ -113,10 +113,10 @@ func (f *family) appendMasked(l *layout, dst []bittorrent.Peer, mask uint64, wan
 func (s *PeerStore) announceLocal(dst []bittorrent.Peer, sw *swarm, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role) {
 	l := &s.layouts[af]
 	ls := sw.loc
-	cls := ls.cls
+	classifier := ls.classifier
 	f := &ls.fam[af]
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
-	ck := cls.Key(a)
+	ck := classifier.Key(a)
 	ci, found, self := f.locate(l, ck, k)
 	role := storage.Absent
 	selfSeed, selfLeech := 0, 0
@@ -138,7 +138,7 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, sw *swarm, af bittorren
 	if !seeder {
 		avail += int(f.nSeed) - selfSeed
 	}
-	if found && cls.Placed(ck, 0) {
+	if found && classifier.Placed(ck, 0) {
 		ownHi = ci + 1
 		c := &f.cells[ci]
 		own = int(c.n-c.nSeed) - selfLeech
@@ -147,7 +147,7 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, sw *swarm, af bittorren
 		}
 	}
 	total := min(numWant, avail)
-	reserve := min(cls.Reserve(numWant), avail-own)
+	reserve := min(classifier.Reserve(numWant), avail-own)
 	y := min(own, total-reserve)
 	pk := picker{l: l, cells: f.cells, selfCell: -1, self: -1, seeder: seeder, rng: rand.Uint64()}
 	if self >= 0 {
@@ -161,7 +161,7 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, sw *swarm, af bittorren
 	if outside <= 0 {
 		return dst, counts, role
 	}
-	tiers := cls.Tiers()
+	tiers := classifier.Tiers()
 	if tiers == 1 || outside == reserve {
 		// One tier: the reserve's set and the rest's are the same.
 		return pk.walk(dst, 0, len(f.cells), ownLo, ownHi, &outside, 0, 0), counts, role
@@ -175,10 +175,10 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, sw *swarm, af bittorren
 	for t := 1; t <= tiers && want > 0; t++ {
 		lo, hi := 0, len(f.cells)
 		if t < tiers {
-			if !cls.Placed(ck, t) {
+			if !classifier.Placed(ck, t) {
 				continue
 			}
-			m := cls.Mask(t)
+			m := classifier.Mask(t)
 			lo, hi = f.lowerBound(ck&m), f.upperBound(ck|^m)
 		}
 		dst = pk.walk(dst, lo, hi, holeLo, holeHi, &want, from, to)

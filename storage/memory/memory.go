@@ -78,9 +78,9 @@ type PeerStore struct {
 	shards  []shard
 	layouts [2]layout
 	seed    maphash.Seed
-	// cls groups peers by locality; nil when locality is off. Reload
+	// classifier groups peers by locality; nil when locality is off. Reload
 	// swaps it, and each swarm is regrouped on its next update.
-	cls atomic.Pointer[locality.Classifier]
+	classifier atomic.Pointer[locality.Classifier]
 	// flatMax is the family size up to which a swarm with locality on is
 	// kept flat, as without locality, and classified when read (local.go);
 	// 0 keeps every swarm in cells.
@@ -162,11 +162,11 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 	}
 	s := newShards(cfg, bittorrent.NativePeer)
 	if cfg.Locality.Enabled {
-		cls, err := locality.Load(cfg.Locality)
+		classifier, err := locality.Load(cfg.Locality)
 		if err != nil {
 			return nil, yamlconf.Under(err, "locality")
 		}
-		s.cls.Store(cls)
+		s.classifier.Store(classifier)
 		if cfg.Locality.TopologyFile == "" {
 			s.flatMax = min(flatMax, maxFlatMax)
 		}
@@ -262,9 +262,9 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		sw = &swarm{}
 		sh.swarms[ih] = sw
 	}
-	cls := s.cls.Load()
-	if cls != nil && (sw.loc != nil || s.flatMax == 0) {
-		s.putLocal(sh, sw, cls, af, k, p, role, graduate, stamp)
+	classifier := s.classifier.Load()
+	if classifier != nil && (sw.loc != nil || s.flatMax == 0) {
+		s.putLocal(sh, sw, classifier, af, k, p, role, graduate, stamp)
 		sh.mu.Unlock()
 		return nil
 	}
@@ -298,8 +298,8 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 	if graduate {
 		sw.downloads++
 	}
-	if cls != nil && f.n > uint32(s.flatMax) {
-		s.localize(sh, sw, cls)
+	if classifier != nil && f.n > uint32(s.flatMax) {
+		s.localize(sh, sw, classifier)
 	}
 	sh.mu.Unlock()
 	return nil

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
@@ -38,7 +38,7 @@ func (s *PeerStore) periodicGC() {
 		return err
 	})
 	if err != nil {
-		log.WithError(err).Warn("storage/redis: garbage collection skipped")
+		logrus.WithError(err).Warn("storage/redis: garbage collection skipped")
 		return
 	}
 	removed := 0
@@ -49,7 +49,7 @@ func (s *PeerStore) periodicGC() {
 			return err
 		})
 		if err != nil {
-			log.WithError(err).Warn("storage/redis: garbage collection skipped")
+			logrus.WithError(err).Warn("storage/redis: garbage collection skipped")
 			continue
 		}
 		if !mine {
@@ -58,7 +58,7 @@ func (s *PeerStore) periodicGC() {
 		n, err := s.collect(r, cutoff)
 		removed += n
 		if err != nil {
-			log.WithError(err).Warn("storage/redis: garbage collection failed")
+			logrus.WithError(err).Warn("storage/redis: garbage collection failed")
 		}
 	}
 	storage.ObserveGC(time.Since(start).Seconds(), removed)

@@ -27,7 +27,7 @@ import (
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/pkg/stopgroup"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
@@ -40,7 +40,7 @@ import (
 type goRedisLog struct{}
 
 func (goRedisLog) Printf(_ context.Context, format string, v ...interface{}) {
-	log.Debugf("storage/redis: go-redis: "+format, v...)
+	logrus.Debugf("storage/redis: go-redis: "+format, v...)
 }
 
 func init() {
