@@ -19,7 +19,7 @@ var _ frontend.FullScraper = (*Logic)(nil)
 // larger passes cost less time and more memory: 262,144 swarms take
 // 8 MiB (32 bytes each), and a million swarms take 4 passes
 // (docs/operator.md has the figures).
-const fullScrapePassSwarms = 1 << 18
+var fullScrapePassSwarms uint64 = 1 << 18 // a variable for the tests
 
 // FullScrape walks the store (which must be a storage.Lister) in passes
 // over ranges of info hashes, sorting each, and hands fn every swarm with
