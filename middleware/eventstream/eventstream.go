@@ -18,7 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/middleware"
@@ -349,7 +349,7 @@ func (h *Hook) logError(err error, n int) {
 	if now-last < int64(time.Second) || !h.logged.CompareAndSwap(last, now) {
 		return
 	}
-	log.WithError(err).WithFields(log.Fields{"hook": Name, "sink": h.sink.name(), "events": n, "queued": len(h.q)}).Error("event stream: batch not written; retrying unless rejected (logged at most once a second)")
+	logrus.WithError(err).WithFields(logrus.Fields{"hook": Name, "sink": h.sink.name(), "events": n, "queued": len(h.q)}).Error("event stream: batch not written; retrying unless rejected (logged at most once a second)")
 }
 
 // redisSink appends events to a Redis Stream, one XADD per event, a batch
