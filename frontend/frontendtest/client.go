@@ -40,6 +40,10 @@ type Announce struct {
 	// Params are extra request parameters in query form ("jwt=…&k=v"):
 	// appended to the HTTP query, sent as BEP 41 URL data over UDP.
 	Params string
+	// Path is the path of the BEP 41 URL data over UDP ("/KEY/announce"
+	// for a client given udp://tracker/KEY/announce); empty means
+	// /announce. An HTTP client's path is its announce URL's.
+	Path string
 }
 
 // AnnounceReply is the tracker's answer to an announce.

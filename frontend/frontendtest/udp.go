@@ -165,8 +165,15 @@ func (c *udpClient) Announce(a Announce) (AnnounceReply, error) {
 	pkt = binary.BigEndian.AppendUint32(pkt, 0x1234) // key
 	pkt = binary.BigEndian.AppendUint32(pkt, uint32(numWant))
 	pkt = binary.BigEndian.AppendUint16(pkt, a.Port)
-	if a.Params != "" {
-		pkt = append(pkt, URLData("/announce?"+a.Params)...)
+	if a.Params != "" || a.Path != "" {
+		path := a.Path
+		if path == "" {
+			path = "/announce"
+		}
+		if a.Params != "" {
+			path += "?" + a.Params
+		}
+		pkt = append(pkt, URLData(path)...)
 	}
 	b, err := c.roundTrip(pkt, tx)
 	if err != nil {
