@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/chihaya/chihaya/internal/daemontest"
-	"gopkg.in/yaml.v2"
+	"go.yaml.in/yaml/v2"
 )
 
 func TestMain(m *testing.M) { daemontest.Main(m) }

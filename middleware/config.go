@@ -3,7 +3,7 @@ package middleware
 import (
 	"time"
 
-	"gopkg.in/yaml.v2"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v2"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/operator"

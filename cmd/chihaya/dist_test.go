@@ -15,7 +15,7 @@ import (
 
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
-	"gopkg.in/yaml.v2"
+	"go.yaml.in/yaml/v2"
 )
 
 // The operator artefacts whose queries must only name metrics the tracker

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v2"
+	"go.yaml.in/yaml/v2"
 
 	"github.com/chihaya/chihaya/internal/testcert"
 	"github.com/chihaya/chihaya/storage/locality"

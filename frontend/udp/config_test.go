@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
-	"gopkg.in/yaml.v2"
+	"go.yaml.in/yaml/v2"
 )
 
 func TestConfigDecodesUpstreamKeys(t *testing.T) {

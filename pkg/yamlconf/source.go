@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"strings"
 
-	yaml2 "gopkg.in/yaml.v2"
-	yaml3 "gopkg.in/yaml.v3"
+	yaml2 "go.yaml.in/yaml/v2"
+	yaml3 "go.yaml.in/yaml/v3"
 )
 
 // Source is a YAML document parsed a second time, by yaml.v3, only for the

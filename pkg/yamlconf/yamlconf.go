@@ -15,7 +15,7 @@ import (
 	"errors"
 	"reflect"
 
-	yaml2 "gopkg.in/yaml.v2"
+	yaml2 "go.yaml.in/yaml/v2"
 )
 
 // Decode decodes data strictly over start: keys left out keep start's
