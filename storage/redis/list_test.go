@@ -1,6 +1,8 @@
 package redis
 
 import (
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/chihaya/chihaya/storage"
@@ -18,9 +20,13 @@ func TestLister(t *testing.T) {
 	})
 }
 
-// BenchmarkWalk walks 100,000 swarms (filling a million one round trip at
-// a time would take minutes).
+// BenchmarkWalk walks 100,000 swarms, or WALK_SWARMS (filling a million
+// takes a minute or two).
 func BenchmarkWalk(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("WALK_SWARMS")); err == nil && v > 0 {
+		n = v
+	}
 	srv := startRedis(b)
-	storagetest.BenchmarkWalk(b, newStore(b, srv), 100_000)
+	storagetest.BenchmarkWalk(b, newStore(b, srv), n)
 }
