@@ -49,6 +49,12 @@ try {
     const got = await text(sel);
     check(got === env(want), `${sel}: ${got}, want ${env(want)}`);
   }
+  // The front page reads on a phone too.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const frontOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(frontOverflow <= 1, `the front page is ${frontOverflow}px wider than a phone's screen`);
+  await page.setViewportSize({ width: 1000, height: 900 });
+
   const top = page.locator('#top tr.swarm a').first();
   const topHash = (await top.innerText()).trim();
   check(topHash === env('INFO_HASH'), `top swarm ${topHash}, want ${env('INFO_HASH')}`);
