@@ -63,7 +63,7 @@ func TestLoadTopologyRejects(t *testing.T) {
 		{"bad-duplicate-cidr.yaml", p + `bad-duplicate-cidr.yaml: tiers[0].groups[1].cidrs[0]: 10.1.1.0/24 is already in group "a" of this tier`},
 		{"bad-duplicate-group.yaml", p + `bad-duplicate-group.yaml: tiers[0].groups[1].name: "a" already names tiers[0].groups[0]`},
 		{"bad-no-cidrs.yaml", p + "bad-no-cidrs.yaml: tiers[0].groups[0].cidrs: at least one CIDR is needed"},
-		{"bad-unknown-key.yaml", p + "bad-unknown-key.yaml: line 5: field cidr not found in type struct { Name string \"yaml:\\\"name\\\"\"; CIDRs []string \"yaml:\\\"cidrs\\\"\" }"},
+		{"bad-unknown-key.yaml", p + `bad-unknown-key.yaml: line 5: unknown key "cidr" in tiers[0].groups[0]`},
 		{"bad-empty-name.yaml", p + "bad-empty-name.yaml: tiers[0].groups[0].name: must not be empty"},
 		{"bad-mapped.yaml", p + `bad-mapped.yaml: tiers[0].groups[0].cidrs[0]: ::ffff:10.0.0.0/104 is IPv4-mapped; write the IPv4 CIDR`},
 		{"bad-too-many-tiers.yaml", p + "bad-too-many-tiers.yaml: tiers: at most 4 tiers, got 5"},

@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"go.yaml.in/yaml/v2"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // topologyFile is the YAML of a topology file: tiers nearest first, each
@@ -81,12 +81,9 @@ func readTopology(path string) (*topology, error) {
 }
 
 func parseTopology(b []byte) (*topology, error) {
-	var f topologyFile
-	if err := yaml.UnmarshalStrict(b, &f); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return nil, errors.New(strings.Join(te.Errors, "; "))
-		}
+	// Strictly, with errors naming the key and its line in the file.
+	f, err := yamlconf.Decode(b, topologyFile{})
+	if err != nil {
 		return nil, err
 	}
 	switch {
