@@ -79,11 +79,11 @@ func (c *runConfig) validate() error {
 		return fmt.Errorf("--duration: must be > 0, got %s", c.Duration)
 	case c.Timeout <= 0:
 		return fmt.Errorf("--timeout: must be > 0, got %s", c.Timeout)
-	case c.Mode == modeWSAnnounce && (c.Sockets < 1 || c.Sockets > maxWSConns):
+	case isWS(c.Mode) && (c.Sockets < 1 || c.Sockets > maxWSConns):
 		return fmt.Errorf("--conns: must be in 1..%d, got %d", maxWSConns, c.Sockets)
-	case c.Mode == modeWSAnnounce && (c.Offers < 0 || c.Offers > 10):
+	case isWS(c.Mode) && (c.Offers < 0 || c.Offers > 10):
 		return fmt.Errorf("--offers: must be in 0..10, got %d", c.Offers)
-	case c.Mode != modeWSAnnounce && (c.Sockets < 1 || c.Sockets > 1024):
+	case !isWS(c.Mode) && (c.Sockets < 1 || c.Sockets > 1024):
 		return fmt.Errorf("--sockets/--conns: must be in 1..1024, got %d", c.Sockets)
 	case c.Inflight < 1 || c.Inflight > maxInflight:
 		return fmt.Errorf("--inflight: must be in 1..%d, got %d", maxInflight, c.Inflight)
@@ -118,7 +118,7 @@ func run(cfg *runConfig) (Result, error) {
 		r, err = runUDP(cfg, wl)
 	case modeHTTPAnnounce, modeHTTPScrape:
 		r, err = runHTTP(cfg, wl)
-	case modeWSAnnounce:
+	case modeWSAnnounce, modeWSIdle:
 		r, err = runWebSocket(cfg, wl)
 	default:
 		return Result{}, fmt.Errorf("unknown mode %q", cfg.Mode)
@@ -170,6 +170,7 @@ func newRootCmd(stdout io.Writer) *cobra.Command {
 		{modeHTTPAnnounce, "HTTP announces, keep-alive unless --new-conn", 10 * time.Second},
 		{modeHTTPScrape, "HTTP scrapes of --hashes torrents each", 10 * time.Second},
 		{modeWSAnnounce, "WebTorrent announces over WebSocket with --offers offers each, answering the offers relayed", 10 * time.Second},
+		{modeWSIdle, "open --conns WebSocket connections, announce once on each, hold them until --duration ends (memory per idle connection)", 30 * time.Second},
 		{modeFill, "announce exactly --torrents × --peers peers over UDP, retrying until each is acknowledged", 10 * time.Minute},
 	}
 	for _, m := range modes {
@@ -219,9 +220,11 @@ func newRunCmd(mode, short string, duration time.Duration) *cobra.Command {
 	fs.DurationVar(&f.cfg.Timeout, "timeout", 2*time.Second, "a request without a reply after this long counts as a timeout")
 	fs.IntVar(&f.cfg.ScrapeHashes, "hashes", 10, "info hashes per scrape")
 	fs.StringVar(&f.profile, "cpuprofile", "", "write the generator's own CPU profile to this file")
-	if mode == modeWSAnnounce {
+	if isWS(mode) {
 		fs.IntVar(&f.cfg.Sockets, "conns", 100, "WebSocket connections (browsers), each in one swarm: connection i in torrent i mod --torrents")
-		fs.IntVar(&f.cfg.Offers, "offers", 5, "offers per announce (WebTorrent sends 5)")
+		if mode == modeWSAnnounce {
+			fs.IntVar(&f.cfg.Offers, "offers", 5, "offers per announce (WebTorrent sends 5)")
+		}
 		fs.StringVar(&f.cfg.AnnouncePath, "path", "/announce", "URL path of the WebSocket")
 		f.cfg.Inflight, f.cfg.ConnIDLife, f.cfg.ScrapePath = 1, time.Minute, "/scrape"
 		// Swarms of 10 connections by default, so that offers find peers.
@@ -350,3 +353,6 @@ func freePort() (int, error) {
 	}
 	return 0, errors.New("freeport: no port free for both TCP and UDP after 20 tries")
 }
+
+// isWS reports whether mode drives a WebSocket (WebTorrent) tracker.
+func isWS(mode string) bool { return mode == modeWSAnnounce || mode == modeWSIdle }

@@ -214,7 +214,7 @@ func (r Result) Write(w io.Writer) error {
 		fmt.Fprintf(&b, " [%s]", r.Label)
 	}
 	fmt.Fprintf(&b, ": %.0f resp/s (%d in %.1fs)", r.ResponsesPS, r.Responses, r.Seconds)
-	if r.Mode == modeWSAnnounce {
+	if isWS(r.Mode) {
 		fmt.Fprintf(&b, ", relayed %.0f offers/s and %.0f answers/s", r.OffersPS, r.AnswersPS)
 	}
 	if r.FillWanted > 0 {

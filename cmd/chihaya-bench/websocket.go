@@ -17,6 +17,11 @@ import (
 // relayed back.
 const modeWSAnnounce = "ws-announce"
 
+// modeWSIdle opens --conns connections, has each announce once without
+// offers, and holds them open until --duration ends: the tracker's memory
+// per idle connection is its RSS growth over the connections.
+const modeWSIdle = "ws-idle"
+
 // wsSDP stands for a browser's session description: its size is what
 // matters to the relay.
 const wsSDP = `v=0\r\no=- 4215775240449105457 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:Yk3f\r\na=ice-pwd:kP1h0hT3c5aLz2VvYtqK5w8J\r\na=ice-options:trickle\r\na=fingerprint:sha-256 4A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9:0A:1B:2C:3D:4E:5F:60:71:82:93:A4:B5:C6:D7:E8:F9\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n`
@@ -96,8 +101,13 @@ func (w *wsWorker) run() {
 	defer w.conn.Close()
 	go w.read()
 	deadline := w.start.Add(w.cfg.Duration)
+	budget := w.budget
+	if w.cfg.Mode == modeWSIdle {
+		budget = 1
+		defer func() { time.Sleep(time.Until(deadline)) }()
+	}
 	var n uint64
-	for ; n < w.budget && time.Now().Before(deadline); n++ {
+	for ; n < budget && time.Now().Before(deadline); n++ {
 		w.buildAnnounce(n)
 		sent := time.Now()
 		w.st.sent++

@@ -1,11 +1,13 @@
 package websocket
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	nethttp "net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -20,6 +22,9 @@ import (
 type conn struct {
 	f  *Frontend
 	ws *gws.Conn
+	// nc is the connection under ws, through which the reader waits for
+	// the next message (see waitMessage).
+	nc *peekConn
 	// key is the connection's remote address and port: the peer's
 	// address in the store, which identifies the connection.
 	key    netip.AddrPort
@@ -28,8 +33,10 @@ type conn struct {
 	params bittorrent.Params
 
 	mu sync.Mutex
-	// swarms holds the peer ID this connection announced in each swarm.
-	swarms map[bittorrent.InfoHash]bittorrent.PeerID
+	// swarms holds the peer ID this connection announced in each swarm:
+	// a slice, since most browsers are in a swarm or two, and a map per
+	// connection would cost several times its 40 bytes a swarm.
+	swarms []membership
 	// queue holds the messages waiting for the writer; writing is set
 	// while a writer goroutine drains it.
 	queue   []*[]byte
@@ -41,12 +48,22 @@ type conn struct {
 	pending int
 }
 
+// membership is a swarm a connection announced in, with its peer ID there.
+type membership struct {
+	ih bittorrent.InfoHash
+	id bittorrent.PeerID
+}
+
 // swarm returns the peer ID c announced in ih.
 func (c *conn) swarm(ih bittorrent.InfoHash) (bittorrent.PeerID, bool) {
 	c.mu.Lock()
-	id, ok := c.swarms[ih]
-	c.mu.Unlock()
-	return id, ok
+	defer c.mu.Unlock()
+	for i := range c.swarms {
+		if c.swarms[i].ih == ih {
+			return c.swarms[i].id, true
+		}
+	}
+	return bittorrent.PeerID{}, false
 }
 
 func (c *conn) swarmCount() int {
@@ -57,33 +74,50 @@ func (c *conn) swarmCount() int {
 }
 
 // serve reads messages until the connection ends, then leaves every swarm.
+// Its own frame is kept small (the work is in next): the idle wait below it
+// is where a connection spends its life, and a shallow stack there lets
+// the garbage collector shrink the goroutine's stack to the minimum.
 func (c *conn) serve() {
 	defer c.f.active.Done()
 	defer c.close()
-	f := c.f
 	for {
-		_ = c.ws.SetReadDeadline(time.Now().Add(f.cfg.IdleTimeout))
-		typ, r, err := c.ws.NextReader()
-		if err != nil {
+		_ = c.ws.SetReadDeadline(time.Now().Add(c.f.cfg.IdleTimeout))
+		if err := c.nc.wait(); err != nil {
 			c.readFailed(err)
 			return
 		}
-		if typ != gws.TextMessage {
-			f.metrics.ObserveError(reasonBinaryFrame)
-			c.closeWith(gws.CloseUnsupportedData, "binary frames are not accepted: send JSON text")
+		if !c.next() {
 			return
 		}
-		buf := f.getBuf()
-		b, err := readAll(r, (*buf)[:0])
-		*buf = b
-		if err != nil {
-			f.putBuf(buf)
-			c.readFailed(err)
-			return
-		}
-		f.handle(c, b)
-		f.putBuf(buf)
 	}
+}
+
+// next reads and handles one message; false ends the connection.
+//
+//go:noinline
+func (c *conn) next() bool {
+	f := c.f
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		c.readFailed(err)
+		return false
+	}
+	if typ != gws.TextMessage {
+		f.metrics.ObserveError(reasonBinaryFrame)
+		c.closeWith(gws.CloseUnsupportedData, "binary frames are not accepted: send JSON text")
+		return false
+	}
+	buf := f.getBuf()
+	b, err := readAll(r, (*buf)[:0])
+	*buf = b
+	if err != nil {
+		f.putBuf(buf)
+		c.readFailed(err)
+		return false
+	}
+	f.handle(c, b)
+	f.putBuf(buf)
+	return true
 }
 
 // readAll appends what r has to b, growing it as needed; the read limit
@@ -148,7 +182,8 @@ func (c *conn) close() {
 	_ = c.ws.Close()
 
 	st := f.states.Get().(*state)
-	for ih, id := range swarms {
+	for _, ms := range swarms {
+		ih, id := ms.ih, ms.id
 		k := bindKey{ih, id, c.af}
 		f.bindMu.Lock()
 		if f.bindings[k] == c {
@@ -249,4 +284,57 @@ func (c *conn) drain() {
 // tlsListener serves TLS on ln.
 func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
 	return tls.NewListener(ln, cfg)
+}
+
+// peekConn is the network connection under a WebSocket connection. Its
+// reader waits for a message's first byte with wait, not inside
+// gorilla/websocket: the frames of that wait are few, so while the
+// connection is idle (most of its life) the garbage collector can shrink
+// the goroutine's stack to its minimum, where a wait in NextReader would
+// keep twice that. The byte waits in one and is read first.
+type peekConn struct {
+	net.Conn
+	first    [1]byte
+	hasFirst bool
+}
+
+// wait blocks until the peer sends something, or the read deadline.
+func (p *peekConn) wait() error {
+	if p.hasFirst {
+		return nil
+	}
+	for {
+		n, err := p.Conn.Read(p.first[:])
+		if n == 1 {
+			p.hasFirst = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (p *peekConn) Read(b []byte) (int, error) {
+	if p.hasFirst && len(b) > 0 {
+		b[0] = p.first[0]
+		p.hasFirst = false
+		return 1, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// hijacker hands gorilla/websocket the connection wrapped in a peekConn.
+type hijacker struct {
+	nethttp.ResponseWriter
+	c *conn
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := h.ResponseWriter.(nethttp.Hijacker).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	h.c.nc = &peekConn{Conn: nc}
+	return h.c.nc, brw, nil
 }

@@ -14,7 +14,7 @@
 // Library: github.com/gorilla/websocket. It runs no goroutine of its own
 // per connection, reads through a buffer of the size we choose, and takes
 // its write buffer from a pool only while writing, so an idle connection
-// holds one goroutine, a 1 KiB read buffer and its state. It allocates one
+// holds one goroutine, a 256-byte read buffer and its state. It allocates one
 // small object per message read (its reader) and one per message written
 // (returning the write buffer to the pool); everything else on the relay
 // path is pooled.
@@ -42,9 +42,10 @@ import (
 )
 
 // readBufferSize is each connection's read buffer. Messages are read
-// through it into a pooled buffer, so a small one costs a few more read
-// calls for a large offer and saves memory on every idle connection.
-const readBufferSize = 1024
+// through it into a pooled buffer (larger reads bypass it), so a small one
+// costs little for a large offer and saves memory on every idle
+// connection.
+const readBufferSize = 256
 
 // maxPendingPerConn bounds the offers relayed to one connection that it
 // has not answered yet, so that a flood of offers cannot grow the table
@@ -301,7 +302,7 @@ func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps
 	f.active.Add(1)
 	f.mu.Unlock()
 
-	ws, err := f.upgrader.Upgrade(w, r, nil)
+	ws, err := f.upgrader.Upgrade(hijacker{w, c}, r, nil)
 	if err != nil {
 		// The upgrader has answered with an HTTP error.
 		f.metrics.ObserveError(reasonUpgradeFailed)
@@ -605,10 +606,7 @@ func (f *Frontend) bind(c *conn, ih bittorrent.InfoHash, id bittorrent.PeerID) b
 	f.bindings[k] = c
 	f.bindMu.Unlock()
 	c.mu.Lock()
-	if c.swarms == nil {
-		c.swarms = make(map[bittorrent.InfoHash]bittorrent.PeerID)
-	}
-	c.swarms[ih] = id
+	c.swarms = append(c.swarms, membership{ih, id})
 	c.mu.Unlock()
 	return true
 }
@@ -621,7 +619,14 @@ func (f *Frontend) unbind(c *conn, ih bittorrent.InfoHash, id bittorrent.PeerID)
 	}
 	f.bindMu.Unlock()
 	c.mu.Lock()
-	delete(c.swarms, ih)
+	for i := range c.swarms {
+		if c.swarms[i].ih == ih {
+			last := len(c.swarms) - 1
+			c.swarms[i] = c.swarms[last]
+			c.swarms = c.swarms[:last]
+			break
+		}
+	}
 	c.mu.Unlock()
 }
 
