@@ -24,7 +24,11 @@ PACKAGES=(aria2 transmission-cli qbittorrent-nox python3-libtorrent mktorrent)
 PACKAGES+=(buildah busybox-static)
 # The browser tests (e2e/browser) drive Debian's chromium with playwright-core
 # under node, inside a network namespace they make with ip.
-PACKAGES+=(chromium nodejs npm iproute2)
+PACKAGES+=(chromium iproute2)
+# Node.js and npm from Debian unless the machine has them already: an image
+# that ships its own Node.js (with its own npm) conflicts with Debian's npm.
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
 if [[ -d storage/redis ]]; then
 	PACKAGES+=(redis-server redis-sentinel)
 fi
