@@ -184,11 +184,7 @@ func New(cfg Config) (*Hook, error) {
 		}
 		tc, err := webhook.ClientTLS(webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
 		if err != nil {
-			key := "tls_cert_file"
-			if cfg.TLSCAFile != "" && bytes.Contains([]byte(err.Error()), []byte(cfg.TLSCAFile)) {
-				key = "tls_ca_file"
-			}
-			return nil, yamlconf.Errorf(key, "%w", err)
+			return nil, err // keyed by ClientTLS
 		}
 		if cfg.URL[:6] != "https:" {
 			tc = nil

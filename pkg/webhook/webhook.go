@@ -28,6 +28,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // The signature headers.
@@ -40,7 +42,9 @@ const (
 // request and the verifier's clock, either way.
 const MaxSkew = 5 * time.Minute
 
-// TLS names the files of a client's TLS settings; all are optional.
+// TLS names the files of a client's TLS settings; all are optional. The
+// hooks that use it offer them as the options tls_ca_file, tls_cert_file
+// and tls_key_file, which ClientTLS's errors name.
 type TLS struct {
 	// CAFile holds the PEM certificates that verify the service; empty
 	// means the system's roots.
@@ -65,27 +69,28 @@ func ReadSecret(path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-// ClientTLS builds the TLS settings t names. Errors name the file.
+// ClientTLS builds the TLS settings t names. Errors name the option
+// (yamlconf.Errorf: "tls_ca_file") and the file.
 func ClientTLS(t TLS) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, yamlconf.Errorf("tls_ca_file", "%w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificate in it", t.CAFile)
+			return nil, yamlconf.Errorf("tls_ca_file", "%s: no PEM certificate in it", t.CAFile)
 		}
 		c.RootCAs = pool
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("a client certificate needs both its certificate and its key")
+		return nil, yamlconf.Errorf("tls_cert_file", "a client certificate needs both its certificate and its key")
 	}
 	if t.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
-			return nil, err
+			return nil, yamlconf.Errorf("tls_cert_file", "%w", err)
 		}
 		c.Certificates = []tls.Certificate{cert}
 	}
