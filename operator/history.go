@@ -2,6 +2,7 @@ package operator
 
 import (
 	"container/heap"
+	"encoding/binary"
 	"context"
 	"sync"
 	"time"
@@ -111,6 +112,51 @@ type history struct {
 	requests []requestSample
 
 	walkMu sync.Mutex // one walk at a time
+	// activity and walks belong to the walk (under walkMu).
+	activity []activitySlot
+	walks    uint32
+	// learn is the walk that only fills the activity table: the first,
+	// and each after the table was resized.
+	learn uint32
+}
+
+// The table that tells the swarms that changed since the last walk has
+// twice as many slots as there are swarms, between these bounds (16 bytes
+// a slot: 4 MiB at most).
+const (
+	minActivitySlots = 1 << 10
+	maxActivitySlots = 1 << 18
+)
+
+// activitySlot remembers one swarm's counts as of the last walk that saw
+// it. The table is direct-mapped by info hash: a swarm that shares its
+// slot with another, still present swarm is not watched (at a quarter of
+// a million swarms or fewer, most are).
+type activitySlot struct {
+	key  uint64 // the info hash's first 8 bytes; 0 for an empty slot
+	fp   uint32 // the counts, hashed
+	walk uint32 // the walk that last saw it
+}
+
+// active reports whether sw changed since the last walk, or appeared
+// since: the recently active swarms, whose history is worth keeping.
+// The first walk only learns the counts.
+func (h *history) active(sw *storage.Swarm) bool {
+	key := binary.LittleEndian.Uint64(sw.InfoHash[:8]) | 1
+	slot := &h.activity[binary.LittleEndian.Uint64(sw.InfoHash[8:16])&uint64(len(h.activity)-1)]
+	fp := uint32((uint64(sw.Seeders[0]+sw.Seeders[1])*0x9e3779b97f4a7c15 ^ uint64(sw.Leechers[0]+sw.Leechers[1])*0xc2b2ae3d27d4eb4f ^ uint64(sw.Downloads)*0x165667b19e3779f9) >> 32)
+	switch {
+	case slot.key == key:
+		changed := slot.fp != fp
+		slot.fp, slot.walk = fp, h.walks
+		return changed && h.walks != h.learn
+	case slot.key == 0 || slot.walk+1 < h.walks:
+		// Empty, or held by a swarm the last walk did not see: this one
+		// is new.
+		*slot = activitySlot{key: key, fp: fp, walk: h.walks}
+		return h.walks != h.learn
+	}
+	return false
 }
 
 // requestSample is the tracker's request counters at one time, for rates.
@@ -251,8 +297,21 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 	begin, started := h.now(), time.Now()
 	t := totals{at: begin}
 	var top bySize
+	var active []storage.Swarm
 	seen := map[bittorrent.InfoHash]storage.Swarm{}
+	h.walks++
+	h.mu.Lock()
+	lastSwarms := h.last.swarms
+	h.mu.Unlock()
+	if size := activitySize(lastSwarms); size != len(h.activity) {
+		h.activity, h.learn = make([]activitySlot, size), h.walks
+	}
 	err := h.lister.Walk(ctx, nil, func(batch []storage.Swarm) error {
+		for i := range batch {
+			if h.active(&batch[i]) && len(active) < maxFollowed {
+				active = append(active, batch[i])
+			}
+		}
 		for _, sw := range batch {
 			t.swarms++
 			t.snatches += uint64(sw.Downloads)
@@ -288,16 +347,27 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	// The largest join the followed swarms, as room allows.
+	large := make(map[bittorrent.InfoHash]bool, len(t.top))
 	for _, sw := range t.top {
-		if _, ok := h.swarms[sw.InfoHash]; !ok && len(h.swarms) < maxFollowed {
+		large[sw.InfoHash] = true
+	}
+	// The largest join the followed swarms, making room if need be; the
+	// recently active ones join as room allows, so that on a busy tracker
+	// the followed swarms do not churn with every walk.
+	for _, sw := range t.top {
+		if _, ok := h.swarms[sw.InfoHash]; !ok {
+			if len(h.swarms) >= maxFollowed && !h.evictQuietest(large) {
+				continue
+			}
 			h.swarms[sw.InfoHash] = h.newFollowed()
 			seen[sw.InfoHash] = sw
 		}
 	}
-	large := make(map[bittorrent.InfoHash]bool, len(t.top))
-	for _, sw := range t.top {
-		large[sw.InfoHash] = true
+	for _, sw := range active {
+		if _, ok := h.swarms[sw.InfoHash]; !ok && len(h.swarms) < maxFollowed {
+			h.swarms[sw.InfoHash] = h.newFollowed()
+			seen[sw.InfoHash] = sw
+		}
 	}
 	for ih, f := range h.swarms {
 		sw, ok := seen[ih]
@@ -310,6 +380,39 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 		}
 	}
 	h.last = t
+}
+
+// activitySize is the activity table's size for a store of swarms.
+func activitySize(swarms uint64) int {
+	n := minActivitySlots
+	for uint64(n) < 2*swarms && n < maxActivitySlots {
+		n *= 2
+	}
+	return n
+}
+
+// evictQuietest drops the followed swarm, not among large, that changed
+// or was looked at least recently. The caller holds h.mu.
+func (h *history) evictQuietest(large map[bittorrent.InfoHash]bool) bool {
+	var victim bittorrent.InfoHash
+	var last time.Time
+	found := false
+	for ih, f := range h.swarms {
+		if large[ih] {
+			continue
+		}
+		at := f.changed
+		if f.viewed.After(at) {
+			at = f.viewed
+		}
+		if !found || at.Before(last) {
+			victim, last, found = ih, at, true
+		}
+	}
+	if found {
+		delete(h.swarms, victim)
+	}
+	return found
 }
 
 func (h *history) newFollowed() *followed {

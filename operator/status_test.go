@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,40 @@ func TestHistoryBounds(t *testing.T) {
 	}
 	if pts := r.points(); len(pts) != 3 || pts[0].unix != 3 || pts[2].unix != 5 {
 		t.Errorf("ring: %+v", pts)
+	}
+}
+
+// TestHistoryFollowsActiveSwarms: besides the largest swarms, a small one
+// is followed once it changes or appears; an unchanged one is not.
+func TestHistoryFollowsActiveSwarms(t *testing.T) {
+	f := newFixture(t, false)
+	h := f.srv.hist
+	for i := 0; i < topFollowed+20; i++ {
+		ih := hash(0)
+		ih[0], ih[1] = byte(i), byte(i>>8)
+		for p := 0; p < 5; p++ {
+			must(t, f.store.PutSeeder(ih, peer("10.0."+strconv.Itoa(i)+"."+strconv.Itoa(p))))
+		}
+	}
+	quiet, busy, newcomer := hash(0xa1), hash(0xa2), hash(0xa3)
+	must(t, f.store.PutSeeder(quiet, peer("10.9.0.1")))
+	must(t, f.store.PutSeeder(busy, peer("10.9.0.2")))
+	followed := func(ih [20]byte) bool { _, _, ok := h.series(ih); return ok }
+
+	h.walk(t.Context()) // learns
+	if followed(quiet) || followed(busy) || h.followedCount() != topFollowed {
+		t.Fatalf("after the first walk: %d followed, small ones %v %v; want only the %d largest", h.followedCount(), followed(quiet), followed(busy), topFollowed)
+	}
+	f.clock.add(time.Minute)
+	must(t, f.store.PutLeecher(busy, peer("10.9.0.3")))
+	h.walk(t.Context())
+	if !followed(busy) || followed(quiet) {
+		t.Fatalf("after a change: busy followed %v, quiet followed %v", followed(busy), followed(quiet))
+	}
+	f.clock.add(time.Minute)
+	must(t, f.store.PutLeecher(newcomer, peer("10.9.0.4")))
+	h.walk(t.Context())
+	if !followed(newcomer) || followed(quiet) {
+		t.Fatalf("after a new swarm: newcomer followed %v, quiet followed %v", followed(newcomer), followed(quiet))
 	}
 }
