@@ -3,50 +3,41 @@ package memory
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
+// TestDecodeConfigRejects: every rejected storage.config in testdata, with
+// the exact error the registered driver gives (the daemon adds the line
+// where this has none).
 func TestDecodeConfigRejects(t *testing.T) {
-	tests := []struct {
-		file string
-		want string
-	}{
-		{"bad-unknown-key.yaml", `line 3: unknown key "shard_cont" in storage.config (memory)`},
-		{"bad-shard-count-zero.yaml", "storage.config.shard_count: must be > 0, got 0"},
-		{"bad-shard-count-huge.yaml", "storage.config.shard_count: must be <= 1048576, got 2000000"},
-		{"bad-shard-count-type.yaml", "line 1: storage.config.shard_count: cannot unmarshal !!str `many` into an integer"},
-		{"bad-gc-interval-type.yaml", "line 1: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
-		{"bad-gc-interval-negative.yaml", "storage.config.gc_interval: must be >= 1s, got -1s"},
-		{"bad-gc-interval-no-unit.yaml", "storage.config.gc_interval: must be >= 1s, got 180ns (a number without a unit is read as nanoseconds; write e.g. 3m)"},
-		{"bad-gc-interval-exceeds-lifetime.yaml", "storage.config.gc_interval: must be <= peer_lifetime (31m0s), got 1h0m0s"},
-		{"bad-peer-lifetime-subsecond.yaml", "storage.config.peer_lifetime: must be >= 1s, got 500ms"},
-		{"bad-reporting-interval-zero.yaml", "storage.config.prometheus_reporting_interval: must be >= 100ms, got 0s"},
-		{"bad-not-a-mapping.yaml", "line 1: storage.config (memory): cannot unmarshal !!seq into a mapping"},
-		{"bad-locality-prefix.yaml", "storage.config.locality.ipv4_prefix: must be 1-32, got 40"},
-		{"bad-locality-share.yaml", "storage.config.locality.min_outside_share: must be between 0 and 1, got 1.5"},
-		{"bad-locality-unknown-key.yaml", `line 3: unknown key "enabeld" in storage.config.locality (memory)`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.file, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join("testdata", tc.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = driver.Load(b)
-			if err == nil || err.Error() != tc.want {
-				t.Fatalf("got error %v\nwant       %s", err, tc.want)
-			}
-			// The registered driver reports the same error.
-			if _, err := storage.New("memory", b); err == nil || err.Error() != tc.want {
-				t.Fatalf("storage.New: got error %v, want %s", err, tc.want)
-			}
-		})
-	}
+	configtest.BadFiles(t, []configtest.Case{
+		{File: "bad-unknown-key.yaml", Want: `line 3: unknown key "shard_cont" in storage.config (memory)`},
+		{File: "bad-shard-count-zero.yaml", Want: "storage.config.shard_count: must be > 0, got 0"},
+		{File: "bad-shard-count-huge.yaml", Want: "storage.config.shard_count: must be <= 1048576, got 2000000"},
+		{File: "bad-shard-count-type.yaml", Want: "line 1: storage.config.shard_count: cannot unmarshal !!str `many` into an integer"},
+		{File: "bad-gc-interval-type.yaml", Want: "line 1: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
+		{File: "bad-gc-interval-negative.yaml", Want: "storage.config.gc_interval: must be >= 1s, got -1s"},
+		{File: "bad-gc-interval-no-unit.yaml", Want: "storage.config.gc_interval: must be >= 1s, got 180ns (a number without a unit is read as nanoseconds; write e.g. 3m)"},
+		{File: "bad-gc-interval-exceeds-lifetime.yaml", Want: "storage.config.gc_interval: must be <= peer_lifetime (31m0s), got 1h0m0s"},
+		{File: "bad-peer-lifetime-subsecond.yaml", Want: "storage.config.peer_lifetime: must be >= 1s, got 500ms"},
+		{File: "bad-reporting-interval-zero.yaml", Want: "storage.config.prometheus_reporting_interval: must be >= 100ms, got 0s"},
+		{File: "bad-not-a-mapping.yaml", Want: "line 1: storage.config (memory): cannot unmarshal !!seq into a mapping"},
+		{File: "bad-locality-prefix.yaml", Want: "storage.config.locality.ipv4_prefix: must be 1-32, got 40"},
+		{File: "bad-locality-share.yaml", Want: "storage.config.locality.min_outside_share: must be between 0 and 1, got 1.5"},
+		{File: "bad-locality-unknown-key.yaml", Want: `line 3: unknown key "enabeld" in storage.config.locality (memory)`},
+		{File: "bad-locality-topology-missing.yaml", Want: "storage.config.locality.topology_file: testdata/no-such-topology.yaml: no such file or directory"},
+	}, func(b []byte) error {
+		s, err := storage.New("memory", b)
+		if err == nil {
+			_ = s.Stop(context.Background())
+		}
+		return err
+	})
 }
 
 func TestDecodeConfigAccepts(t *testing.T) {
@@ -126,12 +117,4 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func TestNewRejectsMissingTopology(t *testing.T) {
-	b := []byte(mustRead(t, "testdata/bad-locality-topology-missing.yaml"))
-	want := "storage.config.locality.topology_file: testdata/no-such-topology.yaml: no such file or directory"
-	if _, err := storage.New("memory", b); err == nil || err.Error() != want {
-		t.Fatalf("storage.New: %v, want %s", err, want)
-	}
 }
