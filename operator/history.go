@@ -2,8 +2,8 @@ package operator
 
 import (
 	"container/heap"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"sync"
 	"time"
 
