@@ -242,38 +242,45 @@ func (c *conn) enqueue(buf *[]byte, limit int) relayResult {
 	return relaySent
 }
 
-// drain writes the queue until it is empty. A write that fails or times
-// out closes the connection.
+// drain writes the queue until it is empty: all the messages queued at
+// once go out in one write (gorilla frames each into the connection's
+// batch, see peekConn), since a system call per message is most of the
+// relay's cost. A write that fails or times out closes the connection.
 func (c *conn) drain() {
 	defer c.f.active.Done()
+	var batch []*[]byte
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.closed {
 			for _, b := range c.queue {
 				c.f.putBuf(b)
 			}
-			if cap(c.queue) > 8 {
-				c.queue = nil
-			} else {
-				c.queue = c.queue[:0]
-			}
+			c.queue = nil
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		buf := c.queue[0]
-		n := copy(c.queue, c.queue[1:])
-		c.queue[n] = nil
-		c.queue = c.queue[:n]
+		batch, c.queue = c.queue, batch[:0]
 		c.mu.Unlock()
 
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.f.cfg.WriteTimeout))
-		err := c.ws.WriteMessage(gws.TextMessage, *buf)
-		c.f.putBuf(buf)
+		deadline := time.Now().Add(c.f.cfg.WriteTimeout)
+		_ = c.ws.SetWriteDeadline(deadline)
+		c.nc.startBatch()
+		var err error
+		for i, buf := range batch {
+			if err == nil {
+				err = c.ws.WriteMessage(gws.TextMessage, *buf)
+			}
+			c.f.putBuf(buf)
+			batch[i] = nil
+		}
+		if ferr := c.nc.flush(deadline); err == nil {
+			err = ferr
+		}
 		if err != nil {
 			c.f.metrics.ObserveError(reasonWriteTimeout)
 			// The reader sees the socket closed and cleans up.
-			_ = c.ws.NetConn().Close()
+			_ = c.nc.Close()
 			c.mu.Lock()
 			c.closed = true
 			c.mu.Unlock()
@@ -287,41 +294,101 @@ func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
 }
 
 // peekConn is the network connection under a WebSocket connection. Its
-// reader waits for a message's first byte with wait, not inside
+// reader waits for the next message with wait, not inside
 // gorilla/websocket: the frames of that wait are few, so while the
-// connection is idle (most of its life) the garbage collector can shrink
-// the goroutine's stack to its minimum, where a wait in NextReader would
-// keep twice that. The byte waits in one and is read first.
+// connection is idle (most of its life) its goroutine's stack stays
+// small. wait reads into a pooled buffer, which usually takes the whole
+// message in one system call, and which goes back to the pool once
+// gorilla/websocket has read it: an idle connection holds none.
+//
+// Its writer gathers the frames gorilla/websocket writes between
+// startBatch and flush into one write. gorilla/websocket never writes two
+// frames at once, so frames are gathered whole, its control frames (close,
+// pong) included.
 type peekConn struct {
 	net.Conn
-	first    [1]byte
-	hasFirst bool
+	// pend holds what wait read and Read has not handed out yet.
+	pend *[]byte
+	off  int
+
+	wmu      sync.Mutex
+	batching bool
+	batch    *[]byte // from batchPool while batching
 }
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
+
+func (p *peekConn) Write(b []byte) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.batching {
+		*p.batch = append(*p.batch, b...)
+		return len(b), nil
+	}
+	return p.Conn.Write(b)
+}
+
+func (p *peekConn) startBatch() {
+	p.wmu.Lock()
+	p.batching = true
+	p.batch = batchPool.Get().(*[]byte)
+	p.wmu.Unlock()
+}
+
+// flush writes what was gathered since startBatch, by the deadline.
+func (p *peekConn) flush(deadline time.Time) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.batching = false
+	b := p.batch
+	p.batch = nil
+	var err error
+	if len(*b) > 0 {
+		_ = p.Conn.SetWriteDeadline(deadline)
+		_, err = p.Conn.Write(*b)
+	}
+	if cap(*b) <= maxPooledBuffer {
+		*b = (*b)[:0]
+		batchPool.Put(b)
+	}
+	return err
+}
+
+// readPool holds the buffers wait reads into.
+var readPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
 
 // wait blocks until the peer sends something, or the read deadline.
 func (p *peekConn) wait() error {
-	if p.hasFirst {
+	if p.pend != nil {
 		return nil
 	}
+	b := readPool.Get().(*[]byte)
 	for {
-		n, err := p.Conn.Read(p.first[:])
-		if n == 1 {
-			p.hasFirst = true
+		n, err := p.Conn.Read((*b)[:cap(*b)])
+		if n > 0 {
+			*b = (*b)[:n]
+			p.pend, p.off = b, 0
 			return nil
 		}
 		if err != nil {
+			readPool.Put(b)
 			return err
 		}
 	}
 }
 
 func (p *peekConn) Read(b []byte) (int, error) {
-	if p.hasFirst && len(b) > 0 {
-		b[0] = p.first[0]
-		p.hasFirst = false
-		return 1, nil
+	if p.pend == nil {
+		return p.Conn.Read(b)
 	}
-	return p.Conn.Read(b)
+	n := copy(b, (*p.pend)[p.off:])
+	p.off += n
+	if p.off == len(*p.pend) {
+		*p.pend = (*p.pend)[:cap(*p.pend)]
+		readPool.Put(p.pend)
+		p.pend = nil
+	}
+	return n, nil
 }
 
 // hijacker hands gorilla/websocket the connection wrapped in a peekConn.
