@@ -128,6 +128,9 @@ func (s *PeerStore) call(ctx context.Context, op string, f func(context.Context)
 	reason, down := "", false
 	if err != nil {
 		reason, down = errorReason(err)
+		if cc, ok := s.client.(*redis.ClusterClient); ok {
+			down = s.clusterFailure(cc, reason, down)
+		}
 	}
 	switch {
 	case probe:
@@ -140,6 +143,24 @@ func (s *PeerStore) call(ctx context.Context, op string, f func(context.Context)
 		return s.fail(op, err)
 	}
 	return nil
+}
+
+// clusterFailure reacts to a failed exchange with a Cluster: a node that
+// cannot be reached or a slot without a master may mean a failover, so
+// the slot map is asked for again (at most every downBackoff; go-redis
+// does it in the background). It reports whether Redis is to be marked
+// down: only for a timeout (a hung node), since a refused connection to
+// one dead node costs nothing, and the other nodes still serve.
+func (s *PeerStore) clusterFailure(cc *redis.ClusterClient, reason string, down bool) bool {
+	switch reason {
+	case reasonTimeout, reasonUnreachable, reasonConnection, reasonClusterDown, reasonMasterDown, reasonReadOnly:
+		now := time.Now().UnixNano()
+		last := s.lastReload.Load()
+		if now-last >= int64(downBackoff) && s.lastReload.CompareAndSwap(last, now) {
+			cc.ReloadState(context.Background())
+		}
+	}
+	return down && reason == reasonTimeout
 }
 
 // fail counts a failed operation and wraps its error.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -44,6 +45,7 @@ func TestPeerStoreCluster(t *testing.T) {
 		})
 	})
 	t.Run("spread", func(t *testing.T) { testClusterSpread(t, c) })
+	t.Run("collection on every master", func(t *testing.T) { testClusterCollection(t, c) })
 }
 
 // testClusterSpread stores 3000 swarms and checks that every master holds
@@ -112,5 +114,54 @@ func TestClusterMisconfigured(t *testing.T) {
 	_, err = New(Config{RedisBroker: "redis://" + node.Addr + "/0"}.WithDefaults())
 	if err == nil || !strings.Contains(err.Error(), "is a Redis Cluster node") {
 		t.Errorf("redis_broker of a cluster node: %v", err)
+	}
+}
+
+// testClusterCollection runs two stores sharing a key prefix, as two
+// trackers do, with a short peer lifetime: every stale peer of every
+// master is collected, and each master's turn is taken by one of them
+// (its gc key is on that master).
+func testClusterCollection(t *testing.T, c *redistest.Cluster) {
+	short := func(cfg *Config) {
+		cfg.GarbageCollectionInterval, cfg.PeerLifetime = 300*time.Millisecond, time.Second
+	}
+	a := clusterStore(t, c, short)
+	defer a.Stop(context.Background())
+	b := clusterStore(t, c, short, func(cfg *Config) { cfg.KeyPrefix = a.cfg.KeyPrefix })
+	defer b.Stop(context.Background())
+	const swarms = 300
+	for i := range swarms {
+		must(t, "put", a.PutLeecher(bittorrent.InfoHash{byte(i >> 8), byte(i), 'g', 'c'}, peer4(i)))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := b.Stats()
+		must(t, "Stats", err)
+		if st == (storage.Stats{}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20s on, stats %+v: stale peers not collected", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A turn lasts 0.9 gc_interval: look a few times over two intervals.
+	cc := c.Client(t)
+	turns := map[string]int{}
+	var mu sync.Mutex
+	for range 30 {
+		must(t, "KEYS", cc.ForEachMaster(context.Background(), func(ctx context.Context, m *goredis.Client) error {
+			keys, err := m.Keys(ctx, a.cfg.KeyPrefix+"{*}gc").Result()
+			mu.Lock()
+			turns[m.Options().Addr] += len(keys)
+			mu.Unlock()
+			return err
+		}))
+		time.Sleep(20 * time.Millisecond)
+	}
+	for addr, n := range turns {
+		if n == 0 {
+			t.Errorf("master %s never held a collection turn: %v", addr, turns)
+		}
 	}
 }

@@ -88,6 +88,9 @@ type PeerStore struct {
 	// request may probe: a dial and an exchange (Sentinel: a question to
 	// each sentinel first), at the configured timeouts.
 	probeWindow int64
+	// lastReload (Unix ns) is when a Cluster's slot map was last asked
+	// for again after a failure (clusterFailure).
+	lastReload atomic.Int64
 
 	// cls groups peers by locality; nil when locality is off (local.go).
 	cls atomic.Pointer[locality.Classifier]
