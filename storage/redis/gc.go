@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,7 +39,7 @@ func (s *PeerStore) periodicGC() {
 		return err
 	})
 	if err != nil {
-		logrus.WithError(err).Warn("storage/redis: garbage collection skipped")
+		logGC(err, "skipped")
 		return
 	}
 	removed := 0
@@ -49,7 +50,7 @@ func (s *PeerStore) periodicGC() {
 			return err
 		})
 		if err != nil {
-			logrus.WithError(err).Warn("storage/redis: garbage collection skipped")
+			logGC(err, "skipped")
 			continue
 		}
 		if !mine {
@@ -58,10 +59,17 @@ func (s *PeerStore) periodicGC() {
 		n, err := s.collect(r, cutoff)
 		removed += n
 		if err != nil {
-			logrus.WithError(err).Warn("storage/redis: garbage collection failed")
+			logGC(err, "failed")
 		}
 	}
 	storage.ObserveGC(time.Since(start).Seconds(), removed)
+}
+
+// logGC logs a failed collection, unless the store is stopping.
+func logGC(err error, what string) {
+	if !errors.Is(err, errStopped) {
+		logrus.WithError(err).Warn("storage/redis: garbage collection " + what)
+	}
 }
 
 // gcKey is the turn of the node that serves slot.
@@ -165,6 +173,26 @@ func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
 		if err != nil {
 			return removed, err
 		}
+		n, err := s.collectSwarms(members, cut, local)
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+		if cursor == 0 {
+			return removed, nil
+		}
+	}
+}
+
+// collectSwarms runs gc.lua on each of the swarms named by members (one
+// page of an index), pipelined: one round trip per page (per node of a
+// Cluster), each script still its own bounded step in Redis.
+func (s *PeerStore) collectSwarms(members []string, cut int64, local bool) (int, error) {
+	removed := 0
+	err := s.call(context.Background(), "gc", func(ctx context.Context) error {
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.Cmd, 0, len(members))
+		argss := make([][]interface{}, 0, len(members))
 		for _, m := range members {
 			var ih bittorrent.InfoHash
 			if n, err := hex.Decode(ih[:], []byte(m)); err != nil || n != len(ih) {
@@ -175,24 +203,29 @@ func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
 			if local {
 				base4, base6 = k.base[0], k.base[1]
 			}
-			err := s.call(context.Background(), "gc", func(ctx context.Context) error {
-				args := gcScript.args(make([]interface{}, 0, 13), false)
-				args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals,
-					cut, m, base4, base6)
-				r, err := gcScript.run(ctx, s.client, args).Int64Slice()
-				if err == nil && len(r) == 2 {
-					removed += int(r[0])
-				}
-				return err
-			})
+			args := gcScript.args(make([]interface{}, 0, 13), false)
+			args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals,
+				cut, m, base4, base6)
+			argss = append(argss, args)
+			cmds = append(cmds, pipe.Do(ctx, args...))
+		}
+		_, _ = pipe.Exec(ctx)
+		for i, cmd := range cmds {
+			if isNoScript(cmd.Err()) {
+				// A node that does not hold the script yet: EVAL.
+				cmd = gcScript.run(ctx, s.client, argss[i])
+			}
+			r, err := cmd.Int64Slice()
 			if err != nil {
-				return removed, err
+				return err
+			}
+			if len(r) == 2 {
+				removed += int(r[0])
 			}
 		}
-		if cursor == 0 {
-			return removed, nil
-		}
-	}
+		return nil
+	})
+	return removed, err
 }
 
 // The fields of a shard's totals, by family.

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# bench-redis.sh: the memory store and the Redis store side by side, UDP
+# announces, as issue 13 measures them: each tracker (and, for the Redis
+# store, its redis-server) pinned to TRACKER_CPU, the load generator to
+# BENCH_CPU. It prints responses per second and, the figure that holds on a
+# shared machine, responses per CPU-second of the tracker (plus Redis),
+# read from /proc before and after each run, and Redis' own time per
+# announce from INFO commandstats.
+#
+#   scripts/bench-redis.sh              # 10,000 torrents x 20 peers, 3 runs of 10 s
+#   DURATION=5s PAIRS=1 scripts/bench-redis.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORRENTS=${TORRENTS:-10000}
+PEERS=${PEERS:-20}
+DURATION=${DURATION:-10s}
+PAIRS=${PAIRS:-3}
+INFLIGHT=${INFLIGHT:-32} # per socket, 4 sockets: 128 in flight
+TRACKER_CPU=${TRACKER_CPU:-1}
+BENCH_CPU=${BENCH_CPU:-0}
+SEED=${SEED:-1}
+OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-redis.XXXXXX)}
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+for p in jq taskset redis-server redis-cli; do command -v $p >/dev/null || die "$p not found"; done
+
+BIN="$OUT_DIR/bin"
+mkdir -p "$BIN"
+go build -o "$BIN/chihaya-bench" ./cmd/chihaya-bench
+go build -o "$BIN/chihaya" ./cmd/chihaya
+BENCH=(taskset -c "$BENCH_CPU" "$BIN/chihaya-bench")
+PIN=(taskset -c "$TRACKER_CPU")
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+STARTED=()
+cleanup() {
+	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+REDIS_PORT=$("$BIN/chihaya-bench" freeport)
+"${PIN[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT_DIR/redis.log" 2>&1 &
+REDIS_PID=$!
+STARTED+=("$REDIS_PID")
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+declare -A PID UDP
+start_chihaya() { # name storage-yaml
+	local name=$1 cfg="$OUT_DIR/$1.yaml" logf="$OUT_DIR/$1.log"
+	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  udp:\n    addr: 127.0.0.1:0\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$2" >"$cfg"
+	"${PIN[@]}" "$BIN/chihaya" --config "$cfg" --json 2>"$logf" >/dev/null &
+	PID[$name]=$!
+	STARTED+=("${PID[$name]}")
+	for _ in $(seq 100); do
+		UDP[$name]=$(jq -r 'select(.msg=="listening" and .frontend=="udp") | .addr' "$logf" 2>/dev/null | head -1)
+		[[ -n ${UDP[$name]} ]] && break
+		kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited (log: $logf)"
+		sleep 0.1
+	done
+	[[ -n ${UDP[$name]} ]] || die "$name did not log its listener"
+}
+start_chihaya memory '    name: memory'
+start_chihaya redis "$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:%s/0\n      redis_max_active: 256\n      redis_max_idle: 256' "$REDIS_PORT")"
+
+for t in memory redis; do
+	log "filling $t: $TORRENTS x $PEERS"
+	"${BENCH[@]}" fill --target "${UDP[$t]}" --seed "$SEED" --torrents "$TORRENTS" --peers "$PEERS" \
+		--sockets 4 --inflight 64 --timeout 1s --duration 10m | tail -1 >/dev/null
+done
+
+usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_/ && !/config|info/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
+top_usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_(evalsha|hrandfield|hlen|get):/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
+
+for pair in $(seq "$PAIRS"); do
+	for t in memory redis; do
+		before=$(cpu_ticks "${PID[$t]}")
+		rbefore=$(cpu_ticks "$REDIS_PID")
+		redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+		json=$("${BENCH[@]}" udp-announce --target "${UDP[$t]}" --label "$t" --seed "$SEED" --torrents "$TORRENTS" \
+			--peers "$PEERS" --duration "$DURATION" --timeout 500ms --sockets 4 --inflight "$INFLIGHT" | tail -1)
+		after=$(cpu_ticks "${PID[$t]}")
+		rafter=$(cpu_ticks "$REDIS_PID")
+		all=$(usec) top=$(top_usec)
+		jq -c --arg t "$t" --argjson cpu $((after - before)) --argjson rcpu $((rafter - rbefore)) --argjson tick "$TICK" \
+			--argjson all "$all" --argjson top "$top" '
+			{store: $t, responses, responses_per_s: (.responses_per_s|floor), errors: (.errors_total // 0),
+			 tracker_cpu_s: ($cpu / $tick), redis_cpu_s: ($rcpu / $tick),
+			 responses_per_cpu_s: (if ($cpu + $rcpu) > 0 then (.responses / (($cpu + $rcpu) / $tick))|floor else 0 end),
+			 redis_usec_per_announce: (if $t == "redis" and .responses > 0 then ($all / .responses * 100|floor) / 100 else null end),
+			 redis_top_usec_per_announce: (if $t == "redis" and .responses > 0 then ($top / .responses * 100|floor) / 100 else null end)}' \
+			<<<"$json" | tee -a "$OUT_DIR/results.jsonl"
+	done
+done
+log "load average after: $(cut -d' ' -f1-3 /proc/loadavg); results in $OUT_DIR/results.jsonl"
