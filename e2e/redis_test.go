@@ -138,11 +138,8 @@ func TestRedisCountsExact(t *testing.T) {
 	// update the same swarm at once.
 	const peers = 120
 	var wg sync.WaitGroup
-	errs := make(chan error, peers)
 	for i := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			base := "http://" + daemons[i%2].Addr(t, "http")
 			a := httpAnnounce{infoHash: ih, peerID: id(fmt.Sprintf("-CT0001-%04d", i)), port: 20000 + i, left: 100, event: "started"}
 			steps := []httpAnnounce{a}
@@ -162,16 +159,15 @@ func TestRedisCountsExact(t *testing.T) {
 					err = fmt.Errorf("announce %s: %d %q", s.event, status, body)
 				}
 				if err != nil {
-					errs <- err
+					t.Errorf("peer %d: %v", i, err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	if t.Failed() {
+		t.FailNow()
 	}
 
 	var seeders, leechers, downloads uint32

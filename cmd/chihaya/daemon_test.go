@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,21 +14,6 @@ import (
 
 	"github.com/chihaya/chihaya/internal/daemontest"
 )
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
 
 // udpConnect sends a BEP 15 connect request and checks the reply.
 func udpConnect(t *testing.T, addr string) {
@@ -98,25 +81,25 @@ func TestDaemon(t *testing.T) {
 			{"/healthz", "ok\n"},
 			{"/readyz", "ok\n"},
 		} {
-			if status, body := httpGet(t, metricsURL+c.path); status != 200 || body != c.want {
+			if status, body := daemontest.Get(t, metricsURL+c.path); status != 200 || body != c.want {
 				t.Errorf("GET %s = %d %q, want 200 %q", c.path, status, body, c.want)
 			}
 		}
 		udpConnect(t, addrs["udp"])
-		if status, body := httpGet(t, "http://"+addrs["http"]+"/announce"); status != 200 || !strings.Contains(body, "failure reason") {
+		if status, body := daemontest.Get(t, "http://"+addrs["http"]+"/announce"); status != 200 || !strings.Contains(body, "failure reason") {
 			t.Errorf("GET /announce without parameters = %d %q, want a bencoded failure", status, body)
 		}
 	}
 
 	t.Run("serving", func(t *testing.T) {
 		checkServing(t)
-		status, body := httpGet(t, metricsURL+"/metrics")
+		status, body := daemontest.Get(t, metricsURL+"/metrics")
 		for _, want := range []string{"go_goroutines", "process_start_time_seconds", `chihaya_frontend_requests_total{action="connect",address_family="IPv4",frontend="udp",result="ok"}`} {
 			if status != 200 || !strings.Contains(body, want) {
 				t.Errorf("/metrics = %d, lacks %q", status, want)
 			}
 		}
-		if status, _ := httpGet(t, metricsURL+"/debug/pprof/"); status != 404 {
+		if status, _ := daemontest.Get(t, metricsURL+"/debug/pprof/"); status != 404 {
 			t.Errorf("/debug/pprof/ = %d without enable_pprof, want 404", status)
 		}
 	})

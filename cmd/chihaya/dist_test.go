@@ -89,7 +89,7 @@ func scrapeDaemon(t *testing.T) scrape {
 			"left":       {"100"},
 			"compact":    {"1"},
 		}
-		_, body := httpGet(t, "http://"+addrs["http"]+"/announce?"+q.Encode())
+		_, body := daemontest.Get(t, "http://"+addrs["http"]+"/announce?"+q.Encode())
 		return body
 	}
 	if body := announce(refusedHash); !strings.Contains(body, "failure reason") {
@@ -99,7 +99,7 @@ func scrapeDaemon(t *testing.T) scrape {
 		t.Fatalf("announce = %q, want success", body)
 	}
 	// Without parameters: a client error, counted by reason.
-	httpGet(t, "http://"+addrs["http"]+"/announce")
+	daemontest.Get(t, "http://"+addrs["http"]+"/announce")
 
 	// The storage gauges are set by the store's reporting loop: scrape
 	// until its first report is in, within daemontest.Timeout.
@@ -107,7 +107,7 @@ func scrapeDaemon(t *testing.T) scrape {
 	var body string
 	for {
 		var status int
-		status, body = httpGet(t, "http://"+addrs["metrics"]+"/metrics")
+		status, body = daemontest.Get(t, "http://"+addrs["metrics"]+"/metrics")
 		if status != 200 {
 			t.Fatalf("GET /metrics = %d", status)
 		}

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"context"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/chihaya/chihaya/frontend"
+	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -37,24 +36,10 @@ func registered(name string) bool {
 // and records through the packages' exported helpers.
 func touchMetrics(t *testing.T) {
 	t.Helper()
-	_, cfg, err := readConfig(writeConfig(t, daemonConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := start("test", cfg, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	s := startInProcess(t, writeConfig(t, daemonConfig), nil)
 	udpConnect(t, s.frontendAddr("udp"))
 	if a := s.frontendAddr("http"); a != "" {
-		httpGet(t, "http://"+a+"/announce")
+		daemontest.Get(t, "http://"+a+"/announce")
 	}
 
 	frontend.NewMetrics("http", true).ObserveError("test")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -55,7 +56,7 @@ func TestExampleConfigStarts(t *testing.T) {
 		}
 	}
 	udpConnect(t, s.frontendAddr("udp"))
-	if status, body := httpGet(t, "http://"+s.frontendAddr("metrics")+"/readyz"); status != 200 {
+	if status, body := daemontest.Get(t, "http://"+s.frontendAddr("metrics")+"/readyz"); status != 200 {
 		t.Errorf("/readyz = %d %q", status, body)
 	}
 }
@@ -74,7 +75,7 @@ func TestReloadSwapsHooks(t *testing.T) {
 
 	announce := func(ih byte) string {
 		t.Helper()
-		status, body := httpGet(t, announceURL(addr, ih))
+		status, body := daemontest.Get(t, announceURL(addr, ih))
 		if status != 200 {
 			t.Fatalf("announce: HTTP %d %q", status, body)
 		}
@@ -113,14 +114,14 @@ func TestReloadSwapsHooks(t *testing.T) {
 func TestReadyzDuringShutdown(t *testing.T) {
 	s := startInProcess(t, writeConfig(t, "chihaya:\n  metrics_addr: \"127.0.0.1:0\"\n  udp:\n    addr: \"127.0.0.1:0\"\n"), nil)
 	url := "http://" + s.frontendAddr("metrics") + "/readyz"
-	if status, body := httpGet(t, url); status != 200 || body != "ok\n" {
+	if status, body := daemontest.Get(t, url); status != 200 || body != "ok\n" {
 		t.Errorf("/readyz while serving = %d %q", status, body)
 	}
 	// What shutdown does first, before the frontends stop: a load balancer
 	// must see the instance go away while it still answers.
 	s.serving.Store(false)
 	s.stopping.Store(true)
-	if status, body := httpGet(t, url); status != 503 || body != "not ready: frontends: shutting down\n" {
+	if status, body := daemontest.Get(t, url); status != 503 || body != "not ready: frontends: shutting down\n" {
 		t.Errorf("/readyz during shutdown = %d %q", status, body)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -100,7 +97,6 @@ func (r *registry) token(t *testing.T, ih [20]byte, expiry time.Time) string {
 // announce URL. The info dictionary, and so the info hash, stays the same.
 func withAnnounceQuery(t *testing.T, s *swarm, query string) {
 	t.Helper()
-	mktorrent := need(t, "mktorrent", "mktorrent")
 	if err := os.Remove(s.torrent); err != nil {
 		t.Fatal(err)
 	}
@@ -110,19 +106,7 @@ func withAnnounceQuery(t *testing.T, s *swarm, query string) {
 		// tracker ignores it).
 		url = "udp://" + s.tr.udpAddr + "/a?" + query
 	}
-	out, err := exec.Command(mktorrent, "-l", "18", "-a", url, "-o", s.torrent, filepath.Join(s.dir, "source", s.name)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("mktorrent: %v\n%s", err, out)
-	}
-	meta, err := os.ReadFile(s.torrent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := infoSpan(meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sha1.Sum(info) != s.infoHash {
+	if s.makeTorrent(t, url) != s.infoHash {
 		t.Fatal("remaking the torrent with a new announce URL changed its info hash")
 	}
 }

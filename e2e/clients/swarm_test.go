@@ -34,7 +34,6 @@ type swarm struct {
 // mktorrent, announcing to tr over transport.
 func newSwarm(t *testing.T, tr *tracker, transport string) *swarm {
 	t.Helper()
-	mktorrent := need(t, "mktorrent", "mktorrent")
 	s := &swarm{tr: tr, transport: transport, dir: t.TempDir(), name: "payload.bin", size: payloadSize}
 	s.logs = filepath.Join(s.dir, "logs")
 	src := filepath.Join(s.dir, "source")
@@ -50,9 +49,20 @@ func newSwarm(t *testing.T, tr *tracker, transport string) *swarm {
 		t.Fatal(err)
 	}
 	s.torrent = filepath.Join(s.dir, "payload.torrent")
-	// 256 KiB pieces; mktorrent makes v1 torrents only, so every client
-	// announces the same 20-byte info hash.
-	out, err := exec.Command(mktorrent, "-l", "18", "-a", tr.announceURL(transport), "-o", s.torrent, filepath.Join(src, s.name)).CombinedOutput()
+	s.infoHash = s.makeTorrent(t, tr.announceURL(transport))
+	if tr.allow != nil {
+		tr.allow(t, s.infoHash)
+	}
+	return s
+}
+
+// makeTorrent writes s.torrent for the payload, announcing to url, and
+// returns its info hash. Its pieces are 256 KiB; mktorrent makes v1
+// torrents only, so every client announces the same 20-byte info hash.
+func (s *swarm) makeTorrent(t *testing.T, url string) [sha1.Size]byte {
+	t.Helper()
+	mktorrent := need(t, "mktorrent", "mktorrent")
+	out, err := exec.Command(mktorrent, "-l", "18", "-a", url, "-o", s.torrent, filepath.Join(s.dir, "source", s.name)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mktorrent: %v\n%s", err, out)
 	}
@@ -64,11 +74,7 @@ func newSwarm(t *testing.T, tr *tracker, transport string) *swarm {
 	if err != nil {
 		t.Fatalf("%s: %v", s.torrent, err)
 	}
-	s.infoHash = sha1.Sum(info)
-	if tr.allow != nil {
-		tr.allow(t, s.infoHash)
-	}
-	return s
+	return sha1.Sum(info)
 }
 
 // seedDir returns a new directory for a seeding client, holding the

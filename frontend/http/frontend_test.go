@@ -17,16 +17,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/testcert"
 )
 
 // startFrontend starts a frontend on addr (a free loopback port) and stops
 // it when the test ends.
-func startFrontend(t *testing.T, logic *frontendtest.Logic, addr string, mod func(*Config)) *Frontend {
+func startFrontend(t *testing.T, logic frontend.TrackerLogic, addr string, mod func(*Config)) *Frontend {
 	t.Helper()
 	cfg := Config{Addr: addr}
 	if mod != nil {
@@ -296,31 +295,6 @@ func rawExchange(t *testing.T, addr string, send []byte) []byte {
 	return got
 }
 
-// errorsCounted returns chihaya_frontend_errors_total for the HTTP frontend
-// and reason.
-func errorsCounted(t *testing.T, reason string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "chihaya_frontend_errors_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["frontend"] == "http" && labels["reason"] == reason {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 func TestRefusedByNetHTTP(t *testing.T) {
 	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", nil)
 	tests := []struct {
@@ -339,14 +313,14 @@ func TestRefusedByNetHTTP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := errorsCounted(t, tt.metric)
+			before := frontendtest.ErrorsCounted("http", tt.metric)
 			got := rawExchange(t, f.Addr().String(), []byte(tt.send))
 			resp, err := nethttp.ReadResponse(bufio.NewReader(strings.NewReader(string(got))), nil)
 			if err != nil {
 				t.Fatalf("reading the answer %q: %v", got, err)
 			}
 			wantFailure(t, readReply(t, resp), tt.reason)
-			if after := errorsCounted(t, tt.metric); after != before+1 {
+			if after := frontendtest.ErrorsCounted("http", tt.metric); after != before+1 {
 				t.Errorf("errors_total{reason=%q} went from %v to %v, want one more", tt.metric, before, after)
 			}
 		})
@@ -390,7 +364,7 @@ func TestRefusalStatus(t *testing.T) {
 
 func TestSlowClientIsDropped(t *testing.T) {
 	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.ReadTimeout = 100 * time.Millisecond })
-	before := errorsCounted(t, "read_timeout")
+	before := frontendtest.ErrorsCounted("http", "read_timeout")
 	c, err := net.Dial("tcp", f.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -411,7 +385,7 @@ func TestSlowClientIsDropped(t *testing.T) {
 	if len(got) != 0 {
 		t.Errorf("the slow client was sent %q, want nothing", got)
 	}
-	if after := errorsCounted(t, "read_timeout"); after != before+1 {
+	if after := frontendtest.ErrorsCounted("http", "read_timeout"); after != before+1 {
 		t.Errorf("errors_total{reason=read_timeout} went from %v to %v", before, after)
 	}
 }

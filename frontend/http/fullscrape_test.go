@@ -62,24 +62,12 @@ func (l *fullLogic) FullScrape(ctx context.Context, fn func([]bittorrent.Scrape)
 
 func startFullScrape(t *testing.T, logic *fullLogic, mod func(*Config)) string {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", AllowFullScrape: true}
-	if mod != nil {
-		mod(&cfg)
-	}
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := NewFrontend(logic, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = f.Stop(ctx)
-	})
-	return baseURL(f)
+	return baseURL(startFrontend(t, logic, "127.0.0.1:0", func(c *Config) {
+		c.AllowFullScrape = true
+		if mod != nil {
+			mod(c)
+		}
+	}))
 }
 
 // fullScrape fetches /scrape without info_hash; with gzip it asks for a
@@ -157,7 +145,7 @@ func TestFullScrapeOnePerInterval(t *testing.T) {
 	if r := fullScrape(t, url, false); len(r.body["files"].(map[string]any)) != 3 {
 		t.Fatalf("first full scrape: %q", r.raw)
 	}
-	before := errorsCounted(t, "full_scrape_too_soon")
+	before := frontendtest.ErrorsCounted("http", "full_scrape_too_soon")
 	r := fullScrape(t, url, true)
 	reason, _ := r.body["failure reason"].(string)
 	if !strings.HasPrefix(reason, string(bittorrent.ErrFullScrapeTooSoon)+"; try again in ") || !strings.HasSuffix(reason, "s") {
@@ -166,7 +154,7 @@ func TestFullScrapeOnePerInterval(t *testing.T) {
 	if r.body["retry in"] != int64(2) {
 		t.Errorf("retry in = %v, want 2 (minutes, rounded up from about 90 s)", r.body["retry in"])
 	}
-	if got := errorsCounted(t, "full_scrape_too_soon") - before; got != 1 {
+	if got := frontendtest.ErrorsCounted("http", "full_scrape_too_soon") - before; got != 1 {
 		t.Errorf("full_scrape_too_soon counted %v times, want 1", got)
 	}
 	// A scrape with info hashes is not held to the interval.

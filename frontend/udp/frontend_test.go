@@ -226,13 +226,13 @@ func TestListenerAmplificationRule(t *testing.T) {
 	// An announce cut to 30 bytes, with a bad ID, would get a 36-byte
 	// error: it is dropped. A connect sent right after is answered, and
 	// being the first reply read proves the announce got none.
-	before := udpErrors(t, reasonAmplification)
+	before := frontendtest.ErrorsCounted("udp", reasonAmplification)
 	c.send(encodeAnnounce(12345, 77, announceFields{infoHash: testIH, port: 6881})[:30])
 	d := decode(t, c.roundTrip(encodeConnect(78)), 0)
 	if d.txID != 78 {
 		t.Errorf("first reply is for transaction %d, want the connect's 78", d.txID)
 	}
-	if udpErrors(t, reasonAmplification) != before+1 {
+	if frontendtest.ErrorsCounted("udp", reasonAmplification) != before+1 {
 		t.Errorf("the dropped announce was not counted")
 	}
 }
@@ -248,7 +248,7 @@ func TestListenerSurvivesGarbage(t *testing.T) {
 	total := func() float64 {
 		var sum float64
 		for _, r := range []string{reasonShortPacket, reasonAmplification, reasonUnknownAction, "bad_connection_id", "malformed_request", "unsupported_protocol", "invalid_event", "invalid_port", "invalid_left", "invalid_downloaded", "invalid_uploaded", "invalid_escape", reasonPanic} {
-			sum += udpErrors(t, r)
+			sum += frontendtest.ErrorsCounted("udp", r)
 		}
 		return sum
 	}

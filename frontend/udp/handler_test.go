@@ -64,9 +64,9 @@ func TestHandleRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := udpErrors(t, tt.wantReason)
+			before := frontendtest.ErrorsCounted("udp", tt.wantReason)
 			reply := h.handle(tt.packet, testSrc4, nil)
-			if got := udpErrors(t, tt.wantReason) - before; got != 1 {
+			if got := frontendtest.ErrorsCounted("udp", tt.wantReason) - before; got != 1 {
 				t.Errorf("errors_total{reason=%q} grew by %v, want 1", tt.wantReason, got)
 			}
 			if !tt.wantReply {
@@ -201,12 +201,12 @@ func TestHandleLogicErrors(t *testing.T) {
 				encodeAnnounce(connID, 4, announceFields{port: 1}),
 				encodeScrape(connID, 4, testIH),
 			} {
-				before := udpErrors(t, tt.wantReason)
+				before := frontendtest.ErrorsCounted("udp", tt.wantReason)
 				d := decode(t, h.handle(packet, testSrc4, nil), 0)
 				if d.action != actionError || d.message != tt.wantMsg {
 					t.Errorf("reply = %+v, want error %q", d, tt.wantMsg)
 				}
-				if udpErrors(t, tt.wantReason) != before+1 {
+				if frontendtest.ErrorsCounted("udp", tt.wantReason) != before+1 {
 					t.Errorf("reason %q not counted", tt.wantReason)
 				}
 			}
@@ -221,11 +221,11 @@ func TestHandleRecoversFromPanic(t *testing.T) {
 	logic := frontendtest.NewLogic()
 	h := newTestHandler(t, logic, Config{})
 	connID := h.ids.Generate(testSrc4.Addr())
-	before := udpErrors(t, reasonPanic)
+	before := frontendtest.ErrorsCounted("udp", reasonPanic)
 	if reply := h.handle(encodeAnnounce(connID, 1, announceFields{infoHash: frontendtest.PanicHash, port: 1}), testSrc4, nil); reply != nil {
 		t.Errorf("a panicking request got a reply")
 	}
-	if udpErrors(t, reasonPanic) != before+1 {
+	if frontendtest.ErrorsCounted("udp", reasonPanic) != before+1 {
 		t.Errorf("panic not counted")
 	}
 	// The handler is still usable.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -145,32 +144,3 @@ func decode(t *testing.T, b []byte, peerLen int) decoded {
 }
 
 var errBackend = errors.New("backend down at 10.0.0.7:6379")
-
-// udpErrors returns chihaya_frontend_errors_total{frontend="udp",reason}.
-func udpErrors(t *testing.T, reason string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatalf("gather metrics: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "chihaya_frontend_errors_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var fe, re string
-			for _, lp := range m.GetLabel() {
-				switch lp.GetName() {
-				case "frontend":
-					fe = lp.GetValue()
-				case "reason":
-					re = lp.GetValue()
-				}
-			}
-			if fe == "udp" && re == reason {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/memory"
@@ -395,7 +396,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("a refused announce changed the swarm: %d/%d", co, inc)
 	}
 
-	before := errorCount("binary_frame")
+	before := frontendtest.ErrorsCounted("websocket", "binary_frame")
 	bin := tr.dial(t, "/")
 	if err := bin.ws.WriteMessage(gws.BinaryMessage, []byte{1, 2, 3}); err != nil {
 		t.Fatal(err)
@@ -403,7 +404,7 @@ func TestBadInput(t *testing.T) {
 	if code := bin.closeCode(); code != gws.CloseUnsupportedData {
 		t.Errorf("binary frame: close code %d, want %d", code, gws.CloseUnsupportedData)
 	}
-	if d := errorCount("binary_frame") - before; d != 1 {
+	if d := frontendtest.ErrorsCounted("websocket", "binary_frame") - before; d != 1 {
 		t.Errorf("binary frames counted %v, want 1", d)
 	}
 

@@ -456,22 +456,30 @@ func (d *Daemon) Stop(t testing.TB) {
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
 
-// Metrics returns the text of the daemon's /metrics.
-func (d *Daemon) Metrics(t testing.TB) string {
+// Get fetches url (one of the daemon's, say) and returns the status and
+// body of the answer; a request that fails fails the test.
+func Get(t testing.TB, url string) (status int, body string) {
 	t.Helper()
-	resp, err := httpClient.Get("http://" + d.Addr(t, "metrics") + "/metrics")
+	resp, err := httpClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
+	return resp.StatusCode, string(b)
+}
+
+// Metrics returns the text of the daemon's /metrics.
+func (d *Daemon) Metrics(t testing.TB) string {
+	t.Helper()
+	status, body := Get(t, "http://"+d.Addr(t, "metrics")+"/metrics")
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", status)
 	}
-	return string(body)
+	return body
 }
 
 // Metric returns the sum of the samples of the named metric whose labels

@@ -28,16 +28,10 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 	}, func(b *testing.B, s storage.PeerStore) {
 		ih := InfoHash(0)
 		dst := make([]bittorrent.Peer, 0, 50)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
+		for i := 0; b.Loop(); i++ {
 			p := Peer4(i % 1000)
 			var err error
-			dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, p)
-			if err == nil {
-				err = s.PutLeecher(ih, p)
-			}
-			if err != nil {
+			if dst, err = trackerAnnounce(s, dst, ih, p); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -46,8 +40,6 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 	withStore(b, newStore, "AnnounceParallel/swarms=10000", func(b *testing.B, s storage.PeerStore) {
 		fillStore(b, s, 200_000, 10_000)
 	}, func(b *testing.B, s storage.PeerStore) {
-		b.ReportAllocs()
-		b.ResetTimer()
 		var seq atomic.Uint64
 		b.RunParallel(func(pb *testing.PB) {
 			rng := rand.New(rand.NewPCG(seq.Add(1), 5))
@@ -56,11 +48,7 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 				j := rng.IntN(200_000)
 				ih, p := InfoHash(j%10_000), Peer4(j)
 				var err error
-				dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, p)
-				if err == nil {
-					err = s.PutLeecher(ih, p)
-				}
-				if err != nil {
+				if dst, err = trackerAnnounce(s, dst, ih, p); err != nil {
 					b.Error(err)
 					return
 				}
@@ -83,9 +71,7 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 		}, func(b *testing.B, s storage.PeerStore) {
 			ih := InfoHash(0)
 			dst := make([]bittorrent.Peer, 0, 50)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
+			for i := 0; b.Loop(); i++ {
 				var err error
 				dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, g.peer(i%1000))
 				if err != nil {
@@ -98,9 +84,7 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 	withStore(b, newStore, "ScrapeSwarm", func(b *testing.B, s storage.PeerStore) {
 		fillStore(b, s, 10_000, 1_000)
 	}, func(b *testing.B, s storage.PeerStore) {
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
+		for i := 0; b.Loop(); i++ {
 			if _, err := s.ScrapeSwarm(InfoHash(i%1_000), bittorrent.IPv4); err != nil {
 				b.Fatal(err)
 			}
@@ -113,9 +97,7 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 	}, func(b *testing.B, s storage.PeerStore) {
 		ihs := make([]bittorrent.InfoHash, 10)
 		dst := make([]storage.Counts, len(ihs))
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
+		for i := 0; b.Loop(); i++ {
 			for j := range ihs {
 				ihs[j] = InfoHash((i*10 + j) % 1_000)
 			}
@@ -130,9 +112,7 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 		fillStore(b, s, 200_000, 20_000)
 	}, func(b *testing.B, s storage.PeerStore) {
 		cutoff := time.Now().Add(-time.Hour)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
+		for b.Loop() {
 			if err := s.CollectGarbage(cutoff); err != nil {
 				b.Fatal(err)
 			}
@@ -141,8 +121,7 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 
 	// Collection that removes every peer (the store is refilled untimed).
 	withStore(b, newStore, "CollectGarbage/all/peers=200000", nil, func(b *testing.B, s storage.PeerStore) {
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
+		for range b.N {
 			b.StopTimer()
 			fillStore(b, s, 200_000, 20_000)
 			b.StartTimer()
@@ -164,17 +143,11 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 		}, func(b *testing.B, s storage.PeerStore) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			dst := make([]bittorrent.Peer, 0, 50)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
+			for i := 0; b.Loop(); i++ {
 				j := rng.IntN(peers)
 				ih, p := InfoHash(j%(peers/10)), Peer4(j)
 				var err error
-				dst, _, _, err = s.AnnouncePeers(dst[:0], ih, false, 50, p)
-				if err == nil {
-					err = s.PutLeecher(ih, p)
-				}
-				if err != nil {
+				if dst, err = trackerAnnounce(s, dst, ih, p); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -202,8 +175,19 @@ func RunBenchmarks(b *testing.B, newStore func(b *testing.B) storage.PeerStore) 
 	})
 }
 
+// trackerAnnounce is one announce as the tracker makes it: the peer list
+// for the response (50 peers into dst), then the swarm update.
+func trackerAnnounce(s storage.PeerStore, dst []bittorrent.Peer, ih bittorrent.InfoHash, p bittorrent.Peer) ([]bittorrent.Peer, error) {
+	dst, _, _, err := s.AnnouncePeers(dst[:0], ih, false, 50, p)
+	if err != nil {
+		return dst, err
+	}
+	return dst, s.PutLeecher(ih, p)
+}
+
 // withStore runs a sub-benchmark on one store, filled by setup once however
-// many times the benchmark function is called to settle b.N.
+// many times the benchmark function is called to settle b.N, and reports
+// its allocations.
 func withStore(b *testing.B, newStore func(b *testing.B) storage.PeerStore, name string, setup, bench func(b *testing.B, s storage.PeerStore)) {
 	b.Helper()
 	var s storage.PeerStore
@@ -214,6 +198,8 @@ func withStore(b *testing.B, newStore func(b *testing.B) storage.PeerStore, name
 				setup(b, s)
 			}
 		}
+		b.ReportAllocs()
+		b.ResetTimer()
 		bench(b, s)
 	})
 	if s != nil {

@@ -100,12 +100,11 @@ func testMatchesModel(t *testing.T, s storage.PeerStore) {
 
 func testConcurrent(t *testing.T, s storage.PeerStore) {
 	const workers, opsPerWorker, swarms = 16, 400, 8
+	// A worker stops at its first error; t.Errorf is safe from any
+	// goroutine, and the totals are only checked when none failed.
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			dst := make([]bittorrent.Peer, 0, 50)
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
 			for i := range opsPerWorker {
@@ -141,18 +140,16 @@ func testConcurrent(t *testing.T, s storage.PeerStore) {
 					err = s.CollectGarbage(time.Now().Add(time.Hour))
 				}
 				if err != nil {
-					errs <- err
+					t.Errorf("worker %d, operation %d: %v", w, i, err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	if t.Failed() {
+		return
 	}
-
 	checkTotals(t, s, swarms)
 }
 
@@ -191,16 +188,13 @@ func testConcurrentCollection(t *testing.T, s storage.PeerStore) {
 		}
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, workers+1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errs <- s.CollectGarbage(time.Now().Add(time.Hour))
-	}()
+	wg.Go(func() {
+		if err := s.CollectGarbage(time.Now().Add(time.Hour)); err != nil {
+			t.Errorf("CollectGarbage: %v", err)
+		}
+	})
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 11))
 			for range ops {
 				p := Peer4(rng.IntN(peers + 100))
@@ -214,19 +208,15 @@ func testConcurrentCollection(t *testing.T, s storage.PeerStore) {
 					err = s.DeletePeer(ih, p)
 				}
 				if err != nil {
-					errs <- err
+					t.Errorf("worker %d: %v", w, err)
 					return
 				}
 			}
-			errs <- nil
-		}()
+		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if t.Failed() {
+		return
 	}
 	checkTotals(t, s, 6)
 	// Whatever survived is still a consistent swarm.
