@@ -13,6 +13,7 @@ const (
 	DefaultPeerLifetime                = 31 * time.Minute
 	DefaultShardCount                  = 1024
 	DefaultPrometheusReportingInterval = time.Second
+	DefaultSnapshotInterval            = 5 * time.Minute
 )
 
 // MinReportingInterval bounds prometheus_reporting_interval from below.
@@ -39,6 +40,12 @@ type Config struct {
 	// Locality, when enabled, answers announces from the announcer's own
 	// subnet or rack first (docs/locality.md).
 	Locality locality.Config `yaml:"locality"`
+	// SnapshotPath is the file the swarms are written to every
+	// SnapshotInterval and at shutdown, and read back from at start; empty
+	// turns snapshots off.
+	SnapshotPath string `yaml:"snapshot_path"`
+	// SnapshotInterval is how often a snapshot is written.
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
 }
 
 // WithDefaults returns the config with every unset (zero) key given its
@@ -56,6 +63,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.PrometheusReportingInterval == 0 {
 		c.PrometheusReportingInterval = DefaultPrometheusReportingInterval
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
 	}
 	c.Locality = c.Locality.WithDefaults()
 	return c
@@ -83,6 +93,11 @@ func (c Config) Validate() error {
 	case c.PrometheusReportingInterval < MinReportingInterval:
 		// Each report takes every shard's lock once.
 		return yamlconf.Errorf("prometheus_reporting_interval", "must be >= %s, got %s%s", MinReportingInterval, c.PrometheusReportingInterval, unitHint(c.PrometheusReportingInterval))
+	case c.SnapshotInterval < time.Second && (c.SnapshotPath != "" || c.SnapshotInterval != 0):
+		// A snapshot copies every swarm: more often than every second is
+		// a mistake, most likely a number without a unit. (Unset, in a
+		// Config built in Go without snapshots, it is not used.)
+		return yamlconf.Errorf("snapshot_interval", "must be >= 1s, got %s%s", c.SnapshotInterval, unitHint(c.SnapshotInterval))
 	}
 	if c.Locality == (locality.Config{}) {
 		// Left out entirely (a Config built in Go): off.
@@ -97,4 +112,18 @@ func unitHint(d time.Duration) string {
 		return " (a number without a unit is read as nanoseconds; write e.g. 3m)"
 	}
 	return ""
+}
+
+// check is the driver's Check, for `chihaya validate`: what New checks
+// beyond Validate, without reading a snapshot or writing one.
+func check(c Config) error {
+	if c.Locality.Enabled {
+		if _, err := locality.Load(c.Locality); err != nil {
+			return yamlconf.Under(err, "locality")
+		}
+	}
+	if c.SnapshotPath != "" {
+		return checkSnapshotDir(c.SnapshotPath)
+	}
+	return nil
 }

@@ -44,6 +44,7 @@ var driver = storage.Driver[Config]{
 	// rejected by Validate rather than silently replaced.
 	Start: Config{}.WithDefaults(),
 	New:   func(c Config) (storage.PeerStore, error) { return New(c) },
+	Check: check,
 }
 
 const (
@@ -88,6 +89,9 @@ type PeerStore struct {
 	// web holds the WebSocket peers (kinds.go), made by the first one;
 	// nil in the store web points to.
 	web atomic.Pointer[PeerStore]
+	// snap writes and restores snapshots (snapshot_file.go); nil when
+	// snapshot_path is empty.
+	snap *snapshots
 
 	// bg runs collection and reporting.
 	bg *stopgroup.Group
@@ -170,6 +174,14 @@ func newPeerStore(cfg Config, flatMax int) (*PeerStore, error) {
 		if cfg.Locality.TopologyFile == "" {
 			s.flatMax = min(flatMax, maxFlatMax)
 		}
+	}
+	if cfg.SnapshotPath != "" {
+		// Before collection starts, and before the store is returned to
+		// the daemon, which opens its listeners only then.
+		if err := checkSnapshotDir(cfg.SnapshotPath); err != nil {
+			return nil, err
+		}
+		s.startSnapshots()
 	}
 
 	s.bg.Every(cfg.GarbageCollectionInterval, func() {
@@ -397,10 +409,11 @@ func (s *PeerStore) Ready(context.Context) error {
 	}
 }
 
-// Stop ends collection and reporting. It may be called more than once.
+// Stop ends collection, reporting and periodic snapshots, then writes the
+// final snapshot. It may be called more than once.
 func (s *PeerStore) Stop(ctx context.Context) error {
 	if err := s.bg.Stop(ctx); err != nil {
 		return fmt.Errorf("storage/memory: stop: %w", err)
 	}
-	return nil
+	return s.stopSnapshots(ctx)
 }

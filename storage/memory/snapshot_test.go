@@ -1,0 +1,754 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/pkg/clock"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
+)
+
+// dumpPeer is one stored peer as a test compares it.
+type dumpPeer struct {
+	id     bittorrent.PeerID
+	stamp  uint32
+	seeder bool
+}
+
+// dumpSwarm is one swarm as a test compares it: its peers by address and
+// port, and its downloads.
+type dumpSwarm struct {
+	downloads uint32
+	peers     map[netip.AddrPort]dumpPeer
+}
+
+// eachFamily calls fn for every family holding the peers of sw: the flat
+// ones, or every cell.
+func eachFamily(s *PeerStore, sw *swarm, fn func(l *layout, f *family)) {
+	if sw.loc != nil {
+		for af := range sw.loc.fam {
+			for ci := range sw.loc.fam[af].cells {
+				fn(&s.layouts[af], &sw.loc.fam[af].cells[ci].family)
+			}
+		}
+		return
+	}
+	fn(&s.layouts[0], &sw.v4)
+	if sw.v6 != nil {
+		fn(&s.layouts[1], sw.v6)
+	}
+}
+
+// dump reads every swarm of s out of its internal structures.
+func dump(s *PeerStore) map[bittorrent.InfoHash]dumpSwarm {
+	out := map[bittorrent.InfoHash]dumpSwarm{}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for ih, sw := range sh.swarms {
+			d := dumpSwarm{downloads: sw.downloads, peers: map[netip.AddrPort]dumpPeer{}}
+			eachFamily(s, sw, func(l *layout, f *family) {
+				for j := 0; j < int(f.n); j++ {
+					var p bittorrent.Peer
+					f.fill(l, j, &p)
+					rec := f.rec(l, j)
+					d.peers[p.AddrPort] = dumpPeer{id: p.ID, stamp: binary.LittleEndian.Uint32(rec[l.keyLen+idLen:]), seeder: uint32(j) < f.nSeed}
+				}
+			})
+			out[ih] = d
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
+// setStamps gives every peer of s a last-seen time from stamp.
+func setStamps(s *PeerStore, stamp func() uint32) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, sw := range sh.swarms {
+			eachFamily(s, sw, func(l *layout, f *family) {
+				for j := 0; j < int(f.n); j++ {
+					binary.LittleEndian.PutUint32(f.rec(l, j)[l.keyLen+idLen:], stamp())
+				}
+			})
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// randomPeer returns a peer from a few /24s and /64s, so that locality
+// puts a swarm's peers in several cells.
+func randomPeer(rng *rand.Rand) bittorrent.Peer {
+	var id bittorrent.PeerID
+	for i := range id {
+		id[i] = byte(rng.Uint32())
+	}
+	port := uint16(1 + rng.IntN(4))
+	if rng.IntN(4) == 0 {
+		var b [16]byte
+		copy(b[:], []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0xa1, 0, byte(rng.IntN(3))})
+		b[15] = byte(rng.IntN(256))
+		return bittorrent.Peer{ID: id, AddrPort: netip.AddrPortFrom(netip.AddrFrom16(b), port)}
+	}
+	a := netip.AddrFrom4([4]byte{10, byte(1 + rng.IntN(2)), byte(1 + rng.IntN(3)), byte(rng.IntN(256))})
+	return bittorrent.Peer{ID: id, AddrPort: netip.AddrPortFrom(a, port)}
+}
+
+// fillRandom puts, graduates and deletes random peers in swarms of
+// random sizes, up to a few hundred peers (beyond the index threshold and
+// flatMax), and leaves some swarms with downloads and no peers.
+func fillRandom(t testing.TB, s *PeerStore, rng *rand.Rand, swarms int) {
+	t.Helper()
+	for i := 0; i < swarms; i++ {
+		var ih bittorrent.InfoHash
+		binary.BigEndian.PutUint64(ih[:], rng.Uint64())
+		binary.BigEndian.PutUint64(ih[8:], uint64(i))
+		size := []int{1, 3, 10, 40, 300}[rng.IntN(5)]
+		var added []bittorrent.Peer
+		for j := 0; j < size; j++ {
+			p := randomPeer(rng)
+			var err error
+			switch rng.IntN(4) {
+			case 0:
+				err = s.PutSeeder(ih, p)
+			case 1:
+				err = s.GraduateLeecher(ih, p)
+			default:
+				err = s.PutLeecher(ih, p)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			added = append(added, p)
+		}
+		if rng.IntN(10) == 0 {
+			// Downloads only: every peer leaves.
+			_ = s.GraduateLeecher(ih, added[0])
+			for _, p := range added {
+				_ = s.DeletePeer(ih, p)
+			}
+		} else if rng.IntN(3) == 0 {
+			for _, p := range added[:len(added)/3] {
+				_ = s.DeletePeer(ih, p)
+			}
+		}
+	}
+}
+
+// newSnapStore builds a store with snapshots at path (when not empty) and
+// stops it at the end of the test.
+func newSnapStore(t testing.TB, path string, lc locality.Config, flatMax int) *PeerStore {
+	t.Helper()
+	cfg := Config{}.WithDefaults()
+	cfg.SnapshotPath = path
+	cfg.Locality = lc
+	s, err := newPeerStore(cfg, flatMax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s.snap != nil {
+			s.snap.final.Store(true) // not written again by the cleanup
+		}
+		_ = s.Stop(context.Background())
+	})
+	return s
+}
+
+func topologyFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "topology.yaml")
+	const topo = `tiers:
+  - name: rack
+    groups:
+      - name: a1
+        cidrs: [10.1.1.0/24, "2001:db8:a1::/48"]
+      - name: a2
+        cidrs: [10.1.2.0/24]
+      - name: b1
+        cidrs: [10.2.1.0/24]
+  - name: zone
+    groups:
+      - name: a
+        cidrs: [10.1.0.0/16]
+      - name: b
+        cidrs: [10.2.0.0/16]
+`
+	if err := os.WriteFile(path, []byte(topo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// checkServes checks that the restored store answers from what dump
+// says: stats, scrape counts, and each peer's role as an announce finds it
+// (which goes through the index or cells the restore built).
+func checkServes(t *testing.T, s *PeerStore, want map[bittorrent.InfoHash]dumpSwarm) {
+	t.Helper()
+	var st storage.Stats
+	for ih, sw := range want {
+		var c [2]storage.Counts
+		for ap, p := range sw.peers {
+			af := bittorrent.IPv4
+			if !ap.Addr().Is4() {
+				af = bittorrent.IPv6
+			}
+			if p.seeder {
+				c[af].Seeders++
+			} else {
+				c[af].Leechers++
+			}
+			_, _, role, err := s.AnnouncePeers(nil, ih, false, 0, bittorrent.Peer{AddrPort: ap})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wantRole := map[bool]storage.Role{true: storage.Seeder, false: storage.Leecher}[p.seeder]; role != wantRole {
+				t.Fatalf("swarm %x peer %s: role %v, want %v", ih[:4], ap, role, wantRole)
+			}
+		}
+		for af := bittorrent.IPv4; af <= bittorrent.IPv6; af++ {
+			c[af].Downloads = sw.downloads
+			got, _ := s.ScrapeSwarm(ih, af)
+			if got != c[af] {
+				t.Fatalf("swarm %x %v: scrape %+v, want %+v", ih[:4], af, got, c[af])
+			}
+			if c[af].Seeders+c[af].Leechers > 0 {
+				st.Swarms[af]++
+			}
+			st.Seeders[af] += uint64(c[af].Seeders)
+			st.Leechers[af] += uint64(c[af].Leechers)
+		}
+	}
+	if got, _ := s.Stats(); got != st {
+		t.Fatalf("stats %+v, want %+v", got, st)
+	}
+}
+
+func sameDump(t *testing.T, got, want map[bittorrent.InfoHash]dumpSwarm) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d swarms, want %d", len(got), len(want))
+	}
+	for ih, w := range want {
+		g, ok := got[ih]
+		if !ok {
+			t.Fatalf("swarm %x missing", ih[:])
+		}
+		if g.downloads != w.downloads || len(g.peers) != len(w.peers) {
+			t.Fatalf("swarm %x: %d downloads and %d peers, want %d and %d", ih[:], g.downloads, len(g.peers), w.downloads, len(w.peers))
+		}
+		for ap, p := range w.peers {
+			if g.peers[ap] != p {
+				t.Fatalf("swarm %x peer %s: %+v, want %+v", ih[:], ap, g.peers[ap], p)
+			}
+		}
+	}
+}
+
+// TestSnapshotRoundTrip writes random stores (IPv4 and IPv6, seeders and
+// leechers, swarms of downloads only, indexed families, locality cells)
+// and restores them under the same and other locality settings: every
+// peer comes back with its role, ID and last-seen time, every swarm with
+// its downloads, and the restored store serves them.
+func TestSnapshotRoundTrip(t *testing.T) {
+	prefix := locality.Config{Enabled: true}.WithDefaults()
+	topo := locality.Config{Enabled: true, TopologyFile: topologyFile(t), MinOutsideShare: 0.1}.WithDefaults()
+	wide := locality.Config{Enabled: true, IPv4Prefix: 16, IPv6Prefix: 48, MinOutsideShare: 0.1}
+	settings := []struct {
+		name    string
+		lc      locality.Config
+		flatMax int
+	}{
+		{"off", locality.Config{}, defaultFlatMax},
+		{"prefix", prefix, defaultFlatMax},
+		{"prefix-all-cells", prefix, 0},
+		{"wide-prefix", wide, defaultFlatMax},
+		{"topology", topo, 0},
+	}
+	for si, from := range settings {
+		for ti, to := range settings {
+			if ti != si && ti != (si+1)%len(settings) && ti != 0 {
+				continue // each setting, to itself, the next and off
+			}
+			t.Run(from.name+"-to-"+to.name, func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(uint64(si), uint64(ti)))
+				path := filepath.Join(t.TempDir(), "swarms.snap")
+				a := newSnapStore(t, path, from.lc, from.flatMax)
+				fillRandom(t, a, rng, 200)
+				now := uint32(clock.Unix())
+				setStamps(a, func() uint32 { return now - uint32(rng.IntN(600)) })
+				want := dump(a)
+				if err := a.snapshot(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				b := newSnapStore(t, path, to.lc, to.flatMax)
+				got := dump(b)
+				sameDump(t, got, want)
+				checkServes(t, b, want)
+				// Grouped by the restoring store's settings.
+				for i := range b.shards {
+					for ih, sw := range b.shards[i].swarms {
+						var fams [2]uint32
+						for ap := range want[ih].peers {
+							if ap.Addr().Is4() {
+								fams[0]++
+							} else {
+								fams[1]++
+							}
+						}
+						n := max(fams[0], fams[1])
+						wantCells := to.lc.Enabled && n > 0 && (to.flatMax == 0 || n > uint32(to.flatMax))
+						if (sw.loc != nil) != wantCells {
+							t.Fatalf("swarm %x: in cells %v, want %v", ih[:4], sw.loc != nil, wantCells)
+						}
+						if sw.loc != nil && sw.loc.classifier != b.classifier.Load() {
+							t.Fatalf("swarm %x grouped with another classifier", ih[:4])
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSnapshotExpiry restores a snapshot whose peers were last seen at
+// every age around peer_lifetime: the stale ones are dropped, the others
+// keep their last-seen times (so they expire as if there had been no
+// restart), and swarms keep their downloads even when no peer is left.
+func TestSnapshotExpiry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "swarms.snap")
+	a := newSnapStore(t, path, locality.Config{}, defaultFlatMax)
+	rng := rand.New(rand.NewPCG(1, 2))
+	fillRandom(t, a, rng, 300)
+	lifetime := uint32(a.cfg.PeerLifetime / time.Second)
+	now := uint32(clock.Unix())
+	setStamps(a, func() uint32 { return now - lifetime - 60 + uint32(rng.IntN(120)) })
+	// One swarm whose peers are all stale, with downloads.
+	stale := bittorrent.InfoHash{1, 2, 3}
+	if err := a.GraduateLeecher(stale, randomPeer(rng)); err != nil {
+		t.Fatal(err)
+	}
+	sh := a.shardFor(stale)
+	binary.LittleEndian.PutUint32(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].keyLen+idLen:], now-lifetime-1)
+	if sh.swarms[stale].v6 != nil {
+		t.Fatal("want an IPv4 peer")
+	}
+	want := dump(a)
+	if err := a.snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The restore runs at least a second later in a slow run: peers that
+	// crossed the cut meanwhile may go either way; none is asserted on.
+	b := newSnapStore(t, path, locality.Config{}, defaultFlatMax)
+	restoredAt := uint32(clock.Unix())
+	got := dump(b)
+	kept, dropped := 0, 0
+	for ih, w := range want {
+		for ap, p := range w.peers {
+			age := restoredAt - p.stamp
+			_, ok := got[ih].peers[ap]
+			switch {
+			case p.stamp >= restoredAt-lifetime+2 && !ok:
+				t.Fatalf("peer %s seen %ds ago (lifetime %ds) was dropped", ap, age, lifetime)
+			case p.stamp < now-lifetime && ok:
+				t.Fatalf("peer %s seen %ds ago (lifetime %ds) was kept", ap, age, lifetime)
+			case ok && got[ih].peers[ap] != p:
+				t.Fatalf("peer %s: %+v, want %+v", ap, got[ih].peers[ap], p)
+			case ok:
+				kept++
+			default:
+				dropped++
+			}
+		}
+		if _, ok := got[ih]; w.downloads > 0 && (!ok || got[ih].downloads != w.downloads) {
+			t.Fatalf("swarm %x lost its %d downloads", ih[:], w.downloads)
+		}
+	}
+	if kept == 0 || dropped == 0 {
+		t.Fatalf("kept %d, dropped %d: want both", kept, dropped)
+	}
+	if got[stale].downloads != 1 || len(got[stale].peers) != 0 {
+		t.Fatalf("stale swarm restored as %+v, want 1 download and no peers", got[stale])
+	}
+	checkServes(t, b, got)
+	// They expire on schedule: a collection at their own cut removes them.
+	if err := b.CollectGarbage(time.Unix(int64(restoredAt)+int64(lifetime)+120, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := b.Stats(); st != (storage.Stats{}) {
+		t.Fatalf("after collection: %+v, want no peers", st)
+	}
+}
+
+// smallSnapshot writes a snapshot of a few swarms of both families in
+// several blocks, and returns its bytes.
+func smallSnapshot(t testing.TB) []byte {
+	t.Helper()
+	old := blockTarget
+	blockTarget = 100
+	defer func() { blockTarget = old }()
+	path := filepath.Join(t.TempDir(), "small.snap")
+	s := newSnapStore(t, path, locality.Config{}, defaultFlatMax)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 4; i++ {
+		ih := bittorrent.InfoHash{byte(i)}
+		for j := 0; j < 3; j++ {
+			p := randomPeer(rng)
+			if j == 0 {
+				_ = s.GraduateLeecher(ih, p)
+			} else {
+				_ = s.PutLeecher(ih, p)
+			}
+		}
+	}
+	_ = s.PutSeeder(bittorrent.InfoHash{9}, bittorrent.Peer{AddrPort: netip.MustParseAddrPort("[2001:db8::1]:6881")})
+	if err := s.snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// restoreBytes restores a snapshot held in b into a fresh store, as start
+// does, and returns the error and the store's contents.
+func restoreBytes(t testing.TB, b []byte) (error, map[bittorrent.InfoHash]dumpSwarm) {
+	cfg := Config{}.WithDefaults()
+	cfg.ShardCount = 4 // built thousands of times
+	s, err := newPeerStore(cfg, defaultFlatMax)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Stop(context.Background()) }()
+	now := uint32(clock.Unix())
+	_, _, err = s.readSnapshot(bytes.NewReader(b), int64(len(b)), snapshotCut(now, s.cfg.PeerLifetime), now)
+	if err != nil {
+		s.empty()
+	}
+	return err, dump(s)
+}
+
+// TestSnapshotCorruptionRejected changes every byte of a small snapshot
+// of several blocks, in three ways each, and cuts it at every length: no
+// such file is loaded, each is rejected with a reason.
+func TestSnapshotCorruptionRejected(t *testing.T) {
+	good := smallSnapshot(t)
+	err, want := restoreBytes(t, good)
+	if err != nil {
+		t.Fatalf("the intact snapshot: %v", err)
+	}
+	if len(want) != 5 {
+		t.Fatalf("the intact snapshot restored %d swarms, want 5", len(want))
+	}
+	if blocks := binary.LittleEndian.Uint32(good[48:]); blocks < 3 {
+		t.Fatalf("%d blocks, want several", blocks)
+	}
+	b := make([]byte, len(good))
+	for i := range good {
+		for _, x := range []byte{0x01, 0x80, 0xff} {
+			copy(b, good)
+			b[i] ^= x
+			err, got := restoreBytes(t, b)
+			if err == nil {
+				t.Fatalf("byte %d ^ %#x: accepted", i, x)
+			}
+			if restoreResult(err) == restoreUnreadable {
+				t.Fatalf("byte %d ^ %#x: %v, not classified", i, x, err)
+			}
+			if len(got) != 0 {
+				t.Fatalf("byte %d ^ %#x: rejected (%v) but the store holds %d swarms", i, x, err, len(got))
+			}
+		}
+	}
+	for n := 0; n < len(good); n++ {
+		if err, _ := restoreBytes(t, good[:n]); err == nil {
+			t.Fatalf("cut to %d of %d bytes: accepted", n, len(good))
+		} else if n >= len(snapshotMagic) && restoreResult(err) != restoreTruncated {
+			t.Fatalf("cut to %d of %d bytes: %v, want truncated", n, len(good), err)
+		}
+	}
+	if err, _ := restoreBytes(t, append(good[:len(good):len(good)], 0)); err == nil {
+		t.Fatal("a byte appended: accepted")
+	}
+}
+
+// TestSnapshotRestoreAtStart goes through the driver as the daemon does:
+// a good snapshot is restored, a missing one starts empty, and a bad one
+// (corrupt, truncated, newer, another store's file) starts empty, is
+// counted by its reason and moved aside, never failing the start.
+func TestSnapshotRestoreAtStart(t *testing.T) {
+	good := smallSnapshot(t)
+	newer := bytes.Clone(good)
+	binary.LittleEndian.PutUint16(newer[8:], snapshotVersion+1)
+	binary.LittleEndian.PutUint32(newer[60:], crc32c(newer[:60]))
+	corrupt := bytes.Clone(good)
+	corrupt[len(corrupt)-5] ^= 0x10
+	tests := []struct {
+		name   string
+		file   []byte // nil: no file
+		result string
+		swarms int
+	}{
+		{"good", good, restoreOK, 5},
+		{"absent", nil, restoreAbsent, 0},
+		{"corrupt", corrupt, restoreCorrupt, 0},
+		{"truncated", good[:len(good)-7], restoreTruncated, 0},
+		{"newer", newer, restoreNewer, 0},
+		{"redis-rdb", []byte("REDIS0011\xfa\tredis-ver\x057.0.15"), restoreOtherKind, 0},
+		{"empty-file", []byte{}, restoreTruncated, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "swarms.snap")
+			if tc.file != nil {
+				if err := os.WriteFile(path, tc.file, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := testutil.ToFloat64(snapshotRestores.WithLabelValues(tc.result))
+			s, err := storage.New("memory", []byte("snapshot_path: "+path))
+			if err != nil {
+				t.Fatalf("start refused: %v", err)
+			}
+			defer func() { _ = s.Stop(context.Background()) }()
+			if got := testutil.ToFloat64(snapshotRestores.WithLabelValues(tc.result)) - before; got != 1 {
+				t.Errorf("restores{result=%q} grew by %v, want 1", tc.result, got)
+			}
+			if got := len(dump(s.(*PeerStore))); got != tc.swarms {
+				t.Errorf("%d swarms restored, want %d", got, tc.swarms)
+			}
+			if err := s.Ready(context.Background()); err != nil {
+				t.Errorf("not ready: %v", err)
+			}
+			aside, _ := filepath.Glob(path + ".corrupt-*")
+			bad := tc.result != restoreOK && tc.result != restoreAbsent
+			if bad != (len(aside) == 1) {
+				t.Errorf("moved aside: %v; want a file moved aside: %v", aside, bad)
+			}
+			if bad {
+				if b, _ := os.ReadFile(aside[0]); !bytes.Equal(b, tc.file) {
+					t.Error("the file moved aside is not the bad snapshot")
+				}
+			}
+		})
+	}
+}
+
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// TestSnapshotStopWrites checks the final snapshot at Stop, and that the
+// periodic snapshot runs without one.
+func TestSnapshotStopWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "swarms.snap")
+	cfg := Config{}.WithDefaults()
+	cfg.SnapshotPath = path
+	cfg.SnapshotInterval = time.Second
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ih := bittorrent.InfoHash{42}
+	p := bittorrent.Peer{AddrPort: netip.MustParseAddrPort("10.0.0.1:6881")}
+	if err := s.GraduateLeecher(ih, p); err != nil {
+		t.Fatal(err)
+	}
+	// Periodic: the file appears without a stop.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no periodic snapshot after 30s with snapshot_interval 1s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p2 := bittorrent.Peer{AddrPort: netip.MustParseAddrPort("[2001:db8::2]:6881")}
+	if err := s.PutLeecher(ih, p2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	r := newSnapStore(t, path, locality.Config{}, defaultFlatMax)
+	got := dump(r)[ih]
+	if got.downloads != 1 || len(got.peers) != 2 || !got.peers[p.AddrPort].seeder || got.peers[p2.AddrPort].seeder {
+		t.Fatalf("restored %+v, want the seeder, the IPv6 leecher put after the last periodic snapshot, and 1 download", got)
+	}
+	if tmp, _ := filepath.Glob(path + ".tmp-*"); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+}
+
+// TestSnapshotWriteFailure: a write that fails is counted and logged, and
+// the previous snapshot stays as it was.
+func TestSnapshotWriteFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "swarms.snap")
+	s := newSnapStore(t, path, locality.Config{}, defaultFlatMax)
+	_ = s.PutSeeder(bittorrent.InfoHash{1}, bittorrent.Peer{AddrPort: netip.MustParseAddrPort("10.0.0.1:1")})
+	if err := s.snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.PutSeeder(bittorrent.InfoHash{2}, bittorrent.Peer{AddrPort: netip.MustParseAddrPort("10.0.0.2:1")})
+	before := testutil.ToFloat64(snapshotWrites.WithLabelValues("error"))
+
+	// Abandoned half-way (a shutdown deadline).
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.snapshot(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	// The directory went away.
+	s.snap.path = filepath.Join(dir, "gone", "swarms.snap")
+	if err := s.snapshot(context.Background()); err == nil {
+		t.Fatal("a snapshot into a missing directory succeeded")
+	}
+	if got := testutil.ToFloat64(snapshotWrites.WithLabelValues("error")) - before; got != 2 {
+		t.Fatalf("snapshot_writes_total{result=error} grew by %v, want 2", got)
+	}
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, prev) {
+		t.Fatal("the previous snapshot changed")
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(tmp) != 0 {
+		t.Fatalf("temporary files left: %v", tmp)
+	}
+}
+
+// TestSnapshotDirRefused: a snapshot_path that cannot be written is
+// refused by New and by the checker `chihaya validate` runs.
+func TestSnapshotDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ path, want string }{
+		{filepath.Join(dir, "missing", "s.snap"), "storage.config.snapshot_path: directory " + filepath.Join(dir, "missing") + " is not writable: no such file or directory"},
+		{filepath.Join(file, "s.snap"), "storage.config.snapshot_path: directory " + file + " is not writable: not a directory"},
+		{dir, "storage.config.snapshot_path: " + dir + " is a directory; name a file in it"},
+	}
+	for _, tc := range tests {
+		y := []byte("snapshot_path: " + tc.path)
+		if _, err := storage.New("memory", y); err == nil || err.Error() != tc.want {
+			t.Errorf("New: got %v\nwant %s", err, tc.want)
+		}
+		if err := storage.Check(context.Background(), "memory", y); err == nil || err.Error() != tc.want {
+			t.Errorf("Check: got %v\nwant %s", err, tc.want)
+		}
+	}
+	// validate neither reads nor writes the snapshot.
+	path := filepath.Join(dir, "s.snap")
+	if err := storage.Check(context.Background(), "memory", []byte("snapshot_path: "+path)); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("validate left files: %v", entries)
+	}
+}
+
+// TestSnapshotConcurrent writes snapshots while peers come and go (run
+// with -race): each snapshot is a consistent file that restores.
+func TestSnapshotConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "swarms.snap")
+	s := newSnapStore(t, path, locality.Config{Enabled: true}.WithDefaults(), defaultFlatMax)
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			ih := bittorrent.InfoHash{byte(rng.IntN(20))}
+			p := randomPeer(rng)
+			var err error
+			switch i % 3 {
+			case 0:
+				err = s.PutLeecher(ih, p)
+			case 1:
+				err = s.GraduateLeecher(ih, p)
+			default:
+				err = s.DeletePeer(ih, p)
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		if err := s.snapshot(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err, _ := restoreBytes(t, b); err != nil {
+			t.Fatalf("snapshot %d: %v", i, err)
+		}
+	}
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSnapshotSize holds the file to its budget: at most 40 bytes an IPv4
+// peer at 10 peers a swarm.
+func TestSnapshotSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "swarms.snap")
+	s := newSnapStore(t, path, locality.Config{}, defaultFlatMax)
+	const peers = 100_000
+	for i := 0; i < peers; i++ {
+		ih := bittorrent.InfoHash{byte(i / 10 >> 16), byte(i / 10 >> 8), byte(i / 10)}
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if err := s.PutLeecher(ih, bittorrent.Peer{AddrPort: netip.AddrPortFrom(a, 6881)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := float64(fi.Size()) / peers
+	t.Logf("%d bytes, %.1f B/peer", fi.Size(), per)
+	if per > 40 {
+		t.Fatalf("%.1f bytes a peer, want at most 40", per)
+	}
+	if g := testutil.ToFloat64(snapshotSize); g != float64(fi.Size()) {
+		t.Fatalf("snapshot_size_bytes %v, want %d", g, fi.Size())
+	}
+}
