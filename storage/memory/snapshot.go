@@ -379,7 +379,11 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, cut, now uint32
 	p := payloadReader{b: payload}
 	cls := s.classifier.Load()
 	for i := uint32(0); i < nSwarms; i++ {
-		ih := bittorrent.InfoHash(p.bytes(20))
+		ihb := p.bytes(20)
+		if p.err != nil {
+			return fmt.Errorf("swarm %d: %w", i+1, p.err)
+		}
+		ih := bittorrent.InfoHash(ihb)
 		downloads := uint32(p.uvarint(math.MaxUint32))
 		var counts [2][2]uint64 // [af]{seeders, leechers}
 		for af := range counts {
