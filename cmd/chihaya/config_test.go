@@ -248,6 +248,18 @@ func TestValidateCommand(t *testing.T) {
 	files = append(files, dist...)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
+			// Files the deployment has (a snapshot's state directory) are
+			// replaced by temporary ones, as for the docs' examples.
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if local := localFiles(t, string(b)); local != string(b) {
+				f = filepath.Join(t.TempDir(), filepath.Base(f))
+				if err := os.WriteFile(f, []byte(local), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
 			out, _, err := runCmd(t, "validate", "--config", f)
 			if err != nil {
 				t.Fatalf("validate --config %s: %v", f, err)

@@ -83,6 +83,9 @@ var docExampleFiles = map[string]func(*exampleFiles) []byte{
 	"tokens_file": func(*exampleFiles) []byte {
 		return []byte("# TOKEN ROLE\nexample-read-token-0123456789 read\n")
 	},
+	// A snapshot is read at start, not by validate, which only checks
+	// that its directory can be written: an empty file will do.
+	"snapshot_path": func(*exampleFiles) []byte { return nil },
 	"tls_cert_path": func(f *exampleFiles) []byte { f.certificate(); return f.cert },
 	"tls_key_path":  func(f *exampleFiles) []byte { f.certificate(); return f.key },
 	"secret_file":   func(*exampleFiles) []byte { return []byte("example secret\n") },

@@ -31,6 +31,10 @@ func TestDecodeConfigRejects(t *testing.T) {
 		{File: "bad-locality-share.yaml", Want: "storage.config.locality.min_outside_share: must be between 0 and 1, got 1.5"},
 		{File: "bad-locality-unknown-key.yaml", Want: `line 3: unknown key "enabeld" in storage.config.locality (memory)`},
 		{File: "bad-locality-topology-missing.yaml", Want: "storage.config.locality.topology_file: testdata/no-such-topology.yaml: no such file or directory"},
+		{File: "bad-snapshot-interval-no-unit.yaml", Want: "storage.config.snapshot_interval: must be >= 1s, got 300ns (a number without a unit is read as nanoseconds; write e.g. 3m)"},
+		{File: "bad-snapshot-interval-zero.yaml", Want: "storage.config.snapshot_interval: must be >= 1s, got 0s"},
+		{File: "bad-snapshot-path-type.yaml", Want: "line 1: storage.config.snapshot_path: cannot unmarshal !!seq into a string"},
+		{File: "bad-snapshot-dir-missing.yaml", Want: "storage.config.snapshot_path: directory testdata/no-such-dir is not writable: no such file or directory"},
 	}, func(b []byte) error {
 		s, err := storage.New("memory", b)
 		if err == nil {
@@ -57,6 +61,16 @@ func TestDecodeConfigAccepts(t *testing.T) {
 			ShardCount:                  16,
 			PrometheusReportingInterval: DefaultPrometheusReportingInterval,
 			Locality:                    locality.Config{}.WithDefaults(),
+			SnapshotInterval:            DefaultSnapshotInterval,
+		}},
+		{"snapshots", "snapshot_path: /var/lib/chihaya/swarms.snap\nsnapshot_interval: 1m\n", Config{
+			GarbageCollectionInterval:   DefaultGarbageCollectionInterval,
+			PeerLifetime:                DefaultPeerLifetime,
+			ShardCount:                  DefaultShardCount,
+			PrometheusReportingInterval: DefaultPrometheusReportingInterval,
+			Locality:                    locality.Config{}.WithDefaults(),
+			SnapshotPath:                "/var/lib/chihaya/swarms.snap",
+			SnapshotInterval:            time.Minute,
 		}},
 	}
 	for _, tc := range tests {
@@ -79,12 +93,13 @@ func TestDefaults(t *testing.T) {
 		ShardCount:                  1024,
 		PrometheusReportingInterval: time.Second,
 		Locality:                    locality.Config{IPv4Prefix: 24, IPv6Prefix: 64, MinOutsideShare: 0.1},
+		SnapshotInterval:            5 * time.Minute,
 	}
 	if got := (Config{}).WithDefaults(); got != want {
 		t.Fatalf("defaults %+v, want %+v", got, want)
 	}
 	set := Config{GarbageCollectionInterval: time.Minute, PeerLifetime: time.Hour, ShardCount: 8, PrometheusReportingInterval: 5 * time.Second,
-		Locality: locality.Config{Enabled: true, IPv4Prefix: 16, IPv6Prefix: 48, MinOutsideShare: 0.25}}
+		Locality: locality.Config{Enabled: true, IPv4Prefix: 16, IPv6Prefix: 48, MinOutsideShare: 0.25}, SnapshotPath: "s", SnapshotInterval: time.Hour}
 	if got := set.WithDefaults(); got != set {
 		t.Fatalf("WithDefaults changed set keys: %+v", got)
 	}

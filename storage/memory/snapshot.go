@@ -32,9 +32,9 @@ import (
 //
 // Then `blocks` blocks, each a 12-byte block header and its payload:
 //
-//	 0  length    4  payload bytes
-//	 4  swarms    4  swarms in the payload
-//	 8  crc       4  CRC-32C of bytes 0-7 and the payload
+//	0  length    4  payload bytes
+//	4  swarms    4  swarms in the payload
+//	8  crc       4  CRC-32C of bytes 0-7 and the payload
 //
 // A payload is whole swarms, each:
 //

@@ -58,6 +58,10 @@ app.kubernetes.io/component: redis
 {{- end }}
 {{- end }}
 
+{{- define "chihaya.snapshotClaim" -}}
+{{- .Values.snapshot.existingClaim | default (printf "%s-snapshot" (include "chihaya.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "chihaya.redisName" -}}
 {{- printf "%s-redis" (include "chihaya.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -106,6 +110,17 @@ the combinations that would deploy a broken tracker.
 {{- $sc := deepCopy (.Values.redis.config | default dict) }}
 {{- $_ := set $sc "redis_broker" (printf "redis://%s%s:6379/0" $auth (include "chihaya.redisName" .)) }}
 {{- $_ := set $c "storage" (dict "name" "redis" "config" $sc) }}
+{{- end }}
+{{- if .Values.snapshot.enabled }}
+{{- $storage := get $c "storage" | default dict }}
+{{- if or .Values.redis.enabled (eq (get $storage "name" | default "memory") "redis") }}
+{{- fail "snapshot.enabled: snapshots are for the memory store; with Redis the swarms live in Redis" }}
+{{- end }}
+{{- $sc := get $storage "config" | default dict }}
+{{- $_ := set $sc "snapshot_path" "/var/lib/chihaya/swarms.snap" }}
+{{- $_ := set $sc "snapshot_interval" .Values.snapshot.interval }}
+{{- $_ := set $storage "config" $sc }}
+{{- $_ := set $c "storage" $storage }}
 {{- end }}
 {{- $several := or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}
 {{- if $several }}
