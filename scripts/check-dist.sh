@@ -247,6 +247,34 @@ check_chart() {
 	done
 }
 
+# check_chart_snapshot: snapshot.enabled mounts a PersistentVolumeClaim at
+# /var/lib/chihaya, points storage.config.snapshot_path into it and uses
+# the Recreate strategy; the configuration validates where the volume is
+# mounted (a tmpfs in a private mount namespace stands in for it), and the
+# default values render no claim.
+check_chart_snapshot() {
+	local f=$WORK/snapshot.yaml
+	"$BIN/helm" lint --strict --kube-version "$KUBE_VERSION" "$CHART" --set snapshot.enabled=true || return 1
+	"$BIN/helm" template chihaya "$CHART" --kube-version "$KUBE_VERSION" --set snapshot.enabled=true >"$f" || return 1
+	mkdir -p "$WORK/snapshot-config"
+	"$BIN/manifestcheck" -config-dir "$WORK/snapshot-config" "$f" || return 1
+	local want
+	for want in 'kind: PersistentVolumeClaim' 'claimName: chihaya-snapshot' 'mountPath: /var/lib/chihaya' 'type: Recreate'; do
+		grep -q "$want" "$f" || { echo "snapshot.enabled: no '$want' in the rendered manifests"; return 1; }
+	done
+	grep -q 'snapshot_path: /var/lib/chihaya/swarms.snap' "$WORK"/snapshot-config/*.yaml || {
+		echo "snapshot.enabled: storage.config.snapshot_path not set"
+		return 1
+	}
+	if grep -q 'PersistentVolumeClaim' "$WORK/default.yaml"; then
+		echo "the default values render a PersistentVolumeClaim"
+		return 1
+	fi
+	unshare -m sh -c 'mount -t tmpfs tmpfs /var/lib && mkdir /var/lib/chihaya &&
+		for f in "$2"/*.yaml; do echo "chihaya validate $(basename "$f") (with /var/lib/chihaya):"; "$1" validate --config "$f" || exit 1; done' \
+		sh "$WORK/chihaya" "$WORK/snapshot-config"
+}
+
 # check_chart_refuses: values that would deploy a broken tracker must not
 # render.
 check_chart_refuses() {
@@ -270,6 +298,7 @@ check_chart_refuses() {
 		--set redis.enabled=true --set redis.password=x|redis.password: needs configSecret: true
 		--set portz.http=1|additional properties 'portz' not allowed
 		--set redis.enabled=true --set ports.websocket=8000|ports.websocket: the WebSocket frontend needs the memory store for now
+		--set snapshot.enabled=true --set redis.enabled=true|snapshot.enabled: snapshots are for the memory store
 	EOF
 	return $rc
 }
@@ -336,6 +365,7 @@ step "helm: default values" check_chart default
 step "helm: Redis/HA values" check_chart ha -f "$CHART/values-ha.yaml"
 step "helm: HA values on Redis Sentinel" check_chart sentinel -f "$CHART/values-ha.yaml" -f "$CHART/values-sentinel.yaml"
 step "helm: environment (GOGC)" check_chart_env
+step "helm: snapshot volume (snapshot.enabled)" check_chart_snapshot
 step "helm: refuses broken values" check_chart_refuses
 step "tools: go test (manifestcheck)" bash -c 'cd tools && go vet ./... && go test ./...'
 

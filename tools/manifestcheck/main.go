@@ -52,6 +52,8 @@ func newObject(apiVersion, kind string) interface{} {
 		return &corev1.Service{}
 	case "v1 ServiceAccount":
 		return &corev1.ServiceAccount{}
+	case "v1 PersistentVolumeClaim":
+		return &corev1.PersistentVolumeClaim{}
 	case "apps/v1 Deployment":
 		return &appsv1.Deployment{}
 	case "policy/v1 PodDisruptionBudget":
@@ -70,6 +72,7 @@ type manifest struct {
 	secrets      map[string]*corev1.Secret
 	services     map[string]*corev1.Service
 	accounts     map[string]*corev1.ServiceAccount
+	claims       map[string]*corev1.PersistentVolumeClaim
 	deployments  map[string]*appsv1.Deployment
 	pdbs         map[string]*policyv1.PodDisruptionBudget
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
@@ -83,6 +86,7 @@ func newManifest() *manifest {
 		secrets:     map[string]*corev1.Secret{},
 		services:    map[string]*corev1.Service{},
 		accounts:    map[string]*corev1.ServiceAccount{},
+		claims:      map[string]*corev1.PersistentVolumeClaim{},
 		deployments: map[string]*appsv1.Deployment{},
 		pdbs:        map[string]*policyv1.PodDisruptionBudget{},
 		hpas:        map[string]*autoscalingv2.HorizontalPodAutoscaler{},
@@ -150,6 +154,9 @@ func (m *manifest) decodeDoc(doc []byte) error {
 	case *corev1.ServiceAccount:
 		_, seen = m.accounts[name]
 		m.accounts[name] = o
+	case *corev1.PersistentVolumeClaim:
+		_, seen = m.claims[name]
+		m.claims[name] = o
 	case *appsv1.Deployment:
 		_, seen = m.deployments[name]
 		m.deployments[name] = o
