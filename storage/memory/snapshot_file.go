@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	log "github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
@@ -103,9 +103,11 @@ var (
 	active atomic.Pointer[snapshots]
 )
 
-// ageCollector exports chihaya_storage_snapshot_age_seconds while a store
-// with snapshots on runs: the seconds since its newest good snapshot was
-// taken (or since it started, when it has none yet), computed when scraped.
+// ageCollector exports chihaya_storage_snapshot_age_seconds: while a store
+// with snapshots on runs, the seconds since its newest good snapshot was
+// taken (or since it started, when it has none yet), computed when
+// scraped; 0 otherwise, so that the series exists from the start (with
+// chihaya_storage_snapshot_interval_seconds at 0, which says why).
 type ageCollector struct{ desc *prometheus.Desc }
 
 var snapshotAge = ageCollector{prometheus.NewDesc("chihaya_storage_snapshot_age_seconds",
@@ -114,12 +116,11 @@ var snapshotAge = ageCollector{prometheus.NewDesc("chihaya_storage_snapshot_age_
 func (c ageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c ageCollector) Collect(ch chan<- prometheus.Metric) {
-	sn := active.Load()
-	if sn == nil {
-		return
+	age := 0.0
+	if sn := active.Load(); sn != nil {
+		age = max(time.Since(time.Unix(0, sn.lastGood.Load())).Seconds(), 0)
 	}
-	age := time.Since(time.Unix(0, sn.lastGood.Load())).Seconds()
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, max(age, 0))
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, age)
 }
 
 func init() {
@@ -188,7 +189,7 @@ func (s *PeerStore) startSnapshots() {
 // it is neither read again nor overwritten, and the store is emptied.
 func (s *PeerStore) restoreFile(sn *snapshots) {
 	begin := time.Now()
-	logger := log.WithField("path", sn.path)
+	logger := logrus.WithField("path", sn.path)
 	f, err := os.Open(sn.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		snapshotRestores.WithLabelValues(restoreAbsent).Inc()
@@ -220,7 +221,7 @@ func (s *PeerStore) restoreFile(sn *snapshots) {
 	}
 	snapshotRestores.WithLabelValues(restoreOK).Inc()
 	sn.lastGood.Store(h.created * int64(time.Second))
-	logger.WithFields(log.Fields{
+	logger.WithFields(logrus.Fields{
 		"taken":         time.Unix(h.created, 0).UTC().Format(time.RFC3339),
 		"swarms":        rc.swarms,
 		"peers":         rc.peers,
@@ -253,7 +254,7 @@ func (s *PeerStore) snapshot(ctx context.Context) error {
 	h, size, err := s.writeSnapshotFile(ctx, sn.path, begin)
 	if err != nil {
 		snapshotWrites.WithLabelValues("error").Inc()
-		log.WithError(err).WithField("path", sn.path).Error("storage/memory: snapshot failed; the previous one stays")
+		logrus.WithError(err).WithField("path", sn.path).Error("storage/memory: snapshot failed; the previous one stays")
 		return fmt.Errorf("storage/memory: snapshot: %w", err)
 	}
 	took := time.Since(begin)
@@ -261,7 +262,7 @@ func (s *PeerStore) snapshot(ctx context.Context) error {
 	snapshotDuration.Observe(took.Seconds())
 	snapshotSize.Set(float64(size))
 	sn.lastGood.Store(begin.UnixNano())
-	log.WithFields(log.Fields{
+	logrus.WithFields(logrus.Fields{
 		"path":   sn.path,
 		"swarms": h.swarms,
 		"peers":  h.peers[0] + h.peers[1],
