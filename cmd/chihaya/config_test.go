@@ -45,6 +45,7 @@ var badConfigs = []struct {
 	// errors still name the file's lines.
 	{"bad-storage-unknown-key.yaml", `line 8: unknown key "shard_cont" in storage.config (memory)`},
 	{"bad-storage-memory-type.yaml", "line 11: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
+	{"bad-storage-snapshot-dir.yaml", "line 9: storage.config.snapshot_path: directory testdata/no-such-state-dir is not writable: no such file or directory"},
 	{"bad-storage-redis-key.yaml", `line 10: unknown key "shard_count" in storage.config (redis)`},
 	{"bad-storage-redis-type.yaml", "line 6: storage.config.redis_read_timeout: cannot unmarshal !!str `1 second` into a duration"},
 	{"bad-hook-option-key.yaml", `line 8: unknown key "announce_brust" in prehooks[0].options (rate limit)`},
@@ -96,6 +97,7 @@ func TestStartAndReloadPlaceSubtreeErrors(t *testing.T) {
 		{"bad-hook-option-type.yaml", "line 14: posthooks[1].options.max_increase_delta: cannot unmarshal !!str `a minute` into an integer"},
 		{"bad-storage-redis-key.yaml", `line 10: unknown key "shard_count" in storage.config (redis)`},
 		{"bad-storage-memory-type.yaml", "line 11: storage.config.gc_interval: cannot unmarshal !!str `often` into a duration"},
+		{"bad-storage-snapshot-dir.yaml", "line 9: storage.config.snapshot_path: directory testdata/no-such-state-dir is not writable: no such file or directory"},
 	} {
 		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
 			path := filepath.Join("testdata", tt.file)
