@@ -297,8 +297,8 @@ func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
 // reader waits for the next message with wait, not inside
 // gorilla/websocket: the frames of that wait are few, so while the
 // connection is idle (most of its life) its goroutine's stack stays
-// small. wait reads into a pooled buffer, which usually takes the whole
-// message in one system call, and which goes back to the pool once
+// small. Once a message starts, wait reads what has arrived into a pooled
+// buffer, usually the whole message, which goes back to the pool once
 // gorilla/websocket has read it: an idle connection holds none.
 //
 // Its writer gathers the frames gorilla/websocket writes between
@@ -357,24 +357,31 @@ func (p *peekConn) flush(deadline time.Time) error {
 // readPool holds the buffers wait reads into.
 var readPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
 
-// wait blocks until the peer sends something, or the read deadline.
+// wait blocks until the peer sends something, or the read deadline. It
+// waits on a one-byte read, holding no buffer, and only then takes one
+// from the pool for what else has arrived (a frame is at least two
+// bytes, so that read does not wait long).
 func (p *peekConn) wait() error {
 	if p.pend != nil {
 		return nil
 	}
-	b := readPool.Get().(*[]byte)
+	var first [1]byte
 	for {
-		n, err := p.Conn.Read((*b)[:cap(*b)])
-		if n > 0 {
-			*b = (*b)[:n]
-			p.pend, p.off = b, 0
-			return nil
+		n, err := p.Conn.Read(first[:])
+		if n == 1 {
+			break
 		}
 		if err != nil {
-			readPool.Put(b)
 			return err
 		}
 	}
+	b := readPool.Get().(*[]byte)
+	(*b)[0] = first[0]
+	// An error here comes back on gorilla's next read, after the byte.
+	n, _ := p.Conn.Read((*b)[1:cap(*b)])
+	*b = (*b)[:1+n]
+	p.pend, p.off = b, 0
+	return nil
 }
 
 func (p *peekConn) Read(b []byte) (int, error) {
