@@ -122,7 +122,11 @@ func (e *Error) Error() string {
 		if at != "" {
 			b.WriteString(at + ": ")
 		}
-		b.WriteString(e.Err.Error())
+		if e.Err != nil {
+			b.WriteString(e.Err.Error())
+		} else {
+			b.WriteString("invalid")
+		}
 	}
 	return b.String()
 }
