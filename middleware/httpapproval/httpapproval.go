@@ -114,6 +114,10 @@ var plugin = middleware.Plugin[Config]{
 	Name:     Name,
 	Defaults: Config.WithDefaults,
 	New:      func(c Config) (middleware.Hook, error) { return New(c) },
+	// Scrapes are asked about only with `scrapes: true`; their series
+	// exist either way.
+	Reasons:       []string{"refused_by_service", "approval_unavailable"},
+	ScrapeReasons: []string{"refused_by_service", "approval_unavailable"},
 }
 
 // ErrUnavailable refuses a request when the service could not answer and
