@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya"
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/storage"
@@ -101,12 +102,12 @@ func TestStartAndReloadPlaceSubtreeErrors(t *testing.T) {
 	} {
 		t.Run(strings.TrimSuffix(tt.file, ".yaml"), func(t *testing.T) {
 			path := filepath.Join("testdata", tt.file)
-			_, cfg, err := readConfig(path)
+			_, cfg, err := chihaya.ReadConfig(path)
 			if err == nil {
 				var store storage.PeerStore
-				if store, err = buildStorage(cfg); err == nil {
+				if store, err = chihaya.NewStore(cfg); err == nil {
 					t.Cleanup(func() { _ = store.Stop(context.Background()) })
-					_, _, err = buildHooks(cfg)
+					_, _, err = chihaya.NewHooks(cfg)
 				}
 				if err != nil {
 					err = fmt.Errorf("%s: %w", path, err)
@@ -152,7 +153,7 @@ func writeConfig(t *testing.T, yaml string) string {
 
 func TestDefaults(t *testing.T) {
 	path := writeConfig(t, "chihaya:\n  udp:\n    addr: \"127.0.0.1:0\"\n")
-	written, cfg, err := readConfig(path)
+	written, cfg, err := chihaya.ReadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +171,8 @@ func TestDefaults(t *testing.T) {
 		{"metrics_addr", cfg.MetricsAddr, ""},
 		{"enable_pprof", cfg.EnablePprof, false},
 		{"udp.addr", cfg.UDP.Addr, "127.0.0.1:0"},
-		{"http", httpEnabled(cfg.HTTP), false},
+		{"http.addr", cfg.HTTP.Addr, ""},
+		{"http.https_addr", cfg.HTTP.HTTPSAddr, ""},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -189,7 +191,7 @@ func TestMetricsAddrNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, cfg, err := readConfig(writeConfig(t, tt.yaml))
+			_, cfg, err := chihaya.ReadConfig(writeConfig(t, tt.yaml))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -212,17 +214,17 @@ func TestRestartKeys(t *testing.T) {
 		{"interval and storage", base + "  announce_interval: 10m\n  storage: {name: memory}\n", []string{"announce_interval/min_announce_interval", "storage"}},
 		{"metrics", base + "  metrics_addr: \"127.0.0.1:0\"\n  shutdown_timeout: 1s\n", []string{"metrics_addr", "shutdown_timeout"}},
 	}
-	old, err := parseConfig([]byte(base))
+	old, err := chihaya.ParseConfig([]byte(base))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseConfig([]byte(tt.yaml))
+			c, err := chihaya.ParseConfig([]byte(tt.yaml))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := restartKeys(old, c); !reflect.DeepEqual(got, tt.want) {
+			if got := chihaya.RestartKeys(old, c); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("restartKeys = %q, want %q", got, tt.want)
 			}
 		})

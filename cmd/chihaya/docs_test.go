@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/middleware/clientapproval"
 	"github.com/chihaya/chihaya/middleware/eventstream"
@@ -50,7 +51,7 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name, inline := yamlName(f)
+		name, inline := chihaya.YAMLKey(f)
 		if name == "-" || !f.IsExported() {
 			continue
 		}
@@ -72,7 +73,7 @@ func yamlKeys(t reflect.Type, prefix string) []string {
 }
 
 func allConfigKeys() []string {
-	keys := yamlKeys(reflect.TypeOf(Config{}), "")
+	keys := yamlKeys(reflect.TypeOf(chihaya.Config{}), "")
 	sort.Strings(keys)
 	return keys
 }

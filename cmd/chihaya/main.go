@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/chihaya/chihaya"
 	"github.com/chihaya/chihaya/pkg/log"
 )
 
@@ -35,6 +36,9 @@ var errReported = errors.New("already reported")
 // validateTimeout bounds `chihaya validate`, which constructs (and stops)
 // the store and the hooks.
 const validateTimeout = 30 * time.Second
+
+// The operator API reports the version this binary was built as.
+func init() { chihaya.Version = versionString() }
 
 func main() {
 	if err := newRootCmd(os.Stdout, os.Stderr).Execute(); err != nil {
@@ -98,7 +102,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(context.Background(), validateTimeout)
 			defer cancel()
-			warnings, err := checkConfig(ctx, opts.configPath)
+			warnings, err := chihaya.Check(ctx, opts.configPath)
 			if err != nil {
 				return err
 			}

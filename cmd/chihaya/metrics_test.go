@@ -37,8 +37,8 @@ func registered(name string) bool {
 func touchMetrics(t *testing.T) {
 	t.Helper()
 	s := startInProcess(t, writeConfig(t, daemonConfig), nil)
-	udpConnect(t, s.frontendAddr("udp"))
-	if a := s.frontendAddr("http"); a != "" {
+	udpConnect(t, s.Addr("udp"))
+	if a := s.Addr("http"); a != "" {
 		daemontest.Get(t, "http://"+a+"/announce")
 	}
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,29 +12,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya"
 	"github.com/chihaya/chihaya/internal/daemontest"
-	"github.com/chihaya/chihaya/storage"
 )
 
 // startInProcess starts the tracker from the configuration file at path
 // and stops it when the test ends.
-func startInProcess(t *testing.T, path string, edit func(*Config)) *server {
+func startInProcess(t *testing.T, path string, edit func(*chihaya.Config)) *chihaya.Tracker {
 	t.Helper()
-	written, cfg, err := readConfig(path)
+	written, cfg, err := chihaya.ReadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if edit != nil {
 		edit(&cfg)
 	}
-	s, err := start(path, written, cfg)
+	s, err := chihaya.Start(path, written, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := s.shutdown(ctx); err != nil {
+		if err := s.Stop(ctx); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
@@ -45,18 +44,18 @@ func startInProcess(t *testing.T, path string, edit func(*Config)) *server {
 // TestExampleConfigStarts starts example_config.yaml as shipped, except
 // that its listeners move to free loopback ports.
 func TestExampleConfigStarts(t *testing.T) {
-	s := startInProcess(t, "../../example_config.yaml", func(c *Config) {
+	s := startInProcess(t, "../../example_config.yaml", func(c *chihaya.Config) {
 		c.HTTP.Addr = "127.0.0.1:0"
 		c.UDP.Addr = "127.0.0.1:0"
 		c.MetricsAddr = "127.0.0.1:0"
 	})
 	for _, f := range []string{"http", "udp", "metrics"} {
-		if s.frontendAddr(f) == "" {
+		if s.Addr(f) == "" {
 			t.Errorf("example_config.yaml does not start the %s listener", f)
 		}
 	}
-	udpConnect(t, s.frontendAddr("udp"))
-	if status, body := daemontest.Get(t, "http://"+s.frontendAddr("metrics")+"/readyz"); status != 200 {
+	udpConnect(t, s.Addr("udp"))
+	if status, body := daemontest.Get(t, "http://"+s.Addr("metrics")+"/readyz"); status != 200 {
 		t.Errorf("/readyz = %d %q", status, body)
 	}
 }
@@ -71,7 +70,7 @@ func TestReloadSwapsHooks(t *testing.T) {
 	const base = "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n"
 	path := writeConfig(t, base)
 	s := startInProcess(t, path, nil)
-	addr := s.frontendAddr("http")
+	addr := s.Addr("http")
 
 	announce := func(ih byte) string {
 		t.Helper()
@@ -102,80 +101,12 @@ func TestReloadSwapsHooks(t *testing.T) {
 			if err := os.WriteFile(path, []byte(st.file), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s.reload()
+			s.Reload()
 			body := announce(st.ih)
 			if got := strings.Contains(body, "unapproved torrent"); got != st.wantFail {
 				t.Errorf("announce refused = %v, want %v; reply %q", got, st.wantFail, body)
 			}
 		})
-	}
-}
-
-func TestReadyzDuringShutdown(t *testing.T) {
-	s := startInProcess(t, writeConfig(t, "chihaya:\n  metrics_addr: \"127.0.0.1:0\"\n  udp:\n    addr: \"127.0.0.1:0\"\n"), nil)
-	url := "http://" + s.frontendAddr("metrics") + "/readyz"
-	if status, body := daemontest.Get(t, url); status != 200 || body != "ok\n" {
-		t.Errorf("/readyz while serving = %d %q", status, body)
-	}
-	// What shutdown does first, before the frontends stop: a load balancer
-	// must see the instance go away while it still answers.
-	s.serving.Store(false)
-	s.stopping.Store(true)
-	if status, body := daemontest.Get(t, url); status != 503 || body != "not ready: frontends: shutting down\n" {
-		t.Errorf("/readyz during shutdown = %d %q", status, body)
-	}
-}
-
-func TestRedactHidesStorageSecrets(t *testing.T) {
-	got := redact(map[string]interface{}{
-		"redis_broker":      "redis://:hunter2@127.0.0.1:6379/0",
-		"sentinel_password": "hunter3",
-		"key_prefix":        "tracker1:",
-		"gc_interval":       "3m",
-		"shard_count":       1024,
-	})
-	text := fmt.Sprintf("%v", got)
-	for _, secret := range []string{"hunter2", "hunter3"} {
-		if strings.Contains(text, secret) {
-			t.Fatalf("redacted options still show %q: %s", secret, text)
-		}
-	}
-	for _, kept := range []string{"tracker1:", "127.0.0.1:6379", "3m", "1024"} {
-		if !strings.Contains(text, kept) {
-			t.Fatalf("redacted options lost %q: %s", kept, text)
-		}
-	}
-}
-
-// reloadCounter is a store that counts the daemon's calls to Reload.
-type reloadCounter struct {
-	storage.PeerStore
-	calls int
-	err   error
-}
-
-func (r *reloadCounter) Reload() error {
-	r.calls++
-	return r.err
-}
-
-func TestReloadReloadsStore(t *testing.T) {
-	path := writeConfig(t, "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n")
-	s := startInProcess(t, path, nil)
-	rc := &reloadCounter{PeerStore: s.store}
-	s.store = rc
-	s.reload()
-	if rc.calls != 1 {
-		t.Fatalf("Reload called %d times on SIGHUP's reload, want 1", rc.calls)
-	}
-	// A failing store reload does not stop the hooks from reloading.
-	rc.err = errors.New("storage/memory: reload: topology_file: broken")
-	if err := os.WriteFile(path, []byte("chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: torrent approval\n      options:\n        blacklist: [\""+strings.Repeat("aa", 20)+"\"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s.reload()
-	if rc.calls != 2 || len(s.cfg.PreHooks) != 1 {
-		t.Fatalf("after a failed store reload: %d calls, %d prehooks; want 2 and 1", rc.calls, len(s.cfg.PreHooks))
 	}
 }
 
@@ -191,7 +122,7 @@ func TestValidateDoesNotFetchKeys(t *testing.T) {
 	t.Cleanup(srv.Close)
 	cfg := "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: jwt\n      options:\n" +
 		"        issuer: i\n        audience: a\n        jwk_set_url: \"" + srv.URL + "\"\n"
-	if _, err := checkConfig(context.Background(), writeConfig(t, cfg)); err != nil {
+	if _, err := chihaya.Check(context.Background(), writeConfig(t, cfg)); err != nil {
 		t.Fatalf("checkConfig: %v", err)
 	}
 	if n := fetches.Load(); n != 0 {
@@ -199,7 +130,7 @@ func TestValidateDoesNotFetchKeys(t *testing.T) {
 	}
 	// The options are still checked.
 	bad := strings.Replace(cfg, "        issuer: i\n", "", 1)
-	_, err := checkConfig(context.Background(), writeConfig(t, bad))
+	_, err := chihaya.Check(context.Background(), writeConfig(t, bad))
 	if err == nil || !strings.HasSuffix(err.Error(), "line 6: prehooks[0].options.issuer: must be set") {
 		t.Fatalf("checkConfig with no issuer: %v", err)
 	}
@@ -232,7 +163,7 @@ func TestValidateWarnsOfSpoofableProxyHeader(t *testing.T) {
 func TestValidateLoadsTLSKeyPair(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	cfg := "chihaya:\n  http:\n    https_addr: \"127.0.0.1:0\"\n    tls_cert_path: " + missing + "\n    tls_key_path: " + missing + "\n"
-	_, err := checkConfig(context.Background(), writeConfig(t, cfg))
+	_, err := chihaya.Check(context.Background(), writeConfig(t, cfg))
 	if err == nil || !strings.Contains(err.Error(), "http: load TLS key pair: open "+missing+": no such file or directory") {
 		t.Fatalf("checkConfig with a missing key pair: %v", err)
 	}

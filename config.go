@@ -1,4 +1,4 @@
-package main
+package chihaya
 
 import (
 	"errors"
@@ -98,7 +98,7 @@ func (c Config) WithDefaults() Config {
 // Validate reports what is invalid, naming keys relative to the
 // `chihaya:` mapping ("udp.max_numwant"). It runs after WithDefaults.
 // Storage and hook options are checked by their own registries (see
-// buildStorage and buildHooks).
+// NewStore and NewHooks).
 func (c Config) Validate() error {
 	if err := c.Logic.Validate(); err != nil {
 		return err
@@ -164,17 +164,17 @@ func (c Config) locate(err error) error {
 	return yamlconf.Locate(err, c.src.At("chihaya"), "chihaya")
 }
 
-// readConfig reads and decodes path and returns the configuration as
+// ReadConfig reads and decodes path and returns the configuration as
 // written (for reload comparisons) and as used (defaults applied,
 // validated). Start-up, `validate` and reload all go through here, and
 // nothing reads the file again: later errors (storage, hooks) get their
 // lines from what it returns (Config.locate).
-func readConfig(path string) (written, effective Config, err error) {
+func ReadConfig(path string) (written, effective Config, err error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, Config{}, err
 	}
-	written, err = parseConfig(data)
+	written, err = ParseConfig(data)
 	if err != nil {
 		return Config{}, Config{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -185,10 +185,10 @@ func readConfig(path string) (written, effective Config, err error) {
 	return written, effective, nil
 }
 
-// parseConfig decodes a configuration file strictly: an unknown or
+// ParseConfig decodes a configuration file strictly: an unknown or
 // misspelled key is an error naming the key and its line, never a silent
 // default.
-func parseConfig(data []byte) (Config, error) {
+func ParseConfig(data []byte) (Config, error) {
 	f, err := yamlconf.Decode(data, fileConfig{})
 	if err != nil {
 		// Keys are named as everywhere else, relative to `chihaya:`.
@@ -206,8 +206,9 @@ func parseConfig(data []byte) (Config, error) {
 	return *f.Chihaya, nil
 }
 
-// yamlName is the key yaml.v2 uses for a struct field.
-func yamlName(f reflect.StructField) (name string, inline bool) {
+// YAMLKey is the key yaml.v2 uses for a struct field, and whether the
+// field is inlined.
+func YAMLKey(f reflect.StructField) (name string, inline bool) {
 	tag := f.Tag.Get("yaml")
 	parts := strings.Split(tag, ",")
 	for _, opt := range parts[1:] {

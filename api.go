@@ -1,4 +1,4 @@
-package main
+package chihaya
 
 import (
 	"github.com/sirupsen/logrus"
@@ -7,18 +7,22 @@ import (
 	"github.com/chihaya/chihaya/operator"
 )
 
+// Version is the version the operator API and status page report. A
+// program sets it before Start (cmd/chihaya sets what it was built as).
+var Version = "unknown"
+
 // startAPI mounts the operator API and status page on the metrics server
 // when api.tokens_file is set: it reads the store, and the approval list
 // of the running torrent approval hook (found anew at each request, since
 // a reload may replace the hook).
-func (s *server) startAPI(cfg Config) error {
+func (s *Tracker) startAPI(cfg Config) error {
 	if !cfg.API.Enabled() || s.metrics == nil {
 		return nil
 	}
 	api, err := operator.New(cfg.API, operator.Options{
 		Store:    s.store,
 		Approval: func() operator.ApprovalList { return approvalList(s.logic) },
-		Version:  versionString(),
+		Version:  Version,
 	})
 	if err != nil {
 		return err
@@ -47,7 +51,7 @@ func approvalList(l *middleware.Logic) operator.ApprovalList {
 
 // reloadAPI reads the tokens file again; a file that does not load keeps
 // the tokens in use.
-func (s *server) reloadAPI() {
+func (s *Tracker) reloadAPI() {
 	if s.api == nil {
 		return
 	}

@@ -1,0 +1,119 @@
+package chihaya
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/internal/daemontest"
+	_ "github.com/chihaya/chihaya/middleware/torrentapproval"
+	"github.com/chihaya/chihaya/storage"
+	_ "github.com/chihaya/chihaya/storage/memory"
+)
+
+// The tests of the Tracker's insides; the command's tests (cmd/chihaya)
+// drive it from the outside.
+
+func writeFile(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "chihaya.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startTest starts the tracker configured by the file at path and stops it
+// when the test ends.
+func startTest(t *testing.T, path string) *Tracker {
+	t.Helper()
+	written, cfg, err := ReadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(path, written, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return s
+}
+
+func TestReadyzDuringShutdown(t *testing.T) {
+	s := startTest(t, writeFile(t, "chihaya:\n  metrics_addr: \"127.0.0.1:0\"\n  udp:\n    addr: \"127.0.0.1:0\"\n"))
+	url := "http://" + s.Addr("metrics") + "/readyz"
+	if status, body := daemontest.Get(t, url); status != 200 || body != "ok\n" {
+		t.Errorf("/readyz while serving = %d %q", status, body)
+	}
+	// What shutdown does first, before the frontends stop: a load balancer
+	// must see the instance go away while it still answers.
+	s.serving.Store(false)
+	s.stopping.Store(true)
+	if status, body := daemontest.Get(t, url); status != 503 || body != "not ready: frontends: shutting down\n" {
+		t.Errorf("/readyz during shutdown = %d %q", status, body)
+	}
+}
+
+func TestRedactHidesStorageSecrets(t *testing.T) {
+	got := redact(map[string]interface{}{
+		"redis_broker":      "redis://:hunter2@127.0.0.1:6379/0",
+		"sentinel_password": "hunter3",
+		"key_prefix":        "tracker1:",
+		"gc_interval":       "3m",
+		"shard_count":       1024,
+	})
+	text := fmt.Sprintf("%v", got)
+	for _, secret := range []string{"hunter2", "hunter3"} {
+		if strings.Contains(text, secret) {
+			t.Fatalf("redacted options still show %q: %s", secret, text)
+		}
+	}
+	for _, kept := range []string{"tracker1:", "127.0.0.1:6379", "3m", "1024"} {
+		if !strings.Contains(text, kept) {
+			t.Fatalf("redacted options lost %q: %s", kept, text)
+		}
+	}
+}
+
+// reloadCounter is a store that counts the daemon's calls to Reload.
+type reloadCounter struct {
+	storage.PeerStore
+	calls int
+	err   error
+}
+
+func (r *reloadCounter) Reload() error {
+	r.calls++
+	return r.err
+}
+
+func TestReloadReloadsStore(t *testing.T) {
+	path := writeFile(t, "chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n")
+	s := startTest(t, path)
+	rc := &reloadCounter{PeerStore: s.store}
+	s.store = rc
+	s.Reload()
+	if rc.calls != 1 {
+		t.Fatalf("Reload called %d times on SIGHUP's reload, want 1", rc.calls)
+	}
+	// A failing store reload does not stop the hooks from reloading.
+	rc.err = errors.New("storage/memory: reload: topology_file: broken")
+	if err := os.WriteFile(path, []byte("chihaya:\n  http:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: torrent approval\n      options:\n        blacklist: [\""+strings.Repeat("aa", 20)+"\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Reload()
+	if rc.calls != 2 || len(s.cfg.PreHooks) != 1 {
+		t.Fatalf("after a failed store reload: %d calls, %d prehooks; want 2 and 1", rc.calls, len(s.cfg.PreHooks))
+	}
+}
