@@ -202,11 +202,9 @@ func (w *worker) runSingle() {
 	for {
 		n, _, flags, src, err := w.conn.ReadMsgUDPAddrPort(w.buf, nil)
 		if err != nil {
-			if w.closed(err) {
+			if w.failed("read", reasonReadError, err) {
 				return
 			}
-			w.f.metrics.ObserveError(reasonReadError)
-			w.f.log.socketError("read", err)
 			continue
 		}
 		if flags&msgTrunc != 0 {
@@ -219,12 +217,8 @@ func (w *worker) runSingle() {
 		}
 		// src is answered as received: on a dual-stack socket an IPv4
 		// client's mapped address is the one the socket can send to.
-		if _, err := w.conn.WriteToUDPAddrPort(reply, src); err != nil {
-			if w.closed(err) {
-				return
-			}
-			w.f.metrics.ObserveError(reasonWriteError)
-			w.f.log.socketError("write", err)
+		if _, err := w.conn.WriteToUDPAddrPort(reply, src); err != nil && w.failed("write", reasonWriteError, err) {
+			return
 		}
 		if cap(reply) > cap(w.reply) {
 			w.reply = reply[:0]
@@ -241,11 +235,9 @@ func (w *worker) runBatched() {
 	for {
 		n, err := b.read()
 		if err != nil {
-			if w.closed(err) {
+			if w.failed("read", reasonReadError, err) {
 				return
 			}
-			w.f.metrics.ObserveError(reasonReadError)
-			w.f.log.socketError("read", err)
 			continue
 		}
 		for i := 0; i < n; i++ {
@@ -272,15 +264,23 @@ func (w *worker) runBatched() {
 // closed.
 func (w *worker) writeAll() bool {
 	for w.batch.pending() {
-		if err := w.batch.write(); err != nil {
-			if w.closed(err) {
-				return false
-			}
-			w.f.metrics.ObserveError(reasonWriteError)
-			w.f.log.socketError("write", err)
+		if err := w.batch.write(); err != nil && w.failed("write", reasonWriteError, err) {
+			return false
 		}
 	}
 	return true
+}
+
+// failed handles a socket error of op ("read", "write"): it reports true
+// when the socket was closed, and otherwise counts the error under reason
+// and logs it (rate-limited) for the goroutine to go on.
+func (w *worker) failed(op, reason string, err error) (closed bool) {
+	if w.closed(err) {
+		return true
+	}
+	w.f.metrics.ObserveError(reason)
+	w.f.log.socketError(op, err)
+	return false
 }
 
 // closed reports whether err means the socket was closed, so that the
