@@ -253,30 +253,13 @@ func (v *Values) Value20(i int) (out [20]byte, ok bool) {
 // bits. ok is false for an empty value, a sign, any non-digit, or an
 // overflow.
 func (v *Values) Uint(i int, bits int) (n uint64, ok bool) {
-	p := v.pairs[i]
-	raw := v.query[p.valStart:p.valEnd]
-	if len(raw) == 0 {
-		return 0, false
-	}
 	limit := uint64(1)<<uint(bits) - 1
 	if bits >= 64 {
 		limit = ^uint64(0)
 	}
-	for j := 0; j < len(raw); {
-		var c byte
-		if p.valEscaped {
-			c, j = decodeAt(raw, j)
-		} else {
-			c, j = raw[j], j+1
-		}
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (limit-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
+	n, over, ok := v.uintUpTo(i, limit)
+	if over || !ok {
+		return 0, false
 	}
 	return n, true
 }
@@ -285,11 +268,20 @@ func (v *Values) Uint(i int, bits int) (n uint64, ok bool) {
 // returns max for any well-formed number above max, however long. ok is
 // false for an empty value, a sign or any non-digit.
 func (v *Values) UintClamp(i int, max uint64) (n uint64, ok bool) {
-	over := false
+	n, over, ok := v.uintUpTo(i, max)
+	if over && ok {
+		return max, true
+	}
+	return n, ok
+}
+
+// uintUpTo reads pair i as a decimal integer; over reports a well-formed
+// number above max, whose digits are all checked but not accumulated.
+func (v *Values) uintUpTo(i int, max uint64) (n uint64, over, ok bool) {
 	p := v.pairs[i]
 	raw := v.query[p.valStart:p.valEnd]
 	if len(raw) == 0 {
-		return 0, false
+		return 0, false, false
 	}
 	for j := 0; j < len(raw); {
 		var c byte
@@ -299,7 +291,7 @@ func (v *Values) UintClamp(i int, max uint64) (n uint64, ok bool) {
 			c, j = raw[j], j+1
 		}
 		if c < '0' || c > '9' {
-			return 0, false
+			return 0, false, false
 		}
 		d := uint64(c - '0')
 		if over || n > (max-min(d, max))/10 || n*10+d > max {
@@ -308,10 +300,7 @@ func (v *Values) UintClamp(i int, max uint64) (n uint64, ok bool) {
 		}
 		n = n*10 + d
 	}
-	if over {
-		return max, true
-	}
-	return n, true
+	return n, over, true
 }
 
 // decodeAt returns the byte that s[i:] starts with once unescaped, and the
