@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +45,27 @@ func hooked(t *testing.T, hooks ...hookCfg) map[interface{}]interface{} {
 type hookCfg struct {
 	name    string
 	options map[interface{}]interface{}
+}
+
+// refused fails unless the tracker refused a, over c, with exactly want.
+func refused(t *testing.T, c frontendtest.Client, a frontendtest.Announce, want string) {
+	t.Helper()
+	r, err := c.Announce(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Failure != want {
+		t.Fatalf("refusal %q, want %q (reply %+v)", r.Failure, want, r)
+	}
+}
+
+// eachProtocol runs test with a client of d over HTTP, then over UDP; n
+// numbers the protocol, for ports and peer IDs of its own.
+func eachProtocol(t *testing.T, d *daemontest.Daemon, test func(t *testing.T, c frontendtest.Client, n int)) {
+	t.Helper()
+	for n, proto := range []string{"http", "udp"} {
+		test(t, dialer(d, proto)(t), n)
+	}
 }
 
 // httpServed fails unless the tracker answered an announce with peers.
@@ -107,13 +129,13 @@ func TestHookTorrentApproval(t *testing.T) {
 		// Long, so that only the reload signal can bring a change in.
 		"file_check_interval": "1h",
 	}}))
-	base := "http://" + d.Addr(t, "http")
-	u := udpTracker(t, d, "127.0.0.1:0")
-
-	httpServed(t, httpGet(t, httpAnnounce{infoHash: approved, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
-	httpRefused(t, httpGet(t, httpAnnounce{infoHash: other, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)), refusal)
-	udpServed(t, u.announce(approved, id("-TR3000-b"), 1, 2, 6882, 10, nil))
-	udpRefused(t, u.announce(other, id("-TR3000-b"), 1, 2, 6882, 10, nil), refusal)
+	announce := func(ih [20]byte, n int) frontendtest.Announce {
+		return frontendtest.Announce{InfoHash: ih, PeerID: id(fmt.Sprintf("-TR3000-%d", n)), Port: uint16(6881 + n), Left: 1}
+	}
+	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
+		frontendtest.MustAnnounce(t, c, announce(approved, n))
+		refused(t, c, announce(other, n), refusal)
+	})
 	if n := refusedCount(t, d, "torrent approval", "announce", "unapproved_torrent"); n != 2 {
 		t.Fatalf("%v refusals counted, want 2", n)
 	}
@@ -122,52 +144,42 @@ func TestHookTorrentApproval(t *testing.T) {
 	if err := os.WriteFile(list, []byte(hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d.Signal(t, syscall.SIGUSR1)
-	eventually.Holds(t, func() string {
-		if r := u.announce(other, id("-TR3000-b"), 1, 2, 6882, 10, nil); r.errMsg != "" {
-			return "after SIGUSR1 the added torrent is still refused: " + r.errMsg
-		}
-		return ""
+	reloaded(t, d, syscall.SIGUSR1)
+	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
+		frontendtest.MustAnnounce(t, c, announce(other, n))
 	})
-	httpServed(t, httpGet(t, httpAnnounce{infoHash: other, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
 
 	// A bad file is rejected on reload and the running list kept.
 	if err := os.WriteFile(list, []byte("not a hash\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d.Signal(t, syscall.SIGHUP)
-	eventually.Holds(t, func() string {
-		if !strings.Contains(d.Log(), "not a hash") {
-			return "the bad list file was not reported"
-		}
-		return ""
+	eventually.True(t, "the bad list file to be reported", func() bool { return strings.Contains(d.Log(), "not a hash") })
+	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
+		frontendtest.MustAnnounce(t, c, announce(other, n))
 	})
-	httpServed(t, httpGet(t, httpAnnounce{infoHash: other, peerID: id("-TR3000-a"), port: 6881, left: 1}.url(base)))
 }
 
 func TestHookClientApproval(t *testing.T) {
 	const refusal = "unapproved client: this tracker does not accept your BitTorrent client"
 	d := start(t, hooked(t, hookCfg{"client approval", map[interface{}]interface{}{"blacklist": []interface{}{"qB"}}}))
-	base := "http://" + d.Addr(t, "http")
-	u := udpTracker(t, d, "127.0.0.1:0")
 	ih := hash(0x33)
-
-	httpRefused(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-qB4520-x"), port: 7001, left: 1}.url(base)), refusal)
-	udpRefused(t, u.announce(ih, id("-qB4630-y"), 1, 2, 7002, 10, nil), refusal)
-	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-s"), port: 7003, left: 0}.url(base)))
+	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
+		refused(t, c, frontendtest.Announce{InfoHash: ih, PeerID: id("-qB4520-"), Port: uint16(7001 + n), Left: 1}, refusal)
+	})
+	seeder := dialer(d, "http")(t)
+	frontendtest.MustAnnounce(t, seeder, frontendtest.Announce{InfoHash: ih, PeerID: id("-TR3000-s"), Port: 7003})
 	if n := refusedCount(t, d, "client approval", "announce", "unapproved_client"); n != 2 {
 		t.Fatalf("%v refusals counted, want 2", n)
 	}
 
 	// The refused leechers never joined the swarm: a leecher served later
 	// sees the seeder and itself only.
+	leecher := dialer(d, "udp")(t)
 	eventually.Holds(t, func() string {
-		r := u.announce(ih, id("-TR3000-l"), 1, 2, 7004, 10, nil)
-		if r.errMsg != "" {
-			return "served client refused: " + r.errMsg
-		}
-		if r.seeders != 1 || r.leechers != 1 || len(r.peers) != 1 || r.peers[0] != "127.0.0.1:7003" {
-			return "swarm seen by a later leecher: " + strings.Join(r.peers, ",")
+		r := frontendtest.MustAnnounce(t, leecher, frontendtest.Announce{InfoHash: ih, PeerID: id("-TR3000-l"), Port: 7004, Left: 1})
+		if r.Seeders != 1 || r.Leechers != 1 || len(r.Peers) != 1 || r.Peers[0].String() != "127.0.0.1:7003" {
+			return fmt.Sprintf("swarm seen by a later leecher: %+v", r)
 		}
 		return ""
 	})
@@ -180,7 +192,6 @@ func TestHookIntervalVariation(t *testing.T) {
 		"modify_min_interval":         true,
 	}}))
 	base := "http://" + d.Addr(t, "http")
-	u := udpTracker(t, d, "127.0.0.1:0")
 	// example_config.yaml's intervals are 30m and 15m.
 	resp := httpGet(t, httpAnnounce{infoHash: hash(0x44), peerID: id("-TR3000-v"), port: 7101, left: 1}.url(base))
 	httpServed(t, resp)
@@ -188,10 +199,9 @@ func TestHookIntervalVariation(t *testing.T) {
 	if add < 1 || add > 60 || num(t, resp, "min interval") != 900+add {
 		t.Fatalf("interval %d, min interval %d: want 1800 and 900 plus the same 1..60", num(t, resp, "interval"), num(t, resp, "min interval"))
 	}
-	r := u.announce(hash(0x44), id("-TR3000-w"), 1, 2, 7102, 10, nil)
-	udpServed(t, r)
-	if r.interval < 1801 || r.interval > 1860 {
-		t.Fatalf("UDP interval %d, want 1801..1860", r.interval)
+	r := frontendtest.MustAnnounce(t, dialer(d, "udp")(t), frontendtest.Announce{InfoHash: hash(0x44), PeerID: id("-TR3000-w"), Port: 7102, Left: 1})
+	if r.Interval < 1801*time.Second || r.Interval > 1860*time.Second {
+		t.Fatalf("UDP interval %v, want 1801..1860s", r.Interval)
 	}
 }
 
@@ -309,26 +319,25 @@ func TestHookJWT(t *testing.T) {
 	}
 	ih := hash(0x77)
 	valid, expired := token(ih, time.Now().Add(time.Hour)), token(ih, time.Now().Add(-time.Hour))
-	base := "http://" + d.Addr(t, "http")
-	u := udpTracker(t, d, "127.0.0.1:0")
-
-	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)))
-	httpRefused(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + expired}.url(base)),
-		"unapproved request: jwt expired")
-	httpRefused(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1}.url(base)),
-		"unapproved request: missing jwt")
-	// A token for another torrent does not open this one.
-	httpRefused(t, httpGet(t, httpAnnounce{infoHash: hash(0x78), peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)),
-		"unapproved request: jwt is not for this info hash")
-
 	// Over UDP the token travels in BEP 41 URL data, longer than one
 	// option holds.
 	if len(valid) <= 255 {
 		t.Fatalf("token of %d bytes fits one option; the split is not exercised", len(valid))
 	}
-	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, frontendtest.URLData("/announce?jwt="+valid)))
-	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, frontendtest.URLData("/announce?jwt="+expired)), "unapproved request: jwt expired")
-	udpRefused(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, nil), "unapproved request: missing jwt")
+	announce := func(ih [20]byte, n int, token string) frontendtest.Announce {
+		a := frontendtest.Announce{InfoHash: ih, PeerID: id(fmt.Sprintf("-TR3000-j%d", n)), Port: uint16(7401 + n), Left: 1}
+		if token != "" {
+			a.Params = "jwt=" + token
+		}
+		return a
+	}
+	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
+		frontendtest.MustAnnounce(t, c, announce(ih, n, valid))
+		refused(t, c, announce(ih, n, expired), "unapproved request: jwt expired")
+		refused(t, c, announce(ih, n, ""), "unapproved request: missing jwt")
+	})
+	// A token for another torrent does not open this one.
+	refused(t, dialer(d, "http")(t), announce(hash(0x78), 0, valid), "unapproved request: jwt is not for this info hash")
 
 	for reason, want := range map[string]float64{"expired": 2, "missing_jwt": 2, "wrong_infohash": 1} {
 		if n := refusedCount(t, d, "jwt", "announce", reason); n != want {
@@ -343,6 +352,7 @@ func TestHookJWT(t *testing.T) {
 	// hook, unchanged, keeps the keys it has, and valid tokens still pass.
 	keysDown()
 	reloaded(t, d, syscall.SIGUSR1)
-	httpServed(t, httpGet(t, httpAnnounce{infoHash: ih, peerID: id("-TR3000-j"), port: 7401, left: 1, extra: "jwt=" + valid}.url(base)))
-	udpServed(t, u.announce(ih, id("-TR3000-k"), 1, 2, 7402, 10, frontendtest.URLData("/announce?jwt="+valid)))
+	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
+		frontendtest.MustAnnounce(t, c, announce(ih, n, valid))
+	})
 }

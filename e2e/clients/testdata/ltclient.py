@@ -17,10 +17,14 @@ scrapes the tracker; --timeout bounds it in case the test dies first.
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import libtorrent as lt
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "testdata"))
+import ltsettings  # noqa: E402
 
 
 def emit(event, **fields):
@@ -39,30 +43,14 @@ def main():
 
     iface = "[%s]:0" % args.listen if ":" in args.listen else "%s:0" % args.listen
     cat = lt.alert.category_t
-    settings = {
+    settings = ltsettings.tracker_only()
+    settings.update({
         "listen_interfaces": iface,
         "outgoing_interfaces": "",
-        # The tracker must be the only way the two clients can meet.
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        # uTP over loopback can stall a transfer; TCP is what we test.
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        # Every peer of the test lives on the same loopback address.
-        "allow_multiple_connections_per_ip": True,
-        # Otherwise a tracker on localhost must be reached at exactly /announce.
-        "ssrf_mitigation": False,
-        # Each process has one session, but never reuse a stale UDP
-        # connection ID across announces either.
-        "udp_tracker_token_expiry": 0,
-        # Otherwise the download can stall for a minute at its end.
-        "close_redundant_connections": False,
         "alert_mask": cat.error_notification | cat.status_notification
         | cat.tracker_notification | cat.storage_notification,
         "user_agent": "chihaya-e2e/libtorrent-" + lt.__version__,
-    }
+    })
     ses = lt.session(settings)
 
     atp = lt.add_torrent_params()

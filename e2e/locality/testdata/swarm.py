@@ -36,6 +36,9 @@ import urllib.parse
 
 import libtorrent as lt
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "testdata"))
+import ltsettings  # noqa: E402
+
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
@@ -61,25 +64,17 @@ def make_torrent(workdir, size, tracker):
 
 def new_session(ip, rate):
     cat = lt.alert.category_t
-    ses = lt.session({
+    settings = ltsettings.tracker_only()
+    settings.update({
         "listen_interfaces": "%s:0" % ip,
         # Outgoing connections come from the client's own address, so that
         # the receiving side sees which rack a peer is in.
         "outgoing_interfaces": ip,
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "allow_multiple_connections_per_ip": True,
-        "ssrf_mitigation": False,
-        "udp_tracker_token_expiry": 0,
-        "close_redundant_connections": False,
         "upload_rate_limit": rate,
         "alert_mask": cat.error_notification | cat.status_notification | cat.tracker_notification,
         "user_agent": "chihaya-e2e-locality/libtorrent-" + lt.__version__,
     })
+    ses = lt.session(settings)
     # libtorrent exempts local peers from rate limits; put every address
     # in the global (limited) class instead.
     f = lt.ip_filter()
