@@ -492,32 +492,6 @@ func TestCleanReason(t *testing.T) {
 	}
 }
 
-func TestRouteParamsFromPaths(t *testing.T) {
-	d, err := middleware.NewDescriber([]string{"/announce", "/t/:passkey/announce", "/u/:user/:passkey/announce", "/x/*rest"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		path, name, want string
-		ok               bool
-	}{
-		{"/t/abc/announce", "passkey", "abc", true},
-		{"/u/joe/k1/announce", "user", "joe", true},
-		{"/u/joe/k1/announce", "passkey", "k1", true},
-		{"/t/abc/announce/more", "passkey", "", false},
-		{"/t//announce", "passkey", "", false},
-		{"/announce", "passkey", "", false},
-		{"/x/a/b", "rest", "/a/b", true},
-		{"", "passkey", "", false},
-		{"t/abc/announce", "passkey", "", false},
-	} {
-		got, ok := d.RouteParam(params(tc.path, ""), tc.name)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("%s %s: got %q %v, want %q %v", tc.path, tc.name, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 // BenchmarkCacheHit is the cost of an announce whose answer is cached,
 // keyed by passkey and info hash, the passkey read from a BEP 41 path.
 func BenchmarkCacheHit(b *testing.B) {
