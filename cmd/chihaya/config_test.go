@@ -87,10 +87,10 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
-// TestStartAndReloadPlaceSubtreeErrors follows the daemon's own path, not
-// `validate`'s: start-up and reload read the file with readConfig, then
-// build the store and the hooks from what it returns.
-func TestStartAndReloadPlaceSubtreeErrors(t *testing.T) {
+// TestStartPlacesSubtreeErrors follows start-up's path in-process (also
+// under -short, where TestBadConfigs does not run the binary): readConfig,
+// then the store and the hooks built from what it returns.
+func TestStartPlacesSubtreeErrors(t *testing.T) {
 	for _, tt := range []struct {
 		file, want string
 	}{
