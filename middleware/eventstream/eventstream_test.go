@@ -360,3 +360,4 @@ func BenchmarkAnnounce(b *testing.B) {
 	unblock()
 	h.Stop()
 }
+
