@@ -46,8 +46,9 @@ type Plugin[C yamlconf.Validator] struct {
 	Start C
 	// Defaults, if set, fills options left unset; it runs before Validate.
 	Defaults func(C) C
-	// New builds the hook. Its *yamlconf.Error errors (a list file that
-	// does not load) are placed like Validate's.
+	// New builds the hook. Its errors are placed like Validate's: one
+	// keyed with yamlconf.Errorf (a list file that does not load) under
+	// `options`, any other as about the hook's options as a whole.
 	New func(C) (Hook, error)
 	// Check, if set, checks what New would beyond Validate, without side
 	// effects: a hook whose construction reaches out (fetches a key set)
