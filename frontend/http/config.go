@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	nethttp "net/http"
-	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/chihaya/chihaya/pkg/realip"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/julienschmidt/httprouter"
 )
@@ -169,7 +169,7 @@ func (c Config) Validate() error {
 		bad("real_ip_header", "not a header name: %q", c.RealIPHeader)
 	}
 	for i, s := range c.TrustedProxies {
-		if _, err := parsePrefix(s); err != nil {
+		if _, err := realip.ParsePrefix(s); err != nil {
 			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is neither an address nor a CIDR", s)
 		}
 	}
@@ -211,21 +211,4 @@ func tryRoutes(c Config) (err error) {
 		r.GET(route, nop)
 	}
 	return nil
-}
-
-// parsePrefix reads a CIDR, or a single address as a one-address prefix.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return p, err
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }

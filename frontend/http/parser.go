@@ -3,12 +3,11 @@ package http
 import (
 	"bytes"
 	"net/netip"
-	"net/textproto"
 	"slices"
-	"strings"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/query"
+	"github.com/chihaya/chihaya/pkg/realip"
 )
 
 // parser turns a parsed query and the connection's address into requests.
@@ -19,11 +18,8 @@ type parser struct {
 	maxScrape      int
 	allowSpoofing  bool
 
-	// realIPHeader is the canonical form of the configured header name,
-	// so that it indexes nethttp.Header directly (Header.Get would
-	// canonicalize it on every request).
-	realIPHeader string
-	trusted      []netip.Prefix
+	// real finds the client's address behind a trusted proxy.
+	real *realip.Resolver
 }
 
 func newParser(cfg Config) (*parser, error) {
@@ -33,73 +29,23 @@ func newParser(cfg Config) (*parser, error) {
 		maxScrape:      cfg.MaxScrapeInfoHashes,
 		allowSpoofing:  cfg.AllowIPSpoofing,
 	}
-	if cfg.RealIPHeader != "" {
-		p.realIPHeader = textproto.CanonicalMIMEHeaderKey(cfg.RealIPHeader)
+	real, err := realip.New(cfg.RealIPHeader, cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
 	}
-	for _, s := range cfg.TrustedProxies {
-		pfx, err := parsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		p.trusted = append(p.trusted, pfx)
-	}
+	p.real = real
 	return p, nil
 }
 
-// clientAddr returns the address a request came from: the connection's
-// remote address, unless a trusted proxy named the client in the
-// real-IP header. An IPv4-mapped IPv6 address is unmapped, so that a client
-// reaching a dual-stack listener over IPv4 is an IPv4 peer.
-//
-// With X-Forwarded-For the last entry is used: it is the one the proxy in
-// front of us appended, while earlier entries come from the client and can
-// be forged. A trusted proxy that sends no header is taken at its word, the
-// connection's address is used (a client on the proxy's host).
+// clientAddr returns the address a request came from (see
+// realip.Resolver.ClientAddr: the connection's, or the one a trusted proxy
+// names in http.real_ip_header).
 func (p *parser) clientAddr(remoteAddr string, header map[string][]string) (netip.Addr, error) {
-	ap, err := netip.ParseAddrPort(remoteAddr)
+	a, err := p.real.ClientAddr(remoteAddr, header)
 	if err != nil {
-		return netip.Addr{}, bittorrent.ErrUnknownAddress
+		return a, bittorrent.ErrUnknownAddress
 	}
-	addr := ap.Addr().Unmap().WithZone("")
-	if p.realIPHeader == "" || !p.isTrusted(addr) {
-		return addr, nil
-	}
-	vals := header[p.realIPHeader]
-	if len(vals) == 0 {
-		return addr, nil
-	}
-	v := vals[len(vals)-1]
-	if i := strings.LastIndexByte(v, ','); i >= 0 {
-		v = v[i+1:]
-	}
-	v = strings.TrimSpace(v)
-	a, err := netip.ParseAddr(v)
-	if err != nil {
-		// Some proxies append the client's port: "1.2.3.4:5678", "[::1]:80".
-		ap, err2 := netip.ParseAddrPort(v)
-		if err2 != nil {
-			return netip.Addr{}, bittorrent.ErrUnknownAddress
-		}
-		a = ap.Addr()
-	}
-	if a.IsUnspecified() {
-		return netip.Addr{}, bittorrent.ErrUnknownAddress
-	}
-	return a.Unmap().WithZone(""), nil
-}
-
-// isTrusted reports whether the real-IP header is honoured from addr. An
-// empty trusted_proxies list trusts everyone, as upstream Chihaya does.
-func (p *parser) isTrusted(addr netip.Addr) bool {
-	if len(p.trusted) == 0 {
-		return true
-	}
-	for _, pfx := range p.trusted {
-		if pfx.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return a, nil
 }
 
 // spoofedAddr returns the address named by the ip, ipv4 or ipv6 parameter

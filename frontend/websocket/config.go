@@ -11,6 +11,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/chihaya/chihaya/pkg/realip"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
@@ -27,6 +28,12 @@ type Config struct {
 	// may connect. Empty allows every origin, as a public tracker must.
 	// A connection without an Origin header (not a browser) is allowed.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+
+	// RealIPHeader names the header a reverse proxy puts the browser's
+	// address in (X-Real-IP, or X-Forwarded-For whose last entry is
+	// used), honoured only from TrustedProxies, which it requires.
+	RealIPHeader   string   `yaml:"real_ip_header"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// AnnounceInterval is the interval told to WebTorrent clients. It is
 	// theirs alone: browsers re-announce to find new peers, so it is much
@@ -135,6 +142,17 @@ func (c Config) Validate() error {
 		return yamlconf.Errorf("tls_cert_path", "required when tls_key_path is set")
 	case c.TLSKeyPath == "" && c.TLSCertPath != "":
 		return yamlconf.Errorf("tls_key_path", "required when tls_cert_path is set")
+	}
+	if c.RealIPHeader != "" && strings.ContainsAny(c.RealIPHeader, " \t\r\n:") {
+		return yamlconf.Errorf("real_ip_header", "not a header name: %q", c.RealIPHeader)
+	}
+	if c.RealIPHeader != "" && len(c.TrustedProxies) == 0 {
+		return yamlconf.Errorf("trusted_proxies", "required with real_ip_header: list the proxies' addresses, or anyone could choose the address they are counted under")
+	}
+	for i, s := range c.TrustedProxies {
+		if _, err := realip.ParsePrefix(s); err != nil {
+			return yamlconf.Errorf("trusted_proxies"+yamlconf.Index(i), "%q is neither an address nor a CIDR", s)
+		}
 	}
 	for i, o := range c.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {

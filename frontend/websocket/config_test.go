@@ -63,6 +63,8 @@ func TestConfigBad(t *testing.T) {
 		{"bad-idle-shorter-than-interval.yaml", "websocket.idle_timeout: must be longer than announce_interval (10m0s), got 5m0s: clients are idle between announces"},
 		{"bad-max-message-bytes.yaml", "websocket.max_message_bytes: must be >= 4096, got 1000"},
 		{"bad-max-offers.yaml", "websocket.max_offers: must be > 0, got -1"},
+		{"bad-real-ip-without-proxies.yaml", "websocket.trusted_proxies: required with real_ip_header: list the proxies' addresses, or anyone could choose the address they are counted under"},
+		{"bad-trusted-proxies.yaml", `websocket.trusted_proxies[0]: "10.0.0.0/33" is neither an address nor a CIDR`},
 		{"bad-route.yaml", `websocket.routes[0]: must start with '/', got "announce"`},
 		{"bad-route-conflict.yaml", "websocket.routes[1]: wildcard route ':passkey' conflicts with existing children in path '/:passkey/announce'"},
 		{"bad-unknown-key.yaml", `line 2: unknown key "max_conections_per_ip" in websocket`},

@@ -39,6 +39,7 @@ import (
 	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/query"
+	"github.com/chihaya/chihaya/pkg/realip"
 )
 
 // readBufferSize is each connection's read buffer. Messages are read
@@ -64,6 +65,7 @@ type Frontend struct {
 	ln       net.Listener
 	upgrader gws.Upgrader
 	origins  map[string]bool
+	real     *realip.Resolver
 	interval int64
 
 	mu      sync.RWMutex
@@ -132,6 +134,11 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		done:     make(chan struct{}),
 	}
 	f.metrics.KnownErrors(knownReasons()...)
+	real, err := realip.New(cfg.RealIPHeader, cfg.TrustedProxies)
+	if err != nil {
+		return nil, errors.New("websocket: trusted_proxies: " + err.Error())
+	}
+	f.real = real
 	f.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	f.states.New = func() any { return new(state) }
 	if len(cfg.AllowedOrigins) > 0 {
@@ -253,12 +260,19 @@ func (f *Frontend) Stop(ctx context.Context) error {
 // and starts the connection's reader.
 func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps httprouter.Params) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	var client netip.Addr
+	if err == nil {
+		client, err = f.real.ClientAddr(r.RemoteAddr, r.Header)
+	}
 	if err != nil {
-		f.metrics.ObserveError(reasonUpgradeFailed)
-		nethttp.Error(w, "cannot determine the client's address", nethttp.StatusBadRequest)
+		f.metrics.ObserveError(reasonUnknownAddress)
+		nethttp.Error(w, string(bittorrent.ErrUnknownAddress), nethttp.StatusBadRequest)
 		return
 	}
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	// The browser's address with the port of the connection it came over
+	// (the proxy's, behind one): the peer's identity in the store, unique
+	// among the open connections (checked below).
+	ap = netip.AddrPortFrom(client, ap.Port())
 	if origin := r.Header.Get("Origin"); origin != "" && f.origins != nil && !f.origins[strings.ToLower(origin)] {
 		f.metrics.ObserveError(reasonOriginRefused)
 		nethttp.Error(w, "origin not allowed", nethttp.StatusForbidden)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"net"
 	nethttp "net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -577,5 +579,62 @@ func TestFamiliesApart(t *testing.T) {
 	v6.sync(ih1)
 	if d := testutil.ToFloat64(relayed[relayOffer][relayNoPeer]) - before; d != 1 {
 		t.Errorf("the IPv6 offer must find no IPv4 peer; dropped %v", d)
+	}
+}
+
+// addrHook records the addresses of the announces it sees.
+type addrHook struct {
+	mu    sync.Mutex
+	addrs []string
+}
+
+func (h *addrHook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) error {
+	h.mu.Lock()
+	h.addrs = append(h.addrs, req.RemoteAddr.String()+" "+req.Peer.AddressFamily().String())
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *addrHook) HandleScrape(context.Context, *bittorrent.ScrapeRequest, *bittorrent.ScrapeResponse) error {
+	return nil
+}
+
+func TestRealIPBehindProxy(t *testing.T) {
+	hook := &addrHook{}
+	tr := newTracker(t, Config{RealIPHeader: "X-Real-IP", TrustedProxies: []string{"127.0.0.0/8"}, MaxConnectionsPerIP: 1}, hook)
+	dial := func(ip string) (*client, *nethttp.Response, error) {
+		ws, resp, err := gws.DefaultDialer.Dial(tr.url+"/", nethttp.Header{"X-Real-Ip": {ip}})
+		if err != nil {
+			return nil, resp, err
+		}
+		t.Cleanup(func() { ws.Close() })
+		return &client{t: t, ws: ws}, resp, nil
+	}
+	a, _, err := dial("203.0.113.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.send(announceMsg(ih1, peerID(1), 10))
+	a.read()
+	// The limit counts the browser, not the proxy: another browser behind
+	// the same proxy gets in, the same one again does not.
+	b, _, err := dial("2001:db8::1")
+	if err != nil {
+		t.Fatalf("a second browser behind the proxy: %v", err)
+	}
+	b.send(announceMsg(ih1, peerID(2), 10))
+	if r := b.read(); num(r, "incomplete") != 1 {
+		t.Errorf("the IPv6 browser counts the IPv4 one (families apart): %v", r)
+	}
+	if _, resp, err := dial("203.0.113.7"); err == nil || resp == nil || resp.StatusCode != nethttp.StatusTooManyRequests {
+		t.Errorf("a second connection of 203.0.113.7: %v, %v; want 429", err, resp)
+	}
+	if _, resp, err := dial("not an address"); err == nil || resp == nil || resp.StatusCode != nethttp.StatusBadRequest {
+		t.Errorf("an unusable header: %v, %v; want 400", err, resp)
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	if want := []string{"203.0.113.7 IPv4", "2001:db8::1 IPv6"}; !slices.Equal(hook.addrs, want) {
+		t.Errorf("the hooks saw %v, want %v", hook.addrs, want)
 	}
 }

@@ -23,6 +23,7 @@ const (
 	reasonProtocolError    = "protocol_error"
 	reasonShuttingDown     = "shutting_down"
 	reasonUnknownPath      = "unknown_path"
+	reasonUnknownAddress   = "unknown_address"
 	reasonMissingInfoHash  = "missing_info_hash"
 	reasonMissingPeerID    = "missing_peer_id"
 	reasonFullScrape       = "full_scrape_disabled"
@@ -71,7 +72,7 @@ func knownReasons() []string {
 	rs := []string{
 		reasonBinaryFrame, reasonMessageTooBig, reasonIdleTimeout, reasonWriteTimeout, reasonOriginRefused,
 		reasonTooManyConns, reasonUpgradeFailed, reasonConnectionInUse, reasonSendQueueFull, reasonProtocolError,
-		reasonShuttingDown, reasonUnknownPath, reasonMissingInfoHash, reasonMissingPeerID, reasonFullScrape,
+		reasonShuttingDown, reasonUnknownPath, reasonUnknownAddress, reasonMissingInfoHash, reasonMissingPeerID, reasonFullScrape,
 		reasonInternal, reasonRefusedByHook, reasonPanic, "invalid_event",
 	}
 	seen := map[string]bool{}
