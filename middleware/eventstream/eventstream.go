@@ -141,6 +141,9 @@ type Hook struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	logged   atomic.Int64
+	// stopBy bounds the delivery of what is queued at stop; only the
+	// worker reads and writes it.
+	stopBy time.Time
 }
 
 var (
@@ -256,6 +259,13 @@ func (h *Hook) run() {
 				batch = batch[:0]
 			}
 		case <-h.stop:
+			// What is queued gets one attempt per batch, all within one
+			// timeout: a sink that is down must not hold the shutdown
+			// (or a reload that replaces this hook) for long. Once a write
+			// fails, the rest is dropped and counted.
+			if h.stopBy.IsZero() {
+				h.stopBy = time.Now().Add(h.cfg.Timeout)
+			}
 			for {
 				select {
 				case p := <-h.q:
@@ -268,7 +278,14 @@ func (h *Hook) run() {
 				if len(batch) == 0 {
 					return
 				}
-				h.deliver(batch)
+				if !h.deliver(batch) {
+					n := len(batch) + len(h.q)
+					for len(h.q) > 0 {
+						<-h.q
+					}
+					events.WithLabelValues(resultShutdown).Add(float64(n - len(batch)))
+					return
+				}
 				batch = batch[:0]
 			}
 		}
@@ -276,8 +293,9 @@ func (h *Hook) run() {
 }
 
 // deliver writes a batch, retrying with backoff until it is written, the
-// sink rejects it, or the hook stops (then one last attempt is made).
-func (h *Hook) deliver(batch []pending) {
+// sink rejects it, or the hook stops (then one last attempt is made, by
+// stopBy). It reports whether the batch was written.
+func (h *Hook) deliver(batch []pending) bool {
 	evs := make([]Event, len(batch))
 	for i := range batch {
 		evs[i] = h.event(&batch[i])
@@ -288,9 +306,16 @@ func (h *Hook) deliver(batch []pending) {
 		select {
 		case <-h.stop:
 			stopping = true
+			if h.stopBy.IsZero() {
+				h.stopBy = time.Now().Add(h.cfg.Timeout)
+			}
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
+		deadline := time.Now().Add(h.cfg.Timeout)
+		if stopping && h.stopBy.Before(deadline) {
+			deadline = h.stopBy
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		start := time.Now()
 		err := h.sink.write(ctx, evs)
 		cancel()
@@ -299,17 +324,17 @@ func (h *Hook) deliver(batch []pending) {
 		if err == nil {
 			batches.WithLabelValues(h.sink.name(), "ok").Inc()
 			events.WithLabelValues(resultDelivered).Add(float64(len(evs)))
-			return
+			return true
 		}
 		batches.WithLabelValues(h.sink.name(), "error").Inc()
 		h.logError(err, len(evs))
 		if errors.Is(err, errRejected) {
 			events.WithLabelValues(resultRejected).Add(float64(len(evs)))
-			return
+			return !stopping
 		}
 		if stopping {
 			events.WithLabelValues(resultShutdown).Add(float64(len(evs)))
-			return
+			return false
 		}
 		select {
 		case <-time.After(backoff):

@@ -361,3 +361,30 @@ func BenchmarkAnnounce(b *testing.B) {
 	h.Stop()
 }
 
+
+// TestStopWithTheSinkDownIsBounded: a full queue and a sink that is down
+// do not hold Stop (the daemon's shutdown, a reload that replaces the
+// hook) for a retry of every batch; what is not delivered is counted.
+func TestStopWithTheSinkDownIsBounded(t *testing.T) {
+	port := redistest.FreePort(t)
+	h, err := New(Config{Sink: "redis", RedisURL: "redis://127.0.0.1:" + strconv.Itoa(port) + "/0",
+		BatchSize: 10, QueueSize: 1000, FlushInterval: time.Hour, Timeout: 300 * time.Millisecond}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := testutil.ToFloat64(events.WithLabelValues(resultShutdown))
+	for i := 0; i < 1000; i++ {
+		post(h, announce(i, false))
+	}
+	stopped := make(chan struct{})
+	go func() { h.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop still waiting after 10 s with 100 batches queued and the sink down")
+	}
+	// Every event was either delivered (none: nothing listens) or counted.
+	if d := testutil.ToFloat64(events.WithLabelValues(resultShutdown)) - before; d < 900 {
+		t.Fatalf("%v events counted as dropped at shutdown, want the queue's (>= 900)", d)
+	}
+}
