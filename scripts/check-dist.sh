@@ -205,7 +205,7 @@ check_image() {
 	done
 	out=$("${BUILDAH[@]}" inspect --type image --format '{{range $p, $_ := .OCIv1.Config.ExposedPorts}}{{$p}} {{end}}' "$IMAGE")
 	echo "exposed ports: $out"
-	for p in 6969/tcp 6969/udp 6880/tcp; do
+	for p in 6969/tcp 6969/udp 8000/tcp 6880/tcp; do
 		[[ " $out " == *" $p "* ]] || { echo "missing EXPOSE $p"; rc=1; }
 	done
 	"${BUILDAH[@]}" rm "$c" >/dev/null
@@ -364,6 +364,7 @@ step "helm ${HELM_VERSION} and manifestcheck" tools_wait
 step "helm: default values" check_chart default
 step "helm: Redis/HA values" check_chart ha -f "$CHART/values-ha.yaml"
 step "helm: HA values on Redis Sentinel" check_chart sentinel -f "$CHART/values-ha.yaml" -f "$CHART/values-sentinel.yaml"
+step "helm: WebTorrent port" check_chart websocket --set ports.websocket=8000
 step "helm: environment (GOGC)" check_chart_env
 step "helm: snapshot volume (snapshot.enabled)" check_chart_snapshot
 step "helm: refuses broken values" check_chart_refuses
