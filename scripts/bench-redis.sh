@@ -17,6 +17,7 @@ PEERS=${PEERS:-20}
 DURATION=${DURATION:-10s}
 PAIRS=${PAIRS:-3}
 INFLIGHT=${INFLIGHT:-32} # per socket, 4 sockets: 128 in flight
+UDP_SOCKETS=${UDP_SOCKETS:-1} # the trackers' udp.sockets: readers, so announces in progress at once
 TRACKER_CPU=${TRACKER_CPU:-1}
 BENCH_CPU=${BENCH_CPU:-0}
 SEED=${SEED:-1}
@@ -51,7 +52,7 @@ for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break;
 declare -A PID UDP
 start_chihaya() { # name storage-yaml
 	local name=$1 cfg="$OUT_DIR/$1.yaml" logf="$OUT_DIR/$1.log"
-	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  udp:\n    addr: 127.0.0.1:0\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$2" >"$cfg"
+	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  udp:\n    addr: 127.0.0.1:0\n    sockets: %s\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$UDP_SOCKETS" "$2" >"$cfg"
 	"${PIN[@]}" "$BIN/chihaya" --config "$cfg" --json 2>"$logf" >/dev/null &
 	PID[$name]=$!
 	STARTED+=("${PID[$name]}")
