@@ -1,0 +1,145 @@
+package clients
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chihaya/chihaya/middleware/eventstream"
+)
+
+// passkeySite is a private tracker's site for a real client: it admits the
+// passkey "member" and refuses others (`http approval`), and receives the
+// tracker's announce events (`event stream`, sink http).
+type passkeySite struct {
+	*httptest.Server
+	mu     sync.Mutex
+	events []eventstream.Event
+}
+
+func newPasskeySite(t *testing.T) *passkeySite {
+	s := &passkeySite{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch r.URL.Path {
+		case "/approve":
+			var q struct {
+				Params map[string]string `json:"params"`
+			}
+			_ = json.Unmarshal(body, &q)
+			if q.Params["passkey"] == "member" {
+				io.WriteString(w, `{"allow": true}`)
+				return
+			}
+			io.WriteString(w, `{"allow": false, "reason": "passkey unknown"}`)
+		case "/events":
+			sc := bufio.NewScanner(bytes.NewReader(body))
+			s.mu.Lock()
+			for sc.Scan() {
+				var e eventstream.Event
+				if json.Unmarshal(sc.Bytes(), &e) == nil {
+					s.events = append(s.events, e)
+				}
+			}
+			s.mu.Unlock()
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// completed returns the `completed` event of the passkey's peers for the
+// torrent, if one came.
+func (s *passkeySite) completed(passkey, infoHash string) (eventstream.Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.events {
+		if e.Params["passkey"] == passkey && e.InfoHash == infoHash && e.Event == "completed" {
+			return e, true
+		}
+	}
+	return eventstream.Event{}, false
+}
+
+// TestPasskeyApprovedDownload is the private tracker with a real client:
+// the site admits announces by passkey (carried in the announce URL's query,
+// over UDP in BEP 41 URL data), a torrent announced with an unknown passkey
+// is refused with the site's reason, a member's download completes, and the
+// site receives the completion with the client's downloaded total.
+func TestPasskeyApprovedDownload(t *testing.T) {
+	for _, transport := range []string{"http", "udp"} {
+		t.Run(transport, func(t *testing.T) {
+			t.Parallel()
+			need(t, "mktorrent", "mktorrent")
+			installed["libtorrent"](t)
+			site := newPasskeySite(t)
+			tr := startChihayaWith(t, "127.0.0.1", fmt.Sprintf(`  prehooks:
+    - name: http approval
+      options:
+        url: %q
+        cache_key: ["query:passkey", info_hash]
+        timeout: 1s
+  posthooks:
+    - name: event stream
+      options:
+        sink: http
+        url: %q
+        batch_size: 1
+        flush_interval: 100ms
+`, site.URL+"/approve", site.URL+"/events"))
+			ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
+			defer cancel()
+
+			intruder := newSwarm(t, tr, transport)
+			withAnnounceQuery(t, intruder, "passkey=intruder")
+			refused, _ := clients["libtorrent"](t, ctx, intruder, true)
+			waitFor(t, ctx, "the client logs the site's refusal", func() (bool, string) {
+				reasons := failureReasons(refused)
+				for _, r := range reasons {
+					if r == "passkey unknown" {
+						return true, r
+					}
+				}
+				// libtorrent does not hand a UDP error's text to its alert
+				// (see TestJWTApprovedDownload).
+				if transport == "udp" && len(reasons) > 0 && strings.Contains(lastTrackerError(refused), "tracker sent a failure message") {
+					return true, "UDP refusal"
+				}
+				return false, fmt.Sprintf("failure reasons: %q; last line: %.300s", reasons, lastTrackerError(refused))
+			}, refused)
+			if c, err := tr.scrape(intruder.infoHash); err != nil || c.Complete != 0 || c.Incomplete != 0 {
+				t.Fatalf("a refused client joined the swarm: %v %v", c, err)
+			}
+			refused.kill()
+
+			s := newSwarm(t, tr, transport)
+			withAnnounceQuery(t, s, "passkey=member")
+			seed, _ := clients["libtorrent"](t, ctx, s, true)
+			waitFor(t, ctx, "the seeder joins the swarm", func() (bool, string) {
+				c, err := tr.scrape(s.infoHash)
+				if err != nil {
+					return false, err.Error()
+				}
+				return c.Complete == 1, c.String()
+			}, seed)
+			down, dir := clients["libtorrent"](t, ctx, s, false)
+			waitFor(t, ctx, "the download is intact", func() (bool, string) { return s.intact(dir) }, seed, down)
+			ih := fmt.Sprintf("%x", s.infoHash)
+			waitFor(t, ctx, "the site receives the completion", func() (bool, string) {
+				e, ok := site.completed("member", ih)
+				if !ok {
+					return false, "no completed event yet"
+				}
+				return e.Downloaded >= uint64(s.size) && e.Left == 0, fmt.Sprintf("completed event %+v", e)
+			}, seed, down)
+		})
+	}
+}
