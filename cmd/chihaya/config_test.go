@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -313,4 +315,119 @@ func TestVersionCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHookBadOptionsThroughValidate puts every hook's rejected options
+// (middleware/<hook>/testdata/bad-*.yaml) into a configuration file and
+// runs `chihaya validate` on it: the operator reads the hook's own error,
+// keyed from the entry (prehooks[0].options...) and with its line in the
+// file, the line the hook reported moved by where the options start.
+func TestHookBadOptionsThroughValidate(t *testing.T) {
+	found := 0
+	for name, typ := range hookConfigTypes {
+		dir := "../../" + strings.TrimPrefix(typ.PkgPath(), "github.com/chihaya/chihaya/")
+		head := "chihaya:\n  udp:\n    addr: \"127.0.0.1:0\"\n  prehooks:\n    - name: " + name + "\n      options:\n"
+		found += throughValidate(t, name, dir, head, "        ",
+			func(b []byte) error { return middleware.CheckHook(name, b) },
+			func(text string) string { return strings.Replace(text, "options", "prehooks[0].options", 1) }, nil)
+	}
+	if found < 40 {
+		t.Errorf("found %d bad options files; the search is broken", found)
+	}
+}
+
+// TestDriverBadConfigsThroughValidate does the same with every driver's
+// rejected storage.config (storage/<driver>/testdata/bad-*.yaml), whose
+// errors the registry keys from the top of the configuration already.
+func TestDriverBadConfigsThroughValidate(t *testing.T) {
+	// What the daemon's decoding of the whole file rejects before a
+	// driver sees it: the driver's registry is not asked, so the error
+	// names no driver.
+	daemonRejects := map[string]string{
+		"memory/bad-not-a-mapping.yaml": "line 7: storage.config: cannot unmarshal !!seq into a mapping",
+	}
+	found := 0
+	for name, typ := range storageConfigTypes {
+		dir := "../../" + strings.TrimPrefix(typ.PkgPath(), "github.com/chihaya/chihaya/")
+		head := "chihaya:\n  udp:\n    addr: \"127.0.0.1:0\"\n  storage:\n    name: " + name + "\n    config:\n"
+		found += throughValidate(t, name, dir, head, "      ",
+			func(b []byte) error { return storage.Check(context.Background(), name, b) },
+			func(text string) string { return text }, daemonRejects)
+	}
+	if found < 20 {
+		t.Errorf("found %d bad storage.config files; the search is broken", found)
+	}
+}
+
+// throughValidate runs `chihaya validate` on head followed by each of
+// dir's testdata/bad-*.yaml, indented, and checks that the error is the
+// component's own (component(the file)), rewritten by key, with the
+// component's line moved to the file's; an error the component gave no
+// line gets one too. daemonRejects names, by "component/file", what the
+// daemon's decoding of the whole file rejects itself, with the exact
+// error. It returns the number of files.
+func throughValidate(t *testing.T, name, dir, head, indent string, component func([]byte) error, key func(string) string, daemonRejects map[string]string) int {
+	t.Helper()
+	files, err := filepath.Glob(dir + "/testdata/bad-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.Count(head, "\n") + 1 // the file's line of the subtree's first
+	lineRE := regexp.MustCompile(`^line (\d+): (.*)$`)
+	for _, f := range files {
+		t.Run(name+"/"+filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Files the subtree names are found from here too.
+			sub := strings.ReplaceAll(string(b), "testdata/", dir+"/testdata/")
+			compErr := component([]byte(sub))
+			if compErr == nil {
+				t.Fatalf("%s accepts %s", name, f)
+			}
+			var file strings.Builder
+			file.WriteString(head)
+			for _, l := range strings.SplitAfter(sub, "\n") {
+				if l != "" {
+					file.WriteString(indent + l)
+				}
+			}
+			path := writeConfig(t, file.String())
+			_, _, err = runCmd(t, "validate", "--config", path)
+			if err == nil {
+				t.Fatalf("validate accepted %s inside a configuration", f)
+			}
+			if want, ok := daemonRejects[name+"/"+filepath.Base(f)]; ok {
+				if got := strings.TrimPrefix(err.Error(), path+": "); got != want {
+					t.Errorf("validate:\n got: %s\nwant: %s", got, want)
+				}
+				return
+			}
+			got := strings.Split(strings.TrimPrefix(err.Error(), path+": "), "\n")
+			want := strings.Split(compErr.Error(), "\n")
+			if len(got) != len(want) {
+				t.Fatalf("validate:\n%v\n%s:\n%v", err, name, compErr)
+			}
+			for i := range want {
+				g := lineRE.FindStringSubmatch(got[i])
+				if g == nil {
+					t.Errorf("validate: %q has no line", got[i])
+					continue
+				}
+				rest := want[i]
+				if w := lineRE.FindStringSubmatch(want[i]); w != nil {
+					n, _ := strconv.Atoi(w[1])
+					if g[1] != strconv.Itoa(n+first-1) {
+						t.Errorf("validate says line %s; %s said line %d of its subtree, line %d of the file", g[1], name, n, n+first-1)
+					}
+					rest = w[2]
+				}
+				if wantRest := key(rest); g[2] != wantRest {
+					t.Errorf("validate:\n got: %s\nwant: line %s: %s", got[i], g[1], wantRest)
+				}
+			}
+		})
+	}
+	return len(files)
 }
