@@ -638,3 +638,20 @@ func TestRealIPBehindProxy(t *testing.T) {
 		t.Errorf("the hooks saw %v, want %v", hook.addrs, want)
 	}
 }
+
+func TestIdleConnectionClosed(t *testing.T) {
+	tr := newTracker(t, Config{AnnounceInterval: 100 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
+	before := frontendtest.ErrorsCounted("websocket", "idle_timeout")
+	c := tr.dial(t, "/")
+	c.send(announceMsg(ih1, peerID(1), 10))
+	c.read()
+	if code := c.closeCode(); code != gws.CloseNormalClosure {
+		t.Errorf("idle connection closed with %d, want %d", code, gws.CloseNormalClosure)
+	}
+	if d := frontendtest.ErrorsCounted("websocket", "idle_timeout") - before; d != 1 {
+		t.Errorf("idle closes counted %v, want 1", d)
+	}
+	// And it left its swarm.
+	w := tr.dial(t, "/")
+	waitCounts(t, w, ih1, 0, 0)
+}
