@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"flag"
+	"fmt"
 	"os"
 	"testing"
 
@@ -8,7 +10,16 @@ import (
 	"go.yaml.in/yaml/v2"
 )
 
-func TestMain(m *testing.M) { daemontest.Main(m) }
+// TestMain runs nothing with -short: every test here drives the daemon,
+// most with real Redis programs, and -short is for unit tests.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: end-to-end tests skipped with -short")
+		os.Exit(0)
+	}
+	daemontest.Main(m)
+}
 
 // exampleConfig reads example_config.yaml as a generic tree, so that a test
 // runs the operator's file with only its addresses changed.

@@ -63,9 +63,6 @@ const daemonConfig = `chihaya:
 `
 
 func TestDaemon(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	d := daemontest.Start(t, daemonConfig)
 	addrs := d.Addrs()
 	for _, f := range []string{"metrics", "http", "udp"} {
@@ -135,9 +132,6 @@ func TestDaemon(t *testing.T) {
 }
 
 func TestDaemonStartFailure(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	// A port already in use: the daemon must say so and exit 1, not run
 	// without its listener.
 	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -158,9 +152,6 @@ func TestDaemonStartFailure(t *testing.T) {
 // TestCPUProfileFlag: upstream's --cpuprofile is accepted, and the run's
 // profile is written when the daemon stops.
 func TestCPUProfileFlag(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	prof := filepath.Join(t.TempDir(), "cpu.pprof")
 	d := daemontest.Start(t, daemonConfig, daemontest.Args("--cpuprofile", prof))
 	d.Stop(t)

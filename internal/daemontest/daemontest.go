@@ -31,6 +31,9 @@
 // With -short, Start skips the test: `go test -short ./...` runs the unit
 // tests alone.
 //
+// With -short, Start skips the test: `go test -short ./...` runs the unit
+// tests alone.
+//
 // When the test ends, a daemon still running is stopped the way an operator
 // stops it (SIGTERM), and the test fails if it does not exit cleanly, if
 // it exited on its own while the test ran, or if the race detector (the
@@ -188,6 +191,9 @@ func StartFile(t testing.TB, path string, opts ...Option) *Daemon {
 
 func start(t testing.TB, dir, path string, opts []Option) *Daemon {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the daemon: not with -short, which is for unit tests")
+	}
 	if testing.Short() {
 		// `go test -short ./...` is the unit tests alone (README).
 		t.Skip("runs the daemon; skipped with -short")
