@@ -18,6 +18,8 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/middleware/clientapproval"
+	"github.com/chihaya/chihaya/middleware/ratelimit"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/memory"
 )
@@ -654,4 +656,36 @@ func TestIdleConnectionClosed(t *testing.T) {
 	// And it left its swarm.
 	w := tr.dial(t, "/")
 	waitCounts(t, w, ih1, 0, 0)
+}
+
+// TestPrehooks runs the real client approval and rate limit hooks: the
+// first refuses by peer_id prefix, the second counts the connection's
+// address; a refused announce leaves the swarm as it was.
+func TestPrehooks(t *testing.T) {
+	rl := ratelimit.Config{AnnouncesPerSecond: 0.001, AnnounceBurst: 2}.WithDefaults()
+	if err := rl.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracker(t, Config{}, clientapproval.New(clientapproval.Config{Blacklist: []string{"XX0001"}}), ratelimit.New(rl))
+	c := tr.dial(t, "/")
+	banned := id20("-XX0001-abcdefghijkl")
+	c.send(announceMsg(ih1, banned, 10))
+	r := c.read()
+	if reason, _ := r["failure reason"].(string); !strings.HasPrefix(reason, "unapproved client") || r["info_hash"] != bs(ih1[:]) {
+		t.Errorf("blacklisted client: %v", r)
+	}
+	// The client approval refusal took one of the two announces the rate
+	// limit allows this address (it runs after), or none: either way the
+	// third announce from the address is refused.
+	var last map[string]any
+	for range 3 {
+		c.send(announceMsg(ih1, peerID(1), 10))
+		last = c.read()
+	}
+	if reason, _ := last["failure reason"].(string); !strings.HasPrefix(reason, "rate limited") {
+		t.Errorf("third announce from one address: %v, want rate limited", last)
+	}
+	if co, inc := scrapeCounts(c.sync(ih1), ih1); co != 0 || inc != 1 {
+		t.Errorf("swarm %d/%d, want the one admitted peer", co, inc)
+	}
 }
