@@ -4,7 +4,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/middleware"
-	"github.com/chihaya/chihaya/operator"
+	"github.com/chihaya/chihaya/pkg/operator"
 )
 
 // Version is the version the operator API and status page report. A

@@ -12,7 +12,7 @@ import (
 	"go.yaml.in/yaml/v2"
 
 	"github.com/chihaya/chihaya/middleware"
-	"github.com/chihaya/chihaya/operator"
+	"github.com/chihaya/chihaya/pkg/operator"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 

@@ -14,8 +14,8 @@ import (
 	httpfrontend "github.com/chihaya/chihaya/frontend/http"
 	wsfrontend "github.com/chihaya/chihaya/frontend/websocket"
 	"github.com/chihaya/chihaya/middleware"
-	"github.com/chihaya/chihaya/operator"
 	"github.com/chihaya/chihaya/pkg/metrics"
+	"github.com/chihaya/chihaya/pkg/operator"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
 )

@@ -18,7 +18,7 @@ import (
 // request gets is documented for its operation, and every reply has the
 // documented shape (required keys, no others, types, enums).
 func TestOpenAPI(t *testing.T) {
-	b, err := os.ReadFile("../docs/openapi.yaml")
+	b, err := os.ReadFile("../../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
