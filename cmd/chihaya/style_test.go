@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -61,5 +64,50 @@ func TestSourceStyle(t *testing.T) {
 	}
 	if n < 100 {
 		t.Fatalf("read only %d Go files; the walk is broken", n)
+	}
+}
+
+// pkgImportExceptions are the tracker packages a pkg/ package imports
+// beside pkg/ itself, as docs/architecture.md documents them.
+var pkgImportExceptions = map[string]string{
+	"pkg/query": "github.com/chihaya/chihaya/bittorrent", // Values implements bittorrent.Params
+}
+
+// TestPkgImports holds pkg/ to its room's rule: the standard library, the
+// chosen libraries and pkg/ itself, none of the tracker's other packages
+// (so that pkg/operator reads the store through its own Store, adapted by
+// package chihaya, the wiring). Tests may use the real parts.
+func TestPkgImports(t *testing.T) {
+	const module = "github.com/chihaya/chihaya/"
+	n := 0
+	err := filepath.WalkDir("../../pkg", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == "testdata" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		n++
+		dir := strings.TrimPrefix(filepath.ToSlash(filepath.Dir(path)), "../../")
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if strings.HasPrefix(p, module) && !strings.HasPrefix(p, module+"pkg/") && pkgImportExceptions[dir] != p {
+				t.Errorf("%s imports %s: pkg/ imports only the standard library, the chosen libraries and pkg/; take an interface of the package's own and adapt to it where the parts are wired (package chihaya)", path, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 10 {
+		t.Fatalf("read only %d Go files under pkg/; the walk is broken", n)
 	}
 }

@@ -11,7 +11,9 @@ import (
 )
 
 // The hook's list can be changed while it runs (the operator API does):
-// the hook offers ListName, ListFile, Listed and SetListed.
+// the hook offers ListName, ListFile, Listed and SetListed, the methods of
+// operator.ApprovalList (pkg/operator), which takes an info hash as its
+// 20 bytes.
 
 // ListName returns "whitelist" or "blacklist".
 func (h *Hook) ListName() string {
@@ -25,7 +27,7 @@ func (h *Hook) ListName() string {
 func (h *Hook) ListFile() string { return h.path }
 
 // Listed reports whether ih is on the list.
-func (h *Hook) Listed(ih bittorrent.InfoHash) bool {
+func (h *Hook) Listed(ih [20]byte) bool {
 	_, ok := (*h.set.Load())[ih]
 	return ok
 }
@@ -37,7 +39,7 @@ func (h *Hook) Listed(ih bittorrent.InfoHash) bool {
 // Other lines of the file, comments included, are kept. An inline list
 // is changed in memory only, until the next restart. changed is false
 // when ih already was (or was not) on the list.
-func (h *Hook) SetListed(ih bittorrent.InfoHash, listed bool) (changed bool, err error) {
+func (h *Hook) SetListed(ih [20]byte, listed bool) (changed bool, err error) {
 	h.edit.Lock()
 	defer h.edit.Unlock()
 	cur := *h.set.Load()

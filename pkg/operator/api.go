@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-
-	"github.com/chihaya/chihaya/bittorrent"
-	"github.com/chihaya/chihaya/storage"
 )
 
 // API limits.
@@ -187,8 +184,8 @@ func (s *Server) stats(r *http.Request) (statsReply, error) {
 	rep := statsReply{
 		Swarms:             t.swarms,
 		Snatches:           t.snatches,
-		IPv4:               familyStats{Swarms: st.Swarms[bittorrent.IPv4], Seeders: st.Seeders[bittorrent.IPv4], Leechers: st.Leechers[bittorrent.IPv4]},
-		IPv6:               familyStats{Swarms: st.Swarms[bittorrent.IPv6], Seeders: st.Seeders[bittorrent.IPv6], Leechers: st.Leechers[bittorrent.IPv6]},
+		IPv4:               familyStats{Swarms: st.Swarms[IPv4], Seeders: st.Seeders[IPv4], Leechers: st.Leechers[IPv4]},
+		IPv6:               familyStats{Swarms: st.Swarms[IPv6], Seeders: st.Seeders[IPv6], Leechers: st.Leechers[IPv6]},
 		AnnouncesPerSecond: t.announces,
 		ScrapesPerSecond:   t.scrapes,
 		UptimeSeconds:      int64(s.now().Sub(s.started) / time.Second),
@@ -282,7 +279,7 @@ func (s *Server) serveTorrents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
-		page, next, err = s.lists.first(r.Context(), s.lister, k, limit)
+		page, next, err = s.lists.first(r.Context(), s.store, k, limit)
 	}
 	if err != nil {
 		s.internal(w, "torrents", err)
@@ -304,8 +301,8 @@ func truncate(s string) string {
 }
 
 // parseInfoHash reads 40 hex digits, either case.
-func parseInfoHash(s string) (bittorrent.InfoHash, bool) {
-	var ih bittorrent.InfoHash
+func parseInfoHash(s string) ([20]byte, bool) {
+	var ih [20]byte
 	if len(s) != 40 {
 		return ih, false
 	}
@@ -339,30 +336,28 @@ type torrentDetail struct {
 
 // detail reads one swarm: its counts per family, and its locality groups.
 // ok is false for a swarm the store does not have.
-func (s *Server) detail(ih bittorrent.InfoHash) (d torrentDetail, ok bool, err error) {
-	var c [2]storage.Counts
-	for af := range c {
-		if c[af], err = s.store.ScrapeSwarm(ih, bittorrent.AddressFamily(af)); err != nil {
-			return d, false, err
-		}
+func (s *Server) detail(ih [20]byte) (d torrentDetail, ok bool, err error) {
+	sw, err := s.store.Swarm(ih)
+	if err != nil {
+		return d, false, err
 	}
 	d = torrentDetail{
 		InfoHash: hex.EncodeToString(ih[:]),
-		Seeders:  c[0].Seeders + c[1].Seeders,
-		Leechers: c[0].Leechers + c[1].Leechers,
-		Snatches: c[0].Downloads,
-		IPv4:     familyCounts{Seeders: c[0].Seeders, Leechers: c[0].Leechers},
-		IPv6:     familyCounts{Seeders: c[1].Seeders, Leechers: c[1].Leechers},
+		Seeders:  sw.Seeders[IPv4] + sw.Seeders[IPv6],
+		Leechers: sw.Leechers[IPv4] + sw.Leechers[IPv6],
+		Snatches: sw.Downloads,
+		IPv4:     familyCounts{Seeders: sw.Seeders[IPv4], Leechers: sw.Leechers[IPv4]},
+		IPv6:     familyCounts{Seeders: sw.Seeders[IPv6], Leechers: sw.Leechers[IPv6]},
 	}
 	if d.Seeders == 0 && d.Leechers == 0 && d.Snatches == 0 {
 		return d, false, nil
 	}
-	groups, err := s.lister.Groups(ih)
+	groups, err := s.store.Groups(ih)
 	if err != nil {
 		return d, false, err
 	}
 	for _, g := range groups {
-		d.Groups = append(d.Groups, groupReply{Name: g.Name, Family: strings.ToLower(g.Family.String()), Seeders: g.Seeders, Leechers: g.Leechers})
+		d.Groups = append(d.Groups, groupReply{Name: g.Name, Family: g.Family.String(), Seeders: g.Seeders, Leechers: g.Leechers})
 	}
 	return d, true, nil
 }
@@ -394,7 +389,7 @@ type approvalReply struct {
 
 // setListed changes the running approval list; code is the HTTP status to
 // answer with when err is not nil.
-func (s *Server) setListed(ih bittorrent.InfoHash, listed bool) (approvalReply, int, error) {
+func (s *Server) setListed(ih [20]byte, listed bool) (approvalReply, int, error) {
 	list := s.approval()
 	if list == nil {
 		return approvalReply{}, http.StatusConflict, errors.New("no torrent approval hook is running: add one to prehooks to have a list to change")

@@ -95,7 +95,7 @@ func newFixture(t *testing.T, local bool) *fixture {
 	f.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "chihaya_frontend_requests_total"}, []string{"frontend", "action"})
 	reg.MustRegister(f.requests)
 	f.srv, err = New(Config{TokensFile: tokens}.WithDefaults(), Options{
-		Store: store,
+		Store: storeOf(store),
 		Approval: func() ApprovalList {
 			if f.noHook {
 				return nil

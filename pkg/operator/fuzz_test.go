@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -64,8 +65,8 @@ func FuzzParseInfoHash(f *testing.F) {
 	f.Add("xyz")
 	f.Fuzz(func(t *testing.T, s string) {
 		ih, ok := parseInfoHash(s)
-		if ok && ih.String() != strings.ToLower(s) {
-			t.Fatalf("%q parsed as %s", s, ih)
+		if ok && hex.EncodeToString(ih[:]) != strings.ToLower(s) {
+			t.Fatalf("%q parsed as %x", s, ih)
 		}
 	})
 }

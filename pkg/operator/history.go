@@ -9,9 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
-
-	"github.com/chihaya/chihaya/bittorrent"
-	"github.com/chihaya/chihaya/storage"
 )
 
 // What the status page keeps of the swarms' past, and its bounds.
@@ -93,7 +90,7 @@ type totals struct {
 	at                 time.Time
 	swarms, snatches   uint64
 	seeders, leechers  uint64
-	top                []storage.Swarm // the largest by peers, largest first
+	top                []Swarm // the largest by peers, largest first
 	walkTook           time.Duration
 	announces, scrapes float64 // per second, over the last minute
 }
@@ -101,13 +98,13 @@ type totals struct {
 // history walks the store every interval, keeps the totals, and keeps the
 // history of the swarms that are large, recently changed, or looked at.
 type history struct {
-	lister   storage.Lister
+	store    Store
 	every    time.Duration
 	gatherer prometheus.Gatherer
 	now      func() time.Time
 
 	mu       sync.Mutex
-	swarms   map[bittorrent.InfoHash]*followed
+	swarms   map[[20]byte]*followed
 	last     totals
 	requests []requestSample
 
@@ -141,7 +138,7 @@ type activitySlot struct {
 // active reports whether sw changed since the last walk, or appeared
 // since: the recently active swarms, whose history is worth keeping.
 // The first walk only learns the counts.
-func (h *history) active(sw *storage.Swarm) bool {
+func (h *history) active(sw *Swarm) bool {
 	key := binary.LittleEndian.Uint64(sw.InfoHash[:8]) | 1
 	slot := &h.activity[binary.LittleEndian.Uint64(sw.InfoHash[8:16])&uint64(len(h.activity)-1)]
 	fp := uint32((uint64(sw.Seeders[0]+sw.Seeders[1])*0x9e3779b97f4a7c15 ^ uint64(sw.Leechers[0]+sw.Leechers[1])*0xc2b2ae3d27d4eb4f ^ uint64(sw.Downloads)*0x165667b19e3779f9) >> 32)
@@ -165,8 +162,8 @@ type requestSample struct {
 	announces, scrapes float64
 }
 
-func newHistory(lister storage.Lister, every time.Duration, g prometheus.Gatherer, now func() time.Time) *history {
-	return &history{lister: lister, every: every, gatherer: g, now: now, swarms: map[bittorrent.InfoHash]*followed{}}
+func newHistory(store Store, every time.Duration, g prometheus.Gatherer, now func() time.Time) *history {
+	return &history{store: store, every: every, gatherer: g, now: now, swarms: map[[20]byte]*followed{}}
 }
 
 // run samples until ctx is done: the request counters every few seconds,
@@ -248,7 +245,7 @@ func (h *history) rates() (announces, scrapes float64) {
 func round2(x float64) float64 { return float64(int64(x*100+0.5)) / 100 }
 
 // bySize is a min-heap of swarms by peers, for the largest.
-type bySize []storage.Swarm
+type bySize []Swarm
 
 func (b bySize) Len() int { return len(b) }
 func (b bySize) Less(i, j int) bool {
@@ -259,7 +256,7 @@ func (b bySize) Less(i, j int) bool {
 	return lessHash(b[j].InfoHash, b[i].InfoHash)
 }
 func (b bySize) Swap(i, j int) { b[i], b[j] = b[j], b[i] }
-func (b *bySize) Push(x any)   { *b = append(*b, x.(storage.Swarm)) }
+func (b *bySize) Push(x any)   { *b = append(*b, x.(Swarm)) }
 func (b *bySize) Pop() any {
 	old := *b
 	x := old[len(old)-1]
@@ -267,7 +264,7 @@ func (b *bySize) Pop() any {
 	return x
 }
 
-func lessHash(a, b bittorrent.InfoHash) bool {
+func lessHash(a, b [20]byte) bool {
 	for i := range a {
 		if a[i] != b[i] {
 			return a[i] < b[i]
@@ -297,8 +294,8 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 	begin, started := h.now(), time.Now()
 	t := totals{at: begin}
 	var top bySize
-	var active []storage.Swarm
-	seen := map[bittorrent.InfoHash]storage.Swarm{}
+	var active []Swarm
+	seen := map[[20]byte]Swarm{}
 	h.walks++
 	h.mu.Lock()
 	lastSwarms := h.last.swarms
@@ -306,7 +303,7 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 	if size := activitySize(lastSwarms); size != len(h.activity) {
 		h.activity, h.learn = make([]activitySlot, size), h.walks
 	}
-	err := h.lister.Walk(ctx, nil, func(batch []storage.Swarm) error {
+	err := h.store.Walk(ctx, func(batch []Swarm) error {
 		for i := range batch {
 			if h.active(&batch[i]) && len(active) < maxFollowed {
 				active = append(active, batch[i])
@@ -319,7 +316,7 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 			t.leechers += uint64(sw.Leechers[0]) + uint64(sw.Leechers[1])
 			if len(top) < topFollowed {
 				heap.Push(&top, sw)
-			} else if bySize([]storage.Swarm{top[0], sw}).Less(0, 1) {
+			} else if bySize([]Swarm{top[0], sw}).Less(0, 1) {
 				top[0] = sw
 				heap.Fix(&top, 0)
 			}
@@ -340,14 +337,14 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 		return
 	}
 	t.walkTook = time.Since(started)
-	t.top = make([]storage.Swarm, len(top))
+	t.top = make([]Swarm, len(top))
 	for i := len(top) - 1; i >= 0; i-- {
-		t.top[i] = heap.Pop(&top).(storage.Swarm)
+		t.top[i] = heap.Pop(&top).(Swarm)
 	}
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	large := make(map[bittorrent.InfoHash]bool, len(t.top))
+	large := make(map[[20]byte]bool, len(t.top))
 	for _, sw := range t.top {
 		large[sw.InfoHash] = true
 	}
@@ -372,7 +369,7 @@ func (h *history) walkIfOlder(ctx context.Context, maxAge time.Duration) {
 	for ih, f := range h.swarms {
 		sw, ok := seen[ih]
 		if !ok {
-			sw = storage.Swarm{InfoHash: ih}
+			sw = Swarm{InfoHash: ih}
 		}
 		h.record(f, sw, begin)
 		if !large[ih] && begin.Sub(f.changed) > quietAfter && begin.Sub(f.viewed) > quietAfter {
@@ -393,8 +390,8 @@ func activitySize(swarms uint64) int {
 
 // evictQuietest drops the followed swarm, not among large, that changed
 // or was looked at least recently. The caller holds h.mu.
-func (h *history) evictQuietest(large map[bittorrent.InfoHash]bool) bool {
-	var victim bittorrent.InfoHash
+func (h *history) evictQuietest(large map[[20]byte]bool) bool {
+	var victim [20]byte
 	var last time.Time
 	found := false
 	for ih, f := range h.swarms {
@@ -421,7 +418,7 @@ func (h *history) newFollowed() *followed {
 }
 
 // record adds a point for sw to f. The caller holds h.mu.
-func (h *history) record(f *followed, sw storage.Swarm, at time.Time) {
+func (h *history) record(f *followed, sw Swarm, at time.Time) {
 	p := point{
 		unix:     at.Unix(),
 		seeders:  sw.Seeders[0] + sw.Seeders[1],
@@ -442,7 +439,7 @@ func (h *history) record(f *followed, sw storage.Swarm, at time.Time) {
 
 // follow starts keeping the history of ih (someone looks at it, or
 // approved it), if there is room.
-func (h *history) follow(ih bittorrent.InfoHash) {
+func (h *history) follow(ih [20]byte) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if f, ok := h.swarms[ih]; ok {
@@ -456,7 +453,7 @@ func (h *history) follow(ih bittorrent.InfoHash) {
 
 // series returns the hour and day points of ih, oldest first, or nil
 // when it is not followed.
-func (h *history) series(ih bittorrent.InfoHash) (hour, day []point, ok bool) {
+func (h *history) series(ih [20]byte) (hour, day []point, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	f, ok := h.swarms[ih]

@@ -9,9 +9,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/chihaya/chihaya/bittorrent"
-	"github.com/chihaya/chihaya/storage"
 )
 
 // A walk through the sorted torrent list is served from a snapshot of the
@@ -54,7 +51,7 @@ func parseSort(s string) (sortKey, bool) {
 
 // entry is one torrent in a snapshot.
 type entry struct {
-	ih                          bittorrent.InfoHash
+	ih                          [20]byte
 	seeders, leechers, snatches uint32
 }
 
@@ -125,9 +122,9 @@ var errExpired = errors.New("expired or unknown: start the walk again without cu
 
 // first takes the snapshot of a new walk and returns its first page, and
 // the cursor of the next one if there is more.
-func (ls *listings) first(ctx context.Context, lister storage.Lister, k sortKey, limit int) ([]entry, string, error) {
+func (ls *listings) first(ctx context.Context, store Store, k sortKey, limit int) ([]entry, string, error) {
 	var all []entry
-	err := lister.Walk(ctx, nil, func(batch []storage.Swarm) error {
+	err := store.Walk(ctx, func(batch []Swarm) error {
 		for i := range batch {
 			sw := &batch[i]
 			all = append(all, entry{ih: sw.InfoHash, seeders: sw.Seeders[0] + sw.Seeders[1], leechers: sw.Leechers[0] + sw.Leechers[1], snatches: sw.Downloads})

@@ -2,24 +2,22 @@
 // the operator server (metrics_addr) beside /metrics: the token-protected
 // JSON API under /api/v1/ and the status page under /status.
 //
-// It reads the store through storage.PeerStore and storage.Lister, and
-// changes hooks only through the interfaces they offer (ApprovalList);
-// the daemon hands it both. Nothing here is on a request path of the
+// It reads the store through Store, and changes hooks only through the
+// interfaces they offer (ApprovalList); the tracker's wiring (package
+// chihaya) hands it both: an adapter over its storage.PeerStore, and the
+// torrent approval hook. Like the rest of pkg/, it imports none of the
+// tracker's own packages. Nothing here is on a request path of the
 // tracker: a slow walk of the store holds up only the operator.
 package operator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/chihaya/chihaya/bittorrent"
-	"github.com/chihaya/chihaya/storage"
 )
 
 // ApprovalList is a torrent list of a running hook that can be changed
@@ -31,15 +29,15 @@ type ApprovalList interface {
 	// inline in the configuration (changes then last until a restart).
 	ListFile() string
 	// Listed reports whether ih is on the list.
-	Listed(ih bittorrent.InfoHash) bool
+	Listed(ih [20]byte) bool
 	// SetListed adds ih to the list, or removes it, writing the file
 	// through; changed is false when it was already so.
-	SetListed(ih bittorrent.InfoHash, listed bool) (changed bool, err error)
+	SetListed(ih [20]byte, listed bool) (changed bool, err error)
 }
 
 // Options are what the operator server reads and changes.
 type Options struct {
-	Store storage.PeerStore
+	Store Store
 	// Approval returns the running torrent list hook, or nil without one.
 	// It is asked at each request, since a reload may replace the hook.
 	Approval func() ApprovalList
@@ -57,8 +55,7 @@ type Options struct {
 type Server struct {
 	cfg      Config
 	tokens   *Tokens
-	store    storage.PeerStore
-	lister   storage.Lister
+	store    Store
 	approval func() ApprovalList
 	version  string
 	now      func() time.Time
@@ -81,10 +78,6 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	lister, ok := opts.Store.(storage.Lister)
-	if !ok {
-		return nil, errors.New("api: the store cannot list its swarms")
-	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -101,12 +94,11 @@ func New(cfg Config, opts Options) (*Server, error) {
 		cfg:      cfg,
 		tokens:   tokens,
 		store:    opts.Store,
-		lister:   lister,
 		approval: approval,
 		version:  opts.Version,
 		now:      now,
 		started:  now(),
-		hist:     newHistory(lister, cfg.HistoryInterval, g, now),
+		hist:     newHistory(opts.Store, cfg.HistoryInterval, g, now),
 		lists:    newListings(now),
 		limiter:  newLimiter(now),
 		sessions: newSessions(now),
