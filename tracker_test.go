@@ -1,15 +1,14 @@
 package chihaya
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/chihaya/chihaya/internal/cleanup"
 	"github.com/chihaya/chihaya/internal/daemontest"
 	_ "github.com/chihaya/chihaya/middleware/torrentapproval"
 	"github.com/chihaya/chihaya/storage"
@@ -40,13 +39,7 @@ func startTest(t *testing.T, path string) *Tracker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
+	cleanup.Stop(t, s.Stop)
 	return s
 }
 

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/chihaya/chihaya"
+	"github.com/chihaya/chihaya/internal/cleanup"
 	"github.com/chihaya/chihaya/internal/daemontest"
 )
 
@@ -31,13 +31,7 @@ func startInProcess(t *testing.T, path string, edit func(*chihaya.Config)) *chih
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Stop(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	cleanup.Stop(t, s.Stop)
 	return s
 }
 

@@ -111,6 +111,33 @@ func withAnnounceQuery(t *testing.T, s *swarm, query string) {
 	}
 }
 
+// wantRefused starts libtorrent on s and waits until it logs the tracker's
+// refusal want, then checks that the refused client did not join the
+// swarm, and stops it.
+func wantRefused(t *testing.T, ctx context.Context, tr *tracker, transport string, s *swarm, want string) {
+	t.Helper()
+	refused, _ := clients["libtorrent"](t, ctx, s, true)
+	waitFor(t, ctx, "the client logs the tracker's refusal", func() (bool, string) {
+		reasons := failureReasons(refused)
+		for _, r := range reasons {
+			if r == want {
+				return true, r
+			}
+		}
+		// libtorrent 2.0.8 logs a UDP error packet as "tracker sent a
+		// failure message" without handing its text to the alert; the
+		// text itself is checked over UDP in e2e/hooks_test.go.
+		if transport == "udp" && len(reasons) > 0 && strings.Contains(lastTrackerError(refused), "tracker sent a failure message") {
+			return true, "UDP refusal"
+		}
+		return false, fmt.Sprintf("failure reasons in the client's log: %q; last line: %.300s", reasons, lastTrackerError(refused))
+	}, refused)
+	if c, err := tr.scrape(s.infoHash); err != nil || c.Complete != 0 || c.Incomplete != 0 {
+		t.Fatalf("a refused client joined the swarm: %v %v", c, err)
+	}
+	refused.kill()
+}
+
 // TestJWTApprovedDownload is the container-registry use case with a real
 // client: the tracker admits only announces that carry a token signed by
 // the registry for that torrent. A torrent with a valid token downloads
@@ -140,26 +167,7 @@ func TestJWTApprovedDownload(t *testing.T) {
 			withAnnounceQuery(t, expired, "jwt="+reg.token(t, expired.infoHash, now.Add(-time.Hour)))
 			ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 			defer cancel()
-			refused, _ := clients["libtorrent"](t, ctx, expired, true)
-			waitFor(t, ctx, "the client logs the tracker's refusal", func() (bool, string) {
-				reasons := failureReasons(refused)
-				for _, r := range reasons {
-					if r == "unapproved request: jwt expired" {
-						return true, r
-					}
-				}
-				// libtorrent 2.0.8 logs a UDP error packet as "tracker sent
-				// a failure message" without handing its text to the alert;
-				// the text itself is checked over UDP in e2e/hooks_test.go.
-				if transport == "udp" && len(reasons) > 0 && strings.Contains(lastTrackerError(refused), "tracker sent a failure message") {
-					return true, "UDP refusal"
-				}
-				return false, fmt.Sprintf("failure reasons in the client's log: %q; last line: %.300s", reasons, lastTrackerError(refused))
-			}, refused)
-			if c, err := tr.scrape(expired.infoHash); err != nil || c.Complete != 0 || c.Incomplete != 0 {
-				t.Fatalf("a refused client joined the swarm: %v %v", c, err)
-			}
-			refused.kill()
+			wantRefused(t, ctx, tr, transport, expired, "unapproved request: jwt expired")
 
 			// Admitted: a token valid for the next hour.
 			s := newSwarm(t, tr, transport)

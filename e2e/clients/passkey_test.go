@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 
@@ -100,25 +99,7 @@ func TestPasskeyApprovedDownload(t *testing.T) {
 
 			intruder := newSwarm(t, tr, transport)
 			withAnnounceQuery(t, intruder, "passkey=intruder")
-			refused, _ := clients["libtorrent"](t, ctx, intruder, true)
-			waitFor(t, ctx, "the client logs the site's refusal", func() (bool, string) {
-				reasons := failureReasons(refused)
-				for _, r := range reasons {
-					if r == "passkey unknown" {
-						return true, r
-					}
-				}
-				// libtorrent does not hand a UDP error's text to its alert
-				// (see TestJWTApprovedDownload).
-				if transport == "udp" && len(reasons) > 0 && strings.Contains(lastTrackerError(refused), "tracker sent a failure message") {
-					return true, "UDP refusal"
-				}
-				return false, fmt.Sprintf("failure reasons: %q; last line: %.300s", reasons, lastTrackerError(refused))
-			}, refused)
-			if c, err := tr.scrape(intruder.infoHash); err != nil || c.Complete != 0 || c.Incomplete != 0 {
-				t.Fatalf("a refused client joined the swarm: %v %v", c, err)
-			}
-			refused.kill()
+			wantRefused(t, ctx, tr, transport, intruder, "passkey unknown")
 
 			s := newSwarm(t, tr, transport)
 			withAnnounceQuery(t, s, "passkey=member")

@@ -20,6 +20,7 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/internal/cleanup"
 	"github.com/chihaya/chihaya/internal/testcert"
 )
 
@@ -42,13 +43,7 @@ func startFrontend(t *testing.T, logic frontend.TrackerLogic, addr string, mod f
 		}
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := f.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-	})
+	cleanup.Stop(t, f.Stop)
 	return f
 }
 

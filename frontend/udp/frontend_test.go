@@ -11,6 +11,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/internal/cleanup"
 )
 
 // ioTimeout bounds each wait for a datagram, so that a lost or unanswered
@@ -28,13 +29,7 @@ func startFrontend(t *testing.T, logic *frontendtest.Logic, cfg Config) *Fronten
 	if err != nil {
 		t.Fatalf("NewFrontend: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
-		defer cancel()
-		if err := f.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-	})
+	cleanup.Stop(t, f.Stop)
 	return f
 }
 

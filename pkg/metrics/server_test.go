@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/cleanup"
 )
 
 func startServer(t *testing.T, opts Options) *Server {
@@ -16,13 +18,7 @@ func startServer(t *testing.T, opts Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Stop(ctx); err != nil {
-			t.Errorf("Stop: %v", err)
-		}
-	})
+	cleanup.Stop(t, s.Stop)
 	return s
 }
 

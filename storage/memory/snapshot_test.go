@@ -19,6 +19,7 @@ import (
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
+	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
 // dumpPeer is one stored peer as a test compares it.
@@ -170,31 +171,6 @@ func newSnapStore(t testing.TB, path string, lc locality.Config, flatMax int) *P
 	return s
 }
 
-func topologyFile(t testing.TB) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "topology.yaml")
-	const topo = `tiers:
-  - name: rack
-    groups:
-      - name: a1
-        cidrs: [10.1.1.0/24, "2001:db8:a1::/48"]
-      - name: a2
-        cidrs: [10.1.2.0/24]
-      - name: b1
-        cidrs: [10.2.1.0/24]
-  - name: zone
-    groups:
-      - name: a
-        cidrs: [10.1.0.0/16]
-      - name: b
-        cidrs: [10.2.0.0/16]
-`
-	if err := os.WriteFile(path, []byte(topo), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // checkServes checks that the restored store answers from what dump
 // says: stats, scrape counts, and each peer's role as an announce finds it
 // (which goes through the index or cells the restore built).
@@ -267,7 +243,7 @@ func sameDump(t *testing.T, got, want map[bittorrent.InfoHash]dumpSwarm) {
 // its downloads, and the restored store serves them.
 func TestSnapshotRoundTrip(t *testing.T) {
 	prefix := locality.Config{Enabled: true}.WithDefaults()
-	topo := locality.Config{Enabled: true, TopologyFile: topologyFile(t), MinOutsideShare: 0.1}.WithDefaults()
+	topo := locality.Config{Enabled: true, TopologyFile: storagetest.TopologyFile(t), MinOutsideShare: 0.1}.WithDefaults()
 	wide := locality.Config{Enabled: true, IPv4Prefix: 16, IPv6Prefix: 48, MinOutsideShare: 0.1}
 	settings := []struct {
 		name    string

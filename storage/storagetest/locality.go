@@ -336,13 +336,20 @@ const topology = `tiers:
         cidrs: [10.2.0.0/16]
 `
 
-func topologyConfig(t *testing.T) locality.Config {
+// TopologyFile writes the suite's topology (two tiers: racks a1, a2, b1
+// within zones a, b) to a file of the test's and returns its path.
+func TopologyFile(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "topology.yaml")
 	if err := os.WriteFile(path, []byte(topology), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := locality.Config{Enabled: true, TopologyFile: path}.WithDefaults()
+	return path
+}
+
+func topologyConfig(t *testing.T) locality.Config {
+	t.Helper()
+	c := locality.Config{Enabled: true, TopologyFile: TopologyFile(t)}.WithDefaults()
 	c.MinOutsideShare = 0.1
 	return c
 }
