@@ -544,3 +544,89 @@ func TestStorageErrorCountedOnce(t *testing.T) {
 		t.Fatalf("chihaya_storage_errors_total grew by %v, want 1", got)
 	}
 }
+
+// announcerStore is a store that answers an announce and applies its
+// update in one call (storage.Announcer, as the Redis store does), and
+// counts the updates the logic applies apart.
+type announcerStore struct {
+	storage.PeerStore
+	announces, apart atomic.Int64
+}
+
+func (s *announcerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, p bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	s.announces.Add(1)
+	dst, c, role, err := s.PeerStore.AnnouncePeers(dst, ih, u.Seeder(), numWant, p)
+	if err != nil {
+		return dst, c, role, err
+	}
+	switch u {
+	case storage.UpdateDelete:
+		err = s.PeerStore.DeletePeer(ih, p)
+	case storage.UpdateGraduate:
+		err = s.PeerStore.GraduateLeecher(ih, p)
+	case storage.UpdateSeeder:
+		err = s.PeerStore.PutSeeder(ih, p)
+	default:
+		err = s.PeerStore.PutLeecher(ih, p)
+	}
+	return dst, c, role, err
+}
+
+func (s *announcerStore) PutSeeder(ih bittorrent.InfoHash, p bittorrent.Peer) error {
+	s.apart.Add(1)
+	return s.PeerStore.PutSeeder(ih, p)
+}
+
+func (s *announcerStore) PutLeecher(ih bittorrent.InfoHash, p bittorrent.Peer) error {
+	s.apart.Add(1)
+	return s.PeerStore.PutLeecher(ih, p)
+}
+
+func (s *announcerStore) GraduateLeecher(ih bittorrent.InfoHash, p bittorrent.Peer) error {
+	s.apart.Add(1)
+	return s.PeerStore.GraduateLeecher(ih, p)
+}
+
+func (s *announcerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error {
+	s.apart.Add(1)
+	return s.PeerStore.DeletePeer(ih, p)
+}
+
+// TestAnnouncerStoreUpdatesWithTheAnswer: with a store that is a
+// storage.Announcer, each announce is one call that answers and updates,
+// the logic applies nothing after the reply, and the counts a client sees
+// are the same as with a store updated after the reply.
+func TestAnnouncerStoreUpdatesWithTheAnswer(t *testing.T) {
+	store := &announcerStore{PeerStore: newStore(t)}
+	l := newLogic(t, store)
+	ih := bittorrent.InfoHash{0x13}
+	seeder := announce(ih, peer(1, 6881), 0, bittorrent.Started)
+	steps := []struct {
+		name                  string
+		req                   *bittorrent.AnnounceRequest
+		complete, incomplete  uint32
+		downloaded, peersSeen int
+	}{
+		{"a seeder starts", seeder, 1, 0, 0, 0},
+		{"a leecher starts", announce(ih, peer(2, 6881), 10, bittorrent.Started), 1, 1, 0, 1},
+		{"the leecher completes", announce(ih, peer(2, 6881), 0, bittorrent.Completed), 2, 0, 1, 0},
+		{"the first seeder stops", announce(ih, peer(1, 6881), 0, bittorrent.Stopped), 1, 0, 1, 0},
+	}
+	for i, st := range steps {
+		resp := &bittorrent.AnnounceResponse{}
+		if err := l.HandleAnnounce(context.Background(), st.req, resp); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		l.AfterAnnounce(context.Background(), st.req, resp)
+		if resp.Complete != st.complete || resp.Incomplete != st.incomplete || int(resp.Downloaded) != st.downloaded || len(resp.Peers) != st.peersSeen {
+			t.Errorf("%s: complete %d incomplete %d downloaded %d peers %d, want %d %d %d %d", st.name,
+				resp.Complete, resp.Incomplete, resp.Downloaded, len(resp.Peers), st.complete, st.incomplete, st.downloaded, st.peersSeen)
+		}
+		if n := store.announces.Load(); n != int64(i+1) {
+			t.Errorf("%s: %d calls of Announce, want %d", st.name, n, i+1)
+		}
+	}
+	if n := store.apart.Load(); n != 0 {
+		t.Errorf("the logic applied %d updates apart from Announce, want none", n)
+	}
+}

@@ -830,3 +830,53 @@ func commandUsec(tb testing.TB, c *redis.Client) (all, top float64) {
 	}
 	return all, top
 }
+
+// TestAnnounceAppliesTheUpdate checks storage.Announcer on the store:
+// each announce answers with the swarm as it was before it (counts, the
+// announcer's role) and applies its update, as PutLeecher, PutSeeder,
+// GraduateLeecher and DeletePeer would.
+func TestAnnounceAppliesTheUpdate(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	must(t, "seeder", s.PutSeeder(ih(1), peer4(1)))
+	p := peer4(2)
+	steps := []struct {
+		name      string
+		u         storage.Update
+		wantPeers int
+		before    storage.Counts
+		role      storage.Role
+		after     storage.Counts
+	}{
+		{"started as a leecher", storage.UpdateLeecher, 1, storage.Counts{Seeders: 1}, storage.Absent, storage.Counts{Seeders: 1, Leechers: 1}},
+		{"again as a leecher", storage.UpdateLeecher, 1, storage.Counts{Seeders: 1, Leechers: 1}, storage.Leecher, storage.Counts{Seeders: 1, Leechers: 1}},
+		{"completed", storage.UpdateGraduate, 0, storage.Counts{Seeders: 1, Leechers: 1}, storage.Leecher, storage.Counts{Seeders: 2, Downloads: 1}},
+		{"again as a seeder", storage.UpdateSeeder, 0, storage.Counts{Seeders: 2, Downloads: 1}, storage.Seeder, storage.Counts{Seeders: 2, Downloads: 1}},
+		{"stopped", storage.UpdateDelete, 0, storage.Counts{Seeders: 2, Downloads: 1}, storage.Seeder, storage.Counts{Seeders: 1, Downloads: 1}},
+		{"stopped again", storage.UpdateDelete, 0, storage.Counts{Seeders: 1, Downloads: 1}, storage.Absent, storage.Counts{Seeders: 1, Downloads: 1}},
+	}
+	for _, st := range steps {
+		numWant := 50
+		if st.u == storage.UpdateDelete {
+			numWant = 0
+		}
+		peers, c, role, err := s.Announce(nil, ih(1), st.u, numWant, p)
+		must(t, st.name, err)
+		if len(peers) != st.wantPeers || (len(peers) == 1 && peers[0] != peer4(1)) {
+			t.Errorf("%s: peers %v, want %d (the seeder)", st.name, peers, st.wantPeers)
+		}
+		if c != st.before || role != st.role {
+			t.Errorf("%s: answered %+v role %d, want %+v role %d (the swarm before)", st.name, c, role, st.before, st.role)
+		}
+		got, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4)
+		must(t, "scrape", err)
+		if got != st.after {
+			t.Errorf("%s: then %+v, want %+v", st.name, got, st.after)
+		}
+	}
+	stats, err := s.Stats()
+	must(t, "Stats", err)
+	if want := (storage.Stats{Swarms: [2]uint64{1, 0}, Seeders: [2]uint64{1, 0}}); stats != want {
+		t.Errorf("stats %+v, want %+v", stats, want)
+	}
+}
