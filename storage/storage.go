@@ -6,12 +6,10 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/registry"
-	"github.com/chihaya/chihaya/pkg/stopgroup"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
@@ -242,21 +240,4 @@ func New(name string, configYAML []byte) (PeerStore, error) {
 		return nil, err
 	}
 	return d.build(configYAML)
-}
-
-// Every runs f every d in a goroutine counted by wg until done is closed.
-//
-// Deprecated: use pkg/stopgroup (a Group, or stopgroup.Every); this
-// forwarder stays until the Redis driver has moved over.
-func Every(done <-chan struct{}, wg *sync.WaitGroup, d time.Duration, f func()) {
-	stopgroup.Every(done, wg, d, f)
-}
-
-// WaitBackground waits until the goroutines wg counts have returned, or
-// until ctx is done, whichever comes first.
-//
-// Deprecated: use pkg/stopgroup (Group.Stop, or stopgroup.Wait); this
-// forwarder stays until the Redis driver has moved over.
-func WaitBackground(ctx context.Context, wg *sync.WaitGroup) error {
-	return stopgroup.Wait(ctx, wg)
 }

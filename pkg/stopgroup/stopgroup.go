@@ -44,19 +44,19 @@ func (g *Group) Go(f func(done <-chan struct{})) {
 
 // Every runs f every d in a goroutine of the group until Stop. A run of f
 // in progress when Stop is called finishes; no run starts after it.
-func (g *Group) Every(d time.Duration, f func()) { Every(g.done, &g.wg, d, f) }
+func (g *Group) Every(d time.Duration, f func()) { every(g.done, &g.wg, d, f) }
 
 // Stop closes Done and waits until every goroutine of the group has
 // returned, or until ctx is done, whichever comes first; then it returns
 // ctx.Err(). It may be called more than once, and concurrently.
 func (g *Group) Stop(ctx context.Context) error {
 	g.once.Do(func() { close(g.done) })
-	return Wait(ctx, &g.wg)
+	return wait(ctx, &g.wg)
 }
 
-// Wait waits until the goroutines wg counts have returned, or until ctx is
+// wait waits until the goroutines wg counts have returned, or until ctx is
 // done, whichever comes first.
-func Wait(ctx context.Context, wg *sync.WaitGroup) error {
+func wait(ctx context.Context, wg *sync.WaitGroup) error {
 	finished := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -70,9 +70,8 @@ func Wait(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 }
 
-// Every runs f every d in a goroutine counted by wg until done is closed:
-// Group.Every for a component that keeps its own channel and WaitGroup.
-func Every(done <-chan struct{}, wg *sync.WaitGroup, d time.Duration, f func()) {
+// every runs f every d in a goroutine counted by wg until done is closed.
+func every(done <-chan struct{}, wg *sync.WaitGroup, d time.Duration, f func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
