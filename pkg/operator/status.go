@@ -3,6 +3,7 @@ package operator
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -64,7 +65,8 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		if err := r.ParseForm(); err != nil {
 			code := http.StatusBadRequest
-			if strings.Contains(err.Error(), "too large") {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
 				code = http.StatusRequestEntityTooLarge
 			}
 			s.page(w, code, "Bad form", nil, pageData{Message: "The form could not be read."})
