@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/cleanup"
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/middleware"
 	_ "github.com/chihaya/chihaya/middleware/torrentapproval"
 	"github.com/chihaya/chihaya/storage"
 	_ "github.com/chihaya/chihaya/storage/memory"
@@ -108,5 +111,45 @@ func TestReloadReloadsStore(t *testing.T) {
 	s.Reload()
 	if rc.calls != 2 || len(s.cfg.PreHooks) != 1 {
 		t.Fatalf("after a failed store reload: %d calls, %d prehooks; want 2 and 1", rc.calls, len(s.cfg.PreHooks))
+	}
+}
+
+// TestStartFromGoConfig is the library without a file: a Config built in
+// Go starts a tracker, Apply swaps in a hook, Stop stops it.
+func TestStartFromGoConfig(t *testing.T) {
+	var cfg Config
+	cfg.UDP.Addr = "127.0.0.1:0"
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start("", cfg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup.Stop(t, s.Stop)
+	c := frontendtest.UDP(t, s.Addr("udp"))
+	a := frontendtest.Announce{InfoHash: frontendtest.Hash(7), PeerID: frontendtest.ID("-TR4050-"), Port: 6881, Left: 1, Event: bittorrent.Started}
+	if r, err := c.Announce(a); err != nil || r.Failure != "" {
+		t.Fatalf("before Apply: %+v %v", r, err)
+	}
+
+	next := cfg
+	next.PreHooks = []middleware.HookConfig{{Name: "torrent approval", Options: map[string]interface{}{
+		"blacklist": []interface{}{frontendtest.Hash(7).String()},
+	}}}
+	if err := s.Apply(next, next); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.Announce(a); err != nil || r.Failure != "unapproved torrent: this tracker does not track this info hash" {
+		t.Fatalf("after Apply: %+v %v, want the blacklist's refusal", r, err)
+	}
+	bad := cfg
+	bad.PreHooks = []middleware.HookConfig{{Name: "no such hook"}}
+	if err := s.Apply(bad, bad); err == nil || !strings.Contains(err.Error(), `unknown hook "no such hook"`) {
+		t.Fatalf("Apply of an unknown hook: %v", err)
+	}
+	if r, _ := c.Announce(a); r.Failure == "" {
+		t.Fatal("a failed Apply dropped the running hooks")
 	}
 }

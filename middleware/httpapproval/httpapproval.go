@@ -355,16 +355,27 @@ func (h *Hook) decide(key []byte, cacheable bool, q question) (answer, error) {
 	sh.mu.Unlock()
 	missed.Inc()
 
-	c.a, c.err = h.ask(q)
-	sh.mu.Lock()
-	delete(sh.pending, k)
-	if c.err == nil {
-		c.a.expires = clock.Monotonic() + h.ttl
-		h.store(sh, k, c.a)
-	}
-	sh.mu.Unlock()
-	close(c.done)
+	h.askFor(sh, k, c, q)
 	return h.settle(c.a, c.err)
+}
+
+// askFor asks the question of call c and publishes its answer to the
+// requests waiting on it. Should asking panic (the frontend recovers),
+// the waiters are released with a failure rather than left waiting, and
+// nothing is cached.
+func (h *Hook) askFor(sh *shard, k string, c *call, q question) {
+	c.err = errPanicked
+	defer func() {
+		sh.mu.Lock()
+		delete(sh.pending, k)
+		if c.err == nil {
+			c.a.expires = clock.Monotonic() + h.ttl
+			h.store(sh, k, c.a)
+		}
+		sh.mu.Unlock()
+		close(c.done)
+	}()
+	c.a, c.err = h.ask(q)
 }
 
 // store puts an answer in a shard whose lock is held, making room first:
@@ -431,6 +442,7 @@ func (e *serviceError) Unwrap() error { return e.err }
 var (
 	errOverload    = &serviceError{kindOverload, errors.New("max_in_flight questions already in flight")}
 	errBreakerOpen = &serviceError{kindBreakerOpen, errors.New("breaker open after repeated failures")}
+	errPanicked    = errors.New("http approval: asking the service panicked")
 )
 
 // ask puts the question to the service, unless the breaker is open or
