@@ -94,6 +94,7 @@ func TestRedisCluster(t *testing.T) {
 
 	t.Run("1000 slots move under load, no announce fails", func(t *testing.T) {
 		from, to := masterIDs(t, c)
+		before := slotsOf(t, c, c.Nodes[2].Addr)
 		var failed, served atomic.Int64
 		var firstFailure atomic.Value
 		stop := make(chan struct{})
@@ -130,6 +131,9 @@ func TestRedisCluster(t *testing.T) {
 		wg.Wait()
 		if err != nil {
 			t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, tail(string(out), 2000))
+		}
+		if after := slotsOf(t, c, c.Nodes[2].Addr); after != before+1000 {
+			t.Fatalf("the receiving master serves %d slots after the reshard, %d before: want 1000 more", after, before)
 		}
 		t.Logf("%d announces served while 1000 slots moved, %d failed", served.Load(), failed.Load())
 		if failed.Load() > 0 {
@@ -232,6 +236,22 @@ func masterIDs(t *testing.T, c *redistest.Cluster) (from, to string) {
 		return v
 	}
 	return id(c.Nodes[0].Addr), id(c.Nodes[2].Addr)
+}
+
+// slotsOf counts the slots the node at addr serves, as the cluster sees it.
+func slotsOf(t *testing.T, c *redistest.Cluster, addr string) int {
+	t.Helper()
+	slots, err := nodeClient(t, c.Nodes[0].Addr).ClusterSlots(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range slots {
+		if len(r.Nodes) > 0 && r.Nodes[0].Addr == addr {
+			n += r.End - r.Start + 1
+		}
+	}
+	return n
 }
 
 // waitReplicated waits until every replica has processed all its
