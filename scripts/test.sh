@@ -30,7 +30,7 @@ PACKAGES+=(chromium iproute2)
 command -v node >/dev/null || PACKAGES+=(nodejs)
 command -v npm >/dev/null || PACKAGES+=(npm)
 if [[ -d storage/redis ]]; then
-	PACKAGES+=(redis-server redis-sentinel)
+	PACKAGES+=(redis-server redis-sentinel redis-tools) # redis-tools: redis-cli, which builds the test clusters
 fi
 
 # install_packages, step, print_results: see scripts/lib.sh.
