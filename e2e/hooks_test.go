@@ -178,7 +178,7 @@ func TestHookClientApproval(t *testing.T) {
 	leecher := dialer(d, "udp")(t)
 	eventually.Holds(t, func() string {
 		r := frontendtest.MustAnnounce(t, leecher, frontendtest.Announce{InfoHash: ih, PeerID: id("-TR3000-l"), Port: 7004, Left: 1})
-		if r.Seeders != 1 || r.Leechers != 1 || len(r.Peers) != 1 || r.Peers[0].String() != "127.0.0.1:7003" {
+		if r.Seeders != 1 || r.Leechers != 1 || len(r.Peers) != 1 || r.Peers[0].Addr.String() != "127.0.0.1:7003" {
 			return fmt.Sprintf("swarm seen by a later leecher: %+v", r)
 		}
 		return ""

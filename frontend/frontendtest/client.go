@@ -16,10 +16,15 @@
 //		}
 //	})
 //
-// A new protocol (WebSocket) plugs in by implementing Client.
+// A new protocol plugs in by implementing Client, nothing else: the
+// WebSocket (WebTorrent) frontend's client would announce in JSON and name
+// the peers it is put in touch with by peer ID (Peer.ID), where HTTP and
+// UDP name them by address; the scenarios compare peers with Peer.Is,
+// which takes either.
 package frontendtest
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -56,7 +61,40 @@ type AnnounceReply struct {
 	// Seeders and Leechers count the swarm in the announcer's address
 	// family, the announcer included.
 	Seeders, Leechers uint32
-	Peers             []netip.AddrPort
+	Peers             []Peer
+}
+
+// Peer is a peer as a tracker's answer names it: by address and port
+// (HTTP, UDP), or by peer ID where the protocol hands out IDs instead
+// (WebTorrent); the other field is zero.
+type Peer struct {
+	Addr netip.AddrPort
+	ID   bittorrent.PeerID
+}
+
+// Is reports whether p is the peer that client c announced as a, by
+// whichever of address and ID p carries.
+func (p Peer) Is(c Client, a Announce) bool {
+	if p.Addr.IsValid() {
+		return p.Addr == netip.AddrPortFrom(c.Addr(), a.Port)
+	}
+	return p.ID == a.PeerID
+}
+
+func (p Peer) String() string {
+	if p.Addr.IsValid() {
+		return p.Addr.String()
+	}
+	return fmt.Sprintf("%q", p.ID[:])
+}
+
+// addrPeers names peers by address.
+func addrPeers(addrs []netip.AddrPort) []Peer {
+	var out []Peer
+	for _, a := range addrs {
+		out = append(out, Peer{Addr: a})
+	}
+	return out
 }
 
 // Counts are one torrent's numbers in a scrape.

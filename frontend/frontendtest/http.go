@@ -111,10 +111,9 @@ func (c *httpClient) Announce(a Announce) (AnnounceReply, error) {
 		key, size = "peers6", 18
 	}
 	peers, _ := d[key].(string)
-	if r.Peers, err = CompactPeers([]byte(peers), size); err != nil {
-		return r, err
-	}
-	return r, nil
+	addrs, err := CompactPeers([]byte(peers), size)
+	r.Peers = addrPeers(addrs)
+	return r, err
 }
 
 func (c *httpClient) Scrape(infoHashes ...bittorrent.InfoHash) (ScrapeReply, error) {

@@ -195,7 +195,8 @@ func (c *udpClient) Announce(a Announce) (AnnounceReply, error) {
 	if c.Addr().Is6() {
 		size = 18
 	}
-	r.Peers, err = CompactPeers(body[12:], size)
+	addrs, err := CompactPeers(body[12:], size)
+	r.Peers = addrPeers(addrs)
 	return r, err
 }
 
