@@ -193,7 +193,7 @@ func (s *PeerStore) checkTopology() error {
 		// The cluster client asks a seed for the slots; a seed that is
 		// not in cluster mode answers with an error reply.
 		err = cc.ClusterSlots(ctx).Err()
-		if err != nil && isReplyError(err) {
+		if r, _ := errorReason(err); err != nil && isReplyError(err) && r != reasonAuth {
 			return fmt.Errorf("storage/redis: cluster_addrs: %s does not serve a Redis Cluster: %w", s.cfg.ClusterAddrs, err)
 		}
 	} else {
@@ -206,6 +206,11 @@ func (s *PeerStore) checkTopology() error {
 		if r, _ := errorReason(err); r == reasonAuth {
 			return fmt.Errorf("storage/redis: redis_broker: the password is refused: %w", err)
 		}
+	}
+	if err != nil && !isReplyError(err) {
+		// Not an error: the store starts, not ready, and serves once
+		// Redis answers.
+		logrus.WithError(err).Warn("storage/redis: Redis does not answer yet")
 	}
 	return nil
 }
