@@ -138,6 +138,23 @@ func wantRefused(t *testing.T, ctx context.Context, tr *tracker, transport strin
 	refused.kill()
 }
 
+// wantDownload has libtorrent seed s and another libtorrent download it
+// through the tracker, and returns both once the download is intact.
+func wantDownload(t *testing.T, ctx context.Context, tr *tracker, s *swarm) (seed, down *proc) {
+	t.Helper()
+	seed, _ = clients["libtorrent"](t, ctx, s, true)
+	waitFor(t, ctx, "the seeder joins the swarm", func() (bool, string) {
+		c, err := tr.scrape(s.infoHash)
+		if err != nil {
+			return false, err.Error()
+		}
+		return c.Complete == 1, c.String()
+	}, seed)
+	down, dir := clients["libtorrent"](t, ctx, s, false)
+	waitFor(t, ctx, "the download is intact", func() (bool, string) { return s.intact(dir) }, seed, down)
+	return seed, down
+}
+
 // TestJWTApprovedDownload is the container-registry use case with a real
 // client: the tracker admits only announces that carry a token signed by
 // the registry for that torrent. A torrent with a valid token downloads
@@ -172,16 +189,7 @@ func TestJWTApprovedDownload(t *testing.T) {
 			// Admitted: a token valid for the next hour.
 			s := newSwarm(t, tr, transport)
 			withAnnounceQuery(t, s, "jwt="+reg.token(t, s.infoHash, now.Add(time.Hour)))
-			seed, _ := clients["libtorrent"](t, ctx, s, true)
-			waitFor(t, ctx, "the seeder joins the swarm", func() (bool, string) {
-				c, err := tr.scrape(s.infoHash)
-				if err != nil {
-					return false, err.Error()
-				}
-				return c.Complete == 1, c.String()
-			}, seed)
-			down, dir := clients["libtorrent"](t, ctx, s, false)
-			waitFor(t, ctx, "the download is intact", func() (bool, string) { return s.intact(dir) }, seed, down)
+			_, down := wantDownload(t, ctx, tr, s)
 			if logContains(down, "unapproved request") {
 				t.Fatal("the admitted downloader was refused at some point")
 			}

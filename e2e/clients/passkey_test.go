@@ -103,16 +103,7 @@ func TestPasskeyApprovedDownload(t *testing.T) {
 
 			s := newSwarm(t, tr, transport)
 			withAnnounceQuery(t, s, "passkey=member")
-			seed, _ := clients["libtorrent"](t, ctx, s, true)
-			waitFor(t, ctx, "the seeder joins the swarm", func() (bool, string) {
-				c, err := tr.scrape(s.infoHash)
-				if err != nil {
-					return false, err.Error()
-				}
-				return c.Complete == 1, c.String()
-			}, seed)
-			down, dir := clients["libtorrent"](t, ctx, s, false)
-			waitFor(t, ctx, "the download is intact", func() (bool, string) { return s.intact(dir) }, seed, down)
+			seed, down := wantDownload(t, ctx, tr, s)
 			ih := fmt.Sprintf("%x", s.infoHash)
 			waitFor(t, ctx, "the site receives the completion", func() (bool, string) {
 				e, ok := site.completed("member", ih)
