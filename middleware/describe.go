@@ -165,19 +165,33 @@ func (d *Describer) Params(p bittorrent.Params) map[string]string {
 			out[n] = v
 		}
 	}
-	if q := p.RawQuery(); q != "" {
-		// ParseQuery keeps the pairs it could read when others are bad.
-		vals, _ := url.ParseQuery(q)
-		for k, vs := range vals {
-			if d.redact[k] || announceKeys[k] || len(vs) == 0 {
-				continue
-			}
-			if _, ok := out[k]; !ok {
-				out[k] = vs[0]
-			}
+	// The query's pairs in order, the first value of each name; a pair
+	// that does not unescape is left out. Only escaped text is copied.
+	for q := p.RawQuery(); q != ""; {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := unescape(k)
+		if err != nil || k == "" || d.redact[k] || announceKeys[k] {
+			continue
+		}
+		if _, ok := out[k]; ok {
+			continue
+		}
+		if v, err = unescape(v); err == nil {
+			out[k] = v
 		}
 	}
 	return out
+}
+
+// unescape decodes a query key or value ('+' is a space), copying only
+// when there is something to decode.
+func unescape(s string) (string, error) {
+	if !strings.ContainsAny(s, "%+") {
+		return s, nil
+	}
+	return url.QueryUnescape(s)
 }
 
 // AnnounceFields are an announce's fields as services are sent them:

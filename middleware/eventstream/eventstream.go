@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -141,6 +143,8 @@ type Hook struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	logged   atomic.Int64
+	// vals parses queued events' queries in the worker.
+	vals query.Values
 	// stopBy bounds the delivery of what is queued at stop; only the
 	// worker reads and writes it.
 	stopBy time.Time
@@ -348,7 +352,7 @@ func (h *Hook) deliver(batch []pending) bool {
 
 // event encodes a queued event.
 func (h *Hook) event(p *pending) Event {
-	var v query.Values
+	v := &h.vals             // the worker's own, reused
 	_ = v.Parse("", p.query) // the frontend has parsed it already
 	for i, n := range h.routeNames {
 		if p.hasRoute&(1<<i) != 0 {
@@ -358,9 +362,11 @@ func (h *Hook) event(p *pending) Event {
 	req := bittorrent.AnnounceRequest{
 		InfoHash: p.ih, Peer: p.peer, Event: p.event,
 		Left: p.left, Uploaded: p.uploaded, Downloaded: p.downloaded,
-		Params: &v,
+		Params: v,
 	}
-	return Event{AnnounceFields: h.desc.Announce(&req), Time: time.Unix(0, p.nanos).UTC(), Instance: h.cfg.Instance}
+	e := Event{AnnounceFields: h.desc.Announce(&req), Time: time.Unix(0, p.nanos).UTC(), Instance: h.cfg.Instance}
+	v.Reset()
+	return e
 }
 
 // logError logs a failed batch at most once a second.
@@ -388,7 +394,7 @@ func (s *redisSink) write(ctx context.Context, evs []Event) error {
 	pipe := s.c.Pipeline()
 	for i := range evs {
 		e := &evs[i]
-		params, _ := json.Marshal(e.Params)
+		params := appendParams(nil, e.Params)
 		pipe.XAdd(ctx, &redis.XAddArgs{
 			Stream: s.stream,
 			MaxLen: s.maxLen,
@@ -456,4 +462,55 @@ func (s *httpSink) write(ctx context.Context, evs []Event) error {
 	default:
 		return fmt.Errorf("event stream: http: status %d", resp.StatusCode)
 	}
+}
+
+// appendParams appends params as a JSON object, keys sorted, as
+// encoding/json would write it but without reflection: the Redis sink
+// writes one per event.
+func appendParams(dst []byte, params map[string]string) []byte {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, k)
+		dst = append(dst, ':')
+		dst = appendJSONString(dst, params[k])
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 replaced by U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			dst = append(dst, "\\ufffd"...)
+		} else {
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
 }
