@@ -1,7 +1,7 @@
 // Package frontendtest holds what every frontend is tested with: the
 // end-to-end scenarios a tracker must pass whatever protocol carries them
-// (Run), a Client interface with an HTTP and a UDP implementation that
-// speak the wire as real BitTorrent clients do, a fake TrackerLogic for a
+// (Run), a Client interface with HTTP, UDP and WebSocket implementations
+// that speak the wire as real clients do, a fake TrackerLogic for a
 // frontend's own tests (Logic), and the tests' independent bencode reader.
 //
 // Run is to frontends what storagetest.Run is to storage drivers, in the
@@ -17,10 +17,10 @@
 //	})
 //
 // A new protocol plugs in by implementing Client, nothing else: the
-// WebSocket (WebTorrent) frontend's client would announce in JSON and name
-// the peers it is put in touch with by peer ID (Peer.ID), where HTTP and
-// UDP name them by address; the scenarios compare peers with Peer.Is,
-// which takes either.
+// WebSocket (WebTorrent) client announces in JSON and names the peers it
+// is put in touch with (those that answer its offers) by peer ID
+// (Peer.ID), where HTTP and UDP name them by address; the scenarios
+// compare peers with Peer.Is, which takes either.
 package frontendtest
 
 import (

@@ -689,3 +689,15 @@ func TestPrehooks(t *testing.T) {
 		t.Errorf("swarm %d/%d, want the one admitted peer", co, inc)
 	}
 }
+
+// TestScenarios runs the scenarios every frontend passes, with a
+// WebTorrent client that names the peers it meets by the peer IDs of
+// their answers.
+func TestScenarios(t *testing.T) {
+	frontendtest.Run(t, func(t *testing.T, af bittorrent.AddressFamily) frontendtest.Dialer {
+		tr := newTracker(t, Config{Addr: frontendtest.Loopback(af) + ":0"})
+		return func(t *testing.T) frontendtest.Client {
+			return frontendtest.WebSocket(t, tr.url+"/announce")
+		}
+	})
+}
