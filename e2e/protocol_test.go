@@ -31,23 +31,32 @@ func num(t *testing.T, d map[string]interface{}, key string) int64 {
 }
 
 // TestAnnounceAndScrape runs the scenarios every frontend passes through
-// the daemon (the real logic and store), over {HTTP, UDP} × {IPv4, IPv6},
-// each scenario against a daemon of its own on example_config.yaml.
+// the daemon (the real logic and store), over {HTTP, UDP, WebSocket} ×
+// {IPv4, IPv6}, each scenario against a daemon of its own on
+// example_config.yaml (with a WebSocket listener for ws).
 func TestAnnounceAndScrape(t *testing.T) {
-	for _, proto := range []string{"http", "udp"} {
+	for _, proto := range []string{"http", "udp", "ws"} {
 		t.Run(proto, func(t *testing.T) {
 			frontendtest.Run(t, func(t *testing.T, af bittorrent.AddressFamily) frontendtest.Dialer {
-				return dialer(start(t, loopbackConfig(t, frontendtest.Loopback(af))), proto)
+				cfg := loopbackConfig(t, frontendtest.Loopback(af))
+				if proto == "ws" {
+					section(section(cfg, "chihaya"), "websocket")["addr"] = frontendtest.Loopback(af) + ":0"
+				}
+				return dialer(start(t, cfg), proto)
 			})
 		})
 	}
 }
 
-// dialer returns how to reach the daemon d over proto ("http", "udp").
+// dialer returns how to reach the daemon d over proto ("http", "udp",
+// "ws").
 func dialer(d *daemontest.Daemon, proto string) frontendtest.Dialer {
 	return func(t *testing.T) frontendtest.Client {
-		if proto == "udp" {
+		switch proto {
+		case "udp":
 			return frontendtest.UDP(t, d.Addr(t, "udp"))
+		case "ws":
+			return frontendtest.WebSocket(t, "ws://"+d.Addr(t, "ws")+"/announce")
 		}
 		return frontendtest.HTTP(t, "http://"+d.Addr(t, "http")+"/announce")
 	}
