@@ -1,11 +1,14 @@
 package chihaya
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -14,7 +17,9 @@ import (
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/middleware"
 	_ "github.com/chihaya/chihaya/middleware/torrentapproval"
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/memory"
 	_ "github.com/chihaya/chihaya/storage/memory"
 )
 
@@ -151,5 +156,66 @@ func TestStartFromGoConfig(t *testing.T) {
 	}
 	if r, _ := c.Announce(a); r.Failure == "" {
 		t.Fatal("a failed Apply dropped the running hooks")
+	}
+}
+
+// countingConfig is the `storage.config` of the test's own driver.
+type countingConfig struct {
+	Label string `yaml:"label"`
+}
+
+func (c countingConfig) Validate() error {
+	if c.Label == "" {
+		return yamlconf.Errorf("label", "must be set")
+	}
+	return nil
+}
+
+// countingStore is a driver an embedding program could write: the memory
+// store, counting the announces it answers.
+type countingStore struct {
+	storage.PeerStore
+	announces *atomic.Int64
+}
+
+func (s countingStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, p bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	s.announces.Add(1)
+	return s.PeerStore.AnnouncePeers(dst, ih, seeder, numWant, p)
+}
+
+// TestRegisteredDriverServes: a driver registered through the library is
+// chosen by storage.name, decodes its own keys strictly, and serves.
+var (
+	countingOnce sync.Once
+	announces    atomic.Int64
+)
+
+func TestRegisteredDriverServes(t *testing.T) {
+	// Registered once per process: a name registered twice panics, and
+	// -count=2 runs the test twice.
+	countingOnce.Do(func() {
+		RegisterStorage(storage.Driver[countingConfig]{
+			Name: "counting",
+			New: func(countingConfig) (storage.PeerStore, error) {
+				m, err := memory.New(memory.Config{}.WithDefaults())
+				if err != nil {
+					return nil, err
+				}
+				return countingStore{PeerStore: m, announces: &announces}, nil
+			},
+		})
+	})
+	before := announces.Load()
+	bad := writeFile(t, "chihaya:\n  udp: {addr: \"127.0.0.1:0\"}\n  storage:\n    name: counting\n    config: {lable: x}\n")
+	if _, err := Check(context.Background(), bad); err == nil || !strings.Contains(err.Error(), `unknown key "lable"`) {
+		t.Fatalf("validate: %v, want the unknown key named", err)
+	}
+	s := startTest(t, writeFile(t, "chihaya:\n  udp: {addr: \"127.0.0.1:0\"}\n  storage:\n    name: counting\n    config: {label: x}\n"))
+	c := frontendtest.UDP(t, s.Addr("udp"))
+	if r, err := c.Announce(frontendtest.Announce{InfoHash: frontendtest.Hash(1), PeerID: frontendtest.ID("-TR4050-"), Port: 6881, Left: 1, Event: bittorrent.Started}); err != nil || r.Failure != "" {
+		t.Fatalf("announce: %+v %v", r, err)
+	}
+	if n := announces.Load() - before; n != 1 {
+		t.Fatalf("the registered driver answered %d announces, want 1", n)
 	}
 }
