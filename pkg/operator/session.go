@@ -2,6 +2,7 @@ package operator
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
@@ -23,7 +24,9 @@ const (
 type session struct {
 	id, csrf string
 	role     Role
-	expires  time.Time
+	// token is the digest of the token signed in with, never the token.
+	token   [sha256.Size]byte
+	expires time.Time
 }
 
 type sessions struct {
@@ -44,8 +47,8 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (ss *sessions) create(role Role) *session {
-	s := &session{id: randomString(), csrf: randomString(), role: role, expires: ss.now().Add(sessionTTL)}
+func (ss *sessions) create(role Role, token string) *session {
+	s := &session{id: randomString(), csrf: randomString(), role: role, token: sha256.Sum256([]byte(token)), expires: ss.now().Add(sessionTTL)}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	now := ss.now()
@@ -67,8 +70,10 @@ func (ss *sessions) create(role Role) *session {
 	return s
 }
 
-// get returns the session of the request's cookie, or nil.
-func (ss *sessions) get(r *http.Request) *session {
+// get returns the session of the request's cookie, or nil: nil too when
+// the tokens in use no longer hold its token (the session ends), and with
+// the role they give it now. The session returned is a copy.
+func (ss *sessions) get(r *http.Request, tokens *Tokens) *session {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || len(c.Value) != 43 {
 		return nil
@@ -83,7 +88,14 @@ func (ss *sessions) get(r *http.Request) *session {
 		delete(ss.m, s.id)
 		return nil
 	}
-	return s
+	role := tokens.roleOf(s.token)
+	if role == NoRole {
+		delete(ss.m, s.id)
+		return nil
+	}
+	cp := *s
+	cp.role = role
+	return &cp
 }
 
 func (ss *sessions) end(s *session) {

@@ -77,7 +77,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 		s.serveLogin(w, r)
 		return
 	}
-	sess := s.sessions.get(r)
+	sess := s.sessions.get(r, s.tokens)
 	if sess == nil {
 		if route == "status_home" {
 			s.page(w, http.StatusOK, "Sign in", nil, pageData{SignIn: true})
@@ -124,7 +124,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.limiter.succeeded(addr)
-	sess := s.sessions.create(role)
+	sess := s.sessions.create(role, token)
 	setSessionCookie(w, r, sess.id, int(sessionTTL/time.Second))
 	http.Redirect(w, r, "/status", http.StatusSeeOther)
 }

@@ -243,3 +243,40 @@ func TestHistoryFollowsActiveSwarms(t *testing.T) {
 		t.Fatalf("after a new swarm: newcomer followed %v, quiet followed %v", followed(newcomer), followed(quiet))
 	}
 }
+
+// A session is only as good as its token: once a reload of the tokens
+// file removes the token, its sessions end; once it lowers the token to
+// read, its sessions may no longer change the approval list.
+func TestStatusSessionFollowsTokensFile(t *testing.T) {
+	f := newFixture(t, false)
+	readSess, adminSess := f.signIn(t, readToken), f.signIn(t, adminToken)
+	swarm := "/status/torrents/" + hash(1).String()
+	w := f.page(t, swarm, adminSess)
+	m := csrfField.FindStringSubmatch(w.Body.String())
+	if m == nil || !strings.Contains(w.Body.String(), "Add to the whitelist") {
+		t.Fatalf("admin's swarm page: %d, no approval form:\n%s", w.Code, w.Body)
+	}
+
+	tokens := f.srv.cfg.TokensFile
+	if err := os.WriteFile(tokens, []byte(adminToken+" read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if w := f.page(t, "/status", readSess); w.Code != 200 || !strings.Contains(w.Body.String(), `action="/status/login"`) {
+		t.Fatalf("the session of a removed token: %d, want the sign-in form:\n%s", w.Code, w.Body)
+	}
+	if w := f.page(t, swarm, readSess); w.Code != 401 {
+		t.Fatalf("the session of a removed token on a swarm's page: %d, want 401", w.Code)
+	}
+	if w := f.page(t, swarm, adminSess); w.Code != 404 || strings.Contains(w.Body.String(), "Add to the whitelist") {
+		t.Fatalf("the session of a token lowered to read: %d, still offers the approval form", w.Code)
+	}
+	if w := f.form(t, swarm+"/approval", adminSess, url.Values{"csrf": {m[1]}, "listed": {"true"}}); w.Code != 403 {
+		t.Fatalf("approval by the session of a token lowered to read: %d, want 403", w.Code)
+	}
+	if f.list.Listed(hash(1)) {
+		t.Fatal("the list was changed")
+	}
+}

@@ -107,7 +107,11 @@ func parseTokens(data []byte) (*tokenSet, error) {
 // token, in constant time each, so that its duration says nothing about
 // which tokens exist.
 func (ts *tokenSet) role(token string) Role {
-	d := sha256.Sum256([]byte(token))
+	return ts.roleOf(sha256.Sum256([]byte(token)))
+}
+
+// roleOf is role for a token's digest.
+func (ts *tokenSet) roleOf(d [sha256.Size]byte) Role {
 	found := 0
 	for i := range ts.digests {
 		eq := subtle.ConstantTimeCompare(d[:], ts.digests[i][:])
@@ -151,6 +155,11 @@ func (t *Tokens) Len() int { return len(t.set.Load().digests) }
 
 // Role returns the role of token, or NoRole.
 func (t *Tokens) Role(token string) Role { return t.set.Load().role(token) }
+
+// roleOf returns the role the tokens in use give the token of digest d,
+// or NoRole: a status page session asks it at every request, so that a
+// reload that removes or lowers a token ends or lowers its sessions.
+func (t *Tokens) roleOf(d [sha256.Size]byte) Role { return t.set.Load().roleOf(d) }
 
 // CheckTokensFile reads and checks the tokens file as LoadTokens does, and
 // returns a warning when others may read it: `chihaya validate` and the
