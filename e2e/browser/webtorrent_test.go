@@ -20,11 +20,10 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/internal/prereq"
 )
 
 func TestMain(m *testing.M) { daemontest.Main(m) }
-
-func inCI() bool { return os.Getenv("CI") == "true" }
 
 // need finds what a browser test needs, failing the test under CI=true
 // (scripts/test.sh installs all of it) and skipping it elsewhere.
@@ -36,7 +35,7 @@ func need(t *testing.T, what, path string) {
 	if _, err := exec.LookPath(path); err == nil {
 		return
 	}
-	if inCI() {
+	if prereq.InCI() {
 		t.Fatalf("%s (%s) is missing; scripts/test.sh installs it", what, path)
 	}
 	t.Skipf("%s (%s) is missing; scripts/test.sh installs it", what, path)
@@ -71,7 +70,7 @@ func TestWebTorrentBrowsers(t *testing.T) {
 	need(t, "the npm packages (npm ci --ignore-scripts in e2e/browser)", "node_modules/playwright-core")
 	need(t, "the npm packages (npm ci --ignore-scripts in e2e/browser)", "node_modules/webtorrent")
 	if out, err := exec.Command("unshare", "--net", "true").CombinedOutput(); err != nil {
-		if inCI() {
+		if prereq.InCI() {
 			t.Fatalf("cannot make a network namespace: %v %s", err, out)
 		}
 		t.Skipf("cannot make a network namespace: %v %s", err, out)

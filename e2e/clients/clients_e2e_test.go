@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/prereq"
 )
 
 // scenarioTimeout bounds one seed-and-download; on loopback the transfer
@@ -40,7 +42,7 @@ func TestSeedAndDownload(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			need(t, "mktorrent", "mktorrent")
+			prereq.Program(t, "mktorrent", "mktorrent")
 			installed[tc.seeder](t)
 			installed[tc.downloader](t)
 			seedAndDownload(t, tc.host, tc.transport, clients[tc.seeder], clients[tc.downloader])

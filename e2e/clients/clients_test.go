@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/internal/prereq"
 )
 
 // clientTimeout bounds every client process that can bound itself; the
@@ -34,9 +36,9 @@ var clients = map[string]client{
 // it skips the test, or fails it under CI=true.
 var installed = map[string]func(t *testing.T){
 	"libtorrent":   func(t *testing.T) { t.Helper(); libtorrentPython(t) },
-	"aria2":        func(t *testing.T) { t.Helper(); need(t, "aria2c", "aria2") },
-	"transmission": func(t *testing.T) { t.Helper(); need(t, "transmission-cli", "transmission-cli") },
-	"qbittorrent":  func(t *testing.T) { t.Helper(); need(t, "qbittorrent-nox", "qbittorrent-nox") },
+	"aria2":        func(t *testing.T) { t.Helper(); prereq.Program(t, "aria2c", "aria2") },
+	"transmission": func(t *testing.T) { t.Helper(); prereq.Program(t, "transmission-cli", "transmission-cli") },
+	"qbittorrent":  func(t *testing.T) { t.Helper(); prereq.Program(t, "qbittorrent-nox", "qbittorrent-nox") },
 }
 
 func role(seed bool) string {
@@ -72,7 +74,7 @@ func libtorrentPython(t *testing.T) string {
 		}
 	})
 	if libtorrentErr != nil {
-		unavailable(t, "%v", libtorrentErr)
+		prereq.Missing(t, "%v", libtorrentErr)
 	}
 	return python
 }
@@ -96,7 +98,7 @@ func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, 
 // HTTP-only client.
 func aria2(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
 	t.Helper()
-	bin := need(t, "aria2c", "aria2")
+	bin := prereq.Program(t, "aria2c", "aria2")
 	if s.transport != "http" {
 		t.Fatalf("aria2 with DHT off announces over HTTP only, not %s", s.transport)
 	}
@@ -158,7 +160,7 @@ const transmissionSettings = `{
 // is retried, with a fresh profile, before the test goes on.
 func transmission(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
 	t.Helper()
-	bin := need(t, "transmission-cli", "transmission-cli")
+	bin := prereq.Program(t, "transmission-cli", "transmission-cli")
 	if !seed {
 		t.Fatal("transmission-cli cannot download from loopback peers; use it as the seeder")
 	}
@@ -239,7 +241,7 @@ WebUI\UseUPnP=false
 // its command line.
 func qbittorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
 	t.Helper()
-	bin := need(t, "qbittorrent-nox", "qbittorrent-nox")
+	bin := prereq.Program(t, "qbittorrent-nox", "qbittorrent-nox")
 	dir := clientDir(t, s, "qbittorrent", seed)
 	profile := filepath.Join(s.dir, "qbittorrent-profile-"+role(seed))
 	confDir := filepath.Join(profile, "qBittorrent", "config")

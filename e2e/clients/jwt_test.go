@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/prereq"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
@@ -165,7 +166,7 @@ func TestJWTApprovedDownload(t *testing.T) {
 	for _, transport := range []string{"http", "udp"} {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
-			need(t, "mktorrent", "mktorrent")
+			prereq.Program(t, "mktorrent", "mktorrent")
 			installed["libtorrent"](t)
 			reg := newRegistry(t)
 			tr := startChihayaWith(t, "127.0.0.1", fmt.Sprintf(`  prehooks:

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/chihaya/chihaya/internal/prereq"
 	"github.com/chihaya/chihaya/middleware/eventstream"
 )
 
@@ -77,7 +78,7 @@ func TestPasskeyApprovedDownload(t *testing.T) {
 	for _, transport := range []string{"http", "udp"} {
 		t.Run(transport, func(t *testing.T) {
 			t.Parallel()
-			need(t, "mktorrent", "mktorrent")
+			prereq.Program(t, "mktorrent", "mktorrent")
 			installed["libtorrent"](t)
 			site := newPasskeySite(t)
 			tr := startChihayaWith(t, "127.0.0.1", fmt.Sprintf(`  prehooks:

@@ -15,30 +15,6 @@ import (
 	"time"
 )
 
-// inCI reports whether a missing program must fail the tests rather than
-// skip them: a CI machine that lacks a client would otherwise pass while
-// testing nothing.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
-// unavailable skips the test, or fails it under CI=true.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf("CI=true: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-// need returns the path of an installed program, or skips (fails in CI).
-func need(t *testing.T, program, debPackage string) string {
-	t.Helper()
-	p, err := exec.LookPath(program)
-	if err != nil {
-		unavailable(t, "%s not found (apt-get install %s)", program, debPackage)
-	}
-	return p
-}
-
 // proc is a program started by a test. It is killed, with its process
 // group, when the test ends.
 type proc struct {

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/chihaya/chihaya/internal/prereq"
 )
 
 // payloadSize is big enough for many pieces and several round trips
@@ -61,7 +63,7 @@ func newSwarm(t *testing.T, tr *tracker, transport string) *swarm {
 // torrents only, so every client announces the same 20-byte info hash.
 func (s *swarm) makeTorrent(t *testing.T, url string) [sha1.Size]byte {
 	t.Helper()
-	mktorrent := need(t, "mktorrent", "mktorrent")
+	mktorrent := prereq.Program(t, "mktorrent", "mktorrent")
 	out, err := exec.Command(mktorrent, "-l", "18", "-a", url, "-o", s.torrent, filepath.Join(s.dir, "source", s.name)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("mktorrent: %v\n%s", err, out)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/internal/prereq"
 )
 
 func TestMain(m *testing.M) { daemontest.Main(m) }
@@ -118,7 +119,7 @@ func startOpentracker(t *testing.T, host string) *tracker {
 	if strings.Contains(host, ":") {
 		t.Skip("E2E_TRACKER=opentracker: Debian's opentracker is built for IPv4 only")
 	}
-	bin := need(t, "opentracker", "opentracker")
+	bin := prereq.Program(t, "opentracker", "opentracker")
 	dir := t.TempDir()
 	port := freePort(t, host)
 	addr := net.JoinHostPort(host, strconv.Itoa(port))

@@ -17,7 +17,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/internal/daemontest"
+	"github.com/chihaya/chihaya/internal/prereq"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
@@ -40,16 +40,6 @@ const (
 	numWant  = 6
 	runLimit = 75 * time.Second // one run of swarm.py; a run takes ~20s
 )
-
-// unavailable skips, or fails under CI=true, where every program the test
-// needs is installed on purpose.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
 
 // result is one downloader's line of swarm.py's report.
 type result struct {
@@ -86,7 +76,7 @@ func TestLocalityWithRealClients(t *testing.T) {
 		t.Skip("real BitTorrent clients: not in -short mode")
 	}
 	if out, err := exec.Command(python, "-c", "import libtorrent").CombinedOutput(); err != nil {
-		unavailable(t, "%s cannot import libtorrent (apt-get install python3-libtorrent): %v: %s", python, err, out)
+		prereq.Missing(t, "%s cannot import libtorrent (apt-get install python3-libtorrent): %v: %s", python, err, out)
 	}
 
 	runs := []struct {
