@@ -242,3 +242,34 @@ func fullScrape(t *testing.T, base string, gz bool) map[string]interface{} {
 	}
 	return files
 }
+
+// An approval made through the API is written through to the list file:
+// a reload (which re-reads the file) and a restart (which starts from
+// it) both keep the torrent admitted, and the refusal of another stays.
+func TestOperatorApprovalSurvivesReloadAndRestart(t *testing.T) {
+	cfg := loopbackConfig(t, "127.0.0.1")
+	list, _ := operatorConfig(t, cfg)
+	build, other := hash(0x51), hash(0x52)
+	buildHex := hex.EncodeToString(build[:])
+	const refusal = "unapproved torrent: this tracker does not track this info hash"
+
+	d := start(t, cfg)
+	if code, rep := api(t, d, "PUT", "/api/v1/approval/torrents/"+buildHex, e2eAdminToken); code != 200 || rep["changed"] != true {
+		t.Fatalf("PUT: %d %v", code, rep)
+	}
+	d.Signal(t, syscall.SIGHUP)
+	d.WaitLine(t, "torrent approval: list file reloaded")
+	u := udpTracker(t, d, "127.0.0.1:0")
+	udpServed(t, u.announce(build, id("-qB4000-r1"), 100, 2, 7101, 10, nil))
+	udpRefused(t, u.announce(other, id("-qB4000-r1"), 100, 2, 7101, 10, nil), refusal)
+	d.Stop(t)
+
+	if b, _ := os.ReadFile(list); string(b) != "# approved builds\n"+buildHex+"\n" {
+		t.Fatalf("list file after the approval: %q", b)
+	}
+	d = start(t, cfg)
+	u = udpTracker(t, d, "127.0.0.1:0")
+	udpServed(t, u.announce(build, id("-qB4000-r2"), 100, 2, 7102, 10, nil))
+	httpServed(t, httpGet(t, httpAnnounce{infoHash: build, peerID: id("-TR3000-r2"), port: 7103, left: 100}.url("http://"+d.Addr(t, "http"))))
+	udpRefused(t, u.announce(other, id("-qB4000-r2"), 100, 2, 7102, 10, nil), refusal)
+}
