@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"io"
 	"math"
+	"runtime"
 
 	"github.com/chihaya/chihaya/bittorrent"
 )
@@ -237,6 +238,10 @@ func (s *PeerStore) writeSnapshot(w io.Writer, created int64, stop func() error)
 		var n int
 		buf, n = s.appendShard(buf, &s.shards[i], &c)
 		swarms += n
+		// Let the frontends' goroutines run between shards: with one P
+		// (a tracker on one core) the copy would otherwise hold it for a
+		// whole scheduler time slice (10 ms) and delay announces by that.
+		runtime.Gosched()
 		if len(buf) >= blockTarget {
 			if err := flush(); err != nil {
 				return h, size, err
