@@ -237,6 +237,14 @@ func (c Config) Validate() error {
 		if err := checkAddrs("cluster_addrs", c.ClusterAddrs); err != nil {
 			return err
 		}
+		if strings.ContainsAny(c.KeyPrefix, "{}") {
+			// Redis Cluster hashes a key by the part between its first
+			// braces: a brace in the prefix would take the place of the
+			// info hash's tag, so that a swarm's keys and its shard's land
+			// in different slots (CROSSSLOT on every update), or every
+			// key in one slot.
+			return yamlconf.Errorf("key_prefix", "must not hold { or } with cluster_addrs (Redis Cluster would hash keys by the prefix), got %q", c.KeyPrefix)
+		}
 	}
 	if c.Locality == (locality.Config{}) {
 		// Left out entirely (a Config built in Go): off.

@@ -37,6 +37,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad-cluster-and-sentinel.yaml", `storage.config.cluster_addrs: set together with sentinel_addrs; a Redis Cluster fails over by itself, choose one`},
 		{"bad-cluster-db.yaml", `storage.config.redis_broker: database must be 0 with cluster_addrs (a cluster has only database 0), got 2`},
 		{"bad-cluster-addr.yaml", `storage.config.cluster_addrs[1]: must be host:port, got "node-b"`},
+		{"bad-cluster-key-prefix.yaml", `storage.config.key_prefix: must not hold { or } with cluster_addrs (Redis Cluster would hash keys by the prefix), got "tracker{1"`},
 		{"bad-unknown-key.yaml", `line 1: unknown key "redis_brokr" in storage.config (redis)`},
 		{"bad-duration-type.yaml", "line 1: storage.config.redis_read_timeout: cannot unmarshal !!str `fast` into a duration"},
 	}
