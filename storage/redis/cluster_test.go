@@ -48,6 +48,71 @@ func TestPeerStoreCluster(t *testing.T) {
 	t.Run("collection on every master", func(t *testing.T) { testClusterCollection(t, c) })
 }
 
+// TestClusterStats checks that Stats sums the totals of every slot
+// without a command (and its allocations) per slot: it runs every
+// reporting interval, by default every second, on every tracker. While a
+// slot is migrating, the sum is still exact. Not parallel, so that
+// AllocsPerRun counts the store's allocations alone.
+func TestClusterStats(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0)
+	s := clusterStore(t, c)
+	defer s.Stop(context.Background())
+	const swarms = 500
+	for i := range swarms {
+		must(t, "put", s.PutSeeder(bittorrent.InfoHash{byte(i >> 8), byte(i), 's', 't'}, peer4(i)))
+	}
+	want := storage.Stats{}
+	want.Swarms[0], want.Seeders[0] = swarms, swarms
+	st, err := s.Stats()
+	must(t, "Stats", err)
+	if st != want {
+		t.Errorf("stats %+v, want %+v", st, want)
+	}
+	allocs := testing.AllocsPerRun(3, func() { _, _ = s.Stats() })
+	t.Logf("%.0f allocations per Stats", allocs)
+	if allocs >= 16384 {
+		t.Errorf("%.0f allocations per Stats: one or more per hash slot", allocs)
+	}
+
+	// A slot marked migrating on its master, its totals absent there: the
+	// per-node sum is refused, the slots are read one by one.
+	ctx := context.Background()
+	cc := c.Client(t)
+	empty := 0
+	for ; empty < 16383; empty++ {
+		n, err := cc.Exists(ctx, s.slotShards[empty].totals).Result()
+		must(t, "EXISTS", err)
+		if n == 0 {
+			break
+		}
+	}
+	key := s.slotShards[empty].totals
+	from, err := cc.MasterForKey(ctx, key)
+	must(t, "MasterForKey", err)
+	fromID, err := from.ClusterMyID(ctx).Result()
+	must(t, "MYID", err)
+	var to *goredis.Client
+	must(t, "ForEachMaster", cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		if m.Options().Addr != from.Options().Addr {
+			to = m
+		}
+		return nil
+	}))
+	toID, err := to.ClusterMyID(ctx).Result()
+	must(t, "MYID", err)
+	// As a reshard starts moving a slot: importing on the target, then
+	// migrating on the source.
+	must(t, "SETSLOT IMPORTING", to.Do(ctx, "cluster", "setslot", empty, "importing", fromID).Err())
+	defer to.Do(ctx, "cluster", "setslot", empty, "stable")
+	must(t, "SETSLOT MIGRATING", from.Do(ctx, "cluster", "setslot", empty, "migrating", toID).Err())
+	defer from.Do(ctx, "cluster", "setslot", empty, "stable")
+	st, err = s.Stats()
+	must(t, "Stats while a slot migrates", err)
+	if st != want {
+		t.Errorf("stats while a slot migrates %+v, want %+v", st, want)
+	}
+}
+
 // testClusterSpread stores 3000 swarms and checks that every master holds
 // swarm keys, none more than 2.5 times another, and that the totals are
 // summed over every slot's shard.

@@ -31,6 +31,8 @@ var (
 	deleteLocalSrc string
 	//go:embed lua/select.lua
 	selectSrc string
+	//go:embed lua/stats.lua
+	statsSrc string
 
 	putScript         = newScript(putSrc, 5)
 	deleteScript      = newScript(deleteSrc, 4)
@@ -38,6 +40,9 @@ var (
 	putLocalScript    = newScript(putLocalSrc, 5)
 	deleteLocalScript = newScript(deleteLocalSrc, 4)
 	selectScript      = newScript(selectSrc, 3)
+	// statsScript takes as many keys as it is given: its args are built
+	// by hand.
+	statsScript = newScript(statsSrc, 0)
 )
 
 // script is a Lua script with its digest and its number of keys, kept as
