@@ -32,6 +32,7 @@ const (
 	ErrTooManyInfoHashes  = ClientError("too many info_hash values in one scrape")
 	ErrFullScrapeDisabled = ClientError("full scrape is disabled: give at least one info_hash")
 	ErrFullScrapeTooSoon  = ClientError("full scrape refused: too soon after the last one from this address")
+	ErrFullScrapeBusy     = ClientError("full scrape refused: the most at once are being served")
 	ErrUnknownAddress     = ClientError("cannot determine the client's address")
 	ErrInternal           = ClientError("internal tracker error")
 	ErrMalformedRequest   = ClientError("malformed request")

@@ -157,6 +157,7 @@ var reasons = map[bittorrent.ClientError]string{
 	bittorrent.ErrTooManyInfoHashes:   "too_many_info_hashes",
 	bittorrent.ErrFullScrapeDisabled:  "full_scrape_disabled",
 	bittorrent.ErrFullScrapeTooSoon:   "full_scrape_too_soon",
+	bittorrent.ErrFullScrapeBusy:      "full_scrape_busy",
 	bittorrent.ErrUnknownAddress:      "unknown_address",
 	bittorrent.ErrInternal:            "internal",
 	bittorrent.ErrMalformedRequest:    "malformed_request",

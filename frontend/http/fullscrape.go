@@ -24,7 +24,7 @@ import (
 // tens of megabytes on the wire for a million swarms.
 const (
 	// maxFullScrapes is how many full scrapes are streamed at once; more
-	// are refused as too soon.
+	// are refused as busy.
 	maxFullScrapes = 2
 	// maxFullScrapeClients bounds the addresses remembered for the
 	// per-address interval (about 64 bytes each). When it is reached and
@@ -90,13 +90,13 @@ func (fs *fullScrapes) admit(a netip.Addr, now time.Time) (wait time.Duration, o
 	return 0, true
 }
 
-// appendRetry appends the failure of a full scrape that came too soon: the
-// failure reason says when to come back, and BEP 31's `retry in` gives the
-// minutes.
-func appendRetry(dst []byte, wait time.Duration) []byte {
+// appendRetry appends the failure of a full scrape refused for now (too
+// soon, or too many at once): the failure reason says why and when to come
+// back, and BEP 31's `retry in` gives the minutes.
+func appendRetry(dst []byte, why bittorrent.ClientError, wait time.Duration) []byte {
 	secs := int64((wait + time.Second - 1) / time.Second)
 	d := bencode.BeginDict(dst)
-	d.String("failure reason", string(bittorrent.ErrFullScrapeTooSoon)+"; try again in "+strconv.FormatInt(secs, 10)+"s")
+	d.String("failure reason", string(why)+"; try again in "+strconv.FormatInt(secs, 10)+"s")
 	d.Uint("retry in", uint64((secs+59)/60))
 	return d.End()
 }
@@ -119,12 +119,12 @@ func (f *Frontend) serveFullScrape(w nethttp.ResponseWriter, r *nethttp.Request,
 	select {
 	case fs.running <- struct{}{}:
 	default:
-		f.refuse(w, st, frontend.Scrape, af, bittorrent.ErrFullScrapeTooSoon, start, appendRetry(st.buf[:0], fs.every))
+		f.refuse(w, st, frontend.Scrape, af, bittorrent.ErrFullScrapeBusy, start, appendRetry(st.buf[:0], bittorrent.ErrFullScrapeBusy, fs.every))
 		return
 	}
 	defer func() { <-fs.running }()
 	if wait, ok := fs.admit(src, time.Now()); !ok {
-		f.refuse(w, st, frontend.Scrape, af, bittorrent.ErrFullScrapeTooSoon, start, appendRetry(st.buf[:0], wait))
+		f.refuse(w, st, frontend.Scrape, af, bittorrent.ErrFullScrapeTooSoon, start, appendRetry(st.buf[:0], bittorrent.ErrFullScrapeTooSoon, wait))
 		return
 	}
 

@@ -4,7 +4,9 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
+	"net"
 	nethttp "net/http"
 	"net/netip"
 	"strings"
@@ -22,6 +24,10 @@ type fullLogic struct {
 	*frontendtest.Logic
 	n, batch int
 	refuse   bool // the prehooks refuse every scrape
+	// started and hold, when set, make FullScrape say it has begun and
+	// wait for hold to close before it walks.
+	started chan struct{}
+	hold    chan struct{}
 }
 
 func (l *fullLogic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) error {
@@ -47,6 +53,10 @@ func syntheticSwarm(i int) bittorrent.Scrape {
 }
 
 func (l *fullLogic) FullScrape(ctx context.Context, fn func([]bittorrent.Scrape) error) error {
+	if l.hold != nil {
+		l.started <- struct{}{}
+		<-l.hold
+	}
 	batch := make([]bittorrent.Scrape, 0, l.batch)
 	for i := 0; i < l.n; i++ {
 		batch = append(batch, syntheticSwarm(i))
@@ -161,6 +171,57 @@ func TestFullScrapeOnePerInterval(t *testing.T) {
 	ih := syntheticSwarm(1).InfoHash
 	if r := get(t, nethttp.DefaultClient, url+"/scrape?info_hash="+frontendtest.EscapeBytes(ih[:])); r.body["files"] == nil {
 		t.Errorf("scrape with an info_hash after a full scrape: %q", r.raw)
+	}
+}
+
+// fromAddr is a client whose connections come from the loopback address
+// local.
+func fromAddr(local string) *nethttp.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	return &nethttp.Client{Transport: &nethttp.Transport{DialContext: d.DialContext, DisableCompression: true}}
+}
+
+// While the most full scrapes at once are streamed, another address is
+// refused for that reason, not as too soon after its own last one (it
+// had none), and may come again at once afterwards.
+func TestFullScrapeBusy(t *testing.T) {
+	logic := &fullLogic{Logic: frontendtest.NewLogic(), n: 3, batch: 2, started: make(chan struct{}, maxFullScrapes), hold: make(chan struct{})}
+	url := startFullScrape(t, logic, func(c *Config) { c.FullScrapeInterval = 90 * time.Second })
+	done := make(chan reply, maxFullScrapes)
+	for i := 0; i < maxFullScrapes; i++ {
+		c := fromAddr(fmt.Sprintf("127.0.0.%d", 10+i))
+		go func() {
+			resp, err := c.Get(url + "/scrape")
+			if err != nil {
+				done <- reply{}
+				return
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			done <- reply{raw: raw}
+		}()
+	}
+	for i := 0; i < maxFullScrapes; i++ {
+		<-logic.started
+	}
+	before := frontendtest.ErrorsCounted("http", "full_scrape_busy")
+	other := fromAddr("127.0.0.20")
+	r := get(t, other, url+"/scrape")
+	reason, _ := r.body["failure reason"].(string)
+	if !strings.HasPrefix(reason, string(bittorrent.ErrFullScrapeBusy)+"; try again in ") {
+		t.Fatalf("a full scrape while %d are streamed: %q", maxFullScrapes, r.raw)
+	}
+	if got := frontendtest.ErrorsCounted("http", "full_scrape_busy") - before; got != 1 {
+		t.Errorf("full_scrape_busy counted %v times, want 1", got)
+	}
+	close(logic.hold)
+	for i := 0; i < maxFullScrapes; i++ {
+		if r := <-done; !strings.HasPrefix(string(r.raw), "d5:filesd") {
+			t.Fatalf("a held full scrape: %q", r.raw)
+		}
+	}
+	if r := get(t, other, url+"/scrape"); len(r.body["files"].(map[string]any)) != 3 {
+		t.Fatalf("the refused address once the others are done: %q", r.raw)
 	}
 }
 
