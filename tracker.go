@@ -194,14 +194,20 @@ func LogConfig(path string, c Config) {
 	}).Debug("configuration details")
 }
 
-// Start brings the tracker up from a configuration read by ReadConfig (or
-// built in Go and given WithDefaults and Validate): metrics server,
-// storage, logic, frontends. path is the file it was read from, named in
-// errors and read again by Reload; "" for a configuration built in Go.
-// written is the configuration as written, which Reload compares with
-// the next one (the same as cfg when built in Go). On error, whatever was
-// started is stopped again.
+// Start brings the tracker up from a configuration read by ReadConfig or
+// built in Go: metrics server, storage, logic, frontends. cfg is given its
+// defaults and validated first (as ReadConfig does; doing it again is
+// harmless), so a Config that sets only what it needs, such as UDP.Addr,
+// is enough. path is the file it was read from, named in errors and read
+// again by Reload; "" for a configuration built in Go. written is the
+// configuration as written, which Reload compares with the next one (the
+// same as cfg when built in Go). On error, whatever was started is
+// stopped again.
 func Start(path string, written, cfg Config) (s *Tracker, err error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, inFile(path, cfg.locate(err))
+	}
 	s = &Tracker{path: path, written: written, cfg: cfg, addrs: map[string]string{}}
 	defer func() {
 		if err != nil {
@@ -324,11 +330,17 @@ func (s *Tracker) Stop(ctx context.Context) error {
 // re-read their files; then the store re-reads its own files (the
 // locality topology). Nothing else is rebuilt, so the swarms are kept;
 // changes to other keys are only reported. A file that does not load
-// leaves the running configuration as it is, and nothing is re-read.
+// leaves the running configuration as it is, and nothing is re-read. A
+// tracker started from a configuration built in Go (path "") has no file
+// to re-read: Reload logs that and changes nothing; use Apply.
 func (s *Tracker) Reload() {
 	// The API's tokens file is read whatever becomes of the rest: a
 	// revoked token must not outlive a typo elsewhere in the file.
 	s.reloadAPI()
+	if s.path == "" {
+		logrus.Error("reload failed: the tracker was started from a configuration built in Go, not read from a file; call Apply with the new configuration")
+		return
+	}
 	written, cfg, err := ReadConfig(s.path)
 	if err != nil {
 		logrus.WithError(err).Error("reload failed; keeping the running configuration")

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
@@ -156,6 +157,31 @@ func TestStartFromGoConfig(t *testing.T) {
 	}
 	if r, _ := c.Announce(a); r.Failure == "" {
 		t.Fatal("a failed Apply dropped the running hooks")
+	}
+}
+
+// TestStartFromBareGoConfig: a program that fills in only the address it
+// wants gets a serving tracker, without knowing about WithDefaults; and a
+// Go-built configuration that is invalid is refused with the key named.
+func TestStartFromBareGoConfig(t *testing.T) {
+	var cfg Config
+	cfg.UDP.Addr = "127.0.0.1:0"
+	s, err := Start("", cfg, cfg)
+	if err != nil {
+		t.Fatalf("Start of a Config with only udp.addr: %v", err)
+	}
+	cleanup.Stop(t, s.Stop)
+	s.Reload() // nothing to re-read: must neither panic nor drop anything
+	c := frontendtest.UDP(t, s.Addr("udp"))
+	a := frontendtest.Announce{InfoHash: frontendtest.Hash(8), PeerID: frontendtest.ID("-TR4050-"), Port: 6881, Left: 1, Event: bittorrent.Started}
+	if r, err := c.Announce(a); err != nil || r.Failure != "" {
+		t.Fatalf("announce: %+v %v", r, err)
+	}
+
+	bad := Config{ShutdownTimeout: -time.Second}
+	bad.UDP.Addr = "127.0.0.1:0"
+	if _, err := Start("", bad, bad); err == nil || !strings.Contains(err.Error(), "shutdown_timeout") {
+		t.Fatalf("Start of an invalid Config: %v, want shutdown_timeout named", err)
 	}
 }
 
