@@ -1,7 +1,9 @@
 package operator
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -47,6 +49,12 @@ func TestOpenAPI(t *testing.T) {
 		must(t, f.store.PutSeeder(hash(byte(0x40+i)), peer("10.0.0.1")))
 	}
 
+	// A store that cannot be read (Redis down) makes every read a 500.
+	down, err := New(f.srv.cfg, Options{Store: downStore{}, Now: f.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	paths := resolve(spec["paths"])
 	var served []string
 	for p := range paths {
@@ -69,6 +77,16 @@ func TestOpenAPI(t *testing.T) {
 					"huge body":    f.do(t, method, concrete, adminToken, strings.Repeat("x", 4096)),
 					"bad hash":     f.do(t, method, strings.ReplaceAll(p, "{info_hash}", "xyz"), adminToken, ""),
 					"unknown hash": f.do(t, method, strings.ReplaceAll(p, "{info_hash}", hash(0xee).String()), adminToken, ""),
+				}
+				if method == "GET" && op != nil {
+					w := httptest.NewRecorder()
+					req := httptest.NewRequest(method, concrete, nil)
+					req.Header.Set("Authorization", "Bearer "+readToken)
+					down.Handler().ServeHTTP(w, req)
+					if w.Code != 500 {
+						t.Errorf("store down: %d %s, want 500", w.Code, w.Body)
+					}
+					requests["store down"] = w
 				}
 				if p == "/api/v1/torrents" {
 					requests["paged"] = f.do(t, method, concrete+"?limit=2&sort=snatches", adminToken, "")
@@ -167,3 +185,16 @@ func conforms(v any, schema map[string]any, resolve func(any) map[string]any, at
 	}
 	return nil
 }
+
+// downStore fails every read, as the Redis driver does while Redis is
+// down.
+type downStore struct{}
+
+var errDown = errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+
+func (downStore) Stats() (Stats, error)         { return Stats{}, errDown }
+func (downStore) Swarm([20]byte) (Swarm, error) { return Swarm{}, errDown }
+func (downStore) Walk(context.Context, func([]Swarm) error) error {
+	return errDown
+}
+func (downStore) Groups([20]byte) ([]Group, error) { return nil, errDown }
