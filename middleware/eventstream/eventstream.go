@@ -64,7 +64,8 @@ var (
 		Help: "Events waiting in the event stream hook's queue, as of its last batch.",
 	})
 
-	droppedFull prometheus.Counter
+	droppedFull     prometheus.Counter
+	droppedShutdown prometheus.Counter
 )
 
 func init() {
@@ -73,6 +74,7 @@ func init() {
 		events.WithLabelValues(r)
 	}
 	droppedFull = events.WithLabelValues(resultQueueFull)
+	droppedShutdown = events.WithLabelValues(resultShutdown)
 	for _, s := range []string{"redis", "http"} {
 		writeDuration.WithLabelValues(s)
 		for _, r := range []string{"ok", "error"} {
@@ -142,7 +144,11 @@ type Hook struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
-	logged   atomic.Int64
+	// stopped is set by Stop: a reload stops the hooks it replaces while
+	// requests that loaded the old chain may still be running it, and
+	// their events would otherwise wait in a queue nobody reads.
+	stopped atomic.Bool
+	logged  atomic.Int64
 	// vals parses queued events' queries in the worker.
 	vals query.Values
 	// stopBy bounds the delivery of what is queued at stop; only the
@@ -206,6 +212,10 @@ func New(cfg Config) (*Hook, error) {
 // HandleAnnounce queues the announce's event. It never waits: when the
 // queue is full the event is dropped and counted.
 func (h *Hook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, _ *bittorrent.AnnounceResponse) error {
+	if h.stopped.Load() {
+		droppedShutdown.Inc()
+		return nil
+	}
 	p := pending{
 		ih:         req.InfoHash,
 		peer:       req.Peer,
@@ -236,9 +246,14 @@ func (h *Hook) HandleScrape(context.Context, *bittorrent.ScrapeRequest, *bittorr
 }
 
 // Stop delivers what is queued (one attempt, bounded by timeout), drops
-// and counts what cannot be, and closes the sink.
+// and counts what cannot be, and closes the sink. An announce handed to
+// the hook after Stop (a request still running the chain a reload
+// replaced) is dropped and counted as dropped_shutdown.
 func (h *Hook) Stop() {
-	h.stopOnce.Do(func() { close(h.stop) })
+	h.stopOnce.Do(func() {
+		h.stopped.Store(true)
+		close(h.stop)
+	})
 	<-h.done
 }
 

@@ -314,6 +314,24 @@ func TestStopDeliversWhatIsQueued(t *testing.T) {
 	}
 }
 
+// TestAnnounceAfterStopIsCounted: a reload stops the hook it replaces
+// while requests that loaded the old chain may still hand it announces;
+// those events cannot be delivered any more, and must be counted as
+// dropped rather than left in a queue nobody reads.
+func TestAnnounceAfterStopIsCounted(t *testing.T) {
+	s := newSinkServer(t, nil)
+	h := newHook(t, Config{Sink: "http", URL: s.URL, BatchSize: 100, FlushInterval: time.Hour})
+	h.Stop()
+	before := testutil.ToFloat64(events.WithLabelValues(resultShutdown))
+	post(h, announce(1, false))
+	if d := testutil.ToFloat64(events.WithLabelValues(resultShutdown)) - before; d != 1 {
+		t.Fatalf("an announce after Stop counted %v times as dropped_shutdown, want 1", d)
+	}
+	if n := len(h.q); n != 0 {
+		t.Fatalf("%d events left in the stopped hook's queue, want 0", n)
+	}
+}
+
 // BenchmarkAnnounce is the reply path's cost: copying the announce (its
 // passkey read from a BEP 41 path) into the queue. The sink holds the
 // worker's first batch, so the worker does not run meanwhile; the
