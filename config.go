@@ -11,6 +11,9 @@ import (
 
 	"go.yaml.in/yaml/v2"
 
+	httpfrontend "github.com/chihaya/chihaya/frontend/http"
+	udpfrontend "github.com/chihaya/chihaya/frontend/udp"
+	wsfrontend "github.com/chihaya/chihaya/frontend/websocket"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/operator"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
@@ -46,11 +49,13 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
-	HTTP httpConfig `yaml:"http"`
-	UDP  udpConfig  `yaml:"udp"`
+	// HTTP, UDP and WebSocket are the frontends' own configurations
+	// (see their packages); each runs when one of its addresses is set.
+	HTTP httpfrontend.Config `yaml:"http"`
+	UDP  udpfrontend.Config  `yaml:"udp"`
 	// WebSocket is the WebTorrent tracker, our addition.
-	WebSocket webSocketConfig `yaml:"websocket"`
-	Storage   StorageConfig   `yaml:"storage"`
+	WebSocket wsfrontend.Config `yaml:"websocket"`
+	Storage   StorageConfig     `yaml:"storage"`
 	// API is the operator API and status page, on metrics_addr.
 	API operator.Config `yaml:"api"`
 
