@@ -109,8 +109,12 @@ func editList(data []byte, ih bittorrent.InfoHash, listed bool) []byte {
 // writeAtomic replaces the file at path with data: written to a temporary
 // file in the same directory, synced, renamed over path, and the
 // directory synced, so that a crash leaves the old file or the new one.
-// The file keeps its permissions.
+// The file keeps its permissions. A path that is a symlink stays one: the
+// file it points to is replaced, in its own directory.
 func writeAtomic(path string, data []byte) error {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	mode := os.FileMode(0o644)
 	if fi, err := os.Stat(path); err == nil {
 		mode = fi.Mode().Perm()

@@ -76,6 +76,39 @@ func TestSetListedFile(t *testing.T) {
 	}
 }
 
+// A list file that is a symlink (kept by configuration management, or in
+// a directory of its own) stays one: the edit is written to the file it
+// points to, and the link is left as it was.
+func TestSetListedThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "lists"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dir, "lists", "whitelist")
+	writeFile(t, target, "# builds\n")
+	link := filepath.Join(dir, "whitelist")
+	if err := os.Symlink(filepath.Join("lists", "whitelist"), link); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{WhitelistFile: link, FileCheckInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	if changed, err := h.SetListed(ih(hashB), true); err != nil || !changed {
+		t.Fatalf("SetListed: %v, %v", changed, err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the list file's link was replaced by a file (mode %v, %v)", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "# builds\n89abcdef0123456789abcdef0123456789abcdef\n" {
+		t.Fatalf("the link's target after the edit: %q", b)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "lists")); len(entries) != 1 {
+		t.Errorf("temporary files left beside the target: %v", entries)
+	}
+}
+
 func TestSetListedBrokenFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "blacklist")
 	writeFile(t, path, hashA+"\n")
