@@ -8,7 +8,7 @@ PKG ?= ./...
 
 help:
 	@echo "make test    everything CI runs: gofmt, vet, race tests, e2e, dist checks, fuzz (scripts/test.sh)"
-	@echo "make unit    the unit tests alone (go test -short ./...: no daemon, clients or browsers)"
+	@echo "make unit    the unit tests alone (go test -short ./...: no daemon, clients, browsers or Redis)"
 	@echo "make e2e     the tests that run the daemon: end-to-end with real clients, browsers and Redis"
 	@echo "make fuzz    a short bounded run of every fuzz target (scripts/test.sh fuzz; FUZZ_BUDGET=seconds)"
 	@echo "make dist    the deployment checks: image, Helm chart, systemd unit (scripts/check-dist.sh)"

@@ -11,6 +11,12 @@ import (
 
 // testConfig is a small workload for runs against the fakes.
 func testConfig(mode string, target netip.AddrPort) *runConfig {
+	// A quarter second is thousands of requests on loopback, enough for
+	// the checks; the full run gives each mode a second.
+	d := time.Second
+	if testing.Short() {
+		d = time.Second / 4
+	}
 	return &runConfig{
 		Mode:   mode,
 		Target: target,
@@ -18,7 +24,7 @@ func testConfig(mode string, target netip.AddrPort) *runConfig {
 			Seed: 7, Torrents: 100, Peers: 20, Zipf: 1, SeederShare: 0.7,
 			Events: DefaultEventMix, NumWant: 50,
 		},
-		Duration: time.Second, Timeout: time.Second,
+		Duration: d, Timeout: time.Second,
 		Sockets: 2, Inflight: 8, ConnIDLife: time.Minute,
 		ScrapeHashes: 10, AnnouncePath: "/announce", ScrapePath: "/scrape",
 	}

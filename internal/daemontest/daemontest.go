@@ -192,9 +192,6 @@ func StartFile(t testing.TB, path string, opts ...Option) *Daemon {
 func start(t testing.TB, dir, path string, opts []Option) *Daemon {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("runs the daemon: not with -short, which is for unit tests")
-	}
-	if testing.Short() {
 		// `go test -short ./...` is the unit tests alone (README).
 		t.Skip("runs the daemon; skipped with -short")
 	}

@@ -24,8 +24,13 @@ import (
 
 // Program returns the path of a Redis program. A missing one skips the
 // test, or fails it under CI=true, where the test script installs it.
+// Under -short, the unit tests alone (README), it skips the test: like a
+// daemon, a client or a browser, a real Redis server is not a unit.
 func Program(t testing.TB, name string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("runs %s: not with -short, which is for unit tests", name)
+	}
 	path, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
