@@ -1,26 +1,19 @@
 package http
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/chihaya/chihaya/pkg/yamlconf"
+	"github.com/chihaya/chihaya/internal/configtest"
 )
 
 // loadConfig reads a testdata file the way the daemon reads the `http:`
 // section: strictly, then defaults, then validation.
 func loadConfig(t *testing.T, name string) (Config, error) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "config", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As the daemon decodes the `http` mapping, and keys its errors.
-	c, err := yamlconf.Load(b, Config{}, Config.WithDefaults)
-	return c, yamlconf.Under(err, "http")
+	return configtest.Load(t, filepath.Join("testdata", "config", name), "http", Config.WithDefaults)
 }
 
 func TestConfigGood(t *testing.T) {

@@ -1,26 +1,19 @@
 package websocket
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/chihaya/chihaya/pkg/yamlconf"
+	"github.com/chihaya/chihaya/internal/configtest"
 )
 
-// loadConfig reads a testdata file with the decoding every component
-// uses (strict, defaults, Validate), keyed under "websocket" as the daemon
-// keys it.
+// loadConfig reads a testdata file the way the daemon reads the `websocket:`
+// section: strictly, then defaults, then validation.
 func loadConfig(t *testing.T, name string) (Config, error) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "config", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := yamlconf.Load(b, Config{}, Config.WithDefaults)
-	return c, yamlconf.Under(err, "websocket")
+	return configtest.Load(t, filepath.Join("testdata", "config", name), "websocket", Config.WithDefaults)
 }
 
 func TestConfigGood(t *testing.T) {

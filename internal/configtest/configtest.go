@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Case is one rejected file of testdata and its exact error.
@@ -52,4 +54,18 @@ func BadFiles(t *testing.T, cases []Case, load func(yaml []byte) error) {
 			}
 		})
 	}
+}
+
+// Load reads the file at path as the daemon reads a component's section
+// of the configuration, keyed under key: strictly, then the defaults, then
+// Validate, with the errors' key paths starting at key.
+func Load[T yamlconf.Validator](t *testing.T, path, key string, defaults func(T) T) (T, error) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero T
+	c, err := yamlconf.Load(b, zero, defaults)
+	return c, yamlconf.Under(err, key)
 }
