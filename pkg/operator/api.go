@@ -93,10 +93,25 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (Role, bool) 
 	return role, true
 }
 
+// bodyTimeout is how long a request's body may take to arrive: the
+// operator server has no read timeout of its own (pprof profiles stream
+// for long), and a client that announces a body and never sends it must
+// not hold its request open.
+var bodyTimeout = 10 * time.Second
+
+// bodyDeadline sets the time by which the request's body must be read.
+func bodyDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+}
+
 // noBody refuses a request that carries a body where none is expected.
 func noBody(w http.ResponseWriter, r *http.Request) bool {
-	n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, maxBody+1))
+	bodyDeadline(w)
+	n, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxBody+1))
 	switch {
+	case err != nil && n <= maxBody:
+		writeError(w, http.StatusBadRequest, "request body could not be read: this endpoint takes none")
+		return false
 	case n > maxBody:
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large: this endpoint takes none")
 		return false

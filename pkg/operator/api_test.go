@@ -1,9 +1,11 @@
 package operator
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"os"
@@ -405,5 +407,38 @@ func TestRequestsCounted(t *testing.T) {
 		if after[i]-before[i] != 1 {
 			t.Errorf("series %d counted %v times, want 1", i, after[i]-before[i])
 		}
+	}
+}
+
+// A client that announces a body and never sends it gets an error once
+// bodyTimeout has passed, instead of holding its request open for ever;
+// an approval it asked for is not made.
+func TestBodyNeverSent(t *testing.T) {
+	f := newFixture(t, false)
+	srv := httptest.NewServer(f.srv.Handler())
+	defer srv.Close()
+	defer func(d time.Duration) { bodyTimeout = d }(bodyTimeout)
+	bodyTimeout = 200 * time.Millisecond
+	for _, tc := range []struct{ req, want string }{
+		{"PUT /api/v1/approval/torrents/" + hash(7).String() + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + adminToken + "\r\nContent-Length: 10\r\n\r\n", "HTTP/1.1 400 "},
+		{"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + readToken + "\r\nContent-Length: 10\r\n\r\nab", "HTTP/1.1 400 "},
+		{"POST /status/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=", "HTTP/1.1 400 "},
+	} {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, tc.req); err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if !strings.HasPrefix(line, tc.want) {
+			t.Errorf("%s...: answer %q (%v), want %q", tc.req[:24], line, err, tc.want)
+		}
+	}
+	if f.list.Listed(hash(7)) {
+		t.Fatal("the approval of a request whose body never came was made")
 	}
 }
