@@ -442,3 +442,61 @@ func TestBodyNeverSent(t *testing.T) {
 		t.Fatal("the approval of a request whose body never came was made")
 	}
 }
+
+// slowStore is a store whose walks wait for release, counting how many
+// run at once.
+type slowStore struct {
+	downStore
+	mu            sync.Mutex
+	running, most int
+	started       chan struct{}
+	release       chan struct{}
+}
+
+func (s *slowStore) Walk(ctx context.Context, fn func([]Swarm) error) error {
+	s.mu.Lock()
+	s.running++
+	s.most = max(s.most, s.running)
+	s.mu.Unlock()
+	s.started <- struct{}{}
+	<-s.release
+	s.mu.Lock()
+	s.running--
+	s.mu.Unlock()
+	return fn([]Swarm{{InfoHash: hash(1), Seeders: [2]uint32{1, 0}}})
+}
+
+// The first pages of walks through the torrents, each a walk of the whole
+// store and a copy of every swarm, are taken one at a time: dashboards
+// that ask at once do not multiply the memory docs/operator.md states.
+func TestTorrentsWalksOneAtATime(t *testing.T) {
+	f := newFixture(t, false)
+	store := &slowStore{started: make(chan struct{}, 4), release: make(chan struct{})}
+	srv, err := New(f.srv.cfg, Options{Store: store, Now: f.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	codes := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			req := httptest.NewRequest("GET", "/api/v1/torrents", nil)
+			req.Header.Set("Authorization", "Bearer "+readToken)
+			w := httptest.NewRecorder()
+			srv.Handler().ServeHTTP(w, req)
+			codes <- w.Code
+		}()
+	}
+	<-store.started
+	// The others would have started theirs by now.
+	time.Sleep(100 * time.Millisecond)
+	close(store.release)
+	for i := 0; i < n; i++ {
+		if c := <-codes; c != 200 {
+			t.Fatalf("a walk answered %d", c)
+		}
+	}
+	if store.most != 1 {
+		t.Fatalf("%d walks of the store at once, want 1", store.most)
+	}
+}

@@ -78,10 +78,14 @@ type listings struct {
 	now func() time.Time
 	mu  sync.Mutex
 	m   map[[8]byte]*listing
+	// building is held by the first page being taken: one walk and copy
+	// of the whole store at a time, so that the memory the walks take is
+	// the kept ones' and one more, however many ask at once.
+	building chan struct{}
 }
 
 func newListings(now func() time.Time) *listings {
-	return &listings{now: now, m: map[[8]byte]*listing{}}
+	return &listings{now: now, m: map[[8]byte]*listing{}, building: make(chan struct{}, 1)}
 }
 
 // cursor is where a walk stands: which snapshot, the offset of the next
@@ -123,6 +127,12 @@ var errExpired = errors.New("expired or unknown: start the walk again without cu
 // first takes the snapshot of a new walk and returns its first page, and
 // the cursor of the next one if there is more.
 func (ls *listings) first(ctx context.Context, store Store, k sortKey, limit int) ([]entry, string, error) {
+	select {
+	case ls.building <- struct{}{}:
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+	defer func() { <-ls.building }()
 	var all []entry
 	err := store.Walk(ctx, func(batch []Swarm) error {
 		for i := range batch {
