@@ -13,6 +13,7 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/internal/eventually"
 	"github.com/chihaya/chihaya/middleware/eventstream"
+	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/query"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
@@ -36,7 +37,9 @@ func TestPerUserDeltas(t *testing.T) {
 			InfoHash: bittorrent.InfoHash{1}, Peer: bittorrent.Peer{ID: bittorrent.PeerID{peer}, AddrPort: netip.MustParseAddrPort("127.0.0.1:6881")},
 			Event: ev, Uploaded: up, Downloaded: down, Params: v,
 		}, &bittorrent.AnnounceResponse{})
-		time.Sleep(20 * time.Millisecond) // one batch each, in order
+		// One batch each, in order, each in a step of the tracker's
+		// coarse clock of its own, as a client's announces are.
+		time.Sleep(clock.Resolution + 20*time.Millisecond)
 	}
 	// alice: one peer announcing growing totals.
 	announce("alice", 1, bittorrent.Started, 0, 0)
@@ -70,24 +73,66 @@ func TestPerUserDeltas(t *testing.T) {
 	}
 	eventually.Holds(t, check)
 
-	// The same entry again (a retried batch) adds nothing.
-	last, _ := c.XRevRangeN(context.Background(), "s", "+", "-", 1).Result()
-	dup, err := c.XAdd(context.Background(), &redis.XAddArgs{Stream: "s", Values: last[0].Values}).Result()
-	if err != nil {
-		t.Fatal(err)
+	// Copies of entries (a retried batch writes its entries again, after
+	// later ones possibly) add nothing: the last entry again; a peer's
+	// "stopped" entry again; and alice's first two entries again, after
+	// her later ones.
+	entries, _ := c.XRange(context.Background(), "s", "-", "+").Result()
+	copyOf := func(what string, ms ...redis.XMessage) {
+		t.Helper()
+		var id string
+		for _, m := range ms {
+			var err error
+			if id, err = c.XAdd(context.Background(), &redis.XAddArgs{Stream: "s", Values: m.Values}).Result(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		consumed(t, c, id)
+		if msg := check(); msg != "" {
+			t.Fatalf("after a copy of %s: %s", what, msg)
+		}
 	}
-	eventually.True(t, "the duplicate consumed", func() bool {
-		p, _ := c.XPending(context.Background(), "s", "accounting").Result()
-		g, _ := c.XInfoGroups(context.Background(), "s").Result()
-		return p != nil && p.Count == 0 && len(g) == 1 && g[0].LastDeliveredID == dup
-	})
-	if msg := check(); msg != "" {
-		t.Fatalf("after a duplicate entry: %s", msg)
+	copyOf("the last entry", entries[len(entries)-1])
+	for _, m := range entries {
+		if m.Values["event"] == "stopped" {
+			copyOf("a stopped entry", m)
+		}
 	}
+	copyOf("earlier entries", entries[0], entries[1])
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+
+	// An entry delivered to the consumer that stopped before accounting
+	// it is accounted when the consumer starts again.
+	announce("alice", 1, bittorrent.None, 400, 80)
+	eventually.True(t, "the new entry in the stream", func() bool {
+		n, _ := c.XLen(context.Background(), "s").Result()
+		return n == int64(len(entries))+5
+	})
+	if res, err := c.XReadGroup(context.Background(), &redis.XReadGroupArgs{Group: "accounting", Consumer: "w1", Streams: []string{"s", ">"}, Count: 10}).Result(); err != nil || len(res[0].Messages) != 1 {
+		t.Fatalf("reading the new entry without accounting it: %v %v", res, err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- consume(ctx, c, "s", "accounting", "w1") }()
+	want["user:alice"] = map[string]string{"uploaded": "400", "downloaded": "80"}
+	eventually.Holds(t, check)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consumed waits until the group has delivered and acknowledged the entry
+// id.
+func consumed(t *testing.T, c *redis.Client, id string) {
+	t.Helper()
+	eventually.True(t, "entry "+id+" consumed", func() bool {
+		p, _ := c.XPending(context.Background(), "s", "accounting").Result()
+		g, _ := c.XInfoGroups(context.Background(), "s").Result()
+		return p != nil && p.Count == 0 && len(g) == 1 && g[0].LastDeliveredID == id
+	})
 }
 
 // TestDocumentQuotesThisProgram keeps docs/private-tracker.md's consumer
