@@ -131,11 +131,13 @@ func (f *Frontend) serveFullScrape(w nethttp.ResponseWriter, r *nethttp.Request,
 	st.wrote = true
 	h := w.Header()
 	h["Content-Type"] = contentType
+	// The reply's form follows Accept-Encoding whichever form this one is,
+	// so a cache in front must key on it.
+	h.Set("Vary", "Accept-Encoding")
 	var out io.Writer = w
 	var gz *gzip.Writer
 	if acceptsGzip(r.Header) {
 		h.Set("Content-Encoding", "gzip")
-		h.Set("Vary", "Accept-Encoding")
 		// The fastest level: a full scrape is mostly random info hashes,
 		// which no level compresses, and the counts compress well at any.
 		gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)

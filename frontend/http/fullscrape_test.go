@@ -130,6 +130,11 @@ func TestFullScrape(t *testing.T) {
 			if gz && r.header.Get("Content-Encoding") != "gzip" {
 				t.Fatalf("asked for gzip, got Content-Encoding %q", r.header.Get("Content-Encoding"))
 			}
+			// Plain or gzipped, the reply depends on Accept-Encoding, so a
+			// cache in front must not hand one client's form to another.
+			if v := r.header.Get("Vary"); v != "Accept-Encoding" {
+				t.Fatalf("Vary %q, want Accept-Encoding", v)
+			}
 			files, ok := r.body["files"].(map[string]any)
 			if !ok || len(r.body) != 1 {
 				t.Fatalf("reply is not {files: ...}: %q", r.raw[:min(len(r.raw), 200)])
