@@ -408,12 +408,8 @@ func (f *Frontend) announce(c *conn, st *state) {
 		start = time.Now()
 	}
 	m := &st.msg
-	switch {
-	case !m.hasInfoHash:
-		f.refuse(c, m, bittorrent.ErrMissingInfoHash)
-		return
-	case !m.hasPeerID:
-		f.refuse(c, m, bittorrent.ErrMissingPeerID)
+	if err := m.missing(false); err != nil {
+		f.refuse(c, m, err)
 		return
 	}
 	stopped := m.event == bittorrent.Stopped

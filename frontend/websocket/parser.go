@@ -93,6 +93,22 @@ func (m *message) reset() {
 	*m = message{infoHashes: m.infoHashes[:0], offers: m.offers[:0], left: math.MaxUint64}
 }
 
+// missing returns the error for the first field an announce lacks (with
+// answer, an answer: also the peer and offer it answers), or nil.
+func (m *message) missing(answer bool) error {
+	switch {
+	case !m.hasInfoHash:
+		return bittorrent.ErrMissingInfoHash
+	case !m.hasPeerID:
+		return bittorrent.ErrMissingPeerID
+	case answer && !m.hasToPeerID:
+		return errMissingToPeerID
+	case answer && !m.hasOfferID:
+		return errMissingOfferID
+	}
+	return nil
+}
+
 // maxDepth bounds the nesting of JSON values skipped or relayed.
 const maxDepth = 32
 
@@ -118,36 +134,11 @@ func parseMessage(b []byte, m *message, maxOffers, maxHashes int) error {
 	}
 	p := parser{b: b, maxOffers: maxOffers, maxHashes: maxHashes}
 	p.ws()
-	if !p.eat('{') {
-		return errMalformed
+	err := p.object(errMalformed, func(key []byte) error { return p.field(m, key) })
+	if err != nil {
+		return err
 	}
-	p.ws()
-	if p.eat('}') {
-		return p.end(m)
-	}
-	for {
-		p.ws()
-		key, ok := p.rawString()
-		if !ok {
-			return errMalformed
-		}
-		p.ws()
-		if !p.eat(':') {
-			return errMalformed
-		}
-		p.ws()
-		if err := p.field(m, key); err != nil {
-			return err
-		}
-		p.ws()
-		if p.eat(',') {
-			continue
-		}
-		if p.eat('}') {
-			return p.end(m)
-		}
-		return errMalformed
-	}
+	return p.end(m)
 }
 
 // end checks that nothing but white space follows the object, and that
@@ -225,15 +216,9 @@ func (p *parser) infoHash(m *message) error {
 		m.infoHashes = append(m.infoHashes[:0], ih)
 		return nil
 	}
-	p.i++
 	m.hashList = true
 	m.infoHashes = m.infoHashes[:0]
-	p.ws()
-	if p.eat(']') {
-		return nil
-	}
-	for {
-		p.ws()
+	return p.array(errInvalidInfoHash, func() error {
 		if len(m.infoHashes) == p.maxHashes {
 			return errTooManyHashes
 		}
@@ -243,15 +228,8 @@ func (p *parser) infoHash(m *message) error {
 			return err
 		}
 		m.infoHashes = append(m.infoHashes, ih)
-		p.ws()
-		if p.eat(',') {
-			continue
-		}
-		if p.eat(']') {
-			return nil
-		}
-		return errInvalidInfoHash
-	}
+		return nil
+	})
 }
 
 func (p *parser) event(m *message) error {
@@ -276,15 +254,7 @@ func (p *parser) offers(m *message) error {
 	if p.literal("null") {
 		return nil
 	}
-	if !p.eat('[') {
-		return errInvalidOffers
-	}
-	p.ws()
-	if p.eat(']') {
-		return nil
-	}
-	for {
-		p.ws()
+	return p.array(errInvalidOffers, func() error {
 		if len(m.offers) == p.maxOffers {
 			return errTooManyOffers
 		}
@@ -293,58 +263,32 @@ func (p *parser) offers(m *message) error {
 			return err
 		}
 		m.offers = append(m.offers, o)
-		p.ws()
-		if p.eat(',') {
-			continue
-		}
-		if p.eat(']') {
-			return nil
-		}
-		return errInvalidOffers
-	}
+		return nil
+	})
 }
 
 func (p *parser) offer() (offer, error) {
 	var o offer
 	var hasID bool
-	if !p.eat('{') {
-		return o, errInvalidOffers
-	}
-	p.ws()
-	if !p.eat('}') {
-		for {
-			p.ws()
-			key, ok := p.rawString()
-			p.ws()
-			if !ok || !p.eat(':') {
-				return o, errInvalidOffers
+	err := p.object(errInvalidOffers, func(key []byte) error {
+		switch string(key) {
+		case "offer":
+			start := p.i
+			if p.peek() != '{' || !p.skip(1) {
+				return errInvalidOffers
 			}
-			p.ws()
-			switch string(key) {
-			case "offer":
-				start := p.i
-				if p.peek() != '{' || !p.skip(1) {
-					return o, errInvalidOffers
-				}
-				o.sdp = p.b[start:p.i]
-			case "offer_id":
-				if err := p.binary(&o.id, &hasID, errInvalidOfferID); err != nil {
-					return o, err
-				}
-			default:
-				if !p.skip(1) {
-					return o, errInvalidOffers
-				}
+			o.sdp = p.b[start:p.i]
+		case "offer_id":
+			return p.binary(&o.id, &hasID, errInvalidOfferID)
+		default:
+			if !p.skip(1) {
+				return errInvalidOffers
 			}
-			p.ws()
-			if p.eat(',') {
-				continue
-			}
-			if p.eat('}') {
-				break
-			}
-			return o, errInvalidOffers
 		}
+		return nil
+	})
+	if err != nil {
+		return o, err
 	}
 	if o.sdp == nil || !hasID {
 		return o, errInvalidOffers

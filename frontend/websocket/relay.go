@@ -68,18 +68,8 @@ func (f *Frontend) relayOffers(c *conn, m *message, peers []bittorrent.Peer) {
 
 // answer relays an answer to the offer it answers.
 func (f *Frontend) answer(c *conn, m *message) {
-	switch {
-	case !m.hasInfoHash:
-		f.refuse(c, m, bittorrent.ErrMissingInfoHash)
-		return
-	case !m.hasPeerID:
-		f.refuse(c, m, bittorrent.ErrMissingPeerID)
-		return
-	case !m.hasToPeerID:
-		f.refuse(c, m, errMissingToPeerID)
-		return
-	case !m.hasOfferID:
-		f.refuse(c, m, errMissingOfferID)
+	if err := m.missing(true); err != nil {
+		f.refuse(c, m, err)
 		return
 	}
 	if id, ok := c.swarm(m.infoHash); !ok || id != m.peerID {

@@ -128,47 +128,9 @@ func (p *parser) skip(d int) bool {
 		_, ok := p.rawString()
 		return ok
 	case '{':
-		p.i++
-		p.ws()
-		if p.eat('}') {
-			return true
-		}
-		for {
-			p.ws()
-			if _, ok := p.rawString(); !ok {
-				return false
-			}
-			p.ws()
-			if !p.eat(':') {
-				return false
-			}
-			p.ws()
-			if !p.skip(d + 1) {
-				return false
-			}
-			p.ws()
-			if p.eat(',') {
-				continue
-			}
-			return p.eat('}')
-		}
+		return p.object(errMalformed, func([]byte) error { return p.skipped(d + 1) }) == nil
 	case '[':
-		p.i++
-		p.ws()
-		if p.eat(']') {
-			return true
-		}
-		for {
-			p.ws()
-			if !p.skip(d + 1) {
-				return false
-			}
-			p.ws()
-			if p.eat(',') {
-				continue
-			}
-			return p.eat(']')
-		}
+		return p.array(errMalformed, func() error { return p.skipped(d + 1) }) == nil
 	case 't':
 		return p.literal("true")
 	case 'f':
@@ -177,6 +139,72 @@ func (p *parser) skip(d int) bool {
 		return p.literal("null")
 	}
 	return p.jsonNumber()
+}
+
+// skipped is skip for object and array: errMalformed where skip fails.
+func (p *parser) skipped(d int) error {
+	if !p.skip(d) {
+		return errMalformed
+	}
+	return nil
+}
+
+// object reads a JSON object, calling member with each key and the
+// position at its value; a malformed object is the error bad.
+func (p *parser) object(bad error, member func(key []byte) error) error {
+	if !p.eat('{') {
+		return bad
+	}
+	p.ws()
+	if p.eat('}') {
+		return nil
+	}
+	for {
+		p.ws()
+		key, ok := p.rawString()
+		p.ws()
+		if !ok || !p.eat(':') {
+			return bad
+		}
+		p.ws()
+		if err := member(key); err != nil {
+			return err
+		}
+		p.ws()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat('}') {
+			return nil
+		}
+		return bad
+	}
+}
+
+// array reads a JSON array, calling elem with the position at each
+// element; a malformed array is the error bad.
+func (p *parser) array(bad error, elem func() error) error {
+	if !p.eat('[') {
+		return bad
+	}
+	p.ws()
+	if p.eat(']') {
+		return nil
+	}
+	for {
+		p.ws()
+		if err := elem(); err != nil {
+			return err
+		}
+		p.ws()
+		if p.eat(',') {
+			continue
+		}
+		if p.eat(']') {
+			return nil
+		}
+		return bad
+	}
 }
 
 // jsonNumber passes over a number in JSON's grammar.
