@@ -1,7 +1,6 @@
 package eventstream
 
 import (
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/webhook"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
@@ -97,8 +97,14 @@ func (c Config) Validate() error {
 		if c.RedisURL == "" {
 			return yamlconf.Errorf("redis_url", "must be set with sink: redis")
 		}
-		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+		opts, err := redis.ParseURL(c.RedisURL)
+		if err != nil {
 			return yamlconf.Errorf("redis_url", "%v", err)
+		}
+		if opts.Network != "unix" {
+			if err := webhook.CheckAddrPort(opts.Addr, c.RedisURL); err != nil {
+				return yamlconf.Errorf("redis_url", "%v", err)
+			}
 		}
 		for _, k := range []struct{ key, val string }{{"url", c.URL}, {"secret_file", c.SecretFile}, {"tls_ca_file", c.TLSCAFile}, {"tls_cert_file", c.TLSCertFile}} {
 			if k.val != "" {
@@ -112,8 +118,8 @@ func (c Config) Validate() error {
 		if c.URL == "" {
 			return yamlconf.Errorf("url", "must be set with sink: http")
 		}
-		if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return yamlconf.Errorf("url", "must be an http or https URL, got %q", c.URL)
+		if err := webhook.CheckURL(c.URL); err != nil {
+			return yamlconf.Errorf("url", "%v", err)
 		}
 		if c.RedisURL != "" || c.Stream != "" || c.MaxLen != 0 {
 			return yamlconf.Errorf("redis_url", "redis_url, stream and max_len are for sink: redis; sink is http")

@@ -35,6 +35,8 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-sink.yaml", Want: `options.sink: must be redis or http, got "kafka"`},
 		{File: "bad-redis-url.yaml", Want: `options.redis_url: redis: invalid URL scheme: mysql`},
 		{File: "bad-no-redis-url.yaml", Want: `options.redis_url: must be set with sink: redis`},
+		{File: "bad-redis-url-port.yaml", Want: `options.redis_url: port 99999 is not 1 to 65535 in "redis://127.0.0.1:99999/0"`},
+		{File: "bad-http-url-port.yaml", Want: `options.url: port 0 is not 1 to 65535 in "http://127.0.0.1:0/events"`},
 		{File: "bad-http-url.yaml", Want: `options.url: must be an http or https URL, got "127.0.0.1:8080/events"`},
 		{File: "bad-url-with-redis.yaml", Want: `options.url: is for sink: http; sink is redis`},
 		{File: "bad-secret-file.yaml", Want: `options.secret_file: open /nonexistent/events.secret: no such file or directory`},
@@ -466,4 +468,14 @@ func FuzzAppendParams(f *testing.F) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
 	})
+}
+
+// TestRedisURLForms: the forms of redis_url go-redis reads are accepted,
+// a unix socket's included.
+func TestRedisURLForms(t *testing.T) {
+	for _, u := range []string{"redis://127.0.0.1:6379/0", "rediss://user:pw@redis.example:6380/2", "redis://redis.example", "unix:///run/redis.sock?db=1"} {
+		if err := (Config{Sink: "redis", RedisURL: u}).WithDefaults().Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
 }

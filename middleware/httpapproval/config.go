@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chihaya/chihaya/pkg/webhook"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 
 	"github.com/chihaya/chihaya/middleware"
@@ -99,8 +100,8 @@ func (c Config) Validate() error {
 	if c.URL == "" {
 		return yamlconf.Errorf("url", "must be set")
 	}
-	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return yamlconf.Errorf("url", "must be an http or https URL, got %q", c.URL)
+	if err := webhook.CheckURL(c.URL); err != nil {
+		return yamlconf.Errorf("url", "%v", err)
 	}
 	d, err := middleware.NewDescriber(c.Routes, c.Redact)
 	if err != nil {

@@ -35,6 +35,7 @@ func TestBadOptions(t *testing.T) {
 	configtest.BadFiles(t, []configtest.Case{
 		{File: "bad-url.yaml", Want: `options.url: must be an http or https URL, got "ftp://approve.example.com/"`},
 		{File: "bad-no-url.yaml", Want: `options.url: must be set`},
+		{File: "bad-url-port.yaml", Want: `options.url: port 99999 is not 1 to 65535 in "http://127.0.0.1:99999/approve"`},
 		{File: "bad-cache-key-no-route.yaml", Want: `options.cache_key[1]: "passkey" is a parameter of no route in routes (none); list the route that has it, or write query:passkey for a query parameter`},
 		{File: "bad-cache-key-other-route.yaml", Want: `options.cache_key[0]: "user" is a parameter of no route in routes (/:passkey/announce); list the route that has it, or write query:user for a query parameter`},
 		{File: "bad-secret-file.yaml", Want: `options.secret_file: open /nonexistent/approval.secret: no such file or directory`},

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -95,6 +96,37 @@ func ClientTLS(t TLS) (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// CheckURL reports why raw is not a URL a service can be called at: an
+// http or https URL with a host, and a port, if any, from 1 to 65535.
+// Hooks return it keyed by their option ("url").
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("must be an http or https URL, got %q", raw)
+	}
+	return checkPort(u.Port(), raw)
+}
+
+// CheckAddrPort reports a host:port address whose port is not 1 to 65535;
+// raw is what the operator wrote, for the message.
+func CheckAddrPort(addr, raw string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%v in %q", err, raw)
+	}
+	return checkPort(port, raw)
+}
+
+func checkPort(port, raw string) error {
+	if port == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %s is not 1 to 65535 in %q", port, raw)
+	}
+	return nil
 }
 
 // NewClient returns an HTTP client for calls to an operator's service: at
