@@ -157,8 +157,9 @@ type Hook struct {
 }
 
 var (
-	_ middleware.Hook    = (*Hook)(nil)
-	_ middleware.Stopper = (*Hook)(nil)
+	_ middleware.Hook     = (*Hook)(nil)
+	_ middleware.Stopper  = (*Hook)(nil)
+	_ middleware.Reloader = (*Hook)(nil)
 )
 
 // New builds the hook from a validated config and starts its worker.
@@ -189,20 +190,14 @@ func New(cfg Config) (*Hook, error) {
 		opts.PoolSize = 2
 		h.sink = &redisSink{c: redis.NewClient(opts), stream: cfg.Stream, maxLen: cfg.MaxLen}
 	case "http":
-		s := &httpSink{url: cfg.URL}
-		if cfg.SecretFile != "" {
-			if s.secret, err = webhook.ReadSecret(cfg.SecretFile); err != nil {
-				return nil, yamlconf.Errorf("secret_file", "%w", err)
-			}
+		s := &httpSink{ep: webhook.Endpoint{
+			URL: cfg.URL, SecretFile: cfg.SecretFile,
+			TLS:      webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile},
+			MaxConns: 2, Timeout: cfg.Timeout,
+		}}
+		if err := s.ep.Open(); err != nil {
+			return nil, err // keyed by Open
 		}
-		tc, err := webhook.ClientTLS(webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
-		if err != nil {
-			return nil, err // keyed by ClientTLS
-		}
-		if cfg.URL[:6] != "https:" {
-			tc = nil
-		}
-		s.client = webhook.NewClient(tc, 2, cfg.Timeout)
 		h.sink = s
 	}
 	go h.run()
@@ -236,6 +231,16 @@ func (h *Hook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest
 	case h.q <- p:
 	default:
 		droppedFull.Inc()
+	}
+	return nil
+}
+
+// Reload reads the HTTP sink's secret_file and TLS files again (a rotated
+// secret or client certificate); what is queued is kept. On error the hook
+// keeps what it had. The Redis sink has no files.
+func (h *Hook) Reload() error {
+	if s, ok := h.sink.(*httpSink); ok {
+		return s.ep.Reload()
 	}
 	return nil
 }
@@ -439,13 +444,11 @@ func (s *redisSink) write(ctx context.Context, evs []Event) error {
 
 // httpSink POSTs a batch as NDJSON, one event a line.
 type httpSink struct {
-	url    string
-	secret []byte
-	client *http.Client
+	ep webhook.Endpoint
 }
 
 func (s *httpSink) name() string { return "http" }
-func (s *httpSink) close()       { s.client.CloseIdleConnections() }
+func (s *httpSink) close()       { s.ep.Close() }
 
 func (s *httpSink) write(ctx context.Context, evs []Event) error {
 	var body bytes.Buffer
@@ -455,14 +458,7 @@ func (s *httpSink) write(ctx context.Context, evs []Event) error {
 			return fmt.Errorf("event stream: http: %w", err)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body.Bytes()))
-	if err != nil {
-		return fmt.Errorf("event stream: http: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("User-Agent", "chihaya event stream")
-	webhook.Sign(req, s.secret, body.Bytes(), time.Now())
-	resp, err := s.client.Do(req)
+	resp, err := s.ep.Post(ctx, "application/x-ndjson", "chihaya event stream", body.Bytes())
 	if err != nil {
 		return fmt.Errorf("event stream: http: %w", err)
 	}

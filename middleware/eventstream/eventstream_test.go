@@ -282,6 +282,30 @@ func TestHTTPSinkSignedNDJSONBatches(t *testing.T) {
 	}
 }
 
+// TestReloadRereadsSecret: a rotated secret_file takes effect on reload,
+// the hook's entry being unchanged and the running hook kept.
+func TestReloadRereadsSecret(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("old secret\n"), 0o600)
+	s := newSinkServer(t, []byte("new secret"))
+	h := newHook(t, Config{Sink: "http", URL: s.URL, SecretFile: secretFile, BatchSize: 1, FlushInterval: time.Hour})
+	r, ok := any(h).(middleware.Reloader)
+	if !ok {
+		t.Fatal("the hook does not re-read its files on reload")
+	}
+	os.WriteFile(secretFile, []byte("new secret\n"), 0o600)
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	post(h, announce(1, false))
+	eventually(t, "1 event", func() bool { return s.count() == 1 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.bad) > 0 {
+		t.Fatalf("after the reload: %v", s.bad)
+	}
+}
+
 func TestHTTPSinkFlushInterval(t *testing.T) {
 	s := newSinkServer(t, nil)
 	h := newHook(t, Config{Sink: "http", URL: s.URL, BatchSize: 1000, FlushInterval: 100 * time.Millisecond})

@@ -4,7 +4,6 @@
 package httpapproval
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,7 +25,6 @@ import (
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/webhook"
-	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
 // Name is the name operators write in the `prehooks` list.
@@ -171,8 +169,7 @@ type Hook struct {
 	cfg      Config
 	desc     *middleware.Describer
 	parts    []keyPart
-	client   *http.Client
-	secret   []byte
+	ep       webhook.Endpoint
 	admit    bool
 	ttl      int64
 	perShard int
@@ -185,8 +182,9 @@ type Hook struct {
 }
 
 var (
-	_ middleware.Hook    = (*Hook)(nil)
-	_ middleware.Stopper = (*Hook)(nil)
+	_ middleware.Hook     = (*Hook)(nil)
+	_ middleware.Stopper  = (*Hook)(nil)
+	_ middleware.Reloader = (*Hook)(nil)
 )
 
 // New builds the hook from a validated config, reading its secret and TLS
@@ -216,19 +214,14 @@ func New(cfg Config) (*Hook, error) {
 			h.parts = append(h.parts, keyPart{name: k})
 		}
 	}
-	if cfg.SecretFile != "" {
-		if h.secret, err = webhook.ReadSecret(cfg.SecretFile); err != nil {
-			return nil, yamlconf.Errorf("secret_file", "%w", err)
-		}
+	h.ep = webhook.Endpoint{
+		URL: cfg.URL, SecretFile: cfg.SecretFile,
+		TLS:      webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile},
+		MaxConns: cfg.MaxInFlight, Timeout: cfg.Timeout,
 	}
-	tc, err := webhook.ClientTLS(webhook.TLS{CAFile: cfg.TLSCAFile, CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
-	if err != nil {
-		return nil, err // keyed by ClientTLS
+	if err := h.ep.Open(); err != nil {
+		return nil, err // keyed by Open
 	}
-	if !strings.HasPrefix(cfg.URL, "https:") {
-		tc = nil
-	}
-	h.client = webhook.NewClient(tc, cfg.MaxInFlight, cfg.Timeout)
 	for i := range h.shards {
 		h.shards[i].m = map[string]answer{}
 		h.shards[i].pending = map[string]*call{}
@@ -237,7 +230,12 @@ func New(cfg Config) (*Hook, error) {
 }
 
 // Stop closes the idle connections to the service.
-func (h *Hook) Stop() { h.client.CloseIdleConnections() }
+func (h *Hook) Stop() { h.ep.Close() }
+
+// Reload reads secret_file and the TLS files again (a rotated secret or
+// client certificate), keeping the cached answers. On error the hook keeps
+// what it had.
+func (h *Hook) Reload() error { return h.ep.Reload() }
 
 // HandleAnnounce admits or refuses an announce by the service's answer.
 func (h *Hook) HandleAnnounce(_ context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) error {
@@ -488,16 +486,8 @@ func (h *Hook) post(fields any) (answer, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
-	if err != nil {
-		return answer{}, &serviceError{kindConnection, err}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "chihaya http approval")
-	webhook.Sign(req, h.secret, body, time.Now())
-
 	start := time.Now()
-	resp, err := h.client.Do(req)
+	resp, err := h.ep.Post(ctx, "application/json", "chihaya http approval", body)
 	if err != nil {
 		serviceDuration.Observe(time.Since(start).Seconds())
 		var ne net.Error

@@ -411,6 +411,44 @@ func TestSignedRequests(t *testing.T) {
 	}
 }
 
+// TestReloadRereadsSecret: an operator rotates the secret by rewriting
+// secret_file and reloading; the hook's entry is unchanged, so the running
+// hook is kept and must read the file again. A file that cannot be read
+// leaves the hook signing with the secret it had.
+func TestReloadRereadsSecret(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, byPasskey)
+	h := newHook(t, Config{URL: svc.URL, SecretFile: secret})
+	r, ok := any(h).(middleware.Reloader)
+	if !ok {
+		t.Fatal("the hook does not re-read its files on reload")
+	}
+	run(h, announce(1, bittorrent.ParamsNone))
+	if err := os.WriteFile(secret, []byte("rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	run(h, announce(2, bittorrent.ParamsNone))
+	if err := os.Remove(secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err == nil || !strings.Contains(err.Error(), "secret_file") {
+		t.Fatalf("Reload with the file gone: %v, want secret_file named", err)
+	}
+	run(h, announce(3, bittorrent.ParamsNone))
+	for i, want := range []string{"s3cret", "rotated", "rotated"} {
+		hd := svc.hdrs[i]
+		if err := webhook.Verify(hd, []byte(want), []byte(hd.Get("X-Test-Body")), time.Now()); err != nil {
+			t.Errorf("question %d: not signed with %q: %v", i+1, want, err)
+		}
+	}
+}
+
 func TestMutualTLS(t *testing.T) {
 	serverCert, serverKey := testcert.PEM(t)
 	clientCert, clientKey := testcert.PEM(t)

@@ -15,6 +15,8 @@
 package webhook
 
 import (
+	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/tls"
@@ -28,6 +30,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
@@ -152,6 +155,75 @@ func NewClient(tlsConf *tls.Config, maxConns int, timeout time.Duration) *http.C
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
+	}
+}
+
+// Endpoint is a service's URL with what calls to it need from the
+// operator's files: the signing secret and the HTTP client (with its TLS
+// settings). Reload reads the files again, so that a rotated secret or
+// client certificate takes effect on a configuration reload; calls made
+// meanwhile use either the old or the new ones, never a mix.
+type Endpoint struct {
+	URL        string
+	SecretFile string
+	TLS        TLS
+	MaxConns   int
+	Timeout    time.Duration
+
+	cur atomic.Pointer[endpointFiles]
+}
+
+type endpointFiles struct {
+	secret []byte
+	client *http.Client
+}
+
+// Open reads the files of e for the first time. Errors name the option
+// (secret_file, tls_ca_file, tls_cert_file).
+func (e *Endpoint) Open() error { return e.Reload() }
+
+// Reload reads the files of e again and swaps them in. On error the ones
+// in use are kept.
+func (e *Endpoint) Reload() error {
+	var f endpointFiles
+	if e.SecretFile != "" {
+		var err error
+		if f.secret, err = ReadSecret(e.SecretFile); err != nil {
+			return yamlconf.Errorf("secret_file", "%w", err)
+		}
+	}
+	tc, err := ClientTLS(e.TLS)
+	if err != nil {
+		return err // keyed by ClientTLS
+	}
+	if !strings.HasPrefix(e.URL, "https:") {
+		tc = nil
+	}
+	f.client = NewClient(tc, e.MaxConns, e.Timeout)
+	if old := e.cur.Swap(&f); old != nil {
+		old.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Post sends body to the endpoint, signed when it has a secret, with the
+// content type given, under ctx.
+func (e *Endpoint) Post(ctx context.Context, contentType, userAgent string, body []byte) (*http.Response, error) {
+	f := e.cur.Load()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", userAgent)
+	Sign(req, f.secret, body, time.Now())
+	return f.client.Do(req)
+}
+
+// Close closes the idle connections to the endpoint.
+func (e *Endpoint) Close() {
+	if f := e.cur.Load(); f != nil {
+		f.client.CloseIdleConnections()
 	}
 }
 
