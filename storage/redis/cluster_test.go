@@ -92,9 +92,12 @@ func TestClusterStats(t *testing.T) {
 	fromID, err := from.ClusterMyID(ctx).Result()
 	must(t, "MYID", err)
 	var to *goredis.Client
+	var toMu sync.Mutex // ForEachMaster calls on every master at once
 	must(t, "ForEachMaster", cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
 		if m.Options().Addr != from.Options().Addr {
+			toMu.Lock()
 			to = m
+			toMu.Unlock()
 		}
 		return nil
 	}))
@@ -120,25 +123,14 @@ func testClusterSpread(t *testing.T, c *redistest.Cluster) {
 	s := clusterStore(t, c)
 	defer s.Stop(context.Background())
 	const swarms = 3000
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < swarms; i += 8 {
-				if err := s.PutLeecher(bittorrent.InfoHash{byte(i >> 8), byte(i), 's', 'p'}, peer4(i)); err != nil {
-					errs <- err
-					return
-				}
+	storagetest.Parallel(t, 8, func(w int) error {
+		for i := w; i < swarms; i += 8 {
+			if err := s.PutLeecher(bittorrent.InfoHash{byte(i >> 8), byte(i), 's', 'p'}, peer4(i)); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		return nil
+	})
 	st, err := s.Stats()
 	must(t, "Stats", err)
 	if st.Swarms[0] != swarms || st.Leechers[0] != swarms {
