@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"cmp"
 	"context"
+	"slices"
 
 	"github.com/chihaya/chihaya/bittorrent"
 )
@@ -54,4 +56,20 @@ type Group struct {
 type Lister interface {
 	Walk(ctx context.Context, keep func(bittorrent.InfoHash) bool, fn func(batch []Swarm) error) error
 	Groups(ih bittorrent.InfoHash) ([]Group, error)
+}
+
+// SortedGroups returns the groups counted in m as Lister.Groups returns
+// them: sorted by family then name, nil when there are none.
+func SortedGroups[K comparable](m map[K]*Group) []Group {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]Group, 0, len(m))
+	for _, g := range m {
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b Group) int {
+		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Name, b.Name))
+	})
+	return out
 }

@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"sort"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -159,18 +158,5 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 		}
 	}
 	sh.mu.RUnlock()
-	if len(counts) == 0 {
-		return nil, nil
-	}
-	out := make([]storage.Group, 0, len(counts))
-	for _, g := range counts {
-		out = append(out, *g)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Family != out[j].Family {
-			return out[i].Family < out[j].Family
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out, nil
+	return storage.SortedGroups(counts), nil
 }

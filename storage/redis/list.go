@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"encoding/hex"
-	"sort"
 
 	"github.com/redis/go-redis/v9"
 
@@ -177,18 +176,5 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 			}
 		}
 	}
-	if len(counts) == 0 {
-		return nil, nil
-	}
-	out := make([]storage.Group, 0, len(counts))
-	for _, g := range counts {
-		out = append(out, *g)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Family != out[j].Family {
-			return out[i].Family < out[j].Family
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out, nil
+	return storage.SortedGroups(counts), nil
 }
