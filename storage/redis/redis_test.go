@@ -120,40 +120,29 @@ func TestCountsExactAcrossInstances(t *testing.T) {
 	}
 
 	const peers = 400
-	var wg sync.WaitGroup
-	errs := make(chan error, peers)
-	for i := range peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Each peer talks to instances in turn, like behind a load
-			// balancer: it starts, announces again, and every third
-			// completes; every fifth then stops.
-			s := func(k int) *PeerStore { return stores[(i+k)%len(stores)] }
-			p := peer4(i)
-			steps := []func() error{
-				func() error { return s(0).PutLeecher(ih(1), p) },
-				func() error { return s(1).PutLeecher(ih(1), p) },
+	storagetest.Parallel(t, peers, func(i int) error {
+		// Each peer talks to instances in turn, like behind a load
+		// balancer: it starts, announces again, and every third
+		// completes; every fifth then stops.
+		s := func(k int) *PeerStore { return stores[(i+k)%len(stores)] }
+		p := peer4(i)
+		steps := []func() error{
+			func() error { return s(0).PutLeecher(ih(1), p) },
+			func() error { return s(1).PutLeecher(ih(1), p) },
+		}
+		if i%3 == 0 {
+			steps = append(steps, func() error { return s(2).GraduateLeecher(ih(1), p) })
+		}
+		if i%5 == 0 {
+			steps = append(steps, func() error { return s(3).DeletePeer(ih(1), p) })
+		}
+		for _, f := range steps {
+			if err := f(); err != nil {
+				return err
 			}
-			if i%3 == 0 {
-				steps = append(steps, func() error { return s(2).GraduateLeecher(ih(1), p) })
-			}
-			if i%5 == 0 {
-				steps = append(steps, func() error { return s(3).DeletePeer(ih(1), p) })
-			}
-			for _, f := range steps {
-				if err := f(); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+		}
+		return nil
+	})
 
 	var wantSeeders, wantLeechers uint32
 	for i := range peers {

@@ -251,25 +251,14 @@ func BenchmarkWalk(b *testing.B, s storage.PeerStore, swarms int) {
 	// Filled by several goroutines: a store over the network takes a
 	// round trip a swarm.
 	const fillers = 32
-	var wg sync.WaitGroup
-	errs := make(chan error, fillers)
-	for w := 0; w < fillers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < swarms; i += fillers {
-				if err := s.PutSeeder(InfoHash(i), Peer4(i%(1<<24))); err != nil {
-					errs <- err
-					return
-				}
+	Parallel(b, fillers, func(w int) error {
+		for i := w; i < swarms; i += fillers {
+			if err := s.PutSeeder(InfoHash(i), Peer4(i%(1<<24))); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
+		}
+		return nil
+	})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
