@@ -48,8 +48,14 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func benchStore(b *testing.B, path string) *PeerStore {
+// filledStore returns a store of benchPeers peers that snapshots to path,
+// a file in a temporary directory; under -short it skips the benchmark.
+func filledStore(b *testing.B) (s *PeerStore, path string) {
 	b.Helper()
+	if testing.Short() {
+		b.Skip("fills 2,000,000 peers")
+	}
+	path = filepath.Join(b.TempDir(), "swarms.snap")
 	cfg := Config{}.WithDefaults()
 	cfg.SnapshotPath = path
 	s, err := New(cfg)
@@ -60,7 +66,8 @@ func benchStore(b *testing.B, path string) *PeerStore {
 		s.snap.final.Store(true)
 		_ = s.Stop(context.Background())
 	})
-	return s
+	fillBench(b, s)
+	return s, path
 }
 
 // BenchmarkSnapshot writes a snapshot of 2,000,000 peers to a file
@@ -68,12 +75,7 @@ func benchStore(b *testing.B, path string) *PeerStore {
 // (the process's, user and system), the file's size per peer, and its
 // allocations.
 func BenchmarkSnapshot(b *testing.B) {
-	if testing.Short() {
-		b.Skip("fills 2,000,000 peers")
-	}
-	path := filepath.Join(b.TempDir(), "swarms.snap")
-	s := benchStore(b, path)
-	fillBench(b, s)
+	s, path := filledStore(b)
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -97,12 +99,7 @@ func BenchmarkSnapshot(b *testing.B) {
 // start does (New reads the file before it returns), and reports the CPU
 // time per restore and the heap it leaves per peer.
 func BenchmarkRestore(b *testing.B) {
-	if testing.Short() {
-		b.Skip("fills 2,000,000 peers")
-	}
-	path := filepath.Join(b.TempDir(), "swarms.snap")
-	s := benchStore(b, path)
-	fillBench(b, s)
+	s, path := filledStore(b)
 	if err := s.snapshot(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -141,12 +138,7 @@ func BenchmarkRestore(b *testing.B) {
 // to back, and reports the 99th percentile of each and their ratio. The
 // announcers run on GOMAXPROCS-1 goroutines, leaving the snapshot a core.
 func BenchmarkAnnounceDuringSnapshot(b *testing.B) {
-	if testing.Short() {
-		b.Skip("fills 2,000,000 peers")
-	}
-	path := filepath.Join(b.TempDir(), "swarms.snap")
-	s := benchStore(b, path)
-	fillBench(b, s)
+	s, _ := filledStore(b)
 	runtime.GC()
 	workers := max(1, runtime.GOMAXPROCS(0)-1)
 	const perPhase = 400_000
