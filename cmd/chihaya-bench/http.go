@@ -43,14 +43,7 @@ func runHTTP(cfg *runConfig, wl *Workload) (Result, error) {
 			req: make([]byte, 0, 4096), buf: make([]byte, 64<<10),
 			dialer: net.Dialer{Timeout: cfg.Timeout},
 		}
-		if cfg.Count > 0 {
-			w.budget = cfg.Count / uint64(cfg.Sockets)
-			if uint64(i) < cfg.Count%uint64(cfg.Sockets) {
-				w.budget++
-			}
-		} else {
-			w.budget = ^uint64(0)
-		}
+		w.budget = cfg.budget(i)
 		workers[i] = w
 	}
 	m := startCPU()

@@ -70,6 +70,19 @@ type runConfig struct {
 	Offers int
 }
 
+// budget is how many requests socket i of c.Sockets issues: its share of
+// Count (the first Count%Sockets one more), or no bound without Count.
+func (c *runConfig) budget(i int) uint64 {
+	if c.Count == 0 {
+		return ^uint64(0)
+	}
+	n := c.Count / uint64(c.Sockets)
+	if uint64(i) < c.Count%uint64(c.Sockets) {
+		n++
+	}
+	return n
+}
+
 // maxInflight keeps a slot index within the transaction ID's low 10 bits.
 const maxInflight = 1024
 

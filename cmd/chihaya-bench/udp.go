@@ -137,14 +137,7 @@ func newUDPWorker(cfg *runConfig, wl *Workload, id int, conn *net.UDPConn) (*udp
 		w.bufs[i] = make([]byte, 0, 16+20*maxScrapeHashes)
 		w.in[i] = make([]byte, udpRecvBuf)
 	}
-	if cfg.Count > 0 {
-		w.budget = cfg.Count / uint64(cfg.Sockets)
-		if uint64(id) < cfg.Count%uint64(cfg.Sockets) {
-			w.budget++
-		}
-	} else {
-		w.budget = ^uint64(0)
-	}
+	w.budget = cfg.budget(id)
 	w.fillNext, w.fillStride = id, cfg.Sockets
 	w.fillEnd = cfg.Workload.Torrents * cfg.Workload.Peers
 	return w, nil

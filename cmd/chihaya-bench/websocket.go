@@ -56,14 +56,7 @@ func runWebSocket(cfg *runConfig, wl *Workload) (Result, error) {
 		wl.PeerID(&id, w.t, w.p)
 		w.ih = appendJSONBinary(nil, wl.InfoHash(w.t)[:])
 		w.id = appendJSONBinary(nil, id[:])
-		if cfg.Count > 0 {
-			w.budget = cfg.Count / uint64(cfg.Sockets)
-			if uint64(i) < cfg.Count%uint64(cfg.Sockets) {
-				w.budget++
-			}
-		} else {
-			w.budget = ^uint64(0)
-		}
+		w.budget = cfg.budget(i)
 		workers[i] = w
 	}
 	// Every connection is open before the clock starts: a browser keeps
