@@ -459,8 +459,7 @@ func (h *Hook) ask(q question) (answer, error) {
 		h.logError(errOverload)
 		return answer{}, errOverload
 	}
-	a, err := h.post(q.fields(h.desc))
-	<-h.sem
+	a, err := h.guardedPost(q)
 	if err != nil {
 		var se *serviceError
 		if errors.As(err, &se) {
@@ -476,6 +475,21 @@ func (h *Hook) ask(q question) (answer, error) {
 		logrus.WithFields(logrus.Fields{"hook": Name, "url": h.cfg.URL}).Info("http approval: service answers again; breaker closed")
 	}
 	return a, nil
+}
+
+// guardedPost posts the question holding a max_in_flight slot. Should it
+// panic (the frontend recovers), the slot is given back and the failure
+// recorded, so that a probe of the breaker is not left taken: either would
+// otherwise stop the hook from asking the service until a restart.
+func (h *Hook) guardedPost(q question) (answer, error) {
+	defer func() {
+		<-h.sem
+		if r := recover(); r != nil {
+			h.brk.failure(clock.Monotonic())
+			panic(r)
+		}
+	}()
+	return h.post(q.fields(h.desc))
 }
 
 // post sends one question and reads the answer.

@@ -25,6 +25,7 @@ import (
 	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/internal/testcert"
 	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/query"
 	"github.com/chihaya/chihaya/pkg/webhook"
 )
@@ -358,6 +359,27 @@ func TestBreakerStopsAskingAFailingService(t *testing.T) {
 	}
 	if n := svc.asked.Load(); n != 5 {
 		t.Fatalf("service asked %d times, want 5", n)
+	}
+}
+
+// TestPanicFreesSlotAndProbe: a question that panics (the frontend
+// recovers the request) gives back its max_in_flight slot and its breaker
+// probe; otherwise one panic per slot, or one during a probe, would stop
+// the hook from ever asking the service again.
+func TestPanicFreesSlotAndProbe(t *testing.T) {
+	svc := newService(t, byPasskey)
+	h := newHook(t, Config{URL: svc.URL, MaxInFlight: 1, BreakerFailures: 1, BreakerCooldown: time.Nanosecond})
+	h.brk.openUntil.Store(1) // open, its cooldown over: the next question probes
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = h.ask(question{}) // a question about nothing panics
+	}()
+	time.Sleep(2 * clock.Resolution) // past the cooldown the panic started again
+	if _, err := h.ask(question{ann: announce(1, bittorrent.ParamsNone)}); err != nil {
+		t.Fatalf("after a panicking question: %v, want the service asked", err)
+	}
+	if n := svc.asked.Load(); n != 1 {
+		t.Fatalf("service asked %d times, want 1", n)
 	}
 }
 
