@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,27 +146,5 @@ func put(t testing.TB, s storage.PeerStore, ih bittorrent.InfoHash, seeder bool,
 		} else {
 			must(t, "PutLeecher", s.PutLeecher(ih, p))
 		}
-	}
-}
-
-// Parallel runs f(0) to f(n-1) on n goroutines at once and, when they are
-// all done, fails tb with the first error any of them returned.
-func Parallel(tb testing.TB, n int, f func(i int) error) {
-	tb.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(i); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		tb.Fatal(err)
 	}
 }
