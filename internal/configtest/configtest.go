@@ -6,9 +6,11 @@ package configtest
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
@@ -68,4 +70,41 @@ func Load[T yamlconf.Validator](t *testing.T, path, key string, defaults func(T)
 	var zero T
 	c, err := yamlconf.Load(b, zero, defaults)
 	return c, yamlconf.Under(err, key)
+}
+
+// Accept is a configuration a component accepts, and what it loads to.
+type Accept[C any] struct {
+	Name, YAML string
+	Want       C
+}
+
+// Accepts checks that load accepts each case's YAML and loads it to the
+// case's Want.
+func Accepts[C any](t *testing.T, load func([]byte) (C, error), cases []Accept[C]) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			got, err := load([]byte(c.YAML))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.Want) {
+				t.Fatalf("config %+v, want %+v", got, c.Want)
+			}
+		})
+	}
+}
+
+// BadHookOptions is BadFiles for hook: each file is the options of a
+// chain entry naming it, built through the registry as the daemon builds
+// it (and stopped again when it is accepted).
+func BadHookOptions(t *testing.T, hook string, cases []Case) {
+	t.Helper()
+	BadFiles(t, cases, func(b []byte) error {
+		h, err := middleware.NewHook(hook, b)
+		if err == nil {
+			middleware.StopHooks([]middleware.Hook{h})
+		}
+		return err
+	})
 }

@@ -110,7 +110,7 @@ func BenchmarkHandleAnnounce(b *testing.B) {
 // error the registry gives (the daemon puts the entry's key and the line in
 // front: prehooks[0].options...).
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-both-lists.yaml", Want: `options (client approval): whitelist and blacklist are both set; use one`},
 		{File: "bad-no-list.yaml", Want: `options (client approval): one of whitelist or blacklist must be set`},
 		{File: "bad-empty-lists.yaml", Want: `options (client approval): one of whitelist or blacklist must be set`},
@@ -118,11 +118,5 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-empty-entry.yaml", Want: `options.blacklist[0]: client ID "" must be 1 to 6 bytes, got 0`},
 		{File: "bad-unknown-key.yaml", Want: `line 1: unknown key "whitelsit" in options (client approval)`},
 		{File: "bad-not-a-list.yaml", Want: "line 1: options.whitelist: cannot unmarshal !!str `TR3000` into a list"},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }

@@ -35,33 +35,20 @@ import (
 // rejected ones are files in testdata (TestBadOptions).
 func TestLoadAccepts(t *testing.T) {
 	const base = "issuer: https://registry.example\naudience: tracker\njwk_set_url: https://registry.example/jwks.json\n"
-	for _, tc := range []struct {
-		name, yaml string
-		want       Config
-	}{
-		{name: "upstream keys, our defaults", yaml: base + "jwk_set_update_interval: 10m\n", want: Config{
+	configtest.Accepts(t, plugin.Load, []configtest.Accept[Config]{
+		{Name: "upstream keys, our defaults", YAML: base + "jwk_set_update_interval: 10m\n", Want: Config{
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 10 * time.Minute, JWKSetFetchTimeout: 10 * time.Second, Leeway: 30 * time.Second, MaxTokenBytes: 4096,
 		}},
-		{name: "our keys", yaml: base + "jwk_set_fetch_timeout: 2s\nleeway: 5s\nmax_token_bytes: 2048\n", want: Config{
+		{Name: "our keys", YAML: base + "jwk_set_fetch_timeout: 2s\nleeway: 5s\nmax_token_bytes: 2048\n", Want: Config{
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 2 * time.Second, Leeway: 5 * time.Second, MaxTokenBytes: 2048,
 		}},
-		{name: "no leeway", yaml: base + "leeway: 0s\n", want: Config{
+		{Name: "no leeway", YAML: base + "leeway: 0s\n", Want: Config{
 			Issuer: "https://registry.example", Audience: "tracker", JWKSetURL: "https://registry.example/jwks.json",
 			JWKSetUpdateInterval: 5 * time.Minute, JWKSetFetchTimeout: 10 * time.Second, Leeway: 0, MaxTokenBytes: 4096,
 		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := plugin.Load([]byte(tc.yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tc.want {
-				t.Fatalf("config %+v, want %+v", got, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // Test keys, made once: RSA key generation takes a while.
@@ -648,7 +635,7 @@ func Example() {
 // error the registry gives (the daemon puts the entry's key and the line in
 // front: prehooks[0].options...).
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-no-issuer.yaml", Want: `options.issuer: must be set`},
 		{File: "bad-no-audience.yaml", Want: `options.audience: must be set`},
 		{File: "bad-no-key-set.yaml", Want: `options.jwk_set_url: must be set`},
@@ -661,12 +648,6 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-token-cap.yaml", Want: `options.max_token_bytes: must be 64 to 65536, got 10`},
 		{File: "bad-unknown-key.yaml", Want: `line 4: unknown key "jwk_url" in options (jwt)`},
 		{File: "bad-interval-type.yaml", Want: "line 4: options.jwk_set_update_interval: cannot unmarshal !!str `often` into a duration"},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }
 

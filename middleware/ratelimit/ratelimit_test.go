@@ -21,27 +21,14 @@ import (
 // TestLoadAccepts: options that load, and what they load to; the
 // rejected ones are files in testdata (TestBadOptions).
 func TestLoadAccepts(t *testing.T) {
-	for _, tc := range []struct {
-		name, yaml string
-		want       Config
-	}{
-		{name: "announces only, defaults", yaml: "announces_per_second: 0.5\n",
-			want: Config{AnnouncesPerSecond: 0.5, AnnounceBurst: 1, IPv4PrefixLength: 32, IPv6PrefixLength: 64, MaxTrackedAddresses: 1 << 18}},
-		{name: "everything", yaml: "announces_per_second: 2.5\nannounce_burst: 10\nscrapes_per_second: 1\nscrape_burst: 3\nipv4_prefix_length: 24\nipv6_prefix_length: 48\nmax_tracked_addresses: 4096\n",
-			want: Config{AnnouncesPerSecond: 2.5, AnnounceBurst: 10, ScrapesPerSecond: 1, ScrapeBurst: 3, IPv4PrefixLength: 24, IPv6PrefixLength: 48, MaxTrackedAddresses: 4096}},
-		{name: "default burst rounds the rate up", yaml: "scrapes_per_second: 2.5\n",
-			want: Config{ScrapesPerSecond: 2.5, ScrapeBurst: 3, IPv4PrefixLength: 32, IPv6PrefixLength: 64, MaxTrackedAddresses: 1 << 18}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := plugin.Load([]byte(tc.yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tc.want {
-				t.Fatalf("config %+v, want %+v", got, tc.want)
-			}
-		})
-	}
+	configtest.Accepts(t, plugin.Load, []configtest.Accept[Config]{
+		{Name: "announces only, defaults", YAML: "announces_per_second: 0.5\n",
+			Want: Config{AnnouncesPerSecond: 0.5, AnnounceBurst: 1, IPv4PrefixLength: 32, IPv6PrefixLength: 64, MaxTrackedAddresses: 1 << 18}},
+		{Name: "everything", YAML: "announces_per_second: 2.5\nannounce_burst: 10\nscrapes_per_second: 1\nscrape_burst: 3\nipv4_prefix_length: 24\nipv6_prefix_length: 48\nmax_tracked_addresses: 4096\n",
+			Want: Config{AnnouncesPerSecond: 2.5, AnnounceBurst: 10, ScrapesPerSecond: 1, ScrapeBurst: 3, IPv4PrefixLength: 24, IPv6PrefixLength: 48, MaxTrackedAddresses: 4096}},
+		{Name: "default burst rounds the rate up", YAML: "scrapes_per_second: 2.5\n",
+			Want: Config{ScrapesPerSecond: 2.5, ScrapeBurst: 3, IPv4PrefixLength: 32, IPv6PrefixLength: 64, MaxTrackedAddresses: 1 << 18}},
+	})
 }
 
 // fakeClock is a clock tests step by hand.
@@ -365,7 +352,7 @@ func TestWithoutRemoteAddr(t *testing.T) {
 // error the registry gives (the daemon puts the entry's key and the line in
 // front: prehooks[0].options...).
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-nothing-limited.yaml", Want: `options (rate limit): announces_per_second or scrapes_per_second must be set`},
 		{File: "bad-negative-rate.yaml", Want: `options.announces_per_second: must be 0 (no limit) or 0.001 to 1e+06, got -1`},
 		{File: "bad-rate-too-small.yaml", Want: `options.scrapes_per_second: must be 0 (no limit) or 0.001 to 1e+06, got 0.0001`},
@@ -378,11 +365,5 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-tiny-table.yaml", Want: `options.max_tracked_addresses: must be 1024 to 1073741824, got 10`},
 		{File: "bad-unknown-key.yaml", Want: `line 2: unknown key "burst" in options (rate limit)`},
 		{File: "bad-rate-type.yaml", Want: "line 1: options.announces_per_second: cannot unmarshal !!str `fast` into a number"},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }

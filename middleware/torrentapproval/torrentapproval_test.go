@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,24 +42,11 @@ func writeFile(t *testing.T, path, content string) {
 // TestLoadAccepts: options that load, and what they load to; the
 // rejected ones are files in testdata (TestBadOptions).
 func TestLoadAccepts(t *testing.T) {
-	for _, tc := range []struct {
-		name, yaml string
-		want       Config
-	}{
-		{name: "whitelist", yaml: "whitelist: [" + hashA + ", " + hashB + "]\n", want: Config{Whitelist: []string{hashA, hashB}}},
-		{name: "blacklist file gets a check interval", yaml: "blacklist_file: /etc/bad\n", want: Config{BlacklistFile: "/etc/bad", FileCheckInterval: 5 * time.Second}},
-		{name: "explicit check interval", yaml: "whitelist_file: /etc/ok\nfile_check_interval: 1m\n", want: Config{WhitelistFile: "/etc/ok", FileCheckInterval: time.Minute}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := plugin.Load([]byte(tc.yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Fatalf("config %+v, want %+v", got, tc.want)
-			}
-		})
-	}
+	configtest.Accepts(t, plugin.Load, []configtest.Accept[Config]{
+		{Name: "whitelist", YAML: "whitelist: [" + hashA + ", " + hashB + "]\n", Want: Config{Whitelist: []string{hashA, hashB}}},
+		{Name: "blacklist file gets a check interval", YAML: "blacklist_file: /etc/bad\n", Want: Config{BlacklistFile: "/etc/bad", FileCheckInterval: 5 * time.Second}},
+		{Name: "explicit check interval", YAML: "whitelist_file: /etc/ok\nfile_check_interval: 1m\n", Want: Config{WhitelistFile: "/etc/ok", FileCheckInterval: time.Minute}},
+	})
 }
 
 func check(t *testing.T, h *Hook, hash string, wantRefused bool) {
@@ -287,7 +273,7 @@ func TestReloadOnRequest(t *testing.T) {
 // error the registry gives (the daemon puts the entry's key and the line in
 // front: prehooks[0].options...).
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-both-lists.yaml", Want: `options (torrent approval): whitelist and blacklist are both set; use one`},
 		{File: "bad-whitelist-and-blacklist-file.yaml", Want: `options (torrent approval): whitelist and blacklist_file are both set; use one`},
 		{File: "bad-whitelist-file-and-blacklist.yaml", Want: `options (torrent approval): whitelist_file and blacklist are both set; use one`},
@@ -302,11 +288,5 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-unknown-key.yaml", Want: `line 1: unknown key "white_list" in options (torrent approval)`},
 		{File: "bad-missing-file.yaml", Want: `options.whitelist_file: stat testdata/no-such-list.txt: no such file or directory`},
 		{File: "bad-file-content.yaml", Want: `options.blacklist_file: testdata/bad-list.txt:3: "not-a-hash" is not an info hash: want 40 hex digits`},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }

@@ -13,23 +13,10 @@ import (
 // TestLoadAccepts: options that load, and what they load to; the
 // rejected ones are files in testdata (TestBadOptions).
 func TestLoadAccepts(t *testing.T) {
-	for _, tc := range []struct {
-		name, yaml string
-		want       Config
-	}{
-		{name: "upstream example", yaml: "modify_response_probability: 0.2\nmax_increase_delta: 60\nmodify_min_interval: true\n",
-			want: Config{ModifyResponseProbability: 0.2, MaxIncreaseDelta: 60, ModifyMinInterval: true}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := plugin.Load([]byte(tc.yaml))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tc.want {
-				t.Fatalf("config %+v, want %+v", got, tc.want)
-			}
-		})
-	}
+	configtest.Accepts(t, plugin.Load, []configtest.Accept[Config]{
+		{Name: "upstream example", YAML: "modify_response_probability: 0.2\nmax_increase_delta: 60\nmodify_min_interval: true\n",
+			Want: Config{ModifyResponseProbability: 0.2, MaxIncreaseDelta: 60, ModifyMinInterval: true}},
+	})
 }
 
 func TestRegistered(t *testing.T) {
@@ -126,7 +113,7 @@ func BenchmarkHandleAnnounce(b *testing.B) {
 // error the registry gives (the daemon puts the entry's key and the line in
 // front: prehooks[0].options...).
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-no-options.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got 0`},
 		{File: "bad-probability-above-one.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got 1.5`},
 		{File: "bad-negative-probability.yaml", Want: `options.modify_response_probability: must be > 0 and <= 1, got -0.1`},
@@ -136,11 +123,5 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-unknown-key.yaml", Want: `line 3: unknown key "max_increase" in options (interval variation)`},
 		{File: "bad-probability-type.yaml", Want: "line 1: options.modify_response_probability: cannot unmarshal !!str `often` into a number"},
 		{File: "bad-delta-duration.yaml", Want: "line 3: options.max_increase_delta: cannot unmarshal !!str `1m` into an integer"},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }
