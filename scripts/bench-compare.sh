@@ -77,17 +77,8 @@ WHITELIST="$OUT_DIR/whitelist.txt"
 
 # --- trackers ------------------------------------------------------------
 declare -A PID UDP HTTP
-STARTED=()
-cleanup() {
-	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-# cpu_ticks prints a process's user+system CPU time in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
+# STARTED, cleanup at exit, rss_kib, cpu_ticks, TICK: see scripts/benchlib.sh.
+source scripts/benchlib.sh
 
 # wait_udp waits until a tracker accepts UDP announces (opentracker
 # refuses them until it has read its whitelist). The probe starts peer 0

@@ -33,15 +33,8 @@ go build -o "$BIN/chihaya-bench" ./cmd/chihaya-bench
 go build -o "$BIN/chihaya" ./cmd/chihaya
 BENCH=(taskset -c "$BENCH_CPU" "$BIN/chihaya-bench")
 PIN=(taskset -c "$TRACKER_CPU")
-TICK=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-STARTED=()
-cleanup() {
-	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+# STARTED, cleanup at exit, cpu_ticks, TICK: see scripts/benchlib.sh.
+source scripts/benchlib.sh
 
 REDIS_PORT=$("$BIN/chihaya-bench" freeport)
 "${PIN[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT_DIR/redis.log" 2>&1 &

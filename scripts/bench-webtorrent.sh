@@ -62,15 +62,8 @@ server.listen(Number(process.argv[2]), '127.0.0.1', () => console.log('listening
 JS
 
 declare -A PID PORT
-STARTED=()
-cleanup() {
-	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
+# STARTED, cleanup at exit, rss_kib, cpu_ticks, TICK: see scripts/benchlib.sh.
+source scripts/benchlib.sh
 
 wait_port() {
 	for _ in $(seq 100); do
