@@ -2,6 +2,10 @@ package redis
 
 import (
 	"context"
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,16 +95,7 @@ func TestClusterStats(t *testing.T) {
 	must(t, "MasterForKey", err)
 	fromID, err := from.ClusterMyID(ctx).Result()
 	must(t, "MYID", err)
-	var to *goredis.Client
-	var toMu sync.Mutex // ForEachMaster calls on every master at once
-	must(t, "ForEachMaster", cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
-		if m.Options().Addr != from.Options().Addr {
-			toMu.Lock()
-			to = m
-			toMu.Unlock()
-		}
-		return nil
-	}))
+	to := otherMaster(t, cc, from)
 	toID, err := to.ClusterMyID(ctx).Result()
 	must(t, "MYID", err)
 	// As a reshard starts moving a slot: importing on the target, then
@@ -223,4 +218,118 @@ func testClusterCollection(t *testing.T, c *redistest.Cluster) {
 			t.Errorf("master %s never held a collection turn: %v", addr, turns)
 		}
 	}
+}
+
+// TestClusterLocalityMidReshard: with locality, the update scripts also
+// write the swarm's cell sets, keys they compute rather than declare.
+// While a reshard moves the swarm's slot, such a key may already be on
+// the new master: Redis then fails the script at that key, and whatever
+// it wrote before stays. An update must then write nothing, or the peer
+// is stored without being counted in the totals.
+func TestClusterLocalityMidReshard(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0)
+	s := clusterStore(t, c, func(cfg *Config) { cfg.Locality = locality.Config{Enabled: true}.WithDefaults() })
+	defer s.Stop(context.Background())
+	ctx := context.Background()
+	h := bittorrent.InfoHash{'m', 'i', 'd'}
+	p := func(n byte) bittorrent.Peer {
+		return bittorrent.Peer{ID: bittorrent.PeerID{n}, AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, 0, n}), 6881)}
+	}
+	// Every declared key exists: seeders, leechers, downloads, the
+	// shard's index and totals.
+	must(t, "put", s.PutSeeder(h, p(1)))
+	// A leecher in another cell first: collection meets it before the
+	// leechers of the cell that moves.
+	must(t, "put", s.PutLeecher(h, bittorrent.Peer{ID: bittorrent.PeerID{5}, AddrPort: netip.MustParseAddrPort("10.7.0.9:6881")}))
+	must(t, "put", s.PutLeecher(h, p(2)))
+	must(t, "put", s.PutLeecher(h, p(3)))
+	must(t, "graduate", s.GraduateLeecher(h, p(3)))
+	// IPv6 peers: every key collection declares exists too.
+	must(t, "put", s.PutSeeder(h, bittorrent.Peer{ID: bittorrent.PeerID{6}, AddrPort: netip.MustParseAddrPort("[fd00::6]:6881")}))
+	must(t, "put", s.PutLeecher(h, bittorrent.Peer{ID: bittorrent.PeerID{7}, AddrPort: netip.MustParseAddrPort("[fd00::7]:6881")}))
+
+	k := s.keys(h)
+	cc := c.Client(t)
+	from, err := cc.MasterForKey(ctx, k.roles[0][1])
+	must(t, "MasterForKey", err)
+	to := otherMaster(t, cc, from)
+	cells, err := from.Keys(ctx, k.base[0]+"lc:*").Result()
+	must(t, "KEYS", err)
+	sort.Strings(cells) // 10.7.0/24, then 10.9.0/24
+	if len(cells) != 2 {
+		t.Fatalf("leecher cell sets %q, want two", cells)
+	}
+	cells0 := cells[0]
+	cells = cells[1:]
+	sl := slot([]byte(hex.EncodeToString(h[:])))
+	fromID, err := from.ClusterMyID(ctx).Result()
+	must(t, "MYID", err)
+	toID, err := to.ClusterMyID(ctx).Result()
+	must(t, "MYID", err)
+	must(t, "SETSLOT IMPORTING", to.Do(ctx, "cluster", "setslot", sl, "importing", fromID).Err())
+	defer to.Do(ctx, "cluster", "setslot", sl, "stable")
+	must(t, "SETSLOT MIGRATING", from.Do(ctx, "cluster", "setslot", sl, "migrating", toID).Err())
+	defer from.Do(ctx, "cluster", "setslot", sl, "stable")
+	host, port, _ := net.SplitHostPort(to.Options().Addr)
+	must(t, "MIGRATE", from.Migrate(ctx, host, port, cells[0], 0, 5*time.Second).Err())
+
+	// A new leecher in the moved cell.
+	t.Logf("put mid-reshard: %v", s.PutLeecher(h, p(4)))
+	leechers, err := from.HLen(ctx, k.roles[0][1]).Result()
+	must(t, "HLEN", err)
+	counted, err := from.HGet(ctx, k.shard.totals, "l4").Int64()
+	must(t, "HGET", err)
+	if leechers != counted {
+		t.Errorf("put: %d leechers stored, %d counted in the shard's totals: the update was half applied", leechers, counted)
+	}
+
+	// A leecher of the moved cell leaving, then collection.
+	t.Logf("delete mid-reshard: %v", s.DeletePeer(h, p(2)))
+	leechers, err = from.HLen(ctx, k.roles[0][1]).Result()
+	must(t, "HLEN", err)
+	counted, err = from.HGet(ctx, k.shard.totals, "l4").Int64()
+	must(t, "HGET", err)
+	if leechers != counted {
+		t.Errorf("delete: %d leechers stored, %d counted in the shard's totals: the update was half applied", leechers, counted)
+	}
+	t.Logf("collection mid-reshard: %v", s.CollectGarbage(time.Now().Add(time.Hour)))
+	leechers, err = from.HLen(ctx, k.roles[0][1]).Result()
+	must(t, "HLEN", err)
+	counted, err = from.HGet(ctx, k.shard.totals, "l4").Int64()
+	must(t, "HGET", err)
+	if leechers != counted {
+		t.Errorf("collection: %d leechers stored, %d counted in the shard's totals: the update was half applied", leechers, counted)
+	}
+	if n, err := from.SCard(ctx, cells0).Result(); err != nil || n != 1 {
+		t.Errorf("collection: the leecher of the cell that stayed is stored, its cell set holds %d (%v): the collection was half applied", n, err)
+	}
+	seeders, err := from.HLen(ctx, k.roles[0][0]).Result()
+	must(t, "HLEN", err)
+	seedCells, err := from.Keys(ctx, k.base[0]+"sc:*").Result()
+	must(t, "KEYS", err)
+	inCells := int64(0)
+	for _, ck := range seedCells {
+		n, err := from.SCard(ctx, ck).Result()
+		must(t, "SCARD", err)
+		inCells += n
+	}
+	if inCells != seeders {
+		t.Errorf("collection: %d seeders stored, %d in their cell sets: the collection was half applied", seeders, inCells)
+	}
+}
+
+// otherMaster returns a master of the cluster other than m.
+func otherMaster(t *testing.T, cc *goredis.ClusterClient, m *goredis.Client) *goredis.Client {
+	t.Helper()
+	var mu sync.Mutex
+	var other *goredis.Client
+	must(t, "ForEachMaster", cc.ForEachMaster(context.Background(), func(ctx context.Context, c *goredis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if c.Options().Addr != m.Options().Addr {
+			other = c
+		}
+		return nil
+	}))
+	return other
 }

@@ -5,7 +5,12 @@
 -- KEYS: 1 seeders' hash, 2 leechers' hash, 3 downloads, 4 shard totals.
 -- ARGV: 1 address+port, 2 family.
 -- Returns the peer's role before: 0 absent, 1 seeder, 2 leecher.
+--
+-- The hashes are measured before the first write: after it, naming a
+-- hash the script just emptied fails the script while a reshard moves the
+-- slot (see delete_local.lua).
 local fam = ARGV[2]
+local left = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) - 1
 local was = 0
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
   was = 1
@@ -16,7 +21,7 @@ elseif redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then
 else
   return 0
 end
-if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+if left == 0 then
   redis.call('HINCRBY', KEYS[4], 'w' .. fam, -1)
 end
 return was
