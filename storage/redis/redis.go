@@ -36,11 +36,14 @@ import (
 )
 
 // goRedisLog sends go-redis' own log lines to the daemon's log, at debug
-// level: the driver counts and logs the failures they are about.
+// level: the driver counts and logs the failures they are about. go-redis
+// has one logger for the whole process, so it also carries the lines of
+// other go-redis clients (the eventstream hook's): they are not named as
+// this driver's.
 type goRedisLog struct{}
 
 func (goRedisLog) Printf(_ context.Context, format string, v ...interface{}) {
-	logrus.Debugf("storage/redis: go-redis: "+format, v...)
+	logrus.Debugf("go-redis: "+format, v...)
 }
 
 func init() {

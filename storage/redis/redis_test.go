@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -867,5 +870,30 @@ func TestAnnounceAppliesTheUpdate(t *testing.T) {
 	must(t, "Stats", err)
 	if want := (storage.Stats{Swarms: [2]uint64{1, 0}, Seeders: [2]uint64{1, 0}}); stats != want {
 		t.Errorf("stats %+v, want %+v", stats, want)
+	}
+}
+
+// TestGoRedisLogNotAttributed: go-redis has one logger per process, which
+// this package sets; the lines of other go-redis clients (the eventstream
+// hook's) go through it too, so it must not name them as this driver's.
+func TestGoRedisLogNotAttributed(t *testing.T) {
+	std := logrus.StandardLogger()
+	oldOut, oldLevel := std.Out, std.GetLevel()
+	hook := logtest.NewGlobal()
+	t.Cleanup(func() {
+		std.SetOutput(oldOut)
+		std.SetLevel(oldLevel)
+		std.ReplaceHooks(make(logrus.LevelHooks))
+	})
+	std.SetOutput(io.Discard)
+	std.SetLevel(logrus.DebugLevel)
+	// A line of go-redis, as any of its clients in the process logs it.
+	goRedisLog{}.Printf(context.Background(), "redis: %s", "another client's line")
+	entries := hook.AllEntries()
+	if len(entries) != 1 {
+		t.Fatalf("%d lines logged, want 1", len(entries))
+	}
+	if e := entries[0]; e.Level != logrus.DebugLevel || strings.Contains(e.Message, "storage/redis") {
+		t.Errorf("go-redis line %q at %s: want debug, not named as the storage driver's", e.Message, e.Level)
 	}
 }
