@@ -79,6 +79,9 @@ func errorReason(err error) (reason string, down bool) {
 		for _, r := range []struct{ prefix, reason string }{
 			{"CLUSTERDOWN", reasonClusterDown}, {"CROSSSLOT", reasonCrossSlot},
 			{"TRYAGAIN", reasonTryAgain}, {"MASTERDOWN", reasonMasterDown},
+			// A script naming a key of a slot that is moving, not (or no
+			// longer) on this node: refused whole, as a TRYAGAIN.
+			{"ERR Script attempted to access a non local key", reasonTryAgain},
 			{"READONLY", reasonReadOnly}, {"OOM", reasonOOM},
 			{"NOAUTH", reasonAuth}, {"WRONGPASS", reasonAuth},
 		} {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -274,7 +275,11 @@ func TestClusterLocalityMidReshard(t *testing.T) {
 	must(t, "MIGRATE", from.Migrate(ctx, host, port, cells[0], 0, 5*time.Second).Err())
 
 	// A new leecher in the moved cell.
+	tryAgain := testutil.ToFloat64(errorsByReason.WithLabelValues(reasonTryAgain))
 	t.Logf("put mid-reshard: %v", s.PutLeecher(h, p(4)))
+	if n := testutil.ToFloat64(errorsByReason.WithLabelValues(reasonTryAgain)); n <= tryAgain {
+		t.Errorf("a put refused for a moving slot is not counted as %q", reasonTryAgain)
+	}
 	leechers, err := from.HLen(ctx, k.roles[0][1]).Result()
 	must(t, "HLEN", err)
 	counted, err := from.HGet(ctx, k.shard.totals, "l4").Int64()
