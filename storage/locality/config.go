@@ -59,8 +59,12 @@ func (c Config) WithDefaults() Config {
 
 // Validate reports the first invalid key, naming it relative to the
 // `locality` mapping (the driver puts "locality" in front). It does not
-// read the topology file; Load does.
+// read the topology file; Load does. The zero Config, locality left out
+// of a Config built in Go (a decoded one has its defaults), is valid: off.
 func (c Config) Validate() error {
+	if c == (Config{}) {
+		return nil
+	}
 	switch {
 	case c.IPv4Prefix < 1 || c.IPv4Prefix > 32:
 		return yamlconf.Errorf("ipv4_prefix", "must be 1-32, got %d", c.IPv4Prefix)

@@ -22,6 +22,7 @@ func TestConfigValidate(t *testing.T) {
 		{"ipv6 prefix 65", func(c *Config) { c.IPv6Prefix = 65 }, "ipv6_prefix: must be 1-64, got 65"},
 		{"negative share", func(c *Config) { c.MinOutsideShare = -0.1 }, "min_outside_share: must be between 0 and 1, got -0.1"},
 		{"share above one", func(c *Config) { c.MinOutsideShare = 10 }, "min_outside_share: must be between 0 and 1, got 10"},
+		{"left out of a Config built in Go", func(c *Config) { *c = Config{} }, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

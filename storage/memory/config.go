@@ -99,10 +99,6 @@ func (c Config) Validate() error {
 		// Config built in Go without snapshots, it is not used.)
 		return yamlconf.Errorf("snapshot_interval", "must be >= 1s, got %s%s", c.SnapshotInterval, unitHint(c.SnapshotInterval))
 	}
-	if c.Locality == (locality.Config{}) {
-		// Left out entirely (a Config built in Go): off.
-		return nil
-	}
 	return yamlconf.Under(c.Locality.Validate(), "locality")
 }
 

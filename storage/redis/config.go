@@ -246,10 +246,6 @@ func (c Config) Validate() error {
 			return yamlconf.Errorf("key_prefix", "must not hold { or } with cluster_addrs (Redis Cluster would hash keys by the prefix), got %q", c.KeyPrefix)
 		}
 	}
-	if c.Locality == (locality.Config{}) {
-		// Left out entirely (a Config built in Go): off.
-		return nil
-	}
 	return yamlconf.Under(c.Locality.Validate(), "locality")
 }
 
