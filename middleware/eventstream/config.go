@@ -2,7 +2,6 @@ package eventstream
 
 import (
 	"os"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -124,14 +123,8 @@ func (c Config) Validate() error {
 		if c.RedisURL != "" || c.Stream != "" || c.MaxLen != 0 {
 			return yamlconf.Errorf("redis_url", "redis_url, stream and max_len are for sink: redis; sink is http")
 		}
-		if c.TLSCertFile != "" && c.TLSKeyFile == "" {
-			return yamlconf.Errorf("tls_key_file", "must be set with tls_cert_file")
-		}
-		if c.TLSKeyFile != "" && c.TLSCertFile == "" {
-			return yamlconf.Errorf("tls_cert_file", "must be set with tls_key_file")
-		}
-		if (c.TLSCAFile != "" || c.TLSCertFile != "") && !strings.HasPrefix(c.URL, "https:") {
-			return yamlconf.Errorf("url", "must be https with tls_ca_file or tls_cert_file, got %q", c.URL)
+		if err := webhook.CheckTLS(c.URL, webhook.TLS{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile}); err != nil {
+			return err
 		}
 	case "":
 		return yamlconf.Errorf("sink", "must be set: redis or http")

@@ -30,7 +30,7 @@ import (
 )
 
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-no-sink.yaml", Want: `options.sink: must be set: redis or http`},
 		{File: "bad-sink.yaml", Want: `options.sink: must be redis or http, got "kafka"`},
 		{File: "bad-redis-url.yaml", Want: `options.redis_url: redis: invalid URL scheme: mysql`},
@@ -43,12 +43,6 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-queue-size.yaml", Want: `options.queue_size: must be at least batch_size (500), got 100`},
 		{File: "bad-unknown-key.yaml", Want: `line 3: unknown key "batchsize" in options (event stream)`},
 		{File: "bad-route.yaml", Want: `options.routes[0]: a parameter needs a name, got "/:/announce"`},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }
 

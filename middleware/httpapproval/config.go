@@ -2,7 +2,6 @@ package httpapproval
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -149,16 +148,5 @@ func (c Config) Validate() error {
 	if c.BreakerCooldown < 0 {
 		return yamlconf.Errorf("breaker_cooldown", "must be > 0, got %s", c.BreakerCooldown)
 	}
-	if c.TLSCertFile != "" && c.TLSKeyFile == "" {
-		return yamlconf.Errorf("tls_key_file", "must be set with tls_cert_file")
-	}
-	if c.TLSKeyFile != "" && c.TLSCertFile == "" {
-		return yamlconf.Errorf("tls_cert_file", "must be set with tls_key_file")
-	}
-	if c.TLSCAFile != "" || c.TLSCertFile != "" {
-		if u, _ := url.Parse(c.URL); u.Scheme != "https" {
-			return yamlconf.Errorf("url", "must be https with tls_ca_file or tls_cert_file, got %q", c.URL)
-		}
-	}
-	return nil
+	return webhook.CheckTLS(c.URL, webhook.TLS{CAFile: c.TLSCAFile, CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile})
 }

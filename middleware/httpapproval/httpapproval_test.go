@@ -33,7 +33,7 @@ import (
 // TestBadOptions: each rejected file with its exact error, keyed from the
 // hook's entry (the daemon puts prehooks[i] and the line in front).
 func TestBadOptions(t *testing.T) {
-	configtest.BadFiles(t, []configtest.Case{
+	configtest.BadHookOptions(t, Name, []configtest.Case{
 		{File: "bad-url.yaml", Want: `options.url: must be an http or https URL, got "ftp://approve.example.com/"`},
 		{File: "bad-no-url.yaml", Want: `options.url: must be set`},
 		{File: "bad-url-port.yaml", Want: `options.url: port 99999 is not 1 to 65535 in "http://127.0.0.1:99999/approve"`},
@@ -47,12 +47,6 @@ func TestBadOptions(t *testing.T) {
 		{File: "bad-ca-file.yaml", Want: `options.tls_ca_file: open /nonexistent/ca.pem: no such file or directory`},
 		{File: "bad-tls-plain-url.yaml", Want: `options.url: must be https with tls_ca_file or tls_cert_file, got "http://127.0.0.1:8080/approve"`},
 		{File: "bad-route.yaml", Want: `options.routes[0]: must start with '/', got "announce"`},
-	}, func(b []byte) error {
-		h, err := middleware.NewHook(Name, b)
-		if err == nil {
-			middleware.StopHooks([]middleware.Hook{h})
-		}
-		return err
 	})
 }
 

@@ -58,6 +58,24 @@ type TLS struct {
 	CertFile, KeyFile string
 }
 
+// CheckTLS checks t against the URL it is for, without reading the files:
+// a client certificate and its key go together, and a CA or a client
+// certificate needs an https URL. Errors name the option.
+func CheckTLS(rawURL string, t TLS) error {
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		return yamlconf.Errorf("tls_key_file", "must be set with tls_cert_file")
+	case t.KeyFile != "" && t.CertFile == "":
+		return yamlconf.Errorf("tls_cert_file", "must be set with tls_key_file")
+	}
+	if t.CAFile != "" || t.CertFile != "" {
+		if u, err := url.Parse(rawURL); err != nil || u.Scheme != "https" {
+			return yamlconf.Errorf("url", "must be https with tls_ca_file or tls_cert_file, got %q", rawURL)
+		}
+	}
+	return nil
+}
+
 // ReadSecret reads a signing secret from a file. Surrounding white space
 // (the newline an editor adds) is not part of it; an empty secret is an
 // error.
