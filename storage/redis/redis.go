@@ -262,13 +262,16 @@ func (s *PeerStore) Ready(ctx context.Context) error {
 }
 
 // Stop ends collection and reporting and closes the connections. It may
-// be called more than once.
+// be called more than once. The connections are closed even when ctx
+// ends before collection has (a hung Redis): closing them also ends the
+// exchange collection waits on.
 func (s *PeerStore) Stop(ctx context.Context) error {
-	if err := s.loops.Stop(ctx); err != nil {
-		return fmt.Errorf("storage/redis: stop: %w", err)
-	}
+	loopsErr := s.loops.Stop(ctx)
 	if err := s.client.Close(); err != nil && err != redis.ErrClosed {
 		return fmt.Errorf("storage/redis: stop: %w", err)
+	}
+	if loopsErr != nil {
+		return fmt.Errorf("storage/redis: stop: %w", loopsErr)
 	}
 	return nil
 }

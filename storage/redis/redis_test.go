@@ -897,3 +897,29 @@ func TestGoRedisLogNotAttributed(t *testing.T) {
 		t.Errorf("go-redis line %q at %s: want debug, not named as the storage driver's", e.Message, e.Level)
 	}
 }
+
+// TestStopPastDeadlineCloses: Stop given a deadline that passes while
+// collection still waits on a hung Redis returns the deadline's error,
+// and still closes the connections, so that a stopped store (a reload,
+// a library user) leaves none open behind it.
+func TestStopPastDeadlineCloses(t *testing.T) {
+	srv := startRedis(t)
+	s := newUnstopped(t, srv, func(c *Config) {
+		c.GarbageCollectionInterval, c.PeerLifetime = 50*time.Millisecond, time.Second
+		c.RedisReadTimeout = 2 * time.Second
+	})
+	must(t, "put", s.PutSeeder(ih(1), peer4(1)))
+	srv.Pause(t)
+	time.Sleep(300 * time.Millisecond) // a collection round now waits on Redis
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := s.Stop(ctx)
+	srv.Resume()
+	t.Logf("Stop past its deadline: %v", err)
+	// The daemon calls Stop once: once collection has given up, nothing
+	// may be left open.
+	must(t, "wait for collection", s.loops.Stop(context.Background()))
+	if err := s.client.Ping(context.Background()).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Errorf("after Stop, the client answers %v: its connections are still open", err)
+	}
+}
