@@ -18,12 +18,17 @@ import (
 // almost always two sentences spliced by an edit.
 const maxCommentLine = 120
 
+// maxFileLines bounds a non-test Go file: past it a file holds more than
+// one job, and a reader loses the thread; split it along its seams.
+const maxFileLines = 600
+
 // oldYAML is an import of the archived YAML packages.
 var oldYAML = regexp.MustCompile(`^(\w+\s+)?"gopkg\.in/yaml\.v[23]"$`)
 
 // TestSourceStyle checks what gofmt and vet do not: logrus is imported
 // under its own name everywhere (the name log is pkg/log's), YAML from
-// go.yaml.in, and no comment line is spliced from two.
+// go.yaml.in, no comment line is spliced from two, and no non-test file
+// is over maxFileLines lines.
 func TestSourceStyle(t *testing.T) {
 	n := 0
 	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
@@ -44,7 +49,9 @@ func TestSourceStyle(t *testing.T) {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)
-		for line := 1; sc.Scan(); line++ {
+		line := 0
+		for sc.Scan() {
+			line++
 			text := sc.Text()
 			trimmed := strings.TrimSpace(text)
 			if strings.HasSuffix(trimmed, `"github.com/sirupsen/logrus"`) && trimmed != `"github.com/sirupsen/logrus"` {
@@ -56,6 +63,9 @@ func TestSourceStyle(t *testing.T) {
 			if strings.HasPrefix(trimmed, "//") && len(text) > maxCommentLine {
 				t.Errorf("%s:%d: a comment line of %d bytes (> %d): wrap it; is it two lines spliced?", path, line, len(text), maxCommentLine)
 			}
+		}
+		if line > maxFileLines && !strings.HasSuffix(path, "_test.go") {
+			t.Errorf("%s: %d lines (> %d): split it along its seams", path, line, maxFileLines)
 		}
 		return sc.Err()
 	})
