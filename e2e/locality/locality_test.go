@@ -87,39 +87,63 @@ func TestLocalityWithRealClients(t *testing.T) {
 		{"on/memory", func(*testing.T) string { return memoryStorage(true) }},
 		{"on/redis", redisStorage},
 	}
-	got := map[string]shares{}
-	for _, run := range runs {
-		t.Run(run.name, func(t *testing.T) {
-			cfg := run.storage(t)
-			res := runSwarm(t, cfg)
-			sh := check(t, res)
-			t.Logf("bytes received from inside the own rack: %s", sh)
-			got[run.name] = sh
-		})
+	// Real clients pick among the peers they know by their own rules, so
+	// one run's shares scatter: with locality off the inside share has
+	// been seen anywhere from 28% to 63%. A comparison that misses is
+	// therefore run once more, all three runs afresh, and only a second
+	// miss fails; a client that does not finish fails at once.
+	const attempts = 2
+	for attempt := 1; attempt <= attempts; attempt++ {
+		got := map[string]shares{}
+		for _, run := range runs {
+			t.Run(fmt.Sprintf("%s/attempt%d", run.name, attempt), func(t *testing.T) {
+				res := runSwarm(t, run.storage(t))
+				sh := check(t, res)
+				t.Logf("bytes received from inside the own rack: %s", sh)
+				got[run.name] = sh
+			})
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		misses := compare(got)
+		if len(misses) == 0 {
+			return
+		}
+		for _, m := range misses {
+			if attempt < attempts {
+				t.Logf("attempt %d missed, running again: %s", attempt, m)
+			} else {
+				t.Error(m)
+			}
+		}
 	}
+}
+
+// compare returns what the runs with locality on miss against the run
+// with it off, as messages; none means locality showed.
+func compare(got map[string]shares) []string {
 	off, ok := got["off"]
 	if !ok {
-		t.Fatal("the run with locality off did not complete")
+		return []string{"the run with locality off did not complete"}
 	}
+	var misses []string
 	for name, on := range got {
 		if name == "off" {
 			continue
 		}
-		t.Run("compare/"+name, func(t *testing.T) {
-			t.Logf("locality off: %s", off)
-			t.Logf("locality %s: %s", name, on)
-			// Off, a downloader's peers are a random third of the swarm
-			// from its rack; on, all but the reserve are.
-			if on.all < 0.55 || on.all < off.all+0.2 {
-				t.Errorf("inside-rack share %.0f%% with locality %s, %.0f%% without: want at least 55%% and 20 points more", 100*on.all, name, 100*off.all)
-			}
-			// The racks without the seeder gain too: they are served
-			// mostly by their own members, not by the outside.
-			if on.seederless < off.seederless+0.1 {
-				t.Errorf("racks without the seeder: inside share %.0f%% with locality %s, %.0f%% without: want 10 points more", 100*on.seederless, name, 100*off.seederless)
-			}
-		})
+		// Off, a downloader's peers are a random third of the swarm
+		// from its rack; on, all but the reserve are.
+		if on.all < 0.55 || on.all < off.all+0.2 {
+			misses = append(misses, fmt.Sprintf("inside-rack share %.0f%% with locality %s, %.0f%% without: want at least 55%% and 20 points more (on: %s; off: %s)", 100*on.all, name, 100*off.all, on, off))
+		}
+		// The racks without the seeder gain too: they are served
+		// mostly by their own members, not by the outside.
+		if on.seederless < off.seederless+0.1 {
+			misses = append(misses, fmt.Sprintf("racks without the seeder: inside share %.0f%% with locality %s, %.0f%% without: want 10 points more (on: %s; off: %s)", 100*on.seederless, name, 100*off.seederless, on, off))
+		}
 	}
+	return misses
 }
 
 // check asserts that every download finished and that the per-peer
