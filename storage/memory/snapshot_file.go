@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,10 +173,15 @@ func (s *PeerStore) startSnapshots() {
 	sn := &snapshots{path: s.cfg.SnapshotPath, interval: s.cfg.SnapshotInterval}
 	s.snap = sn
 	sn.lastGood.Store(time.Now().UnixNano())
-	// Temporary files of a write that a crash interrupted.
-	if old, err := filepath.Glob(sn.path + ".tmp-*"); err == nil {
-		for _, f := range old {
-			_ = os.Remove(f)
+	// Temporary files of a write that a crash interrupted. Matched by
+	// prefix, not by a glob: a directory named like "state[1]" is no
+	// pattern of itself.
+	dir, prefix := filepath.Dir(sn.path), filepath.Base(sn.path)+".tmp-"
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix) {
+				_ = os.Remove(filepath.Join(dir, e.Name()))
+			}
 		}
 	}
 	s.restoreFile(sn)
