@@ -150,8 +150,12 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	f.srv = &nethttp.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.WriteTimeout,
-		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          nil,
+		// A request that is not upgraded (refused, or not WebSocket) leaves
+		// a keep-alive connection that no per-IP limit counts: without
+		// this, net/http would let it idle forever.
+		IdleTimeout:    cfg.WriteTimeout,
+		MaxHeaderBytes: 8 << 10,
+		ErrorLog:       nil,
 	}
 
 	tlsCfg, err := LoadTLS(cfg)
