@@ -7,8 +7,9 @@ import "github.com/chihaya/chihaya/bittorrent"
 // tracker without a WebSocket frontend pays one atomic load per announce
 // for them. Peer selection never mixes the kinds; counts and scrapes add
 // them up. The second set has no background work of its own: the
-// store's collection and reporting walk it too. Snapshots leave it out,
-// since the sockets its peers stand for die with the process.
+// store's collection and reporting walk it too. Snapshots leave its peers
+// out, since the sockets they stand for die with the process, but keep
+// its download counts (added into the native swarm's, see webDownloads).
 
 var _ interface{ KeepsPeerKinds() } = (*PeerStore)(nil)
 

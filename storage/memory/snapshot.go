@@ -40,7 +40,7 @@ import (
 // A payload is whole swarms, each:
 //
 //	info hash                        20
-//	downloads                        uvarint
+//	downloads                        uvarint (of both peer kinds)
 //	IPv4 seeders, IPv4 leechers,
 //	IPv6 seeders, IPv6 leechers      4 uvarints
 //	records: IPv4 seeders, then IPv4 leechers, then IPv6 seeders, then
@@ -160,13 +160,18 @@ type copyCounts struct {
 // appendShard appends every swarm of sh, encoded, to buf. It holds the
 // shard's read lock while it copies (announces, which read, go on; puts
 // wait for one shard's memcpy), and nothing else.
-func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts) ([]byte, int) {
+func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts, webDL map[bittorrent.InfoHash]uint32) ([]byte, int) {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	n := 0
 	for ih, sw := range sh.swarms {
+		downloads := sw.downloads
+		if d, ok := webDL[ih]; ok {
+			downloads = addDownloads(downloads, d)
+			delete(webDL, ih)
+		}
 		buf = append(buf, ih[:]...)
-		buf = binary.AppendUvarint(buf, uint64(sw.downloads))
+		buf = binary.AppendUvarint(buf, uint64(downloads))
 		if ls := sw.loc; ls != nil {
 			for af := range ls.fam {
 				buf = binary.AppendUvarint(buf, uint64(ls.fam[af].nSeed))
@@ -201,6 +206,46 @@ func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts) ([]byte, i
 	return buf, n
 }
 
+// webDownloads returns the downloads counted in the swarms of the
+// WebSocket peers, which a snapshot does not keep (their sockets die with
+// the process) but whose download counts must survive like the others:
+// they are written into the native swarm of the same info hash, which
+// scrapes add up with the WebSocket one. Each shard is read under its own
+// read lock.
+func (s *PeerStore) webDownloads() map[bittorrent.InfoHash]uint32 {
+	w := s.web.Load()
+	if w == nil {
+		return nil
+	}
+	m := make(map[bittorrent.InfoHash]uint32)
+	for i := range w.shards {
+		sh := &w.shards[i]
+		sh.mu.RLock()
+		for ih, sw := range sh.swarms {
+			if sw.downloads > 0 {
+				m[ih] = sw.downloads
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return m
+}
+
+// addDownloads adds two download counts, stopping at the largest.
+func addDownloads(a, b uint32) uint32 {
+	if a > math.MaxUint32-b {
+		return math.MaxUint32
+	}
+	return a + b
+}
+
+// appendDownloads appends a swarm that has downloads and no peers.
+func appendDownloads(buf []byte, ih bittorrent.InfoHash, downloads uint32) []byte {
+	buf = append(buf, ih[:]...)
+	buf = binary.AppendUvarint(buf, uint64(downloads))
+	return append(buf, 0, 0, 0, 0)
+}
+
 // writeSnapshot writes the store to w as a snapshot: the header (with
 // zero counts: the caller writes the returned header over it once the
 // copy is done, as the counts are only known then), then the blocks. It
@@ -215,6 +260,7 @@ func (s *PeerStore) writeSnapshot(w io.Writer, created int64, stop func() error)
 	var c copyCounts
 	buf := make([]byte, 0, blockTarget+blockTarget/4)
 	swarms := 0
+	webDL := s.webDownloads()
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
@@ -236,12 +282,25 @@ func (s *PeerStore) writeSnapshot(w io.Writer, created int64, stop func() error)
 	}
 	for i := range s.shards {
 		var n int
-		buf, n = s.appendShard(buf, &s.shards[i], &c)
+		buf, n = s.appendShard(buf, &s.shards[i], &c, webDL)
 		swarms += n
 		// Let the frontends' goroutines run between shards: with one P
 		// (a tracker on one core) the copy would otherwise hold it for a
 		// whole scheduler time slice (10 ms) and delay announces by that.
 		runtime.Gosched()
+		if len(buf) >= blockTarget {
+			if err := flush(); err != nil {
+				return h, size, err
+			}
+		}
+	}
+	// The swarms that have only WebSocket peers, by their downloads. A
+	// native swarm written above took its own; each info hash is in the
+	// file once.
+	for ih, d := range webDL {
+		buf = appendDownloads(buf, ih, d)
+		swarms++
+		c.swarms++
 		if len(buf) >= blockTarget {
 			if err := flush(); err != nil {
 				return h, size, err
