@@ -435,8 +435,15 @@ func TestRedisSentinelFailover(t *testing.T) {
 				break
 			}
 		}
-		if time.Since(killed) > 40*time.Second {
-			t.Fatalf("40s after the master died: %d %q %v\nsentinel log:\n%s", status, body, err, sentinel.LogText())
+		// A Sentinel starved of CPU for 2s enters TILT mode and acts on
+		// nothing for the next 30s; that is Redis's own safety rule, not
+		// the tracker's failure, so the wait allows for it.
+		limit := 40 * time.Second
+		if strings.Contains(sentinel.LogText(), "+tilt") {
+			limit = 100 * time.Second
+		}
+		if time.Since(killed) > limit {
+			t.Fatalf("%s after the master died: %d %q %v\nsentinel log:\n%s", limit, status, body, err, sentinel.LogText())
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
