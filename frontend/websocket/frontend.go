@@ -153,7 +153,11 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		// A request that is not upgraded (refused, or not WebSocket) leaves
 		// a keep-alive connection that no per-IP limit counts: without
 		// this, net/http would let it idle forever.
-		IdleTimeout:    cfg.WriteTimeout,
+		IdleTimeout: cfg.WriteTimeout,
+		// And a request whose body never comes would hold its connection
+		// forever while net/http waits to discard that body. An upgraded
+		// connection sets its own read deadline before it reads.
+		ReadTimeout:    cfg.WriteTimeout,
 		MaxHeaderBytes: 8 << 10,
 		ErrorLog:       nil,
 	}

@@ -3,6 +3,7 @@ package websocket
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	nethttp "net/http"
 	"os"
@@ -38,5 +39,27 @@ func TestRefusedUpgradeDoesNotIdleForever(t *testing.T) {
 	_, err = br.Read(b[:])
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatal("the idle HTTP connection was still open 3 s after the answer; write_timeout is 200ms")
+	}
+}
+
+// TestUnsentBodyDoesNotHoldConnection: a request that announces a body and
+// never sends it is answered, and then must not hold its connection (and a
+// goroutine) forever while net/http waits for the body to discard it.
+func TestUnsentBodyDoesNotHoldConnection(t *testing.T) {
+	tr := newTracker(t, Config{WriteTimeout: 200 * time.Millisecond})
+	nc, err := net.Dial("tcp", tr.f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Write([]byte("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// net/http waits for the body before it answers; either way, the
+	// connection must end within the timeout.
+	_ = nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err = io.Copy(io.Discard, nc)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the connection was still open after 3 s; write_timeout is 200ms")
 	}
 }
