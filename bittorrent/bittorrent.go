@@ -64,8 +64,13 @@ const (
 // remote address). AddrPort never holds an IPv4-mapped IPv6 address:
 // frontends unmap those so that an IPv4 client is an IPv4 peer.
 type Peer struct {
-	ID       PeerID
-	Kind     PeerKind
+	ID   PeerID
+	Kind PeerKind
+	// Instance is, for a WebSocket peer handed out by a store that several
+	// tracker instances share, the number of the instance that holds the
+	// peer's socket (its frontend relays offers there); 0 otherwise. It
+	// sits in padding: a Peer is no larger for it.
+	Instance uint16
 	AddrPort netip.AddrPort
 }
 

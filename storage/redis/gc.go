@@ -2,14 +2,12 @@ package redis
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
-	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/storage"
 )
@@ -194,13 +192,16 @@ func (s *PeerStore) collectSwarms(members []string, cut int64, local bool) (int,
 		cmds := make([]*redis.Cmd, 0, len(members))
 		argss := make([][]interface{}, 0, len(members))
 		for _, m := range members {
-			var ih bittorrent.InfoHash
-			if n, err := hex.Decode(ih[:], []byte(m)); err != nil || n != len(ih) {
+			ih, web, ok := swarmMember(m)
+			if !ok {
 				continue // not written by this driver
 			}
 			k := s.keys(ih)
+			if web {
+				k = s.webKeys(ih)
+			}
 			base4, base6 := "", ""
-			if local {
+			if local && !web {
 				base4, base6 = k.base[0], k.base[1]
 			}
 			args := gcScript.args(make([]interface{}, 0, 13), false)

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"encoding/hex"
 
 	"github.com/redis/go-redis/v9"
 
@@ -61,8 +60,8 @@ func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) boo
 			}
 			var page []bittorrent.InfoHash
 			for _, m := range members {
-				var ih bittorrent.InfoHash
-				if n, err := hex.Decode(ih[:], []byte(m)); err != nil || n != len(ih) {
+				ih, _, ok := swarmMember(m)
+				if !ok {
 					continue
 				}
 				if _, dup := seen[ih]; dup || (keep != nil && !keep(ih)) {
@@ -97,17 +96,26 @@ func (s *PeerStore) counts(ctx context.Context, ihs []bittorrent.InfoHash) ([]st
 		pipe := s.client.Pipeline()
 		lens := make([]*redis.IntCmd, 0, 4*len(ihs))
 		dls := make([]*redis.StringCmd, 0, len(ihs))
+		var web []*redis.IntCmd // the WebSocket swarms', once there are any
 		for _, ih := range ihs {
 			k := s.keys(ih)
 			lens = append(lens, pipe.HLen(ctx, k.roles[0][0]), pipe.HLen(ctx, k.roles[0][1]),
 				pipe.HLen(ctx, k.roles[1][0]), pipe.HLen(ctx, k.roles[1][1]))
 			dls = append(dls, pipe.Get(ctx, k.downloads))
+			if s.web.seen.Load() {
+				w := s.webKeys(ih)
+				web = append(web, pipe.HLen(ctx, w.roles[0][0]), pipe.HLen(ctx, w.roles[0][1]),
+					pipe.HLen(ctx, w.roles[1][0]), pipe.HLen(ctx, w.roles[1][1]))
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return err
 		}
 		for i, ih := range ihs {
 			l := lens[4*i : 4*i+4]
+			if web != nil {
+				l = []*redis.IntCmd{sum(l[0], web[4*i]), sum(l[1], web[4*i+1]), sum(l[2], web[4*i+2]), sum(l[3], web[4*i+3])}
+			}
 			d, _ := dls[i].Int64()
 			sw := storage.Swarm{
 				InfoHash:  ih,

@@ -97,6 +97,8 @@ type PeerStore struct {
 
 	// cls groups peers by locality; nil when locality is off (local.go).
 	cls atomic.Pointer[locality.Classifier]
+	// web is what the store knows of WebSocket peers (kinds.go).
+	web webState
 	// netDial, when set (by tests), replaces the TCP dialer.
 	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -134,6 +136,7 @@ func (s *PeerStore) start() error {
 		if st, err := s.Stats(); err == nil {
 			storage.ReportStats(st)
 		}
+		s.lookForWeb()
 	})
 	return nil
 }

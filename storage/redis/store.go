@@ -173,6 +173,9 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 
 // apply runs one update's script, in one round trip.
 func (s *PeerStore) apply(op string, ih bittorrent.InfoHash, u storage.Update, p bittorrent.Peer) error {
+	if p.Kind == bittorrent.WebSocketPeer {
+		return s.webUpdate(op, ih, u, p)
+	}
 	x := getExchange()
 	defer putExchange(x)
 	k := s.keys(ih)
@@ -205,6 +208,17 @@ func (up *update) script() *script {
 // a leecher) and leechers, one more than wanted so that the announcer can
 // be skipped. Every reply is read raw, in place, from one buffer.
 func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	if announcer.Kind == bittorrent.WebSocketPeer {
+		return s.webAnnounce(dst, ih, u, true, numWant, announcer)
+	}
+	dst, counts, role, err := s.announce(dst, ih, u, numWant, announcer)
+	if err == nil {
+		counts, err = s.addWebCounts(counts, ih, announcer.AddressFamily())
+	}
+	return dst, counts, role, err
+}
+
+func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	x := getExchange()
 	defer putExchange(x)
 	// The keys and the update live in the pooled exchange: no allocation.
@@ -378,6 +392,21 @@ func (s *PeerStore) readPeers(ctx context.Context, dst []bittorrent.Peer, up *up
 // the swarm's counts and the announcer's role, in one round trip of plain
 // reads. The daemon uses Announce instead, which applies the update too.
 func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	if announcer.Kind == bittorrent.WebSocketPeer {
+		u := storage.UpdateLeecher
+		if seeder {
+			u = storage.UpdateSeeder
+		}
+		return s.webAnnounce(dst, ih, u, false, numWant, announcer)
+	}
+	dst, counts, role, err := s.announcePeers(dst, ih, seeder, numWant, announcer)
+	if err == nil {
+		counts, err = s.addWebCounts(counts, ih, announcer.AddressFamily())
+	}
+	return dst, counts, role, err
+}
+
+func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	x := getExchange()
 	defer putExchange(x)
 	addr, af, ok := peerAddr(announcer, &x.addr)
@@ -455,6 +484,13 @@ func (s *PeerStore) ScrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 		clear(dst[:len(ihs)])
 		return nil
 	}
+	if err := s.scrapeSwarms(dst, ihs, af); err != nil || !s.web.seen.Load() {
+		return err
+	}
+	return s.addWebScrape(dst, ihs, af)
+}
+
+func (s *PeerStore) scrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash, af bittorrent.AddressFamily) error {
 	return s.call(context.Background(), "scrape", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.IntCmd, 0, 2*len(ihs))
