@@ -334,3 +334,37 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestPlainRun checks the word-at-a-time scan against a byte loop: every
+// quote, backslash and control character, at every position of a word,
+// after every other byte value, is found where it is.
+func TestPlainRun(t *testing.T) {
+	naive := func(b []byte, i int) int {
+		for ; i < len(b); i++ {
+			if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+				return i
+			}
+		}
+		return i
+	}
+	for _, stop := range []byte{'"', '\\', 0x00, 0x0a, 0x1f} {
+		for fill := 0x20; fill <= 0xff; fill++ {
+			if fill == '"' || fill == '\\' {
+				continue
+			}
+			for pos := 0; pos < 19; pos++ {
+				b := bytes.Repeat([]byte{byte(fill)}, 19)
+				b[pos] = stop
+				// and a byte below the stop that a borrow could confuse
+				for from := 0; from <= pos; from++ {
+					if got, want := plainRun(b, from), naive(b, from); got != want {
+						t.Fatalf("stop %#x after %#x at %d, from %d: plainRun %d, want %d", stop, fill, pos, from, got, want)
+					}
+				}
+			}
+		}
+	}
+	if got := plainRun([]byte("abcdefghijklmnopq"), 3); got != 17 {
+		t.Fatalf("plain text: plainRun %d, want its length 17", got)
+	}
+}

@@ -1,7 +1,9 @@
 package websocket
 
 import (
+	"encoding/binary"
 	"math"
+	"math/bits"
 	"strconv"
 )
 
@@ -59,24 +61,58 @@ func (p *parser) rawString() ([]byte, bool) {
 	if !p.eat('"') {
 		return nil, false
 	}
-	start := p.i
-	for p.i < len(p.b) {
-		switch c := p.b[p.i]; {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			return s, true
-		case c == '\\':
+	b, start := p.b, p.i
+	for i := start; ; {
+		i = plainRun(b, i)
+		if i >= len(b) {
+			p.i = i
+			return nil, false
+		}
+		switch b[i] {
+		case '"':
+			p.i = i + 1
+			return b[start:i], true
+		case '\\':
+			p.i = i
 			if _, ok := p.escape(); !ok {
 				return nil, false
 			}
-		case c < 0x20:
+			i = p.i
+		default: // a control character
+			p.i = i
 			return nil, false
-		default:
-			p.i++
 		}
 	}
-	return nil, false
+}
+
+// Bytes repeated in each of a word's eight lanes, for plainRun.
+const (
+	lanes1    = 0x0101010101010101
+	lanesHigh = 0x8080808080808080
+)
+
+// plainRun returns the index of the first byte from i on that ends or
+// interrupts a JSON string's plain text (a quote, a backslash or a control
+// character), or len(b). Strings are most of a message (an offer's SDP),
+// so it tests eight bytes at a time: a lane is flagged if it is below
+// 0x20, or zero once xored with a quote or a backslash. A borrow may flag
+// a lane above a flagged one too, never one below, so the lowest flagged
+// lane is the byte sought.
+func plainRun(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		q := w ^ ('"' * lanes1)
+		s := w ^ ('\\' * lanes1)
+		if m := ((w - 0x20*lanes1) | (q - lanes1) | (s - lanes1)) &^ w & lanesHigh; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return i
 }
 
 // number reads a non-negative JSON number into *dst (truncated to an
