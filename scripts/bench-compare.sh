@@ -5,8 +5,12 @@
 # (cmd/chihaya-bench) to another (BENCH_CPU). Both are prefilled with the
 # same peers, then every mode runs against each tracker in turn, PAIRS times
 # (the order alternates), and a table gives the median and spread of each
-# and the ratio ours/opentracker. A last phase measures memory: RSS growth
-# after announcing MEM_TORRENTS x MEM_PEERS peers to a fresh instance.
+# and the ratio ours/opentracker. Two last phases measure memory on fresh
+# instances: RSS growth after announcing MEM_TORRENTS x MEM_PEERS peers,
+# round-robin over the torrents as a restarted tracker sees its clients
+# come back (memory), and RSS growth after STEADY_TORRENTS x STEADY_PEERS
+# peers and then STEADY_DURATION of UDP announces with the workload's
+# churn of starts, stops and completions (steady).
 #
 # Usage: scripts/bench-compare.sh            full run (~12 minutes)
 #        QUICK=1 scripts/bench-compare.sh    small sizes (~2 minutes)
@@ -20,11 +24,16 @@ if [[ "${QUICK:-0}" == 1 ]]; then
 	: "${DURATION:=2s}" "${PAIRS:=3}"
 	: "${TORRENTS:=10000}" "${PREFILL_PEERS:=20}"       # 200,000 peers
 	: "${MEM_TORRENTS:=10000}" "${MEM_PEERS:=10}"        # 100,000 peers
+	: "${STEADY_TORRENTS:=1000}" "${STEADY_PEERS:=200}" "${STEADY_DURATION:=5s}" # 200,000 peers
 else
 	: "${DURATION:=10s}" "${PAIRS:=3}"
 	: "${TORRENTS:=10000}" "${PREFILL_PEERS:=200}"      # 2,000,000 peers
 	: "${MEM_TORRENTS:=100000}" "${MEM_PEERS:=10}"       # 1,000,000 peers
+	: "${STEADY_TORRENTS:=10000}" "${STEADY_PEERS:=200}" "${STEADY_DURATION:=40s}" # 2,000,000 peers
 fi
+# PHASES picks what runs: throughput, memory, steady (all by default).
+: "${PHASES:=throughput memory steady}"
+
 : "${SEED:=1}"
 : "${TRACKER_CPU:=1}" "${BENCH_CPU:=0}"
 # On a shared machine, other processes on the pinned CPUs take turns with
@@ -165,19 +174,25 @@ stop() { # name
 	wait "${PID[$1]}" 2>/dev/null || true
 }
 
-fill() { # name torrents peers
+fill() { # name torrents peers [fill flags]
 	"${BENCH[@]}" fill --target "${UDP[$1]}" --label "$1" --seed "$SEED" --torrents "$2" --peers "$3" \
-		--sockets 4 --inflight 64 --timeout 1s --duration 15m | tail -1
+		--sockets 4 --inflight 64 --timeout 1s --duration 15m "${@:4}" | tail -1
 }
+
+# phase reports whether PHASES names $1.
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
 
 # --- throughput ----------------------------------------------------------
 read -r -a trackers <<<"$TRACKERS"
 ((${#trackers[@]})) || die "no tracker to measure"
 log "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-log "sizes: prefill $TORRENTS x $PREFILL_PEERS, memory $MEM_TORRENTS x $MEM_PEERS, $PAIRS pairs of $DURATION, out $OUT_DIR"
+log "sizes: prefill $TORRENTS x $PREFILL_PEERS, memory $MEM_TORRENTS x $MEM_PEERS, steady $STEADY_TORRENTS x $STEADY_PEERS then $STEADY_DURATION, $PAIRS pairs of $DURATION, out $OUT_DIR"
+log "phases: $PHASES"
 
+phase throughput || MODES=""
 for t in "${trackers[@]}"; do
+	[[ -n $MODES ]] || break
 	start "$t" "$t"
 	log "prefilling $t with $((TORRENTS * PREFILL_PEERS)) peers"
 	fill "$t" "$TORRENTS" "$PREFILL_PEERS" >"$OUT_DIR/prefill-$t.json" || die "prefill of $t failed: $(cat "$OUT_DIR/prefill-$t.json")"
@@ -212,6 +227,7 @@ for pair in $(seq "$PAIRS"); do
 	done
 done
 for t in "${trackers[@]}"; do
+	[[ -n $MODES ]] || break
 	log "$t after the runs: rss $(rss_kib "${PID[$t]}") KiB"
 	stop "$t"
 done
@@ -220,17 +236,40 @@ done
 MEM="$OUT_DIR/memory.jsonl"
 : >"$MEM"
 for t in "${trackers[@]}"; do
+	phase memory || break
 	start "$t" "mem-$t"
 	sleep 1
 	before=$(rss_kib "${PID[mem-$t]}")
-	fill "mem-$t" "$MEM_TORRENTS" "$MEM_PEERS" >"$OUT_DIR/memfill-$t.json" || die "memory fill of $t failed"
+	fill "mem-$t" "$MEM_TORRENTS" "$MEM_PEERS" --round-robin >"$OUT_DIR/memfill-$t.json" || die "memory fill of $t failed"
 	sleep 2
 	after=$(rss_kib "${PID[mem-$t]}")
 	peers=$((MEM_TORRENTS * MEM_PEERS))
 	jq -nc --arg t "$t" --argjson b "$before" --argjson a "$after" --argjson n "$peers" \
-		'{tracker: $t, peers: $n, rss_before_kib: $b, rss_after_kib: $a, bytes_per_peer: ((($a - $b) * 1024) / $n)}' >>"$MEM"
+		'{tracker: $t, phase: "fresh fill, round-robin", peers: $n, rss_before_kib: $b, rss_after_kib: $a, bytes_per_peer: ((($a - $b) * 1024) / $n)}' >>"$MEM"
 	log "  $(tail -1 "$MEM")"
 	stop "mem-$t"
+done
+
+# --- steady state ----------------------------------------------------------
+# A fresh instance is filled, then announced to with the workload's event
+# mix (starts, regular announces, completions, stops over the same pools),
+# so peers leave and come back while the count stays near the fill's.
+for t in "${trackers[@]}"; do
+	phase steady || break
+	start "$t" "steady-$t"
+	sleep 1
+	before=$(rss_kib "${PID[steady-$t]}")
+	fill "steady-$t" "$STEADY_TORRENTS" "$STEADY_PEERS" >"$OUT_DIR/steadyfill-$t.json" || die "steady-state fill of $t failed"
+	filled=$(rss_kib "${PID[steady-$t]}")
+	"${BENCH[@]}" udp-announce --target "${UDP[steady-$t]}" --label "steady-$t" --seed "$SEED" --torrents "$STEADY_TORRENTS" \
+		--peers "$STEADY_PEERS" --duration "$STEADY_DURATION" --timeout 500ms --sockets 4 --inflight 8 | tail -1 >"$OUT_DIR/steady-$t.json" || true
+	sleep 2
+	after=$(rss_kib "${PID[steady-$t]}")
+	peers=$((STEADY_TORRENTS * STEADY_PEERS))
+	jq -nc --arg t "$t" --argjson b "$before" --argjson f "$filled" --argjson a "$after" --argjson n "$peers" --arg d "$STEADY_DURATION" \
+		'{tracker: $t, phase: "steady state after \($d) of churn", peers: $n, rss_before_kib: $b, rss_filled_kib: $f, rss_after_kib: $a, bytes_per_peer: ((($a - $b) * 1024) / $n)}' >>"$MEM"
+	log "  $(tail -1 "$MEM")"
+	stop "steady-$t"
 done
 
 # --- table ---------------------------------------------------------------
@@ -241,7 +280,7 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (anything above ~0.5 means other work shared the CPUs)"
 echo "tracker on CPU $TRACKER_CPU, generator on CPU $BENCH_CPU, nice $NICE; $PAIRS runs of $DURATION per case; prefill $((TORRENTS * PREFILL_PEERS)) peers over $TORRENTS torrents"
 echo
-jq -rs --arg a "$ours" --arg b "$theirs" '
+[[ -s $RESULTS ]] && jq -rs --arg a "$ours" --arg b "$theirs" '
   def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
   def spread: if length == 0 then "" else "\(min|floor)-\(max|floor)" end;
   def f: if . == null then "-" else (. | floor | tostring) end;
@@ -261,6 +300,6 @@ jq -rs --arg a "$ours" --arg b "$theirs" '
          "\([$x[].errors_total // 0] | add // 0)/\([$y[].errors_total // 0] | add // 0)"])
   | @tsv' "$RESULTS" | column -t -s $'\t'
 echo
-jq -r '"memory \(.tracker): \(.peers) peers, RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB, \(.bytes_per_peer | floor) bytes/peer"' "$MEM"
+jq -r '"memory \(.tracker), \(.phase): \(.peers) peers, RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB, \(.bytes_per_peer * 10 | floor / 10) bytes/peer"' "$MEM"
 echo
 echo "raw results: $RESULTS, $MEM"

@@ -65,6 +65,10 @@ type runConfig struct {
 	ScrapePath   string
 
 	FillNumWant int
+	// FillRoundRobin announces peer 0 of every torrent, then peer 1 of
+	// every torrent, and so on, as a freshly started tracker sees its
+	// clients come back; without it a fill goes torrent by torrent.
+	FillRoundRobin bool
 
 	// Offers is the number of offers in each WebSocket announce.
 	Offers int
@@ -258,6 +262,7 @@ func newRunCmd(mode, short string, duration time.Duration) *cobra.Command {
 	}
 	if mode == modeFill {
 		fs.IntVar(&f.cfg.FillNumWant, "fill-numwant", 0, "numwant of fill announces (few peers back keeps the fill quick)")
+		fs.BoolVar(&f.cfg.FillRoundRobin, "round-robin", false, "fill peer 0 of every torrent, then peer 1, …, as clients come back to a restarted tracker (default: torrent by torrent)")
 	}
 	_ = cmd.MarkFlagRequired("target")
 	return cmd

@@ -74,7 +74,8 @@ type udpWorker struct {
 	budget uint64 // requests still to issue (load modes)
 
 	// fill: this worker's items are fillNext, fillNext+stride, … below
-	// fillEnd; item i is peer i%peers of torrent i/peers.
+	// fillEnd; item i is peer i%peers of torrent i/peers (round-robin:
+	// peer i/torrents of torrent i%torrents).
 	fillNext, fillStride, fillEnd int
 	retry                         []int
 	deadline                      time.Duration // read deadline in force, since start
@@ -239,8 +240,11 @@ func (w *udpWorker) queue(now time.Duration) {
 			default:
 				return
 			}
-			peers := w.cfg.Workload.Peers
-			w.wl.FillAnnounce(&w.ann, item/peers, item%peers, int32(w.cfg.FillNumWant))
+			t, p := item/w.cfg.Workload.Peers, item%w.cfg.Workload.Peers
+			if w.cfg.FillRoundRobin {
+				t, p = item%w.cfg.Workload.Torrents, item/w.cfg.Workload.Torrents
+			}
+			w.wl.FillAnnounce(&w.ann, t, p, int32(w.cfg.FillNumWant))
 			i, tx := w.take(slotAnnounce)
 			w.slots[i].item = item
 			w.push(i, appendUDPAnnounce(w.bufs[i][:0], w.connID, tx, w.wl, &w.ann))
