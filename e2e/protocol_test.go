@@ -75,9 +75,19 @@ func TestIntervalsFromTheConfig(t *testing.T) {
 }
 
 // TestHTTPPeerForms: the HTTP-only answer forms, non-compact with and
-// without peer IDs (BEP 3), and the minimum interval.
+// without peer IDs (BEP 3), and the minimum interval. The memory store
+// keeps peer IDs only with keep_peer_ids; without them non-compact peers
+// have no `peer id`, as opentracker's do.
 func TestHTTPPeerForms(t *testing.T) {
-	d := start(t, loopbackConfig(t, "127.0.0.1"))
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep_peer_ids=%v", keep), func(t *testing.T) { testHTTPPeerForms(t, keep) })
+	}
+}
+
+func testHTTPPeerForms(t *testing.T, keepIDs bool) {
+	cfg := loopbackConfig(t, "127.0.0.1")
+	section(section(section(cfg, "chihaya"), "storage"), "config")["keep_peer_ids"] = keepIDs
+	d := start(t, cfg)
 	base := "http://" + d.Addr(t, "http")
 	ih := hash(1)
 	seeder := httpAnnounce{infoHash: ih, peerID: id("-TR3000-seed"), port: 50001, left: 0, event: "started"}
@@ -93,7 +103,11 @@ func TestHTTPPeerForms(t *testing.T) {
 		return ""
 	})
 	p := resp["peers"].([]interface{})[0].(map[string]interface{})
-	if p["peer id"] != string(leecher.peerID[:]) || p["port"] != int64(50002) || p["ip"] != "127.0.0.1" {
+	var wantID interface{} // absent
+	if keepIDs {
+		wantID = string(leecher.peerID[:])
+	}
+	if p["peer id"] != wantID || p["port"] != int64(50002) || p["ip"] != "127.0.0.1" {
 		t.Fatalf("non-compact peer %v, want the leecher", p)
 	}
 	if num(t, resp, "min interval") != 900 {

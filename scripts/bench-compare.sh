@@ -219,6 +219,7 @@ run_mode() { # tracker mode pair
 }
 
 for pair in $(seq "$PAIRS"); do
+	[[ -n $MODES ]] || break
 	log "pair $pair of $PAIRS"
 	order=("${trackers[@]}")
 	if ((pair % 2 == 0)) && ((${#trackers[@]} == 2)); then order=("${trackers[1]}" "${trackers[0]}"); fi

@@ -84,7 +84,9 @@ func appendPeerDict(dst []byte, p *bittorrent.Peer, noPeerID bool) []byte {
 	var text [64]byte
 	d := bencode.BeginDict(dst)
 	d.Bytes("ip", p.AddrPort.Addr().AppendTo(text[:0]))
-	if !noPeerID {
+	// An all-zero ID is one the store did not keep (the memory store's
+	// keep_peer_ids off): the key is left out, as opentracker does.
+	if !noPeerID && p.ID != (bittorrent.PeerID{}) {
 		d.Bytes("peer id", p.ID[:])
 	}
 	d.Uint("port", uint64(p.AddrPort.Port()))

@@ -124,7 +124,10 @@ func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self 
 // fill sets *p from record i.
 func (f *family) fill(l *layout, i int, p *bittorrent.Peer) {
 	rec := f.rec(l, i)
-	p.ID = bittorrent.PeerID(rec[l.keyLen : l.keyLen+idLen])
+	// Without IDs kept the ID is all zeros, which the HTTP frontend
+	// leaves out of non-compact replies.
+	p.ID = bittorrent.PeerID{}
+	copy(p.ID[:], rec[l.keyLen:l.stampOff])
 	p.Kind = l.kind
 	var a netip.Addr
 	if l.keyLen == 6 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
@@ -25,14 +26,15 @@ func age(tb testing.TB, s *PeerStore, ih bittorrent.InfoHash, p bittorrent.Peer,
 	if i < 0 {
 		tb.Fatalf("peer %v not stored", p.AddrPort)
 	}
-	binary.LittleEndian.PutUint32(f.rec(l, i)[l.keyLen+idLen:], uint32(t.Unix()))
+	binary.LittleEndian.PutUint32(f.rec(l, i)[l.stampOff:], uint32(t.Unix()))
 }
 
 // TestCollectGarbageByAge checks that collection removes exactly the peers
 // last seen before the cutoff, in a swarm large enough to be collected in
 // several batches, and gives back the space they held.
 func TestCollectGarbageByAge(t *testing.T) {
-	s := newStore(t).(*PeerStore)
+	// With peer IDs kept, which show that records move whole.
+	s := newLayoutStore(t, locality.Config{}, defaultFlatMax, keepIDs)
 	t.Cleanup(func() { storagetestStop(t, s) })
 	ih := storagetest.InfoHash(1)
 	const n = 3 * gcBatch

@@ -46,6 +46,12 @@ type Config struct {
 	SnapshotPath string `yaml:"snapshot_path"`
 	// SnapshotInterval is how often a snapshot is written.
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	// KeepPeerIDs keeps each peer's 20-byte peer ID, so that non-compact
+	// HTTP replies carry it. Without it a peer is known by its address
+	// and port alone, as opentracker does, at 10 bytes an IPv4 peer's
+	// record instead of 30, and non-compact replies leave `peer id` out.
+	// WebSocket peers keep their IDs either way.
+	KeepPeerIDs bool `yaml:"keep_peer_ids"`
 }
 
 // WithDefaults returns the config with every unset (zero) key given its

@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"encoding/binary"
 	"math"
 	"time"
 
@@ -99,8 +98,7 @@ func (sh *shard) collectFamily(l *layout, sw *swarm, af bittorrent.AddressFamily
 			return pos, false
 		}
 		*budget--
-		rec := f.rec(l, pos)
-		if binary.LittleEndian.Uint32(rec[l.keyLen+idLen:]) < cut {
+		if l.stamp(f.rec(l, pos)) < cut {
 			// The record swapped into pos has not been examined yet.
 			sh.removePeer(l, sw, af, pos)
 			*removed++

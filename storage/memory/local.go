@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -247,9 +246,7 @@ func (s *PeerStore) putLocal(sh *shard, sw *swarm, classifier *locality.Classifi
 		sh.seeders[af]--
 		sh.leechers[af]++
 	}
-	rec := c.rec(l, i)
-	copy(rec[l.keyLen:], p.ID[:])
-	binary.LittleEndian.PutUint32(rec[l.keyLen+idLen:], stamp)
+	l.setPeer(c.rec(l, i), &p.ID, stamp)
 	if graduate {
 		sw.downloads++
 	}
@@ -319,7 +316,7 @@ func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, c
 				continue
 			}
 			*budget--
-			if binary.LittleEndian.Uint32(c.rec(l, pos)[l.keyLen+idLen:]) < cut {
+			if l.stamp(c.rec(l, pos)) < cut {
 				// The record swapped into pos, or the next cell when this
 				// one empties, has not been examined yet.
 				last := c.n == 1

@@ -17,10 +17,13 @@ import (
 // newLayoutStore is a store with locality by subnet and the given flatMax:
 // 0 keeps every swarm in cells, maxFlatMax keeps swarms of up to 64 peers
 // a family flat.
-func newLayoutStore(tb testing.TB, lc locality.Config, flatMax int) *PeerStore {
+func newLayoutStore(tb testing.TB, lc locality.Config, flatMax int, opts ...func(*Config)) *PeerStore {
 	tb.Helper()
 	cfg := Config{}.WithDefaults()
 	cfg.Locality = lc
+	for _, o := range opts {
+		o(&cfg)
+	}
 	s, err := newPeerStore(cfg, flatMax)
 	if err != nil {
 		tb.Fatal(err)
@@ -39,7 +42,7 @@ func TestLocalityLayouts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Run("Contract", func(t *testing.T) {
 				storagetest.Run(t, func(t *testing.T) storage.PeerStore {
-					return newLayoutStore(t, locality.Config{Enabled: true}.WithDefaults(), tc.flatMax)
+					return newWithoutIDs(t, newLayoutStore(t, locality.Config{Enabled: true}.WithDefaults(), tc.flatMax))
 				})
 			})
 			t.Run("Rules", func(t *testing.T) {
@@ -56,7 +59,8 @@ func TestLocalityLayouts(t *testing.T) {
 // every step that every stored peer, and only those, comes back, with its
 // peer ID and as the seeder or leecher it is, in both address families.
 func TestLocalitySwarmMoves(t *testing.T) {
-	s := newLayoutStore(t, locality.Config{Enabled: true}.WithDefaults(), defaultFlatMax)
+	// With peer IDs kept, which show that records move whole.
+	s := newLayoutStore(t, locality.Config{Enabled: true}.WithDefaults(), defaultFlatMax, keepIDs)
 	t.Cleanup(func() { storagetestStop(t, s) })
 	ih := storagetest.InfoHash(7)
 

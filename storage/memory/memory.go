@@ -67,10 +67,33 @@ var errInvalidAddr = errors.New("storage/memory: peer has no valid address")
 
 // layout describes the records of one address family.
 type layout struct {
-	keyLen int // address + port
-	stride int // keyLen + peer ID + last-seen stamp
-	seed   maphash.Seed
-	kind   bittorrent.PeerKind // of every peer stored in this layout
+	keyLen   int // address + port
+	idLen    int // peer ID: idLen, or 0 when peer IDs are not kept
+	stampOff int // keyLen + idLen: where the last-seen stamp starts
+	stride   int // stampOff + stampLen
+	seed     maphash.Seed
+	kind     bittorrent.PeerKind // of every peer stored in this layout
+}
+
+// newLayout returns the layout of records with keys of keyLen bytes,
+// with room for the peer ID when ids is set.
+func newLayout(keyLen int, ids bool, k bittorrent.PeerKind) layout {
+	l := layout{keyLen: keyLen, seed: maphash.MakeSeed(), kind: k}
+	if ids {
+		l.idLen = idLen
+	}
+	l.stampOff = keyLen + l.idLen
+	l.stride = l.stampOff + stampLen
+	return l
+}
+
+// stamp returns the last-seen time of rec, in Unix seconds.
+func (l *layout) stamp(rec []byte) uint32 { return binary.LittleEndian.Uint32(rec[l.stampOff:]) }
+
+// setPeer writes the peer ID (when kept) and the last-seen stamp of rec.
+func (l *layout) setPeer(rec []byte, id *bittorrent.PeerID, stamp uint32) {
+	copy(rec[l.keyLen:l.stampOff], id[:])
+	binary.LittleEndian.PutUint32(rec[l.stampOff:], stamp)
 }
 
 // PeerStore is the memory driver's storage.PeerStore.
@@ -203,8 +226,11 @@ func newShards(cfg Config, k bittorrent.PeerKind) *PeerStore {
 		seed:   maphash.MakeSeed(),
 		bg:     stopgroup.New(),
 	}
-	s.layouts[bittorrent.IPv4] = layout{keyLen: 6, stride: 6 + idLen + stampLen, seed: maphash.MakeSeed(), kind: k}
-	s.layouts[bittorrent.IPv6] = layout{keyLen: 18, stride: 18 + idLen + stampLen, seed: maphash.MakeSeed(), kind: k}
+	// WebSocket peers keep their IDs whatever keep_peer_ids says: a
+	// browser's offers and answers are addressed by peer ID.
+	ids := cfg.KeepPeerIDs || k != bittorrent.NativePeer
+	s.layouts[bittorrent.IPv4] = newLayout(6, ids, k)
+	s.layouts[bittorrent.IPv6] = newLayout(18, ids, k)
 	for i := range s.shards {
 		s.shards[i].swarms = make(map[bittorrent.InfoHash]*swarm)
 	}
@@ -304,9 +330,7 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		sh.seeders[af]--
 		sh.leechers[af]++
 	}
-	rec := f.rec(l, i)
-	copy(rec[l.keyLen:], p.ID[:])
-	binary.LittleEndian.PutUint32(rec[l.keyLen+idLen:], stamp)
+	l.setPeer(f.rec(l, i), &p.ID, stamp)
 	if graduate {
 		sw.downloads++
 	}

@@ -17,8 +17,10 @@ func newStore(tb testing.TB) storage.PeerStore {
 	return s
 }
 
+// TestPeerStore runs the contract against the default store, which keeps
+// no peer IDs (withoutIDs); TestPeerStoreKeepPeerIDs runs it with them.
 func TestPeerStore(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.PeerStore { return newStore(t) })
+	storagetest.Run(t, func(t *testing.T) storage.PeerStore { return newWithoutIDs(t, newStore(t).(*PeerStore)) })
 }
 
 func BenchmarkPeerStore(b *testing.B) {
@@ -42,7 +44,7 @@ func newLocalStore(tb testing.TB, lc locality.Config) storage.PeerStore {
 func TestPeerStoreLocality(t *testing.T) {
 	t.Run("Contract", func(t *testing.T) {
 		storagetest.Run(t, func(t *testing.T) storage.PeerStore {
-			return newLocalStore(t, locality.Config{Enabled: true}.WithDefaults())
+			return newWithoutIDs(t, newLocalStore(t, locality.Config{Enabled: true}.WithDefaults()).(*PeerStore))
 		})
 	})
 	t.Run("Rules", func(t *testing.T) {

@@ -13,16 +13,16 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 )
 
-// The snapshot format (version 1). Integers are little-endian unless said
+// The snapshot format (version 2). Integers are little-endian unless said
 // otherwise.
 //
 // Header, 64 bytes in every version (so that any version's header can be
 // checked before its version is read):
 //
 //	 0  magic     8  "CHYSNAP\n"
-//	 8  version   2  1
+//	 8  version   2  2
 //	10  kind      2  1: the memory store
-//	12  flags     4  0
+//	12  flags     4  bit 0: records hold peer IDs; the others 0
 //	16  created   8  Unix seconds when the copy began
 //	24  swarms    8  swarms in the file
 //	32  peers4    8  IPv4 peers in the file
@@ -45,18 +45,26 @@ import (
 //	IPv6 seeders, IPv6 leechers      4 uvarints
 //	records: IPv4 seeders, then IPv4 leechers, then IPv6 seeders, then
 //	IPv6 leechers, each exactly as the store keeps it: address and
-//	big-endian port (6 or 18 bytes), peer ID (20), last-seen Unix
-//	seconds (4).
+//	big-endian port (6 or 18 bytes), peer ID (20, with flag bit 0 only),
+//	last-seen Unix seconds (4).
+//
+// Version 1 is version 2 with flags 0 and every record holding a peer ID;
+// it is still read. A restore fits the records to the running store's
+// keep_peer_ids: IDs are dropped, or left all zeros when the file has none.
 //
 // Locality cells are not written: they follow from the addresses and the
 // running locality settings, so a restore regroups every swarm, whatever
-// settings the snapshot was taken with. A file is 30 bytes an IPv4 peer
-// and 42 an IPv6 peer (the record bytes in memory), plus about 25 bytes a
-// swarm and 12 bytes per block of about 1 MiB.
+// settings the snapshot was taken with. A file is 10 bytes an IPv4 peer
+// and 22 an IPv6 peer (30 and 42 with peer IDs: the record bytes in
+// memory), plus about 25 bytes a swarm and 12 bytes per block of about
+// 1 MiB.
 const (
 	snapshotMagic   = "CHYSNAP\n"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	snapshotKind    = 1 // the memory store
+
+	// flagPeerIDs marks a file whose records hold peer IDs.
+	flagPeerIDs = 1
 
 	headerLen      = 64
 	blockHeaderLen = 12
@@ -82,6 +90,7 @@ var (
 type snapshotHeader struct {
 	version uint16
 	kind    uint16
+	flags   uint32
 	created int64
 	swarms  uint64
 	peers   [2]uint64
@@ -93,6 +102,7 @@ func (h *snapshotHeader) encode() []byte {
 	copy(b, snapshotMagic)
 	binary.LittleEndian.PutUint16(b[8:], h.version)
 	binary.LittleEndian.PutUint16(b[10:], h.kind)
+	binary.LittleEndian.PutUint32(b[12:], h.flags)
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.created))
 	binary.LittleEndian.PutUint64(b[24:], h.swarms)
 	binary.LittleEndian.PutUint64(b[32:], h.peers[0])
@@ -122,6 +132,7 @@ func decodeHeader(b []byte) (snapshotHeader, error) {
 	}
 	h.version = binary.LittleEndian.Uint16(b[8:])
 	h.kind = binary.LittleEndian.Uint16(b[10:])
+	h.flags = binary.LittleEndian.Uint32(b[12:])
 	h.created = int64(binary.LittleEndian.Uint64(b[16:]))
 	h.swarms = binary.LittleEndian.Uint64(b[24:])
 	h.peers[0] = binary.LittleEndian.Uint64(b[32:])
@@ -134,10 +145,21 @@ func decodeHeader(b []byte) (snapshotHeader, error) {
 		return h, fmt.Errorf("%w: format version 0", errSnapshotCorrupt)
 	case h.kind != snapshotKind:
 		return h, fmt.Errorf("%w: store kind %d", errSnapshotOtherKind, h.kind)
-	case binary.LittleEndian.Uint32(b[12:]) != 0 || binary.LittleEndian.Uint64(b[52:]) != 0:
+	case h.version == 1 && h.flags != 0 || h.flags&^flagPeerIDs != 0 || binary.LittleEndian.Uint64(b[52:]) != 0:
 		return h, fmt.Errorf("%w: reserved header bytes set", errSnapshotCorrupt)
 	}
+	if h.version == 1 {
+		h.flags = flagPeerIDs
+	}
 	return h, nil
+}
+
+// idLen returns the length of the peer IDs in the file's records.
+func (h *snapshotHeader) idLen() int {
+	if h.flags&flagPeerIDs != 0 {
+		return idLen
+	}
+	return 0
 }
 
 // encodeBlock returns the block header of payload, which holds swarms
@@ -253,6 +275,9 @@ func appendDownloads(buf []byte, ih bittorrent.InfoHash, downloads uint32) []byt
 // checked between blocks, abandons the write.
 func (s *PeerStore) writeSnapshot(w io.Writer, created int64, stop func() error) (snapshotHeader, int64, error) {
 	h := snapshotHeader{version: snapshotVersion, kind: snapshotKind, created: created}
+	if s.layouts[0].idLen != 0 {
+		h.flags = flagPeerIDs
+	}
 	if _, err := w.Write(make([]byte, headerLen)); err != nil {
 		return h, 0, err
 	}
@@ -365,7 +390,7 @@ func (s *PeerStore) readSnapshot(r io.Reader, size int64, cut, now uint32) (snap
 		if want := binary.LittleEndian.Uint32(bh[8:]); crc != want {
 			return h, rc, fmt.Errorf("%w: block %d of %d: checksum %08x, want %08x", errSnapshotCorrupt, b+1, h.blocks, crc, want)
 		}
-		if err := s.restoreBlock(payload, nSwarms, cut, now, &got, &rc); err != nil {
+		if err := s.restoreBlock(payload, nSwarms, h.idLen(), cut, now, &got, &rc); err != nil {
 			return h, rc, fmt.Errorf("%w: block %d of %d: %w", errSnapshotCorrupt, b+1, h.blocks, err)
 		}
 	}
@@ -438,8 +463,9 @@ func uvarintLen(v uint64) int {
 	return n
 }
 
-// restoreBlock adds the swarms of one checked payload to the store.
-func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, cut, now uint32, got *copyCounts, rc *restoreCounts) error {
+// restoreBlock adds the swarms of one checked payload, whose records hold
+// peer IDs of idLen bytes, to the store.
+func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut, now uint32, got *copyCounts, rc *restoreCounts) error {
 	p := payloadReader{b: payload}
 	cls := s.classifier.Load()
 	for i := uint32(0); i < nSwarms; i++ {
@@ -466,8 +492,9 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, cut, now uint32
 		sw := &swarm{downloads: downloads}
 		for af := range counts {
 			l := &s.layouts[af]
+			src := recordShape{keyLen: l.keyLen, idLen: idLen}
 			nSeed, nLeech := counts[af][0], counts[af][1]
-			recs := p.bytes((nSeed + nLeech) * uint64(l.stride))
+			recs := p.bytes((nSeed + nLeech) * uint64(src.stride()))
 			if p.err != nil {
 				return fmt.Errorf("swarm %x: %w", ih[:], p.err)
 			}
@@ -476,7 +503,7 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, cut, now uint32
 				continue
 			}
 			f := sw.famForPut(bittorrent.AddressFamily(af))
-			if err := f.restore(l, recs, int(nSeed), cut, now); err != nil {
+			if err := f.restore(l, src, recs, int(nSeed), cut, now); err != nil {
 				return fmt.Errorf("swarm %x: %w", ih[:], err)
 			}
 			rc.expired += nSeed + nLeech - uint64(f.n)
@@ -507,15 +534,21 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, cut, now uint32
 	return nil
 }
 
-// restore fills an empty family from recs, records laid out as the store
-// keeps them with the first nSeed seeders, dropping those last seen before
-// cut. A peer listed twice is an error: the store keeps each address and
-// port once.
-func (f *family) restore(l *layout, recs []byte, nSeed int, cut, now uint32) error {
-	total := len(recs) / l.stride
+// recordShape is the shape of a file's records: the store's layout, with
+// or without peer IDs.
+type recordShape struct{ keyLen, idLen int }
+
+func (r recordShape) stride() int { return r.keyLen + r.idLen + stampLen }
+
+// restore fills an empty family from recs, records of shape src with the
+// first nSeed seeders, dropping those last seen before cut. A peer listed
+// twice is an error: the store keeps each address and port once.
+func (f *family) restore(l *layout, src recordShape, recs []byte, nSeed int, cut, now uint32) error {
+	stride, stampOff := src.stride(), src.keyLen+src.idLen
+	total := len(recs) / stride
 	kept := 0
 	for i := 0; i < total; i++ {
-		if binary.LittleEndian.Uint32(recs[i*l.stride+l.keyLen+idLen:]) >= cut {
+		if binary.LittleEndian.Uint32(recs[i*stride+stampOff:]) >= cut {
 			kept++
 		}
 	}
@@ -526,17 +559,19 @@ func (f *family) restore(l *layout, recs []byte, nSeed int, cut, now uint32) err
 	// class, as add does.
 	f.recs = append([]byte(nil), make([]byte, kept*l.stride)...)[:0]
 	for i := 0; i < total; i++ {
-		rec := recs[i*l.stride : (i+1)*l.stride]
-		stamp := binary.LittleEndian.Uint32(rec[l.keyLen+idLen:])
+		rec := recs[i*stride : (i+1)*stride]
+		stamp := binary.LittleEndian.Uint32(rec[stampOff:])
 		if stamp < cut {
 			continue
 		}
-		f.recs = append(f.recs, rec...)
-		if stamp > now {
-			// A clock that went back: the peer expires as if it had
-			// announced now, not never.
-			binary.LittleEndian.PutUint32(f.recs[len(f.recs)-stampLen:], now)
-		}
+		// A clock that went back: the peer expires as if it had
+		// announced now, not never.
+		stamp = min(stamp, now)
+		f.recs = append(f.recs, rec[:l.keyLen]...)
+		var id bittorrent.PeerID
+		copy(id[:], rec[src.keyLen:stampOff])
+		f.recs = f.recs[:len(f.recs)+l.stride-l.keyLen]
+		l.setPeer(f.recs[len(f.recs)-l.stride:], &id, stamp)
 		if i < nSeed {
 			f.nSeed++
 		}

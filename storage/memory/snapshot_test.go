@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"net/netip"
@@ -66,7 +67,7 @@ func dump(s *PeerStore) map[bittorrent.InfoHash]dumpSwarm {
 					var p bittorrent.Peer
 					f.fill(l, j, &p)
 					rec := f.rec(l, j)
-					d.peers[p.AddrPort] = dumpPeer{id: p.ID, stamp: binary.LittleEndian.Uint32(rec[l.keyLen+idLen:]), seeder: uint32(j) < f.nSeed}
+					d.peers[p.AddrPort] = dumpPeer{id: p.ID, stamp: binary.LittleEndian.Uint32(rec[l.stampOff:]), seeder: uint32(j) < f.nSeed}
 				}
 			})
 			out[ih] = d
@@ -84,7 +85,7 @@ func setStamps(s *PeerStore, stamp func() uint32) {
 		for _, sw := range sh.swarms {
 			eachFamily(s, sw, func(l *layout, f *family) {
 				for j := 0; j < int(f.n); j++ {
-					binary.LittleEndian.PutUint32(f.rec(l, j)[l.keyLen+idLen:], stamp())
+					binary.LittleEndian.PutUint32(f.rec(l, j)[l.stampOff:], stamp())
 				}
 			})
 		}
@@ -153,11 +154,14 @@ func fillRandom(t testing.TB, s *PeerStore, rng *rand.Rand, swarms int) {
 
 // newSnapStore builds a store with snapshots at path (when not empty) and
 // stops it at the end of the test.
-func newSnapStore(t testing.TB, path string, lc locality.Config, flatMax int) *PeerStore {
+func newSnapStore(t testing.TB, path string, lc locality.Config, flatMax int, opts ...func(*Config)) *PeerStore {
 	t.Helper()
 	cfg := Config{}.WithDefaults()
 	cfg.SnapshotPath = path
 	cfg.Locality = lc
+	for _, o := range opts {
+		o(&cfg)
+	}
 	s, err := newPeerStore(cfg, flatMax)
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +324,7 @@ func TestSnapshotExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh := a.shardFor(stale)
-	binary.LittleEndian.PutUint32(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].keyLen+idLen:], now-lifetime-1)
+	binary.LittleEndian.PutUint32(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], now-lifetime-1)
 	if sh.swarms[stale].v6 != nil {
 		t.Fatal("want an IPv4 peer")
 	}
@@ -726,5 +730,110 @@ func TestSnapshotSize(t *testing.T) {
 	}
 	if g := testutil.ToFloat64(snapshotSize); g != float64(fi.Size()) {
 		t.Fatalf("snapshot_size_bytes %v, want %d", g, fi.Size())
+	}
+}
+
+// TestSnapshotPeerIDs writes a store with and without peer IDs and
+// restores it into one with and without: the peers, roles, stamps and
+// downloads come back whole, and the IDs when both sides keep them.
+func TestSnapshotPeerIDs(t *testing.T) {
+	for _, from := range []bool{false, true} {
+		for _, to := range []bool{false, true} {
+			t.Run(fmt.Sprintf("keep_peer_ids-%v-to-%v", from, to), func(t *testing.T) {
+				opt := func(keep bool) func(*Config) { return func(c *Config) { c.KeepPeerIDs = keep } }
+				rng := rand.New(rand.NewPCG(3, 4))
+				path := filepath.Join(t.TempDir(), "swarms.snap")
+				a := newSnapStore(t, path, locality.Config{}, defaultFlatMax, opt(from))
+				fillRandom(t, a, rng, 100)
+				want := dump(a)
+				if err := a.snapshot(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if !to {
+					for _, sw := range want {
+						for ap, p := range sw.peers {
+							p.id = bittorrent.PeerID{}
+							sw.peers[ap] = p
+						}
+					}
+				}
+				b := newSnapStore(t, path, locality.Config{}, defaultFlatMax, opt(to))
+				sameDump(t, dump(b), want)
+				checkServes(t, b, want)
+			})
+		}
+	}
+}
+
+// TestSnapshotVersion1 restores a file written by the format before
+// keep_peer_ids (testdata/snapshot/v1.snap: every record with its peer
+// ID), into a store with peer IDs and one without.
+func TestSnapshotVersion1(t *testing.T) {
+	b, err := os.ReadFile("testdata/snapshot/v1.snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(n int) bittorrent.PeerID {
+		var p bittorrent.PeerID
+		copy(p[:], "-V10001-")
+		binary.BigEndian.PutUint32(p[16:], uint32(n))
+		return p
+	}
+	v4 := func(n int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(n >> 8), byte(n)}), 6881)
+	}
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep_peer_ids=%v", keep), func(t *testing.T) {
+			cfg := Config{}.WithDefaults()
+			cfg.KeepPeerIDs = keep
+			s, err := newPeerStore(cfg, defaultFlatMax)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Stop(context.Background()) })
+			// The file's stamps are 1,800,000,001 to 1,800,000,044: nothing
+			// is expired, nothing is in the future.
+			h, rc, err := s.readSnapshot(bytes.NewReader(b), int64(len(b)), 0, 2_000_000_000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.version != 1 || rc.swarms != 3 || rc.peers != 44 || rc.expired != 0 {
+				t.Fatalf("version %d, restored %+v; want version 1, 3 swarms, 44 peers", h.version, rc)
+			}
+			got := dump(s)
+			wantID := func(n int) bittorrent.PeerID {
+				if keep {
+					return id(n)
+				}
+				return bittorrent.PeerID{}
+			}
+			want := map[bittorrent.InfoHash]map[netip.AddrPort]dumpPeer{
+				{0xa}: {
+					v4(1): {id: wantID(1), seeder: true}, v4(2): {id: wantID(2), seeder: true}, v4(3): {id: wantID(3)},
+					netip.MustParseAddrPort("[2001:db8::4]:6882"): {id: wantID(4)},
+				},
+				{0xb}: {},
+				{0xc}: {},
+			}
+			for i := range 40 {
+				want[bittorrent.InfoHash{0xb}][v4(100+i)] = dumpPeer{id: wantID(100 + i)}
+			}
+			downloads := map[bittorrent.InfoHash]uint32{{0xa}: 3, {0xb}: 0, {0xc}: 1}
+			if len(got) != len(want) {
+				t.Fatalf("%d swarms, want %d", len(got), len(want))
+			}
+			for ih, peers := range want {
+				sw := got[ih]
+				if sw.downloads != downloads[ih] || len(sw.peers) != len(peers) {
+					t.Fatalf("swarm %x: %d downloads, %d peers; want %d and %d", ih[:1], sw.downloads, len(sw.peers), downloads[ih], len(peers))
+				}
+				for ap, w := range peers {
+					p, ok := sw.peers[ap]
+					if !ok || p.id != w.id || p.seeder != w.seeder || p.stamp <= 1_800_000_000 || p.stamp > 1_800_000_044 {
+						t.Fatalf("swarm %x: peer %v restored as %+v (present %v), want %+v and a stamp from the file", ih[:1], ap, p, ok, w)
+					}
+				}
+			}
+		})
 	}
 }

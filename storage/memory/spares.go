@@ -16,15 +16,16 @@ const maxSpare = 1024
 // RSS keeps that growth. Reuse within a shard needs no lock of its own.
 type spares [spareSlots][]byte
 
-// get returns a spare array with a capacity in [need, want+want/8], or
-// nil. The slack allowed matches the spacing of the allocator's size
-// classes, so an array of the class want rounds up to is taken.
+// get returns a spare array with a capacity in [need, want+max(want/8,
+// 16)], or nil. The slack allowed matches the spacing of the allocator's
+// size classes (16 bytes apart up to 128, then about an eighth), so an
+// array of the class want rounds up to is taken.
 func (sp *spares) get(need, want int) []byte {
 	if sp == nil {
 		return nil
 	}
 	for i, b := range sp {
-		if c := cap(b); c >= need && c <= want+want/8 {
+		if c := cap(b); c >= need && c <= want+max(want/8, 16) {
 			sp[i] = nil
 			return b
 		}
