@@ -65,7 +65,7 @@ func init() {
 
 func newStore(t *testing.T) storage.PeerStore {
 	t.Helper()
-	s, err := memory.New(memory.Config{}.WithDefaults())
+	s, err := memory.New(memory.Config{KeepPeerIDs: true}.WithDefaults()) // tests compare peers whole
 	if err != nil {
 		t.Fatal(err)
 	}
