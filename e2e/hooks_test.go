@@ -10,10 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -120,9 +118,7 @@ func udpTracker(t *testing.T, d *daemontest.Daemon, local string) *udpClient {
 func TestHookTorrentApproval(t *testing.T) {
 	approved, other := hash(0x11), hash(0x22)
 	list := filepath.Join(t.TempDir(), "whitelist")
-	if err := os.WriteFile(list, []byte("# approved torrents\n"+hex.EncodeToString(approved[:])+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	write(t, list, "# approved torrents\n"+hex.EncodeToString(approved[:])+"\n")
 	const refusal = "unapproved torrent: this tracker does not track this info hash"
 	d := start(t, hooked(t, hookCfg{"torrent approval", map[interface{}]interface{}{
 		"whitelist_file": list,
@@ -140,20 +136,16 @@ func TestHookTorrentApproval(t *testing.T) {
 		t.Fatalf("%v refusals counted, want 2", n)
 	}
 
-	// The list file is re-read on SIGUSR1.
-	if err := os.WriteFile(list, []byte(hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	reloaded(t, d, syscall.SIGUSR1)
+	// The list file is re-read on reload.
+	write(t, list, hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n")
+	reloaded(t, d)
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
 		frontendtest.MustAnnounce(t, c, announce(other, n))
 	})
 
 	// A bad file is rejected on reload and the running list kept.
-	if err := os.WriteFile(list, []byte("not a hash\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d.Signal(t, syscall.SIGHUP)
+	write(t, list, "not a hash\n")
+	d.Reload(t)
 	eventually.True(t, "the bad list file to be reported", func() bool { return strings.Contains(d.Log(), "not a hash") })
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
 		frontendtest.MustAnnounce(t, c, announce(other, n))
@@ -226,7 +218,7 @@ func TestHookRateLimit(t *testing.T) {
 			t.Fatalf("%v announce refusals counted, want 3", n)
 		}
 		// A reload does not refill the budgets.
-		reloaded(t, d, syscall.SIGHUP)
+		reloaded(t, d)
 		httpRefused(t, httpGet(t, a.url(base)), refusal)
 
 		// Scrapes have their own budget.
@@ -281,11 +273,11 @@ func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) (string, func())
 	return srv.URL + "/.well-known/jwks.json", srv.Close
 }
 
-// reloaded sends sig to the daemon and waits for it to log that it
-// reloaded its configuration.
-func reloaded(t *testing.T, d *daemontest.Daemon, sig syscall.Signal) {
+// reloaded reloads the daemon and waits for it to log that it reloaded
+// its configuration.
+func reloaded(t *testing.T, d *daemontest.Daemon) {
 	t.Helper()
-	d.Signal(t, sig)
+	d.Reload(t)
 	d.WaitLine(t, "configuration reloaded")
 }
 
@@ -351,7 +343,7 @@ func TestHookJWT(t *testing.T) {
 	// The key server goes down, then the operator reloads the daemon: the
 	// hook, unchanged, keeps the keys it has, and valid tokens still pass.
 	keysDown()
-	reloaded(t, d, syscall.SIGUSR1)
+	reloaded(t, d)
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
 		frontendtest.MustAnnounce(t, c, announce(ih, n, valid))
 	})

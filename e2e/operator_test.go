@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,21 +171,21 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 	}
 	udpRefused(t, u.announce(build, id("-qB4000-y"), 100, 2, 7005, 10, nil), refusal)
 
-	// A new tokens file is read on SIGHUP; the old tokens go.
+	// A new tokens file is read on reload; the old tokens go.
 	write(t, tokens, "e2e-new-token-0123456789 read\n")
-	d.Signal(t, syscall.SIGHUP)
+	d.Reload(t)
 	eventually.Holds(t, func() string {
 		if code, _ := api(t, d, "GET", "/api/v1/stats", "e2e-new-token-0123456789"); code != 200 {
-			return fmt.Sprintf("new token after SIGHUP: %d", code)
+			return fmt.Sprintf("new token after reload: %d", code)
 		}
 		return ""
 	})
 	if code, _ := api(t, d, "GET", "/api/v1/stats", e2eReadToken); code != 401 {
-		t.Fatalf("a removed token after SIGHUP: %d", code)
+		t.Fatalf("a removed token after reload: %d", code)
 	}
-	// A bad file on SIGUSR1 keeps the tokens in use, and the log says why.
+	// A bad file on reload keeps the tokens in use, and the log says why.
 	write(t, tokens, "e2e-new-token-0123456789 reader\n")
-	d.Signal(t, syscall.SIGUSR1)
+	d.Reload(t)
 	line := d.WaitLine(t, "api tokens not reloaded; keeping the tokens in use")
 	if !strings.Contains(line.Str("error"), `line 1: role must be read or admin, got "reader"`) {
 		t.Fatalf("log line %v", line)
@@ -257,7 +256,7 @@ func TestOperatorApprovalSurvivesReloadAndRestart(t *testing.T) {
 	if code, rep := api(t, d, "PUT", "/api/v1/approval/torrents/"+buildHex, e2eAdminToken); code != 200 || rep["changed"] != true {
 		t.Fatalf("PUT: %d %v", code, rep)
 	}
-	d.Signal(t, syscall.SIGHUP)
+	d.Reload(t)
 	d.WaitLine(t, "torrent approval: list file reloaded")
 	u := udpTracker(t, d, "127.0.0.1:0")
 	udpServed(t, u.announce(build, id("-qB4000-r1"), 100, 2, 7101, 10, nil))

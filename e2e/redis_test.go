@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -110,10 +109,7 @@ func TestRedisTwoInstances(t *testing.T) {
 	})
 
 	// A leaves; B still knows every peer A was told about.
-	a.Signal(t, syscall.SIGTERM)
-	if code := a.ExitCode(t); code != 0 {
-		t.Fatalf("A exited with %d", code)
-	}
+	a.Stop(t)
 	ub.connect()
 	s := ub.scrape(ihHTTP, ihUDP)
 	if s[0] != (udpScrape{seeders: 1, leechers: 1}) || s[1] != (udpScrape{seeders: 1, leechers: 1}) {

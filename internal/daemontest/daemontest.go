@@ -24,12 +24,9 @@
 //		if n := d.Metric(t, "chihaya_frontend_requests_total", map[string]string{"frontend": "http"}); n != 1 {
 //			t.Errorf("%v requests counted, want 1", n)
 //		}
-//		d.Signal(t, syscall.SIGHUP)
+//		d.Reload(t)
 //		d.WaitLine(t, "configuration reloaded")
 //	}
-//
-// With -short, Start skips the test: `go test -short ./...` runs the unit
-// tests alone.
 //
 // With -short, Start skips the test: `go test -short ./...` runs the unit
 // tests alone.
@@ -413,6 +410,16 @@ func (d *Daemon) Signal(t testing.TB, sig os.Signal) {
 	if err := d.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal chihaya: %v", err)
 	}
+}
+
+// Reload sends SIGHUP, as an operator does after editing the
+// configuration or a file it names (a list, the API tokens); the caller
+// waits for the log line it expects ("configuration reloaded", or the
+// error that keeps the running state). SIGUSR1 does the same; that both
+// reload is checked once, by cmd/chihaya's daemon test.
+func (d *Daemon) Reload(t testing.TB) {
+	t.Helper()
+	d.Signal(t, sighup)
 }
 
 // Wait waits for the daemon to exit and returns how it did: nil for

@@ -4,6 +4,9 @@ package daemontest
 
 import "syscall"
 
-const sigterm = syscall.SIGTERM
+const (
+	sigterm = syscall.SIGTERM
+	sighup  = syscall.SIGHUP
+)
 
 func sysProcAttr() *syscall.SysProcAttr { return nil }
