@@ -1,25 +1,17 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/internal/eventually"
-	jose "github.com/go-jose/go-jose/v4"
-	josejwt "github.com/go-jose/go-jose/v4/jwt"
+	"github.com/chihaya/chihaya/internal/jwttest"
 )
 
 // The end-to-end checks of the hooks: each is configured in the running
@@ -117,8 +109,7 @@ func udpTracker(t *testing.T, d *daemontest.Daemon, local string) *udpClient {
 
 func TestHookTorrentApproval(t *testing.T) {
 	approved, other := hash(0x11), hash(0x22)
-	list := filepath.Join(t.TempDir(), "whitelist")
-	write(t, list, "# approved torrents\n"+hex.EncodeToString(approved[:])+"\n")
+	list := configtest.File(t, "whitelist", "# approved torrents\n"+hex.EncodeToString(approved[:])+"\n")
 	const refusal = "unapproved torrent: this tracker does not track this info hash"
 	d := start(t, hooked(t, hookCfg{"torrent approval", map[interface{}]interface{}{
 		"whitelist_file": list,
@@ -137,14 +128,14 @@ func TestHookTorrentApproval(t *testing.T) {
 	}
 
 	// The list file is re-read on reload.
-	write(t, list, hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n")
+	configtest.Rewrite(t, list, hex.EncodeToString(approved[:])+"\n"+hex.EncodeToString(other[:])+"\n")
 	reloaded(t, d)
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
 		frontendtest.MustAnnounce(t, c, announce(other, n))
 	})
 
 	// A bad file is rejected on reload and the running list kept.
-	write(t, list, "not a hash\n")
+	configtest.Rewrite(t, list, "not a hash\n")
 	d.Reload(t)
 	eventually.True(t, "the bad list file to be reported", func() bool { return strings.Contains(d.Log(), "not a hash") })
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
@@ -249,30 +240,6 @@ func TestHookRateLimit(t *testing.T) {
 	})
 }
 
-// jwkServer serves a JWK Set with the public half of key, from 127.0.0.1.
-// jwkServer serves a key set holding key's public half on loopback; it
-// returns the set's URL and a function that takes the server down.
-func jwkServer(t *testing.T, key *ecdsa.PrivateKey, kid string) (string, func()) {
-	t.Helper()
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Use: "sig", Algorithm: string(jose.ES256)}}}
-	body, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/jwk-set+json")
-		_, _ = w.Write(body)
-	}))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener = l
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv.URL + "/.well-known/jwks.json", srv.Close
-}
-
 // reloaded reloads the daemon and waits for it to log that it reloaded
 // its configuration.
 func reloaded(t *testing.T, d *daemontest.Daemon) {
@@ -282,33 +249,14 @@ func reloaded(t *testing.T, d *daemontest.Daemon) {
 }
 
 func TestHookJWT(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const iss, aud = "https://registry.example", "https://tracker.example"
-	keysURL, keysDown := jwkServer(t, key, "registry-1")
+	issuer := jwttest.New(t, jwttest.ES256, "https://registry.example", "https://tracker.example", "registry-1")
 	d := start(t, hooked(t, hookCfg{"jwt", map[interface{}]interface{}{
-		"issuer":                  iss,
-		"audience":                aud,
-		"jwk_set_url":             keysURL,
+		"issuer":                  issuer.Issuer,
+		"audience":                issuer.Audience,
+		"jwk_set_url":             issuer.KeysURL,
 		"jwk_set_update_interval": "5m",
 	}}))
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "registry-1"}}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := func(ih [20]byte, exp time.Time) string {
-		t.Helper()
-		s, err := josejwt.Signed(signer).Claims(map[string]interface{}{
-			"iss": iss, "aud": aud, "exp": exp.Unix(), "nbf": time.Now().Add(-time.Minute).Unix(),
-			"infohash": hex.EncodeToString(ih[:]),
-		}).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	token := func(ih [20]byte, exp time.Time) string { return issuer.Token(t, ih, exp) }
 	ih := hash(0x77)
 	valid, expired := token(ih, time.Now().Add(time.Hour)), token(ih, time.Now().Add(-time.Hour))
 	// Over UDP the token travels in BEP 41 URL data, longer than one
@@ -342,7 +290,7 @@ func TestHookJWT(t *testing.T) {
 
 	// The key server goes down, then the operator reloads the daemon: the
 	// hook, unchanged, keeps the keys it has, and valid tokens still pass.
-	keysDown()
+	issuer.Down()
 	reloaded(t, d)
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
 		frontendtest.MustAnnounce(t, c, announce(ih, n, valid))

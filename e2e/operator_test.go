@@ -10,12 +10,12 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/internal/eventually"
 )
@@ -32,11 +32,8 @@ const (
 // file hook, and the full scrape. It returns the whitelist's path.
 func operatorConfig(t *testing.T, cfg map[interface{}]interface{}) (list, tokens string) {
 	t.Helper()
-	dir := t.TempDir()
-	tokens = filepath.Join(dir, "tokens")
-	list = filepath.Join(dir, "whitelist")
-	write(t, tokens, e2eReadToken+" read\n"+e2eAdminToken+" admin\n")
-	write(t, list, "# approved builds\n")
+	tokens = configtest.File(t, "tokens", e2eReadToken+" read\n"+e2eAdminToken+" admin\n")
+	list = configtest.File(t, "whitelist", "# approved builds\n")
 	c := section(cfg, "chihaya")
 	c["api"] = map[interface{}]interface{}{"tokens_file": tokens, "history_interval": "1s"}
 	h := section(c, "http")
@@ -47,13 +44,6 @@ func operatorConfig(t *testing.T, cfg map[interface{}]interface{}) (list, tokens
 		"options": map[interface{}]interface{}{"whitelist_file": list, "file_check_interval": "1h"},
 	}}
 	return list, tokens
-}
-
-func write(t *testing.T, path, s string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // api sends a request to the daemon's operator API and decodes the JSON.
@@ -172,7 +162,7 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 	udpRefused(t, u.announce(build, id("-qB4000-y"), 100, 2, 7005, 10, nil), refusal)
 
 	// A new tokens file is read on reload; the old tokens go.
-	write(t, tokens, "e2e-new-token-0123456789 read\n")
+	configtest.Rewrite(t, tokens, "e2e-new-token-0123456789 read\n")
 	d.Reload(t)
 	eventually.Holds(t, func() string {
 		if code, _ := api(t, d, "GET", "/api/v1/stats", "e2e-new-token-0123456789"); code != 200 {
@@ -184,7 +174,7 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 		t.Fatalf("a removed token after reload: %d", code)
 	}
 	// A bad file on reload keeps the tokens in use, and the log says why.
-	write(t, tokens, "e2e-new-token-0123456789 reader\n")
+	configtest.Rewrite(t, tokens, "e2e-new-token-0123456789 reader\n")
 	d.Reload(t)
 	line := d.WaitLine(t, "api tokens not reloaded; keeping the tokens in use")
 	if !strings.Contains(line.Str("error"), `line 1: role must be read or admin, got "reader"`) {

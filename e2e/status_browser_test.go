@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/internal/eventually"
 	"github.com/chihaya/chihaya/internal/prereq"
 )
@@ -34,8 +35,7 @@ func TestStatusPageInChromium(t *testing.T) {
 
 	cfg := loopbackConfig(t, "127.0.0.1")
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	write(t, tokens, e2eReadToken+" read\n")
+	tokens := configtest.File(t, "tokens", e2eReadToken+" read\n")
 	c := section(cfg, "chihaya")
 	c["api"] = map[interface{}]interface{}{"tokens_file": tokens, "history_interval": "1s"}
 	// Peers give their rack's address, as behind a NAT-free deployment

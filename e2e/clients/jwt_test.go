@@ -3,91 +3,30 @@ package clients
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/internal/jwttest"
 	"github.com/chihaya/chihaya/internal/prereq"
-	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // The token is kept small on purpose: libtorrent 2.0 sends at most 255
 // bytes of BEP 41 URL data in a UDP announce and cuts the rest, so a UDP
 // token (with its path and "?jwt=") must fit in about 250 bytes. Short issuer,
 // audience and key ID, no optional claims, and EdDSA's short signature fit.
-const (
-	jwtIssuer   = "r"
-	jwtAudience = "t"
-)
-
-// registry is the container-registry side of the JWT use case: it holds a
-// signing key, serves its public half as a JWK Set, and signs one token
-// per info hash it publishes.
-type registry struct {
-	signer jose.Signer
-	jwks   string // URL of the key set
+func newRegistry(t *testing.T) *jwttest.Issuer {
+	t.Helper()
+	return jwttest.New(t, jwttest.EdDSA, "r", "t", "k")
 }
 
-func newRegistry(t *testing.T) *registry {
+// token signs a token for ih that expires at expiry, for the registry reg.
+func token(t *testing.T, reg *jwttest.Issuer, ih [20]byte, expiry time.Time) string {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const kid = "k"
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: pub, KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"}}}
-	body, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}))
-	srv.Listener.Close()
-	srv.Listener = l
-	srv.Start()
-	t.Cleanup(srv.Close)
-
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: priv, KeyID: kid}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &registry{signer: signer, jwks: srv.URL + "/jwks.json"}
-}
-
-// token signs a token for ih that expires at expiry.
-func (r *registry) token(t *testing.T, ih [20]byte, expiry time.Time) string {
-	t.Helper()
-	claims := struct {
-		jwt.Claims
-		InfoHash string `json:"infohash"`
-	}{
-		Claims: jwt.Claims{
-			Issuer:   jwtIssuer,
-			Audience: jwt.Audience{jwtAudience},
-			Expiry:   jwt.NewNumericDate(expiry),
-		},
-		InfoHash: hex.EncodeToString(ih[:]),
-	}
-	tok, err := jwt.Signed(r.signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := reg.Token(t, ih, expiry)
 	if n := len("/a?jwt=") + len(tok); n > 255 {
 		t.Fatalf("the token makes %d bytes of URL data; libtorrent sends at most 255 over UDP", n)
 	}
@@ -176,20 +115,20 @@ func TestJWTApprovedDownload(t *testing.T) {
         audience: %q
         jwk_set_url: %q
         jwk_set_update_interval: 1m
-`, jwtIssuer, jwtAudience, reg.jwks))
+`, reg.Issuer, reg.Audience, reg.KeysURL))
 
 			now := time.Now()
 
 			// Refused: the token expired an hour ago.
 			expired := newSwarm(t, tr, transport)
-			withAnnounceQuery(t, expired, "jwt="+reg.token(t, expired.infoHash, now.Add(-time.Hour)))
+			withAnnounceQuery(t, expired, "jwt="+token(t, reg, expired.infoHash, now.Add(-time.Hour)))
 			ctx, cancel := context.WithTimeout(context.Background(), scenarioTimeout)
 			defer cancel()
 			wantRefused(t, ctx, tr, transport, expired, "unapproved request: jwt expired")
 
 			// Admitted: a token valid for the next hour.
 			s := newSwarm(t, tr, transport)
-			withAnnounceQuery(t, s, "jwt="+reg.token(t, s.infoHash, now.Add(time.Hour)))
+			withAnnounceQuery(t, s, "jwt="+token(t, reg, s.infoHash, now.Add(time.Hour)))
 			_, down := wantDownload(t, ctx, tr, s)
 			if logContains(down, "unapproved request") {
 				t.Fatal("the admitted downloader was refused at some point")

@@ -108,3 +108,40 @@ func BadHookOptions(t *testing.T, hook string, cases []Case) {
 		return err
 	})
 }
+
+// Build makes a component from cfg the way the daemon does after decoding:
+// its defaults, then Validate, then its constructor. Any error fails the
+// test: the configuration is the test's own and must be right.
+func Build[C yamlconf.Validator, T any](t testing.TB, cfg C, defaults func(C) C, build func(C) (T, error)) T {
+	t.Helper()
+	if defaults != nil {
+		cfg = defaults(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// File writes content to a new file named name, in a directory of its own
+// that goes when the test ends, and returns its path: a list, a secret or
+// a certificate that the test's configuration names.
+func File(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	Rewrite(t, path, content)
+	return path
+}
+
+// Rewrite replaces what the file at path holds, as an operator edits a
+// file that the configuration names before a reload.
+func Rewrite(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

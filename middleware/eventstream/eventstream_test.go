@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"sync"
@@ -48,14 +46,7 @@ func TestBadOptions(t *testing.T) {
 
 func newHook(t *testing.T, cfg Config) *Hook {
 	t.Helper()
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := configtest.Build(t, cfg, Config.WithDefaults, New)
 	t.Cleanup(h.Stop)
 	return h
 }
@@ -246,8 +237,7 @@ func (s *sinkServer) count() int {
 }
 
 func TestHTTPSinkSignedNDJSONBatches(t *testing.T) {
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secretFile, []byte("sink secret\n"), 0o600)
+	secretFile := configtest.File(t, "secret", "sink secret\n")
 	s := newSinkServer(t, []byte("sink secret"))
 	h := newHook(t, Config{Sink: "http", URL: s.URL, SecretFile: secretFile, Routes: []string{"/:passkey/announce"}, Redact: []string{"token"},
 		BatchSize: 5, FlushInterval: time.Hour, Instance: "t1"})
@@ -279,15 +269,14 @@ func TestHTTPSinkSignedNDJSONBatches(t *testing.T) {
 // TestReloadRereadsSecret: a rotated secret_file takes effect on reload,
 // the hook's entry being unchanged and the running hook kept.
 func TestReloadRereadsSecret(t *testing.T) {
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secretFile, []byte("old secret\n"), 0o600)
+	secretFile := configtest.File(t, "secret", "old secret\n")
 	s := newSinkServer(t, []byte("new secret"))
 	h := newHook(t, Config{Sink: "http", URL: s.URL, SecretFile: secretFile, BatchSize: 1, FlushInterval: time.Hour})
 	r, ok := any(h).(middleware.Reloader)
 	if !ok {
 		t.Fatal("the hook does not re-read its files on reload")
 	}
-	os.WriteFile(secretFile, []byte("new secret\n"), 0o600)
+	configtest.Rewrite(t, secretFile, "new secret\n")
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}

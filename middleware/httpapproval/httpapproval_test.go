@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,14 +100,7 @@ func byPasskey(w http.ResponseWriter, q middleware.AnnounceFields) {
 
 func newHook(t *testing.T, cfg Config) *Hook {
 	t.Helper()
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := configtest.Build(t, cfg, Config.WithDefaults, New)
 	t.Cleanup(h.Stop)
 	return h
 }
@@ -404,10 +396,7 @@ func TestMaxInFlight(t *testing.T) {
 }
 
 func TestSignedRequests(t *testing.T) {
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret := configtest.File(t, "secret", "s3cret\n")
 	svc := newService(t, byPasskey)
 	h := newHook(t, Config{URL: svc.URL, SecretFile: secret})
 	run(h, announce(1, bittorrent.ParamsNone))
@@ -432,10 +421,7 @@ func TestSignedRequests(t *testing.T) {
 // hook is kept and must read the file again. A file that cannot be read
 // leaves the hook signing with the secret it had.
 func TestReloadRereadsSecret(t *testing.T) {
-	secret := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret := configtest.File(t, "secret", "s3cret\n")
 	svc := newService(t, byPasskey)
 	h := newHook(t, Config{URL: svc.URL, SecretFile: secret})
 	r, ok := any(h).(middleware.Reloader)
@@ -443,9 +429,7 @@ func TestReloadRereadsSecret(t *testing.T) {
 		t.Fatal("the hook does not re-read its files on reload")
 	}
 	run(h, announce(1, bittorrent.ParamsNone))
-	if err := os.WriteFile(secret, []byte("rotated\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	configtest.Rewrite(t, secret, "rotated\n")
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -468,15 +452,7 @@ func TestReloadRereadsSecret(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	serverCert, serverKey := testcert.PEM(t)
 	clientCert, clientKey := testcert.PEM(t)
-	dir := t.TempDir()
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	ca, cc, ck := write("ca.pem", serverCert), write("client.pem", clientCert), write("client.key", clientKey)
+	ca, cc, ck := configtest.File(t, "ca.pem", string(serverCert)), configtest.File(t, "client.pem", string(clientCert)), configtest.File(t, "client.key", string(clientKey))
 	pair, err := tls.X509KeyPair(serverCert, serverKey)
 	if err != nil {
 		t.Fatal(err)
