@@ -13,6 +13,14 @@ import (
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
 
+// The defaults of the keys every driver has, upstream Chihaya's:
+// gc_interval, peer_lifetime and prometheus_reporting_interval.
+const (
+	DefaultGarbageCollectionInterval   = 3 * time.Minute
+	DefaultPeerLifetime                = 31 * time.Minute
+	DefaultPrometheusReportingInterval = time.Second
+)
+
 // Role is where a peer stands in a swarm.
 type Role uint8
 

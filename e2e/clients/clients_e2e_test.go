@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/internal/prereq"
+	"github.com/chihaya/chihaya/internal/proctest"
 )
 
 // scenarioTimeout bounds one seed-and-download; on loopback the transfer
@@ -58,7 +59,7 @@ func seedAndDownload(t *testing.T, host, transport string, seeder, downloader cl
 	defer cancel()
 	tr := startTracker(t, host)
 	s := newSwarm(t, tr, transport)
-	scrapeUntil := func(what string, want func(counts) bool, procs ...*proc) {
+	scrapeUntil := func(what string, want func(counts) bool, procs ...*proctest.Proc) {
 		t.Helper()
 		waitFor(t, ctx, what, func() (bool, string) {
 			c, err := tr.scrape(s.infoHash)

@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chihaya/chihaya/internal/prereq"
+	"github.com/chihaya/chihaya/internal/proctest"
 )
 
 // clientTimeout bounds every client process that can bound itself; the
@@ -23,7 +23,7 @@ const clientTimeout = 150 * time.Second
 // fresh directory or downloading it into one, and returns the process and
 // that directory. DHT, PEX, local peer discovery, UPnP and NAT-PMP are off
 // in every client: the tracker is the only way peers can meet.
-type client func(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string)
+type client func(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proctest.Proc, string)
 
 var clients = map[string]client{
 	"libtorrent":   libtorrent,
@@ -35,7 +35,7 @@ var clients = map[string]client{
 // installed checks, before a test starts anything, that a client can run;
 // it skips the test, or fails it under CI=true.
 var installed = map[string]func(t *testing.T){
-	"libtorrent":   func(t *testing.T) { t.Helper(); libtorrentPython(t) },
+	"libtorrent":   func(t *testing.T) { t.Helper(); prereq.LibtorrentPython(t) },
 	"aria2":        func(t *testing.T) { t.Helper(); prereq.Program(t, "aria2c", "aria2") },
 	"transmission": func(t *testing.T) { t.Helper(); prereq.Program(t, "transmission-cli", "transmission-cli") },
 	"qbittorrent":  func(t *testing.T) { t.Helper(); prereq.Program(t, "qbittorrent-nox", "qbittorrent-nox") },
@@ -57,32 +57,10 @@ func clientDir(t *testing.T, s *swarm, name string, seed bool) string {
 	return s.downloadDir(t, name)
 }
 
-var (
-	libtorrentOnce sync.Once
-	libtorrentErr  error
-)
-
-// libtorrentPython returns Debian's own Python, the one python3-libtorrent
-// is built for, once it has shown that it can import libtorrent.
-func libtorrentPython(t *testing.T) string {
-	t.Helper()
-	const python = "/usr/bin/python3"
-	libtorrentOnce.Do(func() {
-		out, err := exec.Command(python, "-c", "import libtorrent").CombinedOutput()
-		if err != nil {
-			libtorrentErr = fmt.Errorf("%s cannot import libtorrent (apt-get install python3-libtorrent): %v: %s", python, err, out)
-		}
-	})
-	if libtorrentErr != nil {
-		prereq.Missing(t, "%v", libtorrentErr)
-	}
-	return python
-}
-
 // libtorrent runs testdata/ltclient.py.
-func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
+func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proctest.Proc, string) {
 	t.Helper()
-	python := libtorrentPython(t)
+	python := prereq.LibtorrentPython(t)
 	script, err := filepath.Abs(filepath.Join("testdata", "ltclient.py"))
 	if err != nil {
 		t.Fatal(err)
@@ -91,12 +69,12 @@ func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, 
 	cmd := exec.CommandContext(ctx, python, script,
 		"--mode", role(seed), "--torrent", s.torrent, "--save", dir,
 		"--listen", s.tr.host, "--timeout", strconv.Itoa(int(clientTimeout.Seconds())))
-	return start(t, "libtorrent-"+role(seed), s.logs, cmd), dir
+	return proctest.Start(t, "libtorrent-"+role(seed), s.logs, cmd), dir
 }
 
 // aria2 speaks UDP trackers only with its DHT on, so with DHT off it is an
 // HTTP-only client.
-func aria2(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
+func aria2(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proctest.Proc, string) {
 	t.Helper()
 	bin := prereq.Program(t, "aria2c", "aria2")
 	if s.transport != "http" {
@@ -124,7 +102,7 @@ func aria2(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, strin
 		"--enable-color=false",
 		s.torrent,
 	}
-	return start(t, "aria2-"+role(seed), s.logs, exec.CommandContext(ctx, bin, args...)), dir
+	return proctest.Start(t, "aria2-"+role(seed), s.logs, exec.CommandContext(ctx, bin, args...)), dir
 }
 
 // transmissionSettings turns off every peer source but the tracker, and
@@ -158,7 +136,7 @@ const transmissionSettings = `{
 // torrent passes through "stopped" on its way into verification: under
 // load the CLI sometimes sees that moment and exits at once. Such a start
 // is retried, with a fresh profile, before the test goes on.
-func transmission(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
+func transmission(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proctest.Proc, string) {
 	t.Helper()
 	bin := prereq.Program(t, "transmission-cli", "transmission-cli")
 	if !seed {
@@ -178,27 +156,26 @@ func transmission(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc
 		// No -v: Transmission verifies a new torrent's data anyway, and a
 		// second verification doubles the chance of the early exit.
 		cmd := exec.CommandContext(ctx, bin, "-g", cfg, "-w", dir, "-p", strconv.Itoa(port), "-M", s.torrent)
-		p := start(t, fmt.Sprintf("transmission-%s-%d", role(seed), i), s.logs, cmd)
+		p := proctest.Start(t, fmt.Sprintf("transmission-%s-%d", role(seed), i), s.logs, cmd)
 		if i == attempts {
 			return p, dir
 		}
 		// Its status line says "Seeding" once the data is verified.
 		tick := time.NewTicker(100 * time.Millisecond)
-		for !p.exited() && !logContains(p, "Seeding,") && ctx.Err() == nil {
+		for !p.Exited() && !logContains(p, "Seeding,") && ctx.Err() == nil {
 			<-tick.C
 		}
 		tick.Stop()
-		if !p.exited() {
+		if !p.Exited() {
 			return p, dir
 		}
-		t.Logf("transmission-cli exited (%v) before seeding; starting it again", p.err)
+		t.Logf("transmission-cli exited (%v) before seeding; starting it again", p.Err())
 	}
 }
 
 // logContains reports whether the process has written text so far.
-func logContains(p *proc, text string) bool {
-	b, err := os.ReadFile(p.log)
-	return err == nil && strings.Contains(string(b), text)
+func logContains(p *proctest.Proc, text string) bool {
+	return strings.Contains(p.Output(), text)
 }
 
 // qbittorrentConf is a qBittorrent 4.5 profile: the legal notice accepted
@@ -239,7 +216,7 @@ WebUI\UseUPnP=false
 
 // qbittorrent runs qbittorrent-nox with its own profile and the torrent on
 // its command line.
-func qbittorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc, string) {
+func qbittorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proctest.Proc, string) {
 	t.Helper()
 	bin := prereq.Program(t, "qbittorrent-nox", "qbittorrent-nox")
 	dir := clientDir(t, s, "qbittorrent", seed)
@@ -253,5 +230,5 @@ func qbittorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proc,
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(ctx, bin, "--profile="+profile, "--save-path="+dir, s.torrent)
-	return start(t, "qbittorrent-"+role(seed), s.logs, cmd), dir
+	return proctest.Start(t, "qbittorrent-"+role(seed), s.logs, cmd), dir
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/chihaya/chihaya/internal/jwttest"
 	"github.com/chihaya/chihaya/internal/prereq"
+	"github.com/chihaya/chihaya/internal/proctest"
 )
 
 // The token is kept small on purpose: libtorrent 2.0 sends at most 255
@@ -75,12 +76,12 @@ func wantRefused(t *testing.T, ctx context.Context, tr *tracker, transport strin
 	if c, err := tr.scrape(s.infoHash); err != nil || c.Complete != 0 || c.Incomplete != 0 {
 		t.Fatalf("a refused client joined the swarm: %v %v", c, err)
 	}
-	refused.kill()
+	refused.Kill()
 }
 
 // wantDownload has libtorrent seed s and another libtorrent download it
 // through the tracker, and returns both once the download is intact.
-func wantDownload(t *testing.T, ctx context.Context, tr *tracker, s *swarm) (seed, down *proc) {
+func wantDownload(t *testing.T, ctx context.Context, tr *tracker, s *swarm) (seed, down *proctest.Proc) {
 	t.Helper()
 	seed, _ = clients["libtorrent"](t, ctx, s, true)
 	waitFor(t, ctx, "the seeder joins the swarm", func() (bool, string) {
@@ -139,13 +140,9 @@ func TestJWTApprovedDownload(t *testing.T) {
 
 // failureReasons returns the tracker failure reasons a libtorrent client
 // has logged.
-func failureReasons(p *proc) []string {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return nil
-	}
+func failureReasons(p *proctest.Proc) []string {
 	var out []string
-	for _, line := range bytes.Split(b, []byte("\n")) {
+	for _, line := range bytes.Split([]byte(p.Output()), []byte("\n")) {
 		var e struct {
 			Event  string `json:"event"`
 			Reason string `json:"failure_reason"`
@@ -158,11 +155,11 @@ func failureReasons(p *proc) []string {
 }
 
 // lastTrackerError returns the tail of the client's last tracker error.
-func lastTrackerError(p *proc) string {
-	b, _ := os.ReadFile(p.log)
-	i := bytes.LastIndex(b, []byte(`"error":`))
+func lastTrackerError(p *proctest.Proc) string {
+	out := p.Output()
+	i := strings.LastIndex(out, `"error":`)
 	if i < 0 {
 		return ""
 	}
-	return string(b[i:])
+	return out[i:]
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/internal/prereq"
+	"github.com/chihaya/chihaya/internal/proctest"
 )
 
 func TestMain(m *testing.M) { daemontest.Main(m) }
@@ -133,7 +134,7 @@ func startOpentracker(t *testing.T, host string) *tracker {
 	if err := os.WriteFile(filepath.Join(dir, "opentracker.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, "opentracker", dir, exec.Command(bin, "-f", filepath.Join(dir, "opentracker.conf")))
+	p := proctest.Start(t, "opentracker", dir, exec.Command(bin, "-f", filepath.Join(dir, "opentracker.conf")))
 	tr := &tracker{host: host, httpAddr: addr, udpAddr: addr}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -150,7 +151,7 @@ func startOpentracker(t *testing.T, host string) *tracker {
 		if err := os.WriteFile(whitelist, []byte(hex.EncodeToString(ih[:])+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGHUP)
+		_ = p.Signal(syscall.SIGHUP)
 		// Once a stopped announce is no longer refused, the reload is done.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

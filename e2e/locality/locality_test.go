@@ -21,16 +21,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/internal/prereq"
+	"github.com/chihaya/chihaya/internal/proctest"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
-
-const python = "/usr/bin/python3"
 
 // The deployment: numwant is well below the swarm (19 clients), and each
 // rack is as large as numwant, so that the tracker's choice shows.
@@ -75,9 +73,7 @@ func TestLocalityWithRealClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real BitTorrent clients: not in -short mode")
 	}
-	if out, err := exec.Command(python, "-c", "import libtorrent").CombinedOutput(); err != nil {
-		prereq.Missing(t, "%s cannot import libtorrent (apt-get install python3-libtorrent): %v: %s", python, err, out)
-	}
+	prereq.LibtorrentPython(t)
 
 	runs := []struct {
 		name    string
@@ -233,18 +229,20 @@ func runSwarm(t *testing.T, storage string) []result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, python, script,
+	cmd := exec.CommandContext(ctx, prereq.LibtorrentPython(t), script,
 		"--tracker", "http://"+httpAddr+"/announce", "--workdir", filepath.Join(dir, "swarm"),
 		"--racks", strconv.Itoa(racks), "--per-rack", strconv.Itoa(perRack),
 		"--timeout", strconv.Itoa(int(runLimit.Seconds())-10))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The report is the standard output; the log (standard error) is
+	// printed should the test fail.
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
 	begin := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("swarm.py: %v\nstderr:\n%s", err, stderr.String())
+	p := proctest.Start(t, "swarm.py", dir, cmd)
+	if err := p.Wait(); err != nil {
+		t.Fatalf("swarm.py: %v", err)
 	}
-	t.Logf("swarm.py took %.1fs:\n%s", time.Since(begin).Seconds(), strings.TrimSpace(stderr.String()))
+	t.Logf("swarm.py took %.1fs:\n%s", time.Since(begin).Seconds(), strings.TrimSpace(p.Output()))
 	var report struct {
 		Downloaders []result `json:"downloaders"`
 	}

@@ -6,8 +6,10 @@
 package prereq
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -32,4 +34,27 @@ func Program(t testing.TB, program, debPackage string) string {
 		Missing(t, "%s not found (apt-get install %s)", program, debPackage)
 	}
 	return p
+}
+
+var (
+	libtorrentOnce sync.Once
+	libtorrentErr  error
+)
+
+// LibtorrentPython returns Debian's own Python, the one python3-libtorrent
+// is built for, once it has shown that it can import libtorrent; otherwise
+// it is Missing.
+func LibtorrentPython(t testing.TB) string {
+	t.Helper()
+	const python = "/usr/bin/python3"
+	libtorrentOnce.Do(func() {
+		out, err := exec.Command(python, "-c", "import libtorrent").CombinedOutput()
+		if err != nil {
+			libtorrentErr = fmt.Errorf("%s cannot import libtorrent (apt-get install python3-libtorrent): %v: %s", python, err, out)
+		}
+	})
+	if libtorrentErr != nil {
+		Missing(t, "%v", libtorrentErr)
+	}
+	return python
 }

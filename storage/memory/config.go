@@ -4,16 +4,16 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
+	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
-// The defaults, as in upstream Chihaya's example configuration.
+// The defaults of the memory driver's own keys, as in upstream Chihaya's
+// example configuration; those of the keys every driver has are the
+// storage package's.
 const (
-	DefaultGarbageCollectionInterval   = 3 * time.Minute
-	DefaultPeerLifetime                = 31 * time.Minute
-	DefaultShardCount                  = 1024
-	DefaultPrometheusReportingInterval = time.Second
-	DefaultSnapshotInterval            = 5 * time.Minute
+	DefaultShardCount       = 1024
+	DefaultSnapshotInterval = 5 * time.Minute
 )
 
 // MinReportingInterval bounds prometheus_reporting_interval from below.
@@ -59,16 +59,16 @@ type Config struct {
 // written as 0 is rejected by Validate rather than silently replaced.
 func (c Config) WithDefaults() Config {
 	if c.GarbageCollectionInterval == 0 {
-		c.GarbageCollectionInterval = DefaultGarbageCollectionInterval
+		c.GarbageCollectionInterval = storage.DefaultGarbageCollectionInterval
 	}
 	if c.PeerLifetime == 0 {
-		c.PeerLifetime = DefaultPeerLifetime
+		c.PeerLifetime = storage.DefaultPeerLifetime
 	}
 	if c.ShardCount == 0 {
 		c.ShardCount = DefaultShardCount
 	}
 	if c.PrometheusReportingInterval == 0 {
-		c.PrometheusReportingInterval = DefaultPrometheusReportingInterval
+		c.PrometheusReportingInterval = storage.DefaultPrometheusReportingInterval
 	}
 	if c.SnapshotInterval == 0 {
 		c.SnapshotInterval = DefaultSnapshotInterval

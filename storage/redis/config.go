@@ -10,25 +10,23 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/pkg/yamlconf"
+	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
-// The defaults. gc_interval, peer_lifetime and the reporting interval are
-// those of upstream Chihaya and the memory driver. The Redis timeouts are
+// The defaults of the redis driver's own keys (those of the keys every
+// driver has are the storage package's). The Redis timeouts are
 // far shorter than upstream's 15s: a tracker client gives up on a request
 // long before that, so during an outage waiting only holds goroutines and
 // sockets, while a healthy Redis answers in well under a millisecond.
 const (
-	DefaultGarbageCollectionInterval   = 3 * time.Minute
-	DefaultPeerLifetime                = 31 * time.Minute
-	DefaultPrometheusReportingInterval = time.Second
-	DefaultRedisBroker                 = "redis://127.0.0.1:6379/0"
-	DefaultRedisReadTimeout            = time.Second
-	DefaultRedisWriteTimeout           = time.Second
-	DefaultRedisConnectTimeout         = time.Second
-	DefaultMaxIdle                     = 32
-	DefaultMaxActive                   = 128
-	DefaultKeyPrefix                   = "chihaya:"
+	DefaultRedisBroker         = "redis://127.0.0.1:6379/0"
+	DefaultRedisReadTimeout    = time.Second
+	DefaultRedisWriteTimeout   = time.Second
+	DefaultRedisConnectTimeout = time.Second
+	DefaultMaxIdle             = 32
+	DefaultMaxActive           = 128
+	DefaultKeyPrefix           = "chihaya:"
 )
 
 // Config is the `storage.config` mapping of the redis driver.
@@ -93,13 +91,13 @@ type Config struct {
 // written as 0 is rejected by Validate rather than silently replaced.
 func (c Config) WithDefaults() Config {
 	if c.GarbageCollectionInterval == 0 {
-		c.GarbageCollectionInterval = DefaultGarbageCollectionInterval
+		c.GarbageCollectionInterval = storage.DefaultGarbageCollectionInterval
 	}
 	if c.PeerLifetime == 0 {
-		c.PeerLifetime = DefaultPeerLifetime
+		c.PeerLifetime = storage.DefaultPeerLifetime
 	}
 	if c.PrometheusReportingInterval == 0 {
-		c.PrometheusReportingInterval = DefaultPrometheusReportingInterval
+		c.PrometheusReportingInterval = storage.DefaultPrometheusReportingInterval
 	}
 	if c.RedisBroker == "" {
 		c.RedisBroker = DefaultRedisBroker
