@@ -3,11 +3,14 @@ package yamlconf
 import (
 	"errors"
 	"testing"
+
+	yaml2 "go.yaml.in/yaml/v2"
 )
 
 // FuzzDecode feeds arbitrary documents to the decoder: it must not panic,
-// and every error it places must have a text and a path that Locate can
-// follow in the same document without panicking.
+// must reject nothing that yaml.v2 accepts, and every error it places must
+// have a text and a path that Locate can follow in the same document
+// without panicking.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		"count: 7\n",
@@ -24,6 +27,12 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		_, err := Decode(doc, config{})
+		// The walk places what yaml.v2 rejects; it must never reject
+		// what yaml.v2 accepts (CONFIG-COMPAT).
+		var strict config
+		if v2err := yaml2.UnmarshalStrict(doc, &strict); v2err == nil && err != nil {
+			t.Fatalf("%q: rejected (%v), yaml.v2 accepts it", doc, err)
+		}
 		if err == nil {
 			return
 		}

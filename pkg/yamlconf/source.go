@@ -1,18 +1,17 @@
 package yamlconf
 
 import (
-	"errors"
 	"strconv"
 	"strings"
 
-	yaml2 "go.yaml.in/yaml/v2"
 	yaml3 "go.yaml.in/yaml/v3"
 )
 
-// Source is a YAML document parsed a second time, by yaml.v3, only for the
-// positions of its nodes. Decoding stays with yaml.v2 (CONFIG-COMPAT),
-// which knows keys only by Go types and lines only of the bytes it was
-// given; a Source turns key paths into the lines of the operator's file.
+// Source is a YAML document parsed by yaml.v3 for the positions of its
+// nodes. Decoding stays with yaml.v2 (CONFIG-COMPAT), which knows lines
+// only of the bytes it was given (a component decodes a copy of its
+// subtree); a Source turns key paths into the lines of the operator's
+// file.
 type Source struct {
 	node *yaml3.Node
 }
@@ -129,159 +128,6 @@ func keyIndex(m *yaml3.Node, key string, last bool) int {
 		}
 	}
 	return found
-}
-
-// problem is one of yaml.v2's decoding messages, taken apart.
-type problem struct {
-	line int
-	kind int // unknownKey, duplicateKey or badValue
-	key  string
-	// tag and value are what yaml.v2 quotes of an ill-typed value: tag
-	// "!!str", value "often" (yaml.v2 cuts values longer than 10 to their
-	// first 7 and "..."); goType is the type it wanted.
-	tag, value, goType string
-}
-
-const (
-	unknownKey = iota
-	duplicateKey
-	badValue
-)
-
-func parseProblem(m string) (problem, bool) {
-	rest, ok := strings.CutPrefix(m, "line ")
-	if !ok {
-		return problem{}, false
-	}
-	num, rest, ok := strings.Cut(rest, ": ")
-	if !ok {
-		return problem{}, false
-	}
-	line, err := strconv.Atoi(num)
-	if err != nil {
-		return problem{}, false
-	}
-	p := problem{line: line}
-	if f, ok := strings.CutPrefix(rest, "field "); ok {
-		if key, _, ok := strings.Cut(f, " not found in type "); ok {
-			p.kind, p.key = unknownKey, key
-			return p, true
-		}
-		if key, _, ok := strings.Cut(f, " already set in type "); ok {
-			p.kind, p.key = duplicateKey, key
-			return p, true
-		}
-		return problem{}, false
-	}
-	f, ok := strings.CutPrefix(rest, "cannot unmarshal ")
-	if !ok {
-		return problem{}, false
-	}
-	i := strings.LastIndex(f, " into ")
-	if i < 0 {
-		return problem{}, false
-	}
-	what := f[:i]
-	p.kind, p.goType = badValue, f[i+len(" into "):]
-	p.tag, p.value, _ = strings.Cut(what, " ")
-	p.value = strings.TrimSuffix(strings.TrimPrefix(p.value, "`"), "`")
-	return p, true
-}
-
-// find returns the path from s of the node p is about: for a key, the
-// key (its mapping's path and the key); for a value, the value.
-func (s *Source) find(p problem) (Path, bool) {
-	var path Path
-	var walk func(n *yaml3.Node) bool
-	walk = func(n *yaml3.Node) bool {
-		switch n.Kind {
-		case yaml3.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				path = append(path, k.Value)
-				if p.kind != badValue && k.Line == p.line && k.Value == p.key {
-					return true
-				}
-				if p.kind == badValue && matches(v, p) || walk(v) {
-					return true
-				}
-				path = path[:len(path)-1]
-			}
-		case yaml3.SequenceNode:
-			for i, v := range n.Content {
-				path = append(path, Index(i))
-				if p.kind == badValue && matches(v, p) || walk(v) {
-					return true
-				}
-				path = path[:len(path)-1]
-			}
-		}
-		return false
-	}
-	if s == nil || s.node == nil {
-		return nil, false
-	}
-	if p.kind == badValue && matches(s.node, p) {
-		return nil, true
-	}
-	return path, walk(s.node)
-}
-
-func matches(n *yaml3.Node, p problem) bool {
-	if n.Line != p.line {
-		return false
-	}
-	switch p.tag {
-	case "!!map":
-		return n.Kind == yaml3.MappingNode
-	case "!!seq":
-		return n.Kind == yaml3.SequenceNode
-	}
-	if n.Kind != yaml3.ScalarNode {
-		return false
-	}
-	if cut, ok := strings.CutSuffix(p.value, "..."); ok && len(p.value) == 10 {
-		return strings.HasPrefix(n.Value, cut)
-	}
-	return n.Value == p.value
-}
-
-// explain turns yaml.v2's decoding error of data into Errors whose paths
-// are relative to data's root and whose lines are data's. yaml.v2 reports
-// these problems only as English text naming Go types; this is the one
-// place that reads it, and what it cannot place stays yaml.v2's text.
-func explain(te *yaml2.TypeError, data []byte, structs map[string]bool) error {
-	in, err := Parse(data)
-	if err != nil {
-		in = nil
-	}
-	errs := make([]error, len(te.Errors))
-	for i, m := range te.Errors {
-		errs[i] = errors.New(m)
-		p, ok := parseProblem(m)
-		if !ok {
-			continue
-		}
-		path, found := in.find(p)
-		if !found {
-			continue
-		}
-		e := &Error{Path: path, Line: p.line}
-		switch p.kind {
-		case unknownKey:
-			e.Kind = UnknownKey
-		case duplicateKey:
-			e.Kind = DuplicateKey
-		default:
-			what := p.tag
-			if p.tag != "!!map" && p.tag != "!!seq" {
-				what += " `" + p.value + "`"
-			}
-			e.Err = errors.New("cannot unmarshal " + what + " into " + TypeName(p.goType, structs))
-		}
-		errs[i] = e
-	}
-	return errors.Join(errs...)
 }
 
 // TypeName says what yaml.v2's Go type name means to someone writing YAML:

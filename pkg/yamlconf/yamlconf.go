@@ -16,27 +16,44 @@ import (
 	"reflect"
 
 	yaml2 "go.yaml.in/yaml/v2"
+	yaml3 "go.yaml.in/yaml/v3"
 )
 
 // Decode decodes data strictly over start: keys left out keep start's
 // values, an unknown, repeated or ill-typed key is an *Error whose path is
 // relative to data's root and whose line is data's. Several are joined
 // (errors.Join). An empty or null document keeps start as it is.
+//
+// yaml.v2 decodes (CONFIG-COMPAT: what upstream accepted stays accepted),
+// but it reports problems only as English text naming Go types. So the
+// document is first walked as yaml.v3 nodes beside start's type, and each
+// problem is placed by its node: its key path and line are data, never
+// read back from a message.
 func Decode[T any](data []byte, start T) (T, error) {
-	cfg := start
+	var zero T
 	var doc interface{}
-	if yaml2.Unmarshal(data, &doc) == nil && doc == nil {
-		// A `config:` left empty would otherwise zero every key.
-		return cfg, nil
-	}
-	if err := yaml2.UnmarshalStrict(data, &cfg); err != nil {
-		var zero T
-		var te *yaml2.TypeError
-		if errors.As(err, &te) {
-			err = explain(te, data, StructNames(reflect.TypeOf(start)))
-		}
+	if err := yaml2.Unmarshal(data, &doc); err != nil {
 		// A syntax error ("yaml: line 3: did not find expected key")
 		// stays yaml.v2's: it names its line itself.
+		return zero, err
+	}
+	if doc == nil {
+		// A `config:` left empty would otherwise zero every key.
+		return start, nil
+	}
+	var root yaml3.Node
+	if t := reflect.TypeOf(start); t != nil && yaml3.Unmarshal(data, &root) == nil &&
+		root.Kind == yaml3.DocumentNode && len(root.Content) == 1 {
+		c := checker{structs: StructNames(t)}
+		c.check(root.Content[0], t, nil)
+		if len(c.errs) > 0 {
+			return zero, errors.Join(c.errs...)
+		}
+	}
+	cfg := start
+	if err := yaml2.UnmarshalStrict(data, &cfg); err != nil {
+		// What the walk did not foresee keeps yaml.v2's own words,
+		// which name the line.
 		return zero, err
 	}
 	return cfg, nil

@@ -49,6 +49,13 @@ func TestDecode(t *testing.T) {
 		{name: "not a mapping", yaml: "[1, 2]\n", err: "line 1: cannot unmarshal !!seq into a mapping"},
 		{name: "key set twice", yaml: "count: 1\ncount: 2\n", err: `line 2: key "count" set twice in the top level`},
 		{name: "lines kept after blank lines", yaml: "\n\n\n    count: 7\n    cuont: 8\n", err: `line 5: unknown key "cuont" in the top level`},
+		{name: "YAML 1.1 boolean, as yaml.v2 reads it", yaml: "count: yes\n", err: "line 1: count: cannot unmarshal !!bool `yes` into an integer"},
+		{name: "quoted number is a string", yaml: "count: \"7\"\n", err: "line 1: count: cannot unmarshal !!str `7` into an integer"},
+		{name: "timestamp", yaml: "count: 2019-01-01\n", err: "line 1: count: cannot unmarshal !!timestamp `2019-01-01` into an integer"},
+		{name: "scalar for a mapping", yaml: "nested: x\n", err: "line 1: nested: cannot unmarshal !!str `x` into a mapping"},
+		{name: "key set twice, nested", yaml: "nested:\n  names: []\n  names: [a]\n", err: `line 3: key "names" set twice in nested`},
+		{name: "through an anchor", yaml: "a: &x\n  count: one\n", err: `line 1: unknown key "a" in the top level`},
+		{name: "merged mapping", yaml: "base: &b {count: 2}\n<<: *b\n", err: `line 1: unknown key "base" in the top level`},
 		{name: "syntax error", yaml: "count: [\n", err: "yaml: line 1: did not find expected node content"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
