@@ -158,3 +158,46 @@ func TestIPv6FamilyDropped(t *testing.T) {
 	}
 	runtime.KeepAlive(s)
 }
+
+// TestIndexWidths grows a family past the size where its index needs
+// 32-bit entries, and back: every peer is found through the index at
+// each size, and the entries are as wide as the table needs.
+func TestIndexWidths(t *testing.T) {
+	s := newStore(t).(*PeerStore)
+	t.Cleanup(func() { storagetestStop(t, s) })
+	ih := storagetest.InfoHash(1)
+	l := &s.layouts[bittorrent.IPv4]
+	check := func(step string, lo, hi int, wide bool) {
+		t.Helper()
+		f := &s.shardFor(ih).swarms[ih].v4
+		if f.idx == nil || (f.idx.wide != nil) != wide || (f.idx.narrow != nil) == wide {
+			t.Fatalf("%s: index %v entries, 32-bit %v; want 32-bit %v", step, f.idx != nil && f.idx.size() > 0, f.idx != nil && f.idx.wide != nil, wide)
+		}
+		if int(f.n) != hi-lo {
+			t.Fatalf("%s: %d peers, want %d", step, f.n, hi-lo)
+		}
+		for i := lo; i < hi; i++ {
+			k, _, _ := peerKey(storagetest.Peer4(i))
+			if j := f.find(l, k[:l.keyLen]); j < 0 || string(f.keyAt(l, j)) != string(k[:l.keyLen]) {
+				t.Fatalf("%s: peer %d not found", step, i)
+			}
+		}
+		k, _, _ := peerKey(storagetest.Peer4(hi))
+		if f.find(l, k[:l.keyLen]) >= 0 {
+			t.Fatalf("%s: peer %d found, never stored", step, hi)
+		}
+	}
+	const n = 40_000 // a half-full index of 65,536 entries holds 32,768
+	for i := range n {
+		if err := s.PutLeecher(ih, storagetest.Peer4(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("40,000 peers", 0, n, true)
+	for i := range n - 1000 {
+		if err := s.DeletePeer(ih, storagetest.Peer4(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("1,000 left", n-1000, n, false)
+}

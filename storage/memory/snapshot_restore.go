@@ -130,7 +130,7 @@ func (f *family) restore(l *layout, src recordShape, recs []byte, nSeed int, cut
 		for size < 2*int(f.n) {
 			size *= 2
 		}
-		x := &index{slots: make([]uint32, size), mask: uint32(size - 1)}
+		x := newIndex(size)
 		for i := 0; i < int(f.n); i++ {
 			if !x.insertNew(l, f, i) {
 				return fmt.Errorf("peer %s listed twice", recAddr(l, f.rec(l, i)))
@@ -151,12 +151,12 @@ func (f *family) restore(l *layout, src recordShape, recs []byte, nSeed int, cut
 func (x *index) insertNew(l *layout, f *family, slot int) bool {
 	k := f.keyAt(l, slot)
 	e := uint32(maphash.Bytes(l.seed, k)) & x.mask
-	for x.slots[e] != 0 {
-		if string(f.keyAt(l, int(x.slots[e]-1))) == string(k) {
+	for x.get(e) != 0 {
+		if string(f.keyAt(l, int(x.get(e)-1))) == string(k) {
 			return false
 		}
 		e = (e + 1) & x.mask
 	}
-	x.slots[e] = uint32(slot) + 1
+	x.set(e, uint32(slot)+1)
 	return true
 }
