@@ -166,6 +166,14 @@ type udpAnnounceReply struct {
 // announce sends a BEP 15 announce with optional BEP 41 options appended.
 func (c *udpClient) announce(ih, id [20]byte, left uint64, event uint32, port uint16, numWant int32, options []byte) udpAnnounceReply {
 	c.t.Helper()
+	pkt, tid := c.announcePacket(ih, id, left, event, port, numWant, options)
+	reply := c.roundTrip(pkt, 3*time.Second)
+	return c.parseAnnounceReply(reply, tid)
+}
+
+// announcePacket is a BEP 15 announce of the connection, with its
+// transaction ID.
+func (c *udpClient) announcePacket(ih, id [20]byte, left uint64, event uint32, port uint16, numWant int32, options []byte) ([]byte, uint32) {
 	tid := c.nextTID()
 	pkt := binary.BigEndian.AppendUint64(nil, c.cid)
 	pkt = binary.BigEndian.AppendUint32(pkt, 1)
@@ -180,9 +188,7 @@ func (c *udpClient) announce(ih, id [20]byte, left uint64, event uint32, port ui
 	pkt = binary.BigEndian.AppendUint32(pkt, 0x1234)
 	pkt = binary.BigEndian.AppendUint32(pkt, uint32(numWant))
 	pkt = binary.BigEndian.AppendUint16(pkt, port)
-	pkt = append(pkt, options...)
-	reply := c.roundTrip(pkt, 3*time.Second)
-	return c.parseAnnounceReply(reply, tid)
+	return append(pkt, options...), tid
 }
 
 func (c *udpClient) parseAnnounceReply(reply []byte, tid uint32) udpAnnounceReply {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -329,21 +328,10 @@ func udpAnnounceAtOnce(t *testing.T, d *daemontest.Daemon, ih [20]byte, n int) [
 	for i := range clients {
 		clients[i] = udpTracker(t, d, "127.0.0.1:0")
 	}
+	tids := make([]uint32, n)
 	for i, c := range clients {
-		pkt := binary.BigEndian.AppendUint64(nil, c.cid)
-		pkt = binary.BigEndian.AppendUint32(pkt, 1) // announce
-		pkt = binary.BigEndian.AppendUint32(pkt, c.nextTID())
-		pkt = append(pkt, ih[:]...)
-		peerID := id(fmt.Sprintf("-qB4520-u%02d", i))
-		pkt = append(pkt, peerID[:]...)
-		pkt = binary.BigEndian.AppendUint64(pkt, 0)  // downloaded
-		pkt = binary.BigEndian.AppendUint64(pkt, 10) // left
-		pkt = binary.BigEndian.AppendUint64(pkt, 0)  // uploaded
-		pkt = binary.BigEndian.AppendUint32(pkt, 2)  // started
-		pkt = binary.BigEndian.AppendUint32(pkt, 0)  // IP
-		pkt = binary.BigEndian.AppendUint32(pkt, uint32(i))
-		pkt = binary.BigEndian.AppendUint32(pkt, 10) // numwant
-		pkt = binary.BigEndian.AppendUint16(pkt, uint16(45000+i))
+		var pkt []byte
+		pkt, tids[i] = c.announcePacket(ih, id(fmt.Sprintf("-qB4520-u%02d", i)), 10, 2, uint16(45000+i), 10, nil)
 		if _, err := c.conn.Write(pkt); err != nil {
 			t.Fatal(err)
 		}
@@ -354,16 +342,11 @@ func udpAnnounceAtOnce(t *testing.T, d *daemontest.Daemon, ih [20]byte, n int) [
 	for i, c := range clients {
 		_ = c.conn.SetReadDeadline(wait)
 		m, err := c.conn.Read(buf)
-		switch {
-		case err != nil:
+		if err != nil {
 			out[i] = "no reply: " + err.Error()
-		case m < 8 || binary.BigEndian.Uint32(buf[4:]) != c.tid:
-			out[i] = fmt.Sprintf("unexpected reply %x", buf[:m])
-		case binary.BigEndian.Uint32(buf) == 3:
-			out[i] = string(buf[8:m])
-		default:
-			out[i] = ""
+			continue
 		}
+		out[i] = c.parseAnnounceReply(buf[:m], tids[i]).errMsg
 	}
 	return out
 }

@@ -60,13 +60,8 @@ func clientDir(t *testing.T, s *swarm, name string, seed bool) string {
 // libtorrent runs testdata/ltclient.py.
 func libtorrent(t *testing.T, ctx context.Context, s *swarm, seed bool) (*proctest.Proc, string) {
 	t.Helper()
-	python := prereq.LibtorrentPython(t)
-	script, err := filepath.Abs(filepath.Join("testdata", "ltclient.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := clientDir(t, s, "libtorrent", seed)
-	cmd := exec.CommandContext(ctx, python, script,
+	cmd := prereq.LibtorrentScript(t, ctx, filepath.Join("testdata", "ltclient.py"),
 		"--mode", role(seed), "--torrent", s.torrent, "--save", dir,
 		"--listen", s.tr.host, "--timeout", strconv.Itoa(int(clientTimeout.Seconds())))
 	return proctest.Start(t, "libtorrent-"+role(seed), s.logs, cmd), dir

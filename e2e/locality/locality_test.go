@@ -17,7 +17,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -223,13 +222,9 @@ func runSwarm(t *testing.T, storage string) []result {
 ` + storage
 	httpAddr := daemontest.Start(t, cfg).Addr(t, "http")
 
-	script, err := filepath.Abs(filepath.Join("testdata", "swarm.py"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), runLimit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, prereq.LibtorrentPython(t), script,
+	cmd := prereq.LibtorrentScript(t, ctx, filepath.Join("testdata", "swarm.py"),
 		"--tracker", "http://"+httpAddr+"/announce", "--workdir", filepath.Join(dir, "swarm"),
 		"--racks", strconv.Itoa(racks), "--per-rack", strconv.Itoa(perRack),
 		"--timeout", strconv.Itoa(int(runLimit.Seconds())-10))

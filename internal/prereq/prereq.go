@@ -6,9 +6,11 @@
 package prereq
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 )
@@ -57,4 +59,17 @@ func LibtorrentPython(t testing.TB) string {
 		Missing(t, "%v", libtorrentErr)
 	}
 	return python
+}
+
+// LibtorrentScript returns the command that runs the Python script at
+// path (relative to the test's package folder, as testdata is) with args,
+// under LibtorrentPython, killed when ctx ends.
+func LibtorrentScript(t testing.TB, ctx context.Context, path string, args ...string) *exec.Cmd {
+	t.Helper()
+	python := LibtorrentPython(t)
+	script, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exec.CommandContext(ctx, python, append([]string{script}, args...)...)
 }
