@@ -9,6 +9,7 @@
 #
 #   scripts/bench-redis.sh              # 10,000 torrents x 20 peers, 3 runs of 10 s
 #   DURATION=5s PAIRS=1 scripts/bench-redis.sh
+#   PROFILE=1 scripts/bench-redis.sh    # also a CPU profile of the Redis store's tracker, first run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +17,13 @@ TORRENTS=${TORRENTS:-10000}
 PEERS=${PEERS:-20}
 DURATION=${DURATION:-10s}
 PAIRS=${PAIRS:-3}
-INFLIGHT=${INFLIGHT:-32} # per socket, 4 sockets: 128 in flight
+BENCH_SOCKETS=${BENCH_SOCKETS:-4} # the load generator's sockets (source ports)
+INFLIGHT=${INFLIGHT:-32}          # per socket: 4 x 32 = 128 in flight
 UDP_SOCKETS=${UDP_SOCKETS:-1} # the trackers' udp.sockets: readers, so announces in progress at once
 TRACKER_CPU=${TRACKER_CPU:-1}
 BENCH_CPU=${BENCH_CPU:-0}
 SEED=${SEED:-1}
+PROFILE=${PROFILE:-0}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-redis.XXXXXX)}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -42,10 +45,10 @@ REDIS_PID=$!
 STARTED+=("$REDIS_PID")
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-declare -A PID UDP
+declare -A PID UDP METRICS
 start_chihaya() { # name storage-yaml
 	local name=$1 cfg="$OUT_DIR/$1.yaml" logf="$OUT_DIR/$1.log"
-	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  udp:\n    addr: 127.0.0.1:0\n    sockets: %s\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$UDP_SOCKETS" "$2" >"$cfg"
+	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  enable_pprof: true\n  udp:\n    addr: 127.0.0.1:0\n    sockets: %s\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$UDP_SOCKETS" "$2" >"$cfg"
 	"${PIN[@]}" "$BIN/chihaya" --config "$cfg" --json 2>"$logf" >/dev/null &
 	PID[$name]=$!
 	STARTED+=("${PID[$name]}")
@@ -56,6 +59,7 @@ start_chihaya() { # name storage-yaml
 		sleep 0.1
 	done
 	[[ -n ${UDP[$name]} ]] || die "$name did not log its listener"
+	METRICS[$name]=$(jq -r 'select(.msg=="listening" and .frontend=="metrics") | .addr' "$logf" 2>/dev/null | head -1)
 }
 start_chihaya memory '    name: memory'
 start_chihaya redis "$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:%s/0\n      redis_max_active: 256\n      redis_max_idle: 256' "$REDIS_PORT")"
@@ -74,11 +78,15 @@ for pair in $(seq "$PAIRS"); do
 		before=$(cpu_ticks "${PID[$t]}")
 		rbefore=$(cpu_ticks "$REDIS_PID")
 		redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+		if [[ $PROFILE == 1 && $t == redis && $pair == 1 ]]; then
+			curl -s -o "$OUT_DIR/redis-tracker.pprof" "http://${METRICS[$t]}/debug/pprof/profile?seconds=$((${DURATION%s} - 1))" &
+		fi
 		json=$("${BENCH[@]}" udp-announce --target "${UDP[$t]}" --label "$t" --seed "$SEED" --torrents "$TORRENTS" \
-			--peers "$PEERS" --duration "$DURATION" --timeout 500ms --sockets 4 --inflight "$INFLIGHT" | tail -1)
+			--peers "$PEERS" --duration "$DURATION" --timeout 500ms --sockets "$BENCH_SOCKETS" --inflight "$INFLIGHT" | tail -1)
 		after=$(cpu_ticks "${PID[$t]}")
 		rafter=$(cpu_ticks "$REDIS_PID")
 		all=$(usec) top=$(top_usec)
+		[[ $t == redis ]] && redis-cli -p "$REDIS_PORT" info commandstats | grep '^cmdstat_' >"$OUT_DIR/commandstats.$pair.txt"
 		jq -c --arg t "$t" --argjson cpu $((after - before)) --argjson rcpu $((rafter - rbefore)) --argjson tick "$TICK" \
 			--argjson all "$all" --argjson top "$top" '
 			{store: $t, responses, responses_per_s: (.responses_per_s|floor), errors: (.errors_total // 0),

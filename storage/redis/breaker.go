@@ -127,6 +127,9 @@ func (s *PeerStore) call(ctx context.Context, op string, f func(context.Context)
 	if err != nil {
 		return s.fail(op, err)
 	}
+	if probe {
+		ctx = context.WithValue(ctx, probeKey{}, true)
+	}
 	err = f(ctx)
 	reason, down := "", false
 	if err != nil {
@@ -147,6 +150,12 @@ func (s *PeerStore) call(ctx context.Context, op string, f func(context.Context)
 	}
 	return nil
 }
+
+// probeKey marks the context of the breaker's probe (call), so that the
+// announce it carries is sent alone (batch.go).
+type probeKey struct{}
+
+func isProbe(ctx context.Context) bool { return ctx.Value(probeKey{}) != nil }
 
 // clusterFailure reacts to a failed exchange with a Cluster: a node that
 // cannot be reached or a slot without a master may mean a failover, so

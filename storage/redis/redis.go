@@ -102,6 +102,10 @@ type PeerStore struct {
 	// netDial, when set (by tests), replaces the TCP dialer.
 	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
+	// batch groups the announces in progress into shared pipelines
+	// (batch.go).
+	batch batcher
+
 	// loops are collection and reporting; done is closed by Stop.
 	loops *stopgroup.Group
 	done  <-chan struct{}

@@ -39,9 +39,20 @@ type exchange struct {
 	cmds []redis.Cmder
 	k    swarmKeys
 	up   update
+
+	// Group commit (batch.go): wake tells a queued announce that its
+	// commands were carried (false) or that it is to send the next batch
+	// (true); batch is the announces of the pipeline this one sends, all
+	// their commands; err is this announce's result; probe marks the
+	// breaker's probe, which is sent alone.
+	wake  chan bool
+	batch []*exchange
+	all   []redis.Cmder
+	err   error
+	probe bool
 }
 
-var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+var exchanges = sync.Pool{New: func() any { return &exchange{wake: make(chan bool, 1)} }}
 
 func getExchange() *exchange {
 	x := exchanges.Get().(*exchange)
@@ -57,6 +68,8 @@ func putExchange(x *exchange) {
 	clear(x.cmds)
 	x.cmds = x.cmds[:0]
 	x.k, x.up = swarmKeys{}, update{}
+	clear(x.batch)
+	x.batch, x.err, x.probe = x.batch[:0], nil, false
 	exchanges.Put(x)
 }
 
@@ -273,7 +286,6 @@ func isRedirect(msg string) bool {
 func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int, eval bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	k, f := up.k, up.fam
 	x.args, x.raw.b = x.args[:0], x.raw.b[:0]
-	pipe := s.client.Pipeline()
 	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
 	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
 	x.get = [2]interface{}{"get", &k.downloads}
@@ -284,9 +296,8 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...),
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
 	reads := s.queuePeerReads(ctx, x, up, numWant)
-	// One BatchProcess: the pipeline's list grows once.
-	_ = pipe.BatchProcess(ctx, x.cmds...)
-	if _, err := pipe.Exec(ctx); err != nil {
+	x.probe = isProbe(ctx)
+	if err := s.roundTrip(ctx, x); err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}
 	b := x.raw.b

@@ -1,0 +1,126 @@
+package redis
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Group commit. Announces in progress at the same time share their round
+// trips: at most batchLanes pipelines of announces are in flight, and an
+// announce that finds them all busy waits for the next one, which carries
+// every announce that queued meanwhile (up to maxBatch). Alone, an
+// announce goes at once, as before; under load, one write and one read
+// system call on each side serve a whole batch instead of one announce,
+// which is most of what an announce cost the tracker and Redis. Each
+// announce's commands stay as they were (its script runs alone, and
+// atomically), so nothing but the carriage is shared; a batch is sent once
+// and never retried, like a single announce.
+//
+// Handing over: when a pipeline's replies are in, its sender wakes the
+// announces it carried, and gives its lane to the first announce queued,
+// together with the queue, so that no announce waits for more than the
+// pipeline in flight before its own.
+
+// batchLanes is how many pipelines of announces may be in flight at once.
+// Redis runs one command at a time, so a few keep it busy while the
+// tracker prepares the next batch; more would only make batches smaller.
+const batchLanes = 2
+
+// maxBatch bounds the announces of one pipeline.
+const maxBatch = 256
+
+type batcher struct {
+	mu    sync.Mutex
+	busy  int         // lanes in flight
+	queue []*exchange // waiting for a lane
+}
+
+// roundTrip sends x's commands (x.cmds), in a pipeline with whatever other
+// announces are waiting, and returns the error of its exchange: one of
+// its commands' errors, or the pipeline's. x.probe sends x alone, at once:
+// the breaker's probe must reach Redis whatever the queue holds.
+func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
+	if x.probe {
+		x.batch = append(x.batch[:0], x)
+		s.sendBatch(ctx, x)
+		return x.err
+	}
+	b := &s.batch
+	b.mu.Lock()
+	if b.busy >= batchLanes {
+		b.queue = append(b.queue, x)
+		b.mu.Unlock()
+		if lead := <-x.wake; !lead {
+			return x.err // carried by another announce's pipeline
+		}
+	} else {
+		b.busy++
+		b.mu.Unlock()
+		x.batch = append(x.batch[:0], x)
+	}
+	s.sendBatch(ctx, x)
+	// The replies are in: wake the others, and pass the lane on.
+	for _, o := range x.batch[1:] {
+		o.wake <- false
+	}
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.busy--
+		b.mu.Unlock()
+		return x.err
+	}
+	next := b.queue[0]
+	n := min(len(b.queue), maxBatch)
+	next.batch = append(next.batch[:0], b.queue[:n]...)
+	rest := copy(b.queue, b.queue[n:])
+	clear(b.queue[rest:])
+	b.queue = b.queue[:rest]
+	b.mu.Unlock()
+	next.wake <- true
+	return x.err
+}
+
+// sendBatch sends the commands of the announces of x.batch in one
+// pipeline, and sets each one's err. While Redis is marked down (by a
+// pipeline that failed before, or another request), the announces that
+// queued fail at once, as new requests do, instead of waiting for a
+// timeout of their own.
+func (s *PeerStore) sendBatch(ctx context.Context, x *exchange) {
+	if !x.probe && s.downUntil.Load() != 0 {
+		err := *s.downErr.Load()
+		for _, o := range x.batch {
+			o.err = err
+		}
+		return
+	}
+	all := x.all[:0]
+	for _, o := range x.batch {
+		all = append(all, o.cmds...)
+	}
+	x.all = all
+	pipe := s.client.Pipeline()
+	_ = pipe.BatchProcess(ctx, all...)
+	_, err := pipe.Exec(ctx)
+	clear(all)
+	for _, o := range x.batch {
+		o.err = nil
+		for _, c := range o.cmds {
+			if e := c.Err(); e != nil {
+				o.err = e
+				break
+			}
+		}
+	}
+	if err != nil && !x.probe {
+		// Before the lane is handed over, so that the announces queued
+		// behind this pipeline fail at once (above) instead of each
+		// waiting for a timeout.
+		if reason, down := errorReason(err); down {
+			if _, ok := s.client.(*redis.ClusterClient); !ok || reason == reasonTimeout {
+				s.markDown(err)
+			}
+		}
+	}
+}

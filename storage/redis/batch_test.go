@@ -1,0 +1,176 @@
+package redis
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/storagetest"
+)
+
+// pipelineCounter is a go-redis hook that counts the pipelines a client
+// sends and the commands in them.
+type pipelineCounter struct{ pipelines, cmds atomic.Int64 }
+
+func (*pipelineCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (*pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.pipelines.Add(1)
+		h.cmds.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// TestAnnouncesShareRoundTrips sends announces from many goroutines at
+// once, as a tracker's sockets do under load: they must share pipelines
+// (fewer round trips than announces), and every announce must still get
+// its own answer and apply its own update, with exact counts.
+func TestAnnouncesShareRoundTrips(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	var h pipelineCounter
+	s.client.AddHook(&h)
+	const peers, rounds = 200, 5
+	// Round 0: every peer joins as a leecher; rounds 1-3 announce again;
+	// in round 4 half the peers of each swarm complete, the others stop.
+	var dls atomic.Int64
+	for round := range rounds {
+		storagetest.Parallel(t, peers, func(i int) error {
+			u := storage.UpdateLeecher
+			if round == rounds-1 {
+				u = storage.UpdateGraduate
+				if (i/4)%2 == 1 {
+					u = storage.UpdateDelete
+				}
+			}
+			got, c, role, err := s.Announce(nil, ih(1+i%4), u, 10, peer4(i))
+			if err != nil {
+				return err
+			}
+			for _, p := range got {
+				if p == peer4(i) {
+					t.Errorf("peer %d got itself", i)
+				}
+			}
+			if want := storage.Leecher; round > 0 && role != want {
+				t.Errorf("round %d, peer %d: role before %v, want %v", round, i, role, want)
+			}
+			if round == rounds-1 && u == storage.UpdateGraduate {
+				dls.Add(1)
+			}
+			if c.Seeders+c.Leechers > peers/4 {
+				t.Errorf("counts %+v in a swarm of at most %d", c, peers/4)
+			}
+			return nil
+		})
+	}
+	for sw := range 4 {
+		c, err := s.ScrapeSwarm(ih(1+sw), bittorrent.IPv4)
+		must(t, "scrape", err)
+		if want := (storage.Counts{Seeders: peers / 8, Downloads: peers / 8}); c != want {
+			t.Errorf("swarm %d: %+v, want %+v", sw, c, want)
+		}
+	}
+	st, err := s.Stats()
+	must(t, "stats", err)
+	if st.Seeders[bittorrent.IPv4] != peers/2 || st.Leechers[bittorrent.IPv4] != 0 || st.Swarms[bittorrent.IPv4] != 4 {
+		t.Errorf("stats %+v, want %d seeders in 4 swarms", st, peers/2)
+	}
+	announces := int64(peers * rounds)
+	t.Logf("%d announces in %d pipelines (%d commands)", announces, h.pipelines.Load(), h.cmds.Load())
+	if p := h.pipelines.Load(); p >= announces {
+		t.Errorf("%d announces made %d round trips: none shared", announces, p)
+	}
+}
+
+// BenchmarkAnnounceParallel is BenchmarkAnnounce with 16 announces in
+// progress per CPU, as a loaded tracker has them: they share round trips
+// (batch.go). Besides Redis' figures it reports cpu-µs/op, the CPU time of
+// the benchmark's process (the tracker's side) per announce, which holds
+// on a machine that others load too.
+func BenchmarkAnnounceParallel(b *testing.B) {
+	srv := startRedis(b)
+	s := newStore(b, srv)
+	const swarms, size = 1000, 20
+	fill(b, s, swarms, size)
+	c := srv.Conn(b)
+	must(b, "CONFIG RESETSTAT", c.ConfigResetStat(context.Background()).Err())
+	rcpu := redisCPU(b, c)
+	cpu := processCPU(b)
+	var h pipelineCounter
+	s.client.AddHook(&h)
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		dst := make([]bittorrent.Peer, 0, 64)
+		for pb.Next() {
+			j := int(next.Add(1)) % (swarms * size)
+			u := storage.UpdateLeecher
+			if j%3 == 0 {
+				u = storage.UpdateSeeder
+			}
+			var err error
+			dst, _, _, err = s.Announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	cpu = processCPU(b) - cpu
+	rcpu = redisCPU(b, c) - rcpu
+	all, top := commandUsec(b, c)
+	n := float64(b.N)
+	b.ReportMetric(all/n, "redis-µs/op")
+	b.ReportMetric(top/n, "redis-top-µs/op")
+	b.ReportMetric(rcpu*1e6/n, "redis-cpu-µs/op")
+	b.ReportMetric(cpu*1e6/n, "cpu-µs/op")
+	if p := h.pipelines.Load(); p > 0 {
+		b.ReportMetric(n/float64(p), "announces/pipeline")
+	}
+}
+
+// fill stores swarms of size peers each, a third of them seeders, sixteen
+// writers at once.
+func fill(tb testing.TB, s *PeerStore, swarms, size int) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < swarms*size; i += 16 {
+				var err error
+				if i%3 == 0 {
+					err = s.PutSeeder(ih(i%swarms), peer4(i))
+				} else {
+					err = s.PutLeecher(ih(i%swarms), peer4(i))
+				}
+				if err != nil {
+					tb.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// processCPU returns the CPU seconds (user and system) this process has
+// used.
+func processCPU(tb testing.TB) float64 {
+	tb.Helper()
+	var ru syscall.Rusage
+	must(tb, "getrusage", syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
