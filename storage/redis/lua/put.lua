@@ -1,9 +1,7 @@
 #!lua
 -- Stores a peer as a seeder or a leecher of one address family of a
--- swarm: one announce's update. The common case (a peer announcing again
--- in the same role) is one HDEL that finds nothing and one HSET that
--- replaces the value; the totals change only when a peer comes, goes or
--- changes role.
+-- swarm: one announce's update. The totals change only when a peer comes,
+-- goes or changes role.
 --
 -- KEYS: 1 the peer's new role's hash, 2 the other role's hash, 3 the
 -- torrent's downloads, 4 the swarm index of the swarm's shard, 5 the
@@ -12,9 +10,18 @@
 -- big-endian), 3 family ("4" or "6"), 4 the new role ("s" or "l"),
 -- 5 "1" to count a download, 6 the swarm's index member.
 -- Returns the peer's role before: 0 absent, 1 the new role, 2 the other.
+--
+-- The common case (a peer announcing again in its role) is one HSET that
+-- replaces the value: a peer is never in both roles, so it is not in the
+-- other. Only a peer new to the role is looked for in the other one.
+if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  if ARGV[5] == '1' then
+    redis.call('INCR', KEYS[3])
+  end
+  return 1
+end
 local fam, role = ARGV[3], ARGV[4]
 local moved = redis.call('HDEL', KEYS[2], ARGV[1])
-local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[5] == '1' then
   redis.call('INCR', KEYS[3])
 end
@@ -22,9 +29,6 @@ if moved == 1 then
   redis.call('HINCRBY', KEYS[5], role .. fam, 1)
   redis.call('HINCRBY', KEYS[5], (role == 's' and 'l' or 's') .. fam, -1)
   return 2
-end
-if added == 0 then
-  return 1
 end
 redis.call('HINCRBY', KEYS[5], role .. fam, 1)
 if redis.call('HLEN', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
