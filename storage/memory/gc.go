@@ -1,7 +1,6 @@
 package memory
 
 import (
-	"math"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -12,15 +11,7 @@ import (
 // time and at most gcBatch records per hold of a shard's lock.
 func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	start := time.Now()
-	var cut uint32
-	switch u := cutoff.Unix(); {
-	case u <= 0:
-		cut = 0
-	case u > math.MaxUint32:
-		cut = math.MaxUint32
-	default:
-		cut = uint32(u)
-	}
+	cut := s.stamps.cutoff(cutoff)
 	removed := 0
 	for i := range s.shards {
 		removed += s.collectShard(&s.shards[i], cut)
@@ -34,7 +25,7 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	return nil
 }
 
-func (s *PeerStore) collectShard(sh *shard, cut uint32) (removed int) {
+func (s *PeerStore) collectShard(sh *shard, cut cutoff) (removed int) {
 	sh.mu.Lock()
 	budget := gcBatch
 swarms:
@@ -91,14 +82,14 @@ swarms:
 
 // collectFamily examines records from pos on, removing stale ones, until
 // the family ends (done) or the budget runs out; it returns where to resume.
-func (sh *shard) collectFamily(l *layout, sw *swarm, af bittorrent.AddressFamily, pos int, cut uint32, budget, removed *int) (int, bool) {
+func (sh *shard) collectFamily(l *layout, sw *swarm, af bittorrent.AddressFamily, pos int, cut cutoff, budget, removed *int) (int, bool) {
 	f := sw.fam(af)
 	for pos < int(f.n) {
 		if *budget <= 0 {
 			return pos, false
 		}
 		*budget--
-		if l.stamp(f.rec(l, pos)) < cut {
+		if cut.stale(l.stamp(f.rec(l, pos))) {
 			// The record swapped into pos has not been examined yet.
 			sh.removePeer(l, sw, af, pos)
 			*removed++

@@ -101,9 +101,9 @@ func TestRecordSizes(t *testing.T) {
 		kind       bittorrent.PeerKind
 		ipv4, ipv6 int
 	}{
-		{false, bittorrent.NativePeer, 10, 22},
-		{true, bittorrent.NativePeer, 30, 42},
-		{false, bittorrent.WebSocketPeer, 30, 42}, // addressed by peer ID
+		{false, bittorrent.NativePeer, 8, 20},
+		{true, bittorrent.NativePeer, 28, 40},
+		{false, bittorrent.WebSocketPeer, 28, 40}, // addressed by peer ID
 	} {
 		cfg := Config{}.WithDefaults()
 		cfg.KeepPeerIDs = tc.keep

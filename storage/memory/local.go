@@ -210,7 +210,7 @@ func (s *PeerStore) flatten(sh *shard, sw *swarm) {
 
 // putLocal is put for a store with locality on. The caller holds the
 // shard's write lock.
-func (s *PeerStore) putLocal(sh *shard, sw *swarm, classifier *locality.Classifier, af bittorrent.AddressFamily, k []byte, p bittorrent.Peer, role storage.Role, graduate bool, stamp uint32) {
+func (s *PeerStore) putLocal(sh *shard, sw *swarm, classifier *locality.Classifier, af bittorrent.AddressFamily, k []byte, p bittorrent.Peer, role storage.Role, graduate bool, stamp uint16) {
 	l := &s.layouts[af]
 	f := &s.local(sw, classifier).fam[af]
 	ck := classifier.Key(p.AddrPort.Addr())
@@ -289,7 +289,7 @@ func (sh *shard) removeLocal(l *layout, sw *swarm, af bittorrent.AddressFamily, 
 // shard's lock every gcBatch records. It returns false if the swarm was
 // dropped meanwhile. After a release the cells may have moved; positions
 // are re-checked, and a peer skipped is collected next time.
-func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, cut uint32, budget, removed *int) bool {
+func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, cut cutoff, budget, removed *int) bool {
 	for af := range sw.loc.fam {
 		l := &s.layouts[af]
 		ci, pos := 0, 0
@@ -316,7 +316,7 @@ func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, c
 				continue
 			}
 			*budget--
-			if l.stamp(c.rec(l, pos)) < cut {
+			if cut.stale(l.stamp(c.rec(l, pos))) {
 				// The record swapped into pos, or the next cell when this
 				// one empties, has not been examined yet.
 				last := c.n == 1

@@ -48,8 +48,7 @@ var driver = storage.Driver[Config]{
 }
 
 const (
-	idLen    = 20
-	stampLen = 4
+	idLen = 20
 
 	// indexThreshold is the family size above which a hash index is kept.
 	// Below it a linear scan over a few cache lines is as fast as hashing,
@@ -70,7 +69,7 @@ type layout struct {
 	keyLen   int // address + port
 	idLen    int // peer ID: idLen, or 0 when peer IDs are not kept
 	stampOff int // keyLen + idLen: where the last-seen stamp starts
-	stride   int // stampOff + stampLen
+	stride   int // stampOff + stampLen (stamp.go)
 	seed     maphash.Seed
 	kind     bittorrent.PeerKind // of every peer stored in this layout
 }
@@ -87,13 +86,13 @@ func newLayout(keyLen int, ids bool, k bittorrent.PeerKind) layout {
 	return l
 }
 
-// stamp returns the last-seen time of rec, in Unix seconds.
-func (l *layout) stamp(rec []byte) uint32 { return binary.LittleEndian.Uint32(rec[l.stampOff:]) }
+// stamp returns the last-seen stamp of rec (stamp.go).
+func (l *layout) stamp(rec []byte) uint16 { return binary.LittleEndian.Uint16(rec[l.stampOff:]) }
 
 // setPeer writes the peer ID (when kept) and the last-seen stamp of rec.
-func (l *layout) setPeer(rec []byte, id *bittorrent.PeerID, stamp uint32) {
+func (l *layout) setPeer(rec []byte, id *bittorrent.PeerID, stamp uint16) {
 	copy(rec[l.keyLen:l.stampOff], id[:])
-	binary.LittleEndian.PutUint32(rec[l.stampOff:], stamp)
+	binary.LittleEndian.PutUint16(rec[l.stampOff:], stamp)
 }
 
 // PeerStore is the memory driver's storage.PeerStore.
@@ -101,6 +100,7 @@ type PeerStore struct {
 	cfg     Config
 	shards  []shard
 	layouts [2]layout
+	stamps  stamper
 	seed    maphash.Seed
 	// classifier groups peers by locality; nil when locality is off. Reload
 	// swaps it, and each swarm is regrouped on its next update.
@@ -223,6 +223,7 @@ func newShards(cfg Config, k bittorrent.PeerKind) *PeerStore {
 	s := &PeerStore{
 		cfg:    cfg,
 		shards: make([]shard, cfg.ShardCount),
+		stamps: newStamper(cfg.PeerLifetime, cfg.GarbageCollectionInterval),
 		seed:   maphash.MakeSeed(),
 		bg:     stopgroup.New(),
 	}
@@ -263,8 +264,6 @@ func peerKey(p bittorrent.Peer) (k [18]byte, af bittorrent.AddressFamily, ok boo
 	return k, 0, false
 }
 
-func stampNow() uint32 { return uint32(clock.Unix()) }
-
 // PutSeeder stores p as a seeder of ih.
 func (s *PeerStore) PutSeeder(ih bittorrent.InfoHash, p bittorrent.Peer) error {
 	return s.put(ih, p, storage.Seeder, false)
@@ -291,7 +290,7 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 	}
 	l := &s.layouts[af]
 	k := key[:l.keyLen]
-	stamp := stampNow()
+	stamp := s.stamps.now()
 	sh := s.shardFor(ih)
 
 	sh.mu.Lock()

@@ -43,9 +43,10 @@ import (
 //	IPv4 seeders, IPv4 leechers,
 //	IPv6 seeders, IPv6 leechers      4 uvarints
 //	records: IPv4 seeders, then IPv4 leechers, then IPv6 seeders, then
-//	IPv6 leechers, each exactly as the store keeps it: address and
-//	big-endian port (6 or 18 bytes), peer ID (20, with flag bit 0 only),
-//	last-seen Unix seconds (4).
+//	IPv6 leechers, each as the store keeps it but for the last-seen
+//	time: address and big-endian port (6 or 18 bytes), peer ID (20, with
+//	flag bit 0 only), last-seen Unix seconds (4; the store keeps 16 bits,
+//	stamp.go).
 //
 // Version 1 is version 2 with flags 0 and every record holding a peer ID;
 // it is still read. A restore fits the records to the running store's
@@ -55,8 +56,8 @@ import (
 // running locality settings, so a restore regroups every swarm, whatever
 // settings the snapshot was taken with. A file is 10 bytes an IPv4 peer
 // and 22 an IPv6 peer (30 and 42 with peer IDs: the record bytes in
-// memory), plus about 25 bytes a swarm and 12 bytes per block of about
-// 1 MiB.
+// memory and 2), plus about 25 bytes a swarm and 12 bytes per block of
+// about 1 MiB.
 const (
 	snapshotMagic   = "CHYSNAP\n"
 	snapshotVersion = 2
@@ -178,10 +179,20 @@ type copyCounts struct {
 	peers  [2]uint64
 }
 
-// appendShard appends every swarm of sh, encoded, to buf. It holds the
-// shard's read lock while it copies (announces, which read, go on; puts
-// wait for one shard's memcpy), and nothing else.
-func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts, webDL map[bittorrent.InfoHash]uint32) ([]byte, int) {
+// appendRecords appends records as the file holds them: the store's
+// bytes, with the 16-bit stamp widened to Unix seconds as of nowSec.
+func (s *PeerStore) appendRecords(buf []byte, l *layout, recs []byte, nowSec int64) []byte {
+	for off := 0; off < len(recs); off += l.stride {
+		buf = append(buf, recs[off:off+l.stampOff]...)
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(s.stamps.unix(l.stamp(recs[off:]), nowSec)))
+	}
+	return buf
+}
+
+// appendShard appends every swarm of sh, encoded, to buf, with stamps read
+// as of nowSec. It holds the shard's read lock while it copies (announces,
+// which read, go on; puts wait for one shard's copy), and nothing else.
+func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts, webDL map[bittorrent.InfoHash]uint32, nowSec int64) ([]byte, int) {
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	n := 0
@@ -199,13 +210,13 @@ func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts, webDL map[
 				buf = binary.AppendUvarint(buf, uint64(ls.fam[af].n-ls.fam[af].nSeed))
 			}
 			for af := range ls.fam {
-				stride := s.layouts[af].stride
+				l := &s.layouts[af]
 				cells := ls.fam[af].cells
 				for ci := range cells {
-					buf = append(buf, cells[ci].recs[:int(cells[ci].nSeed)*stride]...)
+					buf = s.appendRecords(buf, l, cells[ci].recs[:int(cells[ci].nSeed)*l.stride], nowSec)
 				}
 				for ci := range cells {
-					buf = append(buf, cells[ci].recs[int(cells[ci].nSeed)*stride:int(cells[ci].n)*stride]...)
+					buf = s.appendRecords(buf, l, cells[ci].recs[int(cells[ci].nSeed)*l.stride:int(cells[ci].n)*l.stride], nowSec)
 				}
 				c.peers[af] += uint64(ls.fam[af].n)
 			}
@@ -217,7 +228,7 @@ func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts, webDL map[
 			}
 			for af := range s.layouts {
 				f := sw.fam(bittorrent.AddressFamily(af))
-				buf = append(buf, f.recs[:int(f.n)*s.layouts[af].stride]...)
+				buf = s.appendRecords(buf, &s.layouts[af], f.recs[:int(f.n)*s.layouts[af].stride], nowSec)
 				c.peers[af] += uint64(f.n)
 			}
 		}
@@ -306,7 +317,7 @@ func (s *PeerStore) writeSnapshot(w io.Writer, created int64, stop func() error)
 	}
 	for i := range s.shards {
 		var n int
-		buf, n = s.appendShard(buf, &s.shards[i], &c, webDL)
+		buf, n = s.appendShard(buf, &s.shards[i], &c, webDL, created)
 		swarms += n
 		// Let the frontends' goroutines run between shards: with one P
 		// (a tracker on one core) the copy would otherwise hold it for a

@@ -60,7 +60,7 @@ func FuzzReadSnapshot(f *testing.F) {
 		got := dump(s)
 		checkServes(t, s, got)
 		var again bytes.Buffer
-		h, _, err := s.writeSnapshot(&again, 1, func() error { return nil })
+		h, _, err := s.writeSnapshot(&again, int64(now), func() error { return nil })
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,7 +51,7 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut,
 				continue
 			}
 			f := sw.famForPut(bittorrent.AddressFamily(af))
-			if err := f.restore(l, src, recs, int(nSeed), cut, now); err != nil {
+			if err := f.restore(l, s.stamps, src, recs, int(nSeed), cut, now); err != nil {
 				return fmt.Errorf("swarm %x: %w", ih[:], err)
 			}
 			rc.expired += nSeed + nLeech - uint64(f.n)
@@ -86,12 +86,12 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut,
 // or without peer IDs.
 type recordShape struct{ keyLen, idLen int }
 
-func (r recordShape) stride() int { return r.keyLen + r.idLen + stampLen }
+func (r recordShape) stride() int { return r.keyLen + r.idLen + fileStampLen }
 
 // restore fills an empty family from recs, records of shape src with the
 // first nSeed seeders, dropping those last seen before cut. A peer listed
 // twice is an error: the store keeps each address and port once.
-func (f *family) restore(l *layout, src recordShape, recs []byte, nSeed int, cut, now uint32) error {
+func (f *family) restore(l *layout, st stamper, src recordShape, recs []byte, nSeed int, cut, now uint32) error {
 	stride, stampOff := src.stride(), src.keyLen+src.idLen
 	total := len(recs) / stride
 	kept := 0
@@ -113,13 +113,14 @@ func (f *family) restore(l *layout, src recordShape, recs []byte, nSeed int, cut
 			continue
 		}
 		// A clock that went back: the peer expires as if it had
-		// announced now, not never.
-		stamp = min(stamp, now)
+		// announced now, not never. One older than stamps tell apart
+		// (only with a cut below peer_lifetime) is as old as they do.
+		stamp = max(min(stamp, now), st.oldest(now))
 		f.recs = append(f.recs, rec[:l.keyLen]...)
 		var id bittorrent.PeerID
 		copy(id[:], rec[src.keyLen:stampOff])
 		f.recs = f.recs[:len(f.recs)+l.stride-l.keyLen]
-		l.setPeer(f.recs[len(f.recs)-l.stride:], &id, stamp)
+		l.setPeer(f.recs[len(f.recs)-l.stride:], &id, st.at(int64(stamp)))
 		if i < nSeed {
 			f.nSeed++
 		}

@@ -67,7 +67,7 @@ func dump(s *PeerStore) map[bittorrent.InfoHash]dumpSwarm {
 					var p bittorrent.Peer
 					f.fill(l, j, &p)
 					rec := f.rec(l, j)
-					d.peers[p.AddrPort] = dumpPeer{id: p.ID, stamp: binary.LittleEndian.Uint32(rec[l.stampOff:]), seeder: uint32(j) < f.nSeed}
+					d.peers[p.AddrPort] = dumpPeer{id: p.ID, stamp: uint32(s.stamps.unix(l.stamp(rec), clock.Unix())), seeder: uint32(j) < f.nSeed}
 				}
 			})
 			out[ih] = d
@@ -85,7 +85,7 @@ func setStamps(s *PeerStore, stamp func() uint32) {
 		for _, sw := range sh.swarms {
 			eachFamily(s, sw, func(l *layout, f *family) {
 				for j := 0; j < int(f.n); j++ {
-					binary.LittleEndian.PutUint32(f.rec(l, j)[l.stampOff:], stamp())
+					binary.LittleEndian.PutUint16(f.rec(l, j)[l.stampOff:], s.stamps.at(int64(stamp())))
 				}
 			})
 		}
@@ -324,7 +324,7 @@ func TestSnapshotExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh := a.shardFor(stale)
-	binary.LittleEndian.PutUint32(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], now-lifetime-1)
+	binary.LittleEndian.PutUint16(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], a.stamps.at(int64(now-lifetime-1)))
 	if sh.swarms[stale].v6 != nil {
 		t.Fatal("want an IPv4 peer")
 	}
@@ -791,9 +791,10 @@ func TestSnapshotVersion1(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = s.Stop(context.Background()) })
-			// The file's stamps are 1,800,000,001 to 1,800,000,044: nothing
-			// is expired, nothing is in the future.
-			h, rc, err := s.readSnapshot(bytes.NewReader(b), int64(len(b)), 0, 2_000_000_000)
+			// The file's stamps are 1,800,000,001 to 1,800,000,044: read
+			// 56 seconds after the last, nothing is expired, nothing is in
+			// the future.
+			h, rc, err := s.readSnapshot(bytes.NewReader(b), int64(len(b)), 0, 1_800_000_100)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -829,9 +830,22 @@ func TestSnapshotVersion1(t *testing.T) {
 				}
 				for ap, w := range peers {
 					p, ok := sw.peers[ap]
-					if !ok || p.id != w.id || p.seeder != w.seeder || p.stamp <= 1_800_000_000 || p.stamp > 1_800_000_044 {
-						t.Fatalf("swarm %x: peer %v restored as %+v (present %v), want %+v and a stamp from the file", ih[:1], ap, p, ok, w)
+					if !ok || p.id != w.id || p.seeder != w.seeder {
+						t.Fatalf("swarm %x: peer %v restored as %+v (present %v), want %+v", ih[:1], ap, p, ok, w)
 					}
+				}
+			}
+			// dump reads stamps by today's clock; the raw ones must be
+			// those of the file.
+			for i := range s.shards {
+				for _, sw := range s.shards[i].swarms {
+					eachFamily(s, sw, func(l *layout, f *family) {
+						for j := 0; j < int(f.n); j++ {
+							if d := l.stamp(f.rec(l, j)) - s.stamps.at(1_800_000_001); d >= 44 {
+								t.Fatalf("record %d: stamp %d units after the file's first, want below 44", j, d)
+							}
+						}
+					})
 				}
 			}
 		})
