@@ -5,8 +5,9 @@
 //
 // Layout of one swarm, per address family: a single []byte of records,
 // seeders first and leechers after them. A record is the peer's address and
-// port (4+2 bytes for IPv4, 16+2 for IPv6), its 20-byte peer ID and a 32-bit
-// last-seen time in Unix seconds. Small families are searched linearly;
+// port (4+2 bytes for IPv4, 16+2 for IPv6), its 20-byte peer ID only with
+// keep_peer_ids, and a 16-bit last-seen stamp (stamp.go): 8 bytes an IPv4
+// peer. Small families are searched linearly;
 // larger ones get an open-addressing index from address+port to record
 // slot. Removal swaps the last record into the hole, so every operation on
 // a peer is O(1) and peer selection walks only the records it returns.
