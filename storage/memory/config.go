@@ -48,8 +48,8 @@ type Config struct {
 	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
 	// KeepPeerIDs keeps each peer's 20-byte peer ID, so that non-compact
 	// HTTP replies carry it. Without it a peer is known by its address
-	// and port alone, as opentracker does, at 10 bytes an IPv4 peer's
-	// record instead of 30, and non-compact replies leave `peer id` out.
+	// and port alone, as opentracker does, at 8 bytes an IPv4 peer's
+	// record instead of 28, and non-compact replies leave `peer id` out.
 	// WebSocket peers keep their IDs either way.
 	KeepPeerIDs bool `yaml:"keep_peer_ids"`
 }
