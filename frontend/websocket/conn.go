@@ -10,6 +10,7 @@ import (
 	nethttp "net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gws "github.com/gorilla/websocket"
@@ -46,7 +47,28 @@ type conn struct {
 	// pending counts the offers relayed to this connection and not yet
 	// answered; guarded by f.offerMu.
 	pending int
+
+	// br is gorilla/websocket's buffered reader (ours, handed over at the
+	// upgrade), which may hold the start of the next message.
+	br *bufio.Reader
+	// The reader parks (see poller) when nothing is left to read: state
+	// is parked then, and whoever swaps it to running (the poller, the
+	// idle sweep, kill) starts the reader again with serveFn, made once
+	// so that starting it allocates nothing.
+	state   atomic.Int32
+	fd      int32       // the socket's number in the poller, -1 if not parkable
+	armed   atomic.Bool // the socket was put in the poller's epoll set
+	killed  atomic.Bool
+	serveFn func()
+	// lastRead is when the connection last sent something (Unix
+	// nanoseconds), from which its idle deadline runs.
+	lastRead atomic.Int64
 }
+
+const (
+	running int32 = iota
+	parked
+)
 
 // membership is a swarm a connection announced in, with its peer ID there.
 type membership struct {
@@ -73,23 +95,101 @@ func (c *conn) swarmCount() int {
 	return n
 }
 
-// serve reads messages until the connection ends, then leaves every swarm.
-// Its own frame is kept small (the work is in next): the idle wait below it
-// is where a connection spends its life, and a shallow stack there lets
-// the garbage collector shrink the goroutine's stack to the minimum.
+// serve reads messages until the connection ends, then leaves every
+// swarm; or, with nothing left to read, parks the connection and returns.
+// Its own frame is kept small (the work is in next): the wait below it is
+// where a connection without a poller spends its life, and a shallow stack
+// there lets the garbage collector shrink the goroutine's stack.
 func (c *conn) serve() {
-	defer c.f.active.Done()
-	defer c.close()
 	for {
-		_ = c.ws.SetReadDeadline(time.Now().Add(c.f.cfg.IdleTimeout))
-		if err := c.nc.wait(); err != nil {
-			c.readFailed(err)
-			return
+		// A message may have come in with the last one, read from the
+		// socket already.
+		if !c.buffered() {
+			_ = c.ws.SetReadDeadline(time.Unix(0, c.lastRead.Load()).Add(c.f.cfg.IdleTimeout))
+			if err := c.nc.wait(); err != nil {
+				c.readFailed(err)
+				break
+			}
 		}
+		c.lastRead.Store(time.Now().UnixNano())
 		if !c.next() {
+			break
+		}
+		if !c.buffered() && c.park() {
 			return
 		}
 	}
+	c.close()
+	c.f.active.Done()
+}
+
+// buffered reports whether part of a message was read from the socket
+// and not handled yet.
+func (c *conn) buffered() bool {
+	return c.nc.pend != nil || c.br != nil && c.br.Buffered() > 0
+}
+
+// park hands the connection to the poller, if there is one: true if the
+// caller's goroutine is to end. Once the state is parked, the connection
+// belongs to whoever swaps it back; the socket is armed after, so that a
+// wake between the two is not lost (it starts a reader, which waits).
+func (c *conn) park() bool {
+	p := c.f.poller
+	if p == nil || c.fd < 0 {
+		return false
+	}
+	c.state.Store(parked)
+	if c.killed.Load() || p.arm(c) != nil {
+		// Closed under us (kill): read on, to the error, unless someone
+		// has already taken the connection over.
+		return !c.state.CompareAndSwap(parked, running)
+	}
+	return true
+}
+
+// wake starts a reader for a parked connection.
+func (c *conn) wake() {
+	if c.state.CompareAndSwap(parked, running) {
+		go c.serveFn()
+	}
+}
+
+// sweepIdle wakes, now and then, the parked connections that have been
+// idle for idle_timeout: their reader finds its deadline passed and
+// closes them, as a reader waiting in its goroutine does by itself.
+func (f *Frontend) sweepIdle() {
+	defer f.served.Done()
+	t := time.NewTicker(max(f.cfg.IdleTimeout/8, 10*time.Millisecond))
+	defer t.Stop()
+	var idle []*conn
+	for {
+		select {
+		case <-f.done:
+			return
+		case <-t.C:
+		}
+		before := time.Now().Add(-f.cfg.IdleTimeout).UnixNano()
+		f.mu.RLock()
+		for _, c := range f.conns {
+			if c.state.Load() == parked && c.lastRead.Load() <= before {
+				idle = append(idle, c)
+			}
+		}
+		f.mu.RUnlock()
+		for i, c := range idle {
+			c.wake()
+			idle[i] = nil
+		}
+		idle = idle[:0]
+	}
+}
+
+// kill closes the socket from outside the reader, which then sees the
+// error and cleans up; a parked connection is woken for it.
+func (c *conn) kill() {
+	c.killed.Store(true)
+	_ = c.nc.Close()
+	c.wake()
 }
 
 // next reads and handles one message; false ends the connection.
@@ -179,6 +279,9 @@ func (c *conn) close() {
 	c.mu.Unlock()
 	f.unregister(c)
 	connectionsOpen.Dec()
+	if f.poller != nil {
+		f.poller.remove(c)
+	}
 	_ = c.ws.Close()
 
 	st := f.states.Get().(*state)
@@ -279,11 +382,11 @@ func (c *conn) drain() {
 		}
 		if err != nil {
 			c.f.metrics.ObserveError(reasonWriteTimeout)
-			// The reader sees the socket closed and cleans up.
-			_ = c.nc.Close()
 			c.mu.Lock()
 			c.closed = true
 			c.mu.Unlock()
+			// The reader sees the socket closed and cleans up.
+			c.kill()
 		}
 	}
 }
@@ -410,5 +513,13 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.c.nc = &peekConn{Conn: nc}
-	return h.c.nc, brw, nil
+	if brw.Reader.Buffered() > 0 {
+		// gorilla/websocket refuses the upgrade for it.
+		return h.c.nc, brw, nil
+	}
+	// Our reader, not net/http's, so that c.buffered can see into it;
+	// gorilla/websocket reuses one larger than 256 bytes (Upgrader's
+	// ReadBufferSize is 0).
+	h.c.br = bufio.NewReaderSize(h.c.nc, readBufferSize)
+	return h.c.nc, bufio.NewReadWriter(h.c.br, brw.Writer), nil
 }

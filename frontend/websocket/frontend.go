@@ -13,11 +13,12 @@
 //
 // Library: github.com/gorilla/websocket. It runs no goroutine of its own
 // per connection, reads through a buffer of the size we choose, and takes
-// its write buffer from a pool only while writing, so an idle connection
-// holds one goroutine, a 256-byte read buffer and its state. It allocates one
-// small object per message read (its reader) and one per message written
-// (returning the write buffer to the pool); everything else on the relay
-// path is pooled.
+// its write buffer from a pool only while writing; on Linux an idle
+// connection parks in an epoll set (park_linux.go) instead of keeping a
+// reader goroutine, so it holds a 288-byte read buffer and its state. It
+// allocates one small object per message read (its reader) and one per
+// message written (returning the write buffer to the pool); everything
+// else on the relay path is pooled.
 package websocket
 
 import (
@@ -44,8 +45,9 @@ import (
 // readBufferSize is each connection's read buffer. Messages are read
 // through it into a pooled buffer (larger reads bypass it), so a small one
 // costs little for a large offer and saves memory on every idle
-// connection.
-const readBufferSize = 256
+// connection. gorilla/websocket takes over a hijacked reader only if it
+// is larger than 256 bytes; 288 is the next allocation size class.
+const readBufferSize = 288
 
 // maxPooledBuffer: larger buffers are not kept in the pool.
 const maxPooledBuffer = 64 << 10
@@ -80,6 +82,9 @@ type Frontend struct {
 
 	bufs   sync.Pool // *[]byte
 	states sync.Pool // *state
+
+	// poller parks idle connections (nil: each keeps its goroutine).
+	poller *poller
 }
 
 var _ frontend.Frontend = (*Frontend)(nil)
@@ -123,7 +128,6 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	}
 	f.upgrader = gws.Upgrader{
 		HandshakeTimeout: cfg.WriteTimeout,
-		ReadBufferSize:   readBufferSize,
 		WriteBufferPool:  &writePool{},
 		// Origins are checked before the upgrade (serveUpgrade), where a
 		// refusal is counted.
@@ -175,7 +179,12 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	if tlsCfg != nil {
 		serveLn = tlsListener(ln, tlsCfg)
 	}
+	f.poller = newPoller()
 	f.served.Add(2)
+	if f.poller != nil {
+		f.served.Add(1)
+		go f.sweepIdle()
+	}
 	go func() {
 		defer f.served.Done()
 		if err := f.srv.Serve(serveLn); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
@@ -222,11 +231,11 @@ func (f *Frontend) Stop(ctx context.Context) error {
 	case <-finished:
 	case <-grace.C:
 		for _, c := range conns {
-			c.ws.NetConn().Close()
+			c.kill()
 		}
 	case <-ctx.Done():
 		for _, c := range conns {
-			c.ws.NetConn().Close()
+			c.kill()
 		}
 	}
 	select {
@@ -235,6 +244,9 @@ func (f *Frontend) Stop(ctx context.Context) error {
 		err = errors.Join(err, errors.New("websocket: stop: "+ctx.Err().Error()))
 	}
 	f.served.Wait()
+	if f.poller != nil {
+		f.poller.stop()
+	}
 	return err
 }
 
@@ -269,7 +281,9 @@ func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps
 	for _, p := range ps {
 		v.SetRouteParam(p.Key, p.Value)
 	}
-	c := &conn{f: f, key: ap, addr: ap.Addr(), params: v}
+	c := &conn{f: f, key: ap, addr: ap.Addr(), params: v, fd: -1}
+	c.serveFn = c.serve
+	c.lastRead.Store(time.Now().UnixNano())
 	if ap.Addr().Is6() {
 		c.af = bittorrent.IPv6
 	}
@@ -319,6 +333,9 @@ func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps
 		return
 	}
 	c.ws = ws
+	if f.poller != nil {
+		f.poller.add(c, c.nc.Conn)
+	}
 	f.conns[ap] = c
 	f.mu.Unlock()
 	connectionsOpen.Inc()
