@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -60,6 +61,7 @@ type conn struct {
 	armed   atomic.Bool // the socket was put in the poller's epoll set
 	killed  atomic.Bool
 	serveFn func()
+	drainFn func() // drain, made once like serveFn
 	// lastRead is when the connection last sent something (Unix
 	// nanoseconds), from which its idle deadline runs.
 	lastRead atomic.Int64
@@ -340,15 +342,15 @@ func (c *conn) enqueue(buf *[]byte, limit int) relayResult {
 	}
 	c.mu.Unlock()
 	if start {
-		go c.drain()
+		go c.drainFn()
 	}
 	return relaySent
 }
 
 // drain writes the queue until it is empty: all the messages queued at
-// once go out in one write (gorilla frames each into the connection's
-// batch, see peekConn), since a system call per message is most of the
-// relay's cost. A write that fails or times out closes the connection.
+// once go out in one write (framed into the connection's batch, see
+// peekConn), since a system call per message is most of the relay's cost.
+// A write that fails or times out closes the connection.
 func (c *conn) drain() {
 	defer c.f.active.Done()
 	var batch []*[]byte
@@ -358,7 +360,15 @@ func (c *conn) drain() {
 			for _, b := range c.queue {
 				c.f.putBuf(b)
 			}
-			c.queue = nil
+			c.queue = c.queue[:0]
+			if cap(c.queue) < cap(batch) && cap(batch) <= maxKeptQueue {
+				// The connection keeps a queue's space for its next
+				// messages, unless a burst made it large.
+				c.queue = batch[:0]
+			}
+			if cap(c.queue) > maxKeptQueue {
+				c.queue = nil
+			}
 			c.writing = false
 			c.mu.Unlock()
 			return
@@ -367,12 +377,11 @@ func (c *conn) drain() {
 		c.mu.Unlock()
 
 		deadline := time.Now().Add(c.f.cfg.WriteTimeout)
-		_ = c.ws.SetWriteDeadline(deadline)
 		c.nc.startBatch()
 		var err error
 		for i, buf := range batch {
 			if err == nil {
-				err = c.ws.WriteMessage(gws.TextMessage, *buf)
+				err = c.nc.writeText(*buf)
 			}
 			c.f.putBuf(buf)
 			batch[i] = nil
@@ -390,6 +399,10 @@ func (c *conn) drain() {
 		}
 	}
 }
+
+// maxKeptQueue: a connection keeps the space of a send queue up to this
+// many messages between bursts.
+const maxKeptQueue = 4
 
 // tlsListener serves TLS on ln.
 func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener {
@@ -413,22 +426,58 @@ type peekConn struct {
 	// pend holds what wait read and Read has not handed out yet.
 	pend *[]byte
 	off  int
+	// first is wait's one-byte read: in the struct, as a local it would
+	// escape to the heap through the io.Reader call.
+	first [1]byte
 
-	wmu      sync.Mutex
-	batching bool
-	batch    *[]byte // from batchPool while batching
+	wmu       sync.Mutex
+	batching  bool
+	batch     *[]byte // from batchPool while batching
+	closeSent bool    // gorilla/websocket wrote a close frame
 }
+
+// errCloseSent: no message may follow a close frame.
+var errCloseSent = errors.New("websocket: close frame sent")
 
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
+// Write is gorilla/websocket's: the upgrade's response and control
+// frames, each in one call.
 func (p *peekConn) Write(b []byte) (int, error) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	if len(b) > 0 && b[0] == 0x88 { // FIN, opcode 8: close
+		p.closeSent = true
+	}
 	if p.batching {
 		*p.batch = append(*p.batch, b...)
 		return len(b), nil
 	}
 	return p.Conn.Write(b)
+}
+
+// writeText frames msg as a text message (RFC 6455 5.2: a server's frames
+// are not masked) into the batch, between startBatch and flush. Framing
+// here rather than in gorilla/websocket's writer saves a copy and the
+// allocation its write buffer pool costs per message.
+func (p *peekConn) writeText(msg []byte) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if p.closeSent {
+		return errCloseSent
+	}
+	b := *p.batch
+	switch n := len(msg); {
+	case n < 126:
+		b = append(b, 0x81, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		b = append(b, 0x81, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	*p.batch = append(b, msg...)
+	return nil
 }
 
 func (p *peekConn) startBatch() {
@@ -468,9 +517,8 @@ func (p *peekConn) wait() error {
 	if p.pend != nil {
 		return nil
 	}
-	var first [1]byte
 	for {
-		n, err := p.Conn.Read(first[:])
+		n, err := p.Conn.Read(p.first[:])
 		if n == 1 {
 			break
 		}
@@ -479,7 +527,7 @@ func (p *peekConn) wait() error {
 		}
 	}
 	b := readPool.Get().(*[]byte)
-	(*b)[0] = first[0]
+	(*b)[0] = p.first[0]
 	// An error here comes back on gorilla's next read, after the byte.
 	n, _ := p.Conn.Read((*b)[1:cap(*b)])
 	*b = (*b)[:1+n]

@@ -282,7 +282,7 @@ func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps
 		v.SetRouteParam(p.Key, p.Value)
 	}
 	c := &conn{f: f, key: ap, addr: ap.Addr(), params: v, fd: -1}
-	c.serveFn = c.serve
+	c.serveFn, c.drainFn = c.serve, c.drain
 	c.lastRead.Store(time.Now().UnixNano())
 	if ap.Addr().Is6() {
 		c.af = bittorrent.IPv6

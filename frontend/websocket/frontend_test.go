@@ -32,7 +32,7 @@ type tracker struct {
 	url   string
 }
 
-func newTracker(t *testing.T, cfg Config, hooks ...middleware.Hook) *tracker {
+func newTracker(t testing.TB, cfg Config, hooks ...middleware.Hook) *tracker {
 	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
