@@ -16,9 +16,9 @@
 // its write buffer from a pool only while writing; on Linux an idle
 // connection parks in an epoll set (park_linux.go) instead of keeping a
 // reader goroutine, so it holds a 288-byte read buffer and its state. It
-// allocates one small object per message read (its reader) and one per
-// message written (returning the write buffer to the pool); everything
-// else on the relay path is pooled.
+// allocates one small object per message read (its reader); messages are
+// framed by peekConn, not by its writer, and everything else on the relay
+// path is pooled.
 package websocket
 
 import (
