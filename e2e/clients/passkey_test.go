@@ -1,8 +1,6 @@
 package clients
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -41,14 +39,9 @@ func newPasskeySite(t *testing.T) *passkeySite {
 			}
 			io.WriteString(w, `{"allow": false, "reason": "passkey unknown"}`)
 		case "/events":
-			sc := bufio.NewScanner(bytes.NewReader(body))
+			evs, _ := eventstream.ReadBatch(body)
 			s.mu.Lock()
-			for sc.Scan() {
-				var e eventstream.Event
-				if json.Unmarshal(sc.Bytes(), &e) == nil {
-					s.events = append(s.events, e)
-				}
-			}
+			s.events = append(s.events, evs...)
 			s.mu.Unlock()
 		}
 	}))

@@ -5,8 +5,6 @@
 package integration
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -323,14 +321,11 @@ func TestHTTPSinkGetsSignedNDJSON(t *testing.T) {
 		if err := webhook.Verify(r.Header, []byte("shared secret"), body, time.Now()); err != nil {
 			problems = append(problems, err.Error())
 		}
-		sc := bufio.NewScanner(bytes.NewReader(body))
-		for sc.Scan() {
-			var e eventstream.Event
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				problems = append(problems, err.Error())
-			}
-			evs = append(evs, e)
+		batch, err := eventstream.ReadBatch(body)
+		if err != nil {
+			problems = append(problems, err.Error())
 		}
+		evs = append(evs, batch...)
 	}))
 	t.Cleanup(sink.Close)
 	d := daemontest.Start(t, fmt.Sprintf(`

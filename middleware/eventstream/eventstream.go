@@ -442,6 +442,23 @@ func (s *redisSink) write(ctx context.Context, evs []Event) error {
 	return nil
 }
 
+// ReadBatch decodes a batch as the http sink POSTs it
+// (application/x-ndjson, one Event a line), for a receiver written in Go;
+// check its signature first (webhook.Verify). It stops at the first line
+// that is not an Event, returning those before it.
+func ReadBatch(body []byte) ([]Event, error) {
+	var evs []Event
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for dec.More() {
+		var e Event
+		if err := dec.Decode(&e); err != nil {
+			return evs, fmt.Errorf("event stream: batch line %d: %w", len(evs)+1, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs, nil
+}
+
 // httpSink POSTs a batch as NDJSON, one event a line.
 type httpSink struct {
 	ep webhook.Endpoint

@@ -1,8 +1,6 @@
 package eventstream
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,6 +9,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -213,17 +212,12 @@ func newSinkServer(t *testing.T, secret []byte) *sinkServer {
 		if ct := r.Header.Get("Content-Type"); ct != "application/x-ndjson" {
 			s.bad = append(s.bad, "content type "+ct)
 		}
-		n := 0
-		sc := bufio.NewScanner(bytes.NewReader(body))
-		for sc.Scan() {
-			var e Event
-			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-				s.bad = append(s.bad, err.Error())
-			}
-			s.events = append(s.events, e)
-			n++
+		evs, err := ReadBatch(body)
+		if err != nil {
+			s.bad = append(s.bad, err.Error())
 		}
-		s.sizes = append(s.sizes, n)
+		s.events = append(s.events, evs...)
+		s.sizes = append(s.sizes, len(evs))
 		w.WriteHeader(s.status)
 	}))
 	t.Cleanup(s.Close)
@@ -484,5 +478,18 @@ func TestRedisURLForms(t *testing.T) {
 		if err := (Config{Sink: "redis", RedisURL: u}).WithDefaults().Validate(); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
+	}
+}
+
+// TestReadBatch: a receiver gets every event of a batch, and for a line
+// that is not an event, the ones before it and an error naming the line.
+func TestReadBatch(t *testing.T) {
+	evs, err := ReadBatch([]byte(`{"instance":"a","uploaded":1}` + "\n" + `{"instance":"b"}` + "\n"))
+	if err != nil || len(evs) != 2 || evs[0].Instance != "a" || evs[0].Uploaded != 1 || evs[1].Instance != "b" {
+		t.Fatalf("ReadBatch = %+v, %v", evs, err)
+	}
+	evs, err = ReadBatch([]byte(`{"instance":"a"}` + "\nnot an event\n"))
+	if len(evs) != 1 || err == nil || !strings.HasPrefix(err.Error(), "event stream: batch line 2: ") {
+		t.Fatalf("ReadBatch of a bad line = %+v, %v", evs, err)
 	}
 }
