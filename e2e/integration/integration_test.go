@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/internal/configtest"
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/internal/eventually"
 	"github.com/chihaya/chihaya/middleware/eventstream"
@@ -305,10 +304,7 @@ func TestSlowServiceHoldsOnlyItsOwnRequests(t *testing.T) {
 // TestHTTPSinkGetsSignedNDJSON: every announce reaches the site's endpoint
 // in signed NDJSON batches.
 func TestHTTPSinkGetsSignedNDJSON(t *testing.T) {
-	secret := filepath.Join(t.TempDir(), "events.secret")
-	if err := os.WriteFile(secret, []byte("shared secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret := configtest.File(t, "events.secret", "shared secret\n")
 	var mu sync.Mutex
 	var evs []eventstream.Event
 	var problems []string
