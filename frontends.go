@@ -69,10 +69,12 @@ func startHTTP(logic frontend.TrackerLogic, cfg httpConfig) (*runningFrontend, e
 
 // startWebSocket starts the WebTorrent tracker. Its peers are only safe in
 // a store that keeps them apart from BitTorrent clients' (the store would
-// otherwise hand browsers' connection addresses to BitTorrent clients).
+// otherwise hand browsers' connection addresses to BitTorrent clients):
+// both drivers do. With a store several instances share (redis), the
+// frontend relays offers and answers through it (frontend.Relay).
 func startWebSocket(logic frontend.TrackerLogic, store storage.PeerStore, storageName string, cfg webSocketConfig) (*runningFrontend, error) {
 	if _, ok := store.(storage.KindKeeper); !ok {
-		return nil, fmt.Errorf("websocket.addr: the %q storage driver does not keep WebSocket peers apart yet; use the memory driver", storageName)
+		return nil, fmt.Errorf("websocket.addr: the %q storage driver does not keep WebSocket peers apart", storageName)
 	}
 	f, err := wsfrontend.NewFrontend(logic, cfg)
 	if err != nil {

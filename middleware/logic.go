@@ -418,3 +418,33 @@ func (h namedHook) Reload() error {
 	}
 	return nil
 }
+
+var _ frontend.RelayProvider = (*Logic)(nil)
+
+// Relay returns the store's relay between the instances that share it
+// (storage.Relayer), started on the first call, or nil when the store is
+// this process's alone.
+func (l *Logic) Relay() frontend.Relay {
+	if r, ok := l.store.(storage.Relayer); ok {
+		if rl := r.Relay(); rl != nil {
+			return rl
+		}
+	}
+	return nil
+}
+
+var _ frontend.Leaver = (*Logic)(nil)
+
+// Leave removes a peer whose connection closed (a WebSocket peer leaving
+// every swarm it announced in) as a `stopped` would, without the
+// prehooks, and runs the posthooks. Unlike AfterAnnounce it applies the
+// update with a store that answers and updates in one step too, since no
+// HandleAnnounce came before.
+func (l *Logic) Leave(ctx context.Context, req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) {
+	l.applyUpdate(req)
+	for _, h := range l.hooks.Load().post {
+		if err := h.HandleAnnounce(ctx, req, resp); err != nil {
+			logrus.WithError(err).Debug("middleware: posthook failed on announce")
+		}
+	}
+}

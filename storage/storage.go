@@ -121,6 +121,21 @@ type KindKeeper interface {
 	KeepsPeerKinds()
 }
 
+// Relayer is implemented by stores that several tracker instances share
+// and that carry messages between them for the WebSocket frontend: see
+// frontend.Relay, whose methods Relay has. Relay starts the relay on its
+// first call and returns the same one after; Stop stops it.
+type Relayer interface {
+	Relay() Relay
+}
+
+// Relay is frontend.Relay, seen from the store's side.
+type Relay interface {
+	Instance() uint16
+	Publish(to uint16, msg []byte)
+	Receive(fn func(msg []byte))
+}
+
 // Reloader is implemented by stores that have files of their own (the
 // locality topology) to read again when the daemon reloads on SIGUSR1 or
 // SIGHUP. A reload that fails keeps what is running.

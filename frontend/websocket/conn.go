@@ -2,7 +2,6 @@ package websocket
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -44,10 +43,6 @@ type conn struct {
 	queue   []*[]byte
 	writing bool
 	closed  bool
-
-	// pending counts the offers relayed to this connection and not yet
-	// answered; guarded by f.offerMu.
-	pending int
 
 	// br is gorilla/websocket's buffered reader (ours, handed over at the
 	// upgrade), which may hold the start of the next message.
@@ -303,9 +298,10 @@ func (c *conn) close() {
 			Params:     c.params,
 		}
 		st.resp = bittorrent.AnnounceResponse{Peers: st.resp.Peers[:0]}
-		f.logic.AfterAnnounce(context.Background(), &st.ann, &st.resp)
+		f.leave(&st.ann, &st.resp)
 	}
 	f.putState(st)
+	f.dropOffers(c)
 }
 
 // send queues buf (given up by the caller), a message relayed from

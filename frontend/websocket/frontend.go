@@ -72,8 +72,14 @@ type Frontend struct {
 	bindMu   sync.Mutex
 	bindings map[bindKey]*conn
 
+	// offers are the offers relayed to each connection that await its
+	// answer, by offer ID (relay.go); a connection's go when it closes.
 	offerMu sync.Mutex
-	offers  map[offerKey]pendingOffer
+	offers  map[*conn]map[[20]byte]pendingOffer
+
+	// relay reaches the WebSocket peers whose sockets other instances
+	// hold (nil when the store is this instance's alone).
+	relay frontend.Relay
 
 	active   sync.WaitGroup // connections and their writers
 	served   sync.WaitGroup // the server and the sweeper
@@ -109,10 +115,13 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		conns:    make(map[netip.AddrPort]*conn),
 		perIP:    make(map[netip.Addr]int),
 		bindings: make(map[bindKey]*conn),
-		offers:   make(map[offerKey]pendingOffer),
+		offers:   make(map[*conn]map[[20]byte]pendingOffer),
 		done:     make(chan struct{}),
 	}
 	f.metrics.KnownErrors(knownReasons()...)
+	if rp, ok := logic.(frontend.RelayProvider); ok {
+		f.relay = rp.Relay()
+	}
 	real, err := realip.New(cfg.RealIPHeader, cfg.TrustedProxies)
 	if err != nil {
 		return nil, errors.New("websocket: trusted_proxies: " + err.Error())
@@ -180,6 +189,9 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		serveLn = tlsListener(ln, tlsCfg)
 	}
 	f.poller = newPoller()
+	if f.relay != nil {
+		f.relay.Receive(f.receiveRemote)
+	}
 	f.served.Add(2)
 	if f.poller != nil {
 		f.served.Add(1)
@@ -246,6 +258,9 @@ func (f *Frontend) Stop(ctx context.Context) error {
 	f.served.Wait()
 	if f.poller != nil {
 		f.poller.stop()
+	}
+	if f.relay != nil {
+		f.relay.Receive(nil)
 	}
 	return err
 }

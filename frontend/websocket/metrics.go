@@ -114,12 +114,18 @@ const (
 	// relayUnmatched: an answer refused, matching no offer relayed to its
 	// sender within offer_timeout.
 	relayUnmatched
+	// relayForwarded: handed to the instance that holds the receiver's
+	// socket (the store's relay counts what becomes of it there).
+	relayForwarded
+	// relayMalformed: a message from another instance that could not be
+	// read (instances of different versions).
+	relayMalformed
 	numRelayResults
 )
 
 var (
 	relayKindNames   = [numRelayKinds]string{"offer", "answer"}
-	relayResultNames = [numRelayResults]string{"sent", "queue_full", "peer_gone", "no_peer", "unmatched"}
+	relayResultNames = [numRelayResults]string{"sent", "queue_full", "peer_gone", "no_peer", "unmatched", "forwarded", "malformed"}
 
 	connectionsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "chihaya",

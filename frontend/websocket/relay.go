@@ -1,9 +1,12 @@
 package websocket
 
 import (
+	"context"
+	"net/netip"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/pkg/clock"
 )
 
@@ -19,21 +22,21 @@ type bindKey struct {
 	af bittorrent.AddressFamily
 }
 
-// offerKey is an offer relayed to a connection, awaiting its answer.
-type offerKey struct {
-	to *conn
-	id [20]byte
-}
-
+// pendingOffer is an offer relayed to a connection, awaiting its answer:
+// from the connection from on this instance, or (from nil) from the peer
+// at fromAddr on instance fromInstance.
 type pendingOffer struct {
-	from    *conn
-	fromID  bittorrent.PeerID
-	ih      bittorrent.InfoHash
-	expires int64 // Unix seconds
+	from         *conn
+	fromInstance uint16
+	fromAddr     netip.AddrPort
+	fromID       bittorrent.PeerID
+	ih           bittorrent.InfoHash
+	expires      int64 // Unix seconds
 }
 
 // relayOffers sends each offer of m to one of peers, the WebSocket peers
-// the store chose, in order.
+// the store chose, in order: on this instance to the peer's connection,
+// otherwise to the instance that holds it.
 func (f *Frontend) relayOffers(c *conn, m *message, peers []bittorrent.Peer) {
 	now := clock.Unix()
 	for i := range m.offers {
@@ -43,27 +46,47 @@ func (f *Frontend) relayOffers(c *conn, m *message, peers []bittorrent.Peer) {
 		}
 		o := &m.offers[i]
 		p := &peers[i]
+		if f.remote(p.Instance) {
+			buf := f.getBuf()
+			*buf = appendRemote((*buf)[:0], remoteOffer, f.relay.Instance(), c.key, p.AddrPort, &m.infoHash, &m.peerID, &p.ID, &o.id, o.sdp)
+			f.relay.Publish(p.Instance, *buf)
+			f.putBuf(buf)
+			observeRelay(relayOffer, relayForwarded)
+			continue
+		}
 		t := f.lookup(p.AddrPort)
 		if t == nil || t == c {
 			observeRelay(relayOffer, relayPeerGone)
 			continue
 		}
-		if id, ok := t.swarm(m.infoHash); !ok || id != p.ID {
-			observeRelay(relayOffer, relayPeerGone)
-			continue
-		}
-		if !f.expectAnswer(t, o.id, pendingOffer{from: c, fromID: m.peerID, ih: m.infoHash, expires: now + int64(f.cfg.OfferTimeout/time.Second)}) {
-			observeRelay(relayOffer, relayQueueFull)
-			continue
-		}
-		buf := f.getBuf()
-		*buf = appendRelay((*buf)[:0], &m.infoHash, &m.peerID, &o.id, "offer", o.sdp)
-		r := t.send(buf)
-		if r != relaySent {
-			f.takeAnswer(t, o.id)
-		}
-		observeRelay(relayOffer, r)
+		f.offerTo(t, p.ID, pendingOffer{from: c, fromID: m.peerID, ih: m.infoHash, expires: now + int64(f.cfg.OfferTimeout/time.Second)}, &o.id, o.sdp)
 	}
+}
+
+// offerTo relays an offer to t, the connection of the peer with ID id in
+// the offer's swarm, and records it as awaiting t's answer.
+func (f *Frontend) offerTo(t *conn, id bittorrent.PeerID, p pendingOffer, offerID *[20]byte, sdp []byte) {
+	if got, ok := t.swarm(p.ih); !ok || got != id {
+		observeRelay(relayOffer, relayPeerGone)
+		return
+	}
+	if !f.expectAnswer(t, *offerID, p) {
+		observeRelay(relayOffer, relayQueueFull)
+		return
+	}
+	buf := f.getBuf()
+	*buf = appendRelay((*buf)[:0], &p.ih, &p.fromID, offerID, "offer", sdp)
+	r := t.send(buf)
+	if r != relaySent {
+		f.takeAnswer(t, *offerID)
+	}
+	observeRelay(relayOffer, r)
+}
+
+// remote reports whether a peer of instance n has its socket on another
+// instance.
+func (f *Frontend) remote(n uint16) bool {
+	return n != 0 && f.relay != nil && n != f.relay.Instance()
 }
 
 // answer relays an answer to the offer it answers.
@@ -87,8 +110,57 @@ func (f *Frontend) answer(c *conn, m *message) {
 		return
 	}
 	buf := f.getBuf()
+	if p.from == nil {
+		*buf = appendRemote((*buf)[:0], remoteAnswer, f.relay.Instance(), c.key, p.fromAddr, &m.infoHash, &m.peerID, &p.fromID, &m.offerID, m.answer)
+		f.relay.Publish(p.fromInstance, *buf)
+		f.putBuf(buf)
+		observeRelay(relayAnswer, relayForwarded)
+		return
+	}
 	*buf = appendRelay((*buf)[:0], &m.infoHash, &m.peerID, &m.offerID, "answer", m.answer)
 	observeRelay(relayAnswer, p.from.send(buf))
+}
+
+// receiveRemote delivers a message another instance relayed: an offer
+// for a peer whose socket this instance holds, or an answer to an offer
+// one of its peers made. The instance that sent an answer checked it
+// against the offer it relayed.
+func (f *Frontend) receiveRemote(b []byte) {
+	var r remoteMessage
+	if !r.parse(b) {
+		observeRelay(relayOffer, relayMalformed)
+		return
+	}
+	t := f.lookup(r.to)
+	if r.kind == remoteOffer {
+		if t == nil {
+			observeRelay(relayOffer, relayPeerGone)
+			return
+		}
+		f.offerTo(t, r.toID, pendingOffer{fromInstance: r.fromInstance, fromAddr: r.from, fromID: r.fromID, ih: r.ih,
+			expires: clock.Unix() + int64(f.cfg.OfferTimeout/time.Second)}, &r.offerID, r.sdp)
+		return
+	}
+	if t == nil {
+		observeRelay(relayAnswer, relayPeerGone)
+		return
+	}
+	if id, ok := t.swarm(r.ih); !ok || id != r.toID {
+		observeRelay(relayAnswer, relayPeerGone)
+		return
+	}
+	buf := f.getBuf()
+	*buf = appendRelay((*buf)[:0], &r.ih, &r.fromID, &r.offerID, "answer", r.sdp)
+	observeRelay(relayAnswer, t.send(buf))
+}
+
+// leave takes a closed connection's peer out of a swarm.
+func (f *Frontend) leave(req *bittorrent.AnnounceRequest, resp *bittorrent.AnnounceResponse) {
+	if l, ok := f.logic.(frontend.Leaver); ok {
+		l.Leave(context.Background(), req, resp)
+		return
+	}
+	f.logic.AfterAnnounce(context.Background(), req, resp)
 }
 
 // boundTo returns the connection k is bound to, or nil.
@@ -138,30 +210,41 @@ func (f *Frontend) unbind(c *conn, ih bittorrent.InfoHash, id bittorrent.PeerID)
 // expectAnswer records an offer relayed to t, unless t already awaits
 // too many.
 func (f *Frontend) expectAnswer(t *conn, id [20]byte, p pendingOffer) bool {
-	k := offerKey{t, id}
 	f.offerMu.Lock()
 	defer f.offerMu.Unlock()
-	if _, dup := f.offers[k]; !dup {
-		if t.pending >= maxPendingPerConn {
-			return false
-		}
-		t.pending++
+	offers := f.offers[t]
+	if offers == nil {
+		offers = make(map[[20]byte]pendingOffer)
+		f.offers[t] = offers
 	}
-	f.offers[k] = p
+	if _, dup := offers[id]; !dup && len(offers) >= maxPendingPerConn {
+		return false
+	}
+	offers[id] = p
 	return true
 }
 
 // takeAnswer removes and returns the offer with ID id relayed to t.
 func (f *Frontend) takeAnswer(t *conn, id [20]byte) (pendingOffer, bool) {
-	k := offerKey{t, id}
 	f.offerMu.Lock()
-	p, ok := f.offers[k]
+	offers := f.offers[t]
+	p, ok := offers[id]
 	if ok {
-		delete(f.offers, k)
-		t.pending--
+		delete(offers, id)
+		if len(offers) == 0 {
+			delete(f.offers, t)
+		}
 	}
 	f.offerMu.Unlock()
 	return p, ok
+}
+
+// dropOffers forgets the offers awaiting the answer of a connection that
+// closed.
+func (f *Frontend) dropOffers(t *conn) {
+	f.offerMu.Lock()
+	delete(f.offers, t)
+	f.offerMu.Unlock()
 }
 
 // sweep forgets, now and then, the offers nobody answered in time.
@@ -177,10 +260,14 @@ func (f *Frontend) sweep() {
 		}
 		now := clock.Unix()
 		f.offerMu.Lock()
-		for k, p := range f.offers {
-			if p.expires < now {
-				delete(f.offers, k)
-				k.to.pending--
+		for t, offers := range f.offers {
+			for id, p := range offers {
+				if p.expires < now {
+					delete(offers, id)
+				}
+			}
+			if len(offers) == 0 {
+				delete(f.offers, t)
 			}
 		}
 		f.offerMu.Unlock()

@@ -20,13 +20,15 @@ import (
 // long before that, so during an outage waiting only holds goroutines and
 // sockets, while a healthy Redis answers in well under a millisecond.
 const (
-	DefaultRedisBroker         = "redis://127.0.0.1:6379/0"
-	DefaultRedisReadTimeout    = time.Second
-	DefaultRedisWriteTimeout   = time.Second
-	DefaultRedisConnectTimeout = time.Second
-	DefaultMaxIdle             = 32
-	DefaultMaxActive           = 128
-	DefaultKeyPrefix           = "chihaya:"
+	DefaultRedisBroker            = "redis://127.0.0.1:6379/0"
+	DefaultRedisReadTimeout       = time.Second
+	DefaultRedisWriteTimeout      = time.Second
+	DefaultRedisConnectTimeout    = time.Second
+	DefaultMaxIdle                = 32
+	DefaultMaxActive              = 128
+	DefaultKeyPrefix              = "chihaya:"
+	DefaultRelayHeartbeatInterval = time.Second
+	DefaultRelayInstanceTimeout   = 10 * time.Second
 )
 
 // Config is the `storage.config` mapping of the redis driver.
@@ -84,6 +86,16 @@ type Config struct {
 	// subnet or rack first (docs/locality.md). Every tracker sharing the
 	// Redis must have the same locality settings.
 	Locality locality.Config `yaml:"locality"`
+
+	// RelayHeartbeatInterval is how often an instance that runs the
+	// WebSocket frontend tells the others it is alive (and looks for
+	// instances that stopped telling). Only used with the WebSocket
+	// frontend.
+	RelayHeartbeatInterval time.Duration `yaml:"relay_heartbeat_interval"`
+	// RelayInstanceTimeout is how long an instance may stay silent before
+	// the others hold it gone: offers for its browsers are dropped, and
+	// its browsers leave their swarms.
+	RelayInstanceTimeout time.Duration `yaml:"relay_instance_timeout"`
 }
 
 // WithDefaults returns the config with every unset (zero) key given its
@@ -119,6 +131,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = DefaultKeyPrefix
+	}
+	if c.RelayHeartbeatInterval == 0 {
+		c.RelayHeartbeatInterval = DefaultRelayHeartbeatInterval
+	}
+	if c.RelayInstanceTimeout == 0 {
+		c.RelayInstanceTimeout = DefaultRelayInstanceTimeout
 	}
 	c.Locality = c.Locality.WithDefaults()
 	return c
@@ -215,6 +233,11 @@ func (c Config) Validate() error {
 		return yamlconf.Errorf("redis_max_idle", "must be >= 0, got %d", c.MaxIdle)
 	case c.MaxIdle > c.MaxActive:
 		return yamlconf.Errorf("redis_max_idle", "must be <= redis_max_active (%d), got %d", c.MaxActive, c.MaxIdle)
+	case c.RelayHeartbeatInterval < 10*time.Millisecond:
+		return yamlconf.Errorf("relay_heartbeat_interval", "must be >= 10ms, got %s", c.RelayHeartbeatInterval)
+	case c.RelayInstanceTimeout < 3*c.RelayHeartbeatInterval:
+		// One late heartbeat must not make an instance look gone.
+		return yamlconf.Errorf("relay_instance_timeout", "must be >= 3 × relay_heartbeat_interval (%s), got %s", 3*c.RelayHeartbeatInterval, c.RelayInstanceTimeout)
 	case len(c.SentinelAddrs) > 0 && c.SentinelMasterName == "":
 		return yamlconf.Errorf("sentinel_master_name", "required when sentinel_addrs is set")
 	case len(c.SentinelAddrs) == 0 && c.SentinelMasterName != "":

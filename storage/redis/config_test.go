@@ -38,6 +38,8 @@ func TestBadConfig(t *testing.T) {
 		{"bad-cluster-db.yaml", `storage.config.redis_broker: database must be 0 with cluster_addrs (a cluster has only database 0), got 2`},
 		{"bad-cluster-addr.yaml", `storage.config.cluster_addrs[1]: must be host:port, got "node-b"`},
 		{"bad-cluster-key-prefix.yaml", `storage.config.key_prefix: must not hold { or } with cluster_addrs (Redis Cluster would hash keys by the prefix), got "tracker{1"`},
+		{"bad-relay-heartbeat.yaml", `storage.config.relay_heartbeat_interval: must be >= 10ms, got 1ms`},
+		{"bad-relay-timeout.yaml", `storage.config.relay_instance_timeout: must be >= 3 × relay_heartbeat_interval (6s), got 5s`},
 		{"bad-unknown-key.yaml", `line 1: unknown key "redis_brokr" in storage.config (redis)`},
 		{"bad-duration-type.yaml", "line 1: storage.config.redis_read_timeout: cannot unmarshal !!str `fast` into a duration"},
 	}
@@ -98,8 +100,16 @@ prometheus_reporting_interval: 5s
 			GarbageCollectionInterval: time.Minute, PeerLifetime: 20 * time.Minute,
 			PrometheusReportingInterval: 5 * time.Second,
 			MaxIdle:                     DefaultMaxIdle, MaxActive: DefaultMaxActive, KeyPrefix: DefaultKeyPrefix,
-			Locality: locality.Config{}.WithDefaults(),
+			Locality:               locality.Config{}.WithDefaults(),
+			RelayHeartbeatInterval: DefaultRelayHeartbeatInterval, RelayInstanceTimeout: DefaultRelayInstanceTimeout,
 		}},
+		{"relay", `
+relay_heartbeat_interval: 500ms
+relay_instance_timeout: 3s
+`, func() Config {
+			c := Config{RelayHeartbeatInterval: 500 * time.Millisecond, RelayInstanceTimeout: 3 * time.Second}
+			return c.WithDefaults()
+		}()},
 		{"locality", `
 locality:
   enabled: true

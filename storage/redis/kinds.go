@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -61,6 +62,9 @@ type webState struct {
 	// instance is the number written into the records of the WebSocket
 	// peers this store stores (0 until a relay gives it one).
 	instance atomic.Uint32
+	// relay is started by the first call of Relay (relay.go).
+	relayOnce sync.Once
+	relay     atomic.Pointer[relay]
 }
 
 // webKeys returns the keys of ih's WebSocket swarm.
@@ -152,6 +156,7 @@ func (s *PeerStore) webUpdate(op string, ih bittorrent.InfoHash, u storage.Updat
 	return s.call(context.Background(), op, func(ctx context.Context) error {
 		return s.webPipeline(ctx, func(pipe redis.Pipeliner, eval bool) {
 			s.webScript(ctx, pipe, &k, u, af, string(addr), value, eval)
+			s.trackMember(ctx, pipe, ih, string(addr), u == storage.UpdateDelete)
 		})
 	})
 }
@@ -180,20 +185,31 @@ func (s *PeerStore) webScript(ctx context.Context, pipe redis.Pipeliner, k *swar
 }
 
 // webPipeline runs the commands queue puts on a pipeline, again with
-// EVAL instead of EVALSHA when Redis does not hold a script.
+// EVAL instead of EVALSHA when Redis does not hold a script. Its error is
+// the first of a command's, a missing key (GET) aside.
 func (s *PeerStore) webPipeline(ctx context.Context, queue func(pipe redis.Pipeliner, eval bool)) error {
-	var err error
+	var first error
 	for _, eval := range []bool{false, true} {
 		pipe := s.client.Pipeline()
 		queue(pipe, eval)
-		if _, err = pipe.Exec(ctx); !isNoScript(err) {
+		cmds, _ := pipe.Exec(ctx)
+		first = nil
+		noScript := false
+		for _, c := range cmds {
+			err := c.Err()
+			if err == nil || errors.Is(err, redis.Nil) {
+				continue
+			}
+			noScript = noScript || isNoScript(err)
+			if first == nil {
+				first = err
+			}
+		}
+		if !noScript {
 			break
 		}
 	}
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
-	return err
+	return first
 }
 
 // kindCounts are the reads of one family's counts of both kinds.
@@ -249,6 +265,7 @@ func (s *PeerStore) webAnnounce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u
 			c = s.queueCounts(ctx, pipe, &web, &native, af)
 			if apply {
 				script = s.webScript(ctx, pipe, &web, u, af, string(addr), value, eval)
+				s.trackMember(ctx, pipe, ih, string(addr), u == storage.UpdateDelete)
 			} else {
 				roles[0] = pipe.HExists(ctx, web.roles[af][0], string(addr))
 				roles[1] = pipe.HExists(ctx, web.roles[af][1], string(addr))

@@ -59,3 +59,29 @@ func TestWebPeerCarriesInstance(t *testing.T) {
 		t.Fatalf("a's announce got %+v, want the leecher stored by instance 9", peers)
 	}
 }
+
+// TestWebAnnounceApplies: Announce of a WebSocket peer applies its update
+// with the answer, as for a native peer (on a fresh Redis, whose first
+// EVALSHA finds no script).
+func TestWebAnnounceApplies(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	p := peer4(1)
+	p.Kind = bittorrent.WebSocketPeer
+	if _, c, role, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 5, p); err != nil || role != storage.Absent || c != (storage.Counts{}) {
+		t.Fatalf("first announce: %+v %v %v, want zero counts, absent", c, role, err)
+	}
+	if _, c, role, err := s.Announce(nil, ih(1), storage.UpdateGraduate, 5, p); err != nil || role != storage.Leecher || c != (storage.Counts{Leechers: 1}) {
+		t.Fatalf("second announce: %+v %v %v, want the leecher it was", c, role, err)
+	}
+	if c, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); err != nil || c != (storage.Counts{Seeders: 1, Downloads: 1}) {
+		t.Fatalf("scrape: %+v %v, want the graduated seeder and its download", c, err)
+	}
+	if _, _, _, err := s.Announce(nil, ih(1), storage.UpdateDelete, 0, p); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); err != nil || c != (storage.Counts{Downloads: 1}) {
+		t.Fatalf("scrape after stopped: %+v %v", c, err)
+	}
+}

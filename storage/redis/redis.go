@@ -274,6 +274,7 @@ func (s *PeerStore) Ready(ctx context.Context) error {
 // exchange collection waits on.
 func (s *PeerStore) Stop(ctx context.Context) error {
 	loopsErr := s.loops.Stop(ctx)
+	s.stopRelay(ctx)
 	if err := s.client.Close(); err != nil && err != redis.ErrClosed {
 		return fmt.Errorf("storage/redis: stop: %w", err)
 	}

@@ -1,0 +1,165 @@
+package websocket
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/storage/redis"
+	"github.com/chihaya/chihaya/storage/redis/redistest"
+)
+
+// The relay across instances: two trackers, each its own Redis store on
+// one redis-server under one key prefix, as two instances behind a load
+// balancer.
+
+var prefixes atomic.Int64
+
+// redisTrackers starts n trackers sharing the Redis at addr.
+func redisTrackers(t *testing.T, addr string, n int) []*tracker {
+	t.Helper()
+	prefix := "ws" + strconv.FormatInt(prefixes.Add(1), 10) + ":"
+	var trs []*tracker
+	for range n {
+		cfg := redis.Config{RedisBroker: "redis://" + addr + "/0", KeyPrefix: prefix,
+			RedisConnectTimeout: 5 * time.Second, RedisReadTimeout: 5 * time.Second, RedisWriteTimeout: 5 * time.Second,
+			RelayHeartbeatInterval: 50 * time.Millisecond, RelayInstanceTimeout: time.Second}.WithDefaults()
+		store, err := redis.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logic := middleware.NewLogic(middleware.Config{}.WithDefaults(), store, nil, nil)
+		wcfg := Config{Addr: "127.0.0.1:0"}.WithDefaults()
+		f, err := NewFrontend(logic, wcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trs = append(trs, &tracker{f: f, store: store, url: "ws://" + f.Addr().String()})
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = f.Stop(ctx)
+			_ = logic.Stop(ctx)
+			_ = store.Stop(ctx)
+		})
+	}
+	return trs
+}
+
+// TestRelayAcrossInstances: a browser on instance A gets the offer of a
+// browser on instance B, and its answer goes back; an answer that matches
+// no offer relayed is refused there, as on one instance.
+func TestRelayAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t, "redis-server")
+	trs := redisTrackers(t, srv.Addr, 2)
+	a, b := trs[0].dial(t, "/"), trs[1].dial(t, "/")
+	forwarded := testutil.ToFloat64(relayed[relayOffer][relayForwarded])
+
+	a.send(announceMsg(ih1, peerID(1), 100))
+	if r := a.read(); num(r, "incomplete") != 1 {
+		t.Fatalf("leecher's reply: %v", r)
+	}
+	b.send(announceMsg(ih1, peerID(2), 0, offerN(1), offerN(2)))
+	if r := b.read(); num(r, "complete") != 1 || num(r, "incomplete") != 1 {
+		t.Fatalf("seeder's reply on the other instance: %v (counts are shared)", r)
+	}
+	got := a.read()
+	if got["peer_id"] != bsa(peerID(2)) || got["offer_id"] != bsa(offerN(1)) || got["info_hash"] != bs(ih1[:]) {
+		t.Fatalf("offer relayed from the other instance: %v", got)
+	}
+	if o, _ := got["offer"].(map[string]any); o["sdp"] != "sdp of "+bsa(offerN(1)) {
+		t.Errorf("offer object: %v", got)
+	}
+	if d := testutil.ToFloat64(relayed[relayOffer][relayForwarded]) - forwarded; d != 1 {
+		t.Errorf("%v offers forwarded to the other instance, want 1 (one peer, two offers)", d)
+	}
+
+	answer := map[string]any{"action": "announce", "info_hash": bs(ih1[:]), "peer_id": bsa(peerID(1)),
+		"to_peer_id": bsa(peerID(2)), "offer_id": bsa(offerN(1)), "answer": map[string]any{"type": "answer", "sdp": "answer sdp"}}
+	a.send(answer)
+	got = b.read()
+	if got["peer_id"] != bsa(peerID(1)) || got["offer_id"] != bsa(offerN(1)) {
+		t.Fatalf("answer relayed back: %v", got)
+	}
+	if ans, _ := got["answer"].(map[string]any); ans["sdp"] != "answer sdp" {
+		t.Errorf("answer object: %v", got)
+	}
+	// Once answered, the offer is gone: the same answer is refused.
+	a.send(answer)
+	if r := a.read(); r["failure reason"] == nil {
+		t.Errorf("a replayed answer across instances: %v, want a failure", r)
+	}
+	// An answer to an offer never relayed (the offerer on the other
+	// instance never offered offerN(5)).
+	answer["offer_id"] = bsa(offerN(5))
+	a.send(answer)
+	if r := a.read(); r["failure reason"] == nil {
+		t.Errorf("an answer to no offer: %v, want a failure", r)
+	}
+}
+
+// TestClosedConnectionLeavesAcrossInstances: a browser whose socket
+// closes leaves the swarm (with the Redis store, which applies updates
+// with the answer, too), and the offers awaiting its answer are dropped
+// at once.
+func TestClosedConnectionLeavesAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t, "redis-server")
+	trs := redisTrackers(t, srv.Addr, 2)
+	a, b := trs[0].dial(t, "/"), trs[1].dial(t, "/")
+	a.send(announceMsg(ih1, peerID(1), 100))
+	a.read()
+	b.send(announceMsg(ih1, peerID(2), 0, offerN(1)))
+	b.read()
+	a.read() // the offer
+	trs[0].f.offerMu.Lock()
+	pending := len(trs[0].f.offers)
+	trs[0].f.offerMu.Unlock()
+	if pending != 1 {
+		t.Fatalf("%d connections await answers, want a's", pending)
+	}
+	a.ws.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := trs[1].store.ScrapeSwarm(ih1, bittorrent.IPv4)
+		trs[0].f.offerMu.Lock()
+		pending = len(trs[0].f.offers)
+		trs[0].f.offerMu.Unlock()
+		if err == nil && c.Leechers == 0 && pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the leecher's socket closed: counts %+v (%v), %d connections awaiting answers; want no leecher and none", c, err, pending)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRedisDownAnnounceFails: with Redis gone, an announce gets the
+// generic failure (never Redis' words), counted, and the connection stays.
+func TestRedisDownAnnounceFails(t *testing.T) {
+	srv := redistest.Start(t, "redis-server")
+	trs := redisTrackers(t, srv.Addr, 1)
+	a := trs[0].dial(t, "/")
+	a.send(announceMsg(ih1, peerID(1), 100))
+	a.read()
+	before := frontendtest.ErrorsCounted("websocket", "internal")
+	srv.Kill()
+	a.send(announceMsg(ih1, peerID(1), 100))
+	if r := a.read(); r["failure reason"] != string(bittorrent.ErrInternal) || r["info_hash"] != bs(ih1[:]) {
+		t.Fatalf("announce with Redis down: %v, want the generic failure", r)
+	}
+	if d := frontendtest.ErrorsCounted("websocket", "internal") - before; d != 1 {
+		t.Errorf("%v internal errors counted, want 1", d)
+	}
+	a.send(map[string]any{"action": "scrape", "info_hash": bs(ih1[:])})
+	if r := a.read(); r["failure reason"] != string(bittorrent.ErrInternal) {
+		t.Errorf("scrape with Redis down: %v", r)
+	}
+}

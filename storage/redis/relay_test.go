@@ -1,0 +1,145 @@
+package redis
+
+import (
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/redis/redistest"
+)
+
+// relayConfig is quick heartbeats, for tests that wait for them.
+func relayConfig(prefix string) func(*Config) {
+	return func(c *Config) {
+		if prefix != "" {
+			c.KeyPrefix = prefix
+		}
+		c.RelayHeartbeatInterval = 50 * time.Millisecond
+		c.RelayInstanceTimeout = 300 * time.Millisecond
+	}
+}
+
+// receiver returns a channel of the messages r receives.
+func receiver(r storage.Relay) <-chan string {
+	ch := make(chan string, 16)
+	r.Receive(func(b []byte) { ch <- string(b) })
+	return ch
+}
+
+// waitFor publishes msg from a to b until b receives it, or fails.
+func waitFor(t *testing.T, a, b storage.Relay, got <-chan string, msg string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		a.Publish(b.Instance(), []byte(msg))
+		select {
+		case m := <-got:
+			if m == msg {
+				return
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("instance %d never received %q from instance %d", b.Instance(), msg, a.Instance())
+}
+
+// TestRelayBetweenInstances: a message published for an instance reaches
+// it; one for an instance that does not exist is dropped and counted.
+func TestRelayBetweenInstances(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	a := newStore(t, srv, relayConfig(""))
+	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
+	ra, rb := a.Relay(), b.Relay()
+	if ra.Instance() == 0 || ra.Instance() == rb.Instance() {
+		t.Fatalf("instances %d and %d, want two distinct non-zero numbers", ra.Instance(), rb.Instance())
+	}
+	got := receiver(rb)
+	waitFor(t, ra, rb, got, "offer \x00\xff", 5*time.Second)
+
+	// After a heartbeat, a number nobody holds is known gone: its messages
+	// are dropped before they reach Redis.
+	time.Sleep(150 * time.Millisecond)
+	gone := ra.Instance() + 1
+	for gone == rb.Instance() || gone == 0 {
+		gone++
+	}
+	before := testutil.ToFloat64(dropped[dropInstanceGone])
+	ra.Publish(gone, []byte("lost"))
+	if d := testutil.ToFloat64(dropped[dropInstanceGone]) - before; d != 1 {
+		t.Errorf("%v messages for a gone instance counted as dropped, want 1", d)
+	}
+}
+
+// TestRelayDropsStaleInstance: an instance that stops heartbeating
+// without leaving (killed) is found gone: its WebSocket peers leave their
+// swarms, and it is counted once.
+func TestRelayDropsStaleInstance(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	live := newStore(t, srv, relayConfig(""))
+	doomed := newStore(t, srv, relayConfig(live.cfg.KeyPrefix))
+	live.Relay()
+	doomed.Relay()
+	browser := peer4(1)
+	browser.Kind = bittorrent.WebSocketPeer
+	must(t, "PutLeecher", doomed.PutLeecher(ih(1), browser))
+	other := peer4(2)
+	other.Kind = bittorrent.WebSocketPeer
+	must(t, "PutSeeder", live.PutSeeder(ih(1), other))
+	if c, _ := live.ScrapeSwarm(ih(1), bittorrent.IPv4); c.Leechers != 1 {
+		t.Fatalf("before: %+v", c)
+	}
+	staleBefore := testutil.ToFloat64(relayStale)
+	// Killed: its heartbeats stop, nothing is cleaned up.
+	must(t, "stop loops", doomed.loops.Stop(t.Context()))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := live.ScrapeSwarm(ih(1), bittorrent.IPv4)
+		if err == nil && c == (storage.Counts{Seeders: 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gone instance's browser is still counted: %+v %v", c, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := testutil.ToFloat64(relayStale) - staleBefore; d != 1 {
+		t.Errorf("%v stale instances counted, want 1", d)
+	}
+	if n, _ := live.client.Exists(t.Context(), doomed.web.relay.Load().members(doomed.web.relay.Load().id)).Result(); n != 0 {
+		t.Errorf("the gone instance's member set is left")
+	}
+}
+
+// TestRelayReconnects: after Redis restarts (losing everything: no
+// persistence), the subscription comes back and messages flow again.
+func TestRelayReconnects(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	a := newStore(t, srv, relayConfig(""))
+	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
+	ra, rb := a.Relay(), b.Relay()
+	got := receiver(rb)
+	waitFor(t, ra, rb, got, "before", 5*time.Second)
+
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	p, _ := strconv.Atoi(port)
+	srv.Kill()
+	var err error
+	for range 50 {
+		if _, err = redistest.StartOn(t, "redis-server", p); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("restart on port %d: %v", p, err)
+	}
+	waitFor(t, ra, rb, got, "after", 20*time.Second)
+}
