@@ -1,26 +1,29 @@
 // Package http is the HTTP(S) tracker frontend: announces (BEP 3, 7, 23,
-// 24) and scrapes (BEP 48) over GET requests.
+// 24) and scrapes (BEP 48) over GET requests, served by a small HTTP/1.1
+// server of its own (server.go) rather than net/http's.
 //
 // Every answer is HTTP 200 with a bencoded body: a reply, or a dictionary
 // whose only key is `failure reason`. That holds for unknown paths, other
-// methods, panics in the logic, and also for the requests net/http refuses
-// on its own (malformed request lines, oversized headers), whose plain-text
-// answers are replaced on the wire; clients show the failure reason to
-// their user, and a text/plain error page would only read as a broken
-// tracker.
+// methods, panics in the logic, and also for requests that are not valid
+// HTTP (malformed request lines, oversized headers): clients show the
+// failure reason to their user, and a text/plain error page would only
+// read as a broken tracker.
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"net"
 	nethttp "net/http"
 	"net/netip"
+	"net/url"
 	"runtime/debug"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/sirupsen/logrus"
@@ -46,7 +49,10 @@ type Frontend struct {
 	logic   frontend.TrackerLogic
 	parser  *parser
 	metrics *frontend.Metrics
-	srv     *nethttp.Server
+	srv     *server
+	// announce and scrape hold the routes of each kind; a path matches at
+	// most one route of both (Config.Validate checks them together).
+	announce, scrape *httprouter.Router
 
 	ln, tlsLn net.Listener
 	served    sync.WaitGroup
@@ -67,8 +73,9 @@ type announceState struct {
 	req    bittorrent.AnnounceRequest
 	resp   bittorrent.AnnounceResponse
 	buf    []byte
-	// wrote is set once a reply has been handed to net/http, so that a
-	// panic after that point does not append a failure to it.
+	text   textArena
+	// wrote is set once a reply has been written, so that a panic after
+	// that point does not append a failure to it.
 	wrote bool
 }
 
@@ -77,6 +84,7 @@ type scrapeState struct {
 	req    bittorrent.ScrapeRequest
 	resp   bittorrent.ScrapeResponse
 	buf    []byte
+	text   textArena
 	wrote  bool
 }
 
@@ -94,6 +102,8 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		parser:   p,
 		metrics:  frontend.NewMetrics("http", cfg.EnableRequestTiming, frontend.Announce, frontend.Scrape),
 		maxPeers: cfg.MaxNumWant,
+		announce: httprouter.New(),
+		scrape:   httprouter.New(),
 	}
 	f.metrics.KnownErrors("read_timeout", "header_too_large", "bad_request", "unknown_path", "method_not_allowed")
 	if fs, ok := logic.(frontend.FullScraper); ok && cfg.AllowFullScrape {
@@ -101,40 +111,16 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	}
 	f.announces.New = func() any { return new(announceState) }
 	f.scrapes.New = func() any { return new(scrapeState) }
-
-	router := httprouter.New()
-	// Redirects and automatic OPTIONS answers would write HTML or empty
-	// bodies; every answer of a tracker is bencoded.
-	router.RedirectTrailingSlash = false
-	router.RedirectFixedPath = false
-	router.HandleOPTIONS = false
-	router.HandleMethodNotAllowed = true
-	router.NotFound = nethttp.HandlerFunc(f.serveNotFound)
-	router.MethodNotAllowed = nethttp.HandlerFunc(f.serveMethodNotAllowed)
-	router.PanicHandler = f.servePanic
+	// The routers are only looked up (Lookup), never served from, so
+	// their handles are placeholders.
+	nop := func(nethttp.ResponseWriter, *nethttp.Request, httprouter.Params) {}
 	for _, r := range cfg.AnnounceRoutes {
-		router.GET(r, f.serveAnnounce)
+		f.announce.GET(r, nop)
 	}
 	for _, r := range cfg.ScrapeRoutes {
-		router.GET(r, f.serveScrape)
+		f.scrape.GET(r, nop)
 	}
-
-	f.srv = &nethttp.Server{
-		Handler:           router,
-		ReadTimeout:       cfg.ReadTimeout,
-		ReadHeaderTimeout: cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		// net/http reads up to MaxHeaderBytes plus 4 KiB of slack before
-		// refusing a request; subtract the slack so that the configured
-		// limit is the one enforced.
-		MaxHeaderBytes: max(cfg.MaxHeaderBytes-4096, 1),
-		ErrorLog:       newErrorLog(),
-		// TLS is terminated by our listener (see listener), and we speak
-		// HTTP/1.1 only: HTTP/2 would bypass the failure rewriting.
-		TLSNextProto: map[string]func(*nethttp.Server, *tls.Conn, nethttp.Handler){},
-	}
-	f.srv.SetKeepAlivesEnabled(cfg.EnableKeepAlive)
+	f.srv = newServer(f, cfg)
 
 	tlsCfg, err := LoadTLS(cfg)
 	if err != nil {
@@ -149,7 +135,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		if err != nil {
 			return nil, errors.New("http: " + err.Error())
 		}
-		f.ln = &listener{Listener: ln, f: f}
+		f.ln = ln
 	}
 	if cfg.HTTPSAddr != "" {
 		ln, err := lc.Listen(context.Background(), "tcp", cfg.HTTPSAddr)
@@ -159,18 +145,19 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 			}
 			return nil, errors.New("http: https: " + err.Error())
 		}
-		f.tlsLn = &listener{Listener: ln, f: f, tls: tlsCfg}
+		f.tlsLn = ln
 	}
-	for _, ln := range []net.Listener{f.ln, f.tlsLn} {
-		if ln == nil {
+	for _, l := range []struct {
+		ln  net.Listener
+		tls *tls.Config
+	}{{f.ln, nil}, {f.tlsLn, tlsCfg}} {
+		if l.ln == nil {
 			continue
 		}
 		f.served.Add(1)
 		go func() {
 			defer f.served.Done()
-			if err := f.srv.Serve(ln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
-				logrus.WithError(err).WithField("addr", ln.Addr().String()).Error("http: serve")
-			}
+			f.srv.serve(l.ln, l.tls)
 		}()
 	}
 	return f, nil
@@ -192,27 +179,108 @@ func (f *Frontend) TLSAddr() net.Addr {
 	return f.tlsLn.Addr()
 }
 
-// Stop closes the listeners, waits for requests in flight until ctx is
-// done, then closes whatever connections remain.
+// Stop closes the listeners and the idle connections, waits for requests
+// in flight until ctx is done, then closes whatever connections remain.
 func (f *Frontend) Stop(ctx context.Context) error {
-	err := f.srv.Shutdown(ctx)
-	if err != nil {
-		err = errors.Join(errors.New("http: shutdown: "+err.Error()), f.srv.Close())
+	f.srv.shutting.Store(true)
+	for _, ln := range []net.Listener{f.ln, f.tlsLn} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
 	f.served.Wait()
-	return err
+	if err := f.srv.shutdown(ctx); err != nil {
+		return errors.New("http: shutdown: " + err.Error())
+	}
+	return nil
 }
 
-func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, ps httprouter.Params) {
+// dispatch answers one request: it routes it by method and path to the
+// announce or scrape handler, or answers it with a failure.
+func (f *Frontend) dispatch(c *conn, r *request) {
+	target := r.target
+	if len(target) == 0 || target[0] != '/' {
+		var ok bool
+		if target, ok = originForm(target); !ok {
+			f.metrics.ObserveError("bad_request")
+			c.replyStatic(r, failureBadRequestBody)
+			r.close = true
+			return
+		}
+	}
+	rawPath := target
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		rawPath = target[:i]
+	}
+	// Routes match the unescaped path, as net/http's URL.Path.
+	path := unsafe.String(unsafe.SliceData(rawPath), len(rawPath))
+	if bytes.IndexByte(rawPath, '%') >= 0 {
+		p, err := url.PathUnescape(path)
+		if err != nil {
+			f.metrics.ObserveError("bad_request")
+			c.replyStatic(r, failureBadRequestBody)
+			r.close = true
+			return
+		}
+		path = p
+	}
+	get := string(r.method) == "GET"
+	for i, router := range []*httprouter.Router{f.announce, f.scrape} {
+		h, ps, _ := router.Lookup("GET", path)
+		if h == nil {
+			continue
+		}
+		if !get {
+			f.metrics.ObserveError("method_not_allowed")
+			c.replyStatic(r, failureMethodNotAllowed)
+			return
+		}
+		// Hooks may keep route parameters past the request (eventstream
+		// queues them); path may point into the connection's buffer.
+		for j := range ps {
+			ps[j].Value = strings.Clone(ps[j].Value)
+		}
+		if i == 0 {
+			f.serveAnnounce(c, r, len(rawPath), ps)
+		} else {
+			f.serveScrape(c, r, len(rawPath), ps)
+		}
+		return
+	}
+	f.metrics.ObserveError("unknown_path")
+	c.replyStatic(r, failureUnknownPath)
+}
+
+// originForm returns the path and query of an absolute request-target
+// ("http://host/announce?…", which a client talking to a proxy sends), or
+// "/" when it has no path. Other forms are refused.
+func originForm(t []byte) ([]byte, bool) {
+	if string(t) == "*" {
+		return []byte("*"), true
+	}
+	rest, ok := bytes.CutPrefix(t, []byte("http://"))
+	if !ok {
+		rest, ok = bytes.CutPrefix(t, []byte("https://"))
+	}
+	if !ok {
+		return nil, false
+	}
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 && rest[i] == '/' {
+		return rest[i:], true
+	}
+	return []byte("/"), true
+}
+
+func (f *Frontend) serveAnnounce(c *conn, r *request, pathLen int, ps httprouter.Params) {
 	var start time.Time
 	if f.metrics.Timing() {
 		start = time.Now()
 	}
 	st := f.announces.Get().(*announceState)
 	st.wrote = false
-	defer f.recoverPanic(w, &st.wrote, frontend.Announce)
+	defer f.recoverPanic(c, r, &st.wrote, frontend.Announce)
 
-	src, af, err := f.readQuery(&st.values, r, ps)
+	src, af, err := f.readQuery(&st.values, &st.text, c, r, pathLen, ps)
 	if err == nil {
 		st.req.Params = &st.values
 		err = f.parser.parseAnnounce(&st.values, src, &st.req)
@@ -222,20 +290,19 @@ func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, p
 		if st.resp.Peers == nil {
 			st.resp.Peers = make([]bittorrent.Peer, 0, f.maxPeers)
 		}
-		err = f.logic.HandleAnnounce(r.Context(), &st.req, &st.resp)
+		err = f.logic.HandleAnnounce(c.s.ctx, &st.req, &st.resp)
 	}
 	if err != nil {
-		st.buf = appendFailure(st.buf[:0], bittorrent.ClientText(err))
+		st.buf = appendFailure(replyBuf(st.buf), bittorrent.ClientText(err))
 		st.wrote = true
-		writeReply(w, st.buf)
+		c.reply(r, st.buf)
 		f.observe(frontend.Announce, af, err, start)
 		f.putAnnounce(st)
 		return
 	}
-	st.buf = appendAnnounce(st.buf[:0], &st.req, &st.resp)
+	st.buf = appendAnnounce(replyBuf(st.buf), &st.req, &st.resp)
 	st.wrote = true
-	writeReply(w, st.buf)
-	flush(w)
+	c.reply(r, st.buf)
 	f.metrics.ObserveRequest(frontend.Announce, af, nil, start)
 	// The client has its answer: the swarm update must not be cut short
 	// because it hangs up, so the request's context is not passed on.
@@ -245,13 +312,20 @@ func (f *Frontend) serveAnnounce(w nethttp.ResponseWriter, r *nethttp.Request, p
 
 // readQuery finds the client's address (and so the family its failure is
 // counted under) and parses the query and the route parameters into v.
-func (f *Frontend) readQuery(v *query.Values, r *nethttp.Request, ps httprouter.Params) (netip.Addr, bittorrent.AddressFamily, error) {
-	src, err := f.parser.clientAddr(r.RemoteAddr, r.Header)
+// The request's path and query are copied into text first: they outlive
+// the connection's buffer in v.
+func (f *Frontend) readQuery(v *query.Values, text *textArena, c *conn, r *request, pathLen int, ps httprouter.Params) (netip.Addr, bittorrent.AddressFamily, error) {
+	src, err := f.parser.clientAddr(c.remote, r.realIP, r.haveRealIP)
 	if err != nil {
 		return src, bittorrent.IPv4, err
 	}
 	af := peerFamily(src)
-	if err := v.Parse(requestPath(r), r.URL.RawQuery); err != nil {
+	target := text.String(r.target)
+	path, rawQuery := target[:pathLen], ""
+	if pathLen < len(target) {
+		rawQuery = target[pathLen+1:]
+	}
+	if err := v.Parse(path, rawQuery); err != nil {
 		return src, af, err
 	}
 	for _, p := range ps {
@@ -270,41 +344,40 @@ func (f *Frontend) putAnnounce(st *announceState) {
 	f.announces.Put(st)
 }
 
-func (f *Frontend) serveScrape(w nethttp.ResponseWriter, r *nethttp.Request, ps httprouter.Params) {
+func (f *Frontend) serveScrape(c *conn, r *request, pathLen int, ps httprouter.Params) {
 	var start time.Time
 	if f.metrics.Timing() {
 		start = time.Now()
 	}
 	st := f.scrapes.Get().(*scrapeState)
 	st.wrote = false
-	defer f.recoverPanic(w, &st.wrote, frontend.Scrape)
+	defer f.recoverPanic(c, r, &st.wrote, frontend.Scrape)
 
-	src, af, err := f.readQuery(&st.values, r, ps)
+	src, af, err := f.readQuery(&st.values, &st.text, c, r, pathLen, ps)
 	if err == nil {
 		st.req.Params = &st.values
 		err = f.parser.parseScrape(&st.values, src, &st.req)
 		if err == bittorrent.ErrFullScrapeDisabled && f.full != nil {
-			f.serveFullScrape(w, r, st, src, af, start)
+			f.serveFullScrape(c, r, st, src, af, start)
 			return
 		}
 	}
 	if err == nil {
 		af = st.req.AddressFamily
 		st.resp.Files = st.resp.Files[:0]
-		err = f.logic.HandleScrape(r.Context(), &st.req, &st.resp)
+		err = f.logic.HandleScrape(c.s.ctx, &st.req, &st.resp)
 	}
 	if err != nil {
-		st.buf = appendFailure(st.buf[:0], bittorrent.ClientText(err))
+		st.buf = appendFailure(replyBuf(st.buf), bittorrent.ClientText(err))
 		st.wrote = true
-		writeReply(w, st.buf)
+		c.reply(r, st.buf)
 		f.observe(frontend.Scrape, af, err, start)
 		f.putScrape(st)
 		return
 	}
-	st.buf = appendScrape(st.buf[:0], &st.resp)
+	st.buf = appendScrape(replyBuf(st.buf), &st.resp)
 	st.wrote = true
-	writeReply(w, st.buf)
-	flush(w)
+	c.reply(r, st.buf)
 	f.metrics.ObserveRequest(frontend.Scrape, af, nil, start)
 	f.logic.AfterScrape(context.Background(), &st.req, &st.resp)
 	f.putScrape(st)
@@ -333,91 +406,51 @@ func (f *Frontend) observe(a frontend.Action, af bittorrent.AddressFamily, err e
 // recoverPanic is deferred by the handlers. It answers ErrInternal unless
 // a reply was already written, counts the panic, and logs it with its
 // stack. The pooled state is not returned: it may be half-updated.
-func (f *Frontend) recoverPanic(w nethttp.ResponseWriter, wrote *bool, a frontend.Action) {
+func (f *Frontend) recoverPanic(c *conn, r *request, wrote *bool, a frontend.Action) {
 	v := recover()
 	if v == nil {
 		return
 	}
-	if v == nethttp.ErrAbortHandler {
-		panic(v)
-	}
 	logrus.WithFields(logrus.Fields{"action": a.String(), "panic": v, "stack": string(debug.Stack())}).Error("http: panic while serving a request")
 	f.metrics.ObserveRequest(a, bittorrent.IPv4, frontend.ErrPanic, time.Now())
 	if !*wrote {
-		writeReply(w, appendFailure(nil, string(bittorrent.ErrInternal)))
+		c.replyStatic(r, failureInternal)
 	}
 }
 
-// servePanic catches what recoverPanic cannot: a panic in the router itself.
-func (f *Frontend) servePanic(w nethttp.ResponseWriter, _ *nethttp.Request, v any) {
+// servePanic logs and counts a panic outside the handlers (in the server
+// or the router).
+func (f *Frontend) servePanic(v any) {
 	logrus.WithFields(logrus.Fields{"panic": v, "stack": string(debug.Stack())}).Error("http: panic while routing a request")
 	f.metrics.ObserveError("panic")
-	writeReply(w, appendFailure(nil, string(bittorrent.ErrInternal)))
-}
-
-func (f *Frontend) serveNotFound(w nethttp.ResponseWriter, _ *nethttp.Request) {
-	f.metrics.ObserveError("unknown_path")
-	writeReply(w, failureUnknownPath)
-}
-
-func (f *Frontend) serveMethodNotAllowed(w nethttp.ResponseWriter, _ *nethttp.Request) {
-	f.metrics.ObserveError("method_not_allowed")
-	writeReply(w, failureMethodNotAllowed)
 }
 
 var (
 	failureUnknownPath      = appendFailure(nil, string(errUnknownPath))
 	failureMethodNotAllowed = appendFailure(nil, string(errMethodNotAllowed))
-	// contentType is shared by every reply rather than built per request;
-	// net/http only reads it.
-	contentType = []string{"text/plain"}
+	failureInternal         = appendFailure(nil, string(bittorrent.ErrInternal))
+	failureBadRequestBody   = appendFailure(nil, string(bittorrent.ErrMalformedRequest))
 )
 
-// writeReply sends body as the whole reply, with its Content-Length, so
-// that a flush before the handler returns sends it whole and unchunked.
-func writeReply(w nethttp.ResponseWriter, body []byte) {
-	h := w.Header()
-	h["Content-Type"] = contentType
-	h["Content-Length"] = contentLength(len(body))
-	w.Write(body) //nolint:errcheck // a client that hung up is not an error of ours
-}
+// textArena copies request text into blocks that are never reused, so
+// that the strings the logic sees stay valid as long as anything holds
+// them, at the cost of one allocation per block rather than one per
+// request. A retained string keeps its whole block alive.
+type textArena struct{ b []byte }
 
-// flush puts the reply on the wire before the logic's After step, as
-// frontend.TrackerLogic asks: otherwise net/http would only send it once
-// the handler returns, after the swarm update and the posthooks.
-func flush(w nethttp.ResponseWriter) {
-	if fl, ok := w.(nethttp.Flusher); ok {
-		fl.Flush()
-	}
-}
+const textBlock = 16 << 10
 
-// contentLengths holds the header values of the usual reply lengths, so
-// that setting the header allocates nothing: each entry is a one-element
-// slice of one shared array, which net/http only reads.
-var contentLengths = func() []string {
-	v := make([]string, 4096)
-	for i := range v {
-		v[i] = strconv.Itoa(i)
+// String returns a copy of p.
+func (a *textArena) String(p []byte) string {
+	if len(p) == 0 {
+		return ""
 	}
-	return v
-}()
-
-func contentLength(n int) []string {
-	if n < len(contentLengths) {
-		return contentLengths[n : n+1 : n+1]
+	if len(p) > cap(a.b)-len(a.b) {
+		a.b = make([]byte, 0, max(textBlock, len(p)))
 	}
-	return []string{strconv.Itoa(n)}
-}
-
-// requestPath returns the path as the client sent it, for Params.RawPath.
-func requestPath(r *nethttp.Request) string {
-	uri := r.RequestURI
-	for i := 0; i < len(uri); i++ {
-		if uri[i] == '?' {
-			return uri[:i]
-		}
-	}
-	return uri
+	n := len(a.b)
+	a.b = append(a.b, p...)
+	return unsafe.String(&a.b[n], len(p))
 }
 
 // peerFamily is the family a client address belongs to.

@@ -290,7 +290,7 @@ func rawExchange(t *testing.T, addr string, send []byte) []byte {
 	return got
 }
 
-func TestRefusedByNetHTTP(t *testing.T) {
+func TestRefusedRequests(t *testing.T) {
 	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", nil)
 	tests := []struct {
 		name   string
@@ -329,31 +329,6 @@ func TestRefusedByNetHTTP(t *testing.T) {
 	}
 	if r := readReply(t, resp); r.body["failure reason"] != nil {
 		t.Errorf("request under max_header_bytes refused: %q", r.raw)
-	}
-}
-
-func TestRefusalStatus(t *testing.T) {
-	tests := []struct {
-		name   string
-		write  string
-		status int
-		ok     bool
-	}{
-		{"our reply", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nd8:completei0ee", 0, false},
-		{"net/http 431", "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large", 431, true},
-		{"net/http 400 with text", "HTTP/1.1 400 Bad Request: missing required Host header\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: missing required Host header", 400, true},
-		{"net/http 417", "HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 417, true},
-		{"a peer ID at the start of a write", "HTTP/1.1 431 xxxxxxx4:porti1ee", 0, false},
-		{"too short", "HTTP/1.1 4", 0, false},
-		{"body bytes", "d8:complete", 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, ok := refusalStatus([]byte(tt.write))
-			if status != tt.status || ok != tt.ok {
-				t.Errorf("refusalStatus = %d, %v, want %d, %v", status, ok, tt.status, tt.ok)
-			}
-		})
 	}
 }
 
@@ -510,17 +485,6 @@ func TestNewFrontendErrors(t *testing.T) {
 	}
 }
 
-// discardWriter is a reusable ResponseWriter, so that the handler's own
-// allocations can be measured without net/http's.
-type discardWriter struct {
-	h nethttp.Header
-	n int
-}
-
-func (w *discardWriter) Header() nethttp.Header      { return w.h }
-func (w *discardWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
-func (w *discardWriter) WriteHeader(int)             {}
-
 func TestReplyIsSentBeforeTheAfterStep(t *testing.T) {
 	// The swarm update and the posthooks run after the reply: a client
 	// has its whole answer while they are still running.
@@ -544,28 +508,5 @@ func TestReplyIsSentBeforeTheAfterStep(t *testing.T) {
 				t.Errorf("%d After steps finished before the client had its reply", n)
 			}
 		})
-	}
-}
-
-func BenchmarkServeAnnounce(b *testing.B) {
-	logic := frontendtest.NewLogic()
-	cfg := Config{Addr: "127.0.0.1:0"}.WithDefaults()
-	f, err := NewFrontend(logic, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { f.Stop(context.Background()) })
-	for i := 0; i < 60; i++ {
-		req, _ := nethttp.NewRequest("GET", announceURL("http://x", "/announce", 2000+i, "peer_id", fmt.Sprintf("-XX0000-%012d", i)), nil)
-		req.RemoteAddr = fmt.Sprintf("127.0.0.%d:%d", i+2, 1000+i)
-		f.srv.Handler.ServeHTTP(&discardWriter{h: nethttp.Header{}}, req)
-	}
-	req, _ := nethttp.NewRequest("GET", announceURL("http://x", "/announce", 1), nil)
-	req.RemoteAddr = "127.0.0.1:5555"
-	req.RequestURI = req.URL.RequestURI()
-	w := &discardWriter{h: nethttp.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		f.srv.Handler.ServeHTTP(w, req)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	nethttp "net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -105,86 +104,100 @@ func appendRetry(dst []byte, why bittorrent.ClientError, wait time.Duration) []b
 // first (with no info hashes), so that a hook that guards scrapes (jwt)
 // guards the full scrape too; then the address's interval and the number
 // running are checked, and the reply is streamed batch by batch as the
-// logic walks the store: never built whole in memory.
-func (f *Frontend) serveFullScrape(w nethttp.ResponseWriter, r *nethttp.Request, st *scrapeState, src netip.Addr, af bittorrent.AddressFamily, start time.Time) {
+// logic walks the store: never built whole in memory. It goes out chunked
+// (HTTP/1.0: delimited by the close), gzipped when the client accepts it.
+func (f *Frontend) serveFullScrape(c *conn, r *request, st *scrapeState, src netip.Addr, af bittorrent.AddressFamily, start time.Time) {
 	st.req.InfoHashes = st.req.InfoHashes[:0]
 	st.req.AddressFamily = af
 	st.req.RemoteAddr = src
 	st.resp.Files = st.resp.Files[:0]
-	if err := f.logic.HandleScrape(r.Context(), &st.req, &st.resp); err != nil {
-		f.refuse(w, st, frontend.Scrape, af, err, start, appendFailure(st.buf[:0], bittorrent.ClientText(err)))
+	if err := f.logic.HandleScrape(c.s.ctx, &st.req, &st.resp); err != nil {
+		f.refuse(c, r, st, frontend.Scrape, af, err, start, appendFailure(replyBuf(st.buf), bittorrent.ClientText(err)))
 		return
 	}
 	fs := f.full
 	select {
 	case fs.running <- struct{}{}:
 	default:
-		f.refuse(w, st, frontend.Scrape, af, bittorrent.ErrFullScrapeBusy, start, appendRetry(st.buf[:0], bittorrent.ErrFullScrapeBusy, fs.every))
+		f.refuse(c, r, st, frontend.Scrape, af, bittorrent.ErrFullScrapeBusy, start, appendRetry(replyBuf(st.buf), bittorrent.ErrFullScrapeBusy, fs.every))
 		return
 	}
 	defer func() { <-fs.running }()
 	if wait, ok := fs.admit(src, time.Now()); !ok {
-		f.refuse(w, st, frontend.Scrape, af, bittorrent.ErrFullScrapeTooSoon, start, appendRetry(st.buf[:0], bittorrent.ErrFullScrapeTooSoon, wait))
+		f.refuse(c, r, st, frontend.Scrape, af, bittorrent.ErrFullScrapeTooSoon, start, appendRetry(replyBuf(st.buf), bittorrent.ErrFullScrapeTooSoon, wait))
 		return
 	}
 
 	st.wrote = true
-	h := w.Header()
-	h["Content-Type"] = contentType
+	if r.http10 {
+		r.close = true
+	}
+	head := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
 	// The reply's form follows Accept-Encoding whichever form this one is,
 	// so a cache in front must key on it.
-	h.Set("Vary", "Accept-Encoding")
-	var out io.Writer = w
+	head = append(head, "Vary: Accept-Encoding\r\n"...)
+	if r.gzip {
+		head = append(head, "Content-Encoding: gzip\r\n"...)
+	}
+	if !r.http10 {
+		head = append(head, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if r.close {
+		head = append(head, "Connection: close\r\n"...)
+	}
+	head = append(head, "\r\n"...)
+	cw := &chunkWriter{c: c, raw: r.http10}
+	err := c.write(head)
+	var out io.Writer = cw
 	var gz *gzip.Writer
-	if acceptsGzip(r.Header) {
-		h.Set("Content-Encoding", "gzip")
+	if r.gzip {
 		// The fastest level: a full scrape is mostly random info hashes,
 		// which no level compresses, and the counts compress well at any.
-		gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		gz, _ = gzip.NewWriterLevel(cw, gzip.BestSpeed)
 		out = gz
 	}
-	rc := nethttp.NewResponseController(w)
 	buf := make([]byte, 0, fullScrapeChunk+256)
 	buf = append(buf, "d5:filesd"...)
 	var prev bittorrent.InfoHash
 	first := true
 	write := func() error {
-		// Each chunk gets the whole write timeout: the reply as a whole
-		// may take much longer than one.
-		_ = rc.SetWriteDeadline(time.Now().Add(fs.writeTimeout))
 		_, err := out.Write(buf)
 		buf = buf[:0]
 		return err
 	}
-	err := fs.logic.FullScrape(r.Context(), func(batch []bittorrent.Scrape) error {
-		for i := range batch {
-			s := &batch[i]
-			if !first && bytes.Compare(s.InfoHash[:], prev[:]) <= 0 {
-				// Unsorted keys would make a reply clients reject.
-				return errFullScrapeOrder
-			}
-			first, prev = false, s.InfoHash
-			buf = bencode.AppendBytes(buf, s.InfoHash[:])
-			d := bencode.BeginDict(buf)
-			d.Uint("complete", uint64(s.Complete))
-			d.Uint("downloaded", uint64(s.Downloaded))
-			d.Uint("incomplete", uint64(s.Incomplete))
-			buf = d.End()
-			if len(buf) >= fullScrapeChunk {
-				if err := write(); err != nil {
-					return err
+	if err == nil {
+		err = fs.logic.FullScrape(c.s.ctx, func(batch []bittorrent.Scrape) error {
+			for i := range batch {
+				s := &batch[i]
+				if !first && bytes.Compare(s.InfoHash[:], prev[:]) <= 0 {
+					// Unsorted keys would make a reply clients reject.
+					return errFullScrapeOrder
+				}
+				first, prev = false, s.InfoHash
+				buf = bencode.AppendBytes(buf, s.InfoHash[:])
+				d := bencode.BeginDict(buf)
+				d.Uint("complete", uint64(s.Complete))
+				d.Uint("downloaded", uint64(s.Downloaded))
+				d.Uint("incomplete", uint64(s.Incomplete))
+				buf = d.End()
+				if len(buf) >= fullScrapeChunk {
+					if err := write(); err != nil {
+						return err
+					}
 				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err == nil {
 		buf = append(buf, "ee"...)
 		err = write()
 	}
 	if err == nil && gz != nil {
-		_ = rc.SetWriteDeadline(time.Now().Add(fs.writeTimeout))
 		err = gz.Close()
+	}
+	if err == nil {
+		err = cw.end()
 	}
 	if err != nil {
 		// The status line is out: the only way left to tell the client
@@ -194,11 +207,46 @@ func (f *Frontend) serveFullScrape(w nethttp.ResponseWriter, r *nethttp.Request,
 			logrus.WithError(err).Error("http: full scrape failed")
 		}
 		f.metrics.ObserveRequest(frontend.Scrape, af, err, start)
-		panic(nethttp.ErrAbortHandler)
+		if c.werr == nil {
+			c.werr = errAborted
+		}
+		f.putScrape(st)
+		return
 	}
 	f.metrics.ObserveRequest(frontend.Scrape, af, nil, start)
 	f.logic.AfterScrape(context.Background(), &st.req, &st.resp)
 	f.putScrape(st)
+}
+
+// chunkWriter writes a body in HTTP/1.1 chunks, each write a chunk that
+// gets the whole write timeout (the reply as a whole may take much
+// longer), or as it comes when raw (HTTP/1.0, delimited by the close).
+type chunkWriter struct {
+	c   *conn
+	raw bool
+	b   []byte
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if w.raw {
+		return len(p), w.c.write(p)
+	}
+	w.b = strconv.AppendInt(w.b[:0], int64(len(p)), 16)
+	w.b = append(w.b, "\r\n"...)
+	w.b = append(w.b, p...)
+	w.b = append(w.b, "\r\n"...)
+	return len(p), w.c.write(w.b)
+}
+
+// end writes the last chunk.
+func (w *chunkWriter) end() error {
+	if w.raw {
+		return nil
+	}
+	return w.c.write([]byte("0\r\n\r\n"))
 }
 
 var errFullScrapeOrder = errors.New("http: full scrape: info hashes out of order")
@@ -211,26 +259,10 @@ func isClientGone(err error) bool {
 }
 
 // refuse writes a failure reply and counts the request.
-func (f *Frontend) refuse(w nethttp.ResponseWriter, st *scrapeState, a frontend.Action, af bittorrent.AddressFamily, err error, start time.Time, body []byte) {
+func (f *Frontend) refuse(c *conn, r *request, st *scrapeState, a frontend.Action, af bittorrent.AddressFamily, err error, start time.Time, body []byte) {
 	st.buf = body
 	st.wrote = true
-	writeReply(w, st.buf)
+	c.reply(r, st.buf)
 	f.observe(a, af, err, start)
 	f.putScrape(st)
-}
-
-// acceptsGzip reports whether the request's Accept-Encoding allows gzip
-// (and does not refuse it with q=0).
-func acceptsGzip(h nethttp.Header) bool {
-	for _, v := range h.Values("Accept-Encoding") {
-		for _, part := range strings.Split(v, ",") {
-			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if !strings.EqualFold(strings.TrimSpace(name), "gzip") && strings.TrimSpace(name) != "*" {
-				continue
-			}
-			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
-			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
-		}
-	}
-	return false
 }

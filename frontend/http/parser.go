@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"slices"
+	"unsafe"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/query"
@@ -38,10 +39,10 @@ func newParser(cfg Config) (*parser, error) {
 }
 
 // clientAddr returns the address a request came from (see
-// realip.Resolver.ClientAddr: the connection's, or the one a trusted proxy
-// names in http.real_ip_header).
-func (p *parser) clientAddr(remoteAddr string, header map[string][]string) (netip.Addr, error) {
-	a, err := p.real.ClientAddr(remoteAddr, header)
+// realip.Resolver.Resolve: the connection's, or the one a trusted proxy
+// names in http.real_ip_header, whose last value is realIP when present).
+func (p *parser) clientAddr(remote netip.AddrPort, realIP []byte, present bool) (netip.Addr, error) {
+	a, err := p.real.Resolve(remote, unsafe.String(unsafe.SliceData(realIP), len(realIP)), present)
 	if err != nil {
 		return a, bittorrent.ErrUnknownAddress
 	}

@@ -292,15 +292,22 @@ func TestClientAddr(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := testParser(t, func(c *Config) { c.RealIPHeader, c.TrustedProxies = tt.header, tt.trusted })
-			h := map[string][]string{}
-			if tt.values != nil {
-				name := tt.header
-				if name == "" {
-					name = "X-Real-Ip"
-				}
-				h[canonical(name)] = tt.values
+			// The request head as a client would send it, read by the
+			// server's own parser: every value of the header is a line.
+			head := "GET /announce HTTP/1.1\r\nHost: x\r\n"
+			name := tt.header
+			if name == "" {
+				name = "X-Real-Ip"
 			}
-			got, err := p.clientAddr(tt.remote, h)
+			for _, v := range tt.values {
+				head += canonical(name) + ": " + v + "\r\n"
+			}
+			var r request
+			if err := parseHead([]byte(head+"\r\n"), strings.ToLower(tt.header), &r); err != nil {
+				t.Fatal(err)
+			}
+			remote, _ := netip.ParseAddrPort(tt.remote)
+			got, err := p.clientAddr(remote, r.realIP, r.haveRealIP)
 			if !errors.Is(err, tt.err) || (err == nil) != (tt.err == nil) {
 				t.Fatalf("clientAddr error = %v, want %v", err, tt.err)
 			}

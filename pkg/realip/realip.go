@@ -55,15 +55,25 @@ func (r *Resolver) ClientAddr(remoteAddr string, header map[string][]string) (ne
 	if err != nil {
 		return netip.Addr{}, ErrUnknown
 	}
-	addr := ap.Addr().Unmap().WithZone("")
-	if r.header == "" || !r.isTrusted(addr) {
-		return addr, nil
-	}
 	vals := header[r.header]
-	if len(vals) == 0 {
+	if r.header == "" || len(vals) == 0 {
+		return r.Resolve(ap, "", false)
+	}
+	return r.Resolve(ap, vals[len(vals)-1], true)
+}
+
+// Resolve is ClientAddr for a caller that parsed the request itself:
+// remote is the connection's address, and value the last value of the
+// configured header when present is set. It allocates nothing.
+func (r *Resolver) Resolve(remote netip.AddrPort, value string, present bool) (netip.Addr, error) {
+	if !remote.IsValid() {
+		return netip.Addr{}, ErrUnknown
+	}
+	addr := remote.Addr().Unmap().WithZone("")
+	if r.header == "" || !present || !r.isTrusted(addr) {
 		return addr, nil
 	}
-	v := vals[len(vals)-1]
+	v := value
 	if i := strings.LastIndexByte(v, ','); i >= 0 {
 		v = v[i+1:]
 	}
