@@ -37,10 +37,15 @@ type httpWorker struct {
 func runHTTP(cfg *runConfig, wl *Workload) (Result, error) {
 	workers := make([]*httpWorker, cfg.Sockets)
 	host := []byte(cfg.Target.String())
+	bufSize := 64 << 10
+	if cfg.Mode == modeHTTPIdle {
+		// Thousands of connections, one small reply each.
+		bufSize = 16 << 10
+	}
 	for i := range workers {
 		w := &httpWorker{
 			cfg: cfg, wl: wl, pk: wl.NewPicker(i), host: host,
-			req: make([]byte, 0, 4096), buf: make([]byte, 64<<10),
+			req: make([]byte, 0, 1024), buf: make([]byte, bufSize),
 			dialer: net.Dialer{Timeout: cfg.Timeout},
 		}
 		w.budget = cfg.budget(i)
@@ -53,6 +58,11 @@ func runHTTP(cfg *runConfig, wl *Workload) (Result, error) {
 
 func (w *httpWorker) run() {
 	defer w.closeConn()
+	if w.cfg.Mode == modeHTTPIdle {
+		// One announce, then the connection is held open, idle.
+		w.budget = 1
+		defer func() { time.Sleep(time.Until(w.start.Add(w.cfg.Duration))) }()
+	}
 	for w.budget > 0 && time.Since(w.start) < w.cfg.Duration {
 		w.budget--
 		w.buildRequest()

@@ -32,6 +32,10 @@ const (
 	modeUDPScrape    = "udp-scrape"
 	modeHTTPAnnounce = "http-announce"
 	modeHTTPScrape   = "http-scrape"
+	// modeHTTPIdle opens --conns keep-alive connections, announces once on
+	// each, and holds them open until --duration ends: the tracker's
+	// memory per idle connection is its RSS growth over the connections.
+	modeHTTPIdle = "http-idle"
 	modeFill         = "fill"
 )
 
@@ -100,7 +104,9 @@ func (c *runConfig) validate() error {
 		return fmt.Errorf("--conns: must be in 1..%d, got %d", maxWSConns, c.Sockets)
 	case isWS(c.Mode) && (c.Offers < 0 || c.Offers > 10):
 		return fmt.Errorf("--offers: must be in 0..10, got %d", c.Offers)
-	case !isWS(c.Mode) && (c.Sockets < 1 || c.Sockets > 1024):
+	case c.Mode == modeHTTPIdle && (c.Sockets < 1 || c.Sockets > maxWSConns):
+		return fmt.Errorf("--conns: must be in 1..%d, got %d", maxWSConns, c.Sockets)
+	case !isWS(c.Mode) && c.Mode != modeHTTPIdle && (c.Sockets < 1 || c.Sockets > 1024):
 		return fmt.Errorf("--sockets/--conns: must be in 1..1024, got %d", c.Sockets)
 	case c.Inflight < 1 || c.Inflight > maxInflight:
 		return fmt.Errorf("--inflight: must be in 1..%d, got %d", maxInflight, c.Inflight)
@@ -133,7 +139,7 @@ func run(cfg *runConfig) (Result, error) {
 	switch cfg.Mode {
 	case modeUDPAnnounce, modeUDPScrape, modeFill:
 		r, err = runUDP(cfg, wl)
-	case modeHTTPAnnounce, modeHTTPScrape:
+	case modeHTTPAnnounce, modeHTTPScrape, modeHTTPIdle:
 		r, err = runHTTP(cfg, wl)
 	case modeWSAnnounce, modeWSIdle:
 		r, err = runWebSocket(cfg, wl)
@@ -186,6 +192,7 @@ func newRootCmd(stdout io.Writer) *cobra.Command {
 		{modeUDPScrape, "UDP scrapes of --hashes torrents each", 10 * time.Second},
 		{modeHTTPAnnounce, "HTTP announces, keep-alive unless --new-conn", 10 * time.Second},
 		{modeHTTPScrape, "HTTP scrapes of --hashes torrents each", 10 * time.Second},
+		{modeHTTPIdle, "open --conns keep-alive HTTP connections, announce once on each, hold them until --duration ends (memory per idle connection)", 30 * time.Second},
 		{modeWSAnnounce, "WebTorrent announces over WebSocket with --offers offers each, answering the offers relayed", 10 * time.Second},
 		{modeWSIdle, "open --conns WebSocket connections, announce once on each, hold them until --duration ends (memory per idle connection)", 30 * time.Second},
 		{modeFill, "announce exactly --torrents × --peers peers over UDP, retrying until each is acknowledged", 10 * time.Minute},

@@ -182,7 +182,7 @@ func (f *Frontend) TLSAddr() net.Addr {
 // Stop closes the listeners and the idle connections, waits for requests
 // in flight until ctx is done, then closes whatever connections remain.
 func (f *Frontend) Stop(ctx context.Context) error {
-	f.srv.shutting.Store(true)
+	f.srv.closeListeners()
 	for _, ln := range []net.Listener{f.ln, f.tlsLn} {
 		if ln != nil {
 			ln.Close()
@@ -295,8 +295,10 @@ func (f *Frontend) serveAnnounce(c *conn, r *request, pathLen int, ps httprouter
 	if err != nil {
 		st.buf = appendFailure(replyBuf(st.buf), bittorrent.ClientText(err))
 		st.wrote = true
-		c.reply(r, st.buf)
+		// Counted first: a client that reads the failure finds it
+		// counted.
 		f.observe(frontend.Announce, af, err, start)
+		c.reply(r, st.buf)
 		f.putAnnounce(st)
 		return
 	}
@@ -370,8 +372,10 @@ func (f *Frontend) serveScrape(c *conn, r *request, pathLen int, ps httprouter.P
 	if err != nil {
 		st.buf = appendFailure(replyBuf(st.buf), bittorrent.ClientText(err))
 		st.wrote = true
-		c.reply(r, st.buf)
+		// Counted first: a client that reads the failure finds it
+		// counted.
 		f.observe(frontend.Scrape, af, err, start)
+		c.reply(r, st.buf)
 		f.putScrape(st)
 		return
 	}

@@ -262,7 +262,8 @@ func isClientGone(err error) bool {
 func (f *Frontend) refuse(c *conn, r *request, st *scrapeState, a frontend.Action, af bittorrent.AddressFamily, err error, start time.Time, body []byte) {
 	st.buf = body
 	st.wrote = true
-	c.reply(r, st.buf)
+	// Counted first: a client that reads the refusal finds it counted.
 	f.observe(a, af, err, start)
+	c.reply(r, st.buf)
 	f.putScrape(st)
 }

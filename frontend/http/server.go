@@ -57,6 +57,7 @@ type server struct {
 	shutting atomic.Bool
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	lns      []*os.File
 }
 
 func newServer(f *Frontend, cfg Config) *server {
@@ -79,8 +80,20 @@ func newServer(f *Frontend, cfg Config) *server {
 }
 
 // serve accepts connections on ln until it is closed, terminating TLS on
-// them when tlsCfg is set.
+// them when tlsCfg is set. A plain TCP listener is accepted from directly
+// (serveRaw).
 func (s *server) serve(ln net.Listener, tlsCfg *tls.Config) {
+	if tl, ok := ln.(*net.TCPListener); ok && tlsCfg == nil {
+		// A listener's own RawConn cannot wait for readability; a
+		// duplicate of its socket, as an os.File, can.
+		if lf, err := tl.File(); err == nil {
+			if rc, err := lf.SyscallConn(); err == nil && s.trackListener(lf) {
+				s.serveRaw(rc)
+				return
+			}
+			lf.Close()
+		}
+	}
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -88,44 +101,119 @@ func (s *server) serve(ln net.Listener, tlsCfg *tls.Config) {
 			if s.shutting.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: wait rather than
-			// spin, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			logrus.WithError(err).WithField("frontend", "http").Debug("http: accept")
-			time.Sleep(backoff)
+			backoff = s.acceptFailed(err, backoff)
 			continue
 		}
 		backoff = 0
-		if c := s.newConn(nc, tlsCfg); c != nil {
+		c := &conn{s: s, nc: nc, fd: -1, fresh: true}
+		c.state.Store(stateActive)
+		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			c.remote = ta.AddrPort()
+		} else if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+			c.remote = ap
+		}
+		if tlsCfg != nil {
+			c.nc = tls.Server(nc, tlsCfg)
+		}
+		if s.track(c) {
 			go c.serve()
 		}
 	}
 }
 
-func (s *server) newConn(nc net.Conn, tlsCfg *tls.Config) *conn {
-	c := &conn{s: s, nc: nc, fresh: true}
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		c.remote = ta.AddrPort()
-	} else if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		c.remote = ap
-	}
-	if tlsCfg != nil {
-		c.nc = tls.Server(nc, tlsCfg)
-	} else if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-			c.rawFn = c.raw
+// acceptFailed waits after a failed accept (out of file descriptors and
+// the like) rather than spin, as net/http does, and returns the next wait.
+func (s *server) acceptFailed(err error, backoff time.Duration) time.Duration {
+	backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+	logrus.WithError(err).WithField("frontend", "http").Debug("http: accept")
+	time.Sleep(backoff)
+	return backoff
+}
+
+// serveRaw accepts plain TCP connections with accept4 on the listener's
+// socket, bypassing net.Conn: a connection is only registered with the
+// runtime's poller (os.NewFile) when it has to wait, so that a client whose
+// request is there when it is accepted, and who closes after the reply,
+// costs accept4, read, write and close, and none of net's per-connection
+// system calls (getsockname, TCP_NODELAY, two epoll_ctl) and allocations.
+func (s *server) serveRaw(rc syscall.RawConn) {
+	var (
+		nfd  int
+		rsa  syscall.Sockaddr
+		aerr error
+	)
+	accept := func(fd uintptr) bool {
+		for {
+			nfd, rsa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			if aerr == syscall.EINTR || aerr == syscall.ECONNABORTED {
+				continue
+			}
+			return aerr != syscall.EAGAIN
 		}
 	}
+	var backoff time.Duration
+	for {
+		if err := rc.Read(accept); err != nil {
+			// The listener was closed.
+			return
+		}
+		if aerr != nil {
+			if s.shutting.Load() {
+				return
+			}
+			backoff = s.acceptFailed(aerr, backoff)
+			continue
+		}
+		backoff = 0
+		c := &conn{s: s, fd: nfd, fresh: true}
+		c.state.Store(stateActive)
+		switch sa := rsa.(type) {
+		case *syscall.SockaddrInet4:
+			c.remote = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *syscall.SockaddrInet6:
+			c.remote = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+		}
+		if s.track(c) {
+			go c.serve()
+		}
+	}
+}
+
+// trackListener registers a duplicate of a listener's socket, which
+// closeListeners closes, or closes it when the server is shutting down.
+func (s *server) trackListener(f *os.File) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return false
+	}
+	s.lns = append(s.lns, f)
+	return true
+}
+
+// closeListeners closes the duplicates of the listeners' sockets: the
+// sockets stop listening once these and the listeners are closed.
+func (s *server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutting.Store(true)
+	for _, f := range s.lns {
+		f.Close()
+	}
+}
+
+// track registers a new connection for shutdown, or closes it when the
+// server is shutting down.
+func (s *server) track(c *conn) bool {
 	s.mu.Lock()
 	if s.shutting.Load() {
 		s.mu.Unlock()
-		nc.Close()
-		return nil
+		c.closeNow()
+		return false
 	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	return c
+	return true
 }
 
 func (s *server) getBuf() []byte  { return *(s.bufs.Get().(*[]byte)) }
@@ -156,7 +244,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.mu.Lock()
 			for c := range s.conns {
-				c.nc.Close()
+				c.closeFromOutside()
 			}
 			s.mu.Unlock()
 			s.cancel()
@@ -170,8 +258,8 @@ func (s *server) shutdown(ctx context.Context) error {
 // for a request's first byte) is closed at once, an active one after its
 // reply.
 const (
-	stateIdle int32 = iota
-	stateActive
+	stateActive int32 = iota
+	stateIdle
 	stateClosed
 )
 
@@ -182,13 +270,17 @@ const (
 	opWrite           // write what it can, do not wait
 )
 
-// conn is one client connection.
+// conn is one client connection: a TLS connection (nc), or a plain TCP
+// socket (fd) read and written with system calls, and registered with the
+// runtime's poller (file, rc) once it has to wait.
 type conn struct {
 	s  *server
 	nc net.Conn
-	// rc reads and writes a plain TCP connection without waiting through
-	// the runtime's poller unless it must; nil for TLS.
-	rc     syscall.RawConn
+	fd int
+	// file is set once fd is registered with the poller; it is atomic for
+	// shutdown, which closes connections from another goroutine.
+	file   atomic.Pointer[os.File]
+	rc     syscall.RawConn       // file's
 	rawFn  func(fd uintptr) bool // c.raw, bound once
 	op     int
 	remote netip.AddrPort
@@ -252,8 +344,7 @@ func (c *conn) serve() {
 		}
 		c.s.putBuf(c.buf)
 		c.buf = nil
-		c.state.Store(stateIdle)
-		if c.s.shutting.Load() && c.state.CompareAndSwap(stateIdle, stateClosed) {
+		if c.s.shutting.Load() {
 			c.close(false)
 			return
 		}
@@ -285,27 +376,87 @@ func (c *conn) readHead() (int, error) {
 // fill reads what the client sent into buf, waiting for it until the
 // connection's read deadline.
 func (c *conn) fill() error {
-	if c.rc == nil {
+	switch {
+	case c.nc != nil:
 		return c.fillBlocking()
-	}
-	c.op = opTryRead
-	err := c.rc.Read(c.rawFn)
-	if err == nil && c.rerr != syscall.EAGAIN {
-		return c.readDone()
-	}
-	// Nothing there yet (or a deadline set for an earlier wait has
-	// passed): wait, with this wait's deadline.
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return err
+	case c.rc == nil:
+		// Not registered yet: the bytes are most often there already.
+		if c.buf == nil {
+			c.buf = c.s.getBuf()
+		}
+		n, err := ignoringEINTR(syscall.Read, c.fd, c.buf[c.n:])
+		if err == nil {
+			c.rn, c.rerr = n, nil
+			return c.readDone()
+		}
+		if err != syscall.EAGAIN {
+			return err
+		}
+		if c.n == 0 {
+			c.s.putBuf(c.buf)
+			c.buf = nil
+		}
+		if err := c.register(); err != nil {
+			return err
+		}
+	default:
+		c.op = opTryRead
+		err := c.rc.Read(c.rawFn)
+		if err == nil && c.rerr != syscall.EAGAIN {
+			return c.readDone()
+		}
+		// Nothing there yet (or a deadline set for an earlier wait has
+		// passed): wait, with this wait's deadline.
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
 	}
 	if err := c.setReadDeadline(); err != nil {
 		return err
+	}
+	if c.n == 0 && !c.markIdle() {
+		return net.ErrClosed
 	}
 	c.op = opWaitRead
 	if err := c.rc.Read(c.rawFn); err != nil {
 		return err
 	}
 	return c.readDone()
+}
+
+// markIdle marks the connection idle before it waits for a request, so
+// that shutdown closes it rather than wait for it. It reports false when
+// the connection is closed or must be: the server is shutting down.
+func (c *conn) markIdle() bool {
+	switch c.state.Load() {
+	case stateClosed:
+		return false
+	case stateActive:
+		c.state.Store(stateIdle)
+	}
+	return !c.s.shutting.Load()
+}
+
+// register hands fd to the runtime's poller, so that the connection can
+// wait for bytes or for room to write.
+func (c *conn) register() error {
+	f := os.NewFile(uintptr(c.fd), "")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	c.rc, c.rawFn = rc, c.raw
+	c.file.Store(f)
+	return nil
+}
+
+func ignoringEINTR(fn func(int, []byte) (int, error), fd int, p []byte) (int, error) {
+	for {
+		n, err := fn(fd, p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
 }
 
 func (c *conn) readDone() error {
@@ -335,6 +486,9 @@ func (c *conn) fillBlocking() error {
 	}
 	if err := c.setReadDeadline(); err != nil {
 		return err
+	}
+	if c.n == 0 && !c.markIdle() {
+		return net.ErrClosed
 	}
 	n, err := c.nc.Read(c.buf[c.n:])
 	if n > 0 {
@@ -368,7 +522,10 @@ func (c *conn) setReadDeadline() error {
 		return nil
 	}
 	c.rdl = dl
-	return c.nc.SetReadDeadline(dl)
+	if c.nc != nil {
+		return c.nc.SetReadDeadline(dl)
+	}
+	return c.file.Load().SetReadDeadline(dl)
 }
 
 // raw is the function given to the RawConn; c.op says what it does.
@@ -416,7 +573,36 @@ func (c *conn) write(p []byte) error {
 	if c.werr != nil {
 		return c.werr
 	}
-	if c.rc != nil {
+	if c.nc != nil {
+		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout)); err != nil {
+			c.werr = err
+			return err
+		}
+		if _, err := c.nc.Write(p); err != nil {
+			c.werr = err
+		}
+		return c.werr
+	}
+	if c.rc == nil {
+		for len(p) > 0 {
+			n, err := ignoringEINTR(syscall.Write, c.fd, p)
+			if err == syscall.EAGAIN {
+				break
+			}
+			if err != nil {
+				c.werr = err
+				return err
+			}
+			p = p[n:]
+		}
+		if len(p) == 0 {
+			return nil
+		}
+		if err := c.register(); err != nil {
+			c.werr = err
+			return err
+		}
+	} else {
 		c.wb, c.op = p, opWrite
 		err := c.rc.Write(c.rawFn)
 		p, c.wb = c.wb, nil
@@ -432,15 +618,16 @@ func (c *conn) write(p []byte) error {
 			return err
 		}
 	}
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.writeTimeout)); err != nil {
+	// The socket is full: wait for room, up to write_timeout.
+	f := c.file.Load()
+	if err := f.SetWriteDeadline(time.Now().Add(c.s.writeTimeout)); err != nil {
 		c.werr = err
 		return err
 	}
-	if _, err := c.nc.Write(p); err != nil {
+	if _, err := f.Write(p); err != nil {
 		c.werr = err
-		return err
 	}
-	return nil
+	return c.werr
 }
 
 // replyHeadRoom is the room left before a reply's body in its buffer for
@@ -503,7 +690,7 @@ func (c *conn) readFailed(err error) {
 		if c.n > 0 {
 			c.s.f.metrics.ObserveError("read_timeout")
 		}
-	case c.rc == nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+	case c.nc != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
 		// A failed TLS handshake, most often.
 		logrus.WithError(err).WithField("frontend", "http").Debug("http: read")
 	}
@@ -531,19 +718,9 @@ func (c *conn) refuse(err error) {
 func (c *conn) close(unread bool) {
 	c.state.Store(stateClosed)
 	if unread && c.werr == nil {
-		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
-			c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond)) //nolint:errcheck // best effort
-			if c.buf == nil {
-				c.buf = c.s.getBuf()
-			}
-			for {
-				if _, err := c.nc.Read(c.buf); err != nil {
-					break
-				}
-			}
-		}
+		c.drain()
 	}
-	c.nc.Close()
+	c.closeNow()
 	if c.buf != nil {
 		c.s.putBuf(c.buf)
 		c.buf = nil
@@ -553,10 +730,67 @@ func (c *conn) close(unread bool) {
 	c.s.mu.Unlock()
 }
 
+// drain half-closes the connection and reads what the client still sends
+// for up to half a second, or until it closes.
+func (c *conn) drain() {
+	var r interface {
+		Read([]byte) (int, error)
+		SetReadDeadline(time.Time) error
+	}
+	if c.nc != nil {
+		cw, ok := c.nc.(interface{ CloseWrite() error })
+		if !ok || cw.CloseWrite() != nil {
+			return
+		}
+		r = c.nc
+	} else {
+		if syscall.Shutdown(c.fd, syscall.SHUT_WR) != nil {
+			return
+		}
+		if c.rc == nil && c.register() != nil {
+			return
+		}
+		r = c.file.Load()
+	}
+	r.SetReadDeadline(time.Now().Add(500 * time.Millisecond)) //nolint:errcheck // best effort
+	if c.buf == nil {
+		c.buf = c.s.getBuf()
+	}
+	for {
+		if _, err := r.Read(c.buf); err != nil {
+			return
+		}
+	}
+}
+
+// closeNow closes the socket.
+func (c *conn) closeNow() {
+	switch {
+	case c.nc != nil:
+		c.nc.Close()
+	case c.file.Load() != nil:
+		c.file.Load().Close()
+	default:
+		syscall.Close(c.fd)
+	}
+}
+
 // closeIfIdle closes the connection if it is waiting for a request.
 func (c *conn) closeIfIdle() {
 	if c.state.CompareAndSwap(stateIdle, stateClosed) {
+		c.closeFromOutside()
+	}
+}
+
+// closeFromOutside closes the connection from another goroutine than its
+// own: a socket that is not registered with the poller is left to its
+// goroutine, which is not waiting on it (closing it here could close a
+// descriptor the number of which is reused meanwhile).
+func (c *conn) closeFromOutside() {
+	if c.nc != nil {
 		c.nc.Close()
+	} else if f := c.file.Load(); f != nil {
+		f.Close()
 	}
 }
 
