@@ -8,9 +8,10 @@
 # and the ratio ours/opentracker. Two last phases measure memory on fresh
 # instances: RSS growth after announcing MEM_TORRENTS x MEM_PEERS peers,
 # round-robin over the torrents as a restarted tracker sees its clients
-# come back (memory), and RSS growth after STEADY_TORRENTS x STEADY_PEERS
+# come back (memory), RSS growth after STEADY_TORRENTS x STEADY_PEERS
 # peers and then STEADY_DURATION of UDP announces with the workload's
-# churn of starts, stops and completions (steady).
+# churn of starts, stops and completions (steady), and RSS growth per idle
+# keep-alive HTTP connection with IDLE_CONNS of them open (idle).
 #
 # Usage: scripts/bench-compare.sh            full run (~12 minutes)
 #        QUICK=1 scripts/bench-compare.sh    small sizes (~2 minutes)
@@ -31,8 +32,11 @@ else
 	: "${MEM_TORRENTS:=100000}" "${MEM_PEERS:=10}"       # 1,000,000 peers
 	: "${STEADY_TORRENTS:=10000}" "${STEADY_PEERS:=200}" "${STEADY_DURATION:=40s}" # 2,000,000 peers
 fi
-# PHASES picks what runs: throughput, memory, steady (all by default).
-: "${PHASES:=throughput memory steady}"
+# PHASES picks what runs: throughput, memory, steady, idle (all by default).
+: "${PHASES:=throughput memory steady idle}"
+# Idle keep-alive HTTP connections of the idle phase, and how long after
+# opening them RSS is read.
+: "${IDLE_CONNS:=10000}" "${IDLE_SETTLE:=20}"
 
 : "${SEED:=1}"
 : "${TRACKER_CPU:=1}" "${BENCH_CPU:=0}"
@@ -129,7 +133,7 @@ start_chihaya() { # name
 		    enable_keepalive: true
 		    read_timeout: 5s
 		    write_timeout: 5s
-		    idle_timeout: 30s
+		    idle_timeout: ${HTTP_IDLE_TIMEOUT:-30s}
 		    max_numwant: 200
 		    default_numwant: 50
 		    max_scrape_infohashes: 74
@@ -273,6 +277,34 @@ for t in "${trackers[@]}"; do
 	stop "steady-$t"
 done
 
+# --- memory per idle HTTP connection --------------------------------------
+# IDLE_CONNS keep-alive connections (chihaya-bench http-idle: one announce
+# on each, then held open), RSS of a fresh instance before and after.
+# opentracker closes every connection after its reply, so it holds none;
+# "established" counts what the tracker holds open when RSS is read.
+IDLE="$OUT_DIR/idle.jsonl"
+: >"$IDLE"
+for t in "${trackers[@]}"; do
+	phase idle || break
+	HTTP_IDLE_TIMEOUT=10m start "$t" "idle-$t"
+	sleep 1
+	before=$(rss_kib "${PID[idle-$t]}")
+	"$BIN/chihaya-bench" http-idle --target "${HTTP[idle-$t]}" --seed "$SEED" --torrents "$TORRENTS" \
+		--conns "$IDLE_CONNS" --duration "$((IDLE_SETTLE + 20))s" --timeout 30s >"$OUT_DIR/idle-$t.json" 2>&1 &
+	idler=$!
+	STARTED+=("$idler")
+	sleep "$IDLE_SETTLE"
+	after=$(rss_kib "${PID[idle-$t]}")
+	open=$(ss -Htn state established "( sport = :${HTTP[idle-$t]##*:} )" | wc -l)
+	kill "$idler" 2>/dev/null || true
+	wait "$idler" 2>/dev/null || true
+	jq -nc --arg t "$t" --argjson b "$before" --argjson a "$after" --argjson n "$IDLE_CONNS" --argjson open "$open" \
+		'{tracker: $t, connections: $n, established: $open, rss_before_kib: $b, rss_after_kib: $a,
+		  bytes_per_open_connection: (if $open > 0 then (($a - $b) * 1024) / $open else null end)}' >>"$IDLE"
+	log "  $(tail -1 "$IDLE")"
+	stop "idle-$t"
+done
+
 # --- table ---------------------------------------------------------------
 ours=${trackers[0]}
 theirs=${trackers[1]:-}
@@ -303,4 +335,6 @@ echo
 echo
 jq -r '"memory \(.tracker), \(.phase): \(.peers) peers, RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB, \(.bytes_per_peer * 10 | floor / 10) bytes/peer"' "$MEM"
 echo
-echo "raw results: $RESULTS, $MEM"
+jq -r '"idle HTTP connections \(.tracker): \(.connections) opened, \(.established) held open, RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB, \(if .bytes_per_open_connection == null then "-" else (.bytes_per_open_connection | floor | tostring) end) bytes/connection"' "$IDLE"
+echo
+echo "raw results: $RESULTS, $MEM, $IDLE"

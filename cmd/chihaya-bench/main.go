@@ -36,7 +36,7 @@ const (
 	// each, and holds them open until --duration ends: the tracker's
 	// memory per idle connection is its RSS growth over the connections.
 	modeHTTPIdle = "http-idle"
-	modeFill         = "fill"
+	modeFill     = "fill"
 )
 
 // maxWSConns bounds --conns of ws-announce: enough to measure a tracker's
