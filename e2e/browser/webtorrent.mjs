@@ -4,8 +4,10 @@
 // prints one JSON line with what each browser saw.
 //
 // Environment: TRACKER_SOCKET (a unix socket that reaches the tracker's
-// WebSocket listener), TEST_FILE (the file to seed), LEECHERS (how many
-// browsers download it), TIMEOUT_MS.
+// WebSocket listener), LEECHER_TRACKER_SOCKET (optional: the leechers
+// announce there instead, to another instance of the tracker), TEST_FILE
+// (the file to seed), LEECHERS (how many browsers download it),
+// TIMEOUT_MS.
 import { chromium } from 'playwright-core'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -14,21 +16,28 @@ import os from 'node:os'
 import path from 'node:path'
 
 const socketPath = process.env.TRACKER_SOCKET
+const leecherSocketPath = process.env.LEECHER_TRACKER_SOCKET || socketPath
 const payload = fs.readFileSync(process.env.TEST_FILE)
 const leechers = Number(process.env.LEECHERS || 2)
 const timeoutMs = Number(process.env.TIMEOUT_MS || 120000)
 
 // The browsers reach the tracker at 127.0.0.1 of this namespace, relayed
 // to the unix socket, which the test relays to the tracker.
-const relay = net.createServer((c) => {
-  const u = net.connect(socketPath)
-  c.pipe(u)
-  u.pipe(c)
-  c.on('error', () => u.destroy())
-  u.on('error', () => c.destroy())
-})
-await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve))
-const tracker = `ws://127.0.0.1:${relay.address().port}/announce`
+const relays = []
+async function trackerURL (sock) {
+  const relay = net.createServer((c) => {
+    const u = net.connect(sock)
+    c.pipe(u)
+    u.pipe(c)
+    c.on('error', () => u.destroy())
+    u.on('error', () => c.destroy())
+  })
+  await new Promise((resolve) => relay.listen(0, '127.0.0.1', resolve))
+  relays.push(relay)
+  return `ws://127.0.0.1:${relay.address().port}/announce`
+}
+const tracker = await trackerURL(socketPath)
+const leecherTracker = leecherSocketPath === socketPath ? tracker : await trackerURL(leecherSocketPath)
 
 // The pages come from 127.0.0.1, a secure context (webtorrent hashes with
 // crypto.subtle).
@@ -95,9 +104,12 @@ try {
   const downloads = []
   for (let i = 0; i < leechers; i++) {
     const page = await browser(`leecher${i}`)
-    downloads.push(Promise.race([timeout(`leecher ${i}`), page.evaluate(async ({ torrent, tracker }) => {
+    downloads.push(Promise.race([timeout(`leecher ${i}`), page.evaluate(async ({ torrent, infoHash, tracker }) => {
       globalThis.WEBTORRENT_ANNOUNCE = [tracker]
-      const buf = Uint8Array.from(atob(torrent), (c) => c.charCodeAt(0))
+      // The torrent file names the seeder's tracker, which webtorrent
+      // would announce to as well: a leecher of another instance starts
+      // from the info hash alone, and gets the metadata from its peers.
+      const buf = torrent ? Uint8Array.from(atob(torrent), (c) => c.charCodeAt(0)) : `magnet:?xt=urn:btih:${infoHash}`
       const client = new window.WebTorrent({ tracker: { rtcConfig: { iceServers: [] } } })
       return await new Promise((resolve, reject) => {
         client.on('error', (e) => reject(new Error(String(e))))
@@ -116,7 +128,7 @@ try {
           else t.on('done', done)
         })
       })
-    }, { torrent: seeded.torrent, tracker })]))
+    }, { torrent: leecherTracker === tracker ? seeded.torrent : '', infoHash: seeded.infoHash, tracker: leecherTracker })]))
   }
   result = { ok: true, infoHash: seeded.infoHash, leechers: await Promise.all(downloads) }
 } catch (e) {
@@ -126,7 +138,7 @@ for (const { ctx, dir } of contexts) {
   await ctx.close().catch(() => {})
   fs.rmSync(dir, { recursive: true, force: true })
 }
-relay.close()
+for (const relay of relays) relay.close()
 pages.close()
 console.log(JSON.stringify(result))
 process.exit(result.ok ? 0 : 1)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/chihaya/chihaya/internal/daemontest"
 	"github.com/chihaya/chihaya/internal/prereq"
+	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
 func TestMain(m *testing.M) { daemontest.Main(m) }
@@ -60,6 +61,73 @@ exec node webtorrent.mjs`
 // through the tracker's WebSocket frontend (offers and answers relayed),
 // and compares what they got by SHA-256.
 func TestWebTorrentBrowsers(t *testing.T) {
+	needBrowsers(t)
+	d := daemontest.Start(t, `
+chihaya:
+  metrics_addr: "127.0.0.1:0"
+  websocket:
+    addr: "127.0.0.1:0"
+  storage:
+    name: memory
+`)
+	runBrowsers(t, d.Addr(t, "ws"), d.Addr(t, "ws"))
+	// The browsers met through the tracker: it relayed offers, and answers
+	// back.
+	for _, m := range []string{"offer", "answer"} {
+		if n := d.Metric(t, "chihaya_websocket_relayed_total", map[string]string{"message": m, "result": "sent"}); n < 2 {
+			t.Errorf("%v %ss relayed, want at least one per leecher", n, m)
+		}
+	}
+	if n := d.Metric(t, "chihaya_frontend_requests_total", map[string]string{"frontend": "websocket", "action": "announce", "result": "ok"}); n < 3 {
+		t.Errorf("%v WebSocket announces counted, want at least one per browser", n)
+	}
+}
+
+// TestWebTorrentBrowsersAcrossInstances is TestWebTorrentBrowsers with
+// two tracker instances on one Redis: the seeder announces to one, the
+// leechers to the other, and they meet through the offers and answers
+// the instances relay to each other through Redis.
+func TestWebTorrentBrowsersAcrossInstances(t *testing.T) {
+	needBrowsers(t)
+	srv := redistest.Start(t, "redis-server")
+	config := `
+chihaya:
+  metrics_addr: "127.0.0.1:0"
+  websocket:
+    addr: "127.0.0.1:0"
+  storage:
+    name: redis
+    config:
+      redis_broker: "redis://` + srv.Addr + `/0"
+      key_prefix: "browsers:"
+`
+	seeders, leechers := daemontest.Start(t, config), daemontest.Start(t, config)
+	runBrowsers(t, seeders.Addr(t, "ws"), leechers.Addr(t, "ws"))
+	// Each leecher's offers reached the seeder through the other instance,
+	// and its answers came back the same way (webtorrent also has the
+	// seeder offer to the leechers: those cross the other way).
+	for _, c := range []struct {
+		d       *daemontest.Daemon
+		message string
+	}{{leechers, "offer"}, {seeders, "answer"}} {
+		if n := c.d.Metric(t, "chihaya_websocket_relayed_total", map[string]string{"message": c.message, "result": "forwarded"}); n < 2 {
+			t.Errorf("%v %ss forwarded to the other instance, want at least one per leecher", n, c.message)
+		}
+	}
+	for _, d := range []*daemontest.Daemon{seeders, leechers} {
+		if n := d.Metric(t, "chihaya_storage_redis_relay_received_total", nil); n < 2 {
+			t.Errorf("an instance received %v messages from the other, want at least 2", n)
+		}
+		if n := d.Metric(t, "chihaya_storage_redis_relay_dropped_total", nil); n != 0 {
+			t.Errorf("an instance dropped %v messages between instances, want none", n)
+		}
+	}
+}
+
+// needBrowsers skips (or, under CI, fails) a test without what running the
+// browsers needs.
+func needBrowsers(t *testing.T) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts three browsers")
 	}
@@ -75,17 +143,14 @@ func TestWebTorrentBrowsers(t *testing.T) {
 		}
 		t.Skipf("cannot make a network namespace: %v %s", err, out)
 	}
+}
 
-	d := daemontest.Start(t, `
-chihaya:
-  metrics_addr: "127.0.0.1:0"
-  websocket:
-    addr: "127.0.0.1:0"
-  storage:
-    name: memory
-`)
-	tracker := d.Addr(t, "ws")
-
+// runBrowsers runs webtorrent.mjs in a network namespace of its own: a
+// seeder announcing to the tracker at seederTracker and two leechers
+// announcing to leecherTracker (host:port of WebSocket listeners on the
+// host's loopback), and checks that both leechers got the file.
+func runBrowsers(t *testing.T, seederTracker, leecherTracker string) {
+	t.Helper()
 	// A unix socket is the way out of the namespace: it lives in the file
 	// system, which the namespace shares.
 	dir, err := os.MkdirTemp("", "chihaya-wt-")
@@ -93,13 +158,17 @@ chihaya:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "tracker.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
+	sockets := map[string]string{}
+	for name, tracker := range map[string]string{"seeder": seederTracker, "leecher": leecherTracker} {
+		sock := filepath.Join(dir, name+".sock")
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go relay(ln, tracker)
+		sockets[name] = sock
 	}
-	t.Cleanup(func() { ln.Close() })
-	go relay(ln, tracker)
 
 	payload := make([]byte, 3<<20+12345) // several pieces, the last one short
 	rand.Read(payload)
@@ -113,7 +182,10 @@ chihaya:
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "unshare", "--net", "sh", "-c", netnsSetup)
-	cmd.Env = append(os.Environ(), "TRACKER_SOCKET="+sock, "TEST_FILE="+file, "LEECHERS=2", "TIMEOUT_MS=120000")
+	cmd.Env = append(os.Environ(), "TRACKER_SOCKET="+sockets["seeder"], "TEST_FILE="+file, "LEECHERS=2", "TIMEOUT_MS=120000")
+	if leecherTracker != seederTracker {
+		cmd.Env = append(cmd.Env, "LEECHER_TRACKER_SOCKET="+sockets["leecher"])
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -144,16 +216,6 @@ chihaya:
 			t.Errorf("leecher %d downloaded %d bytes with SHA-256 %s (torrent %s), want %d bytes with %s (torrent %s)",
 				i, l.Length, l.SHA256, l.InfoHash, len(payload), want, res.InfoHash)
 		}
-	}
-	// The browsers met through the tracker: it relayed offers, and answers
-	// back.
-	for _, m := range []string{"offer", "answer"} {
-		if n := d.Metric(t, "chihaya_websocket_relayed_total", map[string]string{"message": m, "result": "sent"}); n < 2 {
-			t.Errorf("%v %ss relayed, want at least one per leecher", n, m)
-		}
-	}
-	if n := d.Metric(t, "chihaya_frontend_requests_total", map[string]string{"frontend": "websocket", "action": "announce", "result": "ok"}); n < 3 {
-		t.Errorf("%v WebSocket announces counted, want at least one per browser", n)
 	}
 }
 
