@@ -7,6 +7,12 @@
 # read from /proc before and after each run, and Redis' own time per
 # announce from INFO commandstats.
 #
+# The load comes from BENCH_SOCKETS source ports, as from many clients, and
+# each tracker reads UDP_SOCKETS sockets: so that announces are in progress
+# together (one per socket), which the Redis store needs to share round
+# trips (storage/redis/batch.go); the memory store loses about a tenth of
+# its rate per CPU-second to it.
+#
 #   scripts/bench-redis.sh              # 10,000 torrents x 20 peers, 3 runs of 10 s
 #   DURATION=5s PAIRS=1 scripts/bench-redis.sh
 #   PROFILE=1 scripts/bench-redis.sh    # also a CPU profile of the Redis store's tracker, first run
@@ -17,9 +23,9 @@ TORRENTS=${TORRENTS:-10000}
 PEERS=${PEERS:-20}
 DURATION=${DURATION:-10s}
 PAIRS=${PAIRS:-3}
-BENCH_SOCKETS=${BENCH_SOCKETS:-4} # the load generator's sockets (source ports)
-INFLIGHT=${INFLIGHT:-32}          # per socket: 4 x 32 = 128 in flight
-UDP_SOCKETS=${UDP_SOCKETS:-1} # the trackers' udp.sockets: readers, so announces in progress at once
+BENCH_SOCKETS=${BENCH_SOCKETS:-32} # the load generator's sockets (source ports)
+INFLIGHT=${INFLIGHT:-4}             # per socket: 32 x 4 = 128 in flight
+UDP_SOCKETS=${UDP_SOCKETS:-32}      # the trackers' udp.sockets: readers, so announces in progress at once
 TRACKER_CPU=${TRACKER_CPU:-1}
 BENCH_CPU=${BENCH_CPU:-0}
 SEED=${SEED:-1}
@@ -86,7 +92,7 @@ for pair in $(seq "$PAIRS"); do
 		after=$(cpu_ticks "${PID[$t]}")
 		rafter=$(cpu_ticks "$REDIS_PID")
 		all=$(usec) top=$(top_usec)
-		[[ $t == redis ]] && redis-cli -p "$REDIS_PORT" info commandstats | grep '^cmdstat_' >"$OUT_DIR/commandstats.$pair.txt"
+		[[ $t == redis ]] && redis-cli -p "$REDIS_PORT" info all | grep "^cmdstat_\|_processed:\|^used_cpu" >"$OUT_DIR/commandstats.$pair.txt"
 		jq -c --arg t "$t" --argjson cpu $((after - before)) --argjson rcpu $((rafter - rbefore)) --argjson tick "$TICK" \
 			--argjson all "$all" --argjson top "$top" '
 			{store: $t, responses, responses_per_s: (.responses_per_s|floor), errors: (.errors_total // 0),

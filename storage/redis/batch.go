@@ -9,7 +9,7 @@ import (
 
 // Group commit. Announces in progress at the same time share their round
 // trips: at most batchLanes pipelines of announces are in flight, and an
-// announce that finds them all busy waits for the next one, which carries
+// announce that finds them busy waits for the next one, which carries
 // every announce that queued meanwhile (up to maxBatch). Alone, an
 // announce goes at once, as before; under load, one write and one read
 // system call on each side serve a whole batch instead of one announce,
@@ -26,7 +26,7 @@ import (
 // batchLanes is how many pipelines of announces may be in flight at once.
 // Redis runs one command at a time, so a few keep it busy while the
 // tracker prepares the next batch; more would only make batches smaller.
-const batchLanes = 2
+const batchLanes = 1
 
 // maxBatch bounds the announces of one pipeline.
 const maxBatch = 256
