@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/hex"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -137,7 +136,10 @@ func TestHookTorrentApproval(t *testing.T) {
 	// A bad file is rejected on reload and the running list kept.
 	configtest.Rewrite(t, list, "not a hash\n")
 	d.Reload(t)
-	eventually.True(t, "the bad list file to be reported", func() bool { return strings.Contains(d.Log(), "not a hash") })
+	l := d.WaitLine(t, "torrent approval: list file not reloaded; keeping the previous list")
+	if want := "whitelist_file: " + list + `:1: "not a hash" is not an info hash: want 40 hex digits`; l.Str("error") != want {
+		t.Fatalf("the bad list file reported as %q, want %q", l.Str("error"), want)
+	}
 	eachProtocol(t, d, func(t *testing.T, c frontendtest.Client, n int) {
 		frontendtest.MustAnnounce(t, c, announce(other, n))
 	})
