@@ -125,9 +125,13 @@ func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self 
 func (f *family) fill(l *layout, i int, p *bittorrent.Peer) {
 	rec := f.rec(l, i)
 	// Without IDs kept the ID is all zeros, which the HTTP frontend
-	// leaves out of non-compact replies.
-	p.ID = bittorrent.PeerID{}
-	copy(p.ID[:], rec[l.keyLen:l.stampOff])
+	// leaves out of non-compact replies. Copies of a constant length:
+	// one of a variable length is a call per peer.
+	if l.idLen != 0 {
+		p.ID = bittorrent.PeerID(rec[l.keyLen : l.keyLen+idLen])
+	} else {
+		p.ID = bittorrent.PeerID{}
+	}
 	p.Kind = l.kind
 	var a netip.Addr
 	if l.keyLen == 6 {

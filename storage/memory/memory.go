@@ -92,7 +92,9 @@ func (l *layout) stamp(rec []byte) uint16 { return binary.LittleEndian.Uint16(re
 
 // setPeer writes the peer ID (when kept) and the last-seen stamp of rec.
 func (l *layout) setPeer(rec []byte, id *bittorrent.PeerID, stamp uint16) {
-	copy(rec[l.keyLen:l.stampOff], id[:])
+	if l.idLen != 0 {
+		copy(rec[l.keyLen:l.keyLen+idLen], id[:])
+	}
 	binary.LittleEndian.PutUint16(rec[l.stampOff:], stamp)
 }
 
