@@ -1,13 +1,17 @@
 package websocket
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
@@ -23,7 +27,7 @@ import (
 var prefixes atomic.Int64
 
 // redisTrackers starts n trackers sharing the Redis at addr.
-func redisTrackers(t *testing.T, addr string, n int) []*tracker {
+func redisTrackers(t testing.TB, addr string, n int) []*tracker {
 	t.Helper()
 	prefix := "ws" + strconv.FormatInt(prefixes.Add(1), 10) + ":"
 	var trs []*tracker
@@ -161,5 +165,78 @@ func TestRedisDownAnnounceFails(t *testing.T) {
 	a.send(map[string]any{"action": "scrape", "info_hash": bs(ih1[:])})
 	if r := a.read(); r["failure reason"] != string(bittorrent.ErrInternal) {
 		t.Errorf("scrape with Redis down: %v", r)
+	}
+}
+
+// BenchmarkRelayLatency measures, over loopback, how long an offer and an
+// answer take from one browser's socket to the other's: both browsers on
+// one instance (memory store, then Redis store), and on two instances
+// sharing a Redis (the answer then goes through Redis pub/sub). Per
+// round: the leecher announces with one offer; offer-p50-µs (and p99) is
+// until the seeder has the offer (the announce's own store round trip included),
+// answer-p50-µs from the seeder's answer until the leecher has it (the relay
+// alone). Needs redis-server.
+func BenchmarkRelayLatency(b *testing.B) {
+	srv := redistest.Start(b, "redis-server")
+	// The stores' start-up lines would break the benchmark's output lines.
+	level := logrus.GetLevel()
+	logrus.SetLevel(logrus.WarnLevel)
+	b.Cleanup(func() { logrus.SetLevel(level) })
+	for _, bc := range []struct {
+		name string
+		make func() (seeders, leechers *tracker)
+	}{
+		{"one instance, memory", func() (*tracker, *tracker) { tr := newTracker(b, Config{}); return tr, tr }},
+		{"one instance, redis", func() (*tracker, *tracker) { trs := redisTrackers(b, srv.Addr, 1); return trs[0], trs[0] }},
+		{"two instances, redis", func() (*tracker, *tracker) { trs := redisTrackers(b, srv.Addr, 2); return trs[0], trs[1] }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			st, lt := bc.make()
+			ih, seeder, leecher, offer := id20("latency-swarm-------"), id20("latency-seeder------"), id20("latency-leecher-----"), id20("latency-offer-------")
+			enc := func(v map[string]any) []byte {
+				m, err := json.Marshal(v)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return frame(m)
+			}
+			s, l := dialRaw(b, st), dialRaw(b, lt)
+			s.write(b, enc(announceMsg(ih, seeder, 0)))
+			s.read(b)
+			announce := enc(announceMsg(ih, leecher, 100, offer))
+			answer := enc(map[string]any{"action": "announce", "info_hash": bsa(ih), "peer_id": bsa(seeder), "to_peer_id": bsa(leecher),
+				"offer_id": bsa(offer), "answer": map[string]any{"type": "answer", "sdp": "sdp of the answer"}})
+			var offers, answers []time.Duration
+			round := func() {
+				start := time.Now()
+				l.write(b, announce)
+				if m := s.read(b); len(m) < 10 || !bytes.Contains(m, []byte(`"offer"`)) {
+					b.Fatalf("seeder got %q, want the offer", m)
+				}
+				mid := time.Now()
+				s.write(b, answer)
+				// The announce reply and the answer, in either order: the
+				// offer leaves before the reply is queued.
+				first := bytes.Contains(l.read(b), []byte(`"answer"`))
+				if second := bytes.Contains(l.read(b), []byte(`"answer"`)); first == second {
+					b.Fatalf("leecher got %d answers with its announce reply, want 1", map[bool]int{true: 2, false: 0}[first])
+				}
+				offers, answers = append(offers, mid.Sub(start)), append(answers, time.Since(mid))
+			}
+			round() // the leecher joins
+			offers, answers = offers[:0], answers[:0]
+			for b.Loop() {
+				round()
+			}
+			report := func(ds []time.Duration, unit string) {
+				// Percentiles rather than means: on a shared machine a
+				// few rounds wait for a CPU far longer than any relay.
+				slices.Sort(ds)
+				b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), unit+"-p50-µs")
+				b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), unit+"-p99-µs")
+			}
+			report(offers, "offer")
+			report(answers, "answer")
+		})
 	}
 }
