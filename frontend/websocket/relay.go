@@ -3,7 +3,10 @@ package websocket
 import (
 	"context"
 	"net/netip"
+	"runtime/debug"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
@@ -126,6 +129,13 @@ func (f *Frontend) answer(c *conn, m *message) {
 // one of its peers made. The instance that sent an answer checked it
 // against the offer it relayed.
 func (f *Frontend) receiveRemote(b []byte) {
+	defer func() {
+		// It runs in the relay's goroutine: a panic would end the process.
+		if v := recover(); v != nil {
+			logrus.WithFields(logrus.Fields{"panic": v, "stack": string(debug.Stack())}).Error("websocket: panic while handling a message from another instance")
+			f.metrics.ObserveError(reasonPanic)
+		}
+	}()
 	var r remoteMessage
 	if !r.parse(b) {
 		observeRelay(relayOffer, relayMalformed)
