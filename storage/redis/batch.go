@@ -35,6 +35,9 @@ type batcher struct {
 	mu    sync.Mutex
 	busy  int         // lanes in flight
 	queue []*exchange // waiting for a lane
+	// pipes are the pipelines of the lanes not in flight: a lane's
+	// pipeline is reused from batch to batch, handed over with the lane.
+	pipes []redis.Pipeliner
 }
 
 // roundTrip sends x's commands (x.cmds), in a pipeline with whatever other
@@ -44,6 +47,7 @@ type batcher struct {
 func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 	if x.probe {
 		x.batch = append(x.batch[:0], x)
+		x.pipe = s.client.Pipeline()
 		s.sendBatch(ctx, x)
 		return x.err
 	}
@@ -57,7 +61,14 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 		}
 	} else {
 		b.busy++
+		if n := len(b.pipes); n > 0 {
+			x.pipe = b.pipes[n-1]
+			b.pipes = b.pipes[:n-1]
+		}
 		b.mu.Unlock()
+		if x.pipe == nil {
+			x.pipe = s.client.Pipeline()
+		}
 		x.batch = append(x.batch[:0], x)
 	}
 	s.sendBatch(ctx, x)
@@ -68,10 +79,12 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 	b.mu.Lock()
 	if len(b.queue) == 0 {
 		b.busy--
+		b.pipes = append(b.pipes, x.pipe)
 		b.mu.Unlock()
 		return x.err
 	}
 	next := b.queue[0]
+	next.pipe = x.pipe
 	n := min(len(b.queue), maxBatch)
 	next.batch = append(next.batch[:0], b.queue[:n]...)
 	rest := copy(b.queue, b.queue[n:])
@@ -100,9 +113,8 @@ func (s *PeerStore) sendBatch(ctx context.Context, x *exchange) {
 		all = append(all, o.cmds...)
 	}
 	x.all = all
-	pipe := s.client.Pipeline()
-	_ = pipe.BatchProcess(ctx, all...)
-	_, err := pipe.Exec(ctx)
+	_ = x.pipe.BatchProcess(ctx, all...)
+	_, err := x.pipe.Exec(ctx)
 	clear(all)
 	for _, o := range x.batch {
 		o.err = nil

@@ -107,11 +107,22 @@ type shard struct {
 }
 
 func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {
+	k, _ := s.keysIn(nil, ih)
+	return k
+}
+
+// keysIn is keys with the names cut from buf, which it returns, grown if
+// it had to: the caller keeps buf unchanged while the keys are in use, and
+// may reuse it afterwards (an announce's exchange does: no allocation).
+func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byte) {
 	var h [40]byte
 	hex.Encode(h[:], ih[:])
 	p := s.cfg.KeyPrefix
 	n := len(p) + 2 + len(h) // P{H}
-	buf := make([]byte, 0, 7*n+11+len(h))
+	if size := 7*n + 11 + len(h); cap(buf) < size {
+		buf = make([]byte, 0, size)
+	}
+	buf = buf[:0]
 	var k swarmKeys
 	// The strings cut from buf are never written again: appends only
 	// write past them (and a growth would copy, leaving them as they are).
@@ -136,7 +147,7 @@ func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {
 	buf = append(buf, h[:]...)
 	k.hexIH = unsafe.String(&buf[start], len(h))
 	k.shard = s.shardOf(h[:])
-	return k
+	return k, buf
 }
 
 // keySuffixes end the keys of a swarm, in the order keys fills them.

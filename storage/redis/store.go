@@ -39,6 +39,8 @@ type exchange struct {
 	cmds []redis.Cmder
 	k    swarmKeys
 	up   update
+	// keyBuf holds the names of k (Announce).
+	keyBuf []byte
 
 	// Group commit (batch.go): wake tells a queued announce that its
 	// commands were carried (false) or that it is to send the next batch
@@ -50,6 +52,9 @@ type exchange struct {
 	all   []redis.Cmder
 	err   error
 	probe bool
+	// pipe is the pipeline of the lane this announce holds while it
+	// sends a batch (batch.go).
+	pipe redis.Pipeliner
 }
 
 var exchanges = sync.Pool{New: func() any { return &exchange{wake: make(chan bool, 1)} }}
@@ -69,7 +74,7 @@ func putExchange(x *exchange) {
 	x.cmds = x.cmds[:0]
 	x.k, x.up = swarmKeys{}, update{}
 	clear(x.batch)
-	x.batch, x.err, x.probe = x.batch[:0], nil, false
+	x.batch, x.err, x.probe, x.pipe = x.batch[:0], nil, false, nil
 	exchanges.Put(x)
 }
 
@@ -235,7 +240,7 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	x := getExchange()
 	defer putExchange(x)
 	// The keys and the update live in the pooled exchange: no allocation.
-	x.k = s.keys(ih)
+	x.k, x.keyBuf = s.keysIn(x.keyBuf, ih)
 	up := &x.up
 	if !s.prepare(x, up, &x.k, u, announcer) {
 		storage.ObserveError("announce")
