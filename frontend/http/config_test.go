@@ -1,7 +1,6 @@
 package http
 
 import (
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -9,15 +8,8 @@ import (
 	"github.com/chihaya/chihaya/internal/configtest"
 )
 
-// loadConfig reads a testdata file the way the daemon reads the `http:`
-// section: strictly, then defaults, then validation.
-func loadConfig(t *testing.T, name string) (Config, error) {
-	t.Helper()
-	return configtest.Load(t, filepath.Join("testdata", "config", name), "http", Config.WithDefaults)
-}
-
 func TestConfigGood(t *testing.T) {
-	c, err := loadConfig(t, "good.yaml")
+	c, err := configtest.Load(t, "good.yaml", "http", Config.WithDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,33 +69,19 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestConfigBad(t *testing.T) {
-	tests := []struct {
-		file string
-		want string
-	}{
-		{"bad-https-without-cert.yaml", "http.tls_cert_path: required when https_addr is set\nhttp.tls_key_path: required when https_addr is set"},
-		{"bad-negative-timeout.yaml", "http.write_timeout: must be > 0, got -1s"},
-		{"bad-max-numwant.yaml", "http.max_numwant: must be > 0, got -1"},
-		{"bad-default-numwant.yaml", "http.default_numwant: must be between 0 and max_numwant (10), got 20"},
-		{"bad-max-scrape-infohashes.yaml", "http.max_scrape_infohashes: must be > 0, got -5"},
-		{"bad-max-header-bytes.yaml", "http.max_header_bytes: must be >= 4096, got 1024"},
-		{"bad-real-ip-header.yaml", `http.real_ip_header: not a header name: "X-Real-IP: yes"`},
-		{"bad-full-scrape-interval.yaml", "http.full_scrape_interval: must be > 0, got -5s"},
-		{"bad-trusted-proxies.yaml", `http.trusted_proxies[1]: "not-a-network" is neither an address nor a CIDR`},
-		{"bad-route.yaml", `http.announce_routes[0]: must start with '/', got "announce"`},
-		{"bad-route-conflict.yaml", "http.announce_routes[1]: a handle is already registered for path '/announce'"},
-		{"bad-route-wildcard-conflict.yaml", "http.announce_routes[1]: wildcard route ':passkey' conflicts with existing children in path '/:passkey/announce'"},
-		{"bad-unknown-key.yaml", `line 2: unknown key "max_num_want" in http`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			_, err := loadConfig(t, tt.file)
-			if err == nil {
-				t.Fatal("accepted")
-			}
-			if err.Error() != tt.want {
-				t.Errorf("error =\n%s\nwant\n%s", err, tt.want)
-			}
-		})
-	}
+	configtest.BadSections(t, "http", Config.WithDefaults, []configtest.Case{
+		{File: "bad-https-without-cert.yaml", Want: "http.tls_cert_path: required when https_addr is set\nhttp.tls_key_path: required when https_addr is set"},
+		{File: "bad-negative-timeout.yaml", Want: "http.write_timeout: must be > 0, got -1s"},
+		{File: "bad-max-numwant.yaml", Want: "http.max_numwant: must be > 0, got -1"},
+		{File: "bad-default-numwant.yaml", Want: "http.default_numwant: must be between 0 and max_numwant (10), got 20"},
+		{File: "bad-max-scrape-infohashes.yaml", Want: "http.max_scrape_infohashes: must be > 0, got -5"},
+		{File: "bad-max-header-bytes.yaml", Want: "http.max_header_bytes: must be >= 4096, got 1024"},
+		{File: "bad-real-ip-header.yaml", Want: `http.real_ip_header: not a header name: "X-Real-IP: yes"`},
+		{File: "bad-full-scrape-interval.yaml", Want: "http.full_scrape_interval: must be > 0, got -5s"},
+		{File: "bad-trusted-proxies.yaml", Want: `http.trusted_proxies[1]: "not-a-network" is neither an address nor a CIDR`},
+		{File: "bad-route.yaml", Want: `http.announce_routes[0]: must start with '/', got "announce"`},
+		{File: "bad-route-conflict.yaml", Want: "http.announce_routes[1]: a handle is already registered for path '/announce'"},
+		{File: "bad-route-wildcard-conflict.yaml", Want: "http.announce_routes[1]: wildcard route ':passkey' conflicts with existing children in path '/:passkey/announce'"},
+		{File: "bad-unknown-key.yaml", Want: `line 2: unknown key "max_num_want" in http`},
+	})
 }

@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -9,15 +8,8 @@ import (
 	"github.com/chihaya/chihaya/internal/configtest"
 )
 
-// loadConfig reads a testdata file the way the daemon reads the `websocket:`
-// section: strictly, then defaults, then validation.
-func loadConfig(t *testing.T, name string) (Config, error) {
-	t.Helper()
-	return configtest.Load(t, filepath.Join("testdata", "config", name), "websocket", Config.WithDefaults)
-}
-
 func TestConfigGood(t *testing.T) {
-	c, err := loadConfig(t, "good.yaml")
+	c, err := configtest.Load(t, "good.yaml", "websocket", Config.WithDefaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,24 +41,17 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestConfigBad(t *testing.T) {
-	for _, tc := range []struct{ file, want string }{
-		{"bad-addr.yaml", `websocket.addr: must be host:port, got "localhost"`},
-		{"bad-key-without-cert.yaml", "websocket.tls_cert_path: required when tls_key_path is set"},
-		{"bad-origin.yaml", `websocket.allowed_origins[0]: must be an origin such as https://example.com, got "example.com"`},
-		{"bad-idle-shorter-than-interval.yaml", "websocket.idle_timeout: must be longer than announce_interval (10m0s), got 5m0s: clients are idle between announces"},
-		{"bad-max-message-bytes.yaml", "websocket.max_message_bytes: must be >= 4096, got 1000"},
-		{"bad-max-offers.yaml", "websocket.max_offers: must be > 0, got -1"},
-		{"bad-real-ip-without-proxies.yaml", "websocket.trusted_proxies: required with real_ip_header: list the proxies' addresses, or anyone could choose the address they are counted under"},
-		{"bad-trusted-proxies.yaml", `websocket.trusted_proxies[0]: "10.0.0.0/33" is neither an address nor a CIDR`},
-		{"bad-route.yaml", `websocket.routes[0]: must start with '/', got "announce"`},
-		{"bad-route-conflict.yaml", "websocket.routes[1]: wildcard route ':passkey' conflicts with existing children in path '/:passkey/announce'"},
-		{"bad-unknown-key.yaml", `line 2: unknown key "max_conections_per_ip" in websocket`},
-	} {
-		t.Run(tc.file, func(t *testing.T) {
-			_, err := loadConfig(t, tc.file)
-			if err == nil || err.Error() != tc.want {
-				t.Errorf("got  %v\nwant %s", err, tc.want)
-			}
-		})
-	}
+	configtest.BadSections(t, "websocket", Config.WithDefaults, []configtest.Case{
+		{File: "bad-addr.yaml", Want: `websocket.addr: must be host:port, got "localhost"`},
+		{File: "bad-key-without-cert.yaml", Want: "websocket.tls_cert_path: required when tls_key_path is set"},
+		{File: "bad-origin.yaml", Want: `websocket.allowed_origins[0]: must be an origin such as https://example.com, got "example.com"`},
+		{File: "bad-idle-shorter-than-interval.yaml", Want: "websocket.idle_timeout: must be longer than announce_interval (10m0s), got 5m0s: clients are idle between announces"},
+		{File: "bad-max-message-bytes.yaml", Want: "websocket.max_message_bytes: must be >= 4096, got 1000"},
+		{File: "bad-max-offers.yaml", Want: "websocket.max_offers: must be > 0, got -1"},
+		{File: "bad-real-ip-without-proxies.yaml", Want: "websocket.trusted_proxies: required with real_ip_header: list the proxies' addresses, or anyone could choose the address they are counted under"},
+		{File: "bad-trusted-proxies.yaml", Want: `websocket.trusted_proxies[0]: "10.0.0.0/33" is neither an address nor a CIDR`},
+		{File: "bad-route.yaml", Want: `websocket.routes[0]: must start with '/', got "announce"`},
+		{File: "bad-route-conflict.yaml", Want: "websocket.routes[1]: wildcard route ':passkey' conflicts with existing children in path '/:passkey/announce'"},
+		{File: "bad-unknown-key.yaml", Want: `line 2: unknown key "max_conections_per_ip" in websocket`},
+	})
 }

@@ -58,18 +58,33 @@ func BadFiles(t *testing.T, cases []Case, load func(yaml []byte) error) {
 	}
 }
 
-// Load reads the file at path as the daemon reads a component's section
-// of the configuration, keyed under key: strictly, then the defaults, then
+// Section decodes yaml as the daemon decodes a component's section of the
+// configuration, keyed under key: strictly, then the defaults, then
 // Validate, with the errors' key paths starting at key.
-func Load[T yamlconf.Validator](t *testing.T, path, key string, defaults func(T) T) (T, error) {
+func Section[T yamlconf.Validator](yaml []byte, key string, defaults func(T) T) (T, error) {
+	var zero T
+	c, err := yamlconf.Load(yaml, zero, defaults)
+	return c, yamlconf.Under(err, key)
+}
+
+// Load reads testdata/name with Section.
+func Load[T yamlconf.Validator](t *testing.T, name, key string, defaults func(T) T) (T, error) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var zero T
-	c, err := yamlconf.Load(b, zero, defaults)
-	return c, yamlconf.Under(err, key)
+	return Section(b, key, defaults)
+}
+
+// BadSections is BadFiles for a component whose files are its section of
+// the configuration, keyed under key (`http:`), decoded with Section.
+func BadSections[T yamlconf.Validator](t *testing.T, key string, defaults func(T) T, cases []Case) {
+	t.Helper()
+	BadFiles(t, cases, func(b []byte) error {
+		_, err := Section(b, key, defaults)
+		return err
+	})
 }
 
 // Accept is a configuration a component accepts, and what it loads to.
