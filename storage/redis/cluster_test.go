@@ -51,6 +51,7 @@ func TestPeerStoreCluster(t *testing.T) {
 	})
 	t.Run("spread", func(t *testing.T) { testClusterSpread(t, c) })
 	t.Run("collection on every master", func(t *testing.T) { testClusterCollection(t, c) })
+	t.Run("relay", func(t *testing.T) { testRelayCluster(t, c) })
 }
 
 // TestClusterStats checks that Stats sums the totals of every slot

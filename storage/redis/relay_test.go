@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"testing"
@@ -142,4 +143,49 @@ func TestRelayReconnects(t *testing.T) {
 		t.Fatalf("restart on port %d: %v", p, err)
 	}
 	waitFor(t, ra, rb, got, "after", 20*time.Second)
+}
+
+// testRelayCluster: on a Redis Cluster, messages reach the other
+// instance through its shard channel, and a gone instance's browsers,
+// whose swarms live on every master, are dropped.
+func testRelayCluster(t *testing.T, c *redistest.Cluster) {
+	var stores []*PeerStore
+	for range 3 {
+		edit := relayConfig("")
+		if len(stores) > 0 {
+			edit = relayConfig(stores[0].cfg.KeyPrefix)
+		}
+		s := clusterStore(t, c, edit)
+		t.Cleanup(func() { _ = s.Stop(context.Background()) })
+		stores = append(stores, s)
+	}
+	a, b, doomed := stores[0], stores[1], stores[2]
+	ra, rb := a.Relay(), b.Relay()
+	doomed.Relay()
+	waitFor(t, ra, rb, receiver(rb), "to b", 10*time.Second)
+	waitFor(t, rb, ra, receiver(ra), "to a", 10*time.Second)
+
+	const swarms = 40 // spread over the masters' slots
+	for i := range swarms {
+		p := peer4(i)
+		p.Kind = bittorrent.WebSocketPeer
+		must(t, "PutLeecher", doomed.PutLeecher(ih(i), p))
+	}
+	must(t, "stop loops", doomed.loops.Stop(t.Context()))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := 0
+		for i := range swarms {
+			c, err := a.ScrapeSwarm(ih(i), bittorrent.IPv4)
+			must(t, "ScrapeSwarm", err)
+			left += int(c.Leechers)
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the gone instance's %d browsers are still counted", left, swarms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -107,6 +107,17 @@ func TestPeerStoreSentinel(t *testing.T) {
 			c.SentinelMasterName = "mymaster"
 		})
 	})
+	t.Run("relay", func(t *testing.T) {
+		sentinel := func(c *Config) {
+			c.RedisBroker = "redis://127.0.0.1:1/0"
+			c.SentinelAddrs = []string{h.sentinel.Addr}
+			c.SentinelMasterName = "mymaster"
+		}
+		a := newStore(t, h.master, sentinel, relayConfig(""))
+		b := newStore(t, h.master, sentinel, relayConfig(a.cfg.KeyPrefix))
+		ra, rb := a.Relay(), b.Relay()
+		waitFor(t, ra, rb, receiver(rb), "through the master the sentinel names", 10*time.Second)
+	})
 }
 
 // TestSentinelFailover kills the master; the store must find the promoted
