@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/internal/metrictest"
 	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/memory"
@@ -248,12 +246,12 @@ func TestNewHooksFromConfig(t *testing.T) {
 	if err != nil || len(hooks) != 1 {
 		t.Fatalf("NewHooks = %v, %v", hooks, err)
 	}
-	before := testutil.ToFloat64(refusals("test deny"))
+	before := refusals(t, "test deny")
 	err = hooks[0].HandleAnnounce(context.Background(), announce(bittorrent.InfoHash{0xde}, peer(1, 1), 1, bittorrent.None), &bittorrent.AnnounceResponse{})
 	if !errors.Is(err, errDenied) {
 		t.Fatalf("configured hook did not refuse: %v", err)
 	}
-	if got := testutil.ToFloat64(refusals("test deny")) - before; got != 1 {
+	if got := refusals(t, "test deny") - before; got != 1 {
 		t.Fatalf("refusal counted %v times, want 1", got)
 	}
 
@@ -406,12 +404,12 @@ func TestSlowStoreIsUpdatedByWorkersAndOverflowIsCounted(t *testing.T) {
 
 	// Its worker is now stuck: its queue fills, and what does not fit is
 	// dropped and counted.
-	before := testutil.ToFloat64(gathered("chihaya_middleware_swarm_updates_dropped_total"))
+	before := metrictest.Value(t, "chihaya_middleware_swarm_updates_dropped_total", nil)
 	const extra = 10
 	for i := 0; i < middleware.UpdateQueueSize+extra; i++ {
 		after(store.gated, peer(2, uint16(1000+i)))
 	}
-	if got := testutil.ToFloat64(gathered("chihaya_middleware_swarm_updates_dropped_total")) - before; got != extra {
+	if got := metrictest.Value(t, "chihaya_middleware_swarm_updates_dropped_total", nil) - before; got != extra {
 		t.Errorf("%v updates counted as dropped, want %d", got, extra)
 	}
 
@@ -460,80 +458,18 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// gathered reads an unlabelled counter from the default registry, as
-// Prometheus would scrape it.
-func gathered(name string) prometheus.Collector {
-	return gatheredCounter{name: name}
-}
-
-type gatheredCounter struct{ name string }
-
-func (g gatheredCounter) Describe(ch chan<- *prometheus.Desc) {
-	ch <- prometheus.NewDesc("value", "value", nil, nil)
-}
-
-func (g gatheredCounter) Collect(ch chan<- prometheus.Metric) {
-	v := 0.0
-	mfs, _ := prometheus.DefaultGatherer.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() == g.name && len(mf.GetMetric()) == 1 {
-			v = mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("value", "value", nil, nil), prometheus.GaugeValue, v)
-}
-
 // refusals reads chihaya_middleware_hook_refusals_total{hook=name,action="announce"}
 // from the default registry, as Prometheus would scrape it.
-func refusals(name string) prometheus.Collector {
-	return gatheredValue{name: name}
-}
-
-type gatheredValue struct{ name string }
-
-func (g gatheredValue) Describe(ch chan<- *prometheus.Desc) {
-	ch <- prometheus.NewDesc("value", "value", nil, nil)
-}
-
-func (g gatheredValue) Collect(ch chan<- prometheus.Metric) {
-	v := 0.0
-	mfs, _ := prometheus.DefaultGatherer.Gather()
-	for _, mf := range mfs {
-		if mf.GetName() != "chihaya_middleware_hook_refusals_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
-			}
-			if labels["hook"] == g.name && labels["action"] == "announce" {
-				v = m.GetCounter().GetValue()
-			}
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("value", "value", nil, nil), prometheus.GaugeValue, v)
+func refusals(t *testing.T, name string) float64 {
+	t.Helper()
+	return metrictest.Value(t, "chihaya_middleware_hook_refusals_total", map[string]string{"hook": name, "action": "announce"})
 }
 
 // TestStorageErrorCountedOnce: a failed store call is counted once in
 // chihaya_storage_errors_total, by the driver, not again by the logic.
 func TestStorageErrorCountedOnce(t *testing.T) {
 	l := newLogic(t, newStore(t))
-	counter := func() float64 {
-		mfs, err := prometheus.DefaultGatherer.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		total := 0.0
-		for _, mf := range mfs {
-			if mf.GetName() == "chihaya_storage_errors_total" {
-				for _, m := range mf.GetMetric() {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-		return total
-	}
+	counter := func() float64 { return metrictest.Value(t, "chihaya_storage_errors_total", nil) }
 	before := counter()
 	// A peer without an address: the memory driver refuses it.
 	req := announce(bittorrent.InfoHash{0xe1}, bittorrent.Peer{}, 1, bittorrent.None)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/chihaya/chihaya/internal/metrictest"
 )
 
 // Info hashes for which Logic misbehaves on purpose.
@@ -252,23 +252,6 @@ func (l *Logic) WaitAfters(t testing.TB, want int) int {
 // frontend ("http", "udp", "websocket") and reason from the default
 // registry, where the frontends register their metrics.
 func ErrorsCounted(frontendName, reason string) float64 {
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		return 0
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "chihaya_frontend_errors_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["frontend"] == frontendName && labels["reason"] == reason {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	v, _ := metrictest.Sum("chihaya_frontend_errors_total", map[string]string{"frontend": frontendName, "reason": reason})
+	return v
 }
