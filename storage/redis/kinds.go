@@ -170,17 +170,7 @@ func (s *PeerStore) webScript(ctx context.Context, pipe redis.Pipeliner, k *swar
 		return pipe.Do(ctx, args...)
 	}
 	s.markWeb(ctx, pipe)
-	own, other, role := 0, 1, roleTag[0]
-	if !u.Seeder() {
-		own, other, role = 1, 0, roleTag[1]
-	}
-	count := flagTag[0]
-	if u == storage.UpdateGraduate {
-		count = flagTag[1]
-	}
-	args := putScript.args(make([]interface{}, 0, 14), eval)
-	args = append(args, k.roles[af][own], k.roles[af][other], k.downloads, k.shard.index, k.shard.totals,
-		addr, value, familyTag[af], role, count, k.hexIH)
+	args := putArgs(putScript.args(make([]interface{}, 0, 10), eval), k, af, u, addr, value)
 	return pipe.Do(ctx, args...)
 }
 

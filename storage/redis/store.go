@@ -104,10 +104,11 @@ func (s *PeerStore) appendUpdateArgs(x *exchange, up *update, eval bool) {
 		}
 		return
 	}
-	sc := putScript
-	if up.cell != "" {
-		sc = putLocalScript
+	if up.cell == "" {
+		x.args = putArgs(putScript.args(x.args, eval), k, f, up.u, &x.strs[2], &x.strs[3])
+		return
 	}
+	sc := putLocalScript
 	own, other, role := 0, 1, &roleTag[0]
 	if !up.u.Seeder() {
 		own, other, role = 1, 0, &roleTag[1]
@@ -117,12 +118,24 @@ func (s *PeerStore) appendUpdateArgs(x *exchange, up *update, eval bool) {
 		count = &flagTag[1]
 	}
 	x.args = sc.args(x.args, eval)
+	x.strs[0] = up.cell
 	x.args = append(x.args, &k.roles[f][own], &k.roles[f][other], &k.downloads, &k.shard.index, &k.shard.totals,
-		&x.strs[2], &x.strs[3], &familyTag[f], role, count, &k.hexIH)
-	if up.cell != "" {
-		x.strs[0] = up.cell
-		x.args = append(x.args, &k.base[f], &x.strs[0])
+		&x.strs[2], &x.strs[3], &familyTag[f], role, count, &k.hexIH, &k.base[f], &x.strs[0])
+}
+
+// putArgs appends the keys and arguments of put.lua to dst (after its
+// EVALSHA): update u (not a delete) of the peer at addr, stored as value,
+// in family af of the swarm whose keys are k.
+func putArgs(dst []interface{}, k *swarmKeys, af bittorrent.AddressFamily, u storage.Update, addr, value interface{}) []interface{} {
+	own, other := 0, 1
+	if !u.Seeder() {
+		own, other = 1, 0
 	}
+	dst = append(dst, &k.roles[af][own], &k.roles[af][other], &k.downloads, &k.shard.index, &k.shard.totals, addr, value)
+	if u == storage.UpdateGraduate {
+		dst = append(dst, &flagTag[1])
+	}
+	return dst
 }
 
 // roleTag and flagTag are arguments passed by pointer (no allocation).

@@ -7,22 +7,31 @@
 -- torrent's downloads, 4 the swarm index of the swarm's shard, 5 the
 -- totals of that shard.
 -- ARGV: 1 address+port, 2 the value (peer ID, last seen as 4 bytes
--- big-endian), 3 family ("4" or "6"), 4 the new role ("s" or "l"),
--- 5 "1" to count a download, 6 the swarm's index member.
+-- big-endian), 3 "1" to count a download (absent otherwise).
 -- Returns the peer's role before: 0 absent, 1 the new role, 2 the other.
 --
 -- The common case (a peer announcing again in its role) is one HSET that
 -- replaces the value: a peer is never in both roles, so it is not in the
 -- other. Only a peer new to the role is looked for in the other one.
+-- Every argument costs Redis time on every call, so what only the rare
+-- case needs (the family, the role, the swarm's index member) is read
+-- from the name of the role's hash: P{H}Fr, or P{H}wFr for the WebSocket
+-- peers of the swarm, whose index member is wH (see codec.go, kinds.go).
 if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-  if ARGV[5] == '1' then
+  if ARGV[3] == '1' then
     redis.call('INCR', KEYS[3])
   end
   return 1
 end
-local fam, role = ARGV[3], ARGV[4]
+local key = KEYS[1]
+local n = #key
+local fam, role = string.sub(key, n - 1, n - 1), string.sub(key, n)
+local close, kind = n - 2, ''
+if string.sub(key, close, close) ~= '}' then
+  kind, close = string.sub(key, close, close), close - 1
+end
 local moved = redis.call('HDEL', KEYS[2], ARGV[1])
-if ARGV[5] == '1' then
+if ARGV[3] == '1' then
   redis.call('INCR', KEYS[3])
 end
 if moved == 1 then
@@ -34,6 +43,6 @@ redis.call('HINCRBY', KEYS[5], role .. fam, 1)
 if redis.call('HLEN', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
   -- The family's first peer: a new swarm for the totals and the index.
   redis.call('HINCRBY', KEYS[5], 'w' .. fam, 1)
-  redis.call('SADD', KEYS[4], ARGV[6])
+  redis.call('SADD', KEYS[4], kind .. string.sub(key, close - 40, close - 1))
 end
 return 0
