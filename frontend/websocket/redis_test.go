@@ -27,7 +27,7 @@ import (
 var prefixes atomic.Int64
 
 // redisTrackers starts n trackers sharing the Redis at addr.
-func redisTrackers(t testing.TB, addr string, n int) []*tracker {
+func redisTrackers(t testing.TB, addr string, n int, edit ...func(*Config)) []*tracker {
 	t.Helper()
 	prefix := "ws" + strconv.FormatInt(prefixes.Add(1), 10) + ":"
 	var trs []*tracker
@@ -40,7 +40,11 @@ func redisTrackers(t testing.TB, addr string, n int) []*tracker {
 			t.Fatal(err)
 		}
 		logic := middleware.NewLogic(middleware.Config{}.WithDefaults(), store, nil, nil)
-		wcfg := Config{Addr: "127.0.0.1:0"}.WithDefaults()
+		wcfg := Config{Addr: "127.0.0.1:0"}
+		for _, e := range edit {
+			e(&wcfg)
+		}
+		wcfg = wcfg.WithDefaults()
 		f, err := NewFrontend(logic, wcfg)
 		if err != nil {
 			t.Fatal(err)
@@ -106,6 +110,36 @@ func TestRelayAcrossInstances(t *testing.T) {
 	a.send(answer)
 	if r := a.read(); r["failure reason"] == nil {
 		t.Errorf("an answer to no offer: %v, want a failure", r)
+	}
+}
+
+// TestExpiredOfferAcrossInstances: an answer that comes after
+// offer_timeout is refused on the answerer's instance, and the offerer on
+// the other never hears of it.
+func TestExpiredOfferAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t, "redis-server")
+	trs := redisTrackers(t, srv.Addr, 2, func(c *Config) { c.OfferTimeout = time.Second })
+	a, b := trs[0].dial(t, "/"), trs[1].dial(t, "/")
+	a.send(announceMsg(ih1, peerID(1), 100))
+	a.read()
+	b.send(announceMsg(ih1, peerID(2), 0, offerN(1)))
+	b.read()
+	if o := a.read(); o["offer_id"] != bsa(offerN(1)) {
+		t.Fatalf("offer: %v", o)
+	}
+	unmatched := testutil.ToFloat64(relayed[relayAnswer][relayUnmatched])
+	time.Sleep(2500 * time.Millisecond) // past the timeout, in whole seconds
+	a.send(map[string]any{"action": "announce", "info_hash": bs(ih1[:]), "peer_id": bsa(peerID(1)),
+		"to_peer_id": bsa(peerID(2)), "offer_id": bsa(offerN(1)), "answer": map[string]any{"type": "answer", "sdp": "late"}})
+	if r := a.read(); r["failure reason"] == nil {
+		t.Errorf("a late answer: %v, want a failure", r)
+	}
+	if d := testutil.ToFloat64(relayed[relayAnswer][relayUnmatched]) - unmatched; d != 1 {
+		t.Errorf("%v answers counted unmatched, want 1", d)
+	}
+	b.send(map[string]any{"action": "scrape", "info_hash": bs(ih1[:])})
+	if m := b.read(); m["action"] != "scrape" {
+		t.Errorf("the offerer got %v, want nothing before its scrape reply", m)
 	}
 }
 
