@@ -147,6 +147,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		}
 		f.tlsLn = ln
 	}
+	f.srv.idle = newIdlePoller(f.srv)
 	for _, l := range []struct {
 		ln  net.Listener
 		tls *tls.Config

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/pkg/clock"
 )
 
 // server is the frontend's HTTP/1.1 server: a tracker answers GET requests
@@ -58,6 +60,9 @@ type server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	lns      []*os.File
+	// idle holds the plain TCP connections waiting for a request; nil
+	// where epoll is missing.
+	idle *idlePoller
 }
 
 func newServer(f *Frontend, cfg Config) *server {
@@ -83,7 +88,7 @@ func newServer(f *Frontend, cfg Config) *server {
 // them when tlsCfg is set. A plain TCP listener is accepted from directly
 // (serveRaw).
 func (s *server) serve(ln net.Listener, tlsCfg *tls.Config) {
-	if tl, ok := ln.(*net.TCPListener); ok && tlsCfg == nil {
+	if tl, ok := ln.(*net.TCPListener); ok && tlsCfg == nil && s.idle != nil {
 		// A listener's own RawConn cannot wait for readability; a
 		// duplicate of its socket, as an os.File, can.
 		if lf, err := tl.File(); err == nil {
@@ -128,55 +133,6 @@ func (s *server) acceptFailed(err error, backoff time.Duration) time.Duration {
 	logrus.WithError(err).WithField("frontend", "http").Debug("http: accept")
 	time.Sleep(backoff)
 	return backoff
-}
-
-// serveRaw accepts plain TCP connections with accept4 on the listener's
-// socket, bypassing net.Conn: a connection is only registered with the
-// runtime's poller (os.NewFile) when it has to wait, so that a client whose
-// request is there when it is accepted, and who closes after the reply,
-// costs accept4, read, write and close, and none of net's per-connection
-// system calls (getsockname, TCP_NODELAY, two epoll_ctl) and allocations.
-func (s *server) serveRaw(rc syscall.RawConn) {
-	var (
-		nfd  int
-		rsa  syscall.Sockaddr
-		aerr error
-	)
-	accept := func(fd uintptr) bool {
-		for {
-			nfd, rsa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			if aerr == syscall.EINTR || aerr == syscall.ECONNABORTED {
-				continue
-			}
-			return aerr != syscall.EAGAIN
-		}
-	}
-	var backoff time.Duration
-	for {
-		if err := rc.Read(accept); err != nil {
-			// The listener was closed.
-			return
-		}
-		if aerr != nil {
-			if s.shutting.Load() {
-				return
-			}
-			backoff = s.acceptFailed(aerr, backoff)
-			continue
-		}
-		backoff = 0
-		c := &conn{s: s, fd: nfd, fresh: true}
-		c.state.Store(stateActive)
-		switch sa := rsa.(type) {
-		case *syscall.SockaddrInet4:
-			c.remote = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *syscall.SockaddrInet6:
-			c.remote = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
-		}
-		if s.track(c) {
-			go c.serve()
-		}
-	}
 }
 
 // trackListener registers a duplicate of a listener's socket, which
@@ -224,6 +180,9 @@ func (s *server) putBuf(b []byte) { s.bufs.Put(&b) }
 // closes what is left and cancels the requests' context. The listeners
 // must be closed first.
 func (s *server) shutdown(ctx context.Context) error {
+	if s.idle != nil {
+		s.idle.closeAll()
+	}
 	s.mu.Lock()
 	s.shutting.Store(true)
 	for c := range s.conns {
@@ -285,6 +244,7 @@ type conn struct {
 	op     int
 	remote netip.AddrPort
 	state  atomic.Int32
+	pollState
 
 	// buf holds the bytes read of the current request (and any that
 	// follow it); nil while the connection is idle.
@@ -319,6 +279,11 @@ func (c *conn) serve() {
 	defer c.recoverPanic()
 	for {
 		end, err := c.readHead()
+		if err == errParked {
+			// The idle poller has the connection now: it is not ours to
+			// touch any more.
+			return
+		}
 		if err != nil {
 			c.readFailed(err)
 			return
@@ -346,6 +311,12 @@ func (c *conn) serve() {
 		c.buf = nil
 		if c.s.shutting.Load() {
 			c.close(false)
+			return
+		}
+		if c.rc == nil && c.nc == nil {
+			if !c.s.idle.park(c, clock.Monotonic()+int64(c.s.idleTimeout)) {
+				c.close(false)
+			}
 			return
 		}
 		go c.serve()
@@ -393,8 +364,18 @@ func (c *conn) fill() error {
 			return err
 		}
 		if c.n == 0 {
+			// Waiting for a request: in the idle poller, without a
+			// goroutine or a buffer.
 			c.s.putBuf(c.buf)
 			c.buf = nil
+			wait := c.s.idleTimeout
+			if c.fresh {
+				wait = c.s.readTimeout
+			}
+			if c.s.idle.park(c, clock.Monotonic()+int64(wait)) {
+				return errParked
+			}
+			return net.ErrClosed
 		}
 		if err := c.register(); err != nil {
 			return err
@@ -807,4 +788,9 @@ func (c *conn) recoverPanic() {
 	c.close(false)
 }
 
-var errAborted = errors.New("http: connection aborted")
+var (
+	errAborted = errors.New("http: connection aborted")
+	// errParked is returned by fill when the connection went to the idle
+	// poller.
+	errParked = errors.New("http: connection parked")
+)

@@ -1,0 +1,225 @@
+package http
+
+import (
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/chihaya/chihaya/pkg/clock"
+)
+
+// serveRaw accepts plain TCP connections with accept4 on the listener's
+// socket, bypassing net.Conn: a connection is only registered with the
+// runtime's poller (os.NewFile) when it has to wait, so that a client whose
+// request is there when it is accepted, and who closes after the reply,
+// costs accept4, read, write and close, and none of net's per-connection
+// system calls (getsockname, TCP_NODELAY, two epoll_ctl) and allocations.
+func (s *server) serveRaw(rc syscall.RawConn) {
+	var (
+		nfd  int
+		rsa  syscall.Sockaddr
+		aerr error
+	)
+	accept := func(fd uintptr) bool {
+		for {
+			nfd, rsa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			if aerr == syscall.EINTR || aerr == syscall.ECONNABORTED {
+				continue
+			}
+			return aerr != syscall.EAGAIN
+		}
+	}
+	var backoff time.Duration
+	for {
+		if err := rc.Read(accept); err != nil {
+			// The listener was closed.
+			return
+		}
+		if aerr != nil {
+			if s.shutting.Load() {
+				return
+			}
+			backoff = s.acceptFailed(aerr, backoff)
+			continue
+		}
+		backoff = 0
+		c := &conn{s: s, fd: nfd, fresh: true}
+		c.state.Store(stateActive)
+		switch sa := rsa.(type) {
+		case *syscall.SockaddrInet4:
+			c.remote = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+		case *syscall.SockaddrInet6:
+			c.remote = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
+		}
+		if s.track(c) {
+			go c.serve()
+		}
+	}
+}
+
+// pollState is what the idle poller keeps in a conn.
+type pollState struct {
+	inSet     bool // the descriptor is in the poller's epoll set
+	ev        syscall.EpollEvent
+	idleUntil int64 // clock.Monotonic
+}
+
+// idlePoller holds the plain TCP connections that wait for the first byte
+// of a request (kept alive between requests, or accepted before their
+// request arrived) in an epoll set of its own, so that such a connection
+// costs no goroutine and no registration with the runtime's poller: only
+// its conn and a slot here. One goroutine waits on the set (itself
+// registered with the runtime's poller, so no thread blocks in
+// epoll_wait), starts a goroutine for each connection whose bytes arrive,
+// and closes the connections idle past their deadline.
+type idlePoller struct {
+	s     *server
+	epfd  int
+	file  *os.File // epfd, registered with the runtime's poller
+	rc    syscall.RawConn
+	every time.Duration // how often deadlines are checked
+
+	mu     sync.Mutex
+	closed bool
+	conns  []*conn // by descriptor: the connections in the set
+	n      int
+}
+
+// newIdlePoller returns a running idlePoller, or nil when epoll is not
+// available (then idle connections wait in goroutines).
+func newIdlePoller(s *server) *idlePoller {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil
+	}
+	p := &idlePoller{s: s, epfd: epfd, file: f, rc: rc}
+	p.every = min(max(min(s.idleTimeout, s.readTimeout)/8, 10*time.Millisecond), time.Second)
+	go p.run()
+	return p
+}
+
+// park puts c, which has nothing buffered, into the set until bytes
+// arrive or until deadline (clock.Monotonic). It reports false when the
+// poller is closed (shutdown), and then c must be closed by its caller.
+func (p *idlePoller) park(c *conn, deadline int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	// Under the lock: shutdown and the deadline check close parked
+	// connections, and must not find one whose registration is underway.
+	op := syscall.EPOLL_CTL_MOD
+	if !c.inSet {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	c.ev = syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(c.fd)}
+	if err := syscall.EpollCtl(p.epfd, op, c.fd, &c.ev); err != nil {
+		logrus.WithError(err).WithField("frontend", "http").Debug("http: epoll_ctl")
+		return false
+	}
+	c.inSet = true
+	c.idleUntil = deadline
+	c.state.Store(stateIdle)
+	for c.fd >= len(p.conns) {
+		p.conns = append(p.conns, make([]*conn, len(p.conns)+64)...)
+	}
+	p.conns[c.fd] = c
+	p.n++
+	return true
+}
+
+// run waits for parked connections to become readable, and checks their
+// deadlines every p.every.
+func (p *idlePoller) run() {
+	events := make([]syscall.EpollEvent, 256)
+	var ready, expired []*conn
+	var n int
+	wait := func(fd uintptr) bool {
+		var err error
+		n, err = syscall.EpollWait(int(fd), events, 0)
+		if err != nil {
+			n = 0
+		}
+		return n > 0
+	}
+	nextCheck := clock.Monotonic() + int64(p.every)
+	for {
+		p.file.SetReadDeadline(time.Now().Add(p.every)) //nolint:errcheck // an epoll fd takes deadlines
+		err := p.rc.Read(wait)
+		if err != nil && !os.IsTimeout(err) {
+			return // closed
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd < len(p.conns) && p.conns[fd] != nil {
+				ready = append(ready, p.conns[fd])
+				p.conns[fd] = nil
+				p.n--
+			}
+		}
+		n = 0
+		if now := clock.Monotonic(); now >= nextCheck {
+			nextCheck = now + int64(p.every)
+			for fd, c := range p.conns {
+				if c != nil && c.idleUntil <= now {
+					expired = append(expired, c)
+					p.conns[fd] = nil
+					p.n--
+				}
+			}
+		}
+		p.mu.Unlock()
+		for i, c := range ready {
+			if c.state.CompareAndSwap(stateIdle, stateActive) {
+				go c.serve()
+			} else {
+				c.close(false) // shutdown found it idle, and left it to us
+			}
+			ready[i] = nil
+		}
+		ready = ready[:0]
+		for i, c := range expired {
+			c.close(false)
+			expired[i] = nil
+		}
+		expired = expired[:0]
+	}
+}
+
+// closeAll closes the parked connections and the poller (shutdown).
+func (p *idlePoller) closeAll() {
+	p.mu.Lock()
+	p.closed = true
+	var parked []*conn
+	for fd, c := range p.conns {
+		if c != nil {
+			parked = append(parked, c)
+			p.conns[fd] = nil
+		}
+	}
+	p.mu.Unlock()
+	p.file.Close()
+	for _, c := range parked {
+		c.close(false)
+	}
+}

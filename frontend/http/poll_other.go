@@ -1,0 +1,17 @@
+//go:build !linux
+
+package http
+
+import "syscall"
+
+// Elsewhere than on Linux, plain TCP connections are served through
+// net.Conn, and idle connections wait in goroutines.
+
+type idlePoller struct{}
+
+type pollState struct{}
+
+func newIdlePoller(*server) *idlePoller    { return nil }
+func (*idlePoller) park(*conn, int64) bool { return false }
+func (*idlePoller) closeAll()              {}
+func (s *server) serveRaw(syscall.RawConn) { panic("http: serveRaw without accept4") }
