@@ -131,7 +131,11 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 	// request), for nothing: idle_timeout already closes idle connections.
 	lc := net.ListenConfig{KeepAlive: -1}
 	if cfg.Addr != "" {
-		ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
+		plain := lc
+		// The kernel hands over a connection once its request is
+		// there: serving it is then one read, no wait (deferAccept).
+		plain.Control = deferAccept
+		ln, err := plain.Listen(context.Background(), "tcp", cfg.Addr)
 		if err != nil {
 			return nil, errors.New("http: " + err.Error())
 		}

@@ -61,6 +61,22 @@ func (s *server) serveRaw(rc syscall.RawConn) {
 	}
 }
 
+// deferAccept sets TCP_DEFER_ACCEPT on a listening socket: accept
+// returns a connection only once its first bytes have arrived (or after a
+// second, the kernel's SYN-ACK retransmissions permitting), so that a new
+// connection rarely has to wait for its request in the idle poller. HTTP
+// clients always speak first.
+func deferAccept(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
 // pollState is what the idle poller keeps in a conn.
 type pollState struct {
 	inSet     bool // the descriptor is in the poller's epoll set

@@ -15,3 +15,5 @@ func newIdlePoller(*server) *idlePoller    { return nil }
 func (*idlePoller) park(*conn, int64) bool { return false }
 func (*idlePoller) closeAll()              {}
 func (s *server) serveRaw(syscall.RawConn) { panic("http: serveRaw without accept4") }
+
+func deferAccept(string, string, syscall.RawConn) error { return nil }
