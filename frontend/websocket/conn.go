@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	gws "github.com/gorilla/websocket"
@@ -93,31 +94,58 @@ func (c *conn) swarmCount() int {
 }
 
 // serve reads messages until the connection ends, then leaves every
-// swarm; or, with nothing left to read, parks the connection and returns.
-// Its own frame is kept small (the work is in next): the wait below it is
-// where a connection without a poller spends its life, and a shallow stack
-// there lets the garbage collector shrink the goroutine's stack.
+// swarm; or, once the connection has been quiet for parkAfter, parks it
+// and returns. Its own frame is kept small (the work is in next): the wait
+// below it is where a connection without a poller spends its life, and a
+// shallow stack there lets the garbage collector shrink the goroutine's
+// stack.
 func (c *conn) serve() {
+	parkable := c.f.poller != nil && c.fd >= 0
 	for {
 		// A message may have come in with the last one, read from the
 		// socket already.
 		if !c.buffered() {
-			_ = c.ws.SetReadDeadline(time.Unix(0, c.lastRead.Load()).Add(c.f.cfg.IdleTimeout))
+			idleAt := time.Unix(0, c.lastRead.Load()).Add(c.f.cfg.IdleTimeout)
+			deadline := idleAt
+			if soon := time.Now().Add(parkAfter); parkable && soon.Before(deadline) {
+				deadline = soon
+			}
+			_ = c.ws.SetReadDeadline(deadline)
 			if err := c.nc.wait(); err != nil {
+				if parkable && deadline.Before(idleAt) && isTimeout(err) {
+					if c.park() {
+						return
+					}
+					continue
+				}
 				c.readFailed(err)
 				break
+			}
+			if deadline.Before(idleAt) {
+				// The rest of the message may still be on its way: it
+				// has until the idle deadline, not the wait's.
+				_ = c.ws.SetReadDeadline(idleAt)
 			}
 		}
 		c.lastRead.Store(time.Now().UnixNano())
 		if !c.next() {
 			break
 		}
-		if !c.buffered() && c.park() {
-			return
-		}
 	}
 	c.close()
 	c.f.active.Done()
+}
+
+// parkAfter is how long a connection's reader waits for its next message
+// before it parks. A browser busy exchanging offers and answers keeps its
+// goroutine (parking and waking cost two system calls and a goroutine
+// start a message); one that went quiet, as between its announces, frees
+// it.
+const parkAfter = time.Second
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // buffered reports whether part of a message was read from the socket
@@ -425,6 +453,13 @@ type peekConn struct {
 	// first is wait's one-byte read: in the struct, as a local it would
 	// escape to the heap through the io.Reader call.
 	first [1]byte
+	// rc is the socket of a plain TCP connection, which wait reads
+	// itself: one system call a message instead of three (a read that
+	// finds nothing, then one byte, then the rest). readFn is readSocket,
+	// made once; rerr is its error.
+	rc     syscall.RawConn
+	readFn func(fd uintptr) bool
+	rerr   error
 
 	wmu       sync.Mutex
 	batching  bool
@@ -502,8 +537,9 @@ func (p *peekConn) flush(deadline time.Time) error {
 	return err
 }
 
-// readPool holds the buffers wait reads into.
-var readPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }}
+// readPool holds the buffers wait reads into: 8 KiB, so that an announce
+// with five offers (4 to 5 KB) comes in one read.
+var readPool = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
 
 // wait blocks until the peer sends something, or the read deadline. It
 // waits on a one-byte read, holding no buffer, and only then takes one
@@ -512,6 +548,15 @@ var readPool = sync.Pool{New: func() any { b := make([]byte, 4<<10); return &b }
 func (p *peekConn) wait() error {
 	if p.pend != nil {
 		return nil
+	}
+	if p.rc != nil {
+		// Go's netpoller waits, with the read deadline, whenever
+		// readSocket finds nothing.
+		p.rerr = nil
+		if err := p.rc.Read(p.readFn); err != nil {
+			return err
+		}
+		return p.rerr
 	}
 	for {
 		n, err := p.Conn.Read(p.first[:])
@@ -557,6 +602,7 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	h.c.nc = &peekConn{Conn: nc}
+	h.c.nc.useSocket()
 	if brw.Reader.Buffered() > 0 {
 		// gorilla/websocket refuses the upgrade for it.
 		return h.c.nc, brw, nil

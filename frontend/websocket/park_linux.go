@@ -2,8 +2,11 @@ package websocket
 
 import (
 	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -135,4 +138,39 @@ func (p *poller) arm(c *conn) error {
 		}
 	}
 	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev)
+}
+
+// useSocket lets wait read a plain TCP connection's socket itself.
+func (p *peekConn) useSocket() {
+	if tc, ok := p.Conn.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			p.rc, p.readFn = rc, p.readSocket
+		}
+	}
+}
+
+// readSocket reads what has arrived into a pooled buffer, which it keeps
+// only if something came; false asks the netpoller to wait for more.
+func (p *peekConn) readSocket(fd uintptr) bool {
+	b := readPool.Get().(*[]byte)
+	for {
+		n, err := syscall.Read(int(fd), *b)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			readPool.Put(b)
+			return false
+		case err != nil:
+			p.rerr = os.NewSyscallError("read", err)
+		case n == 0:
+			p.rerr = io.EOF
+		default:
+			*b = (*b)[:n]
+			p.pend, p.off = b, 0
+			return true
+		}
+		readPool.Put(b)
+		return true
+	}
 }

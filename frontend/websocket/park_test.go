@@ -104,9 +104,15 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 		clients[i].read()
 	}
 	// The client side has a goroutine per connection only while reading
-	// (none now): what remains above before is the tracker's.
-	time.Sleep(100 * time.Millisecond)
-	if grown := runtime.NumGoroutine() - before; grown > n/5 {
+	// (none now): what remains above before is the tracker's, which parks
+	// a connection once it has been quiet for parkAfter.
+	grown := 0
+	for end := time.Now().Add(parkAfter + 5*time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if grown = runtime.NumGoroutine() - before; grown < n/5 {
+			break
+		}
+	}
+	if grown >= n/5 {
 		t.Errorf("%d idle connections added %d goroutines, want fewer than %d", n, grown, n/5)
 	}
 	// A leecher's offer reaches one of the parked seeders, which answers.
