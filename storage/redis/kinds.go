@@ -310,15 +310,26 @@ func (s *PeerStore) webAnnounce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u
 }
 
 // addWebCounts adds the WebSocket peers of ih's swarm for af to the
-// counts of a native announce, once WebSocket peers are known to exist.
+// counts of a native announce, once WebSocket peers are known to exist:
+// two HLENs, in a second round trip.
 func (s *PeerStore) addWebCounts(c storage.Counts, ih bittorrent.InfoHash, af bittorrent.AddressFamily) (storage.Counts, error) {
 	if !s.web.seen.Load() {
 		return c, nil
 	}
-	var w [1]storage.Counts
-	err := s.webScrape(w[:], []bittorrent.InfoHash{ih}, af)
-	w[0].Downloads = 0 // shared with the native swarm: counted there
-	return c.Add(w[0]), err
+	var h [40]byte
+	hex.Encode(h[:], ih[:])
+	base := s.cfg.KeyPrefix + "{" + string(h[:]) + "}" + webSuffixes[2*af][:2]
+	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
+		pipe := s.client.Pipeline()
+		seeders, leechers := pipe.HLen(ctx, base+"s"), pipe.HLen(ctx, base+"l")
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		c.Seeders = clampU32(int64(c.Seeders) + seeders.Val())
+		c.Leechers = clampU32(int64(c.Leechers) + leechers.Val())
+		return nil
+	})
+	return c, err
 }
 
 // webScrape writes the counts of the WebSocket swarms of ihs into dst,

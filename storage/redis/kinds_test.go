@@ -85,3 +85,33 @@ func TestWebAnnounceApplies(t *testing.T) {
 		t.Fatalf("scrape after stopped: %+v %v", c, err)
 	}
 }
+
+// BenchmarkNativeAnnounceWebSeen is the cost for native announces of
+// WebSocket peers under the prefix: their counts in a second round trip.
+func BenchmarkNativeAnnounceWebSeen(b *testing.B) {
+	srv := startRedis(b)
+	for _, seen := range []bool{false, true} {
+		name := "no WebSocket peers"
+		if seen {
+			name = "WebSocket peers exist"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := newStore(b, srv)
+			if seen {
+				browser := peer4(999)
+				browser.Kind = bittorrent.WebSocketPeer
+				must(b, "PutLeecher", s.PutLeecher(ih(1), browser))
+			}
+			for i := range 50 {
+				must(b, "PutSeeder", s.PutSeeder(ih(1), peer4(i)))
+			}
+			dst := make([]bittorrent.Peer, 0, 50)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, err := s.Announce(dst[:0], ih(1), storage.UpdateLeecher, 30, peer4(100)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
