@@ -230,16 +230,20 @@ func equalFold(b []byte, s string) bool {
 	return true
 }
 
+// nextItem splits the first entry off the comma-separated list v.
+func nextItem(v []byte) (item, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return v[:i], v[i+1:]
+	}
+	return v, nil
+}
+
 // hasToken reports whether the comma-separated list v holds the token tok
 // (lower case), ignoring case and surrounding spaces.
 func hasToken(v []byte, tok string) bool {
 	for len(v) > 0 {
 		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
-		}
+		part, v = nextItem(v)
 		if equalFold(bytes.Trim(part, " \t"), tok) {
 			return true
 		}
@@ -253,11 +257,7 @@ func hasToken(v []byte, tok string) bool {
 func acceptsGzip(v []byte) (gzip, decided bool) {
 	for len(v) > 0 {
 		var part []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			part, v = v[:i], v[i+1:]
-		} else {
-			part, v = v, nil
-		}
+		part, v = nextItem(v)
 		name, params, _ := bytes.Cut(part, []byte(";"))
 		name = bytes.Trim(name, " \t")
 		if !equalFold(name, "gzip") && !bytes.Equal(name, []byte("*")) {
