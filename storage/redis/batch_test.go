@@ -99,13 +99,8 @@ func TestAnnouncesShareRoundTrips(t *testing.T) {
 // the benchmark's process (the tracker's side) per announce, which holds
 // on a machine that others load too.
 func BenchmarkAnnounceParallel(b *testing.B) {
-	srv := startRedis(b)
-	s := newStore(b, srv)
 	const swarms, size = 1000, 20
-	fill(b, s, swarms, size)
-	c := srv.Conn(b)
-	must(b, "CONFIG RESETSTAT", c.ConfigResetStat(context.Background()).Err())
-	rcpu := redisCPU(b, c)
+	s, c, rcpu := announceBench(b, swarms, size)
 	cpu := processCPU(b)
 	var h pipelineCounter
 	s.client.AddHook(&h)
@@ -116,14 +111,8 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		dst := make([]bittorrent.Peer, 0, 64)
 		for pb.Next() {
-			j := int(next.Add(1)) % (swarms * size)
-			u := storage.UpdateLeecher
-			if j%3 == 0 {
-				u = storage.UpdateSeeder
-			}
 			var err error
-			dst, _, _, err = s.Announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
-			if err != nil {
+			if dst, err = announceAgain(s, dst, int(next.Add(1))%(swarms*size), swarms); err != nil {
 				b.Error(err)
 				return
 			}
@@ -131,12 +120,8 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 	})
 	b.StopTimer()
 	cpu = processCPU(b) - cpu
-	rcpu = redisCPU(b, c) - rcpu
-	all, top := commandUsec(b, c)
+	reportRedis(b, c, rcpu)
 	n := float64(b.N)
-	b.ReportMetric(all/n, "redis-µs/op")
-	b.ReportMetric(top/n, "redis-top-µs/op")
-	b.ReportMetric(rcpu*1e6/n, "redis-cpu-µs/op")
 	b.ReportMetric(cpu*1e6/n, "cpu-µs/op")
 	if p := h.pipelines.Load(); p > 0 {
 		b.ReportMetric(n/float64(p), "announces/pipeline")

@@ -14,7 +14,8 @@
 // The package's files: conn.go (the client of each topology), breaker.go
 // (the outage behaviour), codec.go (keys, stored values, raw replies),
 // scripts.go and lua/ (the scripts), store.go (the PeerStore methods),
-// gc.go (collection and totals), local.go (locality).
+// batch.go (announces in progress together share a round trip), gc.go
+// (collection and totals), local.go (locality).
 package redis
 
 import (

@@ -741,45 +741,59 @@ func TestCallerGivingUpIsNotAnOutage(t *testing.T) {
 // (HLEN, GET, EVALSHA, HRANDFIELD); and redis-cpu-µs/op, the CPU time of
 // the Redis process (INFO cpu: system and user), network included.
 func BenchmarkAnnounce(b *testing.B) {
-	srv := startRedis(b)
-	s := newStore(b, srv)
 	const swarms, size = 1000, 20
-	for i := range swarms * size {
-		p := peer4(i)
-		if i%3 == 0 {
-			must(b, "put", s.PutSeeder(ih(i%swarms), p))
-		} else {
-			must(b, "put", s.PutLeecher(ih(i%swarms), p))
-		}
-	}
-	c := srv.Conn(b)
-	must(b, "CONFIG RESETSTAT", c.ConfigResetStat(context.Background()).Err())
-	cpu := redisCPU(b, c)
+	s, c, cpu := announceBench(b, swarms, size)
 	b.ReportAllocs()
 	b.ResetTimer()
 	dst := make([]bittorrent.Peer, 0, 64)
 	for i := range b.N {
-		j := i % (swarms * size)
-		u := storage.UpdateLeecher
-		if j%3 == 0 {
-			u = storage.UpdateSeeder
-		}
 		var err error
-		dst, _, _, err = s.Announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
-		if err != nil {
+		if dst, err = announceAgain(s, dst, i%(swarms*size), swarms); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
-	cpu = redisCPU(b, c) - cpu
-	all, top := commandUsec(b, c)
 	if testing.Verbose() {
 		info, _ := c.Info(context.Background(), "commandstats").Result()
 		b.Log(info)
 	}
-	b.ReportMetric(all/float64(b.N), "redis-µs/op")
-	b.ReportMetric(top/float64(b.N), "redis-top-µs/op")
-	b.ReportMetric(cpu*1e6/float64(b.N), "redis-cpu-µs/op")
+	reportRedis(b, c, cpu)
+}
+
+// announceBench starts the Redis and the store of an announce benchmark,
+// stores swarms of size peers, and returns the store, a connection to the
+// Redis, and the Redis' CPU time so far, its command statistics reset.
+func announceBench(b *testing.B, swarms, size int) (*PeerStore, *redis.Client, float64) {
+	b.Helper()
+	srv := startRedis(b)
+	s := newStore(b, srv)
+	fill(b, s, swarms, size)
+	c := srv.Conn(b)
+	must(b, "CONFIG RESETSTAT", c.ConfigResetStat(context.Background()).Err())
+	return s, c, redisCPU(b, c)
+}
+
+// announceAgain announces peer j of a store filled by fill(…, swarms, …)
+// again in its role (a third of the peers are seeders).
+func announceAgain(s *PeerStore, dst []bittorrent.Peer, j, swarms int) ([]bittorrent.Peer, error) {
+	u := storage.UpdateLeecher
+	if j%3 == 0 {
+		u = storage.UpdateSeeder
+	}
+	dst, _, _, err := s.Announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
+	return dst, err
+}
+
+// reportRedis reports Redis' time per operation since cpu was read (see
+// BenchmarkAnnounce).
+func reportRedis(b *testing.B, c *redis.Client, cpu float64) {
+	b.Helper()
+	cpu = redisCPU(b, c) - cpu
+	all, top := commandUsec(b, c)
+	n := float64(b.N)
+	b.ReportMetric(all/n, "redis-µs/op")
+	b.ReportMetric(top/n, "redis-top-µs/op")
+	b.ReportMetric(cpu*1e6/n, "redis-cpu-µs/op")
 }
 
 // redisCPU returns the CPU seconds the Redis process has used (INFO cpu).
