@@ -31,10 +31,10 @@ import (
 // are not grouped). The scripts are the native swarm's, run on these keys.
 //
 // Counts add up both kinds. A WebSocket announce reads the native counts
-// in its own round trip; a native announce or scrape reads the WebSocket
-// counts only once WebSocket peers are known to exist under key_prefix
-// (webSeen: this store stored one, or found the marker key P w that the
-// first one sets), in a second round trip, so that a tracker without
+// in the same round trip as its own; a native announce or scrape reads
+// the WebSocket counts only once WebSocket peers are known to exist under
+// key_prefix (web.seen: this store stored one, or its reporting found the
+// marker key Pw that the first one sets), in a second round trip, so that a tracker without
 // WebSocket peers pays nothing for them.
 
 var _ interface{ KeepsPeerKinds() } = (*PeerStore)(nil)
