@@ -45,9 +45,12 @@ const maxWSConns = 20000
 
 // runConfig is everything one run needs, validated.
 type runConfig struct {
-	Mode     string
-	Label    string
-	Target   netip.AddrPort
+	Mode   string
+	Label  string
+	Target netip.AddrPort
+	// Target2, when valid, is a second tracker instance (WebSocket modes):
+	// the odd-numbered connections go there.
+	Target2  netip.AddrPort
 	Workload WorkloadConfig
 
 	Duration time.Duration
@@ -168,6 +171,7 @@ func main() {
 // flags holds the raw flag values of a run command.
 type flags struct {
 	target  string
+	target2 string
 	events  string
 	profile string
 	cfg     runConfig
@@ -250,6 +254,7 @@ func newRunCmd(mode, short string, duration time.Duration) *cobra.Command {
 			fs.IntVar(&f.cfg.Offers, "offers", 5, "offers per announce (WebTorrent sends 5)")
 		}
 		fs.StringVar(&f.cfg.AnnouncePath, "path", "/announce", "URL path of the WebSocket")
+		fs.StringVar(&f.target2, "target2", "", "a second instance of the tracker, sharing the first's store: odd-numbered connections go there, so that offers and answers cross instances (loopback only)")
 		f.cfg.Inflight, f.cfg.ConnIDLife, f.cfg.ScrapePath = 1, time.Minute, "/scrape"
 		// Swarms of 10 connections by default, so that offers find peers.
 		t := fs.Lookup("torrents")
@@ -294,6 +299,11 @@ func (f *flags) runConfig(mode string) (*runConfig, error) {
 		return nil, err
 	}
 	cfg.Target = target
+	if f.target2 != "" {
+		if cfg.Target2, err = loopbackTarget(f.target2); err != nil {
+			return nil, errors.New("--target2" + strings.TrimPrefix(err.Error(), "--target"))
+		}
+	}
 	if cfg.Workload.Events, err = parseEventMix(f.events); err != nil {
 		return nil, err
 	}

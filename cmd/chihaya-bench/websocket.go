@@ -62,8 +62,12 @@ func runWebSocket(cfg *runConfig, wl *Workload) (Result, error) {
 	// Every connection is open before the clock starts: a browser keeps
 	// its connection, so the handshakes are not part of the load.
 	dialer := gws.Dialer{HandshakeTimeout: cfg.Timeout}
-	url := "ws://" + cfg.Target.String() + cfg.AnnouncePath
-	for _, w := range workers {
+	urls := []string{"ws://" + cfg.Target.String() + cfg.AnnouncePath}
+	if cfg.Target2.IsValid() {
+		urls = append(urls, "ws://"+cfg.Target2.String()+cfg.AnnouncePath)
+	}
+	for i, w := range workers {
+		url := urls[i%len(urls)]
 		c, _, err := dialer.Dial(url, nil)
 		if err != nil {
 			for _, o := range workers {
