@@ -12,6 +12,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
@@ -34,10 +35,19 @@ func (h *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 // TestAnnouncesShareRoundTrips sends announces from many goroutines at
 // once, as a tracker's sockets do under load: they must share pipelines
 // (fewer round trips than announces), and every announce must still get
-// its own answer and apply its own update, with exact counts.
+// its own answer and apply its own update, with exact counts; with
+// locality off and on (select.lua and the locality scripts).
 func TestAnnouncesShareRoundTrips(t *testing.T) {
 	srv := startRedis(t)
-	s := newStore(t, srv)
+	t.Run("locality=off", func(t *testing.T) { testAnnouncesShareRoundTrips(t, newStore(t, srv)) })
+	t.Run("locality=on", func(t *testing.T) {
+		testAnnouncesShareRoundTrips(t, newStore(t, srv, func(c *Config) {
+			c.Locality = locality.Config{Enabled: true}.WithDefaults()
+		}))
+	})
+}
+
+func testAnnouncesShareRoundTrips(t *testing.T, s *PeerStore) {
 	var h pipelineCounter
 	s.client.AddHook(&h)
 	const peers, rounds = 200, 5

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
@@ -101,34 +103,33 @@ func selectReply(dst []bittorrent.Peer, v interface{}, addr []byte, numWant int)
 }
 
 // announceLocal is Announce with locality on: select.lua and the update's
-// script, pipelined in one round trip.
+// script, pipelined in one round trip, shared with the other announces in
+// progress (batch.go).
 func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update, cls *locality.Classifier, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
 	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
+		x.probe = isProbe(ctx)
 		for eval := false; ; eval = true {
 			dst = dst[:n]
-			pipe := s.client.Pipeline()
 			x.args = x.args[:0]
 			selectArgs(x, up, cls, numWant, announcer, eval)
-			sel := pipe.Do(ctx, x.args...)
+			sel := redis.NewCmd(ctx, x.args...)
 			upArgs := make([]interface{}, 0, 20)
 			x.args, upArgs = upArgs, x.args
 			s.appendUpdateArgs(x, up, eval)
-			upd := pipe.Do(ctx, x.args...)
+			upd := redis.NewCmd(ctx, x.args...)
 			x.args = upArgs
-			_, _ = pipe.Exec(ctx)
+			x.cmds = append(x.cmds[:0], sel, upd)
+			// The first of the two commands' errors, or the batch's.
+			err := s.roundTrip(ctx, x)
 			if !eval && (isNoScript(sel.Err()) || isNoScript(upd.Err())) {
 				continue
 			}
-			if err := sel.Err(); err != nil {
+			if err != nil {
 				return err
 			}
-			if err := upd.Err(); err != nil {
-				return err
-			}
-			var err error
 			dst, counts, role, err = selectReply(dst, sel.Val(), up.addr, numWant)
 			return err
 		}
