@@ -63,16 +63,23 @@ func New(c *net.UDPConn, n int) (*Conn, error) {
 // reports false, which makes the runtime wait for the socket to be ready
 // and call it again, when the kernel has nothing to give or no room.
 //
-// It is a raw system call, without the scheduler's entersyscall and
-// exitsyscall: the socket is non-blocking (every net.UDPConn is), so the
-// call returns as soon as the kernel has moved what it can. Through
-// Syscall6 a call that outlasts one tick of the runtime's monitor (20 µs;
-// a sendmmsg delivering a batch over loopback often does) has its P taken
-// away and handed to another thread, which the caller must then win
-// back, and the monitor keeps waking every 20 µs to do it: with one CPU
-// (GOMAXPROCS=1) that cost the tracker about 6 % of its CPU time.
+// recvmmsg is a raw system call, without the scheduler's entersyscall and
+// exitsyscall: the socket is non-blocking (every net.UDPConn is), so it
+// returns at once, and through Syscall6 the runtime's monitor, waking every
+// 20 µs while system calls keep it busy, took the P away from a read that
+// outlasted its tick. sendmmsg stays an ordinary system call: made raw as
+// well, it left the tracker's thread holding its P through the loopback
+// delivery of a whole batch, and with another process sharing the CPU the
+// generator's p90 latency went from 0.35 to 2.6-3.7 ms and the rate fell by
+// four fifths (docs/performance.md, UDP pass).
 func (b *Conn) call(fd, trap uintptr, hdrs *unix.Mmsghdr) bool {
-	r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(b.vlen), 0, 0, 0)
+	var r uintptr
+	var e syscall.Errno
+	if trap == unix.SYS_RECVMMSG {
+		r, _, e = unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(b.vlen), 0, 0, 0)
+	} else {
+		r, _, e = unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(hdrs)), uintptr(b.vlen), 0, 0, 0)
+	}
 	if e == unix.EAGAIN || e == unix.EINTR {
 		return false
 	}
