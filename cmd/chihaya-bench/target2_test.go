@@ -2,15 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
-	wsfrontend "github.com/chihaya/chihaya/frontend/websocket"
-	"github.com/chihaya/chihaya/middleware"
 	"github.com/chihaya/chihaya/storage/redis"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
@@ -26,31 +21,9 @@ func TestWebSocketAcrossTwoInstances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		logic := middleware.NewLogic(middleware.Config{}.WithDefaults(), store, nil, nil)
-		f, err := wsfrontend.NewFrontend(logic, wsfrontend.Config{Addr: "127.0.0.1:0"}.WithDefaults())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			f.Stop(ctx)
-			logic.Stop(ctx)
-			store.Stop(ctx)
-		})
-		addrs = append(addrs, f.Addr().(*net.TCPAddr).AddrPort())
+		addrs = append(addrs, wsTracker(t, store))
 	}
-	cfg := testConfig(modeWSAnnounce, addrs[0])
-	cfg.Target2 = addrs[1]
-	cfg.Workload.Torrents, cfg.Sockets, cfg.Offers = 2, 20, 5
-	cfg.Count, cfg.Duration, cfg.Timeout = 400, time.Minute, 10*time.Second
-	r, err := run(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Responses != 400 || r.ErrorsTotal != 0 {
-		t.Errorf("%d announce replies, errors %v; want exactly --count 400 and none", r.Responses, r.Errors)
-	}
+	r := wsAnnounce(t, addrs[0], addrs[1])
 	if r.Offers == 0 || r.Answers == 0 {
 		t.Errorf("relayed %d offers and %d answers across the instances, want some of each", r.Offers, r.Answers)
 	}
