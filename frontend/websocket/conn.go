@@ -52,12 +52,16 @@ type conn struct {
 	// is parked then, and whoever swaps it to running (the poller, the
 	// idle sweep, kill) starts the reader again with serveFn, made once
 	// so that starting it allocates nothing.
-	state   atomic.Int32
-	fd      int32       // the socket's number in the poller, -1 if not parkable
-	armed   atomic.Bool // the socket was put in the poller's epoll set
-	killed  atomic.Bool
-	serveFn func()
-	drainFn func() // drain, made once like serveFn
+	state  atomic.Int32
+	fd     int32       // the socket's number in the poller, -1 if not parkable
+	armed  atomic.Bool // the socket was put in the poller's epoll set
+	killed atomic.Bool
+	// seen: the connection has sent a message; busy: its last one came
+	// within parkAfter of the one before (see serve). Only its reader
+	// touches them.
+	seen, busy bool
+	serveFn    func()
+	drainFn    func() // drain, made once like serveFn
 	// lastRead is when the connection last sent something (Unix
 	// nanoseconds), from which its idle deadline runs.
 	lastRead atomic.Int64
@@ -94,28 +98,34 @@ func (c *conn) swarmCount() int {
 }
 
 // serve reads messages until the connection ends, then leaves every
-// swarm; or, once the connection has been quiet for parkAfter, parks it
-// and returns. Its own frame is kept small (the work is in next): the wait
+// swarm; or parks the connection and returns: at once after a message
+// that came alone, or once a busy connection has been quiet for
+// parkAfter. Its own frame is kept small (the work is in next): the wait
 // below it is where a connection without a poller spends its life, and a
 // shallow stack there lets the garbage collector shrink the goroutine's
 // stack.
 func (c *conn) serve() {
 	parkable := c.f.poller != nil && c.fd >= 0
+	// Started by a wake or by the upgrade, the reader reads before it
+	// parks again.
+	woken := true
 	for {
 		// A message may have come in with the last one, read from the
 		// socket already.
 		if !c.buffered() {
+			if parkable && !woken && !c.busy && c.park() {
+				return
+			}
 			idleAt := time.Unix(0, c.lastRead.Load()).Add(c.f.cfg.IdleTimeout)
 			deadline := idleAt
-			if soon := time.Now().Add(parkAfter); parkable && soon.Before(deadline) {
+			if soon := time.Now().Add(parkAfter); parkable && c.busy && soon.Before(deadline) {
 				deadline = soon
 			}
 			_ = c.ws.SetReadDeadline(deadline)
 			if err := c.nc.wait(); err != nil {
-				if parkable && deadline.Before(idleAt) && isTimeout(err) {
-					if c.park() {
-						return
-					}
+				if deadline.Before(idleAt) && isTimeout(err) {
+					// Quiet for parkAfter: no longer busy.
+					c.busy, woken = false, false
 					continue
 				}
 				c.readFailed(err)
@@ -127,7 +137,10 @@ func (c *conn) serve() {
 				_ = c.ws.SetReadDeadline(idleAt)
 			}
 		}
-		c.lastRead.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.busy = c.seen && now-c.lastRead.Load() < int64(parkAfter)
+		c.seen, woken = true, false
+		c.lastRead.Store(now)
 		if !c.next() {
 			break
 		}
@@ -136,11 +149,12 @@ func (c *conn) serve() {
 	c.f.active.Done()
 }
 
-// parkAfter is how long a connection's reader waits for its next message
-// before it parks. A browser busy exchanging offers and answers keeps its
-// goroutine (parking and waking cost two system calls and a goroutine
-// start a message); one that went quiet, as between its announces, frees
-// it.
+// parkAfter: a connection whose message came within parkAfter of its
+// previous one is busy (a browser exchanging offers and answers), and its
+// reader waits up to parkAfter for the next before it parks, since parking
+// and waking cost two system calls and a goroutine start a message. Any
+// other connection (one announcing every couple of minutes, one that just
+// connected) parks as soon as it has nothing left to read.
 const parkAfter = time.Second
 
 func isTimeout(err error) bool {

@@ -354,9 +354,14 @@ func (f *Frontend) serveUpgrade(w nethttp.ResponseWriter, r *nethttp.Request, ps
 	f.conns[ap] = c
 	f.mu.Unlock()
 	connectionsOpen.Inc()
-	// The reader runs in a goroutine of its own so that net/http's, with
-	// its deeper stack, ends now.
-	go c.serve()
+	// The connection waits for its first message parked, where it can
+	// (a burst of new connections would otherwise hold a goroutine each,
+	// whose runtime record is never freed); else its reader runs in a
+	// goroutine of its own so that net/http's, with its deeper stack, ends
+	// now.
+	if !c.park() {
+		go c.serve()
+	}
 }
 
 func (f *Frontend) unregister(c *conn) {
