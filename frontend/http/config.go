@@ -82,9 +82,10 @@ const (
 	DefaultFullScrapeInterval  = time.Minute
 )
 
-// minHeaderBytes is the smallest max_header_bytes we accept: net/http
-// reads headers with 4 KiB of slack beyond its own limit, which the
-// frontend subtracts, so smaller limits cannot be enforced.
+// minHeaderBytes is the smallest max_header_bytes we accept: real
+// clients' heads (long query strings, cookies from proxies) need a few
+// KiB, and configurations written when net/http served the frontend,
+// which could not enforce less, stay valid and mean the same.
 const minHeaderBytes = 4 << 10
 
 // WithDefaults returns c with every unset key given its default.
