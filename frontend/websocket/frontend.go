@@ -466,7 +466,13 @@ func (f *Frontend) announce(c *conn, st *state) {
 	case !joined && !stopped && c.swarmCount() >= f.cfg.MaxSwarmsPerConnection:
 		f.refuse(c, m, errTooManySwarms)
 		return
-	case !joined && f.boundTo(bindKey{m.infoHash, m.peerID, c.af}) != nil:
+	case !joined && !stopped && !f.bind(c, m.infoHash, m.peerID):
+		// Bound before the logic runs: with a store that applies the
+		// announce as it answers (Redis), a peer ID refused after would
+		// stay in the swarm until collected.
+		f.refuse(c, m, errPeerIDTaken)
+		return
+	case !joined && stopped && f.boundTo(bindKey{m.infoHash, m.peerID, c.af}) != nil:
 		f.refuse(c, m, errPeerIDTaken)
 		return
 	}
@@ -490,12 +496,11 @@ func (f *Frontend) announce(c *conn, st *state) {
 	}
 	ctx := context.Background()
 	if err := f.logic.HandleAnnounce(ctx, req, resp); err != nil {
+		if !joined && !stopped {
+			f.unbind(c, m.infoHash, m.peerID)
+		}
 		f.observe(frontend.Announce, c.af, err, start)
 		c.reply(f.failure(bittorrent.ClientText(err), actionAnnounce, &m.infoHash))
-		return
-	}
-	if !joined && !stopped && !f.bind(c, m.infoHash, m.peerID) {
-		f.refuse(c, m, errPeerIDTaken)
 		return
 	}
 	buf := f.getBuf()
