@@ -76,6 +76,11 @@ type Frontend struct {
 	// answer, by offer ID (relay.go); a connection's go when it closes.
 	offerMu sync.Mutex
 	offers  map[*conn]map[[20]byte]pendingOffer
+	// offerers are the peers of other instances that offered to a
+	// connection of this one lately, until when (Unix seconds): what this
+	// instance knows of them, so that an answer to one that matches no
+	// offer is told so, not that its to_peer_id is unknown (relay.go).
+	offerers map[bindKey]int64
 
 	// relay reaches the WebSocket peers whose sockets other instances
 	// hold (nil when the store is this instance's alone).
@@ -116,6 +121,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		perIP:    make(map[netip.Addr]int),
 		bindings: make(map[bindKey]*conn),
 		offers:   make(map[*conn]map[[20]byte]pendingOffer),
+		offerers: make(map[bindKey]int64),
 		done:     make(chan struct{}),
 	}
 	f.metrics.KnownErrors(knownReasons()...)

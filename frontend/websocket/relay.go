@@ -105,10 +105,11 @@ func (f *Frontend) answer(c *conn, m *message) {
 	p, ok := f.takeAnswer(c, m.offerID)
 	if !ok || p.ih != m.infoHash || p.fromID != m.toPeerID || p.expires < clock.Unix() {
 		observeRelay(relayAnswer, relayUnmatched)
-		if f.boundTo(bindKey{m.infoHash, m.toPeerID, c.af}) == nil {
-			f.refuse(c, m, errUnknownToPeerID)
-		} else {
+		k := bindKey{m.infoHash, m.toPeerID, c.af}
+		if ok && p.ih == m.infoHash && p.fromID == m.toPeerID || f.boundTo(k) != nil || f.offeredLately(k) {
 			f.refuse(c, m, errUnknownOffer)
+		} else {
+			f.refuse(c, m, errUnknownToPeerID)
 		}
 		return
 	}
@@ -147,6 +148,7 @@ func (f *Frontend) receiveRemote(b []byte) {
 			observeRelay(relayOffer, relayPeerGone)
 			return
 		}
+		f.rememberOfferer(bindKey{r.ih, r.fromID, t.af})
 		f.offerTo(t, r.toID, pendingOffer{fromInstance: r.fromInstance, fromAddr: r.from, fromID: r.fromID, ih: r.ih,
 			expires: clock.Unix() + int64(f.cfg.OfferTimeout/time.Second)}, &r.offerID, r.sdp)
 		return
@@ -249,6 +251,32 @@ func (f *Frontend) takeAnswer(t *conn, id [20]byte) (pendingOffer, bool) {
 	return p, ok
 }
 
+// maxOfferers bounds the peers of other instances remembered as having
+// offered lately; past it, new ones are not (an answer to one that
+// matches no offer is then told its to_peer_id is unknown).
+const maxOfferers = 1 << 16
+
+// rememberOfferer records that k, a peer of another instance, offered to
+// a connection of this one: for twice offer_timeout, so that a late
+// answer is told that its offer expired.
+func (f *Frontend) rememberOfferer(k bindKey) {
+	until := clock.Unix() + 2*int64(f.cfg.OfferTimeout/time.Second)
+	f.offerMu.Lock()
+	if _, ok := f.offerers[k]; ok || len(f.offerers) < maxOfferers {
+		f.offerers[k] = until
+	}
+	f.offerMu.Unlock()
+}
+
+// offeredLately reports whether k, a peer of another instance, offered
+// to a connection of this one lately.
+func (f *Frontend) offeredLately(k bindKey) bool {
+	f.offerMu.Lock()
+	until, ok := f.offerers[k]
+	f.offerMu.Unlock()
+	return ok && until >= clock.Unix()
+}
+
 // dropOffers forgets the offers awaiting the answer of a connection that
 // closed.
 func (f *Frontend) dropOffers(t *conn) {
@@ -278,6 +306,11 @@ func (f *Frontend) sweep() {
 			}
 			if len(offers) == 0 {
 				delete(f.offers, t)
+			}
+		}
+		for k, until := range f.offerers {
+			if until < now {
+				delete(f.offerers, k)
 			}
 		}
 		f.offerMu.Unlock()
