@@ -212,6 +212,8 @@ func (f *Frontend) dispatch(c *conn, r *request) {
 			r.close = true
 			return
 		}
+		// The handlers read the path and query from r.target.
+		r.target = target
 	}
 	rawPath := target
 	if i := bytes.IndexByte(target, '?'); i >= 0 {
