@@ -2,6 +2,7 @@ package http
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -128,4 +129,74 @@ func appendFailure(dst []byte, reason string) []byte {
 	d := bencode.BeginDict(dst)
 	d.String("failure reason", reason)
 	return d.End()
+}
+
+// replyHeadRoom is the room left before a reply's body in its buffer for
+// the status line and headers, so that both go out in one write.
+const replyHeadRoom = 128
+
+// replyBuf returns buf emptied down to the head room, for a body to be
+// appended to.
+func replyBuf(buf []byte) []byte {
+	if cap(buf) < replyHeadRoom+256 {
+		buf = make([]byte, replyHeadRoom, replyHeadRoom+512)
+	}
+	return buf[:replyHeadRoom]
+}
+
+// reply writes buf[replyHeadRoom:] (see replyBuf) as a whole 200 reply
+// with its Content-Length, the head written into the room before it.
+func (c *conn) reply(r *request, buf []byte) {
+	var h [replyHeadRoom]byte
+	head := appendHead(h[:0], r, len(buf)-replyHeadRoom)
+	start := replyHeadRoom - len(head)
+	copy(buf[start:], head)
+	c.write(buf[start:]) //nolint:errcheck // kept in c.werr
+}
+
+// replyStatic writes body, which the caller does not own, as a whole 200
+// reply.
+func (c *conn) replyStatic(r *request, body []byte) {
+	b := replyBuf(nil)
+	c.reply(r, append(b, body...))
+}
+
+// appendHead appends the status line and headers of a 200 reply whose
+// body has n bytes (n < 0: chunked).
+func appendHead(b []byte, r *request, n int) []byte {
+	b = append(b, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"...)
+	if n >= 0 {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, "\r\n"...)
+	}
+	switch {
+	case r.close:
+		b = append(b, "Connection: close\r\n"...)
+	case r.http10:
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}
+
+// errHeaderTooLarge has no constant in bittorrent: it never reaches the
+// logic, only this frontend's refusal of a request head over
+// max_header_bytes.
+const errHeaderTooLarge = bittorrent.ClientError("request headers too large")
+
+// The whole responses to requests that are not valid HTTP, or whose head
+// is over max_header_bytes: a bencoded failure, and the connection closed.
+var (
+	failureBadRequest     = refusalResponse(string(bittorrent.ErrMalformedRequest))
+	failureHeaderTooLarge = refusalResponse(string(errHeaderTooLarge))
+)
+
+// refusalResponse builds a complete HTTP response carrying a bencoded
+// failure, announcing the close that follows.
+func refusalResponse(reason string) []byte {
+	body := appendFailure(nil, reason)
+	b := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: ")
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
 }
