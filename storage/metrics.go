@@ -18,7 +18,7 @@ var (
 		Namespace: "chihaya",
 		Subsystem: "storage",
 		Name:      "swarms",
-		Help:      "Swarms with at least one peer, by address family.",
+		Help:      "Swarms with at least one peer, by address family; a swarm holding both native and WebSocket peers counts once per kind.",
 	}, []string{"address_family"})
 
 	gcDuration = prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -115,6 +115,12 @@ func testKindsCollected(t *testing.T, s storage.PeerStore) {
 	if st.Leechers[bittorrent.IPv4] != 2 || st.Leechers[bittorrent.IPv6] != 1 {
 		t.Errorf("Stats leechers = %v, want [2 1] (both kinds)", st.Leechers)
 	}
+	// A swarm counts once per kind of peer it holds (docs/metrics.md,
+	// chihaya_storage_swarms): every driver the same, without a lookup
+	// of the other kind's swarm per change.
+	if st.Swarms[bittorrent.IPv4] != 2 || st.Swarms[bittorrent.IPv6] != 1 {
+		t.Errorf("Stats swarms = %v, want [2 1] (the IPv4 swarm holds both kinds)", st.Swarms)
+	}
 	must(t, "CollectGarbage", s.CollectGarbage(time.Now().Add(time.Hour)))
 	for af := bittorrent.IPv4; af <= bittorrent.IPv6; af++ {
 		if c := scrape(t, s, ih, af); c != (storage.Counts{}) {
