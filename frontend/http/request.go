@@ -138,6 +138,9 @@ func parseHead(head []byte, realIPHeader string, r *request) error {
 			}
 		}
 		value := bytes.TrimLeft(bytes.TrimRight(line[colon+1:], " \t"), " \t")
+		if !validFieldValue(value) {
+			return errBadHeaderLine
+		}
 		switch {
 		case equalFold(name, "host"):
 			haveHost = true
@@ -185,6 +188,19 @@ func parseHead(head []byte, realIPHeader string, r *request) error {
 		return errNoHost
 	}
 	return nil
+}
+
+// validFieldValue reports whether v holds no control byte but tab, as
+// RFC 9110 asks and net/http checked: a bare CR or a NUL inside a header
+// line is refused, not read as part of a value (a proxy in front may have
+// read the CR as the end of the line).
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func allZeros(b []byte) bool {
