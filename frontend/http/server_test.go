@@ -208,6 +208,36 @@ func TestPipelined(t *testing.T) {
 	}
 }
 
+// TestHeadRequest checks that a HEAD request is refused without a body,
+// so that the next request on the connection is read right.
+func TestHeadRequest(t *testing.T) {
+	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = true })
+	c, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second)) // safety net only
+	target := announceURL("", "/announce", 1)
+	fmt.Fprintf(c, "HEAD %s HTTP/1.1\r\nHost: x\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\n\r\n", target, target)
+	br := bufio.NewReader(c)
+	head, err := nethttp.ReadResponse(br, &nethttp.Request{Method: "HEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != 200 || head.ContentLength <= 0 {
+		t.Errorf("HEAD answered %d with Content-Length %d", head.StatusCode, head.ContentLength)
+	}
+	resp, err := nethttp.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the GET after a HEAD: %v", err)
+	}
+	if r := readReply(t, resp); r.body["failure reason"] != nil {
+		t.Errorf("the GET after a HEAD: %q", r.raw)
+	}
+}
+
 // TestStopClosesIdleConnections checks that Stop does not wait for kept-
 // alive connections that have no request in flight.
 func TestStopClosesIdleConnections(t *testing.T) {

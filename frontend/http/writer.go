@@ -151,6 +151,11 @@ func (c *conn) reply(r *request, buf []byte) {
 	head := appendHead(h[:0], r, len(buf)-replyHeadRoom)
 	start := replyHeadRoom - len(head)
 	copy(buf[start:], head)
+	if string(r.method) == "HEAD" {
+		// The head says what a GET would get; a body would be read as
+		// the next response.
+		buf = buf[:replyHeadRoom]
+	}
 	c.write(buf[start:]) //nolint:errcheck // kept in c.werr
 }
 
