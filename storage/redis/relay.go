@@ -272,18 +272,26 @@ func (r *relay) beat() {
 	now := time.Now()
 	stale := now.Add(-s.cfg.RelayInstanceTimeout).UnixMilli()
 	var all []redis.Z
+	var rejoined bool
 	err := s.call(context.Background(), "relay", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
-		pipe.ZAdd(ctx, r.beats, redis.Z{Score: float64(now.UnixMilli()), Member: r.id})
+		added := pipe.ZAdd(ctx, r.beats, redis.Z{Score: float64(now.UnixMilli()), Member: r.id})
 		zs := pipe.ZRangeWithScores(ctx, r.beats, 0, -1)
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
 		all = zs.Val()
+		rejoined = added.Val() == 1
 		return nil
 	})
 	if err != nil {
 		return // counted; the set of live instances stays as it was
+	}
+	if rejoined {
+		// Claimed at start, so absent only if another instance found this
+		// one gone (it froze, or was cut off, for relay_instance_timeout)
+		// or Redis lost the set (restarted empty).
+		logrus.WithField("instance", r.id).Warn("storage/redis: this instance's heartbeat was missing from Redis (it was found gone, or Redis restarted empty): its browsers may have been dropped from their swarms until they announce again")
 	}
 	var alive [1 << 16 / 64]uint64
 	n := 0
@@ -297,19 +305,31 @@ func (r *relay) beat() {
 			n++
 			continue
 		}
-		r.drop(uint16(id))
+		r.drop(uint16(id), stale)
 	}
 	r.alive.Store(&alive)
 	relayInstances.Set(float64(n))
 }
 
-// drop removes a gone instance from the heartbeats and, if this instance
-// was the one that did, its WebSocket peers from their swarms.
-func (r *relay) drop(id uint16) {
+// dropStale removes an instance from the heartbeats (KEYS[1]) only if
+// its last heartbeat is still older than ARGV[2]: one that beat again
+// since it was read (it only froze, and came back) keeps its place and
+// its peers.
+var dropStale = redis.NewScript(`
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) < tonumber(ARGV[2]) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0`)
+
+// drop removes a gone instance, silent since before stale (Unix ms), from
+// the heartbeats and, if this instance was the one that did, its
+// WebSocket peers from their swarms.
+func (r *relay) drop(id uint16, stale int64) {
 	s := r.s
 	var won bool
 	err := s.call(context.Background(), "relay", func(ctx context.Context) error {
-		n, err := s.client.ZRem(ctx, r.beats, id).Result()
+		n, err := dropStale.Run(ctx, s.client, []string{r.beats}, id, stale).Int64()
 		won = n == 1
 		return err
 	})

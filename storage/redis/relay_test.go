@@ -189,3 +189,33 @@ func testRelayCluster(t *testing.T, c *redistest.Cluster) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRelayKeepsInstanceThatBeatAgain: an instance read as silent past
+// relay_instance_timeout that beats again before the reader drops it (it
+// only froze, and came back) keeps its place and its browsers.
+func TestRelayKeepsInstanceThatBeatAgain(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	hourly := func(c *Config) { c.RelayHeartbeatInterval, c.RelayInstanceTimeout = time.Hour, 3*time.Hour } // beats by hand below
+	live := newStore(t, srv, hourly)
+	frozen := newStore(t, srv, hourly, func(c *Config) { c.KeyPrefix = live.cfg.KeyPrefix })
+	live.Relay()
+	rf := frozen.Relay()
+	browser := peer4(1)
+	browser.Kind = bittorrent.WebSocketPeer
+	must(t, "PutLeecher", frozen.PutLeecher(ih(1), browser))
+
+	// live read frozen's heartbeat as stale (older than this cut)...
+	cut := time.Now().UnixMilli()
+	// ...and frozen beats before live drops it.
+	time.Sleep(5 * time.Millisecond)
+	frozen.web.relay.Load().beat()
+	live.web.relay.Load().drop(rf.Instance(), cut)
+
+	if c, err := frozen.ScrapeSwarm(ih(1), bittorrent.IPv4); err != nil || c.Leechers != 1 {
+		t.Errorf("the browser of an instance that beat again: %+v (%v), want it still in its swarm", c, err)
+	}
+	if _, err := live.client.ZScore(t.Context(), live.web.relay.Load().beats, strconv.Itoa(int(rf.Instance()))).Result(); err != nil {
+		t.Errorf("the instance that beat again lost its heartbeat: %v", err)
+	}
+}
