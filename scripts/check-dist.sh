@@ -297,7 +297,6 @@ check_chart_refuses() {
 		--set config.chihaya.udp.addr=:1|config.chihaya.udp.addr: set by the chart from ports.udp
 		--set redis.enabled=true --set redis.password=x|redis.password: needs configSecret: true
 		--set portz.http=1|additional properties 'portz' not allowed
-		--set redis.enabled=true --set ports.websocket=8000|ports.websocket: the WebSocket frontend needs the memory store for now
 		--set snapshot.enabled=true --set redis.enabled=true|snapshot.enabled: snapshots are for the memory store
 	EOF
 	return $rc
@@ -365,6 +364,7 @@ step "helm: default values" check_chart default
 step "helm: Redis/HA values" check_chart ha -f "$CHART/values-ha.yaml"
 step "helm: HA values on Redis Sentinel" check_chart sentinel -f "$CHART/values-ha.yaml" -f "$CHART/values-sentinel.yaml"
 step "helm: WebTorrent port" check_chart websocket --set ports.websocket=8000
+step "helm: WebTorrent port, replicas on Redis (browsers meet across pods)" check_chart websocket-ha -f "$CHART/values-ha.yaml" --set ports.websocket=8000
 step "helm: environment (GOGC)" check_chart_env
 step "helm: snapshot volume (snapshot.enabled)" check_chart_snapshot
 step "helm: refuses broken values" check_chart_refuses

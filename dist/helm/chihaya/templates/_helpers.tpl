@@ -85,9 +85,6 @@ the combinations that would deploy a broken tracker.
 {{- else }}
 {{- fail "ports.metrics: must be set; the probes and /metrics use it" }}
 {{- end }}
-{{- if and .Values.ports.websocket .Values.redis.enabled }}
-{{- fail "ports.websocket: the WebSocket frontend needs the memory store for now; unset it or redis.enabled" }}
-{{- end }}
 {{- range $fe := list "http" "udp" "websocket" }}
 {{- $sec := get $c $fe | default dict }}
 {{- if hasKey $sec "addr" }}
