@@ -15,6 +15,8 @@ var (
 	nanos     atomic.Int64
 	mono      atomic.Int64
 	startOnce sync.Once
+	// wallBase is the wall time at start less monoStart: Steady's origin.
+	wallBase int64
 )
 
 // monoStart is where Monotonic starts counting: above zero, so that
@@ -23,6 +25,7 @@ const monoStart = int64(time.Second)
 
 func start() {
 	base := time.Now()
+	wallBase = base.UnixNano() - monoStart
 	nanos.Store(base.UnixNano())
 	mono.Store(monoStart)
 	go func() {
@@ -41,6 +44,16 @@ func start() {
 func Monotonic() int64 {
 	startOnce.Do(start)
 	return mono.Load()
+}
+
+// Steady returns the cached time in nanoseconds since the Unix epoch as
+// the wall clock read at the first call and the monotonic clock since: it
+// keeps pace with UnixNano, but a step of the wall clock (NTP correcting a
+// wrong boot time, an operator's date command) does not move it. Use it
+// for stamps that are compared with each other over hours.
+func Steady() int64 {
+	startOnce.Do(start)
+	return wallBase + mono.Load()
 }
 
 // UnixNano returns the cached time in nanoseconds since the Unix epoch; it

@@ -29,3 +29,10 @@ func TestMonotonic(t *testing.T) {
 		t.Fatalf("UnixNano() = %d", wall)
 	}
 }
+
+// TestSteady: without a step of the wall clock, Steady reads as UnixNano.
+func TestSteady(t *testing.T) {
+	if d := Steady() - UnixNano(); d < -int64(time.Second) || d > int64(time.Second) {
+		t.Fatalf("Steady() - UnixNano() = %s, want within 1s", time.Duration(d))
+	}
+}

@@ -26,7 +26,7 @@ func age(tb testing.TB, s *PeerStore, ih bittorrent.InfoHash, p bittorrent.Peer,
 	if i < 0 {
 		tb.Fatalf("peer %v not stored", p.AddrPort)
 	}
-	binary.LittleEndian.PutUint16(f.rec(l, i)[l.stampOff:], s.stamps.at(t.Unix()))
+	binary.LittleEndian.PutUint16(f.rec(l, i)[l.stampOff:], s.stamps.fromUnix(t.Unix()))
 }
 
 // TestCollectGarbageByAge checks that collection removes exactly the peers

@@ -120,7 +120,7 @@ func (f *family) restore(l *layout, st stamper, src recordShape, recs []byte, nS
 		var id bittorrent.PeerID
 		copy(id[:], rec[src.keyLen:stampOff])
 		f.recs = f.recs[:len(f.recs)+l.stride-l.keyLen]
-		l.setPeer(f.recs[len(f.recs)-l.stride:], &id, st.at(int64(stamp)))
+		l.setPeer(f.recs[len(f.recs)-l.stride:], &id, st.fromUnix(int64(stamp)))
 		if i < nSeed {
 			f.nSeed++
 		}

@@ -85,7 +85,7 @@ func setStamps(s *PeerStore, stamp func() uint32) {
 		for _, sw := range sh.swarms {
 			eachFamily(s, sw, func(l *layout, f *family) {
 				for j := 0; j < int(f.n); j++ {
-					binary.LittleEndian.PutUint16(f.rec(l, j)[l.stampOff:], s.stamps.at(int64(stamp())))
+					binary.LittleEndian.PutUint16(f.rec(l, j)[l.stampOff:], s.stamps.fromUnix(int64(stamp())))
 				}
 			})
 		}
@@ -324,7 +324,7 @@ func TestSnapshotExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh := a.shardFor(stale)
-	binary.LittleEndian.PutUint16(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], a.stamps.at(int64(now-lifetime-1)))
+	binary.LittleEndian.PutUint16(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], a.stamps.fromUnix(int64(now-lifetime-1)))
 	if sh.swarms[stale].v6 != nil {
 		t.Fatal("want an IPv4 peer")
 	}
@@ -841,7 +841,7 @@ func TestSnapshotVersion1(t *testing.T) {
 				for _, sw := range s.shards[i].swarms {
 					eachFamily(s, sw, func(l *layout, f *family) {
 						for j := 0; j < int(f.n); j++ {
-							if d := l.stamp(f.rec(l, j)) - s.stamps.at(1_800_000_001); d >= 44 {
+							if d := l.stamp(f.rec(l, j)) - s.stamps.fromUnix(1_800_000_001); d >= 44 {
 								t.Fatalf("record %d: stamp %d units after the file's first, want below 44", j, d)
 							}
 						}

@@ -1,8 +1,14 @@
 package memory
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage/locality"
+	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
 // TestStamperUnit checks the unit of the 16-bit stamps: one second while
@@ -34,6 +40,7 @@ func TestStamperUnit(t *testing.T) {
 func TestStampAges(t *testing.T) {
 	st := stamper{}
 	for _, now := range []int64{1_800_000_000, 1_800_000_000 + 65_536 - 5, 65_540} {
+		stepClocks(t, func() int64 { return now }, func() int64 { return now })
 		n := st.at(now)
 		if got := stampAge(n, st.at(now-10)); got != 10 {
 			t.Errorf("now %d: age of a stamp 10s old = %d", now, got)
@@ -63,5 +70,55 @@ func TestStampAges(t *testing.T) {
 				t.Errorf("now %d: seen %+ds, cutoff %+ds: stale %v, want %v", now, tc.seen-now, tc.cut-now, got, tc.stale)
 			}
 		}
+	}
+}
+
+// stepClocks makes the store's clocks read wall and steady seconds from
+// the given functions for the rest of the test.
+func stepClocks(t *testing.T, wall, steady func() int64) {
+	oldWall, oldOffset := wallUnix, steadyOffset
+	wallUnix, steadyOffset = wall, func() int64 { return steady() - wall() }
+	t.Cleanup(func() { wallUnix, steadyOffset = oldWall, oldOffset })
+}
+
+// TestCollectAcrossWallClockSteps: peers that announced while the wall
+// clock was 10 hours ahead (a boot before NTP set it right) are not all
+// dropped when it is stepped back; a step forward does not keep them
+// longer than peer_lifetime; and a peer never seen again over three days
+// of collections goes at the first one past its lifetime, not before.
+func TestCollectAcrossWallClockSteps(t *testing.T) {
+	const lifetime, gcEvery = 31 * 60, 3 * 60 // seconds: the defaults
+	start := time.Now().Unix()
+	for _, step := range []int64{-10 * 3600, 10 * 3600, -20 * 3600, 3 * 24 * 3600} {
+		t.Run(fmt.Sprintf("step %+dh", step/3600), func(t *testing.T) {
+			var elapsed int64 // steady seconds since start
+			stepped := false
+			stepClocks(t, func() int64 {
+				if stepped {
+					return start + elapsed
+				}
+				return start + elapsed - step
+			}, func() int64 { return start + elapsed })
+			s := newLayoutStore(t, locality.Config{}, defaultFlatMax)
+			t.Cleanup(func() { storagetestStop(t, s) })
+			ih := storagetest.InfoHash(7)
+			p := bittorrent.Peer{AddrPort: netip.MustParseAddrPort("10.0.0.1:6881")}
+			if err := s.PutLeecher(ih, p); err != nil {
+				t.Fatal(err)
+			}
+			stepped = true
+			for elapsed = 0; elapsed <= 3*24*3600; elapsed += gcEvery {
+				if err := s.CollectGarbage(time.Unix(wallUnix()-lifetime, 0)); err != nil {
+					t.Fatal(err)
+				}
+				st, _ := s.Stats()
+				switch kept := st.Leechers[bittorrent.IPv4] == 1; {
+				case elapsed <= lifetime && !kept:
+					t.Fatalf("collected %ds after its announce, within peer_lifetime (%ds)", elapsed, lifetime)
+				case elapsed > lifetime+gcEvery && kept:
+					t.Fatalf("still kept %ds after its announce (peer_lifetime %ds)", elapsed, lifetime)
+				}
+			}
+		})
 	}
 }
