@@ -208,8 +208,9 @@ func (f *Frontend) dispatch(c *conn, r *request) {
 		var ok bool
 		if target, ok = originForm(target); !ok {
 			f.metrics.ObserveError("bad_request")
-			c.replyStatic(r, failureBadRequestBody)
+			// Set before the reply, whose head announces the close.
 			r.close = true
+			c.replyStatic(r, failureBadRequestBody)
 			return
 		}
 		// The handlers read the path and query from r.target.
@@ -225,8 +226,9 @@ func (f *Frontend) dispatch(c *conn, r *request) {
 		p, err := url.PathUnescape(path)
 		if err != nil {
 			f.metrics.ObserveError("bad_request")
-			c.replyStatic(r, failureBadRequestBody)
+			// Set before the reply, whose head announces the close.
 			r.close = true
+			c.replyStatic(r, failureBadRequestBody)
 			return
 		}
 		path = p

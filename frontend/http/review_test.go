@@ -63,3 +63,24 @@ func TestControlBytesInHeaders(t *testing.T) {
 		t.Errorf("a tab in a header value: answered %q, want an announce reply", got)
 	}
 }
+
+// TestBadTargetAnnouncesTheClose checks that a request whose target cannot
+// be read is answered with "Connection: close" before the connection is
+// closed, so that a keep-alive client does not send its next request on a
+// connection the server is closing.
+func TestBadTargetAnnouncesTheClose(t *testing.T) {
+	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = true })
+	for _, target := range []string{"announce", "ftp://x/announce", "/announce%zz"} {
+		t.Run(target, func(t *testing.T) {
+			got := rawExchange(t, f.Addr().String(), []byte("GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n"))
+			resp, err := nethttp.ReadResponse(bufio.NewReader(strings.NewReader(string(got))), nil)
+			if err != nil {
+				t.Fatalf("reading the answer %q: %v", got, err)
+			}
+			wantFailure(t, readReply(t, resp), string(bittorrent.ErrMalformedRequest))
+			if !resp.Close {
+				t.Errorf("the answer %q does not say Connection: close, and the connection was closed", got)
+			}
+		})
+	}
+}
