@@ -41,6 +41,12 @@ import (
 // message is dropped (Redis is too slow or down) rather than held.
 const relayQueue = 4096
 
+// relayQueueBytes bounds the bytes of the messages waiting to be
+// published: an offer may be as large as websocket.max_message_bytes
+// (64 KiB by default), so the count alone would let a flood of large
+// offers hold 4,096 of them while Redis is slow.
+const relayQueueBytes = 16 << 20
+
 // relayBatch is how many queued messages one pipelined round trip
 // publishes at most.
 const relayBatch = 256
@@ -98,6 +104,8 @@ type relay struct {
 	recv atomic.Pointer[func([]byte)]
 	// queue holds the messages waiting to be published.
 	queue chan outMessage
+	// queued is the bytes of the messages in queue.
+	queued atomic.Int64
 	// alive is the set of the instances alive at the last heartbeat
 	// (nil until then: all are taken for alive).
 	alive  atomic.Pointer[[1 << 16 / 64]uint64]
@@ -181,13 +189,28 @@ func (r *relay) Publish(to uint16, msg []byte) {
 		dropped[dropInstanceGone].Inc()
 		return
 	}
+	n := int64(len(msg))
+	if r.queued.Add(n) > relayQueueBytes {
+		r.queued.Add(-n)
+		dropped[dropQueueFull].Inc()
+		return
+	}
 	b := r.bufs.Get().(*[]byte)
 	*b = append((*b)[:0], msg...)
 	select {
 	case r.queue <- outMessage{to, b}:
 	default:
-		r.bufs.Put(b)
+		r.queued.Add(-n)
+		r.putBuf(b)
 		dropped[dropQueueFull].Inc()
+	}
+}
+
+// putBuf returns a message's buffer to the pool, unless a large message
+// made it large.
+func (r *relay) putBuf(b *[]byte) {
+	if cap(*b) <= 8<<10 {
+		r.bufs.Put(b)
 	}
 }
 
@@ -236,7 +259,8 @@ func (r *relay) publish(done <-chan struct{}) {
 			default:
 				relayPublished.Inc()
 			}
-			r.bufs.Put(m.b)
+			r.queued.Add(-int64(len(*m.b)))
+			r.putBuf(m.b)
 			batch[i] = outMessage{}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
@@ -217,5 +218,32 @@ func TestRelayKeepsInstanceThatBeatAgain(t *testing.T) {
 	}
 	if _, err := live.client.ZScore(t.Context(), live.web.relay.Load().beats, strconv.Itoa(int(rf.Instance()))).Result(); err != nil {
 		t.Errorf("the instance that beat again lost its heartbeat: %v", err)
+	}
+}
+
+// TestRelayQueueBoundedInBytes: while Redis does not answer, large
+// messages (offers may be up to websocket.max_message_bytes) fill the
+// publish queue by their size, not only their count: past 16 MiB waiting,
+// more are dropped and counted, rather than held.
+func TestRelayQueueBoundedInBytes(t *testing.T) {
+	srv := startRedis(t)
+	a := newStore(t, srv, relayConfig(""))
+	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
+	ra, rb := a.Relay(), b.Relay()
+	got := receiver(rb)
+	waitFor(t, ra, rb, got, "before", 5*time.Second)
+
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer admin.Close()
+	must(t, "CLIENT PAUSE", admin.ClientPause(t.Context(), 2*time.Second).Err())
+	before := testutil.ToFloat64(dropped[dropQueueFull])
+	msg := make([]byte, 60<<10)
+	const n = 400 // 24 MiB, a tenth of the count bound
+	for range n {
+		ra.Publish(rb.Instance(), msg)
+	}
+	d := testutil.ToFloat64(dropped[dropQueueFull]) - before
+	if d < float64(n-relayQueueBytes/len(msg)-1) {
+		t.Errorf("%v of %d messages of 60 KiB dropped while Redis paused, want all past 16 MiB (%d)", d, n, n-relayQueueBytes/len(msg))
 	}
 }
