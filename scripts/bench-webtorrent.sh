@@ -146,6 +146,7 @@ for t in "${trackers[@]}"; do
 done
 
 echo
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with local changes)'), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "trackers on CPU $TRACKER_CPU, generator on CPU $BENCH_CPU, nice $NICE; $PAIRS runs of $DURATION each; $CONNS connections in $SWARMS swarms, $OFFERS offers an announce"
@@ -153,13 +154,22 @@ echo
 jq -rs '
   def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
   def f: if . == null then "-" else (. | floor | tostring) end;
-  ["tracker", "announces/s", "announces/cpu-s", "offers+answers/cpu-s", "offers per announce", "p99 ms", "errors"],
+  def spread: "\(med | f) (\(min | f)-\(max | f))";
+  ["tracker", "announces/s", "announces/cpu-s (min-max)", "offers+answers/cpu-s (min-max)", "offers per announce", "p99 ms", "errors"],
   (group_by(.tracker)[] | . as $g
-    | [$g[0].tracker, ([$g[].responses_per_s] | med | f), ([$g[].announces_per_cpu_s] | med | f),
-       ([$g[].relayed_per_cpu_s] | med | f),
+    | [$g[0].tracker, ([$g[].responses_per_s] | med | f), ([$g[].announces_per_cpu_s] | spread),
+       ([$g[].relayed_per_cpu_s] | spread),
        ([$g[] | (.offers_relayed // 0) / (if .responses > 0 then .responses else 1 end)] | med | . * 10 | round / 10 | tostring),
        ([$g[].latency_us.p99 / 1000] | med | f), ([$g[].errors_total // 0] | add | tostring)])
   | @tsv' "$RESULTS" | column -t -s $'\t'
+# The ratio of each pair's runs (same minute, same load), then of the medians.
+jq -rs '
+  def med: sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+  def r2: . * 10 | round / 10 | tostring;
+  [group_by(.pair)[] | (map(select(.tracker == "chihaya"))[0]) as $c | (map(select(.tracker == "bittorrent-tracker"))[0]) as $b
+    | select($c.announces_per_cpu_s and $b.announces_per_cpu_s)
+    | {a: ($c.announces_per_cpu_s / $b.announces_per_cpu_s), r: ($c.relayed_per_cpu_s / $b.relayed_per_cpu_s)}] as $p
+  | "chihaya / bittorrent-tracker per pair: announces/cpu-s \([$p[].a | r2] | join(" ")) (median \([$p[].a] | med | r2)), offers+answers/cpu-s \([$p[].r | r2] | join(" ")) (median \([$p[].r] | med | r2))"' "$RESULTS"
 echo
 jq -r '"memory \(.tracker): \(.connections) idle connections, RSS \(.rss_before_kib) -> \(.rss_after_kib) KiB, \(.bytes_per_connection | floor) bytes/connection"' "$MEM"
 echo
