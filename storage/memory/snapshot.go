@@ -180,11 +180,16 @@ type copyCounts struct {
 }
 
 // appendRecords appends records as the file holds them: the store's
-// bytes, with the 16-bit stamp widened to Unix seconds as of nowSec.
+// bytes, with the 16-bit stamp widened to Unix seconds as of nowSec. A
+// stamp's unit may be several seconds (stamp.go), and a peer was last seen
+// somewhere in it: the file says its last second (or now), so that a
+// store restoring it with a finer unit, under a shorter peer_lifetime,
+// collects the peer late by less than a unit rather than early.
 func (s *PeerStore) appendRecords(buf []byte, l *layout, recs []byte, nowSec int64) []byte {
+	last := int64(1)<<s.stamps.shift - 1
 	for off := 0; off < len(recs); off += l.stride {
 		buf = append(buf, recs[off:off+l.stampOff]...)
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(s.stamps.unix(l.stamp(recs[off:]), nowSec)))
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(min(s.stamps.unix(l.stamp(recs[off:]), nowSec)+last, nowSec)))
 	}
 	return buf
 }

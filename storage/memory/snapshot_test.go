@@ -850,3 +850,70 @@ func TestSnapshotVersion1(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotAcrossLifetimeChange restarts with another peer_lifetime,
+// and so another stamp unit: each peer keeps its last-seen time to the
+// coarser unit, those older than the new lifetime are dropped at restore,
+// and a collection removes exactly those last seen before its cutoff,
+// never one seen after it (a peer seen at the end of an 8-second unit,
+// restored with 1-second units, is not taken as seen at its start).
+func TestSnapshotAcrossLifetimeChange(t *testing.T) {
+	day := func(c *Config) { c.PeerLifetime, c.GarbageCollectionInterval = 24*time.Hour, 10*time.Minute }
+	for _, tc := range []struct {
+		name     string
+		from, to func(*Config)
+		ages     []int64 // seconds before now, one peer each
+		kept     int     // after the restore
+	}{
+		{"31m to a day", func(*Config) {}, day, []int64{10, 20 * 60, 30 * 60}, 3},
+		{"a day to 31m", day, func(*Config) {}, []int64{10, 20 * 60, 5 * 3600, 20 * 3600}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "swarms.snap")
+			a := newSnapStore(t, path, locality.Config{}, defaultFlatMax, tc.from)
+			ih := bittorrent.InfoHash{9}
+			// Last-seen times at the last second of an 8-second unit.
+			now := wallUnix()
+			seen := make([]int64, len(tc.ages))
+			for i, ageSec := range tc.ages {
+				seen[i] = now - ageSec - 16
+				seen[i] -= (seen[i] + steadyOffset() + 1) % 8
+				p := storagetest.Peer4(i)
+				if err := a.PutLeecher(ih, p); err != nil {
+					t.Fatal(err)
+				}
+				age(t, a, ih, p, time.Unix(seen[i], 0))
+			}
+			if err := a.snapshot(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			b := newSnapStore(t, path, locality.Config{}, defaultFlatMax, tc.to)
+			unit := max(int64(1)<<a.stamps.shift, int64(1)<<b.stamps.shift)
+			got := dump(b)[ih].peers
+			if len(got) != tc.kept {
+				t.Fatalf("restored %d peers, want %d", len(got), tc.kept)
+			}
+			for i := range tc.kept {
+				p, ok := got[storagetest.Peer4(i).AddrPort]
+				if !ok {
+					t.Fatalf("peer last seen at %d not restored", seen[i])
+				}
+				if d := int64(p.stamp) - seen[i]; d <= -unit || d >= unit {
+					t.Errorf("peer last seen at %d restored as seen at %d (units of %ds)", seen[i], p.stamp, unit)
+				}
+			}
+			// Just after the second peer was last seen, then just before.
+			for _, c := range []struct {
+				cut  int64
+				left int
+			}{{seen[1] - 1, 2}, {seen[1] + 8, 1}} {
+				if err := b.CollectGarbage(time.Unix(c.cut, 0)); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(dump(b)[ih].peers); n != c.left {
+					t.Fatalf("a collection of the peers last seen before %d (%ds after the second peer) left %d, want %d", c.cut, c.cut-seen[1], n, c.left)
+				}
+			}
+		})
+	}
+}
