@@ -119,7 +119,9 @@ func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byt
 	hex.Encode(h[:], ih[:])
 	p := s.cfg.KeyPrefix
 	n := len(p) + 2 + len(h) // P{H}
-	if size := 7*n + 11 + len(h); cap(buf) < size {
+	// Room for the names of the WebSocket roles of one family too
+	// (webRolesIn): P{H}w4s, P{H}w4l.
+	if size := 9*n + 11 + len(h) + 6; cap(buf) < size {
 		buf = make([]byte, 0, size)
 	}
 	buf = buf[:0]

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -34,8 +35,10 @@ import (
 // in the same round trip as its own; a native announce or scrape reads
 // the WebSocket counts only once WebSocket peers are known to exist under
 // key_prefix (web.seen: this store stored one, or its reporting found the
-// marker key Pw that the first one sets), in a second round trip, so that a tracker without
-// WebSocket peers pays nothing for them.
+// marker key Pw that the first one sets): two HLENs more in the
+// announce's or scrape's own pipeline (same hash tag, so one slot on a
+// Cluster; one round trip still), so that a tracker without WebSocket
+// peers pays nothing for them.
 
 var _ interface{ KeepsPeerKinds() } = (*PeerStore)(nil)
 
@@ -309,58 +312,71 @@ func (s *PeerStore) webAnnounce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u
 	return dst, counts, role, nil
 }
 
-// addWebCounts adds the WebSocket peers of ih's swarm for af to the
-// counts of a native announce, once WebSocket peers are known to exist:
-// two HLENs, in a second round trip.
-func (s *PeerStore) addWebCounts(c storage.Counts, ih bittorrent.InfoHash, af bittorrent.AddressFamily) (storage.Counts, error) {
-	if !s.web.seen.Load() {
-		return c, nil
-	}
+// webRolesIn cuts the names of the WebSocket seeders and leechers of
+// x.k's swarm, family af, from x.keyBuf, in the room keysIn left after
+// the native names (no allocation), into x.web.
+func (s *PeerStore) webRolesIn(x *exchange, af bittorrent.AddressFamily) {
+	x.web, x.keyBuf = appendWebRoles(x.keyBuf, s.cfg.KeyPrefix, x.k.hexIH, af)
+}
+
+// webRoles returns the names of the WebSocket seeders and leechers of
+// ih's swarm, family af.
+func (s *PeerStore) webRoles(ih bittorrent.InfoHash, af bittorrent.AddressFamily) [2]string {
 	var h [40]byte
 	hex.Encode(h[:], ih[:])
-	base := s.cfg.KeyPrefix + "{" + string(h[:]) + "}" + webSuffixes[2*af][:2]
-	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
-		pipe := s.client.Pipeline()
-		seeders, leechers := pipe.HLen(ctx, base+"s"), pipe.HLen(ctx, base+"l")
-		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
-		c.Seeders = clampU32(int64(c.Seeders) + seeders.Val())
-		c.Leechers = clampU32(int64(c.Leechers) + leechers.Val())
-		return nil
-	})
-	return c, err
+	k, _ := appendWebRoles(nil, s.cfg.KeyPrefix, string(h[:]), af)
+	return k
 }
 
-// webScrape writes the counts of the WebSocket swarms of ihs into dst,
-// in one pipelined round trip (downloads included: they are shared).
-func (s *PeerStore) webScrape(dst []storage.Counts, ihs []bittorrent.InfoHash, af bittorrent.AddressFamily) error {
-	return s.call(context.Background(), "scrape", func(ctx context.Context) error {
-		pipe := s.client.Pipeline()
-		cmds := make([]*redis.IntCmd, 0, 2*len(ihs))
-		for _, ih := range ihs {
-			k := s.webKeys(ih)
-			cmds = append(cmds, pipe.HLen(ctx, k.roles[af][0]), pipe.HLen(ctx, k.roles[af][1]))
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
-		for i := range ihs {
-			dst[i] = storage.Counts{Seeders: clampU32(cmds[2*i].Val()), Leechers: clampU32(cmds[2*i+1].Val())}
-		}
-		return nil
-	})
-}
-
-// addWebScrape adds the WebSocket peers of ihs to the native counts in
-// dst.
-func (s *PeerStore) addWebScrape(dst []storage.Counts, ihs []bittorrent.InfoHash, af bittorrent.AddressFamily) error {
-	w := make([]storage.Counts, len(ihs))
-	if err := s.webScrape(w, ihs, af); err != nil {
-		return err
+func appendWebRoles(buf []byte, prefix, hexIH string, af bittorrent.AddressFamily) ([2]string, []byte) {
+	var k [2]string
+	for r := range k {
+		start := len(buf)
+		buf = append(buf, prefix...)
+		buf = append(buf, '{')
+		buf = append(buf, hexIH...)
+		buf = append(buf, '}')
+		buf = append(buf, webSuffixes[2*int(af)+r]...)
+		k[r] = unsafe.String(&buf[start], len(buf)-start)
 	}
-	for i := range ihs {
-		dst[i] = dst[i].Add(w[i])
+	return k, buf
+}
+
+// queueWebHlen fills the arguments of the HLENs of x.web.
+func (x *exchange) queueWebHlen() {
+	x.webHlen[0] = [2]interface{}{"hlen", &x.web[0]}
+	x.webHlen[1] = [2]interface{}{"hlen", &x.web[1]}
+}
+
+// webCounts are the HLENs of a WebSocket swarm's seeders and leechers
+// (nil when WebSocket peers are not known to exist).
+type webCounts [2]*redis.IntCmd
+
+// queueWebCounts queues the HLENs of the WebSocket roles k on pipe (none
+// when k is empty: no WebSocket peers known).
+func queueWebCounts(ctx context.Context, pipe redis.Pipeliner, k [2]string) webCounts {
+	if k[0] == "" {
+		return webCounts{}
+	}
+	return webCounts{pipe.HLen(ctx, k[0]), pipe.HLen(ctx, k[1])}
+}
+
+// add adds the WebSocket seeders and leechers to the native counts c.
+func (w webCounts) add(c storage.Counts) storage.Counts {
+	if w[0] == nil {
+		return c
+	}
+	c.Seeders = clampU32(int64(c.Seeders) + w[0].Val())
+	c.Leechers = clampU32(int64(c.Leechers) + w[1].Val())
+	return c
+}
+
+// err is the first error of the reads.
+func (w webCounts) err() error {
+	for _, c := range w {
+		if c != nil && c.Err() != nil {
+			return c.Err()
+		}
 	}
 	return nil
 }

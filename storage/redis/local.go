@@ -122,6 +122,12 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update
 			upd := redis.NewCmd(ctx, x.args...)
 			x.args = upArgs
 			x.cmds = append(x.cmds[:0], sel, upd)
+			var web [2]*redis.IntCmd
+			if x.web[0] != "" {
+				x.queueWebHlen()
+				web = [2]*redis.IntCmd{redis.NewIntCmd(ctx, x.webHlen[0][:]...), redis.NewIntCmd(ctx, x.webHlen[1][:]...)}
+				x.cmds = append(x.cmds, web[0], web[1])
+			}
 			// The first of the two commands' errors, or the batch's.
 			err := s.roundTrip(ctx, x)
 			if !eval && (isNoScript(sel.Err()) || isNoScript(upd.Err())) {
@@ -131,6 +137,7 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update
 				return err
 			}
 			dst, counts, role, err = selectReply(dst, sel.Val(), up.addr, numWant)
+			counts = webCounts(web).add(counts)
 			return err
 		}
 	})
@@ -151,10 +158,28 @@ func (s *PeerStore) selectLocal(dst []bittorrent.Peer, x *exchange, up *update, 
 		selectArgs(x, up, cls, numWant, announcer, false)
 		var v interface{}
 		var err error
-		if v, err = selectScript.run(ctx, s.client, x.args).Result(); err != nil {
+		var web webCounts
+		if x.web[0] == "" {
+			v, err = selectScript.run(ctx, s.client, x.args).Result()
+		} else {
+			// The WebSocket counts in the same round trip.
+			pipe := s.client.Pipeline()
+			web = queueWebCounts(ctx, pipe, x.web)
+			sel := pipe.Do(ctx, x.args...)
+			_, _ = pipe.Exec(ctx)
+			if isNoScript(sel.Err()) {
+				x.args[0], x.args[1] = "eval", &selectScript.src
+				sel = s.client.Do(ctx, x.args...)
+			}
+			if v, err = sel.Result(); err == nil {
+				err = web.err()
+			}
+		}
+		if err != nil {
 			return err
 		}
 		dst, counts, role, err = selectReply(dst[:n], v, up.addr, numWant)
+		counts = web.add(counts)
 		return err
 	})
 	if err != nil {

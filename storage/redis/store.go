@@ -39,8 +39,13 @@ type exchange struct {
 	cmds []redis.Cmder
 	k    swarmKeys
 	up   update
-	// keyBuf holds the names of k (Announce).
+	// keyBuf holds the names of k (Announce), then those of web.
 	keyBuf []byte
+	// web are the names of the announcer's family's WebSocket seeders
+	// and leechers, read with the announce once WebSocket peers exist
+	// (webHlen: their HLENs' arguments).
+	web     [2]string
+	webHlen [2][2]interface{}
 
 	// Group commit (batch.go): wake tells a queued announce that its
 	// commands were carried (false) or that it is to send the next batch
@@ -73,6 +78,7 @@ func putExchange(x *exchange) {
 	clear(x.cmds)
 	x.cmds = x.cmds[:0]
 	x.k, x.up = swarmKeys{}, update{}
+	x.web, x.webHlen = [2]string{}, [2][2]interface{}{}
 	clear(x.batch)
 	x.batch, x.err, x.probe, x.pipe = x.batch[:0], nil, false, nil
 	exchanges.Put(x)
@@ -242,11 +248,7 @@ func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if announcer.Kind == bittorrent.WebSocketPeer {
 		return s.webAnnounce(dst, ih, u, true, numWant, announcer)
 	}
-	dst, counts, role, err := s.announce(dst, ih, u, numWant, announcer)
-	if err == nil {
-		counts, err = s.addWebCounts(counts, ih, announcer.AddressFamily())
-	}
-	return dst, counts, role, err
+	return s.announce(dst, ih, u, numWant, announcer)
 }
 
 func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
@@ -260,6 +262,9 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
 	}
 	numWant = max(numWant, 0)
+	if s.web.seen.Load() {
+		s.webRolesIn(x, up.fam)
+	}
 	if cls := s.cls.Load(); cls != nil {
 		return s.announceLocal(dst, x, up, cls, numWant, announcer)
 	}
@@ -311,23 +316,34 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	x.cmds = append(x.cmds[:0],
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[0][:]...),
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[1][:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...))
+	// The WebSocket swarm's counts, once there are WebSocket peers: two
+	// more HLENs in the same pipeline (same hash tag, same slot).
+	ints := 4
+	if x.web[0] != "" {
+		x.queueWebHlen()
+		x.cmds = append(x.cmds,
+			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[0][:]...),
+			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[1][:]...))
+		ints = 6
+	}
+	x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
 	reads := s.queuePeerReads(ctx, x, up, numWant)
 	x.probe = isProbe(ctx)
 	if err := s.roundTrip(ctx, x); err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}
 	b := x.raw.b
-	var v [4]int64
+	var v [6]int64
 	var err error
-	for i := range v {
+	for i := range ints {
 		if v[i], b, err = readInt(b); err != nil {
 			return dst, storage.Counts{}, storage.Absent, err
 		}
 	}
-	counts := storage.Counts{Seeders: clampU32(v[0]), Leechers: clampU32(v[1]), Downloads: clampU32(v[2])}
-	role := roleBefore(v[3], up)
+	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
+	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
+	role := roleBefore(v[ints-1], up)
 	want := numWant
 	for i := range reads {
 		if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), up.addr, &want); err != nil {
@@ -350,6 +366,7 @@ func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer
 	nS := pipe.HLen(ctx, k.roles[f][0])
 	nL := pipe.HLen(ctx, k.roles[f][1])
 	dl := pipe.Get(ctx, k.downloads)
+	web := queueWebCounts(ctx, pipe, x.web)
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}
@@ -360,7 +377,7 @@ func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer
 		return dst, storage.Counts{}, storage.Absent, err
 	}
 	d, _ := dl.Int64()
-	counts := storage.Counts{Seeders: clampU32(nS.Val()), Leechers: clampU32(nL.Val()), Downloads: clampU32(d)}
+	counts := web.add(storage.Counts{Seeders: clampU32(nS.Val()), Leechers: clampU32(nL.Val()), Downloads: clampU32(d)})
 	dst, err = s.readPeers(ctx, dst, up, numWant)
 	return dst, counts, roleBefore(was, up), err
 }
@@ -428,11 +445,7 @@ func (s *PeerStore) AnnouncePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		}
 		return s.webAnnounce(dst, ih, u, false, numWant, announcer)
 	}
-	dst, counts, role, err := s.announcePeers(dst, ih, seeder, numWant, announcer)
-	if err == nil {
-		counts, err = s.addWebCounts(counts, ih, announcer.AddressFamily())
-	}
-	return dst, counts, role, err
+	return s.announcePeers(dst, ih, seeder, numWant, announcer)
 }
 
 func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash, seeder bool, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
@@ -450,6 +463,9 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		u = storage.UpdateSeeder
 	}
 	up := update{u: u, fam: af, k: &k, addr: addr, seeding: seeder}
+	if s.web.seen.Load() {
+		x.web = s.webRoles(ih, af)
+	}
 	if cls := s.cls.Load(); cls != nil {
 		return s.selectLocal(dst, x, &up, cls, numWant, announcer)
 	}
@@ -465,6 +481,7 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		dl := pipe.Get(ctx, k.downloads)
 		isS := pipe.HExists(ctx, k.roles[af][0], string(addr))
 		isL := pipe.HExists(ctx, k.roles[af][1], string(addr))
+		web := queueWebCounts(ctx, pipe, x.web)
 		x.cmds = x.cmds[:0]
 		reads := s.queuePeerReads(ctx, x, &up, numWant)
 		_ = pipe.BatchProcess(ctx, x.cmds...)
@@ -472,7 +489,7 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 			return err
 		}
 		d, _ := dl.Int64()
-		counts = storage.Counts{Seeders: clampU32(nS.Val()), Leechers: clampU32(nL.Val()), Downloads: clampU32(d)}
+		counts = web.add(storage.Counts{Seeders: clampU32(nS.Val()), Leechers: clampU32(nL.Val()), Downloads: clampU32(d)})
 		switch {
 		case isS.Val():
 			role = storage.Seeder
@@ -513,21 +530,24 @@ func (s *PeerStore) ScrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 		clear(dst[:len(ihs)])
 		return nil
 	}
-	if err := s.scrapeSwarms(dst, ihs, af); err != nil || !s.web.seen.Load() {
-		return err
-	}
-	return s.addWebScrape(dst, ihs, af)
-}
-
-func (s *PeerStore) scrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash, af bittorrent.AddressFamily) error {
+	// The WebSocket swarms' counts, once there are WebSocket peers, in
+	// the same pipeline.
+	seen := s.web.seen.Load()
 	return s.call(context.Background(), "scrape", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.IntCmd, 0, 2*len(ihs))
 		dls := make([]*redis.StringCmd, 0, len(ihs))
+		var web []webCounts
+		if seen {
+			web = make([]webCounts, 0, len(ihs))
+		}
 		for _, ih := range ihs {
 			k := s.keys(ih)
 			cmds = append(cmds, pipe.HLen(ctx, k.roles[af][0]), pipe.HLen(ctx, k.roles[af][1]))
 			dls = append(dls, pipe.Get(ctx, k.downloads))
+			if seen {
+				web = append(web, queueWebCounts(ctx, pipe, s.webRoles(ih, af)))
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return err
@@ -535,6 +555,9 @@ func (s *PeerStore) scrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 		for i := range ihs {
 			d, _ := dls[i].Int64()
 			dst[i] = storage.Counts{Seeders: clampU32(cmds[2*i].Val()), Leechers: clampU32(cmds[2*i+1].Val()), Downloads: clampU32(d)}
+			if seen {
+				dst[i] = web[i].add(dst[i])
+			}
 		}
 		return nil
 	})
