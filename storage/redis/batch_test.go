@@ -173,35 +173,58 @@ func processCPU(tb testing.TB) float64 {
 
 // TestAnnounceAllocations pins the tracker's allocations per announce
 // (the daemon's path, one announce at a time, which shares its pipeline
-// with no other: the worst case) at the bound of 30. They do not
-// grow with the peers returned: the replies are read raw, in place.
+// with no other: the worst case) at the bound of 30, with or
+// without WebSocket peers in the store (whose counts a native announce
+// then reads too). They do not grow with the peers returned: the replies
+// are read raw, in place.
 func TestAnnounceAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocations are counted with real Redis round trips")
 	}
 	srv := startRedis(t)
-	s := newStore(t, srv, func(c *Config) {
-		// No collection or reporting while allocations are counted.
-		c.GarbageCollectionInterval, c.PrometheusReportingInterval = 30*time.Minute, time.Hour
-	})
-	fill(t, s, 10, 20)
-	dst := make([]bittorrent.Peer, 0, 64)
-	i := 0
-	announce := func() {
-		u := storage.UpdateLeecher
-		if i%3 == 0 {
-			u = storage.UpdateSeeder
+	for _, web := range []bool{false, true} {
+		name := "no WebSocket peers"
+		if web {
+			name = "WebSocket peers exist"
 		}
-		var err error
-		if dst, _, _, err = s.Announce(dst[:0], ih(i%10), u, 50, peer4(i%200)); err != nil {
-			t.Fatal(err)
-		}
-		i++
-	}
-	announce() // the scripts loaded, the connection dialled
-	if n := testing.AllocsPerRun(200, announce); n > 30 {
-		t.Errorf("%.1f allocations per announce, want at most 30", n)
-	} else {
-		t.Logf("%.1f allocations per announce, %d peers in the last answer", n, len(dst))
+		t.Run(name, func(t *testing.T) {
+			s := newStore(t, srv, func(c *Config) {
+				// No collection or reporting while allocations are
+				// counted.
+				c.GarbageCollectionInterval, c.PrometheusReportingInterval = 30*time.Minute, time.Hour
+			})
+			fill(t, s, 10, 20)
+			if web {
+				browser := peer4(999)
+				browser.Kind = bittorrent.WebSocketPeer
+				must(t, "put browser", s.PutLeecher(ih(0), browser))
+			}
+			dst := make([]bittorrent.Peer, 0, 64)
+			i := 0
+			var c storage.Counts
+			announce := func() {
+				u := storage.UpdateLeecher
+				if i%3 == 0 {
+					u = storage.UpdateSeeder
+				}
+				var err error
+				if dst, c, _, err = s.Announce(dst[:0], ih(i%10), u, 50, peer4(i%200)); err != nil {
+					t.Fatal(err)
+				}
+				i++
+			}
+			announce() // the scripts loaded, the connection dialled
+			if n := testing.AllocsPerRun(200, announce); n > 30 {
+				t.Errorf("%.1f allocations per announce, want at most 30", n)
+			} else {
+				t.Logf("%.1f allocations per announce, %d peers in the last answer", n, len(dst))
+			}
+			// The browser is counted in swarm 0's answers.
+			i = 0
+			announce()
+			if want := uint32(20 + 1); web && c.Seeders+c.Leechers != want {
+				t.Errorf("swarm 0 counts %+v, want %d peers with the browser", c, want)
+			}
+		})
 	}
 }

@@ -636,7 +636,9 @@ func (c countingConn) Write(b []byte) (int, error) {
 
 // TestRoundTrips pins the cost of each operation in round trips to Redis,
 // once the pool holds a connection: an announce, whatever its event, is
-// one (its update and its peer list together).
+// one (its update and its peer list together), and stays one once
+// WebSocket peers exist, whose counts native announces and scrapes add
+// (read in the same pipeline); a WebSocket peer's announce is one too.
 func TestRoundTrips(t *testing.T) {
 	srv := startRedis(t)
 	var writes atomic.Int64
@@ -648,50 +650,92 @@ func TestRoundTrips(t *testing.T) {
 		must(t, "put", s.PutLeecher(ih(1), peer4(i)))
 	}
 	must(t, "put", s.PutSeeder(ih(1), peer4(100)))
-	tests := []struct {
-		name string
-		op   func() error
-		want int64
-	}{
-		{"announce as a leecher", announceOp(s, storage.UpdateLeecher), 1},
-		{"announce as a seeder", announceOp(s, storage.UpdateSeeder), 1},
-		{"announce completed", announceOp(s, storage.UpdateGraduate), 1},
-		{"announce stopped", announceOp(s, storage.UpdateDelete), 1},
-		{"peer list alone", func() error {
-			_, _, _, err := s.AnnouncePeers(nil, ih(1), false, 50, peer4(7))
-			return err
-		}, 1},
-		{"put", func() error { return s.PutLeecher(ih(1), peer4(7)) }, 1},
-		{"scrape of 3", func() error {
-			return s.ScrapeSwarms(make([]storage.Counts, 3), []bittorrent.InfoHash{ih(1), ih(2), ih(3)}, bittorrent.IPv4)
-		}, 1},
-		{"scrape", func() error { _, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); return err }, 1},
-		{"stats", func() error { _, err := s.Stats(); return err }, 1},
+	browser := func(i int) bittorrent.Peer {
+		p := peer4(i)
+		p.Kind = bittorrent.WebSocketPeer
+		return p
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			// The first run of a script on a server loads it (EVALSHA,
-			// NOSCRIPT, EVAL); the second shows the steady state.
-			must(t, tc.name, tc.op())
-			before := writes.Load()
-			must(t, tc.name, tc.op())
-			if got := writes.Load() - before; got != tc.want {
-				t.Errorf("%d round trips, want %d", got, tc.want)
+	for _, web := range []bool{false, true} {
+		name, least := "no WebSocket peers", uint32(100)
+		if web {
+			// A browser leeching the same swarm: every count from now
+			// on includes it.
+			name, least = "WebSocket peers exist", 101
+			must(t, "put browser", s.PutLeecher(ih(1), browser(300)))
+		}
+		t.Run(name, func(t *testing.T) {
+			tests := []struct {
+				name string
+				op   func() error
+				want int64
+			}{
+				{"announce as a leecher", announceOp(s, storage.UpdateLeecher, peer4(7), least), 1},
+				{"announce as a seeder", announceOp(s, storage.UpdateSeeder, peer4(7), least), 1},
+				{"announce completed", announceOp(s, storage.UpdateGraduate, peer4(7), least), 1},
+				{"announce stopped", announceOp(s, storage.UpdateDelete, peer4(7), least), 1},
+				{"peer list alone", func() error {
+					_, c, _, err := s.AnnouncePeers(nil, ih(1), false, 50, peer4(7))
+					return countsAtLeast(c, err, least)
+				}, 1},
+				{"put", func() error { return s.PutLeecher(ih(1), peer4(7)) }, 1},
+				{"scrape of 3", func() error {
+					c := make([]storage.Counts, 3)
+					err := s.ScrapeSwarms(c, []bittorrent.InfoHash{ih(1), ih(2), ih(3)}, bittorrent.IPv4)
+					return countsAtLeast(c[0], err, least)
+				}, 1},
+				{"scrape", func() error { c, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); return countsAtLeast(c, err, least) }, 1},
+				{"stats", func() error { _, err := s.Stats(); return err }, 1},
+			}
+			if web {
+				tests = append(tests, []struct {
+					name string
+					op   func() error
+					want int64
+				}{
+					{"WebSocket announce", announceOp(s, storage.UpdateLeecher, browser(301), least), 1},
+					{"WebSocket announce stopped", announceOp(s, storage.UpdateDelete, browser(301), least), 1},
+					{"WebSocket peer list alone", func() error {
+						_, c, _, err := s.AnnouncePeers(nil, ih(1), false, 50, browser(301))
+						return countsAtLeast(c, err, least)
+					}, 1},
+				}...)
+			}
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					// The first run of a script on a server loads it
+					// (EVALSHA, NOSCRIPT, EVAL); the second shows the
+					// steady state.
+					must(t, tc.name, tc.op())
+					before := writes.Load()
+					must(t, tc.name, tc.op())
+					if got := writes.Load() - before; got != tc.want {
+						t.Errorf("%d round trips, want %d", got, tc.want)
+					}
+				})
 			}
 		})
 	}
 }
 
-// announceOp is one announce of peer 7 to swarm 1 through Announce, as
-// the daemon makes it, that checks its answer.
-func announceOp(s *PeerStore, u storage.Update) func() error {
+// announceOp is one announce of p to swarm 1 through Announce, as the
+// daemon makes it, that checks its answer: peers (unless stopped), and
+// counts of at least least peers of both kinds.
+func announceOp(s *PeerStore, u storage.Update, p bittorrent.Peer, least uint32) func() error {
 	return func() error {
-		peers, c, _, err := s.Announce(nil, ih(1), u, 50, peer4(7))
-		if err == nil && (u != storage.UpdateDelete && len(peers) == 0 || c.Leechers+c.Seeders < 100) {
-			return fmt.Errorf("answer %d peers, %+v: want peers and the swarm's counts", len(peers), c)
+		peers, c, _, err := s.Announce(nil, ih(1), u, 50, p)
+		if err == nil && u != storage.UpdateDelete && len(peers) == 0 {
+			return fmt.Errorf("answer without peers, %+v", c)
 		}
-		return err
+		return countsAtLeast(c, err, least)
 	}
+}
+
+// countsAtLeast checks that c counts at least least peers, of both kinds.
+func countsAtLeast(c storage.Counts, err error, least uint32) error {
+	if err == nil && c.Seeders+c.Leechers < least {
+		return fmt.Errorf("counts %+v, want at least %d peers of both kinds", c, least)
+	}
+	return err
 }
 
 // TestCallerGivingUpIsNotAnOutage: a readiness check whose caller hangs

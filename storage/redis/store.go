@@ -316,7 +316,8 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	x.cmds = append(x.cmds[:0],
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[0][:]...),
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[1][:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...))
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...),
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
 	// The WebSocket swarm's counts, once there are WebSocket peers: two
 	// more HLENs in the same pipeline (same hash tag, same slot).
 	ints := 4
@@ -327,7 +328,6 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[1][:]...))
 		ints = 6
 	}
-	x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
 	reads := s.queuePeerReads(ctx, x, up, numWant)
 	x.probe = isProbe(ctx)
 	if err := s.roundTrip(ctx, x); err != nil {
@@ -341,9 +341,9 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 			return dst, storage.Counts{}, storage.Absent, err
 		}
 	}
-	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
-	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
-	role := roleBefore(v[ints-1], up)
+	// v[4] and v[5] are the WebSocket counts, when read (0 otherwise).
+	counts := storage.Counts{Seeders: clampU32(v[0] + v[4]), Leechers: clampU32(v[1] + v[5]), Downloads: clampU32(v[2])}
+	role := roleBefore(v[3], up)
 	want := numWant
 	for i := range reads {
 		if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), up.addr, &want); err != nil {
