@@ -5,6 +5,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 // TestWebCountsAcrossInstances: a tracker that never stored a WebSocket
@@ -113,5 +114,28 @@ func BenchmarkNativeAnnounceWebSeen(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestWebCountsWithLocality: with locality on (select.lua), a native
+// announce and a native peer list count the WebSocket peers too.
+func TestWebCountsWithLocality(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	s := newStore(t, srv, func(c *Config) { c.Locality = locality.Config{Enabled: true}.WithDefaults() })
+	browser := peer4(1)
+	browser.Kind = bittorrent.WebSocketPeer
+	must(t, "PutSeeder", s.PutSeeder(ih(1), browser))
+	must(t, "PutSeeder", s.PutSeeder(ih(1), peer4(2)))
+	want := storage.Counts{Seeders: 2, Leechers: 1}
+	for _, eval := range []string{"first (scripts loaded)", "again"} {
+		_, c, _, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 10, peer4(3))
+		if err != nil || c.Seeders != 2 {
+			t.Fatalf("%s announce: %+v, %v; want both seeders", eval, c, err)
+		}
+		_, c, _, err = s.AnnouncePeers(nil, ih(1), false, 10, peer4(3))
+		if err != nil || c != want {
+			t.Fatalf("%s peer list: %+v, %v; want %+v", eval, c, err, want)
+		}
 	}
 }
