@@ -41,9 +41,16 @@ func StartCluster(t testing.TB, masters, replicas int, conf ...string) *Cluster 
 	cli := Program(t, "redis-cli")
 	c := &Cluster{Masters: masters}
 	for range masters * (1 + replicas) {
+		// cluster-node-timeout: how long a node may go unanswered before
+		// the others declare it failed (and, for a master, fail it over,
+		// the cluster down meanwhile). A test machine that runs several
+		// suites at once under -race starves a node for more than a
+		// second now and then, which took a live cluster down mid-test
+		// at 1000 ms; at 5 s a killed master is still replaced in about
+		// 6-7 s (the e2e failover test allows 30).
 		lines := append([]string{
 			"cluster-enabled yes", "cluster-config-file nodes.conf",
-			"cluster-node-timeout 1000", "cluster-port " + strconv.Itoa(FreePort(t)),
+			"cluster-node-timeout 5000", "cluster-port " + strconv.Itoa(FreePort(t)),
 			"cluster-replica-validity-factor 0", "cluster-allow-replica-migration no",
 		}, conf...)
 		c.Nodes = append(c.Nodes, Start(t, "redis-server", lines...))
