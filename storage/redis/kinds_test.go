@@ -88,7 +88,8 @@ func TestWebAnnounceApplies(t *testing.T) {
 }
 
 // BenchmarkNativeAnnounceWebSeen is the cost for native announces of
-// WebSocket peers under the prefix: their counts in a second round trip.
+// WebSocket peers under the prefix: their counts, two HLENs more in the
+// announce's own pipeline.
 func BenchmarkNativeAnnounceWebSeen(b *testing.B) {
 	srv := startRedis(b)
 	for _, seen := range []bool{false, true} {
