@@ -267,9 +267,9 @@ func originForm(t []byte) ([]byte, bool) {
 	if string(t) == "*" {
 		return []byte("*"), true
 	}
-	rest, ok := bytes.CutPrefix(t, []byte("http://"))
+	rest, ok := cutFold(t, "http://")
 	if !ok {
-		rest, ok = bytes.CutPrefix(t, []byte("https://"))
+		rest, ok = cutFold(t, "https://")
 	}
 	if !ok {
 		return nil, false
@@ -278,6 +278,15 @@ func originForm(t []byte) ([]byte, bool) {
 		return rest[i:], true
 	}
 	return []byte("/"), true
+}
+
+// cutFold cuts the lower-case prefix from t, ignoring case (a URL's
+// scheme is case-insensitive).
+func cutFold(t []byte, prefix string) ([]byte, bool) {
+	if len(t) < len(prefix) || !equalFold(t[:len(prefix)], prefix) {
+		return t, false
+	}
+	return t[len(prefix):], true
 }
 
 func (f *Frontend) serveAnnounce(c *conn, r *request, pathLen int, ps httprouter.Params) {

@@ -12,10 +12,11 @@ import (
 
 // TestAbsoluteFormTarget checks that an announce whose request-target is
 // in absolute form (as a client configured with an HTTP proxy sends it)
-// is read like its origin form: its query included.
+// is read like its origin form: its query included, its scheme in any
+// case (as net/http read it).
 func TestAbsoluteFormTarget(t *testing.T) {
 	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", nil)
-	for _, scheme := range []string{"http://", "https://"} {
+	for _, scheme := range []string{"http://", "https://", "HTTP://", "Https://"} {
 		t.Run(scheme, func(t *testing.T) {
 			target := scheme + f.Addr().String() + announceURL("", "/announce", 1)
 			got := rawExchange(t, f.Addr().String(), []byte("GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
