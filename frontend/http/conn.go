@@ -172,7 +172,13 @@ func (c *conn) fill() error {
 			c.buf = nil
 			wait := c.s.idleTimeout
 			if c.fresh {
-				wait = c.s.readTimeout
+				// read_timeout bounds the whole first request, this
+				// wait included, as it did under net/http: the
+				// deadline set once its bytes come counts from here.
+				if c.reqStart.IsZero() {
+					c.reqStart = time.Now()
+				}
+				wait = c.s.readTimeout - time.Since(c.reqStart)
 			}
 			if c.s.idle.park(c, clock.Monotonic()+int64(wait)) {
 				return errParked
