@@ -80,6 +80,10 @@ var (
 		Namespace: "chihaya", Subsystem: "storage", Name: "redis_relay_stale_peers_total",
 		Help: "WebSocket peers of gone instances removed from their swarms by this instance.",
 	})
+	relayResubscribed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "chihaya", Subsystem: "storage", Name: "redis_relay_resubscribed_total",
+		Help: "Times this instance found its relay channel without a subscriber and subscribed again.",
+	})
 	relayInstances = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "chihaya", Subsystem: "storage", Name: "redis_relay_instances",
 		Help: "Instances relaying WebSocket messages through the Redis (alive at the last heartbeat).",
@@ -88,7 +92,7 @@ var (
 )
 
 func init() {
-	prometheus.MustRegister(relayPublished, relayReceived, relayDropped, relayStale, relayStalePeers, relayInstances)
+	prometheus.MustRegister(relayPublished, relayReceived, relayDropped, relayStale, relayStalePeers, relayResubscribed, relayInstances)
 	for _, r := range []string{dropInstanceGone, dropQueueFull, dropRedisError, dropNoReceiver} {
 		dropped[r] = relayDropped.WithLabelValues(r)
 	}
@@ -109,8 +113,15 @@ type relay struct {
 	// alive is the set of the instances alive at the last heartbeat
 	// (nil until then: all are taken for alive).
 	alive  atomic.Pointer[[1 << 16 / 64]uint64]
-	pubsub *redis.PubSub
-	bufs   sync.Pool
+	// sub is the subscription to this instance's channel, replaced when a
+	// heartbeat finds that it no longer receives (checkSubscription).
+	sub  atomic.Pointer[subscription]
+	bufs sync.Pool
+}
+
+type subscription struct {
+	ps   *redis.PubSub
+	msgs <-chan *redis.Message
 }
 
 type outMessage struct {
@@ -135,9 +146,8 @@ func (s *PeerStore) startRelay() {
 	r.id = r.claim()
 	s.web.instance.Store(uint32(r.id))
 	s.web.relay.Store(r)
-	r.pubsub = s.client.SSubscribe(context.Background(), r.channel(r.id))
-	msgs := r.pubsub.Channel(redis.WithChannelSize(relayQueue))
-	s.loops.Go(func(done <-chan struct{}) { r.receive(msgs, done) })
+	r.sub.Store(r.subscribe())
+	s.loops.Go(r.receive)
 	s.loops.Go(r.publish)
 	s.loops.Every(s.cfg.RelayHeartbeatInterval, r.beat)
 	logrus.WithField("instance", r.id).Info("storage/redis: relaying WebSocket offers and answers between instances")
@@ -161,6 +171,12 @@ func (r *relay) claim() uint16 {
 		}
 	}
 	return id
+}
+
+// subscribe subscribes to this instance's channel.
+func (r *relay) subscribe() *subscription {
+	ps := r.s.client.SSubscribe(context.Background(), r.channel(r.id))
+	return &subscription{ps: ps, msgs: ps.Channel(redis.WithChannelSize(relayQueue))}
 }
 
 func (r *relay) channel(id uint16) string {
@@ -267,16 +283,23 @@ func (r *relay) publish(done <-chan struct{}) {
 }
 
 // receive hands the messages of this instance's channel to the frontend.
-// The subscription reconnects by itself after Redis restarts or fails
-// over.
-func (r *relay) receive(msgs <-chan *redis.Message, done <-chan struct{}) {
+// The subscription reconnects by itself after Redis restarts; one that
+// Redis dropped while the connection stayed is replaced by a heartbeat.
+func (r *relay) receive(done <-chan struct{}) {
 	for {
+		sub := r.sub.Load()
 		select {
 		case <-done:
 			return
-		case m, ok := <-msgs:
+		case m, ok := <-sub.msgs:
 			if !ok {
-				return
+				if r.sub.Load() == sub {
+					return // closed by stopRelay
+				}
+				continue // replaced
+			}
+			if len(m.Payload) == 0 {
+				continue // checkSubscription's probe
 			}
 			relayReceived.Inc()
 			fn := r.recv.Load()
@@ -311,6 +334,7 @@ func (r *relay) beat() {
 	if err != nil {
 		return // counted; the set of live instances stays as it was
 	}
+	r.checkSubscription()
 	if rejoined {
 		// Claimed at start, so absent only if another instance found this
 		// one gone (it froze, or was cut off, for relay_instance_timeout)
@@ -345,6 +369,27 @@ if score and tonumber(score) < tonumber(ARGV[2]) then
   return redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return 0`)
+
+// checkSubscription publishes an empty probe to this instance's own
+// channel: if nobody receives it, Redis has dropped the subscription
+// while its connection stayed open (on a Cluster, the slot of the channel
+// moved to another node, or its master became a replica: Redis then
+// unsubscribes the shard channel's subscribers, and the client does not
+// subscribe again by itself), so it is made anew.
+func (r *relay) checkSubscription() {
+	var n int64
+	err := r.s.call(context.Background(), "relay", func(ctx context.Context) (err error) {
+		n, err = r.s.client.SPublish(ctx, r.channel(r.id), "").Result()
+		return err
+	})
+	if err != nil || n > 0 {
+		return
+	}
+	old := r.sub.Swap(r.subscribe())
+	_ = old.ps.Close()
+	relayResubscribed.Inc()
+	logrus.WithField("instance", r.id).Warn("storage/redis: this instance's relay channel had no subscriber (Redis dropped the subscription): subscribed again")
+}
 
 // drop removes a gone instance, silent since before stale (Unix ms), from
 // the heartbeats and, if this instance was the one that did, its
@@ -457,7 +502,7 @@ func (s *PeerStore) stopRelay(ctx context.Context) {
 	if r == nil {
 		return
 	}
-	_ = r.pubsub.Close()
+	_ = r.sub.Load().ps.Close()
 	if err := s.client.ZRem(ctx, r.beats, r.id).Err(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		logrus.WithError(err).Debug("storage/redis: leaving the relay")
 	}

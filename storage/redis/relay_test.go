@@ -247,3 +247,22 @@ func TestRelayQueueBoundedInBytes(t *testing.T) {
 		t.Errorf("%v of %d messages of 60 KiB dropped while Redis paused, want all past 16 MiB (%d)", d, n, n-relayQueueBytes/len(msg))
 	}
 }
+
+// TestRelayResubscribes: when Redis drops the subscription to an
+// instance's channel while the connection stays (what a Cluster does to
+// shard channel subscribers when the channel's slot moves or its master
+// becomes a replica), a heartbeat finds nobody listening and subscribes
+// again, so messages reach the instance again.
+func TestRelayResubscribes(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	a := newStore(t, srv, relayConfig(""))
+	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
+	ra, rb := a.Relay(), b.Relay()
+	got := receiver(rb)
+	waitFor(t, ra, rb, got, "before", 5*time.Second)
+
+	rel := b.web.relay.Load()
+	must(t, "SUNSUBSCRIBE", rel.sub.Load().ps.SUnsubscribe(t.Context(), rel.channel(rel.id)))
+	waitFor(t, ra, rb, got, "after", 5*time.Second)
+}
