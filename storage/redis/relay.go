@@ -112,7 +112,7 @@ type relay struct {
 	queued atomic.Int64
 	// alive is the set of the instances alive at the last heartbeat
 	// (nil until then: all are taken for alive).
-	alive  atomic.Pointer[[1 << 16 / 64]uint64]
+	alive atomic.Pointer[[1 << 16 / 64]uint64]
 	// sub is the subscription to this instance's channel, replaced when a
 	// heartbeat finds that it no longer receives (checkSubscription).
 	sub  atomic.Pointer[subscription]
