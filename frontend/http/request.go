@@ -84,8 +84,9 @@ func nextLine(b []byte) (line, rest []byte) {
 // realIPHeader is the lower-case name of http.real_ip_header, or empty.
 //
 // It refuses what net/http refuses: a malformed request line, a version
-// other than HTTP/1.0 and 1.1, an HTTP/1.1 request without Host, a header
-// line without a colon or with a space before it, an Expect other than
+// other than HTTP/1.0 and 1.1, an HTTP/1.1 request without Host or with
+// two, a header line without a colon or with a space before it, a header
+// value holding a control byte other than tab, an Expect other than
 // 100-continue, a Transfer-Encoding other than chunked, and a malformed
 // or contradictory Content-Length.
 func parseHead(head []byte, realIPHeader string, r *request) error {
@@ -143,6 +144,10 @@ func parseHead(head []byte, realIPHeader string, r *request) error {
 		}
 		switch {
 		case equalFold(name, "host"):
+			if haveHost {
+				// RFC 9112 §3.2; net/http refused it too.
+				return errBadHeaderLine
+			}
 			haveHost = true
 		case equalFold(name, "connection"):
 			if hasToken(value, "close") {

@@ -33,7 +33,7 @@ func TestAbsoluteFormTarget(t *testing.T) {
 
 // TestControlBytesInHeaders checks that a header line holding a bare CR,
 // a NUL or another control byte is refused as malformed and counted, as
-// net/http did, rather than read as part of a value.
+// net/http did, rather than read as part of a value; so is a second Host.
 func TestControlBytesInHeaders(t *testing.T) {
 	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", nil)
 	tests := []struct{ name, line string }{
@@ -42,6 +42,7 @@ func TestControlBytesInHeaders(t *testing.T) {
 		{"NUL", "X-Test: a\x00b"},
 		{"DEL", "X-Test: a\x7fb"},
 		{"escape", "User-Agent: \x1b[31m"},
+		{"a second Host", "host: y"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
