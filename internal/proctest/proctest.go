@@ -49,7 +49,7 @@ func Start(t testing.TB, name, logDir string, cmd *exec.Cmd) *Proc {
 	if cmd.Stderr == nil {
 		cmd.Stderr = f
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)
