@@ -178,16 +178,24 @@ func TestServerTimeouts(t *testing.T) {
 	}
 }
 
-// TestPipelined checks that requests sent back to back on one connection
-// are answered in order.
-func TestPipelined(t *testing.T) {
+// dialKeepAlive starts a frontend that keeps connections alive and opens
+// one connection to it.
+func dialKeepAlive(t *testing.T) net.Conn {
+	t.Helper()
 	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = true })
 	c, err := net.Dial("tcp", f.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(30 * time.Second)) // safety net only
+	return c
+}
+
+// TestPipelined checks that requests sent back to back on one connection
+// are answered in order.
+func TestPipelined(t *testing.T) {
+	c := dialKeepAlive(t)
 	var reqs strings.Builder
 	for _, p := range []string{"/announce", "/nowhere", "/announce"} {
 		fmt.Fprintf(&reqs, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", announceURL("", p, 1))
@@ -211,13 +219,7 @@ func TestPipelined(t *testing.T) {
 // TestHeadRequest checks that a HEAD request is refused without a body,
 // so that the next request on the connection is read right.
 func TestHeadRequest(t *testing.T) {
-	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", func(c *Config) { c.EnableKeepAlive = true })
-	c, err := net.Dial("tcp", f.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // safety net only
+	c := dialKeepAlive(t)
 	target := announceURL("", "/announce", 1)
 	fmt.Fprintf(c, "HEAD %s HTTP/1.1\r\nHost: x\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\n\r\n", target, target)
 	br := bufio.NewReader(c)

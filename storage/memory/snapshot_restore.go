@@ -15,7 +15,7 @@ import (
 // peer IDs of idLen bytes, to the store.
 func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut, now uint32, got *copyCounts, rc *restoreCounts) error {
 	p := payloadReader{b: payload}
-	cls := s.classifier.Load()
+	classifier := s.classifier.Load()
 	for i := uint32(0); i < nSwarms; i++ {
 		ihb := p.bytes(20)
 		if p.err != nil {
@@ -69,9 +69,9 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut,
 		if sw.empty() {
 			continue
 		}
-		if cls != nil && (sw.v4.n > 0 || sw.v6 != nil) &&
+		if classifier != nil && (sw.v4.n > 0 || sw.v6 != nil) &&
 			(s.flatMax == 0 || sw.v4.n > uint32(s.flatMax) || sw.v6 != nil && sw.v6.n > uint32(s.flatMax)) {
-			s.localize(sh, sw, cls)
+			s.localize(sh, sw, classifier)
 		}
 		sh.swarms[ih] = sw
 		rc.swarms++

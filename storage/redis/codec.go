@@ -100,6 +100,19 @@ type swarmKeys struct {
 	shard shard
 }
 
+// set stores the key of suffix number i (keySuffixes' order: the four
+// roles, the two cell bases, the downloads).
+func (k *swarmKeys) set(i int, key string) {
+	switch {
+	case i < 4:
+		k.roles[i/2][i%2] = key
+	case i < 6:
+		k.base[i-4] = key
+	default:
+		k.downloads = key
+	}
+}
+
 // shard is the index and the totals of the swarms of one hash slot (or of
 // all of them, outside Cluster).
 type shard struct {
@@ -135,15 +148,7 @@ func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byt
 		buf = append(buf, h[:]...)
 		buf = append(buf, '}')
 		buf = append(buf, suffix...)
-		key := unsafe.String(&buf[start], len(buf)-start)
-		switch {
-		case i < 4:
-			k.roles[i/2][i%2] = key
-		case i < 6:
-			k.base[i-4] = key
-		default:
-			k.downloads = key
-		}
+		k.set(i, unsafe.String(&buf[start], len(buf)-start))
 	}
 	start := len(buf)
 	buf = append(buf, h[:]...)

@@ -154,7 +154,7 @@ func (s *PeerStore) busyShards(r slotRange) ([]shard, error) {
 // collectShard runs gc.lua on each swarm of one shard's index.
 func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
 	cut := cutoff.Unix()
-	local := s.cls.Load() != nil
+	local := s.classifier.Load() != nil
 	removed := 0
 	var cursor uint64
 	for {

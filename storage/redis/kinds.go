@@ -76,15 +76,7 @@ func (s *PeerStore) webKeys(ih bittorrent.InfoHash) swarmKeys {
 	base := s.cfg.KeyPrefix + "{" + h + "}"
 	var k swarmKeys
 	for i, suffix := range webSuffixes {
-		key := base + suffix
-		switch {
-		case i < 4:
-			k.roles[i/2][i%2] = key
-		case i < 6:
-			k.base[i-4] = key
-		default:
-			k.downloads = key
-		}
+		k.set(i, base+suffix)
 	}
 	k.hexIH = webMember + h
 	k.shard = s.shardOf([]byte(h))

@@ -136,8 +136,8 @@ func (s *PeerStore) counts(ctx context.Context, ihs []bittorrent.InfoHash) ([]st
 // Groups reads the cells of each family and role (P{H}Fsd, P{H}Fld) and
 // counts each cell's set, in one round trip per family and role.
 func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
-	cls := s.cls.Load()
-	if cls == nil {
+	classifier := s.classifier.Load()
+	if classifier == nil {
 		return nil, nil
 	}
 	type key struct {
@@ -170,7 +170,7 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 				if n == 0 {
 					continue
 				}
-				name := cls.CellName(cell, af == int(bittorrent.IPv6))
+				name := classifier.CellName(cell, af == int(bittorrent.IPv6))
 				g := counts[key{af, name}]
 				if g == nil {
 					g = &storage.Group{Name: name, Family: bittorrent.AddressFamily(af)}

@@ -45,26 +45,26 @@ func (s *PeerStore) Reload() error {
 	if !lc.Enabled || lc.TopologyFile == "" {
 		return nil
 	}
-	cls, err := locality.Load(lc)
+	classifier, err := locality.Load(lc)
 	if err != nil {
 		return fmt.Errorf("storage/redis: reload: %w", err)
 	}
-	s.cls.Store(cls)
+	s.classifier.Store(classifier)
 	return nil
 }
 
 // selectArgs appends the EVALSHA (EVAL with eval) of select.lua for the
 // announcer to x.args.
-func selectArgs(x *exchange, up *update, cls *locality.Classifier, numWant int, announcer bittorrent.Peer, eval bool) {
-	ck := cls.Key(announcer.AddrPort.Addr())
+func selectArgs(x *exchange, up *update, classifier *locality.Classifier, numWant int, announcer bittorrent.Peer, eval bool) {
+	ck := classifier.Key(announcer.AddrPort.Addr())
 	k, f := up.k, up.fam
 	x.args = selectScript.args(x.args, eval)
 	x.args = append(x.args, &k.roles[f][0], &k.roles[f][1], &k.downloads,
-		&k.base[f], &x.strs[2], cls.Cell(ck), flag(cls.Placed(ck, 0)), numWant, cls.Reserve(numWant), flag(up.seeding),
+		&k.base[f], &x.strs[2], classifier.Cell(ck), flag(classifier.Placed(ck, 0)), numWant, classifier.Reserve(numWant), flag(up.seeding),
 		1+rand.Int64N(2147483646))
-	for t := 1; t < cls.Tiers(); t++ {
-		if cls.Placed(ck, t) {
-			x.args = append(x.args, cls.TierPrefix(ck, t))
+	for t := 1; t < classifier.Tiers(); t++ {
+		if classifier.Placed(ck, t) {
+			x.args = append(x.args, classifier.TierPrefix(ck, t))
 		} else {
 			x.args = append(x.args, "-")
 		}
@@ -105,7 +105,7 @@ func selectReply(dst []bittorrent.Peer, v interface{}, addr []byte, numWant int)
 // announceLocal is Announce with locality on: select.lua and the update's
 // script, pipelined in one round trip, shared with the other announces in
 // progress (batch.go).
-func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update, cls *locality.Classifier, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update, classifier *locality.Classifier, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
@@ -114,7 +114,7 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update
 		for eval := false; ; eval = true {
 			dst = dst[:n]
 			x.args = x.args[:0]
-			selectArgs(x, up, cls, numWant, announcer, eval)
+			selectArgs(x, up, classifier, numWant, announcer, eval)
 			sel := redis.NewCmd(ctx, x.args...)
 			upArgs := make([]interface{}, 0, 20)
 			x.args, upArgs = upArgs, x.args
@@ -148,14 +148,14 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update
 }
 
 // selectLocal is AnnouncePeers with locality on: select.lua alone.
-func (s *PeerStore) selectLocal(dst []bittorrent.Peer, x *exchange, up *update, cls *locality.Classifier, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+func (s *PeerStore) selectLocal(dst []bittorrent.Peer, x *exchange, up *update, classifier *locality.Classifier, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
 	x.strs[2] = string(up.addr)
 	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
 		x.args = x.args[:0]
-		selectArgs(x, up, cls, numWant, announcer, false)
+		selectArgs(x, up, classifier, numWant, announcer, false)
 		var v interface{}
 		var err error
 		var web webCounts

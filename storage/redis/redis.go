@@ -96,8 +96,8 @@ type PeerStore struct {
 	// for again after a failure (clusterFailure).
 	lastReload atomic.Int64
 
-	// cls groups peers by locality; nil when locality is off (local.go).
-	cls atomic.Pointer[locality.Classifier]
+	// classifier groups peers by locality; nil when locality is off (local.go).
+	classifier atomic.Pointer[locality.Classifier]
 	// web is what the store knows of WebSocket peers (kinds.go).
 	web webState
 	// netDial, when set (by tests), replaces the TCP dialer.
@@ -163,11 +163,11 @@ func build(cfg Config) (*PeerStore, error) {
 		return nil, err
 	}
 	if cfg.Locality.Enabled {
-		cls, err := locality.Load(cfg.Locality)
+		classifier, err := locality.Load(cfg.Locality)
 		if err != nil {
 			return nil, yamlconf.Under(err, "locality")
 		}
-		s.cls.Store(cls)
+		s.classifier.Store(classifier)
 	}
 	if len(cfg.ClusterAddrs) > 0 {
 		s.slotTag = slotTags()

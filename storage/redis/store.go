@@ -159,8 +159,8 @@ func (s *PeerStore) prepare(x *exchange, up *update, k *swarmKeys, u storage.Upd
 	}
 	*up = update{u: u, fam: af, k: k, addr: addr, seeding: u.Seeder()}
 	x.value = appendValue(x.value[:0], p.ID, clock.Unix())
-	if cls := s.cls.Load(); cls != nil {
-		up.cell = cls.Cell(cls.Key(p.AddrPort.Addr()))
+	if classifier := s.classifier.Load(); classifier != nil {
+		up.cell = classifier.Cell(classifier.Key(p.AddrPort.Addr()))
 		x.value = append(x.value, up.cell...)
 	}
 	x.strs[2] = unsafe.String(&x.addr[0], len(addr))
@@ -265,8 +265,8 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if s.web.seen.Load() {
 		s.webRolesIn(x, up.fam)
 	}
-	if cls := s.cls.Load(); cls != nil {
-		return s.announceLocal(dst, x, up, cls, numWant, announcer)
+	if classifier := s.classifier.Load(); classifier != nil {
+		return s.announceLocal(dst, x, up, classifier, numWant, announcer)
 	}
 	var counts storage.Counts
 	var role storage.Role
@@ -466,8 +466,8 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 	if s.web.seen.Load() {
 		x.web = s.webRoles(ih, af)
 	}
-	if cls := s.cls.Load(); cls != nil {
-		return s.selectLocal(dst, x, &up, cls, numWant, announcer)
+	if classifier := s.classifier.Load(); classifier != nil {
+		return s.selectLocal(dst, x, &up, classifier, numWant, announcer)
 	}
 	var counts storage.Counts
 	role := storage.Absent
