@@ -26,6 +26,20 @@ func relayConfig(prefix string) func(*Config) {
 	}
 }
 
+// connectedPair starts a Redis and two stores sharing it, each with its
+// relay, and waits until a message from the first reaches the second
+// (what it received is read from got).
+func connectedPair(t *testing.T) (srv *server, a, b *PeerStore, ra, rb storage.Relay, got <-chan string) {
+	t.Helper()
+	srv = startRedis(t)
+	a = newStore(t, srv, relayConfig(""))
+	b = newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
+	ra, rb = a.Relay(), b.Relay()
+	got = receiver(rb)
+	waitFor(t, ra, rb, got, "before", 5*time.Second)
+	return srv, a, b, ra, rb, got
+}
+
 // receiver returns a channel of the messages r receives.
 func receiver(r storage.Relay) <-chan string {
 	ch := make(chan string, 16)
@@ -123,12 +137,7 @@ func TestRelayDropsStaleInstance(t *testing.T) {
 // persistence), the subscription comes back and messages flow again.
 func TestRelayReconnects(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
-	a := newStore(t, srv, relayConfig(""))
-	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
-	ra, rb := a.Relay(), b.Relay()
-	got := receiver(rb)
-	waitFor(t, ra, rb, got, "before", 5*time.Second)
+	srv, _, _, ra, rb, got := connectedPair(t)
 
 	_, port, _ := net.SplitHostPort(srv.Addr)
 	p, _ := strconv.Atoi(port)
@@ -226,12 +235,7 @@ func TestRelayKeepsInstanceThatBeatAgain(t *testing.T) {
 // publish queue by their size, not only their count: past 16 MiB waiting,
 // more are dropped and counted, rather than held.
 func TestRelayQueueBoundedInBytes(t *testing.T) {
-	srv := startRedis(t)
-	a := newStore(t, srv, relayConfig(""))
-	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
-	ra, rb := a.Relay(), b.Relay()
-	got := receiver(rb)
-	waitFor(t, ra, rb, got, "before", 5*time.Second)
+	srv, _, _, ra, rb, _ := connectedPair(t)
 
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer admin.Close()
@@ -255,12 +259,7 @@ func TestRelayQueueBoundedInBytes(t *testing.T) {
 // again, so messages reach the instance again.
 func TestRelayResubscribes(t *testing.T) {
 	t.Parallel()
-	srv := startRedis(t)
-	a := newStore(t, srv, relayConfig(""))
-	b := newStore(t, srv, relayConfig(a.cfg.KeyPrefix))
-	ra, rb := a.Relay(), b.Relay()
-	got := receiver(rb)
-	waitFor(t, ra, rb, got, "before", 5*time.Second)
+	_, _, b, ra, rb, got := connectedPair(t)
 
 	rel := b.web.relay.Load()
 	must(t, "SUNSUBSCRIBE", rel.sub.Load().ps.SUnsubscribe(t.Context(), rel.channel(rel.id)))
