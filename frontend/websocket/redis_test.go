@@ -26,6 +26,21 @@ import (
 
 var prefixes atomic.Int64
 
+// offerAcrossInstances starts two trackers on one Redis: browser a, a
+// leecher on the first, and browser b on the second, whose announce
+// carries one offer (offerN(1)) for a; the offer is a's to read.
+func offerAcrossInstances(t *testing.T) (trs []*tracker, a, b *client) {
+	t.Helper()
+	srv := redistest.Start(t, "redis-server")
+	trs = redisTrackers(t, srv.Addr, 2)
+	a, b = trs[0].dial(t, "/"), trs[1].dial(t, "/")
+	a.send(announceMsg(ih1, peerID(1), 100))
+	a.read()
+	b.send(announceMsg(ih1, peerID(2), 0, offerN(1)))
+	b.read()
+	return trs, a, b
+}
+
 // redisTrackers starts n trackers sharing the Redis at addr.
 func redisTrackers(t testing.TB, addr string, n int, edit ...func(*Config)) []*tracker {
 	t.Helper()
@@ -148,13 +163,7 @@ func TestExpiredOfferAcrossInstances(t *testing.T) {
 // with the answer, too), and the offers awaiting its answer are dropped
 // at once.
 func TestClosedConnectionLeavesAcrossInstances(t *testing.T) {
-	srv := redistest.Start(t, "redis-server")
-	trs := redisTrackers(t, srv.Addr, 2)
-	a, b := trs[0].dial(t, "/"), trs[1].dial(t, "/")
-	a.send(announceMsg(ih1, peerID(1), 100))
-	a.read()
-	b.send(announceMsg(ih1, peerID(2), 0, offerN(1)))
-	b.read()
+	trs, a, _ := offerAcrossInstances(t)
 	a.read() // the offer
 	trs[0].f.offerMu.Lock()
 	pending := len(trs[0].f.offers)

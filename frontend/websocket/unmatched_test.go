@@ -2,8 +2,6 @@ package websocket
 
 import (
 	"testing"
-
-	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
 // TestUnmatchedAnswerAcrossInstances: an answer to a browser of another
@@ -12,13 +10,7 @@ import (
 // not as if the offerer were unknown; an answer to a peer ID that never
 // offered anything is refused for its to_peer_id.
 func TestUnmatchedAnswerAcrossInstances(t *testing.T) {
-	srv := redistest.Start(t, "redis-server")
-	trs := redisTrackers(t, srv.Addr, 2)
-	a, b := trs[0].dial(t, "/"), trs[1].dial(t, "/")
-	a.send(announceMsg(ih1, peerID(1), 100))
-	a.read()
-	b.send(announceMsg(ih1, peerID(2), 0, offerN(1)))
-	b.read()
+	_, a, b := offerAcrossInstances(t)
 	if o := a.read(); o["offer_id"] != bsa(offerN(1)) {
 		t.Fatalf("offer: %v", o)
 	}
