@@ -41,6 +41,22 @@ type Classifier struct {
 	topo   *topology
 }
 
+// Reload builds the classifier again from c's topology file, as a store
+// does when the daemon reloads (SIGUSR1, SIGHUP). With locality off, or
+// grouping by prefix alone, there is nothing to read: it returns nil and
+// no error, and the running classifier stays. Errors name the key below
+// `locality`.
+func Reload(c Config) (*Classifier, error) {
+	if !c.Enabled || c.TopologyFile == "" {
+		return nil, nil
+	}
+	classifier, err := Load(c)
+	if err != nil {
+		return nil, yamlconf.Under(err, "locality")
+	}
+	return classifier, nil
+}
+
 // Load builds the classifier a config describes, reading its topology
 // file if it names one. Errors name the key, relative to the `locality`
 // mapping.

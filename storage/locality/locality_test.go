@@ -293,3 +293,26 @@ func TestPrefixMasks(t *testing.T) {
 		t.Error("PrefixMasks() ok with a topology")
 	}
 }
+
+// TestReload: a reload reads the topology file again; with nothing to
+// read (locality off, or prefix grouping alone) it gives no classifier,
+// so the running one stays; a bad file gives its error under `locality`.
+func TestReload(t *testing.T) {
+	for _, c := range []Config{{}, Config{Enabled: true}.WithDefaults()} {
+		if cl, err := Reload(c); cl != nil || err != nil {
+			t.Errorf("Reload(%+v) = %v, %v; want nothing to reload", c, cl, err)
+		}
+	}
+	cl, err := Reload(Config{Enabled: true, TopologyFile: "testdata/good-topology.yaml"}.WithDefaults())
+	if err != nil || cl == nil {
+		t.Fatalf("Reload of a good topology: %v, %v", cl, err)
+	}
+	if k := key(cl, "10.1.1.9"); cl.Cell(k) == cl.Cell(key(cl, "10.2.1.1")) {
+		t.Errorf("the reloaded topology puts 10.1.1.9 and 10.2.1.1 in one cell")
+	}
+	_, err = Reload(Config{Enabled: true, TopologyFile: "testdata/bad-no-tiers.yaml"}.WithDefaults())
+	want := "locality.topology_file: testdata/bad-no-tiers.yaml: tiers: at least one tier is needed"
+	if got := errText(err); got != want {
+		t.Errorf("Reload of a bad topology: %q\nwant %q", got, want)
+	}
+}

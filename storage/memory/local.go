@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/chihaya/chihaya/bittorrent"
-	"github.com/chihaya/chihaya/pkg/yamlconf"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
 )
@@ -93,15 +92,13 @@ var _ storage.Reloader = (*PeerStore)(nil)
 // is nothing to read and Reload does nothing. A file that does not load
 // leaves the running topology in place.
 func (s *PeerStore) Reload() error {
-	lc := s.cfg.Locality
-	if !lc.Enabled || lc.TopologyFile == "" {
-		return nil
-	}
-	classifier, err := locality.Load(lc)
+	classifier, err := locality.Reload(s.cfg.Locality)
 	if err != nil {
-		return fmt.Errorf("storage/memory: reload: %w", yamlconf.Under(err, "locality"))
+		return fmt.Errorf("storage/memory: reload: %w", err)
 	}
-	s.classifier.Store(classifier)
+	if classifier != nil {
+		s.classifier.Store(classifier)
+	}
 	return nil
 }
 

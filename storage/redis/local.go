@@ -41,15 +41,13 @@ var _ storage.Reloader = (*PeerStore)(nil)
 // it does nothing. A file that does not load leaves the running topology
 // in place.
 func (s *PeerStore) Reload() error {
-	lc := s.cfg.Locality
-	if !lc.Enabled || lc.TopologyFile == "" {
-		return nil
-	}
-	classifier, err := locality.Load(lc)
+	classifier, err := locality.Reload(s.cfg.Locality)
 	if err != nil {
 		return fmt.Errorf("storage/redis: reload: %w", err)
 	}
-	s.classifier.Store(classifier)
+	if classifier != nil {
+		s.classifier.Store(classifier)
+	}
 	return nil
 }
 
