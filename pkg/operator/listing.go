@@ -168,13 +168,7 @@ func (ls *listings) first(ctx context.Context, store Store, k sortKey, limit int
 	ls.mu.Lock()
 	ls.expire()
 	if len(ls.m) >= maxListings {
-		var oldest *listing
-		for _, o := range ls.m {
-			if oldest == nil || o.used.Before(oldest.used) {
-				oldest = o
-			}
-		}
-		delete(ls.m, oldest.id)
+		evictOldest(ls.m, func(l *listing) time.Time { return l.used })
 	}
 	ls.m[l.id] = l
 	ls.mu.Unlock()

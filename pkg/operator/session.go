@@ -58,13 +58,7 @@ func (ss *sessions) create(role Role, token string) *session {
 		}
 	}
 	if len(ss.m) >= maxSessions {
-		var oldest *session
-		for _, o := range ss.m {
-			if oldest == nil || o.expires.Before(oldest.expires) {
-				oldest = o
-			}
-		}
-		delete(ss.m, oldest.id)
+		evictOldest(ss.m, func(s *session) time.Time { return s.expires })
 	}
 	ss.m[s.id] = s
 	return s
@@ -122,4 +116,20 @@ func setSessionCookie(w http.ResponseWriter, r *http.Request, value string, maxA
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// evictOldest removes from a full table the entry whose time is the
+// earliest: the least recently used walk, the session nearest its end.
+func evictOldest[K comparable, V any](m map[K]V, at func(V) time.Time) {
+	var oldest K
+	var first time.Time
+	found := false
+	for k, v := range m {
+		if t := at(v); !found || t.Before(first) {
+			oldest, first, found = k, t, true
+		}
+	}
+	if found {
+		delete(m, oldest)
+	}
 }
