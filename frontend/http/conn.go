@@ -157,7 +157,7 @@ func (c *conn) fill() error {
 		if c.buf == nil {
 			c.buf = c.s.getBuf()
 		}
-		n, err := ignoringEINTR(syscall.Read, c.fd, c.buf[c.n:])
+		n, err := rawRead(c.fd, c.buf[c.n:])
 		if err == nil {
 			c.rn, c.rerr = n, nil
 			return c.readDone()
@@ -237,15 +237,6 @@ func (c *conn) register() error {
 	c.rc, c.rawFn = rc, c.raw
 	c.file.Store(f)
 	return nil
-}
-
-func ignoringEINTR(fn func(int, []byte) (int, error), fd int, p []byte) (int, error) {
-	for {
-		n, err := fn(fd, p)
-		if err != syscall.EINTR {
-			return n, err
-		}
-	}
 }
 
 func (c *conn) readDone() error {
@@ -374,7 +365,7 @@ func (c *conn) write(p []byte) error {
 	}
 	if c.rc == nil {
 		for len(p) > 0 {
-			n, err := ignoringEINTR(syscall.Write, c.fd, p)
+			n, err := rawWrite(c.fd, p)
 			if err == syscall.EAGAIN {
 				break
 			}
@@ -512,7 +503,7 @@ func (c *conn) closeNow() {
 	case c.file.Load() != nil:
 		c.file.Load().Close()
 	default:
-		syscall.Close(c.fd)
+		rawClose(c.fd)
 	}
 }
 

@@ -20,18 +20,18 @@ import (
 // system calls (getsockname, TCP_NODELAY, two epoll_ctl) and allocations.
 func (s *server) serveRaw(rc syscall.RawConn) {
 	var (
-		nfd  int
-		rsa  syscall.Sockaddr
-		aerr error
+		nfd    int
+		remote netip.AddrPort
+		aerr   error
 	)
 	accept := func(fd uintptr) bool {
-		for {
-			nfd, rsa, aerr = syscall.Accept4(int(fd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-			if aerr == syscall.EINTR || aerr == syscall.ECONNABORTED {
-				continue
-			}
-			return aerr != syscall.EAGAIN
+		var e syscall.Errno
+		nfd, remote, e = rawAccept(int(fd))
+		aerr = nil
+		if e != 0 {
+			aerr = e
 		}
+		return e != syscall.EAGAIN
 	}
 	var backoff time.Duration
 	for {
@@ -47,14 +47,8 @@ func (s *server) serveRaw(rc syscall.RawConn) {
 			continue
 		}
 		backoff = 0
-		c := &conn{s: s, fd: nfd, fresh: true}
+		c := &conn{s: s, fd: nfd, fresh: true, remote: remote}
 		c.state.Store(stateActive)
-		switch sa := rsa.(type) {
-		case *syscall.SockaddrInet4:
-			c.remote = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *syscall.SockaddrInet6:
-			c.remote = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port))
-		}
 		if s.track(c) {
 			go c.serve()
 		}
