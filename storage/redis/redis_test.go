@@ -509,32 +509,37 @@ func testErrors(op string) float64 {
 }
 
 // BenchmarkRedisMemoryPerPeer reports Redis' used_memory per stored peer
-// for swarms of several sizes: small swarms are stored compactly
-// (listpacks), large ones as skip lists and hash tables. With locality on
-// (grouped by /24) each peer is also in its cell's set and each cell in
-// its swarm's directory, so the cost depends on how many peers share a
-// cell: peers in a few racks, or the worst case of one peer per /24.
+// (redis-B/peer) for swarms of several sizes: small swarms are stored
+// compactly (listpacks), large ones as skip lists and hash tables. With
+// locality on (grouped by /24) the cost may depend on how many peers
+// share a /24: peers in a few racks, every peer of a swarm alone in its
+// /24 ("subnet-each"), or addresses spread at random over 65,536 /24s
+// ("spread": 200,000 peers over 10,000 torrents, as an open tracker sees
+// them).
 func BenchmarkRedisMemoryPerPeer(b *testing.B) {
-	const peers = 100_000
 	type layout int
 	const (
 		flat    layout = iota // locality off
 		racks                 // locality by /24, each swarm's peers in 4 racks
 		subnets               // locality by /24, every peer alone in its /24
+		spread                // locality by /24, addresses at random
 	)
 	for _, tc := range []struct {
-		name   string
-		layout layout
-		swarms int
+		name          string
+		layout        layout
+		peers, swarms int
 	}{
-		{"locality=off/peers=100000/swarm=1", flat, 100_000},
-		{"locality=off/peers=100000/swarm=10", flat, 10_000},
-		{"locality=off/peers=100000/swarm=1000", flat, 100},
-		{"locality=racks/peers=100000/swarm=1", racks, 100_000},
-		{"locality=racks/peers=100000/swarm=10", racks, 10_000},
-		{"locality=racks/peers=100000/swarm=1000", racks, 100},
-		{"locality=subnet-each/peers=100000/swarm=10", subnets, 10_000},
-		{"locality=subnet-each/peers=100000/swarm=1000", subnets, 100},
+		{"locality=off/peers=100000/swarm=1", flat, 100_000, 100_000},
+		{"locality=off/peers=100000/swarm=10", flat, 100_000, 10_000},
+		{"locality=off/peers=200000/swarm=20", flat, 200_000, 10_000},
+		{"locality=off/peers=100000/swarm=1000", flat, 100_000, 100},
+		{"locality=racks/peers=100000/swarm=1", racks, 100_000, 100_000},
+		{"locality=racks/peers=100000/swarm=10", racks, 100_000, 10_000},
+		{"locality=racks/peers=100000/swarm=1000", racks, 100_000, 100},
+		{"locality=subnet-each/peers=100000/swarm=10", subnets, 100_000, 10_000},
+		{"locality=subnet-each/peers=100000/swarm=1000", subnets, 100_000, 100},
+		{"locality=spread/peers=200000/swarm=20", spread, 200_000, 10_000},
+		{"locality=spread/peers=100000/swarm=1000", spread, 100_000, 100},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
@@ -559,7 +564,7 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						for j := w; j < peers; j += 16 {
+						for j := w; j < tc.peers; j += 16 {
 							// i numbers the peers of a swarm.
 							sw, i := j%tc.swarms, j/tc.swarms
 							var a [4]byte
@@ -572,6 +577,10 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 								port += i / 1024
 							case subnets:
 								a = [4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 1}
+							case spread: // a multiplicative hash of j: 10.x.y.z
+								h := uint32(j) * 2654435761
+								a = [4]byte{10, byte(h >> 24), byte(h >> 16), byte(h >> 8)}
+								port += int(h & 0xff)
 							}
 							p := peer4(j % 65536)
 							p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(port))
@@ -592,10 +601,10 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 				}
 				wg.Wait()
 				after := usedMemory(b, c)
-				b.ReportMetric(float64(after-before)/float64(peers), "redis-B/peer")
+				b.ReportMetric(float64(after-before)/float64(tc.peers), "redis-B/peer")
 				st, err := s.Stats()
-				if err != nil || st.Seeders[0]+st.Leechers[0] != uint64(peers) {
-					b.Fatalf("stats %+v %v, want %d peers", st, err, peers)
+				if err != nil || st.Seeders[0]+st.Leechers[0] != uint64(tc.peers) {
+					b.Fatalf("stats %+v %v, want %d peers", st, err, tc.peers)
 				}
 				srv.Kill()
 			}
@@ -804,13 +813,14 @@ func BenchmarkAnnounce(b *testing.B) {
 	reportRedis(b, c, cpu)
 }
 
-// announceBench starts the Redis and the store of an announce benchmark,
-// stores swarms of size peers, and returns the store, a connection to the
-// Redis, and the Redis' CPU time so far, its command statistics reset.
-func announceBench(b *testing.B, swarms, size int) (*PeerStore, *redis.Client, float64) {
+// announceBench starts the Redis and the store of an announce benchmark
+// (edit applied to its config), stores swarms of size peers, and returns
+// the store, a connection to the Redis, and the Redis' CPU time so far,
+// its command statistics reset.
+func announceBench(b *testing.B, swarms, size int, edit ...func(*Config)) (*PeerStore, *redis.Client, float64) {
 	b.Helper()
 	srv := startRedis(b)
-	s := newStore(b, srv)
+	s := newStore(b, srv, edit...)
 	fill(b, s, swarms, size)
 	c := srv.Conn(b)
 	must(b, "CONFIG RESETSTAT", c.ConfigResetStat(context.Background()).Err())
