@@ -42,3 +42,14 @@ type Frontend interface {
 // an internal error with the reason "panic", and the client, if it can
 // still be answered, sees bittorrent.ErrInternal.
 var ErrPanic = errors.New("frontend: panic while serving a request")
+
+// RoundTripSharer is implemented by a TrackerLogic whose requests wait for
+// a round trip to another process that requests in progress together
+// share (the Redis store's group commit). SharesRoundTrips reports whether
+// that is so now: then a frontend that holds several requests at once (a
+// UDP batch) should hand them to the logic concurrently, so that they
+// travel together, rather than one after another. A logic without it, or
+// answering false, is fastest called inline.
+type RoundTripSharer interface {
+	SharesRoundTrips() bool
+}

@@ -433,6 +433,15 @@ func (l *Logic) Relay() frontend.Relay {
 	return nil
 }
 
+var _ frontend.RoundTripSharer = (*Logic)(nil)
+
+// SharesRoundTrips reports whether the store's operations in progress
+// together share their round trips (storage.RoundTripSharer).
+func (l *Logic) SharesRoundTrips() bool {
+	r, ok := l.store.(storage.RoundTripSharer)
+	return ok && r.SharesRoundTrips()
+}
+
 var _ frontend.Leaver = (*Logic)(nil)
 
 // Leave removes a peer whose connection closed (a WebSocket peer leaving

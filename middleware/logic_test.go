@@ -566,3 +566,21 @@ func TestAnnouncerStoreUpdatesWithTheAnswer(t *testing.T) {
 		t.Errorf("the logic applied %d updates apart from Announce, want none", n)
 	}
 }
+
+// sharingStore is a memory store that says its operations share round
+// trips, as the Redis store does.
+type sharingStore struct{ storage.PeerStore }
+
+func (sharingStore) SharesRoundTrips() bool { return true }
+
+// TestSharesRoundTrips: the logic tells frontends whether its store's
+// requests share round trips (the UDP frontend then hands it a batch's
+// announces concurrently), and only when the store says so.
+func TestSharesRoundTrips(t *testing.T) {
+	if newLogic(t, newStore(t)).SharesRoundTrips() {
+		t.Error("with the memory store: SharesRoundTrips() = true, want false")
+	}
+	if !newLogic(t, sharingStore{newStore(t)}).SharesRoundTrips() {
+		t.Error("with a store whose round trips are shared: SharesRoundTrips() = false, want true")
+	}
+}

@@ -16,6 +16,7 @@
 #   scripts/bench-redis.sh              # 10,000 torrents x 20 peers, 3 runs of 10 s
 #   DURATION=5s PAIRS=1 scripts/bench-redis.sh
 #   PROFILE=1 scripts/bench-redis.sh    # also a CPU profile of the Redis store's tracker, first run
+#   SYSCALLS=1 scripts/bench-redis.sh   # also count each tracker's system calls (perf stat), first run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,7 @@ TRACKER_CPU=${TRACKER_CPU:-1}
 BENCH_CPU=${BENCH_CPU:-0}
 SEED=${SEED:-1}
 PROFILE=${PROFILE:-0}
+SYSCALLS=${SYSCALLS:-0}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-redis.XXXXXX)}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -87,8 +89,21 @@ for pair in $(seq "$PAIRS"); do
 		if [[ $PROFILE == 1 && $t == redis && $pair == 1 ]]; then
 			curl -s -o "$OUT_DIR/redis-tracker.pprof" "http://${METRICS[$t]}/debug/pprof/profile?seconds=$((${DURATION%s} - 1))" &
 		fi
+		if [[ $SYSCALLS == 1 && $pair == 1 ]]; then
+			perf stat -x, -o "$OUT_DIR/$t.syscalls.txt" -p "${PID[$t]}" \
+				-e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait \
+				-- sleep "$((${DURATION%s} - 1))" &
+		fi
+		if [[ ${PERF:-0} == 1 && $pair == 1 ]]; then
+			perf record -q -g -o "$OUT_DIR/$t.perf.data" -p "${PID[$t]}" -- sleep "$((${DURATION%s} - 1))" 2>/dev/null &
+		fi
 		json=$("${BENCH[@]}" udp-announce --target "${UDP[$t]}" --label "$t" --seed "$SEED" --torrents "$TORRENTS" \
 			--peers "$PEERS" --duration "$DURATION" --timeout 500ms --sockets "$BENCH_SOCKETS" --inflight "$INFLIGHT" | tail -1)
+		if [[ $SYSCALLS == 1 && $pair == 1 ]]; then
+			wait $! || true
+			log "$t: system calls per response: $(awk -F, -v n="$(jq .responses <<<"$json")" -v d="${DURATION%s}" \
+				'$3 ~ /sys_enter/ {sub(/syscalls:sys_enter_/, "", $3); printf "%s %.3f  ", $3, $1 / (n * (d - 1) / d)}' "$OUT_DIR/$t.syscalls.txt")"
+		fi
 		after=$(cpu_ticks "${PID[$t]}")
 		rafter=$(cpu_ticks "$REDIS_PID")
 		all=$(usec) top=$(top_usec)

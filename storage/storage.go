@@ -121,6 +121,14 @@ type KindKeeper interface {
 	KeepsPeerKinds()
 }
 
+// RoundTripSharer is implemented by stores whose operations wait for a
+// round trip that operations in progress together share (the Redis
+// store's group commit): a caller holding several requests at once should
+// make their calls concurrently. See frontend.RoundTripSharer.
+type RoundTripSharer interface {
+	SharesRoundTrips() bool
+}
+
 // Relayer is implemented by stores that several tracker instances share
 // and that carry messages between them for the WebSocket frontend: see
 // frontend.Relay, whose methods Relay has. Relay starts the relay on its

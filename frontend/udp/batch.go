@@ -64,14 +64,15 @@ func (b *batchIO) packet(i int) (p []byte, src netip.AddrPort, truncated bool) {
 	return b.bufs[i][:b.mc.Len(i)], b.mc.Source(i), false
 }
 
-// replyBuf returns the empty buffer the next queued reply is appended to.
-func (b *batchIO) replyBuf() []byte { return b.replies[len(b.out)][:0] }
+// replyBuf returns the empty buffer the reply to datagram i is appended
+// to: each datagram has its own, so that replies may be built together.
+func (b *batchIO) replyBuf(i int) []byte { return b.replies[i][:0] }
 
-// queue adds reply, built on replyBuf, to the outgoing batch, addressed to
-// the source of datagram i.
+// queue adds reply, built on replyBuf(i), to the outgoing batch, addressed
+// to the source of datagram i.
 func (b *batchIO) queue(i int, reply []byte) {
-	if j := len(b.out); cap(reply) > cap(b.replies[j]) {
-		b.replies[j] = reply[:0]
+	if cap(reply) > cap(b.replies[i]) {
+		b.replies[i] = reply[:0]
 	}
 	b.out = append(b.out, reply)
 	b.to = append(b.to, i)

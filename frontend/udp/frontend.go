@@ -162,6 +162,11 @@ type worker struct {
 
 	// batch is set in batched mode (batch_size > 1).
 	batch *batchIO
+	// fan answers a batch's datagrams concurrently, when the logic's
+	// requests share round trips (fanout.go); idx is the batch's
+	// datagrams it answers.
+	fan *fanout
+	idx []int
 
 	// Single mode (batch_size 1).
 	buf, reply []byte
@@ -185,6 +190,10 @@ func (f *Frontend) newWorker(ctx context.Context, c *net.UDPConn) (*worker, erro
 		return nil, fmt.Errorf("udp: %w", err)
 	}
 	w.batch = b
+	if r, ok := f.logic.(frontend.RoundTripSharer); ok && r.SharesRoundTrips() {
+		w.fan = newFanout(ctx, f, b, f.cfg.BatchSize)
+		w.idx = make([]int, 0, f.cfg.BatchSize)
+	}
 	return w, nil
 }
 
@@ -232,6 +241,9 @@ func (w *worker) runSingle() {
 // runs, so the swarm update never changes what the client is told.
 func (w *worker) runBatched() {
 	b := w.batch
+	if w.fan != nil {
+		defer w.fan.stop()
+	}
 	for {
 		n, err := b.read()
 		if err != nil {
@@ -240,6 +252,7 @@ func (w *worker) runBatched() {
 			}
 			continue
 		}
+		w.idx = w.idx[:0]
 		for i := 0; i < n; i++ {
 			p, src, truncated := b.packet(i)
 			if truncated {
@@ -249,8 +262,18 @@ func (w *worker) runBatched() {
 			if !src.IsValid() {
 				continue
 			}
-			if reply := w.h.handle(p, src, b.replyBuf()); reply != nil {
+			if w.fan != nil {
+				w.idx = append(w.idx, i)
+			} else if reply := w.h.handle(p, src, b.replyBuf(i)); reply != nil {
 				b.queue(i, reply)
+			}
+		}
+		if w.fan != nil {
+			w.fan.run(w.idx)
+			for _, i := range w.idx {
+				if reply := w.fan.slots[i].reply; reply != nil {
+					b.queue(i, reply)
+				}
 			}
 		}
 		if !w.writeAll() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
 	"github.com/chihaya/chihaya/internal/cleanup"
 )
@@ -65,6 +66,8 @@ func (c *client) roundTrip(b []byte) []byte {
 	return c.recv(b[12:16])
 }
 
+// recv returns the next reply with transaction ID txID, or with any when
+// txID is nil.
 func (c *client) recv(txID []byte) []byte {
 	c.t.Helper()
 	for {
@@ -75,7 +78,7 @@ func (c *client) recv(txID []byte) []byte {
 		if err != nil {
 			c.t.Fatalf("read: %v", err)
 		}
-		if n >= 8 && string(c.buf[4:8]) == string(txID) {
+		if n >= 8 && (txID == nil || string(c.buf[4:8]) == string(txID)) {
 			return append([]byte(nil), c.buf[:n]...)
 		}
 	}
@@ -347,16 +350,24 @@ func BenchmarkListener(b *testing.B) {
 		name   string
 		batch  int
 		action uint32
+		// shared: a logic whose requests share round trips, which the
+		// batch's datagrams are handed to concurrently (fanout.go).
+		shared bool
 	}{
-		{"connect/batch=1", 1, actionConnect},
-		{"connect/batch=32", 32, actionConnect},
-		{"announce/batch=1", 1, actionAnnounce},
-		{"announce/batch=32", 32, actionAnnounce},
-		{"scrape/batch=32", 32, actionScrape},
+		{"connect/batch=1", 1, actionConnect, false},
+		{"connect/batch=32", 32, actionConnect, false},
+		{"announce/batch=1", 1, actionAnnounce, false},
+		{"announce/batch=32", 32, actionAnnounce, false},
+		{"announce/batch=32/shared", 32, actionAnnounce, true},
+		{"scrape/batch=32", 32, actionScrape, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := Config{Addr: "127.0.0.1:0", Sockets: 1, BatchSize: bc.batch}.WithDefaults()
-			f, err := NewFrontend(frontendtest.NewLogic(), cfg)
+			var logic frontend.TrackerLogic = frontendtest.NewLogic()
+			if bc.shared {
+				logic = newSharingLogic(true, 0)
+			}
+			f, err := NewFrontend(logic, cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,9 +2,12 @@ package redis
 
 import (
 	"context"
+	"runtime"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/chihaya/chihaya/storage"
 )
 
 // Group commit. Announces in progress at the same time share their round
@@ -69,7 +72,18 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 		if x.pipe == nil {
 			x.pipe = s.client.Pipeline()
 		}
-		x.batch = append(x.batch[:0], x)
+		// Let the announces that are ready to run (those of the same UDP
+		// batch, handed over together) queue first, and take them along:
+		// otherwise the first of them would go alone and the others wait
+		// for its round trip. Alone, this returns at once.
+		runtime.Gosched()
+		b.mu.Lock()
+		n := min(len(b.queue), maxBatch-1)
+		x.batch = append(append(x.batch[:0], x), b.queue[:n]...)
+		rest := copy(b.queue, b.queue[n:])
+		clear(b.queue[rest:])
+		b.queue = b.queue[:rest]
+		b.mu.Unlock()
 	}
 	s.sendBatch(ctx, x)
 	// The replies are in: wake the others, and pass the lane on.
@@ -136,3 +150,10 @@ func (s *PeerStore) sendBatch(ctx context.Context, x *exchange) {
 		}
 	}
 }
+
+var _ storage.RoundTripSharer = (*PeerStore)(nil)
+
+// SharesRoundTrips reports that announces in progress together share
+// their round trips (the group commit above), so that the UDP frontend
+// hands it the announces of a batch concurrently.
+func (s *PeerStore) SharesRoundTrips() bool { return true }
