@@ -253,9 +253,9 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 				return err
 			}
 			st = storage.Stats{}
-			return s.sumShards(ctx, &st, s.slotShards[:])
+			return s.sumShards(ctx, &st, s.slotShards[:], false)
 		}
-		return s.sumShards(ctx, &st, []shard{s.oneShard})
+		return s.sumShards(ctx, &st, []shard{s.oneShard}, true)
 	})
 	return st, err
 }
@@ -308,15 +308,22 @@ func (s *PeerStore) sumPerNode(ctx context.Context, st *storage.Stats) (bool, er
 	return true, nil
 }
 
-// sumShards adds the totals of shards to st, one pipelined HMGET each.
-func (s *PeerStore) sumShards(ctx context.Context, st *storage.Stats, shards []shard) error {
+// sumShards adds the totals of shards to st, one pipelined HMGET each;
+// with flush, after the HINCRBYs of the pending changes of the plain
+// announces (totals.go), in the same round trip.
+func (s *PeerStore) sumShards(ctx context.Context, st *storage.Stats, shards []shard, flush bool) error {
 	pipe := s.client.Pipeline()
+	var taken [6]int64
+	if flush {
+		taken = s.pending.queue(ctx, pipe, s.oneShard.totals)
+	}
 	cmds := make([]*redis.SliceCmd, len(shards))
 	for i, sh := range shards {
 		cmds[i] = pipe.HMGet(ctx, sh.totals, swarmsField[0], seedersField[0], leechersField[0],
 			swarmsField[1], seedersField[1], leechersField[1])
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
+		s.pending.giveBack(taken)
 		return err
 	}
 	for _, c := range cmds {

@@ -106,6 +106,9 @@ type PeerStore struct {
 	// batch groups the announces in progress into shared pipelines
 	// (batch.go).
 	batch batcher
+	// pending are the changes to the totals made by plain announces and
+	// not yet sent (totals.go).
+	pending pendingTotals
 
 	// loops are collection and reporting; done is closed by Stop.
 	loops *stopgroup.Group
@@ -276,6 +279,9 @@ func (s *PeerStore) Ready(ctx context.Context) error {
 func (s *PeerStore) Stop(ctx context.Context) error {
 	loopsErr := s.loops.Stop(ctx)
 	s.stopRelay(ctx)
+	if err := s.flushTotals(ctx); err != nil && ctx.Err() == nil {
+		logrus.WithError(err).Warn("storage/redis: stop: the totals' last changes are lost")
+	}
 	if err := s.client.Close(); err != nil && err != redis.ErrClosed {
 		return fmt.Errorf("storage/redis: stop: %w", err)
 	}

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strconv"
@@ -33,6 +34,10 @@ type exchange struct {
 	hlen [2][2]interface{}
 	get  [2]interface{}
 	hrf  [2][4]interface{}
+	// wr are the arguments of the plain commands of an update
+	// (plainUpdate), nw how many.
+	wr [4][4]interface{}
+	nw int
 	// peerCmds are the HRANDFIELD reads of an announce.
 	peerCmds [2]*redis.RawCmd
 	// cmds are the commands of an announce's pipeline.
@@ -74,6 +79,7 @@ func putExchange(x *exchange) {
 	clear(x.args)
 	x.strs = [4]string{}
 	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
+	x.wr, x.nw = [4][4]interface{}{}, 0
 	x.peerCmds = [2]*redis.RawCmd{}
 	clear(x.cmds)
 	x.cmds = x.cmds[:0]
@@ -312,21 +318,31 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
 	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
 	x.get = [2]interface{}{"get", &k.downloads}
-	s.appendUpdateArgs(x, up, eval)
 	x.cmds = append(x.cmds[:0],
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[0][:]...),
 		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[1][:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
+		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...))
 	// The WebSocket swarm's counts, once there are WebSocket peers: two
 	// more HLENs in the same pipeline (same hash tag, same slot).
-	ints := 4
+	ints := 3
 	if x.web[0] != "" {
 		x.queueWebHlen()
 		x.cmds = append(x.cmds,
 			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[0][:]...),
 			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[1][:]...))
-		ints = 6
+		ints = 5
+	}
+	// The update: plain commands on a single Redis or Sentinel, the
+	// script on a Cluster (plainUpdate says why).
+	plain := s.slotShards == nil
+	if plain {
+		x.plainUpdate(up)
+		for i := range x.nw {
+			x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.wr[i][:wrLen(x.wr[i])]...))
+		}
+	} else {
+		s.appendUpdateArgs(x, up, eval)
+		x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
 	}
 	reads := s.queuePeerReads(ctx, x, up, numWant)
 	x.probe = isProbe(ctx)
@@ -334,16 +350,33 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		return dst, storage.Counts{}, storage.Absent, err
 	}
 	b := x.raw.b
-	var v [6]int64
-	var err error
+	var v [5]int64
+	var err, readErr error
 	for i := range ints {
 		if v[i], b, err = readInt(b); err != nil {
-			return dst, storage.Counts{}, storage.Absent, err
+			// An error reply is one line: the update's replies that
+			// follow are still read, so that what it applied reaches
+			// the totals.
+			var re replyError
+			if !errors.As(err, &re) {
+				return dst, storage.Counts{}, storage.Absent, err
+			}
+			readErr = cmp.Or(readErr, err)
 		}
 	}
-	// v[4] and v[5] are the WebSocket counts, when read (0 otherwise).
-	counts := storage.Counts{Seeders: clampU32(v[0] + v[4]), Leechers: clampU32(v[1] + v[5]), Downloads: clampU32(v[2])}
-	role := roleBefore(v[3], up)
+	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
+	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
+	var role storage.Role
+	if plain {
+		role, _, err = s.readPlainUpdate(b, x, up, v[0]+v[1])
+	} else {
+		var was int64
+		was, _, err = readInt(b)
+		role = roleBefore(was, up)
+	}
+	if err = cmp.Or(readErr, err); err != nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
 	want := numWant
 	for i := range reads {
 		if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), up.addr, &want); err != nil {

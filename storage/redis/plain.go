@@ -1,0 +1,126 @@
+package redis
+
+import (
+	"errors"
+
+	"github.com/chihaya/chihaya/storage"
+)
+
+// A native announce on a single Redis or Sentinel applies its update with
+// plain commands in its pipeline, not a script: a script costs Redis
+// about as much to start as all of the announce's plain commands together
+// (and INFO commandstats counts the commands it runs twice). The
+// commands, in this order:
+//
+//	put:     HSET new role's hash A value, HDEL other role's hash A,
+//	         SADD the shard's index H, and INCR downloads to count one
+//	delete:  HDEL seeders A, HDEL leechers A
+//
+// after the HLENs of the answer (so the family's size before the update)
+// and before its HRANDFIELDs. Their replies say all the script returned:
+// the HSET's 1 a peer new to its role, the HDEL's 1 where it was before;
+// so the announcer's role and the changes to the totals (totals.go).
+//
+// What a peer may rely on stays: a peer is never in both roles (the HSET
+// comes first, so two announces of one peer racing through two trackers
+// in opposite roles leave it in one or, at worst, none until its next
+// announce); a download is counted once (INCR); the swarm is in its
+// shard's index whenever it has a peer, so collection finds it. Redis
+// runs a connection's pipeline in order, so the HLENs and the update see
+// the same swarm unless another connection's command slips in between,
+// which only the totals' swarm count could notice.
+//
+// On a Cluster the update stays put.lua/delete.lua: while a reshard moves
+// the slot, Redis refuses a command whose key has already left (ASK) and
+// runs the others, so plain commands could be applied in part, where the
+// script is refused whole. The same holds when Redis is out of memory
+// (maxmemory, noeviction): then the HSET, SADD and INCR are refused and
+// the HDEL runs, so a peer that changed role leaves the old one without
+// joining the new one until its next announce; the totals follow what was
+// applied, since they are read from the replies.
+
+// plainUpdate fills x.wr with the plain commands of up (x.nw of them).
+func (x *exchange) plainUpdate(up *update) {
+	k, f := up.k, up.fam
+	addr := &x.strs[2]
+	if up.u == storage.UpdateDelete {
+		x.wr[0] = [4]interface{}{"hdel", &k.roles[f][0], addr}
+		x.wr[1] = [4]interface{}{"hdel", &k.roles[f][1], addr}
+		x.nw = 2
+		return
+	}
+	own, other := 0, 1
+	if !up.seeding {
+		own, other = 1, 0
+	}
+	x.wr[0] = [4]interface{}{"hset", &k.roles[f][own], addr, &x.strs[3]}
+	x.wr[1] = [4]interface{}{"hdel", &k.roles[f][other], addr}
+	x.wr[2] = [4]interface{}{"sadd", &k.shard.index, &k.hexIH}
+	x.nw = 3
+	if up.u == storage.UpdateGraduate {
+		x.wr[3] = [4]interface{}{"incr", &k.downloads}
+		x.nw = 4
+	}
+}
+
+// wrLen is the number of arguments of a command of x.wr.
+func wrLen(c [4]interface{}) int {
+	n := len(c)
+	for n > 0 && c[n-1] == nil {
+		n--
+	}
+	return n
+}
+
+// readPlainUpdate reads the replies of x's plain update from b, adds its
+// changes to the pending totals, and returns the announcer's role before
+// it; was is the family's native peers read before it. An error reply
+// (out of memory, say) fails the announce, but what the other commands
+// applied still reaches the totals.
+func (s *PeerStore) readPlainUpdate(b []byte, x *exchange, up *update, was int64) (storage.Role, []byte, error) {
+	var r [4]int64
+	var failed [4]bool
+	var first error
+	for i := range x.nw {
+		var err error
+		if r[i], b, err = readInt(b); err != nil {
+			var re replyError
+			if !errors.As(err, &re) {
+				return storage.Absent, b, err
+			}
+			r[i], failed[i] = 0, true
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	var ds, dl, dw int64
+	role := storage.Absent
+	if up.u == storage.UpdateDelete {
+		ds, dl, dw = plainDeltas(was, up.u, 0, r[0], r[1])
+		switch {
+		case r[0] == 1:
+			role = storage.Seeder
+		case r[1] == 1:
+			role = storage.Leecher
+		}
+	} else {
+		// The HDEL removed from the other role: the leechers for a
+		// seeder.
+		own, other := storage.Seeder, storage.Leecher
+		rs, rl := int64(0), r[1]
+		if !up.seeding {
+			own, other = storage.Leecher, storage.Seeder
+			rs, rl = r[1], 0
+		}
+		ds, dl, dw = plainDeltas(was, up.u, r[0], rs, rl)
+		switch {
+		case !failed[0] && r[0] == 0:
+			role = own
+		case r[1] == 1:
+			role = other
+		}
+	}
+	s.pending.add(up.fam, ds, dl, dw)
+	return role, b, first
+}
