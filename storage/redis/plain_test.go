@@ -1,0 +1,115 @@
+package redis
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+)
+
+// TestAnnounceMatchesModel drives two instances sharing one Redis through
+// Announce, the daemon's path (plain commands on a single Redis), with
+// random updates of peers of both families over a few swarms, and checks
+// every answer against a model: the counts and the role before the
+// update, and at the end the totals and that collection finds every
+// swarm.
+func TestAnnounceMatchesModel(t *testing.T) {
+	srv := startRedis(t)
+	a := newStore(t, srv)
+	b := newStore(t, srv, func(c *Config) { c.KeyPrefix = a.cfg.KeyPrefix })
+	stores := []*PeerStore{a, b}
+	const swarms, peers, steps = 4, 12, 3000
+	type key struct {
+		ih, peer int
+		af       bittorrent.AddressFamily
+	}
+	peerOf := func(n int, af bittorrent.AddressFamily) bittorrent.Peer {
+		if af == bittorrent.IPv4 {
+			return peer4(n)
+		}
+		p := peer4(n)
+		p.AddrPort = netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0xd, 0xb8, 15: byte(n)}), uint16(7000+n))
+		return p
+	}
+	model := map[key]storage.Role{}
+	downloads := map[int]uint32{}
+	counts := func(i int, af bittorrent.AddressFamily) storage.Counts {
+		c := storage.Counts{Downloads: downloads[i]}
+		for k, r := range model {
+			switch {
+			case k.ih != i || k.af != af:
+			case r == storage.Seeder:
+				c.Seeders++
+			case r == storage.Leecher:
+				c.Leechers++
+			}
+		}
+		return c
+	}
+	rng := rand.New(rand.NewPCG(13, 1))
+	updates := []storage.Update{storage.UpdateLeecher, storage.UpdateSeeder, storage.UpdateGraduate, storage.UpdateDelete}
+	for step := range steps {
+		k := key{rng.IntN(swarms), rng.IntN(peers), bittorrent.AddressFamily(rng.IntN(2))}
+		u := updates[rng.IntN(len(updates))]
+		p := peerOf(k.peer, k.af)
+		s := stores[step%2]
+		got, c, role, err := s.Announce(nil, ih(k.ih), u, 50, p)
+		must(t, "Announce", err)
+		if want := counts(k.ih, k.af); c != want || role != model[k] {
+			t.Fatalf("step %d, %v of peer %d (%v) in swarm %d: %+v role %d, want %+v role %d",
+				step, u, k.peer, k.af, k.ih, c, role, want, model[k])
+		}
+		for _, q := range got {
+			if q.AddrPort == p.AddrPort {
+				t.Fatalf("step %d: the announcer got itself", step)
+			}
+		}
+		switch u {
+		case storage.UpdateDelete:
+			delete(model, k)
+		case storage.UpdateLeecher:
+			model[k] = storage.Leecher
+		case storage.UpdateGraduate:
+			downloads[k.ih]++
+			fallthrough
+		default:
+			model[k] = storage.Seeder
+		}
+	}
+	var want storage.Stats
+	for i := range swarms {
+		for _, af := range []bittorrent.AddressFamily{bittorrent.IPv4, bittorrent.IPv6} {
+			c := counts(i, af)
+			got, err := a.ScrapeSwarm(ih(i), af)
+			must(t, "ScrapeSwarm", err)
+			if got != c {
+				t.Errorf("swarm %d %v: %+v, want %+v", i, af, got, c)
+			}
+			want.Seeders[af] += uint64(c.Seeders)
+			want.Leechers[af] += uint64(c.Leechers)
+			if c.Seeders+c.Leechers > 0 {
+				want.Swarms[af]++
+			}
+		}
+	}
+	// Each instance's changes to the totals reach Redis with its Stats.
+	_, err := b.Stats()
+	must(t, "Stats", err)
+	st, err := a.Stats()
+	must(t, "Stats", err)
+	if st != want {
+		t.Errorf("stats %+v, want %+v", st, want)
+	}
+	// Collection finds every swarm (each is in the index), and the
+	// totals come down to zero with the peers.
+	must(t, "CollectGarbage", a.CollectGarbage(time.Now().Add(time.Hour)))
+	if st, err := b.Stats(); err != nil || st != (storage.Stats{}) {
+		t.Errorf("after collecting everything: stats %+v %v, want zeros", st, err)
+	}
+	if n, err := a.client.Keys(t.Context(), a.cfg.KeyPrefix+"{*}[46][sl]").Result(); err != nil || len(n) != 0 {
+		t.Errorf("after collecting everything: peer hashes %v %v, want none", n, err)
+	}
+}
