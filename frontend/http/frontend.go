@@ -156,7 +156,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		ln  net.Listener
 		tls *tls.Config
 	}{{f.ln, nil}, {f.tlsLn, tlsCfg}} {
-		if l.ln == nil {
+		if l.ln == nil || l.tls == nil && f.srv.serveRaw(l.ln) {
 			continue
 		}
 		f.served.Add(1)

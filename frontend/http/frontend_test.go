@@ -510,3 +510,35 @@ func TestReplyIsSentBeforeTheAfterStep(t *testing.T) {
 		})
 	}
 }
+
+func TestWaitingRequestsDoNotStopOthers(t *testing.T) {
+	// A request whose logic waits (a store over the network) holds the
+	// goroutine that accepted it: clients that connect meanwhile, each
+	// on a new connection, are still served, and Stop gives up on the
+	// waiting ones when its context ends.
+	logic := frontendtest.NewLogic()
+	release := logic.HoldAfters()
+	defer release()
+	cfg := Config{Addr: "127.0.0.1:0"}.WithDefaults()
+	f, err := NewFrontend(logic, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &nethttp.Client{Timeout: 10 * time.Second, Transport: &nethttp.Transport{DisableKeepAlives: true}}
+	const n = 20
+	for i := range n {
+		r := get(t, client, announceURL(baseURL(f), "/announce", 6881+i))
+		if _, failed := r.body["failure reason"]; failed {
+			t.Fatalf("announce %d beside %d waiting ones: %q", i, i, r.raw)
+		}
+	}
+	if got := logic.Afters(); got != 0 {
+		t.Fatalf("%d After steps finished while held", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := f.Stop(ctx); err == nil {
+		t.Error("Stop returned no error while requests were still waiting")
+	}
+	release()
+}

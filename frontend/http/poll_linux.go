@@ -1,8 +1,10 @@
 package http
 
 import (
+	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -12,35 +14,74 @@ import (
 	"github.com/chihaya/chihaya/pkg/clock"
 )
 
-// serveRaw accepts plain TCP connections with accept4 on the listener's
-// socket, bypassing net.Conn: a connection is only registered with the
-// runtime's poller (os.NewFile) when it has to wait, so that a client whose
-// request is there when it is accepted, and who closes after the reply,
-// costs accept4, read, write and close, and none of net's per-connection
-// system calls (getsockname, TCP_NODELAY, two epoll_ctl) and allocations.
-func (s *server) serveRaw(rc syscall.RawConn) {
+// serveRaw serves a plain TCP listener without net.Conn, and reports
+// false when it cannot (then the caller serves it through net.Listener).
+// A duplicate of the listener's socket, as an os.File, is what its
+// acceptors wait on: a listener's own RawConn cannot wait for readability.
+func (s *server) serveRaw(ln net.Listener) bool {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok || s.idle == nil {
+		return false
+	}
+	lf, err := tl.File()
+	if err != nil {
+		return false
+	}
+	rc, err := lf.SyscallConn()
+	if err != nil || !s.trackListener(lf) {
+		lf.Close()
+		return false
+	}
+	s.maxIdleAcceptors = int32(runtime.GOMAXPROCS(0)) + 1
+	s.startAcceptor(rc)
+	return true
+}
+
+// startAcceptor starts one more goroutine running acceptLoop.
+func (s *server) startAcceptor(rc syscall.RawConn) {
+	s.idleAcceptors.Add(1)
+	s.acceptors.Add(1)
+	go s.acceptLoop(rc)
+}
+
+// acceptLoop accepts plain TCP connections with accept4 on the listener's
+// socket, bypassing net.Conn, and serves each on the accepting goroutine:
+// a client whose request is there when it is accepted (TCP_DEFER_ACCEPT)
+// and who closes after the reply costs accept4, read, write and close,
+// and no goroutine, no hand-over to another and none of net's
+// per-connection system calls (getsockname, TCP_NODELAY, two epoll_ctl)
+// and allocations. A connection is registered with the runtime's poller
+// (os.NewFile) only when it has to wait in a goroutine.
+//
+// Serving a request may wait (a slow client, a store over the network):
+// while it does, its goroutine does not accept. So the loop runs in a pool
+// of goroutines, which take turns waiting on the listener (the os.File's
+// read lock lets one wait at a time): one that takes a connection while
+// no other is idle starts another first, and one that finds more than
+// GOMAXPROCS+1 others idle after its connection ends. Connections are so
+// served in parallel on every P, and a request that waits holds one
+// goroutine, as it did with a goroutine per connection.
+func (s *server) acceptLoop(rc syscall.RawConn) {
+	defer s.acceptors.Done()
 	var (
 		nfd    int
 		remote netip.AddrPort
-		aerr   error
+		aerr   syscall.Errno
 	)
 	accept := func(fd uintptr) bool {
-		var e syscall.Errno
-		nfd, remote, e = rawAccept(int(fd))
-		aerr = nil
-		if e != 0 {
-			aerr = e
-		}
-		return e != syscall.EAGAIN
+		nfd, remote, aerr = rawAccept(int(fd))
+		return aerr != syscall.EAGAIN
 	}
 	var backoff time.Duration
 	for {
 		if err := rc.Read(accept); err != nil {
 			// The listener was closed.
+			s.idleAcceptors.Add(-1)
 			return
 		}
-		if aerr != nil {
+		if aerr != 0 {
 			if s.shutting.Load() {
+				s.idleAcceptors.Add(-1)
 				return
 			}
 			backoff = s.acceptFailed(aerr, backoff)
@@ -49,8 +90,16 @@ func (s *server) serveRaw(rc syscall.RawConn) {
 		backoff = 0
 		c := &conn{s: s, fd: nfd, fresh: true, remote: remote}
 		c.state.Store(stateActive)
-		if s.track(c) {
-			go c.serve()
+		if !s.track(c) {
+			continue
+		}
+		if s.idleAcceptors.Add(-1) == 0 {
+			s.startAcceptor(rc)
+		}
+		c.serve()
+		if s.idleAcceptors.Add(1) > s.maxIdleAcceptors {
+			s.idleAcceptors.Add(-1)
+			return
 		}
 	}
 }

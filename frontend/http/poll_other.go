@@ -2,7 +2,10 @@
 
 package http
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // Elsewhere than on Linux, plain TCP connections are served through
 // net.Conn, and idle connections wait in goroutines.
@@ -14,7 +17,7 @@ type pollState struct{}
 func newIdlePoller(*server) *idlePoller    { return nil }
 func (*idlePoller) park(*conn, int64) bool { return false }
 func (*idlePoller) closeAll()              {}
-func (s *server) serveRaw(syscall.RawConn) { panic("http: serveRaw without accept4") }
+func (*server) serveRaw(net.Listener) bool { return false }
 
 func deferAccept(string, string, syscall.RawConn) error { return nil }
 

@@ -21,6 +21,8 @@ import (
 // announce over a new connection each, or hold kept-alive connections
 // open.
 //
+//   - A new connection costs no goroutine: on Linux it is served on the
+//     goroutine that accepted it (acceptLoop), from accept4 to close.
 //   - An idle connection holds no buffer: on a plain TCP connection the
 //     wait for the next request is a wait for readability (through
 //     syscall.RawConn), and the read buffer is taken from a pool only once
@@ -51,6 +53,13 @@ type server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// acceptors counts the goroutines of acceptLoop, idleAcceptors those
+	// of them not serving a connection; more than maxIdleAcceptors idle
+	// ones end.
+	acceptors        sync.WaitGroup
+	idleAcceptors    atomic.Int32
+	maxIdleAcceptors int32
+
 	shutting atomic.Bool
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -80,20 +89,9 @@ func newServer(f *Frontend, cfg Config) *server {
 }
 
 // serve accepts connections on ln until it is closed, terminating TLS on
-// them when tlsCfg is set. A plain TCP listener is accepted from directly
-// (serveRaw).
+// them when tlsCfg is set. Plain TCP listeners are served by serveRaw
+// where it can.
 func (s *server) serve(ln net.Listener, tlsCfg *tls.Config) {
-	if tl, ok := ln.(*net.TCPListener); ok && tlsCfg == nil && s.idle != nil {
-		// A listener's own RawConn cannot wait for readability; a
-		// duplicate of its socket, as an os.File, can.
-		if lf, err := tl.File(); err == nil {
-			if rc, err := lf.SyscallConn(); err == nil && s.trackListener(lf) {
-				s.serveRaw(rc)
-				return
-			}
-			lf.Close()
-		}
-	}
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -184,6 +182,17 @@ func (s *server) shutdown(ctx context.Context) error {
 		c.closeIfIdle()
 	}
 	s.mu.Unlock()
+	// The acceptors end once they have served the connection they hold
+	// (counted in conns below too).
+	accepting := make(chan struct{})
+	go func() {
+		s.acceptors.Wait()
+		close(accepting)
+	}()
+	select {
+	case <-accepting:
+	case <-ctx.Done():
+	}
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
