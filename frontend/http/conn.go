@@ -49,9 +49,11 @@ type conn struct {
 	pollState
 
 	// buf holds the bytes read of the current request (and any that
-	// follow it); nil while the connection is idle.
-	buf []byte
-	n   int
+	// follow it); nil while the connection is idle. It is *bufp, from
+	// the server's pool.
+	buf  []byte
+	bufp *[]byte
+	n    int
 	// scanned is how much of buf[:n] is known to hold no end of head.
 	scanned int
 	// fresh is set until the first request is answered: until then the
@@ -73,27 +75,28 @@ type conn struct {
 	werr error
 }
 
-// serve reads and answers requests until the connection is closed. A
-// goroutine that has answered a request hands the connection over to a
-// new goroutine when it has to wait for the next one, so that an idle
+// serve reads and answers requests until the connection is closed, and
+// reports whether this goroutine closed it (then nothing else refers to
+// c). A goroutine that has answered a request hands the connection over
+// to a new goroutine when it has to wait for the next one, so that an idle
 // connection keeps only a minimal stack.
-func (c *conn) serve() {
+func (c *conn) serve() (closed bool) {
 	defer c.recoverPanic()
 	for {
 		end, err := c.readHead()
 		if err == errParked {
 			// The idle poller has the connection now: it is not ours to
 			// touch any more.
-			return
+			return false
 		}
 		if err != nil {
 			c.readFailed(err)
-			return
+			return true
 		}
 		var r request
 		if err := parseHead(c.buf[:end], c.s.realIPHeader, &r); err != nil {
 			c.refuse(err)
-			return
+			return true
 		}
 		c.reqStart = time.Time{}
 		if !c.s.keepAlive || c.s.shutting.Load() {
@@ -103,27 +106,39 @@ func (c *conn) serve() {
 		c.fresh = false
 		if r.close || c.werr != nil {
 			c.close(c.n > end || r.body)
-			return
+			return true
 		}
 		c.n = copy(c.buf, c.buf[end:c.n])
 		if c.n > 0 {
 			continue // a pipelined request
 		}
-		c.s.putBuf(c.buf)
-		c.buf = nil
+		c.releaseBuf()
 		if c.s.shutting.Load() {
 			c.close(false)
-			return
+			return true
 		}
 		if c.rc == nil && c.nc == nil {
 			if !c.s.idle.park(c, clock.Monotonic()+int64(c.s.idleTimeout)) {
 				c.close(false)
+				return true
 			}
-			return
+			return false
 		}
 		go c.serve()
-		return
+		return false
 	}
+}
+
+// takeBuf gives the connection a read buffer from the pool.
+func (c *conn) takeBuf() {
+	c.bufp = c.s.bufs.Get().(*[]byte)
+	c.buf = *c.bufp
+}
+
+// releaseBuf gives the connection's read buffer back to the pool.
+func (c *conn) releaseBuf() {
+	c.s.bufs.Put(c.bufp)
+	c.bufp, c.buf = nil, nil
 }
 
 // readHead reads until buf holds a whole request head, and returns its
@@ -155,7 +170,7 @@ func (c *conn) fill() error {
 	case c.rc == nil:
 		// Not registered yet: the bytes are most often there already.
 		if c.buf == nil {
-			c.buf = c.s.getBuf()
+			c.takeBuf()
 		}
 		n, err := rawRead(c.fd, c.buf[c.n:])
 		if err == nil {
@@ -168,8 +183,7 @@ func (c *conn) fill() error {
 		if c.n == 0 {
 			// Waiting for a request: in the idle poller, without a
 			// goroutine or a buffer.
-			c.s.putBuf(c.buf)
-			c.buf = nil
+			c.releaseBuf()
 			wait := c.s.idleTimeout
 			if c.fresh {
 				// read_timeout bounds the whole first request, this
@@ -262,7 +276,7 @@ func (c *conn) activate() error {
 // fillBlocking is fill for connections without a RawConn (TLS).
 func (c *conn) fillBlocking() error {
 	if c.buf == nil {
-		c.buf = c.s.getBuf()
+		c.takeBuf()
 	}
 	if err := c.setReadDeadline(); err != nil {
 		return err
@@ -326,7 +340,7 @@ func (c *conn) raw(fd uintptr) bool {
 		return true
 	}
 	if c.buf == nil {
-		c.buf = c.s.getBuf()
+		c.takeBuf()
 	}
 	for {
 		n, err := syscall.Read(int(fd), c.buf[c.n:])
@@ -336,8 +350,7 @@ func (c *conn) raw(fd uintptr) bool {
 		if err == syscall.EAGAIN {
 			if c.n == 0 {
 				// Nothing to keep while waiting.
-				c.s.putBuf(c.buf)
-				c.buf = nil
+				c.releaseBuf()
 			}
 			c.rerr = err
 			return c.op == opTryRead
@@ -454,8 +467,7 @@ func (c *conn) close(unread bool) {
 	}
 	c.closeNow()
 	if c.buf != nil {
-		c.s.putBuf(c.buf)
-		c.buf = nil
+		c.releaseBuf()
 	}
 	c.s.mu.Lock()
 	delete(c.s.conns, c)
@@ -486,7 +498,7 @@ func (c *conn) drain() {
 	}
 	r.SetReadDeadline(time.Now().Add(500 * time.Millisecond)) //nolint:errcheck // best effort
 	if c.buf == nil {
-		c.buf = c.s.getBuf()
+		c.takeBuf()
 	}
 	for {
 		if _, err := r.Read(c.buf); err != nil {

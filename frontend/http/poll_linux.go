@@ -73,6 +73,9 @@ func (s *server) acceptLoop(rc syscall.RawConn) {
 		return aerr != syscall.EAGAIN
 	}
 	var backoff time.Duration
+	// spare is a conn this goroutine closed, reused for the next
+	// connection.
+	var spare *conn
 	for {
 		if err := rc.Read(accept); err != nil {
 			// The listener was closed.
@@ -88,15 +91,23 @@ func (s *server) acceptLoop(rc syscall.RawConn) {
 			continue
 		}
 		backoff = 0
-		c := &conn{s: s, fd: nfd, fresh: true, remote: remote}
+		c := spare
+		if c == nil {
+			c = new(conn)
+		}
+		*c = conn{s: s, fd: nfd, fresh: true, remote: remote}
 		c.state.Store(stateActive)
 		if !s.track(c) {
+			spare = c
 			continue
 		}
 		if s.idleAcceptors.Add(-1) == 0 {
 			s.startAcceptor(rc)
 		}
-		c.serve()
+		spare = nil
+		if c.serve() {
+			spare = c
+		}
 		if s.idleAcceptors.Add(1) > s.maxIdleAcceptors {
 			s.idleAcceptors.Add(-1)
 			return

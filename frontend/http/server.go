@@ -165,9 +165,6 @@ func (s *server) track(c *conn) bool {
 	return true
 }
 
-func (s *server) getBuf() []byte  { return *(s.bufs.Get().(*[]byte)) }
-func (s *server) putBuf(b []byte) { s.bufs.Put(&b) }
-
 // shutdown closes the idle connections and lets the others finish their
 // request, then waits for them all to be closed until ctx is done; then it
 // closes what is left and cancels the requests' context. The listeners
