@@ -7,11 +7,12 @@
 # read from /proc before and after each run, and Redis' own time per
 # announce from INFO commandstats.
 #
-# The load comes from BENCH_SOCKETS source ports, as from many clients, and
-# each tracker reads UDP_SOCKETS sockets: so that announces are in progress
-# together (one per socket), which the Redis store needs to share round
-# trips (storage/redis/batch.go); the memory store loses about a tenth of
-# its rate per CPU-second to it.
+# The load comes from BENCH_SOCKETS source ports, as from many clients.
+# Both trackers run with the UDP frontend's defaults (one socket per CPU,
+# batches of 32): with the Redis store the frontend answers the announces
+# of a batch concurrently, so that they share one round trip to Redis
+# (frontend/udp/fanout.go, storage/redis/batch.go), and no longer needs a
+# socket per announce in progress. UDP_SOCKETS and UDP_BATCH override them.
 #
 #   scripts/bench-redis.sh              # 10,000 torrents x 20 peers, 3 runs of 10 s
 #   DURATION=5s PAIRS=1 scripts/bench-redis.sh
@@ -26,7 +27,8 @@ DURATION=${DURATION:-10s}
 PAIRS=${PAIRS:-3}
 BENCH_SOCKETS=${BENCH_SOCKETS:-32} # the load generator's sockets (source ports)
 INFLIGHT=${INFLIGHT:-4}             # per socket: 32 x 4 = 128 in flight
-UDP_SOCKETS=${UDP_SOCKETS:-32}      # the trackers' udp.sockets: readers, so announces in progress at once
+UDP_SOCKETS=${UDP_SOCKETS:-0}       # the trackers' udp.sockets (0: the default, one per CPU)
+UDP_BATCH=${UDP_BATCH:-0}           # the trackers' udp.batch_size (0: the default)
 TRACKER_CPU=${TRACKER_CPU:-1}
 BENCH_CPU=${BENCH_CPU:-0}
 SEED=${SEED:-1}
@@ -56,7 +58,7 @@ for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break;
 declare -A PID UDP METRICS
 start_chihaya() { # name storage-yaml
 	local name=$1 cfg="$OUT_DIR/$1.yaml" logf="$OUT_DIR/$1.log"
-	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  enable_pprof: true\n  udp:\n    addr: 127.0.0.1:0\n    sockets: %s\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$UDP_SOCKETS" "$2" >"$cfg"
+	printf 'chihaya:\n  announce_interval: 30m\n  min_announce_interval: 15m\n  metrics_addr: 127.0.0.1:0\n  enable_pprof: true\n  udp:\n    addr: 127.0.0.1:0\n    sockets: %s\n    batch_size: %s\n    max_numwant: 200\n    default_numwant: 50\n  storage:\n%s\n' "$UDP_SOCKETS" "$UDP_BATCH" "$2" >"$cfg"
 	"${PIN[@]}" "$BIN/chihaya" --config "$cfg" --json 2>"$logf" >/dev/null &
 	PID[$name]=$!
 	STARTED+=("${PID[$name]}")
