@@ -103,12 +103,28 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 // collect collects the shards of the slots in r, and returns how many
 // peers it removed.
 func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
-	shards := []shard{s.oneShard}
-	if s.slotShards != nil {
-		var err error
-		if shards, err = s.busyShards(r); err != nil {
-			return 0, err
+	if s.slotShards == nil {
+		// A single Redis or Sentinel: the swarms are found by SCAN
+		// (scan.go).
+		cut, local, removed := cutoff.Unix(), s.classifier.Load() != nil, 0
+		err := s.scanSwarms(context.Background(), "gc", func(page []foundSwarm) error {
+			select {
+			case <-s.done:
+				return errStopped
+			default:
+			}
+			n, err := s.collectSwarms(page, cut, local)
+			removed += n
+			return err
+		})
+		if errors.Is(err, errStopped) {
+			err = s.fail("gc", err)
 		}
+		return removed, err
+	}
+	shards, err := s.busyShards(r)
+	if err != nil {
+		return 0, err
 	}
 	removed := 0
 	for _, sh := range shards {
@@ -171,7 +187,11 @@ func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
 		if err != nil {
 			return removed, err
 		}
-		n, err := s.collectSwarms(members, cut, local)
+		page := make([]foundSwarm, len(members))
+		for i, m := range members {
+			page[i].member = m
+		}
+		n, err := s.collectSwarms(page, cut, local)
 		removed += n
 		if err != nil {
 			return removed, err
@@ -182,16 +202,18 @@ func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
 	}
 }
 
-// collectSwarms runs gc.lua on each of the swarms named by members (one
-// page of an index), pipelined: one round trip per page (per node of a
-// Cluster), each script still its own bounded step in Redis.
-func (s *PeerStore) collectSwarms(members []string, cut int64, local bool) (int, error) {
+// collectSwarms runs gc.lua on each of the swarms of page (one page of
+// an index, or of a walk by SCAN), pipelined: one round trip per page
+// (per node of a Cluster), each script still its own bounded step in
+// Redis.
+func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool) (int, error) {
 	removed := 0
 	err := s.call(context.Background(), "gc", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
-		cmds := make([]*redis.Cmd, 0, len(members))
-		argss := make([][]interface{}, 0, len(members))
-		for _, m := range members {
+		cmds := make([]*redis.Cmd, 0, len(page))
+		argss := make([][]interface{}, 0, len(page))
+		for _, f := range page {
+			m := f.member
 			ih, web, ok := swarmMember(m)
 			if !ok {
 				continue // not written by this driver
@@ -204,9 +226,9 @@ func (s *PeerStore) collectSwarms(members []string, cut int64, local bool) (int,
 			if local && !web {
 				base4, base6 = k.base[0], k.base[1]
 			}
-			args := gcScript.args(make([]interface{}, 0, 13), false)
+			args := gcScript.args(make([]interface{}, 0, 14), false)
 			args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals,
-				cut, m, base4, base6)
+				cut, m, base4, base6, f.by)
 			argss = append(argss, args)
 			cmds = append(cmds, pipe.Do(ctx, args...))
 		}

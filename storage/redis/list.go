@@ -10,9 +10,10 @@ import (
 )
 
 // The listing of swarms (storage.Lister), kept apart from the rest of the
-// driver: each shard's swarm index is walked with SSCAN, a page at a
-// time, never with KEYS, and each page's counts are read in one pipelined
-// round trip.
+// driver: the peer hashes are walked with SCAN (a single Redis or
+// Sentinel, scan.go) or each slot's swarm index with SSCAN (a Cluster), a
+// page at a time, never with KEYS, and each page's counts are read in one
+// pipelined round trip.
 
 var _ storage.Lister = (*PeerStore)(nil)
 
@@ -20,31 +21,64 @@ var _ storage.Lister = (*PeerStore)(nil)
 // size of a batch.
 const walkPage = 1000
 
-// Walk walks the shards' swarm indexes with SSCAN. SSCAN visits every
-// member that is in an index for the whole walk at least once, and may
-// repeat one when the index is rehashed meanwhile: repeats are dropped,
-// so each is handed to fn once. Swarms whose peers have all left
+// Walk walks the peer hashes with SCAN, or the shards' swarm indexes with
+// SSCAN. Both visit every key or member that is there for the whole walk
+// at least once, and may repeat one (a rehash meanwhile; a swarm's
+// several hashes): repeats are dropped, so each swarm is handed to fn
+// once. Swarms whose peers have all left
 // (collection drops them from the index later) are skipped.
 func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) bool, fn func([]storage.Swarm) error) error {
-	shards := []shard{s.oneShard}
-	if s.slotShards != nil {
-		var ranges []slotRange
-		if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
-			ranges, err = s.slotRanges(ctx)
-			return err
-		}); err != nil {
-			return err
-		}
-		shards = shards[:0]
-		for _, r := range ranges {
-			busy, err := s.busyShards(r)
-			if err != nil {
-				return err
-			}
-			shards = append(shards, busy...)
-		}
-	}
 	seen := map[bittorrent.InfoHash]struct{}{}
+	// visit hands fn the swarms of one page not seen before.
+	visit := func(members []string) error {
+		var page []bittorrent.InfoHash
+		for _, m := range members {
+			ih, _, ok := swarmMember(m)
+			if !ok {
+				continue
+			}
+			if _, dup := seen[ih]; dup || (keep != nil && !keep(ih)) {
+				continue
+			}
+			seen[ih] = struct{}{}
+			page = append(page, ih)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		batch, err := s.counts(ctx, page)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		return fn(batch)
+	}
+	if s.slotShards == nil {
+		// A single Redis or Sentinel: by SCAN (scan.go).
+		var members []string
+		return s.scanSwarms(ctx, "walk", func(page []foundSwarm) error {
+			members = members[:0]
+			for _, f := range page {
+				members = append(members, f.member)
+			}
+			return visit(members)
+		})
+	}
+	// A Cluster: each busy slot's index, by SSCAN.
+	var ranges []slotRange
+	if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
+		ranges, err = s.slotRanges(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	var shards []shard
+	for _, r := range ranges {
+		busy, err := s.busyShards(r)
+		if err != nil {
+			return err
+		}
+		shards = append(shards, busy...)
+	}
 	for _, sh := range shards {
 		var cursor uint64
 		for {
@@ -58,28 +92,8 @@ func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) boo
 			}); err != nil {
 				return err
 			}
-			var page []bittorrent.InfoHash
-			for _, m := range members {
-				ih, _, ok := swarmMember(m)
-				if !ok {
-					continue
-				}
-				if _, dup := seen[ih]; dup || (keep != nil && !keep(ih)) {
-					continue
-				}
-				seen[ih] = struct{}{}
-				page = append(page, ih)
-			}
-			if len(page) > 0 {
-				batch, err := s.counts(ctx, page)
-				if err != nil {
-					return err
-				}
-				if len(batch) > 0 {
-					if err := fn(batch); err != nil {
-						return err
-					}
-				}
+			if err := visit(members); err != nil {
+				return err
 			}
 			if cursor == 0 {
 				break

@@ -13,7 +13,7 @@ import (
 // commands, in this order:
 //
 //	put:     HSET new role's hash A value, HDEL other role's hash A,
-//	         SADD the shard's index H, and INCR downloads to count one
+//	         and INCR downloads to count one
 //	delete:  HDEL seeders A, HDEL leechers A
 //
 // after the HLENs of the answer (so the family's size before the update)
@@ -24,8 +24,8 @@ import (
 // What a peer may rely on stays: a peer is never in both roles (the HSET
 // comes first, so two announces of one peer racing through two trackers
 // in opposite roles leave it in one or, at worst, none until its next
-// announce); a download is counted once (INCR); the swarm is in its
-// shard's index whenever it has a peer, so collection finds it. Redis
+// announce); a download is counted once (INCR); collection finds the
+// swarm by its hashes (scan.go), with no index to keep. Redis
 // runs a connection's pipeline in order, so the HLENs and the update see
 // the same swarm unless another connection's command slips in between,
 // which only the totals' swarm count could notice.
@@ -34,7 +34,7 @@ import (
 // the slot, Redis refuses a command whose key has already left (ASK) and
 // runs the others, so plain commands could be applied in part, where the
 // script is refused whole. The same holds when Redis is out of memory
-// (maxmemory, noeviction): then the HSET, SADD and INCR are refused and
+// (maxmemory, noeviction): then the HSET and INCR are refused and
 // the HDEL runs, so a peer that changed role leaves the old one without
 // joining the new one until its next announce; the totals follow what was
 // applied, since they are read from the replies.
@@ -55,11 +55,10 @@ func (x *exchange) plainUpdate(up *update) {
 	}
 	x.wr[0] = [4]interface{}{"hset", &k.roles[f][own], addr, &x.strs[3]}
 	x.wr[1] = [4]interface{}{"hdel", &k.roles[f][other], addr}
-	x.wr[2] = [4]interface{}{"sadd", &k.shard.index, &k.hexIH}
-	x.nw = 3
+	x.nw = 2
 	if up.u == storage.UpdateGraduate {
-		x.wr[3] = [4]interface{}{"incr", &k.downloads}
-		x.nw = 4
+		x.wr[2] = [4]interface{}{"incr", &k.downloads}
+		x.nw = 3
 	}
 }
 

@@ -586,8 +586,15 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 							p.AddrPort = netip.AddrPortFrom(netip.AddrFrom4(a), uint16(port))
 							// ih wraps at 65536; this does not.
 							h := bittorrent.InfoHash{byte(sw >> 16), byte(sw >> 8), byte(sw), 'm'}
-							var err error
+							u := storage.UpdateLeecher
 							if j%5 == 0 {
+								u = storage.UpdateSeeder
+							}
+							var err error
+							if tc.layout == flat {
+								// The daemon's path: Announce (plain commands).
+								_, _, _, err = s.Announce(nil, h, u, 0, p)
+							} else if u == storage.UpdateSeeder {
 								err = s.PutSeeder(h, p)
 							} else {
 								err = s.PutLeecher(h, p)

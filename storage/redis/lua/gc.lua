@@ -9,8 +9,15 @@
 -- shard's totals.
 -- ARGV: 1 cutoff (peers last seen before it are stale, Unix seconds),
 -- 2 the swarm's index member, 3 and 4 the IPv4 and IPv6 key bases of
--- the cell sets (locality), or "" without locality.
+-- the cell sets (locality), or "" without locality, 5 which of KEYS 1-4
+-- a walk by SCAN met the swarm by (scan.go), or 0: the swarm is left to
+-- the walk's visit of an earlier one that exists.
 -- Returns {peers removed, peers left}.
+for i = 1, (tonumber(ARGV[5]) or 0) - 1 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return {0, 0}
+  end
+end
 local cutoff = tonumber(ARGV[1])
 local removed, left = 0, 0
 local fams = {{'4', KEYS[1], KEYS[2], ARGV[3]}, {'6', KEYS[3], KEYS[4], ARGV[4]}}
