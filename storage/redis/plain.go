@@ -1,7 +1,10 @@
 package redis
 
 import (
+	"context"
 	"errors"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/storage"
 )
@@ -39,14 +42,15 @@ import (
 // joining the new one until its next announce; the totals follow what was
 // applied, since they are read from the replies.
 
-// plainUpdate fills x.wr with the plain commands of up (x.nw of them).
+// plainUpdate fills x.wr with the plain commands of up, and x.sent with
+// which of them to send, in order.
 func (x *exchange) plainUpdate(up *update) {
 	k, f := up.k, up.fam
 	addr := &x.strs[2]
 	if up.u == storage.UpdateDelete {
-		x.wr[0] = [4]interface{}{"hdel", &k.roles[f][0], addr}
-		x.wr[1] = [4]interface{}{"hdel", &k.roles[f][1], addr}
-		x.nw = 2
+		x.wr[1] = [4]interface{}{"hdel", &k.roles[f][0], addr}
+		x.wr[2] = [4]interface{}{"hdel", &k.roles[f][1], addr}
+		x.sent, x.nw = [3]int{1, 2}, 2
 		return
 	}
 	own, other := 0, 1
@@ -55,20 +59,33 @@ func (x *exchange) plainUpdate(up *update) {
 	}
 	x.wr[0] = [4]interface{}{"hset", &k.roles[f][own], addr, &x.strs[3]}
 	x.wr[1] = [4]interface{}{"hdel", &k.roles[f][other], addr}
-	x.nw = 2
+	x.sent, x.nw = [3]int{0, 1}, 2
 	if up.u == storage.UpdateGraduate {
-		x.wr[2] = [4]interface{}{"incr", &k.downloads}
-		x.nw = 3
+		x.wr[3] = [4]interface{}{"incr", &k.downloads}
+		x.sent[2], x.nw = 3, 3
 	}
 }
 
-// wrLen is the number of arguments of a command of x.wr.
-func wrLen(c [4]interface{}) int {
-	n := len(c)
-	for n > 0 && c[n-1] == nil {
-		n--
+// wrLen are the numbers of arguments of the commands of x.wr.
+var wrLen = [4]int{4, 3, 3, 2}
+
+// rawCmd returns a raw command of x with args, whose replies go to x.raw:
+// with reuse, x's command number i, made the first time (args must then
+// be the same slice every time: x's own arrays), so that an announce
+// allocates none. Only off a Cluster: go-redis keeps a command's hash
+// slot once computed.
+func (x *exchange) rawCmd(ctx context.Context, reuse bool, i int, args []interface{}) redis.Cmder {
+	if !reuse {
+		return redis.NewRawWriteToCmd(ctx, &x.raw, args...)
 	}
-	return n
+	c := x.rw[i]
+	if c == nil {
+		c = redis.NewRawWriteToCmd(context.Background(), &x.raw, args...)
+		x.rw[i] = c
+	}
+	c.SetErr(nil)
+	c.SetVal(0)
+	return c
 }
 
 // readPlainUpdate reads the replies of x's plain update from b, adds its

@@ -35,9 +35,13 @@ type exchange struct {
 	get  [2]interface{}
 	hrf  [2][4]interface{}
 	// wr are the arguments of the plain commands of an update
-	// (plainUpdate), nw how many.
-	wr [4][4]interface{}
-	nw int
+	// (plainUpdate): 0 HSET, 1 and 2 HDEL, 3 INCR; sent are the ones
+	// sent, in order (nw of them).
+	wr   [4][4]interface{}
+	sent [3]int
+	nw   int
+	// rw are the exchange's reusable raw commands (rawCmd).
+	rw [9]*redis.RawWriteToCmd
 	// peerCmds are the HRANDFIELD reads of an announce.
 	peerCmds [2]*redis.RawCmd
 	// cmds are the commands of an announce's pipeline.
@@ -67,7 +71,12 @@ type exchange struct {
 	pipe redis.Pipeliner
 }
 
-var exchanges = sync.Pool{New: func() any { return &exchange{wake: make(chan bool, 1)} }}
+// exchanges start with room for an announce's commands (up to ten: the
+// counts, the update, the peer reads), so that a new one (the pool may
+// drop any) grows its slice once, not at every doubling.
+var exchanges = sync.Pool{New: func() any {
+	return &exchange{wake: make(chan bool, 1), cmds: make([]redis.Cmder, 0, 12)}
+}}
 
 func getExchange() *exchange {
 	x := exchanges.Get().(*exchange)
@@ -79,7 +88,7 @@ func putExchange(x *exchange) {
 	clear(x.args)
 	x.strs = [4]string{}
 	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
-	x.wr, x.nw = [4][4]interface{}{}, 0
+	x.wr, x.sent, x.nw = [4][4]interface{}{}, [3]int{}, 0
 	x.peerCmds = [2]*redis.RawCmd{}
 	clear(x.cmds)
 	x.cmds = x.cmds[:0]
@@ -318,27 +327,25 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
 	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
 	x.get = [2]interface{}{"get", &k.downloads}
+	// The update: plain commands on a single Redis or Sentinel, the
+	// script on a Cluster (plainUpdate says why).
+	plain := s.slotShards == nil
 	x.cmds = append(x.cmds[:0],
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[0][:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.hlen[1][:]...),
-		redis.NewRawWriteToCmd(ctx, &x.raw, x.get[:]...))
+		x.rawCmd(ctx, plain, 0, x.hlen[0][:]),
+		x.rawCmd(ctx, plain, 1, x.hlen[1][:]),
+		x.rawCmd(ctx, plain, 2, x.get[:]))
 	// The WebSocket swarm's counts, once there are WebSocket peers: two
 	// more HLENs in the same pipeline (same hash tag, same slot).
 	ints := 3
 	if x.web[0] != "" {
 		x.queueWebHlen()
-		x.cmds = append(x.cmds,
-			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[0][:]...),
-			redis.NewRawWriteToCmd(ctx, &x.raw, x.webHlen[1][:]...))
+		x.cmds = append(x.cmds, x.rawCmd(ctx, plain, 3, x.webHlen[0][:]), x.rawCmd(ctx, plain, 4, x.webHlen[1][:]))
 		ints = 5
 	}
-	// The update: plain commands on a single Redis or Sentinel, the
-	// script on a Cluster (plainUpdate says why).
-	plain := s.slotShards == nil
 	if plain {
 		x.plainUpdate(up)
-		for i := range x.nw {
-			x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.wr[i][:wrLen(x.wr[i])]...))
+		for _, i := range x.sent[:x.nw] {
+			x.cmds = append(x.cmds, x.rawCmd(ctx, true, 5+i, x.wr[i][:wrLen[i]]))
 		}
 	} else {
 		s.appendUpdateArgs(x, up, eval)
