@@ -44,11 +44,11 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
 	}
 	l := &s.layouts[af]
-	sh := s.shardFor(ih)
+	sh, h := s.locate(ih)
 
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	sw := sh.swarms[ih]
+	sw := sh.swarms.get(h, ih)
 	if sw == nil {
 		return dst, storage.Counts{}, storage.Absent, nil
 	}

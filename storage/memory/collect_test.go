@@ -21,7 +21,7 @@ func age(tb testing.TB, s *PeerStore, ih bittorrent.InfoHash, p bittorrent.Peer,
 	sh := s.shardFor(ih)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	f := sh.swarms[ih].fam(af)
+	f := s.swarmOf(ih).fam(af)
 	i := f.find(l, key[:l.keyLen])
 	if i < 0 {
 		tb.Fatalf("peer %v not stored", p.AddrPort)
@@ -56,8 +56,7 @@ func TestCollectGarbageByAge(t *testing.T) {
 			age(t, s, ih, p, now.Add(-time.Hour))
 		}
 	}
-	sh := s.shardFor(ih)
-	capBefore := cap(sh.swarms[ih].v4.recs)
+	capBefore := cap(s.swarmOf(ih).v4.recs)
 
 	if err := s.CollectGarbage(now.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
@@ -75,7 +74,7 @@ func TestCollectGarbageByAge(t *testing.T) {
 			t.Fatalf("peer %v came back with another peer's ID", p.AddrPort)
 		}
 	}
-	if capAfter := cap(sh.swarms[ih].v4.recs); capAfter >= capBefore/2 {
+	if capAfter := cap(s.swarmOf(ih).v4.recs); capAfter >= capBefore/2 {
 		t.Errorf("record space %d bytes after collecting 90%% of the peers, was %d", capAfter, capBefore)
 	}
 }

@@ -28,8 +28,15 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 func (s *PeerStore) collectShard(sh *shard, cut cutoff) (removed int) {
 	sh.mu.Lock()
 	budget := gcBatch
+	relocked := false
 swarms:
-	for ih, sw := range sh.swarms {
+	for ih, sw := range sh.swarms.all() {
+		// With the lock released since the last swarm, DeletePeer may
+		// have emptied and dropped this one, and a put made a new one.
+		if relocked && !s.holds(sh, ih, sw) {
+			continue
+		}
+		relocked = false
 		if sw.loc != nil {
 			if !s.collectLocal(sh, ih, sw, cut, &budget, &removed) {
 				continue swarms
@@ -51,7 +58,7 @@ swarms:
 				sh.mu.Unlock()
 				sh.mu.Lock()
 				budget = gcBatch
-				if sh.swarms[ih] != sw {
+				if !s.holds(sh, ih, sw) {
 					// Emptied and dropped by DeletePeer meanwhile.
 					continue swarms
 				}
@@ -68,16 +75,25 @@ swarms:
 			sw.v6 = nil
 		}
 		if sw.empty() {
-			delete(sh.swarms, ih)
+			_, h := s.locate(ih)
+			sh.swarms.remove(h, ih)
 		}
 		if budget--; budget <= 0 {
 			sh.mu.Unlock()
 			sh.mu.Lock()
 			budget = gcBatch
+			relocked = true
 		}
 	}
 	sh.mu.Unlock()
 	return removed
+}
+
+// holds reports whether sw is still the swarm of ih in sh, whose lock the
+// caller holds again after releasing it.
+func (s *PeerStore) holds(sh *shard, ih bittorrent.InfoHash, sw *swarm) bool {
+	_, h := s.locate(ih)
+	return sh.swarms.get(h, ih) == sw
 }
 
 // collectFamily examines records from pos on, removing stale ones, until

@@ -137,7 +137,7 @@ func TestIPv6FamilyDropped(t *testing.T) {
 	}
 	sh := s.shardFor(ih)
 	sh.mu.RLock()
-	v6 := sh.swarms[ih].v6
+	v6 := s.swarmOf(ih).v6
 	sh.mu.RUnlock()
 	if v6 != nil {
 		t.Error("IPv6 family kept after its last peer left and a collection ran")
@@ -169,7 +169,7 @@ func TestIndexWidths(t *testing.T) {
 	l := &s.layouts[bittorrent.IPv4]
 	check := func(step string, lo, hi int, wide bool) {
 		t.Helper()
-		f := &s.shardFor(ih).swarms[ih].v4
+		f := &s.swarmOf(ih).v4
 		if f.idx == nil || (f.idx.wide != nil) != wide || (f.idx.narrow != nil) == wide {
 			t.Fatalf("%s: index %v entries, 32-bit %v; want 32-bit %v", step, f.idx != nil && f.idx.size() > 0, f.idx != nil && f.idx.wide != nil, wide)
 		}

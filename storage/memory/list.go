@@ -46,9 +46,9 @@ func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) boo
 
 // addCounts adds the counts of c's swarm in this store to c.
 func (s *PeerStore) addCounts(c *storage.Swarm) {
-	sh := s.shardFor(c.InfoHash)
+	sh, h := s.locate(c.InfoHash)
 	sh.mu.RLock()
-	if sw := sh.swarms[c.InfoHash]; sw != nil {
+	if sw := sh.swarms.get(h, c.InfoHash); sw != nil {
 		o := sw.counts(c.InfoHash)
 		for af := range c.Seeders {
 			c.Seeders[af] += o.Seeders[af]
@@ -61,9 +61,9 @@ func (s *PeerStore) addCounts(c *storage.Swarm) {
 
 // has reports whether this store has a swarm ih.
 func (s *PeerStore) has(ih bittorrent.InfoHash) bool {
-	sh := s.shardFor(ih)
+	sh, h := s.locate(ih)
 	sh.mu.RLock()
-	_, ok := sh.swarms[ih]
+	ok := sh.swarms.get(h, ih) != nil
 	sh.mu.RUnlock()
 	return ok
 }
@@ -78,7 +78,7 @@ func (s *PeerStore) walkKind(ctx context.Context, keep func(bittorrent.InfoHash)
 		sh := &s.shards[i]
 		batch = batch[:0]
 		sh.mu.RLock()
-		for ih, sw := range sh.swarms {
+		for ih, sw := range sh.swarms.all() {
 			if keep != nil && !keep(ih) {
 				continue
 			}
@@ -134,9 +134,9 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 		g.Seeders += seeders
 		g.Leechers += leechers
 	}
-	sh := s.shardFor(ih)
+	sh, h := s.locate(ih)
 	sh.mu.RLock()
-	if sw := sh.swarms[ih]; sw != nil && sw.loc != nil {
+	if sw := sh.swarms.get(h, ih); sw != nil && sw.loc != nil {
 		for af := range sw.loc.fam {
 			for ci := range sw.loc.fam[af].cells {
 				c := &sw.loc.fam[af].cells[ci]

@@ -307,7 +307,7 @@ func (s *PeerStore) collectLocal(sh *shard, ih bittorrent.InfoHash, sw *swarm, c
 				*budget = gcBatch
 				// Meanwhile another collection may have dropped the swarm,
 				// or finished it and moved it back to the flat layout.
-				if sh.swarms[ih] != sw || sw.loc == nil {
+				if !s.holds(sh, ih, sw) || sw.loc == nil {
 					return false
 				}
 				continue

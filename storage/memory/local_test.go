@@ -84,7 +84,7 @@ func TestLocalitySwarmMoves(t *testing.T) {
 		t.Helper()
 		sh := s.shardFor(ih)
 		sh.mu.RLock()
-		cells := sh.swarms[ih].loc != nil
+		cells := s.swarmOf(ih).loc != nil
 		sh.mu.RUnlock()
 		if cells != wantCells {
 			t.Fatalf("%s: swarm in cells: %v, want %v", step, cells, wantCells)
@@ -264,8 +264,7 @@ func TestFlatMatchesCells(t *testing.T) {
 		if f, c := shape(flat), shape(cells); f != c {
 			t.Fatalf("trial %d (%d peers, announcer %v seeder %v, numwant %d):\nflat:  %s\ncells: %s", trial, n, me.AddrPort, seeder, numWant, f, c)
 		}
-		sh := flat.shardFor(ih)
-		if sh.swarms[ih].loc != nil {
+		if flat.swarmOf(ih).loc != nil {
 			t.Fatalf("trial %d: a swarm of %d peers is in cells with flatMax %d", trial, n, maxFlatMax)
 		}
 	}

@@ -129,14 +129,15 @@ var _ storage.PeerStore = (*PeerStore)(nil)
 // change so that Stats never walks a swarm.
 type shard struct {
 	mu       sync.RWMutex
-	swarms   map[bittorrent.InfoHash]*swarm
+	swarms   swarmTable
 	nSwarms  [2]uint64
 	seeders  [2]uint64
 	leechers [2]uint64
 	spares   spares
-	// Pads the shard to three cache lines so that neighbouring locks do
-	// not share one (TestShardSize holds it).
-	_ [192 - 24 - 8 - 6*8 - spareSlots*24]byte
+	// Pads the shard to four cache lines so that neighbouring locks do
+	// not share one (TestShardSize holds it). The lock and the slots'
+	// address, all a lookup reads of the shard, are in its first line.
+	_ [256 - 24 - 32 - 6*8 - spareSlots*24]byte
 }
 
 // swarm is one torrent's peers. It is 60 bytes, in the runtime's 64-byte
@@ -235,17 +236,22 @@ func newShards(cfg Config, k bittorrent.PeerKind) *PeerStore {
 	ids := cfg.KeepPeerIDs || k != bittorrent.NativePeer
 	s.layouts[bittorrent.IPv4] = newLayout(6, ids, k)
 	s.layouts[bittorrent.IPv6] = newLayout(18, ids, k)
-	for i := range s.shards {
-		s.shards[i].swarms = make(map[bittorrent.InfoHash]*swarm)
-	}
 	return s
 }
 
+// locate returns the shard of ih and the hash its swarm table is probed
+// with. Info hashes are chosen by clients, so both come from one keyed
+// hash: nobody can aim every swarm at one lock or one chain of slots. The
+// high half picks the shard, the low half the slot.
+func (s *PeerStore) locate(ih bittorrent.InfoHash) (*shard, uint32) {
+	h := maphash.Bytes(s.seed, ih[:])
+	return &s.shards[((h>>32)*uint64(len(s.shards)))>>32], uint32(h)
+}
+
+// shardFor returns the shard of ih.
 func (s *PeerStore) shardFor(ih bittorrent.InfoHash) *shard {
-	// Info hashes are chosen by clients, so the shard comes from a keyed
-	// hash: nobody can aim every swarm at one lock.
-	h := maphash.Bytes(s.seed, ih[:]) >> 32
-	return &s.shards[(h*uint64(len(s.shards)))>>32]
+	sh, _ := s.locate(ih)
+	return sh
 }
 
 // peerKey returns the record key (address then big-endian port) of p.
@@ -294,13 +300,13 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 	l := &s.layouts[af]
 	k := key[:l.keyLen]
 	stamp := s.stamps.now()
-	sh := s.shardFor(ih)
+	sh, h := s.locate(ih)
 
 	sh.mu.Lock()
-	sw := sh.swarms[ih]
+	sw := sh.swarms.get(h, ih)
 	if sw == nil {
 		sw = &swarm{}
-		sh.swarms[ih] = sw
+		sh.swarms.insert(h, ih, sw)
 	}
 	classifier := s.classifier.Load()
 	if classifier != nil && (sw.loc != nil || s.flatMax == 0) {
@@ -356,20 +362,20 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 		return nil // never stored, so nothing to remove
 	}
 	l := &s.layouts[af]
-	sh := s.shardFor(ih)
+	sh, h := s.locate(ih)
 
 	sh.mu.Lock()
-	if sw := sh.swarms[ih]; sw != nil && sw.loc != nil {
+	if sw := sh.swarms.get(h, ih); sw != nil && sw.loc != nil {
 		s.deleteLocal(sh, sw, af, key[:l.keyLen], p.AddrPort.Addr())
 		if sw.empty() {
-			delete(sh.swarms, ih)
+			sh.swarms.remove(h, ih)
 		}
 	} else if sw != nil {
 		f := sw.fam(af)
 		if i := f.find(l, key[:l.keyLen]); i >= 0 {
 			sh.removePeer(l, sw, af, i)
 			if sw.empty() {
-				delete(sh.swarms, ih)
+				sh.swarms.remove(h, ih)
 				sh.spares.put(sw.v4.recs)
 				if sw.v6 != nil {
 					sh.spares.put(sw.v6.recs)

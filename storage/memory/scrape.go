@@ -21,17 +21,17 @@ func (s *PeerStore) scrapeSwarm(ih bittorrent.InfoHash, af bittorrent.AddressFam
 	if af > bittorrent.IPv6 {
 		return storage.Counts{}, nil
 	}
-	sh := s.shardFor(ih)
+	sh, h := s.locate(ih)
 	sh.mu.RLock()
-	c := sh.counts(ih, af)
+	c := sh.counts(h, ih, af)
 	sh.mu.RUnlock()
 	return c, nil
 }
 
 // counts returns the counts of ih's swarm for af; the caller holds the
 // shard's lock.
-func (sh *shard) counts(ih bittorrent.InfoHash, af bittorrent.AddressFamily) storage.Counts {
-	sw := sh.swarms[ih]
+func (sh *shard) counts(h uint32, ih bittorrent.InfoHash, af bittorrent.AddressFamily) storage.Counts {
+	sw := sh.swarms.get(h, ih)
 	switch {
 	case sw == nil:
 		return storage.Counts{}
@@ -76,8 +76,9 @@ func (s *PeerStore) scrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 		return
 	}
 	var shards [maxGrouped]*shard
+	var hs [maxGrouped]uint32
 	for i, ih := range ihs {
-		shards[i] = s.shardFor(ih)
+		shards[i], hs[i] = s.locate(ih)
 	}
 	for i := range ihs {
 		sh := shards[i]
@@ -85,10 +86,10 @@ func (s *PeerStore) scrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 			continue // read with an earlier hash of its shard
 		}
 		sh.mu.RLock()
-		dst[i] = sh.counts(ihs[i], af)
+		dst[i] = sh.counts(hs[i], ihs[i], af)
 		for j := i + 1; j < len(ihs); j++ {
 			if shards[j] == sh {
-				dst[j] = sh.counts(ihs[j], af)
+				dst[j] = sh.counts(hs[j], ihs[j], af)
 				shards[j] = nil
 			}
 		}

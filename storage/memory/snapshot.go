@@ -201,7 +201,7 @@ func (s *PeerStore) appendShard(buf []byte, sh *shard, c *copyCounts, webDL map[
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	n := 0
-	for ih, sw := range sh.swarms {
+	for ih, sw := range sh.swarms.all() {
 		downloads := sw.downloads
 		if d, ok := webDL[ih]; ok {
 			downloads = addDownloads(downloads, d)
@@ -258,7 +258,7 @@ func (s *PeerStore) webDownloads() map[bittorrent.InfoHash]uint32 {
 	for i := range w.shards {
 		sh := &w.shards[i]
 		sh.mu.RLock()
-		for ih, sw := range sh.swarms {
+		for ih, sw := range sh.swarms.all() {
 			if sw.downloads > 0 {
 				m[ih] = sw.downloads
 			}

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
-	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/pkg/clock"
 	"github.com/chihaya/chihaya/pkg/yamlconf"
 )
@@ -241,7 +240,7 @@ func (s *PeerStore) empty() {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		sh.swarms = make(map[bittorrent.InfoHash]*swarm)
+		sh.swarms.clear()
 		sh.nSwarms, sh.seeders, sh.leechers = [2]uint64{}, [2]uint64{}, [2]uint64{}
 		sh.mu.Unlock()
 	}

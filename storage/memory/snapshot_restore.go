@@ -33,8 +33,8 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut,
 		if p.err != nil {
 			return fmt.Errorf("swarm %d: %w", i+1, p.err)
 		}
-		sh := s.shardFor(ih)
-		if sh.swarms[ih] != nil {
+		sh, h := s.locate(ih)
+		if sh.swarms.get(h, ih) != nil {
 			return fmt.Errorf("swarm %x appears twice", ih[:])
 		}
 		sw := &swarm{downloads: downloads}
@@ -73,7 +73,7 @@ func (s *PeerStore) restoreBlock(payload []byte, nSwarms uint32, idLen int, cut,
 			(s.flatMax == 0 || sw.v4.n > uint32(s.flatMax) || sw.v6 != nil && sw.v6.n > uint32(s.flatMax)) {
 			s.localize(sh, sw, classifier)
 		}
-		sh.swarms[ih] = sw
+		sh.swarms.insert(h, ih, sw)
 		rc.swarms++
 	}
 	if len(p.b) != 0 {

@@ -60,7 +60,7 @@ func dump(s *PeerStore) map[bittorrent.InfoHash]dumpSwarm {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		for ih, sw := range sh.swarms {
+		for ih, sw := range sh.swarms.all() {
 			d := dumpSwarm{downloads: sw.downloads, peers: map[netip.AddrPort]dumpPeer{}}
 			eachFamily(s, sw, func(l *layout, f *family) {
 				for j := 0; j < int(f.n); j++ {
@@ -82,7 +82,7 @@ func setStamps(s *PeerStore, stamp func() uint32) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for _, sw := range sh.swarms {
+		for _, sw := range sh.swarms.all() {
 			eachFamily(s, sw, func(l *layout, f *family) {
 				for j := 0; j < int(f.n); j++ {
 					binary.LittleEndian.PutUint16(f.rec(l, j)[l.stampOff:], s.stamps.fromUnix(int64(stamp())))
@@ -282,7 +282,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 				checkServes(t, b, want)
 				// Grouped by the restoring store's settings.
 				for i := range b.shards {
-					for ih, sw := range b.shards[i].swarms {
+					for ih, sw := range b.shards[i].swarms.all() {
 						var fams [2]uint32
 						for ap := range want[ih].peers {
 							if ap.Addr().Is4() {
@@ -323,9 +323,8 @@ func TestSnapshotExpiry(t *testing.T) {
 	if err := a.GraduateLeecher(stale, randomPeer(rng)); err != nil {
 		t.Fatal(err)
 	}
-	sh := a.shardFor(stale)
-	binary.LittleEndian.PutUint16(sh.swarms[stale].v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], a.stamps.fromUnix(int64(now-lifetime-1)))
-	if sh.swarms[stale].v6 != nil {
+	binary.LittleEndian.PutUint16(a.swarmOf(stale).v4.rec(&a.layouts[0], 0)[a.layouts[0].stampOff:], a.stamps.fromUnix(int64(now-lifetime-1)))
+	if a.swarmOf(stale).v6 != nil {
 		t.Fatal("want an IPv4 peer")
 	}
 	want := dump(a)
@@ -837,7 +836,7 @@ func TestSnapshotVersion1(t *testing.T) {
 			// dump reads stamps by today's clock; the raw ones must be
 			// those of the file.
 			for i := range s.shards {
-				for _, sw := range s.shards[i].swarms {
+				for _, sw := range s.shards[i].swarms.all() {
 					eachFamily(s, sw, func(l *layout, f *family) {
 						for j := 0; j < int(f.n); j++ {
 							if d := l.stamp(f.rec(l, j)) - s.stamps.fromUnix(1_800_000_001); d >= 44 {
