@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"net"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,11 +222,12 @@ func testClusterCollection(t *testing.T, c *redistest.Cluster) {
 }
 
 // TestClusterLocalityMidReshard: with locality, the update scripts also
-// write the swarm's cell sets, keys they compute rather than declare.
-// While a reshard moves the swarm's slot, such a key may already be on
-// the new master: Redis then fails the script at that key, and whatever
-// it wrote before stays. An update must then write nothing, or the peer
-// is stored without being counted in the totals.
+// write the roles' orders (sorted sets). While a reshard moves the
+// swarm's slot, one key of the swarm may already be on the new master
+// and the others not: an update or a collection must then write nothing
+// (Redis refuses a script up front unless every key it declares is on
+// the node), or a peer is stored without being counted in the totals, or
+// without its member in its order.
 func TestClusterLocalityMidReshard(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0)
 	s := clusterStore(t, c, func(cfg *Config) { cfg.Locality = locality.Config{Enabled: true}.WithDefaults() })
@@ -237,11 +237,9 @@ func TestClusterLocalityMidReshard(t *testing.T) {
 	p := func(n byte) bittorrent.Peer {
 		return bittorrent.Peer{ID: bittorrent.PeerID{n}, AddrPort: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, 0, n}), 6881)}
 	}
-	// Every declared key exists: seeders, leechers, downloads, the
-	// shard's index and totals.
+	// Every declared key exists: seeders, leechers, their orders,
+	// downloads, the shard's index and totals.
 	must(t, "put", s.PutSeeder(h, p(1)))
-	// A leecher in another cell first: collection meets it before the
-	// leechers of the cell that moves.
 	must(t, "put", s.PutLeecher(h, bittorrent.Peer{ID: bittorrent.PeerID{5}, AddrPort: netip.MustParseAddrPort("10.7.0.9:6881")}))
 	must(t, "put", s.PutLeecher(h, p(2)))
 	must(t, "put", s.PutLeecher(h, p(3)))
@@ -255,14 +253,6 @@ func TestClusterLocalityMidReshard(t *testing.T) {
 	from, err := cc.MasterForKey(ctx, k.roles[0][1])
 	must(t, "MasterForKey", err)
 	to := otherMaster(t, cc, from)
-	cells, err := from.Keys(ctx, k.base[0]+"lc:*").Result()
-	must(t, "KEYS", err)
-	sort.Strings(cells) // 10.7.0/24, then 10.9.0/24
-	if len(cells) != 2 {
-		t.Fatalf("leecher cell sets %q, want two", cells)
-	}
-	cells0 := cells[0]
-	cells = cells[1:]
 	sl := slot([]byte(hex.EncodeToString(h[:])))
 	fromID, err := from.ClusterMyID(ctx).Result()
 	must(t, "MYID", err)
@@ -273,55 +263,46 @@ func TestClusterLocalityMidReshard(t *testing.T) {
 	must(t, "SETSLOT MIGRATING", from.Do(ctx, "cluster", "setslot", sl, "migrating", toID).Err())
 	defer from.Do(ctx, "cluster", "setslot", sl, "stable")
 	host, port, _ := net.SplitHostPort(to.Options().Addr)
-	must(t, "MIGRATE", from.Migrate(ctx, host, port, cells[0], 0, 5*time.Second).Err())
+	// The leechers' order moves first.
+	moved := k.ordered[0][1]
+	must(t, "MIGRATE", from.Migrate(ctx, host, port, moved, 0, 5*time.Second).Err())
 
-	// A new leecher in the moved cell.
+	// check fails unless the leechers stored on the old master, those
+	// counted in its shard's totals and those in the moved order agree.
+	check := func(what string) {
+		t.Helper()
+		leechers, err := from.HLen(ctx, k.roles[0][1]).Result()
+		must(t, "HLEN", err)
+		counted, err := from.HGet(ctx, k.shard.totals, "l4").Int64()
+		must(t, "HGET", err)
+		// ASKING: the importing master answers for a key of the slot.
+		pipe := to.Pipeline()
+		pipe.Do(ctx, "asking")
+		inOrder := pipe.ZCard(ctx, moved)
+		_, err = pipe.Exec(ctx)
+		must(t, "ZCARD", err)
+		if leechers != counted || leechers != inOrder.Val() {
+			t.Errorf("%s: %d leechers stored, %d counted in the shard's totals, %d in their order: the update was half applied",
+				what, leechers, counted, inOrder.Val())
+		}
+		seeders, err := from.HLen(ctx, k.roles[0][0]).Result()
+		must(t, "HLEN", err)
+		if n, err := from.ZCard(ctx, k.ordered[0][0]).Result(); err != nil || n != seeders {
+			t.Errorf("%s: %d seeders stored, %d in their order (%v)", what, seeders, n, err)
+		}
+	}
+	// A new leecher.
 	tryAgain := testutil.ToFloat64(errorsByReason.WithLabelValues(reasonTryAgain))
 	t.Logf("put mid-reshard: %v", s.PutLeecher(h, p(4)))
 	if n := testutil.ToFloat64(errorsByReason.WithLabelValues(reasonTryAgain)); n <= tryAgain {
 		t.Errorf("a put refused for a moving slot is not counted as %q", reasonTryAgain)
 	}
-	leechers, err := from.HLen(ctx, k.roles[0][1]).Result()
-	must(t, "HLEN", err)
-	counted, err := from.HGet(ctx, k.shard.totals, "l4").Int64()
-	must(t, "HGET", err)
-	if leechers != counted {
-		t.Errorf("put: %d leechers stored, %d counted in the shard's totals: the update was half applied", leechers, counted)
-	}
-
-	// A leecher of the moved cell leaving, then collection.
+	check("put")
+	// A leecher leaving, then collection.
 	t.Logf("delete mid-reshard: %v", s.DeletePeer(h, p(2)))
-	leechers, err = from.HLen(ctx, k.roles[0][1]).Result()
-	must(t, "HLEN", err)
-	counted, err = from.HGet(ctx, k.shard.totals, "l4").Int64()
-	must(t, "HGET", err)
-	if leechers != counted {
-		t.Errorf("delete: %d leechers stored, %d counted in the shard's totals: the update was half applied", leechers, counted)
-	}
+	check("delete")
 	t.Logf("collection mid-reshard: %v", s.CollectGarbage(time.Now().Add(time.Hour)))
-	leechers, err = from.HLen(ctx, k.roles[0][1]).Result()
-	must(t, "HLEN", err)
-	counted, err = from.HGet(ctx, k.shard.totals, "l4").Int64()
-	must(t, "HGET", err)
-	if leechers != counted {
-		t.Errorf("collection: %d leechers stored, %d counted in the shard's totals: the update was half applied", leechers, counted)
-	}
-	if n, err := from.SCard(ctx, cells0).Result(); err != nil || n != 1 {
-		t.Errorf("collection: the leecher of the cell that stayed is stored, its cell set holds %d (%v): the collection was half applied", n, err)
-	}
-	seeders, err := from.HLen(ctx, k.roles[0][0]).Result()
-	must(t, "HLEN", err)
-	seedCells, err := from.Keys(ctx, k.base[0]+"sc:*").Result()
-	must(t, "KEYS", err)
-	inCells := int64(0)
-	for _, ck := range seedCells {
-		n, err := from.SCard(ctx, ck).Result()
-		must(t, "SCARD", err)
-		inCells += n
-	}
-	if inCells != seeders {
-		t.Errorf("collection: %d seeders stored, %d in their cell sets: the collection was half applied", seeders, inCells)
-	}
+	check("collection")
 }
 
 // otherMaster returns a master of the cluster other than m.

@@ -20,7 +20,8 @@ import (
 // 16 address bytes, then the port big-endian).
 //
 //	P{H}Fs  hash of the seeders: A -> peer ID (20 bytes), last seen (Unix
-//	        seconds, 4 bytes big-endian), and with locality the cell
+//	        seconds, 4 bytes big-endian), and with a locality topology
+//	        the cell
 //	P{H}Fl  hash of the leechers, the same
 //	P{H}d   string, the torrent's completed downloads
 //
@@ -92,8 +93,9 @@ func appendValue(b []byte, id bittorrent.PeerID, stamp int64) []byte {
 type swarmKeys struct {
 	// roles[F][0] is family F's seeders, roles[F][1] its leechers.
 	roles [2][2]string
-	// base[F] starts the family's cell keys (locality).
-	base      [2]string
+	// ordered[F][r] holds the members of roles[F][r] in locality order
+	// (local.go).
+	ordered   [2][2]string
 	downloads string
 	// hexIH is the swarm's member in its shard's index.
 	hexIH string
@@ -101,13 +103,13 @@ type swarmKeys struct {
 }
 
 // set stores the key of suffix number i (keySuffixes' order: the four
-// roles, the two cell bases, the downloads).
+// roles, their four locality orders, the downloads).
 func (k *swarmKeys) set(i int, key string) {
 	switch {
 	case i < 4:
 		k.roles[i/2][i%2] = key
-	case i < 6:
-		k.base[i-4] = key
+	case i < 8:
+		k.ordered[(i-4)/2][i%2] = key
 	default:
 		k.downloads = key
 	}
@@ -134,7 +136,7 @@ func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byt
 	n := len(p) + 2 + len(h) // P{H}
 	// Room for the names of the WebSocket roles of one family too
 	// (webRolesIn): P{H}w4s, P{H}w4l.
-	if size := 9*n + 11 + len(h) + 6; cap(buf) < size {
+	if size := 11*n + 21 + len(h) + 6; cap(buf) < size {
 		buf = make([]byte, 0, size)
 	}
 	buf = buf[:0]
@@ -158,7 +160,7 @@ func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byt
 }
 
 // keySuffixes end the keys of a swarm, in the order keys fills them.
-var keySuffixes = [7]string{"4s", "4l", "6s", "6l", "4", "6", "d"}
+var keySuffixes = [9]string{"4s", "4l", "6s", "6l", "4sz", "4lz", "6sz", "6lz", "d"}
 
 // shardOf returns the shard of the swarm whose hash tag is tag.
 func (s *PeerStore) shardOf(tag []byte) shard {

@@ -222,13 +222,16 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool) (int
 			if web {
 				k = s.webKeys(ih)
 			}
-			base4, base6 := "", ""
+			sc := gcScript
 			if local && !web {
-				base4, base6 = k.base[0], k.base[1]
+				sc = gcLocalScript
 			}
-			args := gcScript.args(make([]interface{}, 0, 14), false)
-			args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals,
-				cut, m, base4, base6, f.by)
+			args := sc.args(make([]interface{}, 0, 15), false)
+			args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals)
+			if sc == gcLocalScript {
+				args = append(args, k.ordered[0][0], k.ordered[0][1], k.ordered[1][0], k.ordered[1][1])
+			}
+			args = append(args, cut, m, f.by)
 			argss = append(argss, args)
 			cmds = append(cmds, pipe.Do(ctx, args...))
 		}

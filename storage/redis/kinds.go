@@ -48,7 +48,7 @@ func (s *PeerStore) KeepsPeerKinds() {}
 
 // webSuffixes end the keys of a WebSocket swarm, in the order keys fills
 // them (the last, the downloads, is the native swarm's).
-var webSuffixes = [7]string{"w4s", "w4l", "w6s", "w6l", "w4", "w6", "d"}
+var webSuffixes = [9]string{"w4s", "w4l", "w6s", "w6l", "w4sz", "w4lz", "w6sz", "w6lz", "d"}
 
 // webMember starts the index member of a WebSocket swarm.
 const webMember = "w"

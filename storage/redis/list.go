@@ -2,11 +2,13 @@ package redis
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 )
 
 // The listing of swarms (storage.Lister), kept apart from the rest of the
@@ -147,8 +149,10 @@ func (s *PeerStore) counts(ctx context.Context, ihs []bittorrent.InfoHash) ([]st
 	return batch, err
 }
 
-// Groups reads the cells of each family and role (P{H}Fsd, P{H}Fld) and
-// counts each cell's set, in one round trip per family and role.
+// Groups reads the order of each family and role (P{H}Fsz, P{H}Flz), a
+// page of members per round trip, and counts its members by group: by
+// the cell a member starts with (topology), or by the prefix of its
+// address.
 func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 	classifier := s.classifier.Load()
 	if classifier == nil {
@@ -160,43 +164,59 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 	}
 	counts := map[key]*storage.Group{}
 	k := s.keys(ih)
+	const page = 1000
 	for af := range familyTag {
-		for _, role := range []string{"s", "l"} {
-			var cells []string
-			var cards []*redis.IntCmd
-			err := s.call(context.Background(), "groups", func(ctx context.Context) (err error) {
-				if cells, err = s.client.ZRange(ctx, k.base[af]+role+"d", 0, -1).Result(); err != nil || len(cells) == 0 {
+		v6 := af == int(bittorrent.IPv6)
+		// A member ends with A, then the peer ID.
+		addrLen, idLen := 6, len(bittorrent.PeerID{})
+		if v6 {
+			addrLen = 18
+		}
+		for r, role := range k.ordered[af] {
+			for start := int64(0); ; start += page {
+				var members []string
+				err := s.call(context.Background(), "groups", func(ctx context.Context) (err error) {
+					members, err = s.client.ZRange(ctx, role, start, start+page-1).Result()
 					return err
+				})
+				if err != nil {
+					return nil, err
 				}
-				pipe := s.client.Pipeline()
-				cards = make([]*redis.IntCmd, len(cells))
-				for i, cell := range cells {
-					cards[i] = pipe.SCard(ctx, k.base[af]+role+"c:"+cell)
+				for _, m := range members {
+					if len(m) < addrLen+idLen {
+						continue
+					}
+					m = m[:len(m)-idLen]
+					name := groupName(classifier, m[:len(m)-addrLen], m[len(m)-addrLen:], v6)
+					g := counts[key{af, name}]
+					if g == nil {
+						g = &storage.Group{Name: name, Family: bittorrent.AddressFamily(af)}
+						counts[key{af, name}] = g
+					}
+					if r == 0 {
+						g.Seeders++
+					} else {
+						g.Leechers++
+					}
 				}
-				_, err = pipe.Exec(ctx)
-				return err
-			})
-			if err != nil {
-				return nil, err
-			}
-			for i, cell := range cells {
-				n := clampU32(cards[i].Val())
-				if n == 0 {
-					continue
-				}
-				name := classifier.CellName(cell, af == int(bittorrent.IPv6))
-				g := counts[key{af, name}]
-				if g == nil {
-					g = &storage.Group{Name: name, Family: bittorrent.AddressFamily(af)}
-					counts[key{af, name}] = g
-				}
-				if role == "s" {
-					g.Seeders += n
-				} else {
-					g.Leechers += n
+				if len(members) < page {
+					break
 				}
 			}
 		}
 	}
 	return storage.SortedGroups(counts), nil
+}
+
+// groupName names the group of a member of an order: by its cell, or by
+// the prefix of its address (addr: address and port, as stored).
+func groupName(classifier *locality.Classifier, cell, addr string, v6 bool) string {
+	if cell != "" {
+		return classifier.CellName(cell, v6)
+	}
+	ip, ok := netip.AddrFromSlice([]byte(addr[:len(addr)-2]))
+	if !ok {
+		return addr
+	}
+	return classifier.GroupName(classifier.Key(ip), v6)
 }

@@ -2,8 +2,11 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -12,26 +15,34 @@ import (
 	"github.com/chihaya/chihaya/storage/locality"
 )
 
-// Locality in Redis. With locality on, each family of a swarm also keeps
-// its peers by cell (the announcer's subnet, or rack-in-zone with a
-// topology; see storage/locality), per role, under the swarm's hash tag:
+// Locality in Redis. With locality on, each role of each family of a
+// swarm also keeps its peers in order, in a sorted set under the swarm's
+// hash tag:
 //
-//	P{H}Fsc:<cell>  set of the seeders of a cell: address+port, peer ID
-//	P{H}Flc:<cell>  the same for leechers
-//	P{H}Fsd         sorted set of the cells that have seeders, all scored
-//	                0, so ordered by name: the cells of one group at any
-//	                tier are a contiguous run (cell names join the
-//	                groups' names, farthest tier first, each ended by NUL)
-//	P{H}Fld         the same for leechers
+//	P{H}Fsz  the seeders: every member scored 0, so ordered by its bytes
+//	P{H}Flz  the leechers, the same
 //
-// and a stored value ends with the peer's cell, so that an update or
-// collection finds the cell a peer was stored under. An announce is one
-// round trip: select.lua, which takes the own cell's peers, then walks
-// runs of cells from a random one (O(numwant) cells and peers, plus
-// O(log cells) per run to find it), pipelined with put_local.lua or
-// delete_local.lua. Every tracker sharing a Redis must run with the same
-// locality settings; a change of them (on or off) needs a new key_prefix,
-// since peers stored one way are not found the other.
+// A member is the peer's address and port as in the role's hash (A),
+// then its peer ID; with a topology the peer's cell comes first (the
+// names of its groups, farthest tier first, each ended by NUL; see
+// storage/locality). By prefix (ipv4_prefix, ipv6_prefix), ordered by
+// address, the peers of every subnet of every length are a contiguous
+// run, whose ends follow from the announcer's address and the prefix;
+// with a topology the cells of one group at any tier are a contiguous
+// run. The role's hash then maps A to the last-seen stamp only, then the
+// cell with a topology, so that an update or collection finds the member
+// a peer was stored under after a reload moved it: the peer ID is kept
+// once, in the member, where an answer reads it.
+//
+// One member a peer and no key per cell: a peer costs the same whether
+// it shares its subnet with others or not (docs/redis.md has the bytes).
+// An announce is one round trip: select.lua, which takes runs of members
+// by rank (O(numwant) members, plus O(log peers) per run to find it),
+// pipelined with put_local.lua or delete_local.lua. Every tracker sharing
+// a Redis must run with the same locality settings; turning locality on
+// or off, or between prefixes and a topology, needs a new key_prefix,
+// since peers stored one way are not found the other (a new prefix length
+// needs nothing: the order is the addresses').
 
 // The daemon calls Reload on SIGUSR1 and SIGHUP when a store has it.
 var _ storage.Reloader = (*PeerStore)(nil)
@@ -51,21 +62,92 @@ func (s *PeerStore) Reload() error {
 	return nil
 }
 
+// storedCell is the cell that a's member and stored value carry: its
+// cell with a topology, none by prefix (the address orders the peers).
+func storedCell(classifier *locality.Classifier, a netip.Addr) string {
+	if _, _, ok := classifier.PrefixMasks(); ok {
+		return ""
+	}
+	return classifier.Cell(classifier.Key(a))
+}
+
+// prepareLocal writes the stored value of a peer with locality into
+// x.value, which it returns: the stamp, then the cell (none by prefix);
+// then, past the value, the peer ID, which goes in the peer's member of
+// its order instead. x.strs[3] and x.strs[6] are views of both.
+func prepareLocal(x *exchange, id bittorrent.PeerID, stamp int64, cell string) []byte {
+	b := binary.BigEndian.AppendUint32(x.value[:0], uint32(stamp))
+	b = append(b, cell...)
+	n := len(b)
+	b = append(b, id[:]...)
+	x.strs[3] = unsafe.String(&b[0], n)
+	x.strs[6] = unsafe.String(&b[n], len(id))
+	return b
+}
+
+// putLocalArgs appends the keys and arguments of put_local.lua to dst
+// (after its EVALSHA): put.lua's keys, the orders of both roles, the
+// address, the value, the peer ID.
+func putLocalArgs(dst []interface{}, k *swarmKeys, af bittorrent.AddressFamily, u storage.Update, addr, value, id interface{}) []interface{} {
+	own, other := 0, 1
+	if !u.Seeder() {
+		own, other = 1, 0
+	}
+	dst = append(dst, &k.roles[af][own], &k.roles[af][other], &k.downloads, &k.shard.index, &k.shard.totals,
+		&k.ordered[af][own], &k.ordered[af][other], addr, value, id)
+	if u == storage.UpdateGraduate {
+		dst = append(dst, &flagTag[1])
+	}
+	return dst
+}
+
 // selectArgs appends the EVALSHA (EVAL with eval) of select.lua for the
-// announcer to x.args.
+// announcer to x.args: with the bounds of the announcer's group at each
+// tier (none where it is in no group).
 func selectArgs(x *exchange, up *update, classifier *locality.Classifier, numWant int, announcer bittorrent.Peer, eval bool) {
-	ck := classifier.Key(announcer.AddrPort.Addr())
 	k, f := up.k, up.fam
+	x.strs[0] = up.cell
 	x.args = selectScript.args(x.args, eval)
-	x.args = append(x.args, &k.roles[f][0], &k.roles[f][1], &k.downloads,
-		&k.base[f], &x.strs[2], classifier.Cell(ck), flag(classifier.Placed(ck, 0)), numWant, classifier.Reserve(numWant), flag(up.seeding),
-		1+rand.Int64N(2147483646))
-	for t := 1; t < classifier.Tiers(); t++ {
-		if classifier.Placed(ck, t) {
-			x.args = append(x.args, classifier.TierPrefix(ck, t))
+	x.args = append(x.args, &k.roles[f][0], &k.roles[f][1], &k.downloads, &k.ordered[f][0], &k.ordered[f][1],
+		&x.strs[2], numWant, classifier.Reserve(numWant), flag(up.seeding), 1+rand.Int64N(2147483646), &x.strs[0])
+	a := announcer.AddrPort.Addr()
+	if v4, v6, ok := classifier.PrefixMasks(); ok {
+		// The subnet's first address, and its last then 0xff for every
+		// byte of a port and one more: above the subnet's members (an
+		// address and a port), below the next subnet's.
+		lo, hi := &x.bounds[0], &x.bounds[1]
+		n := 4
+		if a.Is4() {
+			b := binary.BigEndian.Uint32(a.AsSlice())
+			binary.BigEndian.PutUint32(lo[:], b&v4)
+			binary.BigEndian.PutUint32(hi[:], b|^v4)
 		} else {
-			x.args = append(x.args, "-")
+			b := a.As16()
+			n = 16
+			top := binary.BigEndian.Uint64(b[:8])
+			binary.BigEndian.PutUint64(lo[:], top&v6)
+			binary.BigEndian.PutUint64(hi[:], top|^v6)
+			clear(lo[8:16])
+			for i := 8; i < 16; i++ {
+				hi[i] = 0xff
+			}
 		}
+		hi[n], hi[n+1], hi[n+2] = 0xff, 0xff, 0xff
+		x.strs[4], x.strs[5] = unsafe.String(&lo[0], n), unsafe.String(&hi[0], n+3)
+		x.args = append(x.args, &x.strs[4], &x.strs[5])
+		return
+	}
+	ck := classifier.Key(a)
+	for t := range classifier.Tiers() {
+		if !classifier.Placed(ck, t) {
+			x.args = append(x.args, "", "")
+			continue
+		}
+		// The group's name ends with NUL, and names are printable: the
+		// name ended by 0x01 instead is above the group's members and
+		// below the next group's.
+		p := classifier.TierPrefix(ck, t)
+		x.args = append(x.args, p, p[:len(p)-1]+"\x01")
 	}
 }
 

@@ -37,9 +37,10 @@ var (
 	putScript         = newScript(putSrc, 5)
 	deleteScript      = newScript(deleteSrc, 4)
 	gcScript          = newScript(gcSrc, 6)
-	putLocalScript    = newScript(putLocalSrc, 5)
-	deleteLocalScript = newScript(deleteLocalSrc, 4)
-	selectScript      = newScript(selectSrc, 3)
+	gcLocalScript     = newScript(gcSrc, 10) // gc.lua with the locality orders
+	putLocalScript    = newScript(putLocalSrc, 7)
+	deleteLocalScript = newScript(deleteLocalSrc, 6)
+	selectScript      = newScript(selectSrc, 5)
 	// statsScript takes as many keys as it is given: its args are built
 	// by hand.
 	statsScript = newScript(statsSrc, 0)

@@ -27,9 +27,12 @@ type exchange struct {
 	value []byte
 	raw   rawReply
 	// strs are the string arguments that live as long as the exchange:
-	// 0 the cell, 1 the count of an HRANDFIELD, 2 the address, 3 the value
-	// (views of addr and value, passed as *string: no allocation).
-	strs [4]string
+	// 0 the cell, 1 the count of an HRANDFIELD, 2 the address, 3 the value,
+	// 4 and 5 the bounds of the announcer's group by prefix, 6 the peer ID
+	// with locality (views of addr, value and bounds, passed as *string:
+	// no allocation).
+	strs   [7]string
+	bounds [2][19]byte
 	// The arguments of the plain commands of an announce.
 	hlen [2][2]interface{}
 	get  [2]interface{}
@@ -86,7 +89,7 @@ func getExchange() *exchange {
 
 func putExchange(x *exchange) {
 	clear(x.args)
-	x.strs = [4]string{}
+	x.strs = [7]string{}
 	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
 	x.wr, x.sent, x.nw = [4][4]interface{}{}, [3]int{}, 0
 	x.peerCmds = [2]*redis.RawCmd{}
@@ -106,6 +109,9 @@ type update struct {
 	fam     bittorrent.AddressFamily
 	k       *swarmKeys
 	addr    []byte
+	// local is set with locality on; cell is then the peer's cell with a
+	// topology, "" by prefix (local.go).
+	local   bool
 	cell    string
 	seeding bool
 }
@@ -115,33 +121,22 @@ func (s *PeerStore) appendUpdateArgs(x *exchange, up *update, eval bool) {
 	k, f := up.k, up.fam
 	if up.u == storage.UpdateDelete {
 		sc := deleteScript
-		if up.cell != "" {
+		if up.local {
 			sc = deleteLocalScript
 		}
 		x.args = sc.args(x.args, eval)
-		x.args = append(x.args, &k.roles[f][0], &k.roles[f][1], &k.downloads, &k.shard.totals, &x.strs[2], &familyTag[f])
-		if up.cell != "" {
-			x.args = append(x.args, &k.base[f])
+		x.args = append(x.args, &k.roles[f][0], &k.roles[f][1], &k.downloads, &k.shard.totals)
+		if up.local {
+			x.args = append(x.args, &k.ordered[f][0], &k.ordered[f][1])
 		}
+		x.args = append(x.args, &x.strs[2], &familyTag[f])
 		return
 	}
-	if up.cell == "" {
+	if !up.local {
 		x.args = putArgs(putScript.args(x.args, eval), k, f, up.u, &x.strs[2], &x.strs[3])
 		return
 	}
-	sc := putLocalScript
-	own, other, role := 0, 1, &roleTag[0]
-	if !up.u.Seeder() {
-		own, other, role = 1, 0, &roleTag[1]
-	}
-	count := &flagTag[0]
-	if up.u == storage.UpdateGraduate {
-		count = &flagTag[1]
-	}
-	x.args = sc.args(x.args, eval)
-	x.strs[0] = up.cell
-	x.args = append(x.args, &k.roles[f][own], &k.roles[f][other], &k.downloads, &k.shard.index, &k.shard.totals,
-		&x.strs[2], &x.strs[3], &familyTag[f], role, count, &k.hexIH, &k.base[f], &x.strs[0])
+	x.args = putLocalArgs(putLocalScript.args(x.args, eval), k, f, up.u, &x.strs[2], &x.strs[3], &x.strs[6])
 }
 
 // putArgs appends the keys and arguments of put.lua to dst (after its
@@ -159,11 +154,8 @@ func putArgs(dst []interface{}, k *swarmKeys, af bittorrent.AddressFamily, u sto
 	return dst
 }
 
-// roleTag and flagTag are arguments passed by pointer (no allocation).
-var (
-	roleTag = [2]string{"s", "l"}
-	flagTag = [2]string{"0", "1"}
-)
+// flagTag are arguments passed by pointer (no allocation).
+var flagTag = [2]string{"0", "1"}
 
 // prepare fills up and x.value for an update of p; false if p has no
 // valid address.
@@ -173,12 +165,13 @@ func (s *PeerStore) prepare(x *exchange, up *update, k *swarmKeys, u storage.Upd
 		return false
 	}
 	*up = update{u: u, fam: af, k: k, addr: addr, seeding: u.Seeder()}
-	x.value = appendValue(x.value[:0], p.ID, clock.Unix())
-	if classifier := s.classifier.Load(); classifier != nil {
-		up.cell = classifier.Cell(classifier.Key(p.AddrPort.Addr()))
-		x.value = append(x.value, up.cell...)
-	}
 	x.strs[2] = unsafe.String(&x.addr[0], len(addr))
+	if classifier := s.classifier.Load(); classifier != nil {
+		up.local, up.cell = true, storedCell(classifier, p.AddrPort.Addr())
+		x.value = prepareLocal(x, p.ID, clock.Unix(), up.cell)
+		return true
+	}
+	x.value = appendValue(x.value[:0], p.ID, clock.Unix())
 	x.strs[3] = unsafe.String(&x.value[0], len(x.value))
 	return true
 }
@@ -244,11 +237,11 @@ func (s *PeerStore) apply(op string, ih bittorrent.InfoHash, u storage.Update, p
 
 func (up *update) script() *script {
 	switch {
-	case up.u == storage.UpdateDelete && up.cell != "":
+	case up.u == storage.UpdateDelete && up.local:
 		return deleteLocalScript
 	case up.u == storage.UpdateDelete:
 		return deleteScript
-	case up.cell != "":
+	case up.local:
 		return putLocalScript
 	}
 	return putScript

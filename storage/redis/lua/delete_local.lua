@@ -1,15 +1,15 @@
 #!lua
--- delete.lua with locality on: the peer also leaves its cell's set.
+-- delete.lua with locality on: the peer also leaves its role's order
+-- (put_local.lua).
 --
--- KEYS as delete.lua. ARGV as delete.lua, then 3 the family's key base.
+-- KEYS as delete.lua, then 5 the seeders' order, 6 the leechers'.
+-- ARGV as delete.lua.
 -- Returns as delete.lua.
 --
--- Everything is read before the first write, and no command after it
--- names a key that may be gone: while a reshard moves the slot, Redis
--- fails a script at the first command that names a key not on this node
--- (a computed cell key already moved, or a key the script itself just
--- emptied), and what the script wrote before that would stay.
-local addr, fam, base = ARGV[1], ARGV[2], ARGV[3]
+-- The keys are all declared and measured before the first write: after
+-- it, naming a key the script just emptied fails the script while a
+-- reshard moves the slot, and what it wrote before would stay.
+local addr, fam = ARGV[1], ARGV[2]
 local was, role = 0, 's'
 local old = redis.call('HGET', KEYS[1], addr)
 if old then
@@ -22,23 +22,16 @@ if was == 0 then
   return 0
 end
 local left = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) - 1
-local member = addr .. string.sub(old, 1, 20)
-local ck, cell, cellLeft = nil, nil, 0
-if #old > 24 then
-  cell = string.sub(old, 25)
-  ck = base .. role .. 'c:' .. cell
-  cellLeft = redis.call('SCARD', ck) - redis.call('SISMEMBER', ck, member)
-  redis.call('EXISTS', base .. role .. 'd')
-end
+-- The peer's members: from its cell and address up to 21 bytes 0xff
+-- after them, above any peer ID (put_local.lua).
+local prefix = string.sub(old, 5) .. addr
+local members = redis.call('ZRANGEBYLEX', KEYS[4 + was], '[' .. prefix, '(' .. prefix .. string.rep('\255', 21))
 redis.call('HDEL', KEYS[was], addr)
+if #members > 0 then
+  redis.call('ZREM', KEYS[4 + was], unpack(members))
+end
 redis.call('HINCRBY', KEYS[4], role .. fam, -1)
 if left == 0 then
   redis.call('HINCRBY', KEYS[4], 'w' .. fam, -1)
-end
-if ck then
-  redis.call('SREM', ck, member)
-  if cellLeft == 0 then
-    redis.call('ZREM', base .. role .. 'd', cell)
-  end
 end
 return was

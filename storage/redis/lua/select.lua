@@ -7,29 +7,37 @@
 -- ran short, the nearest tiers out. Each part is seeders first for a
 -- leecher, leechers only for a seeder.
 --
--- KEYS: 1 seeders' hash, 2 leechers' hash, 3 downloads.
--- ARGV: 1 the family's key base (P{H}F), 2 the announcer's address+port,
--- 3 its cell, 4 "1" if the cell is a group at tier 0, 5 numwant, 6 the
--- reserve, 7 "1" for a seeder, 8 a random seed in [1, 2^31-2], 9... the
--- announcer's tier prefixes for tiers 1 and up ("-" where it is in no
--- group).
+-- Each role's peers are also members of a sorted set, all scored 0, so
+-- ordered by member (put_local.lua): the cell's name with a topology,
+-- the address+port, the peer ID. Every group at every tier is then a
+-- contiguous run of ranks, whose ends ZLEXCOUNT finds; a part takes
+-- consecutive members (ZRANGE by rank) from a random rank of its run,
+-- going round it once. O(numwant) members, plus O(log peers) per run.
+--
+-- KEYS: 1 seeders' hash, 2 leechers' hash, 3 downloads, 4 the seeders in
+-- order, 5 the leechers in order.
+-- ARGV: 1 the announcer's address+port, 2 numwant, 3 the reserve, 4 "1"
+-- for a seeder, 5 a random seed in [1, 2^31-2], 6 the announcer's cell
+-- as its stored value and member carry it ("" by prefix), then for each
+-- tier from
+-- the nearest (tier 0, the cell) the bounds of the announcer's group
+-- there: the least member of the group and a string above every member
+-- of it and below every member after it ("", "" where the announcer is in
+-- no group).
 -- Returns {seeders, leechers, downloads, the announcer's role ("s", "l"
 -- or ""), members (address+port, peer ID)...}.
-local base, selfAddr, cell = ARGV[1], ARGV[2], ARGV[3]
-local placed0 = ARGV[4] == '1'
-local numWant, reserve = tonumber(ARGV[5]), tonumber(ARGV[6])
-local roles = ARGV[7] == '1' and {'l'} or {'s', 'l'}
-local rnd = tonumber(ARGV[8])
-local prefixes = {}
-for i = 9, #ARGV do prefixes[#prefixes + 1] = ARGV[i] end
-local tiers = #prefixes + 1
+local selfAddr = ARGV[1]
+local numWant, reserve = tonumber(ARGV[2]), tonumber(ARGV[3])
+local roles = ARGV[4] == '1' and {'l'} or {'s', 'l'}
+local rnd, cell = tonumber(ARGV[5]), ARGV[6]
+local bounds = {}
+for i = 7, #ARGV - 1, 2 do bounds[#bounds + 1] = {ARGV[i], ARGV[i + 1]} end
+local tiers = #bounds
+local orders = {s = KEYS[4], l = KEYS[5]}
 
-local nS = redis.call('HLEN', KEYS[1])
-local nL = redis.call('HLEN', KEYS[2])
+local n = {s = redis.call('HLEN', KEYS[1]), l = redis.call('HLEN', KEYS[2])}
 local dl = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
--- selfMember is the announcer's member in the cell sets, if it has one,
--- so that skipping it is one string comparison per member.
-local selfRole, selfCell, selfMember = nil, nil, nil
+local selfRole, selfInCell = nil, false
 local sv = redis.call('HGET', KEYS[1], selfAddr)
 if sv then
   selfRole = 's'
@@ -38,121 +46,102 @@ else
   if sv then selfRole = 'l' end
 end
 if sv then
-  selfCell = string.sub(sv, 25)
-  selfMember = selfAddr .. string.sub(sv, 1, 20)
+  selfInCell = string.sub(sv, 5) == cell
 end
-local out = {nS, nL, dl, selfRole or ''}
+local out = {n.s, n.l, dl, selfRole or ''}
 local nout = 4
 if numWant <= 0 then return out end
 
 -- Park-Miller: exact in Lua's doubles.
-local function random(n)
+local function random(m)
   rnd = (rnd * 16807) % 2147483647
-  return rnd % n
+  return rnd % m
 end
 
--- A cell may be visited twice (by the reserve's walk, then a tier's), so
--- the members taken from each cell set are remembered: a second visit
--- draws that many more, and skips them.
-local taken, takenIn = {}, {}
-local function takeCell(r, c, want)
-  local key = base .. r .. 'c:' .. c
-  local before = takenIn[key] or 0
-  local ms = redis.call('SRANDMEMBER', key, want + 1 + before)
-  local n = 0
-  for i = 1, #ms do
-    if n >= want then break end
-    local m = ms[i]
-    if m ~= selfMember and not (before > 0 and taken[m]) then
-      nout = nout + 1
-      out[nout] = m
-      taken[m] = true
-      n = n + 1
-    end
-  end
-  takenIn[key] = before + n
-  return n
-end
-
-local avail, own = 0, 0
-for _, r in ipairs(roles) do
-  avail = avail + (r == 's' and nS or nL)
-  if selfRole == r then avail = avail - 1 end
-  if placed0 then
-    own = own + redis.call('SCARD', base .. r .. 'c:' .. cell)
-    if selfRole == r and selfCell == cell then own = own - 1 end
-  end
-end
-local total = math.min(numWant, avail)
-reserve = math.min(reserve, avail - own)
-local y = math.min(own, total - reserve)
-local outside = total - y
-if placed0 then
-  for _, r in ipairs(roles) do
-    if y > 0 then y = y - takeCell(r, cell, y) end
-  end
-end
-if outside <= 0 then return out end
-
--- rank is the number of cells of a role named below s.
-local function rank(dir, s)
-  return redis.call('ZLEXCOUNT', dir, '-', '(' .. s)
-end
--- walk takes up to want peers of role r from the cells ranked [lo, hi)
--- less [holeLo, holeHi), from a random one round the run once. The cells
--- are named a batch at a time (each gives at least one peer, unless it
--- holds only the announcer or peers already taken), in one ZRANGE per
--- contiguous stretch of ranks.
+-- A member may be met twice (by the reserve's walk, then a tier's):
+-- taken skips it. A member ends with the address+port and the peer ID,
+-- which the answer holds; the announcer is skipped by its address.
+local taken = {}
+local peerLen = #selfAddr + 20
+-- walk takes up to want members of role r from the ranks [lo, hi) less
+-- [holeLo, holeHi), consecutive from a random one round the run once, in
+-- one ZRANGE per stretch of ranks (one more member than wanted, for the
+-- announcer), and returns how many it still wants.
 local function walk(r, lo, hi, holeLo, holeHi, want)
+  if holeLo == holeHi then holeLo, holeHi = lo, lo end
   local size = (hi - lo) - (holeHi - holeLo)
-  if size <= 0 then return want end
-  local dir = base .. r .. 'd'
-  local step = random(size)
-  local left = size
+  if size <= 0 or want <= 0 then return want end
+  local z = orders[r]
+  local step, left = random(size), size
   while want > 0 and left > 0 do
     local j = holeHi + step % size
     local stop = hi
     if j >= hi then
       j, stop = lo + (j - hi), holeLo
     end
-    local k = math.min(stop - j, left, want)
-    local cells = redis.call('ZRANGE', dir, j, j + k - 1)
-    for i = 1, #cells do
+    local k = math.min(stop - j, left, want + 1)
+    local ms = redis.call('ZRANGE', z, j, j + k - 1)
+    for i = 1, #ms do
       if want <= 0 then break end
-      want = want - takeCell(r, cells[i], want)
+      local m = ms[i]
+      local peer = string.sub(m, -peerLen)
+      if string.sub(peer, 1, -21) ~= selfAddr and not taken[m] then
+        taken[m] = true
+        nout = nout + 1
+        out[nout] = peer
+        want = want - 1
+      end
     end
-    if #cells < k then break end
+    if #ms < k then break end
     step, left = step + k, left - k
   end
   return want
 end
--- holes[r] is the own cell's run in role r's directory.
-local holes = {}
-for _, r in ipairs(roles) do
-  local dir = base .. r .. 'd'
-  local lo = rank(dir, cell)
-  local hi = lo
-  if placed0 and redis.call('ZSCORE', dir, cell) then hi = lo + 1 end
-  holes[r] = {lo, hi}
+-- rank is the number of members of role r below s.
+local function rank(r, s)
+  return redis.call('ZLEXCOUNT', orders[r], '-', '(' .. s)
 end
+-- holes[r] is the run of ranks walked last in role r: the own cell's
+-- first (empty when the announcer is in no group at tier 0).
+local placed0 = tiers > 0 and bounds[1][1] ~= ''
+local avail, own, holes = 0, 0, {}
+for _, r in ipairs(roles) do
+  avail = avail + n[r]
+  if selfRole == r then avail = avail - 1 end
+  holes[r] = {0, 0}
+  if placed0 then
+    local lo, hi = rank(r, bounds[1][1]), rank(r, bounds[1][2])
+    holes[r] = {lo, hi}
+    own = own + hi - lo
+    if selfRole == r and selfInCell then own = own - 1 end
+  end
+end
+local total = math.min(numWant, avail)
+reserve = math.min(reserve, avail - own)
+local y = math.min(own, total - reserve)
+local outside = total - y
+if y > 0 then
+  for _, r in ipairs(roles) do
+    y = walk(r, holes[r][1], holes[r][2], 0, 0, y)
+  end
+end
+if outside <= 0 then return out end
 
 local want = outside
 if tiers > 1 and outside > reserve then want = reserve end
 local rest = outside - want
 for _, r in ipairs(roles) do
-  local dir = base .. r .. 'd'
-  want = walk(r, 0, redis.call('ZCARD', dir), holes[r][1], holes[r][2], want)
+  want = walk(r, 0, n[r], holes[r][1], holes[r][2], want)
 end
 rest = rest + want
 for t = 1, tiers do
   if rest <= 0 then break end
-  local p = prefixes[t]
-  if t == tiers or p ~= '-' then
+  local b = bounds[t + 1]
+  if t == tiers or b[1] ~= '' then
     for _, r in ipairs(roles) do
-      local dir = base .. r .. 'd'
-      local lo, hi = 0, redis.call('ZCARD', dir)
+      local lo, hi = 0, n[r]
       if t < tiers then
-        lo, hi = rank(dir, p), rank(dir, p .. '\255')
+        lo, hi = rank(r, b[1]), rank(r, b[2])
       end
       rest = walk(r, lo, hi, holes[r][1], holes[r][2], rest)
       holes[r] = {lo, hi}
