@@ -104,11 +104,11 @@ func putExchange(x *exchange) {
 
 // update describes one swarm update: which script with which keys.
 type update struct {
-	sc      *script
-	u       storage.Update
-	fam     bittorrent.AddressFamily
-	k       *swarmKeys
-	addr    []byte
+	sc   *script
+	u    storage.Update
+	fam  bittorrent.AddressFamily
+	k    *swarmKeys
+	addr []byte
 	// local is set with locality on; cell is then the peer's cell with a
 	// topology, "" by prefix (local.go).
 	local   bool
