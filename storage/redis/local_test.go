@@ -3,6 +3,11 @@ package redis
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"testing"
@@ -117,6 +122,136 @@ func BenchmarkAnnounceLocality(b *testing.B) {
 				b.Log(info)
 			}
 			reportRedis(b, c, cpu)
+		})
+	}
+}
+
+// TestLocalityOrdersMatchHashes drives one swarm through random puts,
+// role changes, completions, new peer IDs, stops and (with a topology) a
+// reload that moves peers to other cells, and checks after each round
+// that every role's order holds exactly one member per peer of its hash:
+// the peer's cell as its value names it, its address, its latest peer
+// ID. Answers are read from the orders, so a member left behind would be
+// a peer answered after it left.
+func TestLocalityOrdersMatchHashes(t *testing.T) {
+	srv := startRedis(t)
+	topo := filepath.Join(t.TempDir(), "topology.yaml")
+	writeTopo := func(r1, r2 string) {
+		t.Helper()
+		y := "tiers:\n  - name: rack\n    groups:\n      - name: r1\n        cidrs: [" + r1 + "]\n      - name: r2\n        cidrs: [" + r2 + "]\n"
+		if err := os.WriteFile(topo, []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTopo("10.1.0.0/16", "10.2.0.0/16, \"fd00::/16\"")
+	for _, tc := range []struct {
+		name string
+		lc   locality.Config
+	}{
+		{"prefix", locality.Config{Enabled: true}.WithDefaults()},
+		{"topology", locality.Config{Enabled: true, TopologyFile: topo}.WithDefaults()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, srv, func(c *Config) { c.Locality = tc.lc })
+			c := srv.Conn(t)
+			ctx := context.Background()
+			ih := storagetest.InfoHash(7)
+			k := s.keys(ih)
+			type stored struct {
+				seeder bool
+				id     bittorrent.PeerID
+			}
+			model := map[netip.AddrPort]stored{}
+			rng := rand.New(rand.NewPCG(1, 2))
+			peer := func() bittorrent.Peer {
+				n := rng.IntN(60)
+				a := netip.AddrFrom4([4]byte{10, byte(1 + n%3), byte(n % 5), byte(n)})
+				if n%7 == 0 {
+					a = netip.MustParseAddr(fmt.Sprintf("fd00::%x", n))
+				}
+				p := bittorrent.Peer{AddrPort: netip.AddrPortFrom(a, 6881)}
+				copy(p.ID[:], fmt.Sprintf("-XX0001-%012d", rng.IntN(3)))
+				return p
+			}
+			check := func(round int) {
+				t.Helper()
+				for f := range familyTag {
+					for r := range 2 {
+						values, err := c.HGetAll(ctx, k.roles[f][r]).Result()
+						must(t, "HGETALL", err)
+						members, err := c.ZRange(ctx, k.ordered[f][r], 0, -1).Result()
+						must(t, "ZRANGE", err)
+						if len(members) != len(values) {
+							t.Fatalf("round %d, family %d role %d: %d members in order, %d peers in the hash", round, f, r, len(members), len(values))
+						}
+						for _, m := range members {
+							id := m[len(m)-20:]
+							m = m[:len(m)-20]
+							addrLen := 6
+							if f == 1 {
+								addrLen = 18
+							}
+							addr, cell := m[len(m)-addrLen:], m[:len(m)-addrLen]
+							v, ok := values[addr]
+							if !ok || v[4:] != cell {
+								t.Fatalf("round %d: member of cell %q not in the hash as such (value %q, %v)", round, cell, v, ok)
+							}
+							p, _ := decodePeer([]byte(addr), []byte(id))
+							if want, ok := model[p.AddrPort]; !ok || want.id != p.ID || want.seeder != (r == 0) {
+								t.Fatalf("round %d: member %v %q seeder %v, want %+v (stored %v)", round, p.AddrPort, p.ID[:], r == 0, want, ok)
+							}
+						}
+					}
+				}
+				var seeders, leechers [2]uint32
+				for ap, st := range model {
+					f := 0
+					if ap.Addr().Is6() {
+						f = 1
+					}
+					if st.seeder {
+						seeders[f]++
+					} else {
+						leechers[f]++
+					}
+				}
+				for f, af := range []bittorrent.AddressFamily{bittorrent.IPv4, bittorrent.IPv6} {
+					got, err := s.ScrapeSwarm(ih, af)
+					must(t, "scrape", err)
+					if got.Seeders != seeders[f] || got.Leechers != leechers[f] {
+						t.Fatalf("round %d: %s counts %+v, want %d seeders, %d leechers", round, af, got, seeders[f], leechers[f])
+					}
+				}
+			}
+			for round := range 8 {
+				if round == 4 && tc.lc.TopologyFile != "" {
+					// The racks swap: peers move as they announce again.
+					writeTopo("10.2.0.0/16, \"fd00::/16\"", "10.1.0.0/16")
+					must(t, "Reload", s.Reload())
+					for ap, st := range model {
+						p := bittorrent.Peer{AddrPort: ap, ID: st.id}
+						u := storage.UpdateLeecher
+						if st.seeder {
+							u = storage.UpdateSeeder
+						}
+						_, _, _, err := s.Announce(nil, ih, u, 0, p)
+						must(t, "announce again", err)
+					}
+					check(round)
+				}
+				for range 100 {
+					p := peer()
+					u := []storage.Update{storage.UpdateLeecher, storage.UpdateSeeder, storage.UpdateGraduate, storage.UpdateDelete}[rng.IntN(4)]
+					_, _, _, err := s.Announce(nil, ih, u, 5, p)
+					must(t, "announce", err)
+					if u == storage.UpdateDelete {
+						delete(model, p.AddrPort)
+					} else {
+						model[p.AddrPort] = stored{seeder: u.Seeder(), id: p.ID}
+					}
+				}
+				check(round)
+			}
 		})
 	}
 }
