@@ -91,13 +91,15 @@ func TestLocalityKeysCollected(t *testing.T) {
 // one announce in flight, and reports the same Redis figures (redis-µs/op
 // is INFO commandstats, every command's usec summed). fill puts the peers
 // of a swarm of 20 each in a /24 of its own (the spread an open tracker
-// sees), and those of a swarm of 1000 about 13 to a /24 (racks).
+// sees; so are those of a swarm of 256), and those of a swarm of 1000
+// about 13 to a /24 (racks).
 func BenchmarkAnnounceLocality(b *testing.B) {
 	for _, tc := range []struct {
 		name         string
 		swarms, size int
 	}{
 		{"spread/swarm=20", 1000, 20},
+		{"spread/swarm=256", 256, 256},
 		{"racks/swarm=1000", 20, 1000},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

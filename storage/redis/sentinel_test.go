@@ -11,6 +11,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/locality"
 	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
@@ -96,7 +97,7 @@ func replOffset(t testing.TB, c *redis.Client, field string) int64 {
 }
 
 // TestPeerStoreSentinel runs the conformance suite on a master found
-// through a sentinel.
+// through a sentinel, and the locality rules.
 func TestPeerStoreSentinel(t *testing.T) {
 	t.Parallel()
 	h := startHA(t)
@@ -105,6 +106,16 @@ func TestPeerStoreSentinel(t *testing.T) {
 			c.RedisBroker = "redis://127.0.0.1:1/0" // ignored with sentinels
 			c.SentinelAddrs = []string{h.sentinel.Addr}
 			c.SentinelMasterName = "mymaster"
+		})
+	})
+	t.Run("locality", func(t *testing.T) {
+		storagetest.RunLocality(t, func(t *testing.T, lc locality.Config) storage.PeerStore {
+			return newUnstopped(t, h.master, func(c *Config) {
+				c.RedisBroker = "redis://127.0.0.1:1/0"
+				c.SentinelAddrs = []string{h.sentinel.Addr}
+				c.SentinelMasterName = "mymaster"
+				c.Locality = lc
+			})
 		})
 	})
 	t.Run("relay", func(t *testing.T) {
