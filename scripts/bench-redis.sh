@@ -81,7 +81,7 @@ for t in memory redis; do
 done
 
 usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_/ && !/config|info/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
-top_usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_(evalsha|hrandfield|hlen|get):/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
+top_usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_(evalsha|hrandfield|hlen|get|hset|hdel|incr):/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
 
 for pair in $(seq "$PAIRS"); do
 	for t in memory redis; do

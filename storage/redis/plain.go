@@ -1,10 +1,7 @@
 package redis
 
 import (
-	"context"
 	"errors"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/storage"
 )
@@ -68,25 +65,6 @@ func (x *exchange) plainUpdate(up *update) {
 
 // wrLen are the numbers of arguments of the commands of x.wr.
 var wrLen = [4]int{4, 3, 3, 2}
-
-// rawCmd returns a raw command of x with args, whose replies go to x.raw:
-// with reuse, x's command number i, made the first time (args must then
-// be the same slice every time: x's own arrays), so that an announce
-// allocates none. Only off a Cluster: go-redis keeps a command's hash
-// slot once computed.
-func (x *exchange) rawCmd(ctx context.Context, reuse bool, i int, args []interface{}) redis.Cmder {
-	if !reuse {
-		return redis.NewRawWriteToCmd(ctx, &x.raw, args...)
-	}
-	c := x.rw[i]
-	if c == nil {
-		c = redis.NewRawWriteToCmd(context.Background(), &x.raw, args...)
-		x.rw[i] = c
-	}
-	c.SetErr(nil)
-	c.SetVal(0)
-	return c
-}
 
 // readPlainUpdate reads the replies of x's plain update from b, adds its
 // changes to the pending totals, and returns the announcer's role before
