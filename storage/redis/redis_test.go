@@ -540,6 +540,13 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 		{"locality=subnet-each/peers=100000/swarm=1000", subnets, 100_000, 100},
 		{"locality=spread/peers=200000/swarm=20", spread, 200_000, 10_000},
 		{"locality=spread/peers=100000/swarm=1000", spread, 100_000, 100},
+		// Just past a power of two of a role's size (a fifth seeders),
+		// where Redis' hash tables are about half empty: the worst sizes.
+		{"locality=off/peers=100230/swarm=2570", flat, 100_230, 39},
+		{"locality=spread/peers=100100/swarm=650", spread, 100_100, 154},
+		{"locality=spread/peers=100620/swarm=1290", spread, 100_620, 78},
+		{"locality=spread/peers=100230/swarm=2570", spread, 100_230, 39},
+		{"locality=spread/peers=102600/swarm=5130", spread, 102_600, 20},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
