@@ -8,6 +8,7 @@ import (
 
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/storagetest"
 )
 
 // TestAnnounceMatchesModel drives two instances sharing one Redis through
@@ -111,5 +112,52 @@ func TestAnnounceMatchesModel(t *testing.T) {
 	}
 	if n, err := a.client.Keys(t.Context(), a.cfg.KeyPrefix+"{*}[46][sl]").Result(); err != nil || len(n) != 0 {
 		t.Errorf("after collecting everything: peer hashes %v %v, want none", n, err)
+	}
+}
+
+// TestScanFindsEverySwarm stores swarms through Announce only (so in no
+// index), more than one SCAN step's worth of keys, several hashes for
+// some: the listing hands each swarm over once, and collection empties
+// them all.
+func TestScanFindsEverySwarm(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	const swarms = 1500 // with a second hash for a third: 2000 keys, 2 SCAN steps or more
+	storagetest.Parallel(t, 8, func(w int) error {
+		for i := w; i < swarms; i += 8 {
+			h := bittorrent.InfoHash{byte(i >> 8), byte(i), 's', 'c'}
+			if _, _, _, err := s.Announce(nil, h, storage.UpdateLeecher, 0, peer4(i)); err != nil {
+				return err
+			}
+			if i%3 == 0 {
+				if _, _, _, err := s.Announce(nil, h, storage.UpdateSeeder, 0, peer4(i+1)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	seen := map[bittorrent.InfoHash]int{}
+	err := s.Walk(t.Context(), nil, func(batch []storage.Swarm) error {
+		for _, sw := range batch {
+			seen[sw.InfoHash]++
+		}
+		return nil
+	})
+	must(t, "Walk", err)
+	if len(seen) != swarms {
+		t.Errorf("Walk listed %d swarms, want %d", len(seen), swarms)
+	}
+	for ih, n := range seen {
+		if n != 1 {
+			t.Errorf("Walk listed %x %d times", ih[:2], n)
+		}
+	}
+	must(t, "CollectGarbage", s.CollectGarbage(time.Now().Add(time.Hour)))
+	if st, err := s.Stats(); err != nil || st != (storage.Stats{}) {
+		t.Errorf("after collecting everything: stats %+v %v, want zeros", st, err)
+	}
+	if n, err := s.client.Keys(t.Context(), s.cfg.KeyPrefix+"{*}[46][sl]").Result(); err != nil || len(n) != 0 {
+		t.Errorf("after collecting everything: %d peer hashes left (%v)", len(n), err)
 	}
 }
