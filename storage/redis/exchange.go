@@ -21,7 +21,7 @@ type exchange struct {
 	// with locality (views of addr, value and bounds, passed as *string:
 	// no allocation).
 	strs   [7]string
-	bounds [2][19]byte
+	bounds [2][16 + boundTail]byte
 	// The arguments of the plain commands of an announce.
 	hlen [2][2]interface{}
 	get  [2]interface{}

@@ -101,6 +101,9 @@ func putLocalArgs(dst []interface{}, k *swarmKeys, af bittorrent.AddressFamily, 
 	return dst
 }
 
+// boundTail is the length of a port and a peer ID, and one more.
+const boundTail = 2 + len(bittorrent.PeerID{}) + 1
+
 // selectArgs appends the EVALSHA (EVAL with eval) of select.lua for the
 // announcer to x.args: with the bounds of the announcer's group at each
 // tier (none where it is in no group).
@@ -112,13 +115,14 @@ func selectArgs(x *exchange, up *update, classifier *locality.Classifier, numWan
 		&x.strs[2], numWant, classifier.Reserve(numWant), flag(up.seeding), 1+rand.Int64N(2147483646), &x.strs[0])
 	a := announcer.AddrPort.Addr()
 	if v4, v6, ok := classifier.PrefixMasks(); ok {
-		// The subnet's first address, and its last then 0xff for every
-		// byte of a port and one more: above the subnet's members (an
-		// address and a port), below the next subnet's.
+		// The subnet's first address, and its last then boundTail bytes
+		// 0xff: above the subnet's members (an address, a port and a
+		// peer ID), below the next subnet's.
 		lo, hi := &x.bounds[0], &x.bounds[1]
 		n := 4
 		if a.Is4() {
-			b := binary.BigEndian.Uint32(a.AsSlice())
+			a4 := a.As4()
+			b := binary.BigEndian.Uint32(a4[:])
 			binary.BigEndian.PutUint32(lo[:], b&v4)
 			binary.BigEndian.PutUint32(hi[:], b|^v4)
 		} else {
@@ -132,8 +136,10 @@ func selectArgs(x *exchange, up *update, classifier *locality.Classifier, numWan
 				hi[i] = 0xff
 			}
 		}
-		hi[n], hi[n+1], hi[n+2] = 0xff, 0xff, 0xff
-		x.strs[4], x.strs[5] = unsafe.String(&lo[0], n), unsafe.String(&hi[0], n+3)
+		for i := n; i < n+boundTail; i++ {
+			hi[i] = 0xff
+		}
+		x.strs[4], x.strs[5] = unsafe.String(&lo[0], n), unsafe.String(&hi[0], n+boundTail)
 		x.args = append(x.args, &x.strs[4], &x.strs[5])
 		return
 	}

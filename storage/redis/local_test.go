@@ -257,3 +257,37 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalityEdgeOfSubnet: a member is the address, the port and the
+// peer ID, so the bound above a subnet must be above its last address
+// with the highest port and an ID of 0xff bytes: such a peer is still
+// answered as one of its own /24 (and /64).
+func TestLocalityEdgeOfSubnet(t *testing.T) {
+	srv := startRedis(t)
+	lc := locality.Config{Enabled: true}.WithDefaults()
+	lc.MinOutsideShare = 0
+	s := newStore(t, srv, func(c *Config) { c.Locality = lc })
+	ih := storagetest.InfoHash(3)
+	var edge bittorrent.PeerID
+	for i := range edge {
+		edge[i] = 0xff
+	}
+	for _, tc := range []struct{ last, other, me string }{
+		{"10.1.1.255", "10.1.2.0", "10.1.1.7"},
+		{"2001:db8:0:1:ffff:ffff:ffff:ffff", "2001:db8:0:2::", "2001:db8:0:1::7"},
+	} {
+		last := bittorrent.Peer{ID: edge, AddrPort: netip.AddrPortFrom(netip.MustParseAddr(tc.last), 65535)}
+		other := bittorrent.Peer{ID: edge, AddrPort: netip.AddrPortFrom(netip.MustParseAddr(tc.other), 1)}
+		must(t, "PutSeeder", s.PutSeeder(ih, last))
+		must(t, "PutSeeder", s.PutSeeder(ih, other))
+		me := bittorrent.Peer{AddrPort: netip.AddrPortFrom(netip.MustParseAddr(tc.me), 6881)}
+		// Out of its subnet, the peer would be drawn half of the time.
+		for range 10 {
+			peers, _, _, err := s.AnnouncePeers(nil, ih, false, 1, me)
+			must(t, "AnnouncePeers", err)
+			if len(peers) != 1 || peers[0] != last {
+				t.Fatalf("%s: got %v, want only %v, the one peer of its subnet", tc.me, peers, last.AddrPort)
+			}
+		}
+	}
+}
