@@ -338,18 +338,23 @@ func (s *PeerStore) sumPerNode(ctx context.Context, st *storage.Stats) (bool, er
 // announces (totals.go), in the same round trip.
 func (s *PeerStore) sumShards(ctx context.Context, st *storage.Stats, shards []shard, flush bool) error {
 	pipe := s.client.Pipeline()
-	var taken [6]int64
+	var q queued
 	if flush {
-		taken = s.pending.queue(ctx, pipe, s.oneShard.totals)
+		q = s.pending.queue(ctx, pipe, s.oneShard.totals)
 	}
 	cmds := make([]*redis.SliceCmd, len(shards))
 	for i, sh := range shards {
 		cmds[i] = pipe.HMGet(ctx, sh.totals, swarmsField[0], seedersField[0], leechersField[0],
 			swarmsField[1], seedersField[1], leechersField[1])
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		s.pending.giveBack(taken)
-		return err
+	_, _ = pipe.Exec(ctx)
+	// Failed HINCRBYs (out of memory) keep their changes for the next
+	// Stats and do not fail this read.
+	s.pending.settle(q)
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
+		}
 	}
 	for _, c := range cmds {
 		v := c.Val()

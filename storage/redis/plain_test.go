@@ -3,6 +3,7 @@ package redis
 import (
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,5 +160,41 @@ func TestScanFindsEverySwarm(t *testing.T) {
 	}
 	if n, err := s.client.Keys(t.Context(), s.cfg.KeyPrefix+"{*}[46][sl]").Result(); err != nil || len(n) != 0 {
 		t.Errorf("after collecting everything: %d peer hashes left (%v)", len(n), err)
+	}
+}
+
+// TestAnnounceOutOfMemory: with Redis out of memory (maxmemory reached,
+// noeviction), an announce that moves a peer to the other role fails,
+// Redis having run its HDEL and refused its HSET, and the totals still
+// follow what was applied: Stats reads them meanwhile, and sends the
+// changes once Redis takes writes again.
+func TestAnnounceOutOfMemory(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	c := srv.Conn(t)
+	ctx := t.Context()
+	for i := range 3 {
+		if _, _, _, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 0, peer4(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(t, "CONFIG SET", c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	must(t, "CONFIG SET", c.ConfigSet(ctx, "maxmemory", "1").Err())
+	_, _, _, err := s.Announce(nil, ih(1), storage.UpdateSeeder, 0, peer4(0))
+	if err == nil || !strings.Contains(err.Error(), "OOM") {
+		t.Fatalf("announce with Redis out of memory: %v, want an OOM error", err)
+	}
+	want := storage.Stats{Swarms: [2]uint64{1, 0}, Leechers: [2]uint64{2, 0}}
+	st, err := s.Stats()
+	must(t, "Stats with Redis out of memory", err)
+	if st == want {
+		t.Errorf("stats %+v with Redis out of memory: the change was sent", st)
+	}
+	must(t, "CONFIG SET", c.ConfigSet(ctx, "maxmemory", "0").Err())
+	if got, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); err != nil || got != (storage.Counts{Leechers: 2}) {
+		t.Errorf("scrape %+v %v, want the 2 leechers left", got, err)
+	}
+	if st, err := s.Stats(); err != nil || st != want {
+		t.Errorf("stats %+v %v, want %+v", st, err, want)
 	}
 }

@@ -44,25 +44,32 @@ func (p *pendingTotals) add(af bittorrent.AddressFamily, ds, dl, dw int64) {
 	}
 }
 
-// queue takes the pending changes and queues their HINCRBYs on totals
-// into pipe; it returns them, for give back.
-func (p *pendingTotals) queue(ctx context.Context, pipe redis.Pipeliner, totals string) (taken [6]int64) {
-	for i := range p {
-		if taken[i] = p[i].Swap(0); taken[i] != 0 {
-			pipe.HIncrBy(ctx, totals, *totalsFields[i], taken[i])
-		}
-	}
-	return taken
+// queued are the pending changes queue took, and their HINCRBYs.
+type queued struct {
+	taken [6]int64
+	cmds  [6]*redis.IntCmd
 }
 
-// giveBack restores changes taken by queue whose pipeline failed. A
-// pipeline whose reply was lost (a timeout) may have been applied all the
-// same; giving the changes back then counts them twice, which errs the
-// same way as losing them would, the other way.
-func (p *pendingTotals) giveBack(taken [6]int64) {
-	for i, n := range taken {
-		if n != 0 {
-			p[i].Add(n)
+// queue takes the pending changes and queues their HINCRBYs on totals
+// into pipe.
+func (p *pendingTotals) queue(ctx context.Context, pipe redis.Pipeliner, totals string) (q queued) {
+	for i := range p {
+		if q.taken[i] = p[i].Swap(0); q.taken[i] != 0 {
+			q.cmds[i] = pipe.HIncrBy(ctx, totals, *totalsFields[i], q.taken[i])
+		}
+	}
+	return q
+}
+
+// settle gives back the changes of q whose HINCRBY failed (Redis out of
+// memory refuses them; so does a broken connection), once q's pipeline
+// ran. One whose reply was lost (a timeout) may have been applied all
+// the same; giving it back then counts it twice, which errs as much as
+// losing it would, the other way.
+func (p *pendingTotals) settle(q queued) {
+	for i, c := range q.cmds {
+		if c != nil && c.Err() != nil {
+			p[i].Add(q.taken[i])
 		}
 	}
 }
@@ -72,15 +79,13 @@ func (p *pendingTotals) giveBack(taken [6]int64) {
 // then refuses).
 func (s *PeerStore) flushTotals(ctx context.Context) error {
 	pipe := s.client.Pipeline()
-	taken := s.pending.queue(ctx, pipe, s.oneShard.totals)
+	q := s.pending.queue(ctx, pipe, s.oneShard.totals)
 	if pipe.Len() == 0 {
 		return nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		s.pending.giveBack(taken)
-		return err
-	}
-	return nil
+	_, err := pipe.Exec(ctx)
+	s.pending.settle(q)
+	return err
 }
 
 // plainDeltas returns the changes to the totals of an update applied by
