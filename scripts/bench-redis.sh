@@ -18,6 +18,7 @@
 #   DURATION=5s PAIRS=1 scripts/bench-redis.sh
 #   PROFILE=1 scripts/bench-redis.sh    # also a CPU profile of the Redis store's tracker, first run
 #   SYSCALLS=1 scripts/bench-redis.sh   # also count each tracker's system calls (perf stat), first run
+#   PERF=1 scripts/bench-redis.sh       # also perf record -g each tracker (OUT_DIR/<store>.perf.data), first run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,7 @@ BENCH_CPU=${BENCH_CPU:-0}
 SEED=${SEED:-1}
 PROFILE=${PROFILE:-0}
 SYSCALLS=${SYSCALLS:-0}
+PERF=${PERF:-0}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-redis.XXXXXX)}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -96,7 +98,7 @@ for pair in $(seq "$PAIRS"); do
 				-e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_pwait \
 				-- sleep "$((${DURATION%s} - 1))" &
 		fi
-		if [[ ${PERF:-0} == 1 && $pair == 1 ]]; then
+		if [[ $PERF == 1 && $pair == 1 ]]; then
 			perf record -q -g -o "$OUT_DIR/$t.perf.data" -p "${PID[$t]}" -- sleep "$((${DURATION%s} - 1))" 2>/dev/null &
 		fi
 		json=$("${BENCH[@]}" udp-announce --target "${UDP[$t]}" --label "$t" --seed "$SEED" --torrents "$TORRENTS" \
