@@ -19,8 +19,9 @@ const (
 // MinReportingInterval bounds prometheus_reporting_interval from below.
 const MinReportingInterval = 100 * time.Millisecond
 
-// MaxShardCount bounds shard_count: each shard costs a lock and a map even
-// when empty, and beyond this the shards outnumber any real swarm count.
+// MaxShardCount bounds shard_count: each shard costs its lock and table
+// (256 bytes) even when empty, and beyond this the shards outnumber any
+// real swarm count.
 const MaxShardCount = 1 << 20
 
 // Config is the `storage.config` mapping of the memory driver.
