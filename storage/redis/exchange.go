@@ -32,8 +32,9 @@ type exchange struct {
 	wr   [4][4]interface{}
 	sent [3]int
 	nw   int
-	// rw are the exchange's reusable raw commands (rawCmd).
-	rw [9]*redis.RawWriteToCmd
+	// rw are the exchange's reusable raw commands (rawCmd): 0-4 the
+	// counts, 5-8 the update's (wr), 9 its MULTI, 10 its EXEC.
+	rw [11]*redis.RawWriteToCmd
 	// peerCmds are the HRANDFIELD reads of an announce.
 	peerCmds [2]*redis.RawCmd
 	// cmds are the commands of an announce's pipeline.

@@ -10,7 +10,7 @@ import (
 // plain commands in its pipeline, not a script: a script costs Redis
 // about as much to start as all of the announce's plain commands together
 // (and INFO commandstats counts the commands it runs twice). The
-// commands, in this order:
+// commands, in this order, in one MULTI/EXEC:
 //
 //	put:     HSET new role's hash A value, HDEL other role's hash A,
 //	         and INCR downloads to count one
@@ -21,23 +21,66 @@ import (
 // the HSET's 1 a peer new to its role, the HDEL's 1 where it was before;
 // so the announcer's role and the changes to the totals (totals.go).
 //
-// What a peer may rely on stays: a peer is never in both roles (the HSET
-// comes first, so two announces of one peer racing through two trackers
-// in opposite roles leave it in one or, at worst, none until its next
-// announce); a download is counted once (INCR); collection finds the
-// swarm by its hashes (scan.go), with no index to keep. Redis
-// runs a connection's pipeline in order, so the HLENs and the update see
-// the same swarm unless another connection's command slips in between,
-// which only the totals' swarm count could notice.
+// MULTI/EXEC makes the update all or nothing, as the script was: Redis
+// runs the queued commands only at EXEC, with no other client's command
+// in between, and none of them if one was refused while queued (out of
+// memory with noeviction refuses HSET and INCR, and then, in a
+// transaction, the HDEL too) or if the connection is cut before EXEC (a
+// timeout, a tracker killed half way through writing its pipeline).
+// Without it, such an announce would leave its peer in both roles (HSET
+// applied, HDEL not) or in none (HDEL applied, HSET refused), and two
+// trackers updating one peer in opposite roles at once could leave it in
+// none. A peer is never in both roles; a download is counted once
+// (INCR); collection finds the swarm by its hashes (scan.go), with no
+// index to keep. The HLENs before the transaction and the update see the
+// same swarm unless another connection's command slips in between, which
+// only the totals' swarm count could notice.
 //
 // On a Cluster the update stays put.lua/delete.lua: while a reshard moves
-// the slot, Redis refuses a command whose key has already left (ASK) and
-// runs the others, so plain commands could be applied in part, where the
-// script is refused whole. The same holds when Redis is out of memory
-// (maxmemory, noeviction): then the HSET and INCR are refused and
-// the HDEL runs, so a peer that changed role leaves the old one without
-// joining the new one until its next announce; the totals follow what was
-// applied, since they are read from the replies.
+// the slot, Redis refuses a command whose key has already left (ASK), and
+// a redirected transaction would have to be sent again whole, where the
+// script is simply followed.
+
+// The MULTI and EXEC around a plain update (raw commands: their args).
+var multiArgs, execArgs = []interface{}{"multi"}, []interface{}{"exec"}
+
+// readExec reads the replies of MULTI, of the n commands it queued and of
+// EXEC, up to EXEC's array of the commands' replies, and returns the
+// bytes of those replies. When Redis refused a command while queueing it,
+// or the transaction, it applied none: the error is returned.
+func readExec(b []byte, n int) ([]byte, error) {
+	var first error
+	for range n + 1 {
+		line, rest, ok := readLine(b)
+		switch {
+		case !ok || len(line) == 0:
+			return b, errBadReply
+		case line[0] == '-':
+			if first == nil {
+				first = replyError(line[1:])
+			}
+		case line[0] != '+':
+			return b, errBadReply
+		}
+		b = rest
+	}
+	line, rest, ok := readLine(b)
+	switch {
+	case !ok || len(line) == 0:
+		return b, errBadReply
+	case line[0] == '-':
+		if first == nil {
+			first = replyError(line[1:])
+		}
+		return rest, first
+	case line[0] != '*':
+		return rest, errBadReply
+	}
+	if l, ok := parseLen(line[1:]); !ok || l != n {
+		return rest, errBadReply
+	}
+	return rest, nil
+}
 
 // plainUpdate fills x.wr with the plain commands of up, and x.sent with
 // which of them to send, in order.
@@ -68,10 +111,15 @@ var wrLen = [4]int{4, 3, 3, 2}
 
 // readPlainUpdate reads the replies of x's plain update from b, adds its
 // changes to the pending totals, and returns the announcer's role before
-// it; was is the family's native peers read before it. An error reply
-// (out of memory, say) fails the announce, but what the other commands
+// it; was is the family's native peers read before it. A refused
+// transaction fails the announce and changes nothing; an error reply of
+// one of its commands as it ran fails the announce, but what the others
 // applied still reaches the totals.
 func (s *PeerStore) readPlainUpdate(b []byte, x *exchange, up *update, was int64) (storage.Role, []byte, error) {
+	b, err := readExec(b, x.nw)
+	if err != nil {
+		return storage.Absent, b, err
+	}
 	var r [4]int64
 	var failed [4]bool
 	var first error

@@ -897,11 +897,11 @@ func commandUsec(tb testing.TB, c *redis.Client) (all, top float64) {
 				n, _ := strconv.ParseFloat(v, 64)
 				all += n
 				// The commands an announce sends: on a single Redis its
-				// update is plain HSET, HDEL (INCR); a script's inner
+				// update is plain HSET, HDEL (INCR) in a MULTI/EXEC; a script's inner
 				// commands have those names too, so with scripts top
 				// counts them as well.
 				switch name {
-				case "evalsha", "hrandfield", "hlen", "get", "hset", "hdel", "incr":
+				case "evalsha", "hrandfield", "hlen", "get", "hset", "hdel", "incr", "multi", "exec":
 					top += n
 				}
 			}

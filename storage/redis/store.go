@@ -252,9 +252,11 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	}
 	if plain {
 		x.plainUpdate(up)
+		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 9, multiArgs))
 		for _, i := range x.sent[:x.nw] {
 			x.cmds = append(x.cmds, x.rawCmd(ctx, true, 5+i, x.wr[i][:wrLen[i]]))
 		}
+		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 10, execArgs))
 	} else {
 		s.appendUpdateArgs(x, up, eval)
 		x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
