@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -250,24 +251,39 @@ func (l *Logic) HandleScrape(ctx context.Context, req *bittorrent.ScrapeRequest,
 			return err
 		}
 	}
-	// The counts land in a stack buffer big enough for any UDP scrape (74
-	// hashes fit a datagram); only a bigger HTTP scrape allocates.
-	var buf [74]storage.Counts
-	counts := buf[:]
-	if len(req.InfoHashes) > len(buf) {
+	// The counts land in a pooled buffer big enough for any UDP scrape (74
+	// hashes fit a datagram); only a bigger HTTP scrape allocates. (An
+	// array on the stack escapes through the store's interface: that was
+	// an 888-byte allocation a scrape.)
+	var counts []storage.Counts
+	buf := scrapeCounts.Get().(*[maxPooledScrape]storage.Counts)
+	if len(req.InfoHashes) <= len(buf) {
+		counts = buf[:len(req.InfoHashes)]
+		clear(counts)
+	} else {
 		counts = make([]storage.Counts, len(req.InfoHashes))
 	}
-	counts = counts[:len(req.InfoHashes)]
-	if err := l.store.ScrapeSwarms(counts, req.InfoHashes, req.AddressFamily); err != nil {
-		return fmt.Errorf("middleware: scrape: %w", err)
+	err := l.store.ScrapeSwarms(counts, req.InfoHashes, req.AddressFamily)
+	if err == nil {
+		resp.Files = resp.Files[:0]
+		for i, ih := range req.InfoHashes {
+			c := counts[i]
+			resp.Files = append(resp.Files, bittorrent.Scrape{InfoHash: ih, Complete: c.Seeders, Incomplete: c.Leechers, Downloaded: c.Downloads})
+		}
 	}
-	resp.Files = resp.Files[:0]
-	for i, ih := range req.InfoHashes {
-		c := counts[i]
-		resp.Files = append(resp.Files, bittorrent.Scrape{InfoHash: ih, Complete: c.Seeders, Incomplete: c.Leechers, Downloaded: c.Downloads})
+	scrapeCounts.Put(buf)
+	if err != nil {
+		return fmt.Errorf("middleware: scrape: %w", err)
 	}
 	return nil
 }
+
+// maxPooledScrape is the most hashes a scrape reads into a pooled buffer:
+// as many as fit a UDP datagram.
+const maxPooledScrape = 74
+
+// scrapeCounts holds *[maxPooledScrape]storage.Counts for HandleScrape.
+var scrapeCounts = sync.Pool{New: func() any { return new([maxPooledScrape]storage.Counts) }}
 
 // AfterScrape runs the posthooks.
 func (l *Logic) AfterScrape(ctx context.Context, req *bittorrent.ScrapeRequest, resp *bittorrent.ScrapeResponse) {

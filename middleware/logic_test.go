@@ -584,3 +584,28 @@ func TestSharesRoundTrips(t *testing.T) {
 		t.Error("with a store whose round trips are shared: SharesRoundTrips() = false, want true")
 	}
 }
+
+// TestScrapeDoesNotAllocate holds the scrape path at 0 allocations: a UDP
+// scrape of 10 hashes through the logic and the memory store.
+func TestScrapeDoesNotAllocate(t *testing.T) {
+	store := newStore(t)
+	l := newLogic(t, store)
+	req := &bittorrent.ScrapeRequest{AddressFamily: bittorrent.IPv4, Params: bittorrent.ParamsNone}
+	for i := range 10 {
+		ih := bittorrent.InfoHash{byte(i)}
+		req.InfoHashes = append(req.InfoHashes, ih)
+		do(t, l, store, announce(ih, peer(byte(i+1), 3000), 0, bittorrent.Started))
+	}
+	resp := &bittorrent.ScrapeResponse{Files: make([]bittorrent.Scrape, 0, 10)}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := l.HandleScrape(context.Background(), req, resp); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a scrape of 10 hashes allocates %.1f times, want 0", allocs)
+	}
+	if len(resp.Files) != 10 || resp.Files[9].Complete != 1 {
+		t.Fatalf("scrape = %+v, want 10 swarms of one seeder each", resp.Files)
+	}
+}
