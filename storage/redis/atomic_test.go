@@ -1,6 +1,11 @@
 package redis
 
 import (
+	"bytes"
+	"context"
+	"net"
+	"sync/atomic"
+
 	"testing"
 
 	"github.com/chihaya/chihaya/bittorrent"
@@ -43,5 +48,53 @@ func TestUpdateAllOrNothing(t *testing.T) {
 	want.Leechers[bittorrent.IPv4], want.Swarms[bittorrent.IPv4] = 2, 1
 	if st != want {
 		t.Errorf("stats %+v, want %+v", st, want)
+	}
+}
+
+// cuttingConn writes, once armed, only what comes before the first HDEL
+// of a write, then closes the connection: a pipeline cut half way, as a
+// write timeout or a tracker killed between two writes of a large batch
+// leave it.
+type cuttingConn struct {
+	net.Conn
+	armed *atomic.Bool
+}
+
+func (c cuttingConn) Write(b []byte) (int, error) {
+	if i := bytes.Index(b, []byte("$4\r\nhdel\r\n")); i >= 0 && c.armed.CompareAndSwap(true, false) {
+		i = bytes.LastIndexByte(b[:i], '*')
+		_, _ = c.Conn.Write(b[:i])
+		c.Conn.Close()
+		return i, net.ErrClosed
+	}
+	return c.Conn.Write(b)
+}
+
+// TestCutPipelineAppliesNothing: an announce whose pipeline reaches Redis
+// only up to its HSET (the connection cut there) changes nothing: the
+// leecher announcing as a seeder is still only a leecher, not in both
+// roles.
+func TestCutPipelineAppliesNothing(t *testing.T) {
+	srv := startRedis(t)
+	a := newStore(t, srv)
+	var armed atomic.Bool
+	cut := newDialing(t, srv, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return cuttingConn{Conn: c, armed: &armed}, err
+	}, func(c *Config) { c.KeyPrefix = a.cfg.KeyPrefix })
+	h := ih(14)
+	_, _, _, err := a.Announce(nil, h, storage.UpdateLeecher, 0, peer4(1))
+	must(t, "Announce", err)
+	armed.Store(true)
+	if _, _, _, err := cut.Announce(nil, h, storage.UpdateSeeder, 0, peer4(1)); err == nil {
+		t.Fatal("an announce whose connection was cut: no error")
+	}
+	if armed.Load() {
+		t.Fatal("the announce sent no HDEL")
+	}
+	got, err := a.ScrapeSwarm(h, bittorrent.IPv4)
+	must(t, "ScrapeSwarm", err)
+	if want := (storage.Counts{Leechers: 1}); got != want {
+		t.Errorf("after a cut announce: %+v, want %+v (the peer still a leecher, only)", got, want)
 	}
 }
