@@ -164,10 +164,11 @@ func TestScanFindsEverySwarm(t *testing.T) {
 }
 
 // TestAnnounceOutOfMemory: with Redis out of memory (maxmemory reached,
-// noeviction), an announce that moves a peer to the other role fails,
-// Redis having run its HDEL and refused its HSET, and the totals still
-// follow what was applied: Stats reads them meanwhile, and sends the
-// changes once Redis takes writes again.
+// noeviction), an announce that moves a peer to the other role fails
+// with Redis' OOM error and changes nothing (its MULTI/EXEC is refused
+// whole), and the totals' changes still pending (a leecher that came
+// before) wait: Stats reads the totals meanwhile, and sends the changes
+// once Redis takes writes again.
 func TestAnnounceOutOfMemory(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
@@ -178,21 +179,25 @@ func TestAnnounceOutOfMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	_, err := s.Stats()
+	must(t, "Stats", err)
+	_, _, _, err = s.Announce(nil, ih(1), storage.UpdateLeecher, 0, peer4(3))
+	must(t, "Announce", err)
 	must(t, "CONFIG SET", c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
 	must(t, "CONFIG SET", c.ConfigSet(ctx, "maxmemory", "1").Err())
-	_, _, _, err := s.Announce(nil, ih(1), storage.UpdateSeeder, 0, peer4(0))
+	_, _, _, err = s.Announce(nil, ih(1), storage.UpdateSeeder, 0, peer4(0))
 	if err == nil || !strings.Contains(err.Error(), "OOM") {
 		t.Fatalf("announce with Redis out of memory: %v, want an OOM error", err)
 	}
-	want := storage.Stats{Swarms: [2]uint64{1, 0}, Leechers: [2]uint64{2, 0}}
+	want := storage.Stats{Swarms: [2]uint64{1, 0}, Leechers: [2]uint64{4, 0}}
 	st, err := s.Stats()
 	must(t, "Stats with Redis out of memory", err)
 	if st == want {
 		t.Errorf("stats %+v with Redis out of memory: the change was sent", st)
 	}
 	must(t, "CONFIG SET", c.ConfigSet(ctx, "maxmemory", "0").Err())
-	if got, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); err != nil || got != (storage.Counts{Leechers: 2}) {
-		t.Errorf("scrape %+v %v, want the 2 leechers left", got, err)
+	if got, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4); err != nil || got != (storage.Counts{Leechers: 4}) {
+		t.Errorf("scrape %+v %v, want the 4 leechers, none moved", got, err)
 	}
 	if st, err := s.Stats(); err != nil || st != want {
 		t.Errorf("stats %+v %v, want %+v", st, err, want)
