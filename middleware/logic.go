@@ -97,6 +97,9 @@ type Logic struct {
 	// announcer is store when it answers and updates in one step (one
 	// round trip to Redis); the update then happens before the reply.
 	announcer storage.Announcer
+	// addrs is store when it answers with less for a reply that needs
+	// only the peers' addresses (compact, UDP, no_peer_id).
+	addrs storage.AddrAnnouncer
 	hooks     atomic.Pointer[chain]
 
 	// queued is set while updates go to the workers; updateNanos is the
@@ -123,6 +126,7 @@ func NewLogic(cfg Config, store storage.PeerStore, preHooks, postHooks []Hook) *
 		workers: stopgroup.New(),
 	}
 	l.announcer, _ = store.(storage.Announcer)
+	l.addrs, _ = store.(storage.AddrAnnouncer)
 	l.hooks.Store(&chain{pre: preHooks, post: postHooks})
 	for i := range l.queues {
 		l.queues[i] = make(chan update, UpdateQueueSize)
@@ -164,9 +168,12 @@ func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorren
 	var counts storage.Counts
 	var role storage.Role
 	var err error
-	if l.announcer != nil {
+	switch {
+	case l.addrs != nil && (req.Compact || req.NoPeerID):
+		peers, counts, role, err = l.addrs.AnnounceAddrs(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer)
+	case l.announcer != nil:
 		peers, counts, role, err = l.announcer.Announce(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer)
-	} else {
+	default:
 		peers, counts, role, err = l.store.AnnouncePeers(resp.Peers[:0], req.InfoHash, seeder, numWant, req.Peer)
 	}
 	if err != nil {

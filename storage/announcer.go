@@ -35,3 +35,12 @@ func (u Update) Seeder() bool { return u == UpdateSeeder || u == UpdateGraduate 
 type Announcer interface {
 	Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, Counts, Role, error)
 }
+
+// AddrAnnouncer is implemented by Announcers that answer with less when the
+// answer needs only the peers' addresses (a compact or UDP reply, or one
+// without peer IDs): AnnounceAddrs is Announce, except that the peers it
+// returns may have zero IDs. The Redis store then reads the addresses
+// without the stored values, a third of the bytes.
+type AddrAnnouncer interface {
+	AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, Counts, Role, error)
+}

@@ -275,11 +275,12 @@ func parseLen(b []byte) (int, bool) {
 	return n, true
 }
 
-// appendPairs reads a raw HRANDFIELD ... WITHVALUES reply from b (field,
-// value, field, value...) and appends up to *want of its peers to dst,
+// appendPeers reads a raw HRANDFIELD reply from b, WITHVALUES when
+// values (field, value, field, value...; otherwise fields alone, and the
+// peers have zero IDs), and appends up to *want of its peers to dst,
 // skipping the one at address self; it lowers *want by the number added
 // and returns the bytes after the reply.
-func appendPairs(dst []bittorrent.Peer, b []byte, self []byte, want *int) ([]bittorrent.Peer, []byte, error) {
+func appendPeers(dst []bittorrent.Peer, b []byte, self []byte, want *int, values bool) ([]bittorrent.Peer, []byte, error) {
 	line, b, ok := readLine(b)
 	if !ok || len(line) == 0 {
 		return dst, b, errBadReply
@@ -292,10 +293,11 @@ func appendPairs(dst []bittorrent.Peer, b []byte, self []byte, want *int) ([]bit
 		return dst, b, errBadReply
 	}
 	n, ok := parseLen(line[1:])
-	if !ok || n%2 != 0 {
+	if !ok || values && n%2 != 0 {
 		return dst, b, errBadReply
 	}
 	var field []byte
+	var noID [len(bittorrent.PeerID{})]byte
 	for i := 0; i < n; i++ {
 		line, b, ok = readLine(b)
 		if !ok || len(line) == 0 || line[0] != '$' {
@@ -307,9 +309,12 @@ func appendPairs(dst []bittorrent.Peer, b []byte, self []byte, want *int) ([]bit
 		}
 		v := b[:l]
 		b = b[l+2:]
-		if i%2 == 0 {
+		if values && i%2 == 0 {
 			field = v
 			continue
+		}
+		if !values {
+			field, v = v, noID[:]
 		}
 		if *want == 0 || len(field) != len(self) || string(field) == string(self) {
 			continue

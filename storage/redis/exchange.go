@@ -37,6 +37,9 @@ type exchange struct {
 	rw [11]*redis.RawWriteToCmd
 	// peerCmds are the HRANDFIELD reads of an announce.
 	peerCmds [2]*redis.RawCmd
+	// addrsOnly reads the peers' addresses without their values
+	// (AnnounceAddrs): HRANDFIELD without WITHVALUES.
+	addrsOnly bool
 	// cmds are the commands of an announce's pipeline.
 	cmds []redis.Cmder
 	k    swarmKeys
@@ -82,7 +85,7 @@ func putExchange(x *exchange) {
 	x.strs = [7]string{}
 	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
 	x.wr, x.sent, x.nw = [4][4]interface{}{}, [3]int{}, 0
-	x.peerCmds = [2]*redis.RawCmd{}
+	x.peerCmds, x.addrsOnly = [2]*redis.RawCmd{}, false
 	clear(x.cmds)
 	x.cmds = x.cmds[:0]
 	x.k, x.up = swarmKeys{}, update{}

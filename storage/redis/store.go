@@ -171,10 +171,22 @@ func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if announcer.Kind == bittorrent.WebSocketPeer {
 		return s.webAnnounce(dst, ih, u, true, numWant, announcer)
 	}
-	return s.announce(dst, ih, u, numWant, announcer)
+	return s.announce(dst, ih, u, numWant, announcer, false)
 }
 
-func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+// AnnounceAddrs is Announce for a reply that needs only the peers'
+// addresses (storage.AddrAnnouncer): the peer reads are HRANDFIELD without
+// WITHVALUES, so Redis sends, and the tracker reads, a third of the bytes,
+// and the peers come back with zero IDs. With a locality topology, and for
+// WebSocket peers, it is Announce.
+func (s *PeerStore) AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	if announcer.Kind == bittorrent.WebSocketPeer {
+		return s.webAnnounce(dst, ih, u, true, numWant, announcer)
+	}
+	return s.announce(dst, ih, u, numWant, announcer, true)
+}
+
+func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, addrsOnly bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	x := getExchange()
 	defer putExchange(x)
 	// The keys and the update live in the pooled exchange: no allocation.
@@ -191,6 +203,7 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if classifier := s.classifier.Load(); classifier != nil {
 		return s.announceLocal(dst, x, up, classifier, numWant, announcer)
 	}
+	x.addrsOnly = addrsOnly
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
@@ -296,7 +309,7 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	}
 	want := numWant
 	for i := range reads {
-		if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), up.addr, &want); err != nil {
+		if dst, _, err = appendPeers(dst, x.peerCmds[i].Val(), up.addr, &want, !x.addrsOnly); err != nil {
 			// The update is applied: read the peers again, following.
 			var re replyError
 			if errors.As(err, &re) && isRedirect(string(re)) {
@@ -346,9 +359,13 @@ func (s *PeerStore) queuePeerReads(ctx context.Context, x *exchange, up *update,
 			continue // a seeder gets only leechers
 		}
 		x.hrf[role] = [4]interface{}{"hrandfield", &up.k.roles[up.fam][role], &x.strs[1], "withvalues"}
+		args := x.hrf[role][:]
+		if x.addrsOnly {
+			args = args[:3]
+		}
 		// Read whole into one buffer: a raw write would cost an
 		// allocation per element.
-		x.peerCmds[reads] = redis.NewRawCmd(ctx, x.hrf[role][:]...)
+		x.peerCmds[reads] = redis.NewRawCmd(ctx, args...)
 		x.cmds = append(x.cmds, x.peerCmds[reads])
 		reads++
 	}
@@ -449,7 +466,7 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		want := numWant
 		for i := range reads {
 			var err error
-			if dst, _, err = appendPairs(dst, x.peerCmds[i].Val(), addr, &want); err != nil {
+			if dst, _, err = appendPeers(dst, x.peerCmds[i].Val(), addr, &want, !x.addrsOnly); err != nil {
 				var re replyError
 				if errors.As(err, &re) && isRedirect(string(re)) {
 					dst, err = s.readPeers(ctx, dst[:n], &up, numWant)
