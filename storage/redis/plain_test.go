@@ -203,3 +203,78 @@ func TestAnnounceOutOfMemory(t *testing.T) {
 		t.Errorf("stats %+v %v, want %+v", st, err, want)
 	}
 }
+
+// TestAnnounceAddrs checks the answer for a reply that needs only
+// addresses (UDP, compact): the same peers as Announce's, never the
+// announcer, with zero IDs, the same counts and role, and the update
+// applied.
+func TestAnnounceAddrs(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv)
+	const n = 30
+	want, leechers := map[netip.AddrPort]bool{}, map[netip.AddrPort]bool{}
+	for i := range n {
+		if i%3 == 0 {
+			must(t, "put", s.PutSeeder(ih(1), peer4(i)))
+		} else {
+			must(t, "put", s.PutLeecher(ih(1), peer4(i)))
+		}
+		if i != 5 {
+			want[peer4(i).AddrPort] = true
+			if i%3 != 0 {
+				leechers[peer4(i).AddrPort] = true
+			}
+		}
+	}
+	full, fc, fr, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 200, peer4(5))
+	must(t, "announce", err)
+	if len(full) != n-1 || full[0].ID == (bittorrent.PeerID{}) {
+		t.Fatalf("Announce: %d peers (want %d), first ID %x", len(full), n-1, full[0].ID)
+	}
+	for _, u := range []storage.Update{storage.UpdateLeecher, storage.UpdateSeeder, storage.UpdateDelete} {
+		peers, c, r, err := s.AnnounceAddrs(nil, ih(1), u, 200, peer4(5))
+		must(t, "announce addresses", err)
+		if c != fc || (u == storage.UpdateLeecher && r != fr) {
+			t.Errorf("%v: counts %+v role %v, Announce said %+v %v", u, c, r, fc, fr)
+		}
+		got := map[netip.AddrPort]bool{}
+		for _, p := range peers {
+			if p.ID != (bittorrent.PeerID{}) {
+				t.Errorf("%v: peer %v with ID %x", u, p.AddrPort, p.ID)
+			}
+			got[p.AddrPort] = true
+		}
+		// A seeder gets only leechers.
+		w := want
+		if u.Seeder() {
+			w = leechers
+		}
+		if len(peers) != len(w) || len(got) != len(w) {
+			t.Errorf("%v: %d peers, %d distinct, want %d", u, len(peers), len(got), len(w))
+		}
+		for a := range got {
+			if !w[a] {
+				t.Errorf("%v: unexpected peer %v", u, a)
+			}
+		}
+		fc, fr = c, r
+		switch u {
+		case storage.UpdateLeecher:
+			fr = storage.Leecher
+		case storage.UpdateSeeder:
+			fc.Seeders, fc.Leechers = fc.Seeders+1, fc.Leechers-1
+		}
+	}
+	// The last update removed the announcer.
+	c, err := s.ScrapeSwarm(ih(1), bittorrent.IPv4)
+	must(t, "scrape", err)
+	if c.Seeders+c.Leechers != n-1 {
+		t.Errorf("after stopped: %+v, want %d peers", c, n-1)
+	}
+	// A numwant smaller than the swarm: exactly numwant peers.
+	peers, _, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 7, peer4(6))
+	must(t, "announce addresses", err)
+	if len(peers) != 7 {
+		t.Errorf("numwant 7: %d peers", len(peers))
+	}
+}

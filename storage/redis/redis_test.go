@@ -696,6 +696,13 @@ func TestRoundTrips(t *testing.T) {
 				{"announce as a seeder", announceOp(s, storage.UpdateSeeder, peer4(7), least), 1},
 				{"announce completed", announceOp(s, storage.UpdateGraduate, peer4(7), least), 1},
 				{"announce stopped", announceOp(s, storage.UpdateDelete, peer4(7), least), 1},
+				{"announce, addresses only", func() error {
+					peers, c, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 50, peer4(7))
+					if err == nil && len(peers) == 0 {
+						return fmt.Errorf("answer without peers, %+v", c)
+					}
+					return countsAtLeast(c, err, least)
+				}, 1},
 				{"peer list alone", func() error {
 					_, c, _, err := s.AnnouncePeers(nil, ih(1), false, 50, peer4(7))
 					return countsAtLeast(c, err, least)
