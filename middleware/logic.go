@@ -97,10 +97,10 @@ type Logic struct {
 	// announcer is store when it answers and updates in one step (one
 	// round trip to Redis); the update then happens before the reply.
 	announcer storage.Announcer
+	hooks     atomic.Pointer[chain]
 	// addrs is store when it answers with less for a reply that needs
 	// only the peers' addresses (compact, UDP, no_peer_id).
 	addrs storage.AddrAnnouncer
-	hooks     atomic.Pointer[chain]
 
 	// queued is set while updates go to the workers; updateNanos is the
 	// moving average of sampled update durations that decides it.
