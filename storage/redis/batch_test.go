@@ -109,6 +109,17 @@ func testAnnouncesShareRoundTrips(t *testing.T, s *PeerStore) {
 // the benchmark's process (the tracker's side) per announce, which holds
 // on a machine that others load too.
 func BenchmarkAnnounceParallel(b *testing.B) {
+	announceParallel(b, false)
+}
+
+// BenchmarkAnnounceAddrsParallel is BenchmarkAnnounceParallel through
+// AnnounceAddrs, the path of UDP and compact HTTP announces: the peers'
+// addresses without their values.
+func BenchmarkAnnounceAddrsParallel(b *testing.B) {
+	announceParallel(b, true)
+}
+
+func announceParallel(b *testing.B, addrs bool) {
 	const swarms, size = 1000, 20
 	s, c, rcpu := announceBench(b, swarms, size)
 	cpu := processCPU(b)
@@ -122,7 +133,7 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 		dst := make([]bittorrent.Peer, 0, 64)
 		for pb.Next() {
 			var err error
-			if dst, err = announceAgain(s, dst, int(next.Add(1))%(swarms*size), swarms); err != nil {
+			if dst, err = announceAgain(s, dst, int(next.Add(1))%(swarms*size), swarms, addrs); err != nil {
 				b.Error(err)
 				return
 			}
@@ -202,22 +213,31 @@ func TestAnnounceAllocations(t *testing.T) {
 			dst := make([]bittorrent.Peer, 0, 64)
 			i := 0
 			var c storage.Counts
+			// Announce (HTTP with peer IDs), then AnnounceAddrs (UDP,
+			// compact): the daemon's two paths.
+			method := s.Announce
 			announce := func() {
 				u := storage.UpdateLeecher
 				if i%3 == 0 {
 					u = storage.UpdateSeeder
 				}
 				var err error
-				if dst, c, _, err = s.Announce(dst[:0], ih(i%10), u, 50, peer4(i%200)); err != nil {
+				if dst, c, _, err = method(dst[:0], ih(i%10), u, 50, peer4(i%200)); err != nil {
 					t.Fatal(err)
 				}
 				i++
 			}
 			announce() // the scripts loaded, the connection dialled
-			if n := testing.AllocsPerRun(200, announce); n > 30 {
-				t.Errorf("%.1f allocations per announce, want at most 30", n)
-			} else {
-				t.Logf("%.1f allocations per announce, %d peers in the last answer", n, len(dst))
+			for _, m := range []struct {
+				name string
+				f    func([]bittorrent.Peer, bittorrent.InfoHash, storage.Update, int, bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error)
+			}{{"Announce", s.Announce}, {"AnnounceAddrs", s.AnnounceAddrs}} {
+				method = m.f
+				if n := testing.AllocsPerRun(200, announce); n > 30 {
+					t.Errorf("%s: %.1f allocations per announce, want at most 30", m.name, n)
+				} else {
+					t.Logf("%s: %.1f allocations per announce, %d peers in the last answer", m.name, n, len(dst))
+				}
 			}
 			// The browser is counted in swarm 0's answers.
 			i = 0

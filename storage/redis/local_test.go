@@ -111,7 +111,7 @@ func BenchmarkAnnounceLocality(b *testing.B) {
 			dst := make([]bittorrent.Peer, 0, 64)
 			for i := range b.N {
 				var err error
-				if dst, err = announceAgain(s, dst, i%(tc.swarms*tc.size), tc.swarms); err != nil {
+				if dst, err = announceAgain(s, dst, i%(tc.swarms*tc.size), tc.swarms, false); err != nil {
 					b.Fatal(err)
 				}
 				if len(dst) == 0 {

@@ -822,7 +822,7 @@ func BenchmarkAnnounce(b *testing.B) {
 	dst := make([]bittorrent.Peer, 0, 64)
 	for i := range b.N {
 		var err error
-		if dst, err = announceAgain(s, dst, i%(swarms*size), swarms); err != nil {
+		if dst, err = announceAgain(s, dst, i%(swarms*size), swarms, false); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -850,12 +850,16 @@ func announceBench(b *testing.B, swarms, size int, edit ...func(*Config)) (*Peer
 
 // announceAgain announces peer j of a store filled by fill(…, swarms, …)
 // again in its role (a third of the peers are seeders).
-func announceAgain(s *PeerStore, dst []bittorrent.Peer, j, swarms int) ([]bittorrent.Peer, error) {
+func announceAgain(s *PeerStore, dst []bittorrent.Peer, j, swarms int, addrs bool) ([]bittorrent.Peer, error) {
 	u := storage.UpdateLeecher
 	if j%3 == 0 {
 		u = storage.UpdateSeeder
 	}
-	dst, _, _, err := s.Announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
+	announce := s.Announce
+	if addrs {
+		announce = s.AnnounceAddrs
+	}
+	dst, _, _, err := announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
 	return dst, err
 }
 
