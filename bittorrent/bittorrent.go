@@ -108,6 +108,9 @@ type AnnounceRequest struct {
 	// Compact and NoPeerID choose the HTTP response form (BEP 23).
 	Compact  bool
 	NoPeerID bool
+	// NoDownloads says the response has no download count (UDP's,
+	// BEP 15), so that a store need not read it.
+	NoDownloads bool
 
 	NumWant    uint32
 	Left       uint64

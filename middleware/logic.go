@@ -170,7 +170,7 @@ func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorren
 	var err error
 	switch {
 	case l.addrs != nil && (req.Compact || req.NoPeerID):
-		peers, counts, role, err = l.addrs.AnnounceAddrs(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer)
+		peers, counts, role, err = l.addrs.AnnounceAddrs(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer, !req.NoDownloads)
 	case l.announcer != nil:
 		peers, counts, role, err = l.announcer.Announce(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer)
 	default:

@@ -39,8 +39,9 @@ type Announcer interface {
 // AddrAnnouncer is implemented by Announcers that answer with less when the
 // answer needs only the peers' addresses (a compact or UDP reply, or one
 // without peer IDs): AnnounceAddrs is Announce, except that the peers it
-// returns may have zero IDs. The Redis store then reads the addresses
-// without the stored values, a third of the bytes.
+// returns may have zero IDs, and, unless downloads, the download count may
+// be zero (UDP's reply has none). The Redis store then reads the addresses
+// without the stored values, a third of the bytes, and no download count.
 type AddrAnnouncer interface {
-	AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, Counts, Role, error)
+	AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer, downloads bool) ([]bittorrent.Peer, Counts, Role, error)
 }

@@ -116,6 +116,7 @@ func parseAnnounce(b []byte, src netip.AddrPort, o announceOptions, req *bittorr
 
 	req.Compact = true
 	req.NoPeerID = true
+	req.NoDownloads = true
 	return nil
 }
 

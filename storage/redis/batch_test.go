@@ -113,8 +113,8 @@ func BenchmarkAnnounceParallel(b *testing.B) {
 }
 
 // BenchmarkAnnounceAddrsParallel is BenchmarkAnnounceParallel through
-// AnnounceAddrs, the path of UDP and compact HTTP announces: the peers'
-// addresses without their values.
+// AnnounceAddrs as UDP announces call it: the peers' addresses without
+// their values, and no download count.
 func BenchmarkAnnounceAddrsParallel(b *testing.B) {
 	announceParallel(b, true)
 }
@@ -231,7 +231,7 @@ func TestAnnounceAllocations(t *testing.T) {
 			for _, m := range []struct {
 				name string
 				f    func([]bittorrent.Peer, bittorrent.InfoHash, storage.Update, int, bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error)
-			}{{"Announce", s.Announce}, {"AnnounceAddrs", s.AnnounceAddrs}} {
+			}{{"Announce", s.Announce}, {"AnnounceAddrs", udpAnnounce(s)}} {
 				method = m.f
 				if n := testing.AllocsPerRun(200, announce); n > 30 {
 					t.Errorf("%s: %.1f allocations per announce, want at most 30", m.name, n)

@@ -40,6 +40,9 @@ type exchange struct {
 	// addrsOnly reads the peers' addresses without their values
 	// (AnnounceAddrs): HRANDFIELD without WITHVALUES.
 	addrsOnly bool
+	// noDownloads leaves out the GET of the download count
+	// (AnnounceAddrs for UDP, whose reply has none).
+	noDownloads bool
 	// cmds are the commands of an announce's pipeline.
 	cmds []redis.Cmder
 	k    swarmKeys
@@ -85,7 +88,7 @@ func putExchange(x *exchange) {
 	x.strs = [7]string{}
 	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
 	x.wr, x.sent, x.nw = [4][4]interface{}{}, [3]int{}, 0
-	x.peerCmds, x.addrsOnly = [2]*redis.RawCmd{}, false
+	x.peerCmds, x.addrsOnly, x.noDownloads = [2]*redis.RawCmd{}, false, false
 	clear(x.cmds)
 	x.cmds = x.cmds[:0]
 	x.k, x.up = swarmKeys{}, update{}

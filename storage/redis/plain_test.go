@@ -206,8 +206,8 @@ func TestAnnounceOutOfMemory(t *testing.T) {
 
 // TestAnnounceAddrs checks the answer for a reply that needs only
 // addresses (UDP, compact): the same peers as Announce's, never the
-// announcer, with zero IDs, the same counts and role, and the update
-// applied.
+// announcer, with zero IDs, the same counts and role (the download count
+// only when asked for: UDP's reply has none), and the update applied.
 func TestAnnounceAddrs(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
@@ -226,14 +226,25 @@ func TestAnnounceAddrs(t *testing.T) {
 			}
 		}
 	}
+	for range 3 {
+		must(t, "graduate", s.GraduateLeecher(ih(1), peer4(40)))
+	}
+	must(t, "delete", s.DeletePeer(ih(1), peer4(40)))
 	full, fc, fr, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 200, peer4(5))
 	must(t, "announce", err)
-	if len(full) != n-1 || full[0].ID == (bittorrent.PeerID{}) {
-		t.Fatalf("Announce: %d peers (want %d), first ID %x", len(full), n-1, full[0].ID)
+	if len(full) != n-1 || full[0].ID == (bittorrent.PeerID{}) || fc.Downloads != 3 {
+		t.Fatalf("Announce: %d peers (want %d), first ID %x, %d downloads (want 3)", len(full), n-1, full[0].ID, fc.Downloads)
 	}
 	for _, u := range []storage.Update{storage.UpdateLeecher, storage.UpdateSeeder, storage.UpdateDelete} {
-		peers, c, r, err := s.AnnounceAddrs(nil, ih(1), u, 200, peer4(5))
+		downloads := u != storage.UpdateSeeder
+		peers, c, r, err := s.AnnounceAddrs(nil, ih(1), u, 200, peer4(5), downloads)
 		must(t, "announce addresses", err)
+		if !downloads {
+			if c.Downloads != 0 {
+				t.Errorf("%v: %d downloads read, not asked for", u, c.Downloads)
+			}
+			c.Downloads = fc.Downloads
+		}
 		if c != fc || (u == storage.UpdateLeecher && r != fr) {
 			t.Errorf("%v: counts %+v role %v, Announce said %+v %v", u, c, r, fc, fr)
 		}
@@ -272,7 +283,7 @@ func TestAnnounceAddrs(t *testing.T) {
 		t.Errorf("after stopped: %+v, want %d peers", c, n-1)
 	}
 	// A numwant smaller than the swarm: exactly numwant peers.
-	peers, _, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 7, peer4(6))
+	peers, _, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 7, peer4(6), false)
 	must(t, "announce addresses", err)
 	if len(peers) != 7 {
 		t.Errorf("numwant 7: %d peers", len(peers))

@@ -697,7 +697,7 @@ func TestRoundTrips(t *testing.T) {
 				{"announce completed", announceOp(s, storage.UpdateGraduate, peer4(7), least), 1},
 				{"announce stopped", announceOp(s, storage.UpdateDelete, peer4(7), least), 1},
 				{"announce, addresses only", func() error {
-					peers, c, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 50, peer4(7))
+					peers, c, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 50, peer4(7), false)
 					if err == nil && len(peers) == 0 {
 						return fmt.Errorf("answer without peers, %+v", c)
 					}
@@ -850,6 +850,14 @@ func announceBench(b *testing.B, swarms, size int, edit ...func(*Config)) (*Peer
 
 // announceAgain announces peer j of a store filled by fill(…, swarms, …)
 // again in its role (a third of the peers are seeders).
+// udpAnnounce is s.AnnounceAddrs as the UDP frontend's announces call it:
+// no peer IDs, no download count.
+func udpAnnounce(s *PeerStore) func([]bittorrent.Peer, bittorrent.InfoHash, storage.Update, int, bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	return func(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, p bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+		return s.AnnounceAddrs(dst, ih, u, numWant, p, false)
+	}
+}
+
 func announceAgain(s *PeerStore, dst []bittorrent.Peer, j, swarms int, addrs bool) ([]bittorrent.Peer, error) {
 	u := storage.UpdateLeecher
 	if j%3 == 0 {
@@ -857,7 +865,7 @@ func announceAgain(s *PeerStore, dst []bittorrent.Peer, j, swarms int, addrs boo
 	}
 	announce := s.Announce
 	if addrs {
-		announce = s.AnnounceAddrs
+		announce = udpAnnounce(s)
 	}
 	dst, _, _, err := announce(dst[:0], ih(j%swarms), u, 50, peer4(j))
 	return dst, err

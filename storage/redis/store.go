@@ -171,22 +171,23 @@ func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if announcer.Kind == bittorrent.WebSocketPeer {
 		return s.webAnnounce(dst, ih, u, true, numWant, announcer)
 	}
-	return s.announce(dst, ih, u, numWant, announcer, false)
+	return s.announce(dst, ih, u, numWant, announcer, false, false)
 }
 
 // AnnounceAddrs is Announce for a reply that needs only the peers'
 // addresses (storage.AddrAnnouncer): the peer reads are HRANDFIELD without
 // WITHVALUES, so Redis sends, and the tracker reads, a third of the bytes,
-// and the peers come back with zero IDs. With a locality topology, and for
-// WebSocket peers, it is Announce.
-func (s *PeerStore) AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+// and the peers come back with zero IDs; unless downloads, the pipeline
+// has no GET of the download count, which is then 0. With a locality
+// topology, and for WebSocket peers, it is Announce.
+func (s *PeerStore) AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, downloads bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	if announcer.Kind == bittorrent.WebSocketPeer {
 		return s.webAnnounce(dst, ih, u, true, numWant, announcer)
 	}
-	return s.announce(dst, ih, u, numWant, announcer, true)
+	return s.announce(dst, ih, u, numWant, announcer, true, !downloads)
 }
 
-func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, addrsOnly bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, addrsOnly, noDownloads bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	x := getExchange()
 	defer putExchange(x)
 	// The keys and the update live in the pooled exchange: no allocation.
@@ -203,7 +204,7 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if classifier := s.classifier.Load(); classifier != nil {
 		return s.announceLocal(dst, x, up, classifier, numWant, announcer)
 	}
-	x.addrsOnly = addrsOnly
+	x.addrsOnly, x.noDownloads = addrsOnly, noDownloads
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
@@ -253,15 +254,22 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	plain := s.slotShards == nil
 	x.cmds = append(x.cmds[:0],
 		x.rawCmd(ctx, plain, 0, x.hlen[0][:]),
-		x.rawCmd(ctx, plain, 1, x.hlen[1][:]),
-		x.rawCmd(ctx, plain, 2, x.get[:]))
+		x.rawCmd(ctx, plain, 1, x.hlen[1][:]))
+	// The integer replies to read, in order: v's slots (below).
+	slots := [5]int{0, 1, 2, 3, 4}
+	ints := 2
+	if x.noDownloads {
+		slots[2], slots[3] = 3, 4 // no GET: v[2] stays 0
+	} else {
+		x.cmds = append(x.cmds, x.rawCmd(ctx, plain, 2, x.get[:]))
+		ints = 3
+	}
 	// The WebSocket swarm's counts, once there are WebSocket peers: two
 	// more HLENs in the same pipeline (same hash tag, same slot).
-	ints := 3
 	if x.web[0] != "" {
 		x.queueWebHlen()
 		x.cmds = append(x.cmds, x.rawCmd(ctx, plain, 3, x.webHlen[0][:]), x.rawCmd(ctx, plain, 4, x.webHlen[1][:]))
-		ints = 5
+		ints += 2
 	}
 	if plain {
 		x.plainUpdate(up)
@@ -282,7 +290,7 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	b := x.raw.b
 	var v [5]int64
 	var err, readErr error
-	for i := range ints {
+	for _, i := range slots[:ints] {
 		if v[i], b, err = readInt(b); err != nil {
 			// An error reply is one line: the update's replies that
 			// follow are still read, so that what it applied reaches
