@@ -66,7 +66,7 @@ func TestParseAnnounce(t *testing.T) {
 			t.Helper()
 			want := bittorrent.AnnounceRequest{
 				InfoHash: testIH, Peer: bittorrent.Peer{ID: testPID, AddrPort: netip.MustParseAddrPort("192.0.2.1:6881")},
-				Event: bittorrent.None, Compact: true, NoPeerID: true, NumWant: 50, Downloaded: 10, Left: 20, Uploaded: 30,
+				Event: bittorrent.None, Compact: true, NoPeerID: true, NoDownloads: true, NumWant: 50, Downloaded: 10, Left: 20, Uploaded: 30,
 				RemoteAddr: netip.MustParseAddr("192.0.2.1"),
 			}
 			if *req != want {
