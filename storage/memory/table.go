@@ -20,7 +20,9 @@ import (
 // Removal leaves a tombstone, so that nothing moves while collection walks
 // the table with the lock released between batches; tombstones are
 // cleared when the table is rebuilt, which an insert does when live slots
-// and tombstones fill three quarters of it. A rebuilt table is half full:
+// and tombstones fill three quarters of it, and a removal when fewer than
+// an eighth of the slots are live (so the table shrinks with the swarms,
+// down to minTable slots). A rebuilt table is half full:
 // its size is any multiple of minTable, not a power of two, so that it
 // holds between 50 and 75 % live slots as a Go map holds 44 to 88 %, and
 // costs per swarm what the map did (32 bytes a slot against its 33).
@@ -110,6 +112,14 @@ func (t *swarmTable) remove(h uint32, ih bittorrent.InfoHash) {
 			e.sw = &tombstone
 			t.n--
 			t.dead++
+			// A table whose swarms left gives its slots back once an
+			// eighth of them is live: without this, a tracker that once
+			// held a million swarms would keep their slots (and walk
+			// them at every collection) for the few it holds now, since
+			// only an insert rebuilds.
+			if len(t.slots) > minTable && t.n*8 < uint32(len(t.slots)) {
+				t.rebuild()
+			}
 			return
 		}
 	}
