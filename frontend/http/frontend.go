@@ -105,7 +105,7 @@ func NewFrontend(logic frontend.TrackerLogic, cfg Config) (*Frontend, error) {
 		announce: httprouter.New(),
 		scrape:   httprouter.New(),
 	}
-	f.metrics.KnownErrors("read_timeout", "header_too_large", "bad_request", "unknown_path", "method_not_allowed")
+	f.metrics.KnownErrors("read_timeout", "header_too_large", "bad_request", "unknown_path", "method_not_allowed", "accept_error")
 	if fs, ok := logic.(frontend.FullScraper); ok && cfg.AllowFullScrape {
 		f.full = newFullScrapes(fs, cfg)
 	}

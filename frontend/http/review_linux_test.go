@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -57,5 +58,86 @@ func TestReadTimeoutCountsFromTheFirstWait(t *testing.T) {
 	got, _ := io.ReadAll(client)
 	if len(got) != 0 {
 		t.Errorf("a request completed 1.3 read_timeout after its connection was made was answered: %q", got)
+	}
+}
+
+// TestOutOfDescriptorsIsCountedAndOutlived checks the accept path when the
+// process runs out of file descriptors (EMFILE): the tracker counts it
+// (errors_total{reason="accept_error"}), waits between tries rather than
+// spin on a listener that stays readable, and serves the waiting client
+// once descriptors are free again.
+func TestOutOfDescriptorsIsCountedAndOutlived(t *testing.T) {
+	f := startFrontend(t, frontendtest.NewLogic(), "127.0.0.1:0", nil)
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	before := frontendtest.ErrorsCounted("http", "accept_error")
+	// A low limit, every descriptor under it taken but one: room for
+	// the client's socket, none for the server's side of it.
+	lim := syscall.Rlimit{Cur: uint64(len(fds) + 16), Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	var fillers []int
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			for _, fd := range fillers {
+				syscall.Close(fd)
+			}
+			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer restore()
+	for {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	if len(fillers) == 0 {
+		restore()
+		t.Fatal("no descriptor to free for the client")
+	}
+	syscall.Close(fillers[len(fillers)-1])
+	fillers = fillers[:len(fillers)-1]
+	client, err := net.Dial("tcp", f.Addr().String())
+	if err != nil {
+		restore()
+		t.Fatalf("dial with the limit at %d: %v", lim.Cur, err)
+	}
+	defer client.Close()
+	client.SetDeadline(time.Now().Add(30 * time.Second)) // safety net only
+	if _, err := io.WriteString(client, "GET "+announceURL("", "/announce", 1)+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+		restore()
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for frontendtest.ErrorsCounted("http", "accept_error") == before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // let a spinning acceptor show
+	failed := frontendtest.ErrorsCounted("http", "accept_error") - before
+	restore()
+	if failed == 0 {
+		t.Fatal("accept failing for want of descriptors was not counted")
+	}
+	// Backing off from 5 ms, an acceptor tries a few times in 0.3 s; one
+	// that spins tries hundreds of thousands of times.
+	if failed > 1000 {
+		t.Errorf("%v failed accepts in about 0.3 s: the acceptor spins", failed)
+	}
+	got, _ := io.ReadAll(client)
+	if !strings.Contains(string(got), "200 OK") {
+		t.Errorf("the client waiting while descriptors ran out got %q, want an answer", got)
 	}
 }

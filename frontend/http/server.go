@@ -119,10 +119,12 @@ func (s *server) serve(ln net.Listener, tlsCfg *tls.Config) {
 	}
 }
 
-// acceptFailed waits after a failed accept (out of file descriptors and
-// the like) rather than spin, as net/http does, and returns the next wait.
+// acceptFailed counts a failed accept (out of file descriptors and the
+// like) and waits after it rather than spin, as net/http does, and returns
+// the next wait.
 func (s *server) acceptFailed(err error, backoff time.Duration) time.Duration {
 	backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+	s.f.metrics.ObserveError("accept_error")
 	logrus.WithError(err).WithField("frontend", "http").Debug("http: accept")
 	time.Sleep(backoff)
 	return backoff
