@@ -9,7 +9,6 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
-	"github.com/chihaya/chihaya/internal/cleanup"
 )
 
 // sharingLogic is frontendtest's logic as a store with a group commit
@@ -66,26 +65,12 @@ func (l *sharingLogic) most() int {
 	return l.maxNow
 }
 
-func startSharing(t *testing.T, logic frontend.TrackerLogic, cfg Config) *Frontend {
-	t.Helper()
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	f, err := NewFrontend(logic, cfg)
-	if err != nil {
-		t.Fatalf("NewFrontend: %v", err)
-	}
-	cleanup.Stop(t, f.Stop)
-	return f
-}
-
 // TestSuiteSharingRoundTrips runs the frontend scenarios against a logic
 // whose requests share round trips, which the frontend answers a batch's
 // datagrams concurrently for.
 func TestSuiteSharingRoundTrips(t *testing.T) {
 	frontendtest.Run(t, func(t *testing.T, af bittorrent.AddressFamily) frontendtest.Dialer {
-		f := startSharing(t, newSharingLogic(true, 0), Config{Addr: frontendtest.Loopback(af) + ":0"})
+		f := startFrontend(t, newSharingLogic(true, 0), Config{Addr: frontendtest.Loopback(af) + ":0"})
 		return func(t *testing.T) frontendtest.Client { return frontendtest.UDP(t, f.Addr().String()) }
 	})
 }
@@ -106,7 +91,7 @@ func TestBatchAnnouncesTogether(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			logic := newSharingLogic(tt.shares, burst)
-			f := startSharing(t, logic, Config{Addr: "127.0.0.1:0", Sockets: 1, BatchSize: 32})
+			f := startFrontend(t, logic, Config{Addr: "127.0.0.1:0", Sockets: 1, BatchSize: 32})
 			c := dialClient(t, "udp4", serverAddr(t, f, "127.0.0.1"))
 			connID := c.connect(1)
 			for i := range burst {

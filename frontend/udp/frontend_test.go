@@ -20,7 +20,7 @@ import (
 // any answer within it passes.
 const ioTimeout = 5 * time.Second
 
-func startFrontend(t *testing.T, logic *frontendtest.Logic, cfg Config) *Frontend {
+func startFrontend(t *testing.T, logic frontend.TrackerLogic, cfg Config) *Frontend {
 	t.Helper()
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
