@@ -187,7 +187,9 @@ func processCPU(tb testing.TB) float64 {
 // with no other: the worst case) at the bound of 30, with or
 // without WebSocket peers in the store (whose counts a native announce
 // then reads too). They do not grow with the peers returned: the replies
-// are read raw, in place.
+// are read raw, in place. Under the race detector sync.Pool drops items
+// at random, so the bound is only logged there; scripts/test.sh runs this
+// test without -race too, where the bound holds.
 func TestAnnounceAllocations(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocations are counted with real Redis round trips")
@@ -233,7 +235,7 @@ func TestAnnounceAllocations(t *testing.T) {
 				f    func([]bittorrent.Peer, bittorrent.InfoHash, storage.Update, int, bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error)
 			}{{"Announce", s.Announce}, {"AnnounceAddrs", udpAnnounce(s)}} {
 				method = m.f
-				if n := testing.AllocsPerRun(200, announce); n > 30 {
+				if n := testing.AllocsPerRun(200, announce); n > 30 && !raceDetector {
 					t.Errorf("%s: %.1f allocations per announce, want at most 30", m.name, n)
 				} else {
 					t.Logf("%s: %.1f allocations per announce, %d peers in the last answer", m.name, n, len(dst))
