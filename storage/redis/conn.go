@@ -104,15 +104,19 @@ func (s *PeerStore) dialer() func(ctx context.Context, network, addr string) (ne
 	}
 }
 
-// slotRange is the hash slots one node serves, [first, last].
-type slotRange struct{ first, last int }
+// slotRange is the hash slots one node serves, [first, last], and that
+// node's address ("" outside Cluster).
+type slotRange struct {
+	first, last int
+	addr        string
+}
 
 // slotRanges returns the slot ranges of the masters: all slots in one
 // range outside Cluster.
 func (s *PeerStore) slotRanges(ctx context.Context) ([]slotRange, error) {
 	cc, ok := s.client.(*redis.ClusterClient)
 	if !ok {
-		return []slotRange{{0, 16383}}, nil
+		return []slotRange{{first: 0, last: 16383}}, nil
 	}
 	slots, err := cc.ClusterSlots(ctx).Result()
 	if err != nil {
@@ -120,7 +124,42 @@ func (s *PeerStore) slotRanges(ctx context.Context) ([]slotRange, error) {
 	}
 	r := make([]slotRange, len(slots))
 	for i, sl := range slots {
-		r[i] = slotRange{sl.Start, sl.End}
+		r[i] = slotRange{first: sl.Start, last: sl.End}
+		if len(sl.Nodes) > 0 {
+			r[i].addr = sl.Nodes[0].Addr
+		}
 	}
 	return r, nil
+}
+
+// perMaster keeps the first of the ranges of each master (in order): a
+// master is walked whole by SCAN, whichever of its ranges names it.
+func perMaster(ranges []slotRange) []slotRange {
+	seen := make(map[string]bool, len(ranges))
+	out := ranges[:0:0]
+	for _, r := range ranges {
+		if r.addr != "" && seen[r.addr] {
+			continue
+		}
+		seen[r.addr] = true
+		out = append(out, r)
+	}
+	return out
+}
+
+// scanner is a client whose SCAN walks one server's keys: the client of
+// a single Redis or Sentinel, or of one master of a Cluster
+// (scanClient).
+type scanner interface {
+	ScanType(ctx context.Context, cursor uint64, match string, count int64, keyType string) *redis.ScanCmd
+}
+
+// scanClient returns the client of the server that serves slot: the
+// store's own outside Cluster, that slot's master with a Cluster.
+func (s *PeerStore) scanClient(ctx context.Context, slot int) (scanner, error) {
+	cc, ok := s.client.(*redis.ClusterClient)
+	if !ok {
+		return s.client, nil
+	}
+	return cc.MasterForKey(ctx, s.slotShards[slot].totals)
 }

@@ -12,12 +12,12 @@ import (
 	"github.com/chihaya/chihaya/storage"
 )
 
-// Collection walks each shard's index of swarms (one shard outside
-// Cluster, one per hash slot with a Cluster) and runs gc.lua on each
-// swarm: one bounded script per swarm, so Redis serves other clients in
-// between. Every gc_interval each tracker tries to take the turn of each
-// node's slots (a SET NX PX on that node), so one tracker collects each
-// node per interval, and a Cluster's nodes are collected in parallel by
+// Collection walks the peer hashes of each server (each master of a
+// Cluster) with SCAN (scan.go) and runs gc.lua on each swarm: one bounded
+// script per swarm, so Redis serves other clients in between. Every
+// gc_interval each tracker tries to take the turn of each master (a SET
+// NX PX on that master), so one tracker collects each master per
+// interval, and a Cluster's masters are collected in parallel by
 // whichever trackers win them.
 
 // sscanCount is how many swarms one SSCAN of an index asks for.
@@ -34,6 +34,7 @@ func (s *PeerStore) periodicGC() {
 	var ranges []slotRange
 	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
 		ranges, err = s.slotRanges(ctx)
+		ranges = perMaster(ranges)
 		return err
 	})
 	if err != nil {
@@ -85,6 +86,7 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	var ranges []slotRange
 	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
 		ranges, err = s.slotRanges(ctx)
+		ranges = perMaster(ranges)
 		return err
 	})
 	removed := 0
@@ -100,106 +102,34 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	return err
 }
 
-// collect collects the shards of the slots in r, and returns how many
-// peers it removed.
+// collect collects the swarms of the server that serves the slots of r
+// (the whole store outside Cluster, one master with a Cluster), found by
+// SCAN of its peer hashes (scan.go), and returns how many peers it
+// removed.
 func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
-	if s.slotShards == nil {
-		// A single Redis or Sentinel: the swarms are found by SCAN
-		// (scan.go).
-		cut, local, removed := cutoff.Unix(), s.classifier.Load() != nil, 0
-		err := s.scanSwarms(context.Background(), "gc", func(page []foundSwarm) error {
-			select {
-			case <-s.done:
-				return errStopped
-			default:
-			}
-			n, err := s.collectSwarms(page, cut, local)
-			removed += n
-			return err
-		})
-		if errors.Is(err, errStopped) {
-			err = s.fail("gc", err)
-		}
-		return removed, err
-	}
-	shards, err := s.busyShards(r)
+	var c scanner
+	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
+		c, err = s.scanClient(ctx, r.first)
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
-	removed := 0
-	for _, sh := range shards {
-		n, err := s.collectShard(sh, cutoff)
-		removed += n
-		if err != nil {
-			return removed, err
-		}
-	}
-	return removed, nil
-}
-
-// busyShards returns the shards of the slots in r that have swarms, in a
-// few pipelined rounds of SCARD.
-func (s *PeerStore) busyShards(r slotRange) ([]shard, error) {
-	var busy []shard
-	const batch = 1024
-	for first := r.first; first <= r.last; first += batch {
-		last := min(first+batch-1, r.last)
-		err := s.call(context.Background(), "gc", func(ctx context.Context) error {
-			pipe := s.client.Pipeline()
-			cards := make([]*redis.IntCmd, 0, last-first+1)
-			for sl := first; sl <= last; sl++ {
-				cards = append(cards, pipe.SCard(ctx, s.slotShards[sl].index))
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-			for i, c := range cards {
-				if c.Val() > 0 {
-					busy = append(busy, s.slotShards[first+i])
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return busy, err
-		}
-	}
-	return busy, nil
-}
-
-// collectShard runs gc.lua on each swarm of one shard's index.
-func (s *PeerStore) collectShard(sh shard, cutoff time.Time) (int, error) {
-	cut := cutoff.Unix()
-	local := s.classifier.Load() != nil
-	removed := 0
-	var cursor uint64
-	for {
+	cut, local, removed := cutoff.Unix(), s.classifier.Load() != nil, 0
+	err = s.scanSwarms(context.Background(), c, "gc", func(page []foundSwarm) error {
 		select {
 		case <-s.done:
-			return removed, s.fail("gc", errStopped)
+			return errStopped
 		default:
-		}
-		var members []string
-		err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
-			members, cursor, err = s.client.SScan(ctx, sh.index, cursor, "", sscanCount).Result()
-			return err
-		})
-		if err != nil {
-			return removed, err
-		}
-		page := make([]foundSwarm, len(members))
-		for i, m := range members {
-			page[i].member = m
 		}
 		n, err := s.collectSwarms(page, cut, local)
 		removed += n
-		if err != nil {
-			return removed, err
-		}
-		if cursor == 0 {
-			return removed, nil
-		}
+		return err
+	})
+	if errors.Is(err, errStopped) {
+		err = s.fail("gc", err)
 	}
+	return removed, err
 }
 
 // collectSwarms runs gc.lua on each of the swarms of page (one page of

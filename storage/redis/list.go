@@ -12,23 +12,17 @@ import (
 )
 
 // The listing of swarms (storage.Lister), kept apart from the rest of the
-// driver: the peer hashes are walked with SCAN (a single Redis or
-// Sentinel, scan.go) or each slot's swarm index with SSCAN (a Cluster), a
-// page at a time, never with KEYS, and each page's counts are read in one
-// pipelined round trip.
+// driver: the peer hashes of each server (each master of a Cluster) are
+// walked with SCAN (scan.go), a page at a time, never with KEYS, and each
+// page's counts are read in one pipelined round trip.
 
 var _ storage.Lister = (*PeerStore)(nil)
 
-// walkPage is how many swarms one SSCAN step asks for, and so about the
-// size of a batch.
-const walkPage = 1000
-
-// Walk walks the peer hashes with SCAN, or the shards' swarm indexes with
-// SSCAN. Both visit every key or member that is there for the whole walk
-// at least once, and may repeat one (a rehash meanwhile; a swarm's
-// several hashes): repeats are dropped, so each swarm is handed to fn
-// once. Swarms whose peers have all left
-// (collection drops them from the index later) are skipped.
+// Walk walks the peer hashes with SCAN, which visits every key that is
+// there for the whole walk at least once, and may repeat one (a rehash
+// meanwhile; a swarm's several hashes): repeats are dropped, so each
+// swarm is handed to fn once. Swarms whose peers have all left are
+// skipped.
 func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) bool, fn func([]storage.Swarm) error) error {
 	seen := map[bittorrent.InfoHash]struct{}{}
 	// visit hands fn the swarms of one page not seen before.
@@ -54,52 +48,34 @@ func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) boo
 		}
 		return fn(batch)
 	}
-	if s.slotShards == nil {
-		// A single Redis or Sentinel: by SCAN (scan.go).
-		var members []string
-		return s.scanSwarms(ctx, "walk", func(page []foundSwarm) error {
+	// By SCAN of each server's peer hashes (scan.go): the only server,
+	// or each master of a Cluster.
+	var ranges []slotRange
+	if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
+		ranges, err = s.slotRanges(ctx)
+		ranges = perMaster(ranges)
+		return err
+	}); err != nil {
+		return err
+	}
+	var members []string
+	for _, r := range ranges {
+		var c scanner
+		if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
+			c, err = s.scanClient(ctx, r.first)
+			return err
+		}); err != nil {
+			return err
+		}
+		err := s.scanSwarms(ctx, c, "walk", func(page []foundSwarm) error {
 			members = members[:0]
 			for _, f := range page {
 				members = append(members, f.member)
 			}
 			return visit(members)
 		})
-	}
-	// A Cluster: each busy slot's index, by SSCAN.
-	var ranges []slotRange
-	if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
-		ranges, err = s.slotRanges(ctx)
-		return err
-	}); err != nil {
-		return err
-	}
-	var shards []shard
-	for _, r := range ranges {
-		busy, err := s.busyShards(r)
 		if err != nil {
 			return err
-		}
-		shards = append(shards, busy...)
-	}
-	for _, sh := range shards {
-		var cursor uint64
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var members []string
-			if err := s.call(ctx, "walk", func(ctx context.Context) (err error) {
-				members, cursor, err = s.client.SScan(ctx, sh.index, cursor, "", walkPage).Result()
-				return err
-			}); err != nil {
-				return err
-			}
-			if err := visit(members); err != nil {
-				return err
-			}
-			if cursor == 0 {
-				break
-			}
 		}
 	}
 	return nil

@@ -5,11 +5,11 @@ import (
 	"strings"
 )
 
-// On a single Redis or Sentinel, collection and the listing find the
-// swarms by SCAN over the peer hashes (TYPE hash, the key prefix), not by
-// the shard's index: a native announce there is plain commands
-// (plain.go), and keeping the index would cost it one more, a SADD, on
-// every announce. SCAN returns every key that exists for the whole walk
+// Collection and the listing find the swarms by SCAN over the peer
+// hashes (TYPE hash, the key prefix) of each server (each master of a
+// Cluster), not by the shards' indexes: a native announce is plain
+// commands (plain.go), and keeping the index would cost it one more, a
+// SADD, on every announce. SCAN returns every key that exists for the whole walk
 // at least once, so no swarm with peers is missed; one that appears
 // during the walk is found by the next. It pages through the keys of the
 // database, the others included, at about 0.1 µs each in Redis.
@@ -19,8 +19,8 @@ import (
 // a swarm only from the first of its hashes that exists (the script is
 // told which one it was found by and checks the ones before); the
 // listing drops repeats itself. The index is still kept by the scripts
-// (on a Cluster it is how collection finds the swarms of each slot), and
-// collection still removes emptied swarms from it.
+// (locality, WebSocket peers, Put… outside the daemon), and collection
+// still removes emptied swarms from it.
 
 // scanCount is how many keys one SCAN step asks for.
 const scanCount = 1000
@@ -75,10 +75,11 @@ func (s *PeerStore) peerHashSwarm(key string) (foundSwarm, bool) {
 	return foundSwarm{}, false
 }
 
-// scanSwarms walks the peer hashes with SCAN, a page at a time (each its
-// own exchange, counted under op), and hands fn each page's swarms,
-// repeats within the page dropped (keeping the first hash met).
-func (s *PeerStore) scanSwarms(ctx context.Context, op string, fn func([]foundSwarm) error) error {
+// scanSwarms walks the peer hashes of the server c (scanClient) with
+// SCAN, a page at a time (each its own exchange, counted under op), and
+// hands fn each page's swarms, repeats within the page dropped (keeping
+// the first hash met).
+func (s *PeerStore) scanSwarms(ctx context.Context, c scanner, op string, fn func([]foundSwarm) error) error {
 	pattern := s.scanPattern()
 	var cursor uint64
 	var page []foundSwarm
@@ -88,7 +89,7 @@ func (s *PeerStore) scanSwarms(ctx context.Context, op string, fn func([]foundSw
 		}
 		var keys []string
 		if err := s.call(ctx, op, func(ctx context.Context) (err error) {
-			keys, cursor, err = s.client.ScanType(ctx, cursor, pattern, scanCount, "hash").Result()
+			keys, cursor, err = c.ScanType(ctx, cursor, pattern, scanCount, "hash").Result()
 			return err
 		}); err != nil {
 			return err
