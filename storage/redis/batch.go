@@ -39,8 +39,44 @@ type batcher struct {
 	busy  int         // lanes in flight
 	queue []*exchange // waiting for a lane
 	// pipes are the pipelines of the lanes not in flight: a lane's
-	// pipeline is reused from batch to batch, handed over with the lane.
-	pipes []redis.Pipeliner
+	// pipeline is reused from batch to batch, handed over with the lane;
+	// conns the same for the wire path's connections (resp.go). closed:
+	// the store stopped, and a lane's connection is closed when the lane
+	// is given back.
+	pipes  []redis.Pipeliner
+	conns  []*wireConn
+	closed bool
+}
+
+// close closes the connections of the lanes not in flight, and those of
+// the others as they come back.
+func (b *batcher) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	for _, w := range b.conns {
+		if w.c != nil {
+			w.c.Close()
+		}
+	}
+	b.conns = nil
+}
+
+// release gives x's lane back (pipeline or connection) to b; b.mu held.
+func (b *batcher) release(x *exchange) {
+	b.busy--
+	if x.pipe != nil {
+		b.pipes = append(b.pipes, x.pipe)
+	}
+	if w := x.conn; w != nil {
+		if b.closed {
+			if w.c != nil {
+				w.c.Close()
+			}
+		} else {
+			b.conns = append(b.conns, w)
+		}
+	}
 }
 
 // roundTrip sends x's commands (x.cmds), in a pipeline with whatever other
@@ -48,13 +84,25 @@ type batcher struct {
 // its commands' errors, or the pipeline's. x.probe sends x alone, at once:
 // the breaker's probe must reach Redis whatever the queue holds.
 func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
+	b := &s.batch
+	if x.wired {
+		b = &s.wire
+	}
 	if x.probe {
+		// On a connection of its own, kept for the lanes if it works.
 		x.batch = append(x.batch[:0], x)
-		x.pipe = s.client.Pipeline()
+		if !x.wired {
+			x.pipe = s.client.Pipeline()
+		}
 		s.sendBatch(ctx, x)
+		if x.conn != nil && x.conn.c != nil {
+			b.mu.Lock()
+			b.busy++
+			b.release(x)
+			b.mu.Unlock()
+		}
 		return x.err
 	}
-	b := &s.batch
 	b.mu.Lock()
 	if b.busy >= batchLanes {
 		b.queue = append(b.queue, x)
@@ -64,12 +112,17 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 		}
 	} else {
 		b.busy++
-		if n := len(b.pipes); n > 0 {
+		if x.wired {
+			if n := len(b.conns); n > 0 {
+				x.conn = b.conns[n-1]
+				b.conns = b.conns[:n-1]
+			}
+		} else if n := len(b.pipes); n > 0 {
 			x.pipe = b.pipes[n-1]
 			b.pipes = b.pipes[:n-1]
 		}
 		b.mu.Unlock()
-		if x.pipe == nil {
+		if x.pipe == nil && !x.wired {
 			x.pipe = s.client.Pipeline()
 		}
 		// Let the announces that are ready to run (those of the same UDP
@@ -92,13 +145,12 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 	}
 	b.mu.Lock()
 	if len(b.queue) == 0 {
-		b.busy--
-		b.pipes = append(b.pipes, x.pipe)
+		b.release(x)
 		b.mu.Unlock()
 		return x.err
 	}
 	next := b.queue[0]
-	next.pipe = x.pipe
+	next.pipe, next.conn = x.pipe, x.conn
 	n := min(len(b.queue), maxBatch)
 	next.batch = append(next.batch[:0], b.queue[:n]...)
 	rest := copy(b.queue, b.queue[n:])
@@ -122,20 +174,30 @@ func (s *PeerStore) sendBatch(ctx context.Context, x *exchange) {
 		}
 		return
 	}
-	all := x.all[:0]
-	for _, o := range x.batch {
-		all = append(all, o.cmds...)
-	}
-	x.all = all
-	_ = x.pipe.BatchProcess(ctx, all...)
-	_, err := x.pipe.Exec(ctx)
-	clear(all)
-	for _, o := range x.batch {
-		o.err = nil
-		for _, c := range o.cmds {
-			if e := c.Err(); e != nil {
-				o.err = e
-				break
+	s.roundTrips.Add(1)
+	var err error
+	if x.wired {
+		// Each announce reads its own replies, error replies included.
+		err = s.sendWire(ctx, x)
+		for _, o := range x.batch {
+			o.err = err
+		}
+	} else {
+		all := x.all[:0]
+		for _, o := range x.batch {
+			all = append(all, o.cmds...)
+		}
+		x.all = all
+		_ = x.pipe.BatchProcess(ctx, all...)
+		_, err = x.pipe.Exec(ctx)
+		clear(all)
+		for _, o := range x.batch {
+			o.err = nil
+			for _, c := range o.cmds {
+				if e := c.Err(); e != nil {
+					o.err = e
+					break
+				}
 			}
 		}
 	}

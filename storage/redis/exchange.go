@@ -35,8 +35,9 @@ type exchange struct {
 	// rw are the exchange's reusable raw commands (rawCmd): 0-4 the
 	// counts, 5-8 the update's (wr), 9 its MULTI, 10 its EXEC.
 	rw [11]*redis.RawWriteToCmd
-	// peerCmds are the HRANDFIELD reads of an announce.
+	// peerCmds are the HRANDFIELD reads of an announce (reads of them).
 	peerCmds [2]*redis.RawCmd
+	reads    int
 	// addrsOnly reads the peers' addresses without their values
 	// (AnnounceAddrs): HRANDFIELD without WITHVALUES.
 	addrsOnly bool
@@ -68,6 +69,15 @@ type exchange struct {
 	// pipe is the pipeline of the lane this announce holds while it
 	// sends a batch (batch.go).
 	pipe redis.Pipeliner
+
+	// The wire path (resp.go): wired announces are sent as wire, the
+	// RESP of their commands, which get replies replies, all read into
+	// raw; conn is the connection of the lane this announce holds while
+	// it sends a batch.
+	wired   bool
+	wire    []byte
+	replies int
+	conn    *wireConn
 }
 
 // exchanges start with room for an announce's commands (up to ten: the
@@ -79,7 +89,7 @@ var exchanges = sync.Pool{New: func() any {
 
 func getExchange() *exchange {
 	x := exchanges.Get().(*exchange)
-	x.args, x.value, x.raw.b = x.args[:0], x.value[:0], x.raw.b[:0]
+	x.args, x.value, x.raw.b, x.wire = x.args[:0], x.value[:0], x.raw.b[:0], x.wire[:0]
 	return x
 }
 
@@ -95,6 +105,7 @@ func putExchange(x *exchange) {
 	x.web, x.webHlen = [2]string{}, [2][2]interface{}{}
 	clear(x.batch)
 	x.batch, x.err, x.probe, x.pipe = x.batch[:0], nil, false, nil
+	x.wired, x.replies, x.conn, x.reads = false, 0, nil, 0
 	exchanges.Put(x)
 }
 

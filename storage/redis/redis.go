@@ -104,8 +104,14 @@ type PeerStore struct {
 	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// batch groups the announces in progress into shared pipelines
-	// (batch.go).
-	batch batcher
+	// (batch.go); wire does the same for the announces of the wire path
+	// (resp.go), on connections dialled with wireOpt (nil on a Cluster:
+	// no wire path).
+	batch   batcher
+	wire    batcher
+	wireOpt *redis.Options
+	// roundTrips counts the batches sent (tests read it).
+	roundTrips atomic.Int64
 	// pending are the changes to the totals made by plain announces and
 	// not yet sent (totals.go).
 	pending pendingTotals
@@ -185,6 +191,7 @@ func build(cfg Config) (*PeerStore, error) {
 		s.oneShard = shard{index: cfg.KeyPrefix + "i", totals: cfg.KeyPrefix + "n"}
 	}
 	s.client = s.newClient()
+	s.wireOpt = wireOptions(s.client)
 	return s, nil
 }
 
@@ -282,6 +289,7 @@ func (s *PeerStore) Stop(ctx context.Context) error {
 	if err := s.flushTotals(ctx); err != nil && ctx.Err() == nil {
 		logrus.WithError(err).Warn("storage/redis: stop: the totals' last changes are lost")
 	}
+	s.wire.close()
 	if err := s.client.Close(); err != nil && err != redis.ErrClosed {
 		return fmt.Errorf("storage/redis: stop: %w", err)
 	}

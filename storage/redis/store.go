@@ -244,13 +244,131 @@ func isRedirect(msg string) bool {
 // error reply of the update's script comes back as a replyError, and
 // then the update was not applied.
 func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int, eval bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
-	k, f := up.k, up.fam
 	x.args, x.raw.b = x.args[:0], x.raw.b[:0]
+	// The update: plain commands on a single Redis or Sentinel, the
+	// script on a Cluster (plainUpdate says why).
+	plain := s.slotShards == nil
+	if plain && s.wireOpt != nil {
+		x.wired = true
+		x.wireAnnounce(up, numWant)
+	} else {
+		s.queueAnnounce(ctx, x, up, numWant, eval)
+	}
+	x.probe = isProbe(ctx)
+	if err := s.roundTrip(ctx, x); err != nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	b := x.raw.b
+	// The integer replies to read, in order: v's slots (v[2] stays 0
+	// without the GET).
+	slots := [5]int{0, 1, 2, 3, 4}
+	ints := 3
+	if x.noDownloads {
+		slots[2], slots[3], ints = 3, 4, 2
+	}
+	if x.web[0] != "" {
+		ints += 2
+	}
+	var v [5]int64
+	var err, readErr error
+	for _, i := range slots[:ints] {
+		if v[i], b, err = readInt(b); err != nil {
+			// An error reply is one line: the update's replies that
+			// follow are still read, so that what it applied reaches
+			// the totals.
+			var re replyError
+			if !errors.As(err, &re) {
+				return dst, storage.Counts{}, storage.Absent, err
+			}
+			readErr = cmp.Or(readErr, err)
+		}
+	}
+	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
+	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
+	var role storage.Role
+	if plain {
+		role, b, err = s.readPlainUpdate(b, x, up, v[0]+v[1])
+	} else {
+		var was int64
+		was, b, err = readInt(b)
+		role = roleBefore(was, up)
+	}
+	if err = cmp.Or(readErr, err); err != nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	want := numWant
+	for i := range x.reads {
+		// Wired, the peer reads' replies follow the update's in x.raw;
+		// otherwise each is its command's.
+		reply := b
+		if !x.wired {
+			reply = x.peerCmds[i].Val()
+		}
+		var rest []byte
+		if dst, rest, err = appendPeers(dst, reply, up.addr, &want, !x.addrsOnly); err != nil {
+			// The update is applied: read the peers again, following.
+			var re replyError
+			if errors.As(err, &re) && isRedirect(string(re)) {
+				dst, err = s.readPeers(ctx, dst, up, numWant)
+			}
+			return dst, counts, role, err
+		}
+		if x.wired {
+			b = rest
+		}
+	}
+	return dst, counts, role, nil
+}
+
+// wireAnnounce writes the commands of announceRaw in RESP to x.wire
+// (resp.go), in the order queueAnnounce queues them, and counts their
+// replies.
+func (x *exchange) wireAnnounce(up *update, numWant int) {
+	k, f := up.k, up.fam
+	w := appendCmd2(x.wire[:0], "HLEN", k.roles[f][0])
+	w = appendCmd2(w, "HLEN", k.roles[f][1])
+	x.replies = 2
+	if !x.noDownloads {
+		w = appendCmd2(w, "GET", k.downloads)
+		x.replies++
+	}
+	if x.web[0] != "" {
+		w = appendCmd2(appendCmd2(w, "HLEN", x.web[0]), "HLEN", x.web[1])
+		x.replies += 2
+	}
+	x.plainUpdate(up)
+	w = appendArgs(w, multiArgs)
+	for _, i := range x.sent[:x.nw] {
+		w = appendArgs(w, x.wr[i][:wrLen[i]])
+	}
+	w = appendArgs(w, execArgs)
+	x.replies += 2 + x.nw
+	x.reads = 0
+	if numWant > 0 {
+		x.strs[1] = itoa(numWant + 1)
+		for role := 0; role < 2; role++ {
+			if role == 0 && up.seeding {
+				continue // a seeder gets only leechers
+			}
+			if x.addrsOnly {
+				w = appendCmd3(w, "HRANDFIELD", k.roles[f][role], x.strs[1])
+			} else {
+				w = appendCmd4(w, "HRANDFIELD", k.roles[f][role], x.strs[1], "WITHVALUES")
+			}
+			x.reads++
+		}
+	}
+	x.replies += x.reads
+	x.wire = w
+}
+
+// queueAnnounce queues the commands of announceRaw on x.cmds, as go-redis
+// commands whose replies are read raw.
+func (s *PeerStore) queueAnnounce(ctx context.Context, x *exchange, up *update, numWant int, eval bool) {
+	k, f := up.k, up.fam
 	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
 	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
 	x.get = [2]interface{}{"get", &k.downloads}
-	// The update: plain commands on a single Redis or Sentinel, the
-	// script on a Cluster (plainUpdate says why).
 	plain := s.slotShards == nil
 	x.cmds = append(x.cmds[:0],
 		x.rawCmd(ctx, plain, 0, x.hlen[0][:]),
@@ -282,51 +400,7 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		s.appendUpdateArgs(x, up, eval)
 		x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
 	}
-	reads := s.queuePeerReads(ctx, x, up, numWant)
-	x.probe = isProbe(ctx)
-	if err := s.roundTrip(ctx, x); err != nil {
-		return dst, storage.Counts{}, storage.Absent, err
-	}
-	b := x.raw.b
-	var v [5]int64
-	var err, readErr error
-	for _, i := range slots[:ints] {
-		if v[i], b, err = readInt(b); err != nil {
-			// An error reply is one line: the update's replies that
-			// follow are still read, so that what it applied reaches
-			// the totals.
-			var re replyError
-			if !errors.As(err, &re) {
-				return dst, storage.Counts{}, storage.Absent, err
-			}
-			readErr = cmp.Or(readErr, err)
-		}
-	}
-	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
-	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
-	var role storage.Role
-	if plain {
-		role, _, err = s.readPlainUpdate(b, x, up, v[0]+v[1])
-	} else {
-		var was int64
-		was, _, err = readInt(b)
-		role = roleBefore(was, up)
-	}
-	if err = cmp.Or(readErr, err); err != nil {
-		return dst, storage.Counts{}, storage.Absent, err
-	}
-	want := numWant
-	for i := range reads {
-		if dst, _, err = appendPeers(dst, x.peerCmds[i].Val(), up.addr, &want, !x.addrsOnly); err != nil {
-			// The update is applied: read the peers again, following.
-			var re replyError
-			if errors.As(err, &re) && isRedirect(string(re)) {
-				dst, err = s.readPeers(ctx, dst, up, numWant)
-			}
-			return dst, counts, role, err
-		}
-	}
-	return dst, counts, role, nil
+	x.reads = s.queuePeerReads(ctx, x, up, numWant)
 }
 
 // announceFollowing is Announce with parsed commands, which follow
