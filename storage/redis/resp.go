@@ -37,11 +37,6 @@ type wireConn struct {
 	used time.Time
 }
 
-// wireIdleCheck is how long a connection may sit unused before it is
-// checked (wireConn.alive) before its next batch: Redis may have closed it
-// (a restart, its timeout setting), and a batch must not fail for that.
-const wireIdleCheck = time.Second
-
 // wireMaxIdle is how long a connection may sit unused before it is
 // closed, as go-redis' ConnMaxIdleTime.
 const wireMaxIdle = 5 * time.Minute
@@ -164,9 +159,11 @@ func (w *wireConn) fail(err error) error {
 	return err
 }
 
-// alive reports whether w's connection, unused for a while, is still
-// open: nothing to read and no end of file, peeked without blocking (as
-// go-redis checks its pooled connections).
+// alive reports whether w's connection is still open before a batch:
+// nothing to read and no end of file, peeked without blocking, as
+// go-redis checks a pooled connection before each use. Redis may have
+// closed it (a restart, CLIENT KILL, its timeout setting), and a batch
+// must not fail for that.
 func (w *wireConn) alive() bool {
 	c := w.c
 	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
@@ -199,11 +196,9 @@ func (s *PeerStore) sendWire(ctx context.Context, x *exchange) error {
 		w = &wireConn{}
 		x.conn = w
 	}
-	if w.c != nil && time.Since(w.used) >= wireIdleCheck {
-		if time.Since(w.used) >= wireMaxIdle || !w.alive() {
-			w.c.Close()
-			w.c = nil
-		}
+	if w.c != nil && (time.Since(w.used) >= wireMaxIdle || !w.alive()) {
+		w.c.Close()
+		w.c = nil
 	}
 	if w.c == nil {
 		c, err := s.dialWire(ctx)
@@ -319,8 +314,8 @@ func replyLen(b []byte) (int, error) {
 	for need > 0 {
 		line, rest, ok := readLine(b[pos:])
 		if !ok {
-			if len(b)-pos > 64 {
-				// No header line is this long.
+			if len(b)-pos > wireBufMax {
+				// No line of a reply the driver reads is this long.
 				return 0, errWireReply
 			}
 			return 0, nil

@@ -1,0 +1,144 @@
+package redis
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chihaya/chihaya/storage"
+)
+
+// TestWireConnection runs announces on the wire path's own connections
+// as an operator configures them: an ACL user with a password and a
+// database other than 0 (which the path must select: the swarm is looked
+// for there), and Redis closing the connections between two announces
+// (CLIENT KILL, as a restart or Redis' idle timeout does), which must not
+// fail the next announce.
+func TestWireConnection(t *testing.T) {
+	srv := startRedis(t, "requirepass s3cret")
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "s3cret", Protocol: 2, DisableIdentity: true})
+	defer admin.Close()
+	ctx := context.Background()
+	must(t, "ACL SETUSER", admin.Do(ctx, "ACL", "SETUSER", "tracker", "on", ">trackerpw", "~*", "+@all").Err())
+	s, err := New(Config{RedisBroker: "redis://tracker:trackerpw@" + srv.Addr + "/5", KeyPrefix: "wire:"}.WithDefaults())
+	must(t, "New", err)
+	defer s.Stop(ctx)
+	if s.wireOpt == nil {
+		t.Fatal("no wire path on a single Redis")
+	}
+	announce := func(n int, want storage.Counts) {
+		t.Helper()
+		trips := s.roundTrips.Load()
+		_, c, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 10, peer4(n), true)
+		must(t, "announce", err)
+		if c != want {
+			t.Errorf("announce of peer %d: counts %+v, want %+v", n, c, want)
+		}
+		if s.roundTrips.Load() == trips {
+			t.Error("the announce made no round trip of its own")
+		}
+	}
+	failed := testErrors("announce")
+	announce(1, storage.Counts{})
+	announce(2, storage.Counts{Leechers: 1})
+	db5 := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "s3cret", DB: 5, Protocol: 2, DisableIdentity: true})
+	defer db5.Close()
+	if n, err := db5.HLen(ctx, s.keys(ih(1)).roles[0][1]).Result(); err != nil || n != 2 {
+		t.Errorf("leechers in database 5: %d %v, want 2", n, err)
+	}
+	must(t, "CLIENT KILL", admin.Do(ctx, "CLIENT", "KILL", "USER", "tracker").Err())
+	time.Sleep(50 * time.Millisecond) // the close reaches the tracker's socket
+	announce(3, storage.Counts{Leechers: 2})
+	if n := testErrors("announce") - failed; n != 0 {
+		t.Errorf("%v announces failed", n)
+	}
+}
+
+// TestWireRefusedPassword: a password Redis refuses fails the announce
+// with the reason counted as auth, and Redis is not marked down.
+func TestWireRefusedPassword(t *testing.T) {
+	srv := startRedis(t, "requirepass s3cret")
+	s, err := New(Config{RedisBroker: "redis://:s3cret@" + srv.Addr + "/0", KeyPrefix: "wire:"}.WithDefaults())
+	must(t, "New", err)
+	defer s.Stop(context.Background())
+	// The password changes under the running tracker; its connections
+	// are gone.
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Password: "s3cret", Protocol: 2, DisableIdentity: true})
+	defer admin.Close()
+	must(t, "CONFIG SET", admin.ConfigSet(context.Background(), "requirepass", "other").Err())
+	must(t, "CLIENT KILL", admin.Do(context.Background(), "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err())
+	_, _, _, err = s.Announce(nil, ih(1), storage.UpdateLeecher, 10, peer4(1))
+	if err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Errorf("announce: %v, want WRONGPASS", err)
+	}
+	if s.downUntil.Load() != 0 {
+		t.Error("a refused password marked Redis down")
+	}
+}
+
+func TestReplyLen(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int // 0: incomplete; -1: malformed
+	}{
+		{":12\r\n", 5},
+		{":12\r\n:3\r\n", 5},
+		{"+OK\r\n", 5},
+		{"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", 68},
+		{"-WRONGTYPE Operation against a key holding the wrong kind of val", 0},
+		{"$3\r\nabc\r\n", 9},
+		{"$3\r\nabc\r", 0},
+		{"$3\r\nabcd\r\n", -1},
+		{"$-1\r\n", 5},
+		{"*-1\r\n", 5},
+		{"*0\r\n", 4},
+		{"*2\r\n$1\r\na\r\n$2\r\nbc\r\n", 19},
+		{"*2\r\n$1\r\na\r\n", 0},
+		{"*3\r\n:1\r\n*2\r\n:2\r\n:3\r\n+QUEUED\r\n", 29},
+		{"*1\r\n*1\r\n", 0},
+		{"", 0},
+		{"\r\n", -1},
+		{"?x\r\n", -1},
+		{"$x\r\n", -1},
+		{"*-2\r\n", -1},
+	}
+	for _, tc := range tests {
+		n, err := replyLen([]byte(tc.in))
+		if err != nil {
+			n = -1
+		}
+		if n != tc.want {
+			t.Errorf("replyLen(%q) = %d, %v; want %d", tc.in, n, err, tc.want)
+		}
+	}
+}
+
+// FuzzReplyLen: replyLen never panics; a length it finds is within the
+// input, the same for the reply alone, and every shorter prefix of the
+// reply is incomplete (so that a reply read in pieces is found whole
+// only once it is).
+func FuzzReplyLen(f *testing.F) {
+	for _, s := range []string{":1\r\n", "$3\r\nabc\r\n", "*2\r\n$6\r\n\x01\x02\x03\x04\x1a\xe1\r\n$0\r\n\r\n", "*3\r\n+QUEUED\r\n-ERR x\r\n*-1\r\n", "$-1\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, err := replyLen(b)
+		if err != nil || n == 0 {
+			return
+		}
+		if n > len(b) {
+			t.Fatalf("length %d of %d bytes", n, len(b))
+		}
+		if m, err := replyLen(b[:n]); m != n || err != nil {
+			t.Fatalf("the reply alone: %d %v, want %d", m, err, n)
+		}
+		for k := range n {
+			if m, err := replyLen(b[:k]); m != 0 || err != nil {
+				t.Fatalf("prefix of %d of a reply of %d: %d %v, want incomplete", k, n, m, err)
+			}
+		}
+	})
+}
