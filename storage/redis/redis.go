@@ -14,8 +14,9 @@
 // The package's files: conn.go (the client of each topology), breaker.go
 // (the outage behaviour), codec.go (keys, stored values, raw replies),
 // scripts.go and lua/ (the scripts), store.go (the PeerStore methods),
-// batch.go (announces in progress together share a round trip), gc.go
-// (collection and totals), local.go (locality).
+// batch.go (announces in progress together share a round trip), resp.go
+// (those round trips in RESP on connections of the driver's own, outside
+// Cluster), gc.go (collection and totals), local.go (locality).
 package redis
 
 import (
