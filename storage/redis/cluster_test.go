@@ -244,9 +244,15 @@ func TestClusterLocalityMidReshard(t *testing.T) {
 	must(t, "put", s.PutLeecher(h, p(2)))
 	must(t, "put", s.PutLeecher(h, p(3)))
 	must(t, "graduate", s.GraduateLeecher(h, p(3)))
-	// IPv6 peers: every key collection declares exists too.
+	// IPv6 peers: every hash collection declares exists too.
 	must(t, "put", s.PutSeeder(h, bittorrent.Peer{ID: bittorrent.PeerID{6}, AddrPort: netip.MustParseAddrPort("[fd00::6]:6881")}))
 	must(t, "put", s.PutLeecher(h, bittorrent.Peer{ID: bittorrent.PeerID{7}, AddrPort: netip.MustParseAddrPort("[fd00::7]:6881")}))
+	// Enough IPv4 peers in each role that both keep an order (a role of
+	// a few peers is its hash alone: put_local.lua).
+	for n := byte(10); n < 30; n++ {
+		must(t, "put", s.PutSeeder(h, p(n)))
+		must(t, "put", s.PutLeecher(h, p(n+100)))
+	}
 
 	k := s.keys(h)
 	cc := c.Client(t)

@@ -153,6 +153,10 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 				var members []string
 				err := s.call(context.Background(), "groups", func(ctx context.Context) (err error) {
 					members, err = s.client.ZRange(ctx, role, start, start+page-1).Result()
+					if err == nil && start == 0 && len(members) == 0 {
+						// A short role, or an empty one: its hash alone.
+						members, err = shortMembers(ctx, s.client, k.roles[af][r])
+					}
 					return err
 				})
 				if err != nil {
@@ -182,6 +186,29 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 		}
 	}
 	return storage.SortedGroups(counts), nil
+}
+
+// shortMembers reads a short role of locality (no order: at most a few
+// peers, see put_local.lua) from its hash, as the members of its order
+// would be: the cell, the address, the peer ID.
+func shortMembers(ctx context.Context, c redis.Cmdable, role string) ([]string, error) {
+	values, err := c.HGetAll(ctx, role).Result()
+	members := make([]string, 0, len(values))
+	for a, v := range values {
+		if m, ok := shortMember(a, v); ok {
+			members = append(members, m)
+		}
+	}
+	return members, err
+}
+
+// shortMember is the member of the peer at address a whose value in a
+// short role is v (the stamp, the cell, the peer ID).
+func shortMember(a, v string) (string, bool) {
+	if len(v) < 4+len(bittorrent.PeerID{}) {
+		return "", false
+	}
+	return v[4:len(v)-len(bittorrent.PeerID{})] + a + v[len(v)-len(bittorrent.PeerID{}):], true
 }
 
 // groupName names the group of a member of an order: by its cell, or by

@@ -183,6 +183,21 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 						must(t, "HGETALL", err)
 						members, err := c.ZRange(ctx, k.ordered[f][r], 0, -1).Result()
 						must(t, "ZRANGE", err)
+						// A short role has no order: its hash's values
+						// carry the peer IDs (put_local.lua).
+						short := len(members) == 0
+						if short {
+							if len(values) > 16 {
+								t.Fatalf("round %d, family %d role %d: %d peers and no order", round, f, r, len(values))
+							}
+							for a, v := range values {
+								m, ok := shortMember(a, v)
+								if !ok {
+									t.Fatalf("round %d: value %q of a short role", round, v)
+								}
+								members = append(members, m)
+							}
+						}
 						if len(members) != len(values) {
 							t.Fatalf("round %d, family %d role %d: %d members in order, %d peers in the hash", round, f, r, len(members), len(values))
 						}
@@ -195,6 +210,9 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 							}
 							addr, cell := m[len(m)-addrLen:], m[:len(m)-addrLen]
 							v, ok := values[addr]
+							if ok && short {
+								v = v[:len(v)-20]
+							}
 							if !ok || v[4:] != cell {
 								t.Fatalf("round %d: member of cell %q not in the hash as such (value %q, %v)", round, cell, v, ok)
 							}

@@ -1,6 +1,6 @@
 #!lua
 -- delete.lua with locality on: the peer also leaves its role's order
--- (put_local.lua).
+-- when the role is ordered (put_local.lua has the two forms of a role).
 --
 -- KEYS as delete.lua, then 5 the seeders' order, 6 the leechers'.
 -- ARGV as delete.lua.
@@ -22,10 +22,13 @@ if was == 0 then
   return 0
 end
 local left = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[2]) - 1
--- The peer's members: from its cell and address up to 21 bytes 0xff
--- after them, above any peer ID (put_local.lua).
-local prefix = string.sub(old, 5) .. addr
-local members = redis.call('ZRANGEBYLEX', KEYS[4 + was], '[' .. prefix, '(' .. prefix .. string.rep('\255', 21))
+-- The peer's members, in an ordered role: from its cell and address up
+-- to 21 bytes 0xff after them, above any peer ID (put_local.lua).
+local members = {}
+if redis.call('EXISTS', KEYS[4 + was]) == 1 then
+  local prefix = string.sub(old, 5) .. addr
+  members = redis.call('ZRANGEBYLEX', KEYS[4 + was], '[' .. prefix, '(' .. prefix .. string.rep('\255', 21))
+end
 redis.call('HDEL', KEYS[was], addr)
 if #members > 0 then
   redis.call('ZREM', KEYS[4 + was], unpack(members))

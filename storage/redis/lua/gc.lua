@@ -6,8 +6,9 @@
 -- KEYS: 1 IPv4 seeders, 2 IPv4 leechers, 3 IPv6 seeders, 4 IPv6 leechers
 -- (hashes: address+port -> peer ID, last seen as 4 bytes big-endian), 5
 -- the shard's swarm index, 6 the shard's totals, and with locality 7 to
--- 10 the orders of 1 to 4 (sorted sets of the same peers; the hashes'
--- values are then the last seen, then the cell: see put_local.lua).
+-- 10 the orders of 1 to 4 (sorted sets of the same peers, for the roles
+-- that are ordered; the hashes' values are then the last seen, then the
+-- cell, and in a short role the peer ID after it: see put_local.lua).
 -- ARGV: 1 cutoff (peers last seen before it are stale, Unix seconds),
 -- 2 the swarm's index member, 3 which of KEYS 1-4 a walk by SCAN met
 -- the swarm by (scan.go), or 0: the swarm is left to the walk's visit of
@@ -40,20 +41,23 @@ for _, f in ipairs(fams) do
     local all = redis.call('HGETALL', key)
     local w = {key = key, role = role, fam = f[1], order = order, n = #all / 2, stale = {}, members = {}}
     local at = order and 1 or 21
+    -- A short role has no order (put_local.lua): its peers are the
+    -- hash's alone.
+    local ordered = order and redis.call('EXISTS', order) == 1
     -- gone: the cell and address of each stale peer with locality.
     local gone = {}
     for i = 1, #all, 2 do
       local v = all[i + 1]
       if struct.unpack('>I4', v, at) < cutoff then
         w.stale[#w.stale + 1] = all[i]
-        if order then gone[string.sub(v, 5) .. all[i]] = true end
+        if ordered then gone[string.sub(v, 5) .. all[i]] = true end
       end
     end
     -- A member is the cell, the address and the peer ID: the stale
     -- ones are found by reading the order once. One that empties is
     -- deleted whole (DEL): removing in chunks could name it again once
     -- emptied.
-    if order and #w.stale > 0 then
+    if ordered and #w.stale > 0 then
       local ms = redis.call('ZRANGE', order, 0, -1)
       for _, m in ipairs(ms) do
         if gone[string.sub(m, 1, -21)] then w.members[#w.members + 1] = m end

@@ -7,12 +7,16 @@
 -- ran short, the nearest tiers out. Each part is seeders first for a
 -- leecher, leechers only for a seeder.
 --
--- Each role's peers are also members of a sorted set, all scored 0, so
--- ordered by member (put_local.lua): the cell's name with a topology,
--- the address+port, the peer ID. Every group at every tier is then a
--- contiguous run of ranks, whose ends ZLEXCOUNT finds; a part takes
--- consecutive members (ZRANGE by rank) from a random rank of its run,
--- going round it once. O(numwant) members, plus O(log peers) per run.
+-- An ordered role's peers are also members of a sorted set, all scored
+-- 0, so ordered by member (put_local.lua): the cell's name with a
+-- topology, the address+port, the peer ID. Every group at every tier is
+-- then a contiguous run of ranks, whose ends ZLEXCOUNT finds; a part
+-- takes consecutive members (ZRANGE by rank) from a random rank of its
+-- run, going round it once. O(numwant) members, plus O(log peers) per
+-- run. A short role (at most a few peers, no sorted set) is read whole
+-- from its hash, whose values hold the cell and the peer ID, and its
+-- members are put in the same order here, so that both forms answer
+-- alike.
 --
 -- KEYS: 1 seeders' hash, 2 leechers' hash, 3 downloads, 4 the seeders in
 -- order, 5 the leechers in order.
@@ -34,9 +38,40 @@ local bounds = {}
 for i = 7, #ARGV - 1, 2 do bounds[#bounds + 1] = {ARGV[i], ARGV[i + 1]} end
 local tiers = #bounds
 local orders = {s = KEYS[4], l = KEYS[5]}
+local hashes = {s = KEYS[1], l = KEYS[2]}
 
 local n = {s = redis.call('HLEN', KEYS[1]), l = redis.call('HLEN', KEYS[2])}
 local dl = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+
+-- less compares bytes (Lua's < on strings follows the server's locale).
+local function less(a, b)
+  if a == b then return false end
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+-- short[r] holds the members of a short role r in order, read from its
+-- hash the first time they are needed; false for an ordered role.
+local short = {}
+local function shortOf(r)
+  if short[r] == nil then
+    short[r] = false
+    if n[r] == 0 or redis.call('EXISTS', orders[r]) == 0 then
+      local list = {}
+      local all = n[r] > 0 and redis.call('HGETALL', hashes[r]) or {}
+      for i = 1, #all, 2 do
+        local v = all[i + 1]
+        list[#list + 1] = string.sub(v, 5, -21) .. all[i] .. string.sub(v, -20)
+      end
+      table.sort(list, less)
+      short[r] = list
+    end
+  end
+  return short[r]
+end
+
 local selfRole, selfInCell = nil, false
 local sv = redis.call('HGET', KEYS[1], selfAddr)
 if sv then
@@ -46,7 +81,9 @@ else
   if sv then selfRole = 'l' end
 end
 if sv then
-  selfInCell = string.sub(sv, 5) == cell
+  local c = string.sub(sv, 5)
+  if shortOf(selfRole) then c = string.sub(sv, 5, -21) end
+  selfInCell = c == cell
 end
 local out = {n.s, n.l, dl, selfRole or ''}
 local nout = 4
@@ -71,7 +108,7 @@ local function walk(r, lo, hi, holeLo, holeHi, want)
   if holeLo == holeHi then holeLo, holeHi = lo, lo end
   local size = (hi - lo) - (holeHi - holeLo)
   if size <= 0 or want <= 0 then return want end
-  local z = orders[r]
+  local z, list = orders[r], shortOf(r)
   local step, left = random(size), size
   while want > 0 and left > 0 do
     local j = holeHi + step % size
@@ -80,7 +117,12 @@ local function walk(r, lo, hi, holeLo, holeHi, want)
       j, stop = lo + (j - hi), holeLo
     end
     local k = math.min(stop - j, left, want + 1)
-    local ms = redis.call('ZRANGE', z, j, j + k - 1)
+    local ms
+    if list then
+      ms = {unpack(list, j + 1, math.min(j + k, #list))}
+    else
+      ms = redis.call('ZRANGE', z, j, j + k - 1)
+    end
     for i = 1, #ms do
       if want <= 0 then break end
       local m = ms[i]
@@ -99,7 +141,16 @@ local function walk(r, lo, hi, holeLo, holeHi, want)
 end
 -- rank is the number of members of role r below s.
 local function rank(r, s)
-  return redis.call('ZLEXCOUNT', orders[r], '-', '(' .. s)
+  local list = shortOf(r)
+  if not list then
+    return redis.call('ZLEXCOUNT', orders[r], '-', '(' .. s)
+  end
+  local c = 0
+  for i = 1, #list do
+    if not less(list[i], s) then break end
+    c = c + 1
+  end
+  return c
 end
 -- holes[r] is the run of ranks walked last in role r: the own cell's
 -- first (empty when the announcer is in no group at tier 0).
