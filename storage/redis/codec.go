@@ -119,6 +119,13 @@ func (k *swarmKeys) set(i int, key string) {
 // all of them, outside Cluster).
 type shard struct {
 	index, totals string
+	// adds is the index that the update scripts add a new swarm to: the
+	// index with a Cluster; none ("") on a single Redis or Sentinel,
+	// where collection and the listing find the swarms by SCAN (scan.go)
+	// and nothing reads the index: a member there cost about 90 bytes of
+	// Redis a swarm for nothing (collection still removes the members an
+	// earlier version added).
+	adds string
 }
 
 func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {

@@ -18,9 +18,10 @@ import (
 // the walk may meet a swarm up to four times. Collection runs gc.lua on
 // a swarm only from the first of its hashes that exists (the script is
 // told which one it was found by and checks the ones before); the
-// listing drops repeats itself. The index is still kept by the scripts
-// (locality, WebSocket peers, Put… outside the daemon), and collection
-// still removes emptied swarms from it.
+// listing drops repeats itself. The scripts no longer add swarms to the
+// shards' indexes, which nothing reads; collection still removes the
+// swarms it empties from them, so an index an earlier version kept
+// empties as its swarms go.
 
 // scanCount is how many keys one SCAN step asks for.
 const scanCount = 1000

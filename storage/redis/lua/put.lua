@@ -4,7 +4,8 @@
 -- goes or changes role.
 --
 -- KEYS: 1 the peer's new role's hash, 2 the other role's hash, 3 the
--- torrent's downloads, 4 the swarm index of the swarm's shard, 5 the
+-- torrent's downloads, 4 the swarm index of the swarm's shard ("" for
+-- none), 5 the
 -- totals of that shard.
 -- ARGV: 1 address+port, 2 the value (peer ID, last seen as 4 bytes
 -- big-endian), 3 "1" to count a download (absent otherwise).
@@ -43,6 +44,10 @@ redis.call('HINCRBY', KEYS[5], role .. fam, 1)
 if redis.call('HLEN', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
   -- The family's first peer: a new swarm for the totals and the index.
   redis.call('HINCRBY', KEYS[5], 'w' .. fam, 1)
-  redis.call('SADD', KEYS[4], kind .. string.sub(key, close - 40, close - 1))
+  -- No index ("") on a single Redis or Sentinel: collection finds the
+  -- swarms by SCAN there.
+  if KEYS[4] ~= '' then
+    redis.call('SADD', KEYS[4], kind .. string.sub(key, close - 40, close - 1))
+  end
 end
 return 0
