@@ -36,6 +36,19 @@ import (
 //
 // One member a peer and no key per cell: a peer costs the same whether
 // it shares its subnet with others or not (docs/redis.md has the bytes).
+//
+// A role of at most 4 peers (short) has no order: its hash maps A to the
+// stamp, the cell, then the peer ID, and select.lua reads it whole and
+// orders it itself (a few peers: cheaper than the sorted set's ranks, and
+// a sorted-set key, about 100 bytes of Redis, is what a swarm of one
+// peer would otherwise pay beside its hash). A peer new to a short role
+// that takes it past 4 makes it ordered (put_local.lua moves the IDs
+// into the members); it stays ordered until it empties. The form is
+// whether the order key exists, which every script checks before its
+// first write. Roles stored by an earlier version all have their order,
+// so they read as ordered: an upgrade keeps the keys (but trackers of
+// the earlier version must not run beside this one: they read no peers
+// from a short role).
 // An announce is one round trip: select.lua, which takes runs of members
 // by rank (O(numwant) members, plus O(log peers) per run to find it),
 // pipelined with put_local.lua or delete_local.lua. Every tracker sharing

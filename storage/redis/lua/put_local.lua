@@ -24,7 +24,7 @@
 -- a command inside it fails only on a key the script itself emptied, so
 -- none is named again after a write that may empty it, and the forms are
 -- read before the first write.
-local short = 16
+local short = 4
 local addr, val, id = ARGV[1], ARGV[2], ARGV[3]
 local cell = string.sub(val, 5)
 local member = cell .. addr .. id
