@@ -244,18 +244,24 @@ func TestClusterLocalityMidReshard(t *testing.T) {
 	must(t, "put", s.PutLeecher(h, p(2)))
 	must(t, "put", s.PutLeecher(h, p(3)))
 	must(t, "graduate", s.GraduateLeecher(h, p(3)))
-	// IPv6 peers: every hash collection declares exists too.
+	// IPv6 peers: every key collection declares exists too.
 	must(t, "put", s.PutSeeder(h, bittorrent.Peer{ID: bittorrent.PeerID{6}, AddrPort: netip.MustParseAddrPort("[fd00::6]:6881")}))
 	must(t, "put", s.PutLeecher(h, bittorrent.Peer{ID: bittorrent.PeerID{7}, AddrPort: netip.MustParseAddrPort("[fd00::7]:6881")}))
-	// Enough IPv4 peers in each role that both keep an order (a role of
-	// a few peers is its hash alone: put_local.lua).
-	for n := byte(10); n < 30; n++ {
+	// Enough peers in each role that every role keeps an order (a role
+	// of a few peers is its hash alone: put_local.lua).
+	for n := byte(10); n < 16; n++ {
 		must(t, "put", s.PutSeeder(h, p(n)))
 		must(t, "put", s.PutLeecher(h, p(n+100)))
+		v6 := netip.AddrFrom16([16]byte{0: 0xfd, 15: n})
+		must(t, "put", s.PutSeeder(h, bittorrent.Peer{ID: bittorrent.PeerID{n}, AddrPort: netip.AddrPortFrom(v6, 6881)}))
+		must(t, "put", s.PutLeecher(h, bittorrent.Peer{ID: bittorrent.PeerID{n}, AddrPort: netip.AddrPortFrom(v6, 6882)}))
 	}
-
 	k := s.keys(h)
 	cc := c.Client(t)
+	// Nothing adds to the shard's index any more; it is declared (for
+	// its slot), so make it exist too.
+	must(t, "SADD", cc.SAdd(ctx, k.shard.index, "x").Err())
+
 	from, err := cc.MasterForKey(ctx, k.roles[0][1])
 	must(t, "MasterForKey", err)
 	to := otherMaster(t, cc, from)

@@ -118,14 +118,11 @@ func (k *swarmKeys) set(i int, key string) {
 // shard is the index and the totals of the swarms of one hash slot (or of
 // all of them, outside Cluster).
 type shard struct {
+	// index is the swarm index an earlier version kept: collection and
+	// the listing find the swarms by SCAN (scan.go), nothing adds to it
+	// (a member cost about 90 bytes of Redis a swarm), and collection
+	// removes the swarms it empties from it, so that it empties.
 	index, totals string
-	// adds is the index that the update scripts add a new swarm to: the
-	// index with a Cluster; none ("") on a single Redis or Sentinel,
-	// where collection and the listing find the swarms by SCAN (scan.go)
-	// and nothing reads the index: a member there cost about 90 bytes of
-	// Redis a swarm for nothing (collection still removes the members an
-	// earlier version added).
-	adds string
 }
 
 func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {

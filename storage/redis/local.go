@@ -106,7 +106,7 @@ func putLocalArgs(dst []interface{}, k *swarmKeys, af bittorrent.AddressFamily, 
 	if !u.Seeder() {
 		own, other = 1, 0
 	}
-	dst = append(dst, &k.roles[af][own], &k.roles[af][other], &k.downloads, &k.shard.adds, &k.shard.totals,
+	dst = append(dst, &k.roles[af][own], &k.roles[af][other], &k.downloads, &k.shard.index, &k.shard.totals,
 		&k.ordered[af][own], &k.ordered[af][other], addr, value, id)
 	if u == storage.UpdateGraduate {
 		dst = append(dst, &flagTag[1])

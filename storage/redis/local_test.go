@@ -75,8 +75,7 @@ func TestLocalityKeysCollected(t *testing.T) {
 		return k
 	}
 	swarm := s.cfg.KeyPrefix + "{" + hex.EncodeToString(ih[:]) + "}"
-	// No index on a single Redis (shard.adds): collection finds swarms
-	// by SCAN.
+	// No swarm index: collection finds swarms by SCAN.
 	want := []string{s.cfg.KeyPrefix + "n", swarm + "4l", swarm + "4lz", swarm + "4s", swarm + "4sz",
 		swarm + "6l", swarm + "6lz", swarm + "d"}
 	if got := keys(); !reflect.DeepEqual(got, want) {

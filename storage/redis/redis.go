@@ -187,7 +187,6 @@ func build(cfg Config) (*PeerStore, error) {
 				index:  cfg.KeyPrefix + "{" + tag + "}i",
 				totals: cfg.KeyPrefix + "{" + tag + "}n",
 			}
-			s.slotShards[i].adds = s.slotShards[i].index
 		}
 	} else {
 		s.oneShard = shard{index: cfg.KeyPrefix + "i", totals: cfg.KeyPrefix + "n"}

@@ -196,7 +196,7 @@ func TestCountsExactAcrossInstances(t *testing.T) {
 // TestCollectGarbageBatches fills more swarms and stale peers than one
 // SSCAN of the index returns, and checks that collection still removes
 // every stale peer, keeps fresh ones, and leaves no key behind but the
-// downloads, the index and the totals.
+// downloads and the totals.
 func TestCollectGarbageBatches(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv)
@@ -258,7 +258,7 @@ func TestCollectGarbageBatches(t *testing.T) {
 	keys, err := c.Keys(ctx, s.cfg.KeyPrefix+"*").Result()
 	must(t, "KEYS", err)
 	// Two swarms of one seeder, one downloads counter and the totals: no
-	// swarm index on a single Redis (collection finds swarms by SCAN).
+	// swarm index (collection finds swarms by SCAN).
 	if len(keys) != 4 {
 		t.Errorf("keys left: %q, want 4", keys)
 	}

@@ -62,7 +62,7 @@ func putArgs(dst []interface{}, k *swarmKeys, af bittorrent.AddressFamily, u sto
 	if !u.Seeder() {
 		own, other = 1, 0
 	}
-	dst = append(dst, &k.roles[af][own], &k.roles[af][other], &k.downloads, &k.shard.adds, &k.shard.totals, addr, value)
+	dst = append(dst, &k.roles[af][own], &k.roles[af][other], &k.downloads, &k.shard.index, &k.shard.totals, addr, value)
 	if u == storage.UpdateGraduate {
 		dst = append(dst, &flagTag[1])
 	}

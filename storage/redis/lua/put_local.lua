@@ -80,9 +80,6 @@ local function newPeer()
   redis.call('HINCRBY', KEYS[5], role .. fam, 1)
   if redis.call('HLEN', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
     redis.call('HINCRBY', KEYS[5], 'w' .. fam, 1)
-    if KEYS[4] ~= '' then
-      redis.call('SADD', KEYS[4], string.sub(key, n - 42, n - 3))
-    end
   end
 end
 -- moved counts a peer that changed role.
