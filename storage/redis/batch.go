@@ -84,15 +84,21 @@ func (b *batcher) release(x *exchange) {
 // its commands' errors, or the pipeline's. x.probe sends x alone, at once:
 // the breaker's probe must reach Redis whatever the queue holds.
 func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
-	b := &s.batch
-	if x.wired {
+	// Outside Cluster one group commit (and one for the wire path); with
+	// a Cluster one per master, whose announces (x.node) go through its
+	// own client.
+	b, c := &s.batch, redis.Cmdable(s.client)
+	switch {
+	case x.wired:
 		b = &s.wire
+	case x.node != nil:
+		b, c = s.nodeBatcher(x.node), x.node
 	}
 	if x.probe {
 		// On a connection of its own, kept for the lanes if it works.
 		x.batch = append(x.batch[:0], x)
 		if !x.wired {
-			x.pipe = s.client.Pipeline()
+			x.pipe = c.Pipeline()
 		}
 		s.sendBatch(ctx, x)
 		if x.conn != nil && x.conn.c != nil {
@@ -123,7 +129,7 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 		}
 		b.mu.Unlock()
 		if x.pipe == nil && !x.wired {
-			x.pipe = s.client.Pipeline()
+			x.pipe = c.Pipeline()
 		}
 		// Let the announces that are ready to run (those of the same UDP
 		// batch, handed over together) queue first, and take them along:
@@ -159,6 +165,15 @@ func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 	b.mu.Unlock()
 	next.wake <- true
 	return x.err
+}
+
+// nodeBatcher returns the group commit of a Cluster's master.
+func (s *PeerStore) nodeBatcher(node *redis.Client) *batcher {
+	if b, ok := s.nodeBatches.Load(node); ok {
+		return b.(*batcher)
+	}
+	b, _ := s.nodeBatches.LoadOrStore(node, new(batcher))
+	return b.(*batcher)
 }
 
 // sendBatch sends the commands of the announces of x.batch in one

@@ -131,6 +131,19 @@ func announceParallel(b *testing.B, addrs bool) {
 	s, c, rcpu := announceBench(b, swarms, size)
 	cpu := processCPU(b)
 	trips := s.roundTrips.Load()
+	runParallel(b, s, swarms, size, addrs)
+	cpu = processCPU(b) - cpu
+	reportRedis(b, c, rcpu)
+	n := float64(b.N)
+	b.ReportMetric(cpu*1e6/n, "cpu-µs/op")
+	if p := s.roundTrips.Load() - trips; p > 0 {
+		b.ReportMetric(n/float64(p), "announces/pipeline")
+	}
+}
+
+// runParallel times announces again (announceAgain) of the peers of a
+// store filled by fill(…, swarms, size), 16 in progress per CPU.
+func runParallel(b *testing.B, s *PeerStore, swarms, size int, addrs bool) {
 	var next atomic.Int64
 	b.SetParallelism(16)
 	b.ReportAllocs()
@@ -146,13 +159,6 @@ func announceParallel(b *testing.B, addrs bool) {
 		}
 	})
 	b.StopTimer()
-	cpu = processCPU(b) - cpu
-	reportRedis(b, c, rcpu)
-	n := float64(b.N)
-	b.ReportMetric(cpu*1e6/n, "cpu-µs/op")
-	if p := s.roundTrips.Load() - trips; p > 0 {
-		b.ReportMetric(n/float64(p), "announces/pipeline")
-	}
 }
 
 // fill stores swarms of size peers each, a third of them seeders, sixteen

@@ -116,13 +116,14 @@ func (k *swarmKeys) set(i int, key string) {
 }
 
 // shard is the index and the totals of the swarms of one hash slot (or of
-// all of them, outside Cluster).
+// all of them, outside Cluster), and that slot (0 outside Cluster).
 type shard struct {
 	// index is the swarm index an earlier version kept: collection and
 	// the listing find the swarms by SCAN (scan.go), nothing adds to it
 	// (a member cost about 90 bytes of Redis a swarm), and collection
 	// removes the swarms it empties from it, so that it empties.
 	index, totals string
+	slot          int
 }
 
 func (s *PeerStore) keys(ih bittorrent.InfoHash) swarmKeys {

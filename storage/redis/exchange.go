@@ -78,6 +78,9 @@ type exchange struct {
 	wire    []byte
 	replies int
 	conn    *wireConn
+	// node is, with a Cluster, the master of the announce's slot, whose
+	// own client carries its raw commands (announceRaw).
+	node *redis.Client
 }
 
 // exchanges start with room for an announce's commands (up to ten: the
@@ -104,7 +107,7 @@ func putExchange(x *exchange) {
 	x.k, x.up = swarmKeys{}, update{}
 	x.web, x.webHlen = [2]string{}, [2][2]interface{}{}
 	clear(x.batch)
-	x.batch, x.err, x.probe, x.pipe = x.batch[:0], nil, false, nil
+	x.batch, x.err, x.probe, x.pipe, x.node = x.batch[:0], nil, false, nil, nil
 	x.wired, x.replies, x.conn, x.reads = false, 0, nil, 0
 	exchanges.Put(x)
 }
@@ -112,8 +115,9 @@ func putExchange(x *exchange) {
 // rawCmd returns a raw command of x with args, whose replies go to x.raw:
 // with reuse, x's command number i, made the first time (args must then
 // be the same slice every time: x's own arrays), so that an announce
-// allocates none. Only off a Cluster: go-redis keeps a command's hash
-// slot once computed.
+// allocates none. go-redis keeps a command's hash slot once computed, so
+// on a Cluster these go through a master's own client (announceRaw),
+// never the cluster client.
 func (x *exchange) rawCmd(ctx context.Context, reuse bool, i int, args []interface{}) redis.Cmder {
 	if !reuse {
 		return redis.NewRawWriteToCmd(ctx, &x.raw, args...)

@@ -204,6 +204,11 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 	err := s.call(context.Background(), "stats", func(ctx context.Context) error {
 		st = storage.Stats{}
 		if s.slotShards != nil {
+			// The plain announces' pending changes first (each slot's
+			// to its master), so that the sum includes them. One that
+			// fails is kept for the next Stats and does not fail this
+			// read, as outside Cluster.
+			_ = s.flushSlots(ctx)
 			if ok, err := s.sumPerNode(ctx, &st); ok || err != nil {
 				return err
 			}

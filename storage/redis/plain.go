@@ -6,8 +6,8 @@ import (
 	"github.com/chihaya/chihaya/storage"
 )
 
-// A native announce on a single Redis or Sentinel applies its update with
-// plain commands in its pipeline, not a script: a script costs Redis
+// A native announce applies its update with plain commands in its
+// pipeline, not a script (on a single Redis, Sentinel or a Cluster): a script costs Redis
 // about as much to start as all of the announce's plain commands together
 // (and INFO commandstats counts the commands it runs twice). The
 // commands, in this order, in one MULTI/EXEC:
@@ -36,10 +36,19 @@ import (
 // same swarm unless another connection's command slips in between, which
 // only the totals' swarm count could notice.
 //
-// On a Cluster the update stays put.lua/delete.lua: while a reshard moves
-// the slot, Redis refuses a command whose key has already left (ASK), and
-// a redirected transaction would have to be sent again whole, where the
-// script is simply followed.
+// On a Cluster the pipeline goes to the master of the swarm's slot
+// through that master's own go-redis client (store.go, announceRaw): all
+// the swarm's keys share its hash tag, so the transaction is on one slot.
+// The cluster client's own pipeline does not fit: it would send MULTI and
+// EXEC (no key) to any master, and follow a redirected command alone, out
+// of its transaction, applying it without the others. While a reshard
+// moves the slot, Redis refuses the transaction whole (a key already
+// gone: ASK, then EXECABORT; keys on both masters: TRYAGAIN; the slot
+// gone: MOVED), and the announce is sent again whole through go-redis'
+// TxPipeline, which sends the transaction again (with ASKING before it
+// for an ASK) and never once Redis may have run it (announceFollowing).
+// An update Redis ran is never sent again: when it ran but a count read
+// beside it was redirected, the counts are read again (countsBefore).
 
 // The MULTI and EXEC around a plain update (raw commands: their args).
 var multiArgs, execArgs = []interface{}{"multi"}, []interface{}{"exec"}
@@ -109,16 +118,31 @@ func (x *exchange) plainUpdate(up *update) {
 // wrLen are the numbers of arguments of the commands of x.wr.
 var wrLen = [4]int{4, 3, 3, 2}
 
-// readPlainUpdate reads the replies of x's plain update from b, adds its
-// changes to the pending totals, and returns the announcer's role before
-// it; was is the family's native peers read before it. A refused
+// plainChange is what a plain update did, read from its replies: applied
+// is false when Redis ran none of it (a refused transaction); then added
+// (1: the HSET stored a field new to the role) and rs, rl (the fields the
+// HDELs removed from the seeders and the leechers) say what changed, and
+// role is the announcer's role before.
+type plainChange struct {
+	applied       bool
+	added, rs, rl int64
+	role          storage.Role
+}
+
+// deltas are the changes of c to the totals, given the family's native
+// peers before the update (was).
+func (c plainChange) deltas(was int64, u storage.Update) (ds, dl, dw int64) {
+	return plainDeltas(was, u, c.added, c.rs, c.rl)
+}
+
+// readPlainUpdate reads the replies of x's plain update from b. A refused
 // transaction fails the announce and changes nothing; an error reply of
 // one of its commands as it ran fails the announce, but what the others
-// applied still reaches the totals.
-func (s *PeerStore) readPlainUpdate(b []byte, x *exchange, up *update, was int64) (storage.Role, []byte, error) {
+// applied still reaches the totals (the caller adds c's deltas).
+func readPlainUpdate(b []byte, x *exchange, up *update) (plainChange, []byte, error) {
 	b, err := readExec(b, x.nw)
 	if err != nil {
-		return storage.Absent, b, err
+		return plainChange{}, b, err
 	}
 	var r [4]int64
 	var failed [4]bool
@@ -128,7 +152,7 @@ func (s *PeerStore) readPlainUpdate(b []byte, x *exchange, up *update, was int64
 		if r[i], b, err = readInt(b); err != nil {
 			var re replyError
 			if !errors.As(err, &re) {
-				return storage.Absent, b, err
+				return plainChange{}, b, err
 			}
 			r[i], failed[i] = 0, true
 			if first == nil {
@@ -136,33 +160,36 @@ func (s *PeerStore) readPlainUpdate(b []byte, x *exchange, up *update, was int64
 			}
 		}
 	}
-	var ds, dl, dw int64
-	role := storage.Absent
+	return plainResult(up, r, failed), b, first
+}
+
+// plainResult turns the replies r of a plain update's commands (in the
+// order sent: HSET and HDEL, or HDEL and HDEL), failed those that were
+// error replies, into what it did.
+func plainResult(up *update, r [4]int64, failed [4]bool) plainChange {
+	c := plainChange{applied: true}
 	if up.u == storage.UpdateDelete {
-		ds, dl, dw = plainDeltas(was, up.u, 0, r[0], r[1])
+		c.rs, c.rl = r[0], r[1]
 		switch {
 		case r[0] == 1:
-			role = storage.Seeder
+			c.role = storage.Seeder
 		case r[1] == 1:
-			role = storage.Leecher
+			c.role = storage.Leecher
 		}
-	} else {
-		// The HDEL removed from the other role: the leechers for a
-		// seeder.
-		own, other := storage.Seeder, storage.Leecher
-		rs, rl := int64(0), r[1]
-		if !up.seeding {
-			own, other = storage.Leecher, storage.Seeder
-			rs, rl = r[1], 0
-		}
-		ds, dl, dw = plainDeltas(was, up.u, r[0], rs, rl)
-		switch {
-		case !failed[0] && r[0] == 0:
-			role = own
-		case r[1] == 1:
-			role = other
-		}
+		return c
 	}
-	s.pending.add(up.fam, ds, dl, dw)
-	return role, b, first
+	// The HDEL removed from the other role: the leechers for a seeder.
+	own, other := storage.Seeder, storage.Leecher
+	c.added, c.rl = r[0], r[1]
+	if !up.seeding {
+		own, other = storage.Leecher, storage.Seeder
+		c.rs, c.rl = r[1], 0
+	}
+	switch {
+	case !failed[0] && r[0] == 0:
+		c.role = own
+	case r[1] == 1:
+		c.role = other
+	}
+	return c
 }

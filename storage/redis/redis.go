@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -114,8 +115,13 @@ type PeerStore struct {
 	// roundTrips counts the batches sent (tests read it).
 	roundTrips atomic.Int64
 	// pending are the changes to the totals made by plain announces and
-	// not yet sent (totals.go).
-	pending pendingTotals
+	// not yet sent (totals.go); with a Cluster, slotPending instead, by
+	// hash slot.
+	pending     pendingTotals
+	slotPending *slotPending
+	// nodeBatches are the group commits of a Cluster's masters, by their
+	// client (batch.go).
+	nodeBatches sync.Map
 
 	// loops are collection and reporting; done is closed by Stop.
 	loops *stopgroup.Group
@@ -182,10 +188,12 @@ func build(cfg Config) (*PeerStore, error) {
 	if len(cfg.ClusterAddrs) > 0 {
 		s.slotTag = slotTags()
 		s.slotShards = new([16384]shard)
+		s.slotPending = new(slotPending)
 		for i, tag := range s.slotTag {
 			s.slotShards[i] = shard{
 				index:  cfg.KeyPrefix + "{" + tag + "}i",
 				totals: cfg.KeyPrefix + "{" + tag + "}n",
+				slot:   i,
 			}
 		}
 	} else {

@@ -72,7 +72,14 @@ func testConfig(addr string, edit ...func(*Config)) Config {
 // the first.
 func newDialing(tb testing.TB, srv *server, dial func(ctx context.Context, network, addr string) (net.Conn, error), edit ...func(*Config)) *PeerStore {
 	tb.Helper()
-	s, err := build(testConfig(srv.Addr, edit...))
+	return startDialing(tb, testConfig(srv.Addr, edit...), dial)
+}
+
+// startDialing starts a store of cfg with every connection dialled
+// through dial, from the first, and stops it when the test ends.
+func startDialing(tb testing.TB, cfg Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *PeerStore {
+	tb.Helper()
+	s, err := build(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -164,7 +164,8 @@ func (up *update) script() *script {
 
 // Announce answers an announce and applies its update in one round trip:
 // a pipeline of the counts (HLEN of both roles, GET of the downloads),
-// the update's script, and the HRANDFIELD reads of numWant+1 seeders (for
+// the update's plain commands in one MULTI/EXEC (plain.go), and the
+// HRANDFIELD reads of numWant+1 seeders (for
 // a leecher) and leechers, one more than wanted so that the announcer can
 // be skipped. Every reply is read raw, in place, from one buffer.
 func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
@@ -210,15 +211,12 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	n := len(dst)
 	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
 		var err error
-		dst, counts, role, err = s.announceRaw(ctx, dst[:n], x, up, numWant, false)
-		if isNoScript(err) {
-			dst, counts, role, err = s.announceRaw(ctx, dst[:n], x, up, numWant, true)
-		}
-		var re replyError
-		if errors.As(err, &re) && isRedirect(string(re)) {
-			// A slot moving or moved under the swarm (a reshard, a
-			// failover): the raw replies do not follow redirections, the
-			// parsed commands do.
+		dst, counts, role, err = s.announceRaw(ctx, dst[:n], x, up, numWant)
+		if errors.Is(err, errUnapplied) {
+			// A Cluster's slot moving or moved under the swarm (a
+			// reshard, a failover), and Redis applied nothing: the
+			// whole announce again, with parsed commands that follow
+			// redirections and a transaction sent again whole.
 			dst, counts, role, err = s.announceFollowing(ctx, dst[:n], x, up, numWant)
 		}
 		return err
@@ -240,19 +238,42 @@ func isRedirect(msg string) bool {
 	return false
 }
 
-// announceRaw is Announce's one round trip, its replies read raw. An
-// error reply of the update's script comes back as a replyError, and
-// then the update was not applied.
-func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int, eval bool) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+// isRedirectErr reports an error that is such a reply.
+func isRedirectErr(err error) bool {
+	var re replyError
+	return errors.As(err, &re) && isRedirect(string(re))
+}
+
+// errUnapplied marks an announce whose update a Cluster refused whole for
+// where its slot is (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING): Redis
+// applied none of it, so it may be sent again.
+var errUnapplied = errors.New("update refused whole for a moving slot")
+
+// announceRaw is Announce's one round trip, its replies read raw: the
+// counts, the update's plain commands in one MULTI/EXEC (plain.go), the
+// peer reads. On a single Redis or Sentinel they are written in RESP on
+// the wire path's connections (resp.go); with a Cluster they go to the
+// master of the swarm's slot, through that master's own go-redis client.
+// An update refused for where its slot is comes back as errUnapplied.
+func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	k, f := up.k, up.fam
 	x.args, x.raw.b = x.args[:0], x.raw.b[:0]
-	// The update: plain commands on a single Redis or Sentinel, the
-	// script on a Cluster (plainUpdate says why).
-	plain := s.slotShards == nil
-	if plain && s.wireOpt != nil {
+	if s.wireOpt != nil {
 		x.wired = true
 		x.wireAnnounce(up, numWant)
 	} else {
-		s.queueAnnounce(ctx, x, up, numWant, eval)
+		s.queueAnnounce(ctx, x, up, numWant)
+	}
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		// The raw commands go to the slot's master as they are: the
+		// cluster client's pipeline would send MULTI and EXEC (no key)
+		// to any master, and follow a redirected command alone, out of
+		// its transaction.
+		node, err := cc.MasterForKey(ctx, k.roles[f][0])
+		if err != nil {
+			return dst, storage.Counts{}, storage.Absent, err
+		}
+		x.node = node
 	}
 	x.probe = isProbe(ctx)
 	if err := s.roundTrip(ctx, x); err != nil {
@@ -285,14 +306,22 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	}
 	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
 	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
-	var role storage.Role
-	if plain {
-		role, b, err = s.readPlainUpdate(b, x, up, v[0]+v[1])
-	} else {
-		var was int64
-		was, b, err = readInt(b)
-		role = roleBefore(was, up)
+	ch, b, err := readPlainUpdate(b, x, up)
+	if !ch.applied {
+		if isRedirectErr(err) {
+			return dst, storage.Counts{}, storage.Absent, errUnapplied
+		}
+		return dst, storage.Counts{}, storage.Absent, cmp.Or(err, readErr)
 	}
+	was := v[0] + v[1]
+	if isRedirectErr(readErr) {
+		// A count's key had already moved (a reshard) while the
+		// update's had not: the update is applied, so the counts before
+		// it are read again after it, following, less its own changes.
+		counts, was, readErr = s.countsBefore(ctx, x, up, ch)
+	}
+	ds, dl, dw := ch.deltas(was, up.u)
+	s.addPending(k, f, ds, dl, dw)
 	if err = cmp.Or(readErr, err); err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}
@@ -307,17 +336,16 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		var rest []byte
 		if dst, rest, err = appendPeers(dst, reply, up.addr, &want, !x.addrsOnly); err != nil {
 			// The update is applied: read the peers again, following.
-			var re replyError
-			if errors.As(err, &re) && isRedirect(string(re)) {
+			if isRedirectErr(err) {
 				dst, err = s.readPeers(ctx, dst, up, numWant)
 			}
-			return dst, counts, role, err
+			return dst, counts, ch.role, err
 		}
 		if x.wired {
 			b = rest
 		}
 	}
-	return dst, counts, role, nil
+	return dst, counts, ch.role, nil
 }
 
 // wireAnnounce writes the commands of announceRaw in RESP to x.wire
@@ -364,67 +392,120 @@ func (x *exchange) wireAnnounce(up *update, numWant int) {
 
 // queueAnnounce queues the commands of announceRaw on x.cmds, as go-redis
 // commands whose replies are read raw.
-func (s *PeerStore) queueAnnounce(ctx context.Context, x *exchange, up *update, numWant int, eval bool) {
+func (s *PeerStore) queueAnnounce(ctx context.Context, x *exchange, up *update, numWant int) {
 	k, f := up.k, up.fam
 	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
 	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
 	x.get = [2]interface{}{"get", &k.downloads}
-	plain := s.slotShards == nil
 	x.cmds = append(x.cmds[:0],
-		x.rawCmd(ctx, plain, 0, x.hlen[0][:]),
-		x.rawCmd(ctx, plain, 1, x.hlen[1][:]))
-	// The integer replies to read, in order: v's slots (below).
-	slots := [5]int{0, 1, 2, 3, 4}
-	ints := 2
-	if x.noDownloads {
-		slots[2], slots[3] = 3, 4 // no GET: v[2] stays 0
-	} else {
-		x.cmds = append(x.cmds, x.rawCmd(ctx, plain, 2, x.get[:]))
-		ints = 3
+		x.rawCmd(ctx, true, 0, x.hlen[0][:]),
+		x.rawCmd(ctx, true, 1, x.hlen[1][:]))
+	if !x.noDownloads {
+		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 2, x.get[:]))
 	}
 	// The WebSocket swarm's counts, once there are WebSocket peers: two
 	// more HLENs in the same pipeline (same hash tag, same slot).
 	if x.web[0] != "" {
 		x.queueWebHlen()
-		x.cmds = append(x.cmds, x.rawCmd(ctx, plain, 3, x.webHlen[0][:]), x.rawCmd(ctx, plain, 4, x.webHlen[1][:]))
-		ints += 2
+		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 3, x.webHlen[0][:]), x.rawCmd(ctx, true, 4, x.webHlen[1][:]))
 	}
-	if plain {
-		x.plainUpdate(up)
-		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 9, multiArgs))
-		for _, i := range x.sent[:x.nw] {
-			x.cmds = append(x.cmds, x.rawCmd(ctx, true, 5+i, x.wr[i][:wrLen[i]]))
-		}
-		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 10, execArgs))
-	} else {
-		s.appendUpdateArgs(x, up, eval)
-		x.cmds = append(x.cmds, redis.NewRawWriteToCmd(ctx, &x.raw, x.args...))
+	x.plainUpdate(up)
+	x.cmds = append(x.cmds, x.rawCmd(ctx, true, 9, multiArgs))
+	for _, i := range x.sent[:x.nw] {
+		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 5+i, x.wr[i][:wrLen[i]]))
 	}
+	x.cmds = append(x.cmds, x.rawCmd(ctx, true, 10, execArgs))
 	x.reads = s.queuePeerReads(ctx, x, up, numWant)
 }
 
-// announceFollowing is Announce with parsed commands, which follow
-// Cluster redirections: the update's script first, then the reads.
-func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+// countsBefore reads the counts of up's swarm with parsed commands, which
+// follow redirections, after its update c was applied, and returns them
+// as they were before it (less c's changes), with the family's native
+// peers before.
+func (s *PeerStore) countsBefore(ctx context.Context, x *exchange, up *update, c plainChange) (storage.Counts, int64, error) {
+	nS, nL, d, web, err := s.countsFollowing(ctx, x, up)
+	if err != nil {
+		return storage.Counts{}, 0, err
+	}
+	ds, dl, _ := c.deltas(0, up.u)
+	nS, nL = max(nS-ds, 0), max(nL-dl, 0)
+	if up.u == storage.UpdateGraduate {
+		d = max(d-1, 0)
+	}
+	counts := web.add(storage.Counts{Seeders: clampU32(nS), Leechers: clampU32(nL), Downloads: clampU32(d)})
+	return counts, nS + nL, nil
+}
+
+// countsFollowing reads the native seeders and leechers of up's family,
+// the downloads and the WebSocket counts of up's swarm, in one pipeline
+// of parsed commands, which follow redirections.
+func (s *PeerStore) countsFollowing(ctx context.Context, x *exchange, up *update) (nS, nL, d int64, web webCounts, err error) {
 	k, f := up.k, up.fam
 	pipe := s.client.Pipeline()
-	nS := pipe.HLen(ctx, k.roles[f][0])
-	nL := pipe.HLen(ctx, k.roles[f][1])
+	s0 := pipe.HLen(ctx, k.roles[f][0])
+	l0 := pipe.HLen(ctx, k.roles[f][1])
 	dl := pipe.Get(ctx, k.downloads)
-	web := queueWebCounts(ctx, pipe, x.web)
+	web = queueWebCounts(ctx, pipe, x.web)
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return dst, storage.Counts{}, storage.Absent, err
+		return 0, 0, 0, web, err
 	}
-	x.args = x.args[:0]
-	s.appendUpdateArgs(x, up, false)
-	was, err := up.script().run(ctx, s.client, x.args).Int64()
+	d, _ = dl.Int64()
+	return s0.Val(), l0.Val(), d, web, nil
+}
+
+// announceFollowing is Announce with parsed commands, in three round
+// trips, for an update a Cluster refused whole for where its slot is:
+// the counts, then the update's commands in one transaction (go-redis'
+// TxPipeline sends MULTI and EXEC to the slot's master, and sends the
+// whole transaction again, with ASKING before it, to the node a MOVED
+// or ASK names, or again after a TRYAGAIN: never a part of it, and never
+// once Redis may have run it), then the peer reads.
+func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	nS, nL, d, web, err := s.countsFollowing(ctx, x, up)
 	if err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}
-	d, _ := dl.Int64()
-	counts := web.add(storage.Counts{Seeders: clampU32(nS.Val()), Leechers: clampU32(nL.Val()), Downloads: clampU32(d)})
+	k, f := up.k, up.fam
+	tx := s.client.TxPipeline()
+	var cmds [3]*redis.IntCmd
+	if up.u == storage.UpdateDelete {
+		cmds[0] = tx.HDel(ctx, k.roles[f][0], x.strs[2])
+		cmds[1] = tx.HDel(ctx, k.roles[f][1], x.strs[2])
+	} else {
+		own, other := 0, 1
+		if !up.seeding {
+			own, other = 1, 0
+		}
+		cmds[0] = tx.HSet(ctx, k.roles[f][own], x.strs[2], x.strs[3])
+		cmds[1] = tx.HDel(ctx, k.roles[f][other], x.strs[2])
+		if up.u == storage.UpdateGraduate {
+			cmds[2] = tx.Incr(ctx, k.downloads)
+		}
+	}
+	_, err = tx.Exec(ctx)
+	// Each command's error: a refused or lost transaction sets them all
+	// (Redis applied nothing, or may have: then nothing is counted, as
+	// with a raw reply lost); an error as it ran, only its own.
+	var r [4]int64
+	var failed [4]bool
+	applied := false
+	for i, c := range cmds[:2] {
+		if failed[i] = c.Err() != nil; !failed[i] {
+			r[i], applied = c.Val(), true
+		}
+	}
+	if !applied {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	c := plainResult(up, r, failed)
+	ds, dl, dw := c.deltas(nS+nL, up.u)
+	s.addPending(k, f, ds, dl, dw)
+	if err != nil {
+		return dst, storage.Counts{}, storage.Absent, err
+	}
+	counts := web.add(storage.Counts{Seeders: clampU32(nS), Leechers: clampU32(nL), Downloads: clampU32(d)})
 	dst, err = s.readPeers(ctx, dst, up, numWant)
-	return dst, counts, roleBefore(was, up), err
+	return dst, counts, c.role, err
 }
 
 // queuePeerReads appends the raw HRANDFIELD reads of an announce to

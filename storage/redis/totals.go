@@ -1,7 +1,9 @@
 package redis
 
 import (
+	"cmp"
 	"context"
+	"math/bits"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -12,15 +14,17 @@ import (
 
 // The shard totals (P{T}n: seeders, leechers and swarms of each family)
 // back the gauges and the operator API. The scripts change them with the
-// peers, atomically. A native announce on a single Redis or Sentinel is no
-// script (plainUpdate): its plain commands' replies say exactly what
-// changed (HSET: a new field; HDEL: a field removed; the HLENs read just
-// before: whether the family of the swarm was empty), and the tracker adds
-// that to pendingTotals, which reach Redis with the next Stats (every
-// prometheus_reporting_interval, in the same round trip as the read) and
-// at Stop. Between two Stats a tracker's totals lag by its own changes;
-// a tracker killed without Stop loses those of its last interval (the
-// gauges stay off by them).
+// peers, atomically. A native announce is no script (plainUpdate): its
+// plain commands' replies say exactly what changed (HSET: a new field;
+// HDEL: a field removed; the HLENs read just before: whether the family
+// of the swarm was empty), and the tracker adds that to pendingTotals,
+// which reach Redis with the next Stats (every
+// prometheus_reporting_interval; outside Cluster in the same round trip
+// as the read) and at Stop: one shard outside Cluster; with a Cluster
+// each slot's changes (slotPending) to that slot's totals, on its master.
+// Between two Stats a tracker's totals lag by its own changes; a tracker
+// killed without Stop loses those of its last interval (the gauges stay
+// off by them).
 
 // pendingTotals are the changes to the one shard's totals not yet sent,
 // indexed as totalsFields.
@@ -78,6 +82,9 @@ func (p *pendingTotals) settle(q queued) {
 // Stop, once the loops are stopped (so not through the breaker, which
 // then refuses).
 func (s *PeerStore) flushTotals(ctx context.Context) error {
+	if s.slotPending != nil {
+		return s.flushSlots(ctx)
+	}
 	pipe := s.client.Pipeline()
 	q := s.pending.queue(ctx, pipe, s.oneShard.totals)
 	if pipe.Len() == 0 {
@@ -109,4 +116,88 @@ func plainDeltas(was int64, u storage.Update, added, rs, rl int64) (ds, dl, dw i
 		dw = -1
 	}
 	return ds, dl, dw
+}
+
+// slotPending are a Cluster's pending changes, by hash slot: each slot's
+// totals (P{T}n) are on the master of the slot, and collection (gc.lua)
+// takes its removals from the same slot's totals, so that no slot's
+// totals go below zero. dirty marks the slots with changes (a bit per
+// slot), so that a flush reads those alone.
+type slotPending struct {
+	dirty [16384 / 64]atomic.Uint64
+	slots [16384]pendingTotals
+}
+
+// add records one announce's changes to the totals of slot sl.
+func (p *slotPending) add(sl int, af bittorrent.AddressFamily, ds, dl, dw int64) {
+	if ds == 0 && dl == 0 && dw == 0 {
+		return
+	}
+	p.slots[sl].add(af, ds, dl, dw)
+	// After the changes: a flush that takes the bit takes them too, or
+	// leaves the bit set for the next one.
+	p.dirty[sl/64].Or(1 << (sl % 64))
+}
+
+// addPending records the changes to the totals of an update of the swarm
+// whose keys are k.
+func (s *PeerStore) addPending(k *swarmKeys, af bittorrent.AddressFamily, ds, dl, dw int64) {
+	if s.slotPending != nil {
+		s.slotPending.add(k.shard.slot, af, ds, dl, dw)
+		return
+	}
+	s.pending.add(af, ds, dl, dw)
+}
+
+// flushSlots sends a Cluster's pending changes: each slot's HINCRBYs to
+// the master of the slot, one pipeline per master, through that master's
+// own client, which neither follows a redirection nor retries. A change
+// refused there (the slot moved since the map was read; out of memory; a
+// broken connection) is kept for the next flush, as settle does.
+func (s *PeerStore) flushSlots(ctx context.Context) error {
+	cc, ok := s.client.(*redis.ClusterClient)
+	if !ok || s.slotPending == nil {
+		return nil
+	}
+	type slotQueued struct {
+		sl int
+		q  queued
+	}
+	pipes := map[*redis.Client]redis.Pipeliner{}
+	var all []slotQueued
+	var first error
+	p := s.slotPending
+	for w := range p.dirty {
+		set := p.dirty[w].Swap(0)
+		for set != 0 {
+			sl := w*64 + bits.TrailingZeros64(set)
+			set &= set - 1
+			master, err := cc.MasterForKey(ctx, s.slotShards[sl].totals)
+			if err != nil {
+				p.dirty[sl/64].Or(1 << (sl % 64))
+				first = cmp.Or(first, err)
+				continue
+			}
+			pipe := pipes[master]
+			if pipe == nil {
+				pipe = master.Pipeline()
+				pipes[master] = pipe
+			}
+			all = append(all, slotQueued{sl, p.slots[sl].queue(ctx, pipe, s.slotShards[sl].totals)})
+		}
+	}
+	for _, pipe := range pipes {
+		if _, err := pipe.Exec(ctx); err != nil {
+			first = cmp.Or(first, err)
+		}
+	}
+	for _, a := range all {
+		for i, c := range a.q.cmds {
+			if c != nil && c.Err() != nil {
+				p.slots[a.sl][i].Add(a.q.taken[i])
+				p.dirty[a.sl/64].Or(1 << (a.sl % 64))
+			}
+		}
+	}
+	return first
 }
