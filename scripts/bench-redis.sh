@@ -19,6 +19,8 @@
 #   PROFILE=1 scripts/bench-redis.sh    # also a CPU profile of the Redis store's tracker, first run
 #   SYSCALLS=1 scripts/bench-redis.sh   # also count each tracker's system calls (perf stat), first run
 #   PERF=1 scripts/bench-redis.sh       # also perf record -g each tracker (OUT_DIR/<store>.perf.data), first run
+#   CLUSTER=1 scripts/bench-redis.sh    # the Redis store on a Redis Cluster of 3 masters (no replicas), all
+#                                       # pinned with the tracker; Redis figures summed over the masters
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,7 @@ SEED=${SEED:-1}
 PROFILE=${PROFILE:-0}
 SYSCALLS=${SYSCALLS:-0}
 PERF=${PERF:-0}
+CLUSTER=${CLUSTER:-0}
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-redis.XXXXXX)}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -51,11 +54,36 @@ PIN=(taskset -c "$TRACKER_CPU")
 # STARTED, cleanup at exit, cpu_ticks, TICK: see scripts/benchlib.sh.
 source scripts/benchlib.sh
 
-REDIS_PORT=$("$BIN/chihaya-bench" freeport)
-"${PIN[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$OUT_DIR/redis.log" 2>&1 &
-REDIS_PID=$!
-STARTED+=("$REDIS_PID")
-for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# REDIS_PORTS are the servers whose figures are summed: the one Redis,
+# or the masters of the cluster; REDIS_PIDS their processes.
+REDIS_PORTS=() REDIS_PIDS=()
+start_redis() { # extra redis-server arguments
+	local port
+	port=$("$BIN/chihaya-bench" freeport)
+	"${PIN[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no "$@" >"$OUT_DIR/redis.$port.log" 2>&1 &
+	STARTED+=("$!")
+	REDIS_PORTS+=("$port") REDIS_PIDS+=("$!")
+	for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+}
+if [[ $CLUSTER == 1 ]]; then
+	for _ in 1 2 3; do
+		start_redis --cluster-enabled yes --cluster-config-file "$OUT_DIR/nodes.$RANDOM.conf" \
+			--cluster-port "$("$BIN/chihaya-bench" freeport)" --cluster-node-timeout 5000
+	done
+	redis-cli --cluster create "${REDIS_PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >"$OUT_DIR/cluster-create.log" 2>&1 ||
+		die "redis-cli --cluster create failed (log: $OUT_DIR/cluster-create.log)"
+	for _ in $(seq 100); do
+		ok=0
+		for port in "${REDIS_PORTS[@]}"; do redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' && ok=$((ok + 1)); done
+		[[ $ok == 3 ]] && break
+		sleep 0.2
+	done
+	REDIS_STORAGE=$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:1/0\n      cluster_addrs: [%s]\n      redis_max_active: 256\n      redis_max_idle: 256' \
+		"$(printf '"127.0.0.1:%s",' "${REDIS_PORTS[@]}" | sed 's/,$//')")
+else
+	start_redis
+	REDIS_STORAGE=$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:%s/0\n      redis_max_active: 256\n      redis_max_idle: 256' "${REDIS_PORTS[0]}")
+fi
 
 declare -A PID UDP METRICS
 start_chihaya() { # name storage-yaml
@@ -74,7 +102,7 @@ start_chihaya() { # name storage-yaml
 	METRICS[$name]=$(jq -r 'select(.msg=="listening" and .frontend=="metrics") | .addr' "$logf" 2>/dev/null | head -1)
 }
 start_chihaya memory '    name: memory'
-start_chihaya redis "$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:%s/0\n      redis_max_active: 256\n      redis_max_idle: 256' "$REDIS_PORT")"
+start_chihaya redis "$REDIS_STORAGE"
 
 for t in memory redis; do
 	log "filling $t: $TORRENTS x $PEERS"
@@ -82,14 +110,18 @@ for t in memory redis; do
 		--sockets 4 --inflight 64 --timeout 1s --duration 10m | tail -1 >/dev/null
 done
 
-usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_/ && !/config|info/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
-top_usec() { redis-cli -p "$REDIS_PORT" info commandstats | awk -F'usec=' '/^cmdstat_(evalsha|hrandfield|hlen|get|hset|hdel|incr):/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
+# The commandstats (every command's usec, and the announce's own
+# commands') and the CPU ticks, summed over REDIS_PORTS / REDIS_PIDS.
+commandstats() { for port in "${REDIS_PORTS[@]}"; do redis-cli -p "$port" info commandstats; done; }
+usec() { commandstats | awk -F'usec=' '/^cmdstat_/ && !/config|info/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
+top_usec() { commandstats | awk -F'usec=' '/^cmdstat_(evalsha|hrandfield|hlen|get|hset|hdel|incr):/ {split($2, a, ","); s += a[1]} END {print s + 0}'; }
+redis_ticks() { local s=0; for p in "${REDIS_PIDS[@]}"; do s=$((s + $(cpu_ticks "$p"))); done; echo "$s"; }
 
 for pair in $(seq "$PAIRS"); do
 	for t in memory redis; do
 		before=$(cpu_ticks "${PID[$t]}")
-		rbefore=$(cpu_ticks "$REDIS_PID")
-		redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+		rbefore=$(redis_ticks)
+		for port in "${REDIS_PORTS[@]}"; do redis-cli -p "$port" config resetstat >/dev/null; done
 		if [[ $PROFILE == 1 && $t == redis && $pair == 1 ]]; then
 			curl -s -o "$OUT_DIR/redis-tracker.pprof" "http://${METRICS[$t]}/debug/pprof/profile?seconds=$((${DURATION%s} - 1))" &
 		fi
@@ -109,9 +141,11 @@ for pair in $(seq "$PAIRS"); do
 				'$3 ~ /sys_enter/ {sub(/syscalls:sys_enter_/, "", $3); printf "%s %.3f  ", $3, $1 / (n * (d - 1) / d)}' "$OUT_DIR/$t.syscalls.txt")"
 		fi
 		after=$(cpu_ticks "${PID[$t]}")
-		rafter=$(cpu_ticks "$REDIS_PID")
+		rafter=$(redis_ticks)
 		all=$(usec) top=$(top_usec)
-		[[ $t == redis ]] && redis-cli -p "$REDIS_PORT" info all | grep "^cmdstat_\|_processed:\|^used_cpu" >"$OUT_DIR/commandstats.$pair.txt"
+		if [[ $t == redis ]]; then
+			for port in "${REDIS_PORTS[@]}"; do redis-cli -p "$port" info all; done | grep "^cmdstat_\|_processed:\|^used_cpu" >"$OUT_DIR/commandstats.$pair.txt"
+		fi
 		jq -c --arg t "$t" --argjson cpu $((after - before)) --argjson rcpu $((rafter - rbefore)) --argjson tick "$TICK" \
 			--argjson all "$all" --argjson top "$top" '
 			{store: $t, responses, responses_per_s: (.responses_per_s|floor), errors: (.errors_total // 0),
