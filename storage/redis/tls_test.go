@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/chihaya/chihaya/internal/testcert"
+	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/redis/redistest"
 )
 
@@ -39,6 +40,13 @@ func TestTLS(t *testing.T) {
 			}
 			if tc.ok {
 				must(t, "put over TLS", s.PutSeeder(ih(1), peer4(1)))
+				// An announce goes on the wire path's own connection
+				// (resp.go), over TLS too.
+				peers, c, _, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 10, peer4(2))
+				must(t, "announce over TLS", err)
+				if len(peers) != 1 || peers[0] != peer4(1) || c != (storage.Counts{Seeders: 1}) {
+					t.Errorf("announce over TLS: %v %+v, want the seeder", peers, c)
+				}
 			}
 		})
 	}
