@@ -69,7 +69,9 @@ func (b *batcher) release(x *exchange) {
 		b.pipes = append(b.pipes, x.pipe)
 	}
 	if w := x.conn; w != nil {
-		if b.closed {
+		// At most a connection per lane is kept (a probe's may be one
+		// too many).
+		if b.closed || len(b.conns) >= batchLanes {
 			if w.c != nil {
 				w.c.Close()
 			}
