@@ -63,7 +63,10 @@ func peerAddr(p bittorrent.Peer, buf *[18]byte) ([]byte, bittorrent.AddressFamil
 	return nil, 0, false
 }
 
-// decodePeer is the inverse of peerAddr, with the peer ID that follows.
+// decodePeer is the inverse of peerAddr, with the peer ID that follows:
+// id starts with it, or is shorter than one when none was kept
+// (keep_peer_ids off: the stamp alone, or nothing), and the peer then has
+// a zero ID.
 func decodePeer(a, id []byte) (bittorrent.Peer, bool) {
 	var p bittorrent.Peer
 	var ip netip.Addr
@@ -75,17 +78,36 @@ func decodePeer(a, id []byte) (bittorrent.Peer, bool) {
 	default:
 		return p, false
 	}
-	if len(id) < len(p.ID) {
-		return p, false
-	}
 	p.AddrPort = netip.AddrPortFrom(ip, binary.BigEndian.Uint16(a[len(a)-2:]))
-	copy(p.ID[:], id)
+	if len(id) >= len(p.ID) {
+		copy(p.ID[:], id)
+	}
 	return p, true
 }
 
 // appendValue appends the stored value of a peer: its ID, then the stamp.
 func appendValue(b []byte, id bittorrent.PeerID, stamp int64) []byte {
 	b = append(b, id[:]...)
+	return binary.BigEndian.AppendUint32(b, uint32(stamp))
+}
+
+// idLens are the lengths of the stored peer IDs, as script arguments
+// (passed by pointer: no allocation).
+var idLens = [2]string{"0", "20"}
+
+// idLen is the length of the peer IDs this store keeps, as a script
+// argument: 20, or 0 with keep_peer_ids off.
+func (s *PeerStore) idLen() *string {
+	if s.cfg.KeepPeerIDs {
+		return &idLens[1]
+	}
+	return &idLens[0]
+}
+
+// appendStamp appends the stored value of a native peer without its ID
+// (keep_peer_ids off): the stamp alone. Readers tell the two forms by
+// length (decodePeer, gc.lua).
+func appendStamp(b []byte, stamp int64) []byte {
 	return binary.BigEndian.AppendUint32(b, uint32(stamp))
 }
 

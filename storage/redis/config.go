@@ -82,6 +82,15 @@ type Config struct {
 	// trackers (or other programs) can share one Redis database.
 	KeyPrefix string `yaml:"key_prefix"`
 
+	// KeepPeerIDs stores each native peer's 20-byte peer ID, so that
+	// non-compact HTTP replies carry `peer id`. Off (the default, as the
+	// memory driver's), a peer is stored as its address and port and
+	// its last-seen stamp alone: 24 bytes of Redis a peer less, and
+	// replies carry zero IDs (left out of non-compact replies).
+	// WebSocket peers keep their IDs either way (offers are addressed by
+	// them).
+	KeepPeerIDs bool `yaml:"keep_peer_ids"`
+
 	// Locality, when enabled, answers announces from the announcer's own
 	// subnet or rack first (docs/locality.md). Every tracker sharing the
 	// Redis must have the same locality settings.

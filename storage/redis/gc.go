@@ -161,7 +161,7 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool) (int
 			if sc == gcLocalScript {
 				args = append(args, k.ordered[0][0], k.ordered[0][1], k.ordered[1][0], k.ordered[1][1])
 			}
-			args = append(args, cut, m, f.by)
+			args = append(args, cut, m, f.by, s.idLen())
 			argss = append(argss, args)
 			cmds = append(cmds, pipe.Do(ctx, args...))
 		}

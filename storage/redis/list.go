@@ -143,8 +143,12 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 	const page = 1000
 	for af := range familyTag {
 		v6 := af == int(bittorrent.IPv6)
-		// A member ends with A, then the peer ID.
+		// A member ends with A, then the peer ID (none with
+		// keep_peer_ids off).
 		addrLen, idLen := 6, len(bittorrent.PeerID{})
+		if !s.cfg.KeepPeerIDs {
+			idLen = 0
+		}
 		if v6 {
 			addrLen = 18
 		}
@@ -155,7 +159,7 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 					members, err = s.client.ZRange(ctx, role, start, start+page-1).Result()
 					if err == nil && start == 0 && len(members) == 0 {
 						// A short role, or an empty one: its hash alone.
-						members, err = shortMembers(ctx, s.client, k.roles[af][r])
+						members, err = shortMembers(ctx, s.client, k.roles[af][r], idLen)
 					}
 					return err
 				})
@@ -191,11 +195,11 @@ func (s *PeerStore) Groups(ih bittorrent.InfoHash) ([]storage.Group, error) {
 // shortMembers reads a short role of locality (no order: at most a few
 // peers, see put_local.lua) from its hash, as the members of its order
 // would be: the cell, the address, the peer ID.
-func shortMembers(ctx context.Context, c redis.Cmdable, role string) ([]string, error) {
+func shortMembers(ctx context.Context, c redis.Cmdable, role string, idLen int) ([]string, error) {
 	values, err := c.HGetAll(ctx, role).Result()
 	members := make([]string, 0, len(values))
 	for a, v := range values {
-		if m, ok := shortMember(a, v); ok {
+		if m, ok := shortMember(a, v, idLen); ok {
 			members = append(members, m)
 		}
 	}
@@ -203,12 +207,12 @@ func shortMembers(ctx context.Context, c redis.Cmdable, role string) ([]string, 
 }
 
 // shortMember is the member of the peer at address a whose value in a
-// short role is v (the stamp, the cell, the peer ID).
-func shortMember(a, v string) (string, bool) {
-	if len(v) < 4+len(bittorrent.PeerID{}) {
+// short role is v (the stamp, the cell, the peer ID of idLen bytes).
+func shortMember(a, v string, idLen int) (string, bool) {
+	if len(v) < 4+idLen {
 		return "", false
 	}
-	return v[4:len(v)-len(bittorrent.PeerID{})] + a + v[len(v)-len(bittorrent.PeerID{}):], true
+	return v[4:len(v)-idLen] + a + v[len(v)-idLen:], true
 }
 
 // groupName names the group of a member of an order: by its cell, or by

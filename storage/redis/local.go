@@ -86,15 +86,19 @@ func storedCell(classifier *locality.Classifier, a netip.Addr) string {
 
 // prepareLocal writes the stored value of a peer with locality into
 // x.value, which it returns: the stamp, then the cell (none by prefix);
-// then, past the value, the peer ID, which goes in the peer's member of
-// its order instead. x.strs[3] and x.strs[6] are views of both.
-func prepareLocal(x *exchange, id bittorrent.PeerID, stamp int64, cell string) []byte {
+// then, past the value, the peer ID (none unless keep), which goes in the
+// peer's member of its order instead. x.strs[3] and x.strs[6] are views
+// of both.
+func prepareLocal(x *exchange, id bittorrent.PeerID, keep bool, stamp int64, cell string) []byte {
 	b := binary.BigEndian.AppendUint32(x.value[:0], uint32(stamp))
 	b = append(b, cell...)
 	n := len(b)
-	b = append(b, id[:]...)
+	x.strs[6] = ""
+	if keep {
+		b = append(b, id[:]...)
+		x.strs[6] = unsafe.String(&b[n], len(id))
+	}
 	x.strs[3] = unsafe.String(&b[0], n)
-	x.strs[6] = unsafe.String(&b[n], len(id))
 	return b
 }
 
@@ -120,12 +124,12 @@ const boundTail = 2 + len(bittorrent.PeerID{}) + 1
 // selectArgs appends the EVALSHA (EVAL with eval) of select.lua for the
 // announcer to x.args: with the bounds of the announcer's group at each
 // tier (none where it is in no group).
-func selectArgs(x *exchange, up *update, classifier *locality.Classifier, numWant int, announcer bittorrent.Peer, eval bool) {
+func selectArgs(x *exchange, up *update, classifier *locality.Classifier, numWant int, announcer bittorrent.Peer, eval bool, idLen *string) {
 	k, f := up.k, up.fam
 	x.strs[0] = up.cell
 	x.args = selectScript.args(x.args, eval)
 	x.args = append(x.args, &k.roles[f][0], &k.roles[f][1], &k.downloads, &k.ordered[f][0], &k.ordered[f][1],
-		&x.strs[2], numWant, classifier.Reserve(numWant), flag(up.seeding), 1+rand.Int64N(2147483646), &x.strs[0])
+		&x.strs[2], numWant, classifier.Reserve(numWant), flag(up.seeding), 1+rand.Int64N(2147483646), &x.strs[0], idLen)
 	a := announcer.AddrPort.Addr()
 	if v4, v6, ok := classifier.PrefixMasks(); ok {
 		// The subnet's first address, and its last then boundTail bytes
@@ -190,7 +194,9 @@ func selectReply(dst []bittorrent.Peer, v interface{}, addr []byte, numWant int)
 		if want == 0 {
 			break
 		}
-		if len(b) != len(addr)+len(bittorrent.PeerID{}) || b[:len(addr)] == string(addr) {
+		// A member ends with the address and the peer ID, or the address
+		// alone with keep_peer_ids off (the peer then has a zero ID).
+		if len(b) != len(addr)+len(bittorrent.PeerID{}) && len(b) != len(addr) || b[:len(addr)] == string(addr) {
 			continue
 		}
 		if p, ok := decodePeer([]byte(b[:len(addr)]), []byte(b[len(addr):])); ok {
@@ -213,7 +219,7 @@ func (s *PeerStore) announceLocal(dst []bittorrent.Peer, x *exchange, up *update
 		for eval := false; ; eval = true {
 			dst = dst[:n]
 			x.args = x.args[:0]
-			selectArgs(x, up, classifier, numWant, announcer, eval)
+			selectArgs(x, up, classifier, numWant, announcer, eval, s.idLen())
 			sel := redis.NewCmd(ctx, x.args...)
 			upArgs := make([]interface{}, 0, 20)
 			x.args, upArgs = upArgs, x.args
@@ -254,7 +260,7 @@ func (s *PeerStore) selectLocal(dst []bittorrent.Peer, x *exchange, up *update, 
 	x.strs[2] = string(up.addr)
 	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
 		x.args = x.args[:0]
-		selectArgs(x, up, classifier, numWant, announcer, false)
+		selectArgs(x, up, classifier, numWant, announcer, false, s.idLen())
 		var v interface{}
 		var err error
 		var web webCounts

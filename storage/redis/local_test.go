@@ -137,7 +137,8 @@ func BenchmarkAnnounceLocality(b *testing.B) {
 // that every role's order holds exactly one member per peer of its hash:
 // the peer's cell as its value names it, its address, its latest peer
 // ID. Answers are read from the orders, so a member left behind would be
-// a peer answered after it left.
+// a peer answered after it left. It runs with keep_peer_ids on and off
+// (members and values without the IDs, which then read as zeros).
 func TestLocalityOrdersMatchHashes(t *testing.T) {
 	srv := startRedis(t)
 	topo := filepath.Join(t.TempDir(), "topology.yaml")
@@ -152,12 +153,20 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		lc   locality.Config
+		keep bool
 	}{
-		{"prefix", locality.Config{Enabled: true}.WithDefaults()},
-		{"topology", locality.Config{Enabled: true, TopologyFile: topo}.WithDefaults()},
+		{"prefix", locality.Config{Enabled: true}.WithDefaults(), true},
+		{"topology", locality.Config{Enabled: true, TopologyFile: topo}.WithDefaults(), true},
+		{"prefix/keep_peer_ids=false", locality.Config{Enabled: true}.WithDefaults(), false},
+		{"topology/keep_peer_ids=false", locality.Config{Enabled: true, TopologyFile: topo}.WithDefaults(), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newStore(t, srv, func(c *Config) { c.Locality = tc.lc })
+			writeTopo("10.1.0.0/16", "10.2.0.0/16, \"fd00::/16\"")
+			s := newStore(t, srv, func(c *Config) { c.Locality, c.KeepPeerIDs = tc.lc, tc.keep })
+			idLen := 0
+			if tc.keep {
+				idLen = 20
+			}
 			c := srv.Conn(t)
 			ctx := context.Background()
 			ih := storagetest.InfoHash(7)
@@ -194,7 +203,7 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 								t.Fatalf("round %d, family %d role %d: %d peers and no order", round, f, r, len(values))
 							}
 							for a, v := range values {
-								m, ok := shortMember(a, v)
+								m, ok := shortMember(a, v, idLen)
 								if !ok {
 									t.Fatalf("round %d: value %q of a short role", round, v)
 								}
@@ -205,8 +214,8 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 							t.Fatalf("round %d, family %d role %d: %d members in order, %d peers in the hash", round, f, r, len(members), len(values))
 						}
 						for _, m := range members {
-							id := m[len(m)-20:]
-							m = m[:len(m)-20]
+							id := m[len(m)-idLen:]
+							m = m[:len(m)-idLen]
 							addrLen := 6
 							if f == 1 {
 								addrLen = 18
@@ -214,13 +223,17 @@ func TestLocalityOrdersMatchHashes(t *testing.T) {
 							addr, cell := m[len(m)-addrLen:], m[:len(m)-addrLen]
 							v, ok := values[addr]
 							if ok && short {
-								v = v[:len(v)-20]
+								v = v[:len(v)-idLen]
 							}
 							if !ok || v[4:] != cell {
 								t.Fatalf("round %d: member of cell %q not in the hash as such (value %q, %v)", round, cell, v, ok)
 							}
 							p, _ := decodePeer([]byte(addr), []byte(id))
-							if want, ok := model[p.AddrPort]; !ok || want.id != p.ID || want.seeder != (r == 0) {
+							want, ok := model[p.AddrPort]
+							if !tc.keep {
+								want.id = bittorrent.PeerID{}
+							}
+							if !ok || want.id != p.ID || want.seeder != (r == 0) {
 								t.Fatalf("round %d: member %v %q seeder %v, want %+v (stored %v)", round, p.AddrPort, p.ID[:], r == 0, want, ok)
 							}
 						}

@@ -61,6 +61,9 @@ func testConfig(addr string, edit ...func(*Config)) Config {
 		RedisConnectTimeout: 10 * time.Second,
 		RedisReadTimeout:    10 * time.Second,
 		RedisWriteTimeout:   10 * time.Second,
+		// The storage contract checks the peer IDs it gets back; the
+		// tests of keep_peer_ids off say so (ids_test.go).
+		KeepPeerIDs: true,
 	}.WithDefaults()
 	for _, e := range edit {
 		e(&cfg)

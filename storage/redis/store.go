@@ -83,10 +83,14 @@ func (s *PeerStore) prepare(x *exchange, up *update, k *swarmKeys, u storage.Upd
 	x.strs[2] = unsafe.String(&x.addr[0], len(addr))
 	if classifier := s.classifier.Load(); classifier != nil {
 		up.local, up.cell = true, storedCell(classifier, p.AddrPort.Addr())
-		x.value = prepareLocal(x, p.ID, clock.Unix(), up.cell)
+		x.value = prepareLocal(x, p.ID, s.cfg.KeepPeerIDs, clock.Unix(), up.cell)
 		return true
 	}
-	x.value = appendValue(x.value[:0], p.ID, clock.Unix())
+	if s.cfg.KeepPeerIDs {
+		x.value = appendValue(x.value[:0], p.ID, clock.Unix())
+	} else {
+		x.value = appendStamp(x.value[:0], clock.Unix())
+	}
 	x.strs[3] = unsafe.String(&x.value[0], len(x.value))
 	return true
 }
@@ -205,7 +209,8 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if classifier := s.classifier.Load(); classifier != nil {
 		return s.announceLocal(dst, x, up, classifier, numWant, announcer)
 	}
-	x.addrsOnly, x.noDownloads = addrsOnly, noDownloads
+	// Without peer IDs kept, the values hold nothing a reply needs.
+	x.addrsOnly, x.noDownloads = addrsOnly || !s.cfg.KeepPeerIDs, noDownloads
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)

@@ -12,7 +12,8 @@
 -- ARGV: 1 cutoff (peers last seen before it are stale, Unix seconds),
 -- 2 the swarm's index member, 3 which of KEYS 1-4 a walk by SCAN met
 -- the swarm by (scan.go), or 0: the swarm is left to the walk's visit of
--- an earlier one that exists.
+-- an earlier one that exists, 4 the length of the peer IDs at the end of
+-- a member of an order (20, or 0 with keep_peer_ids off).
 -- Returns {peers removed, peers left}.
 for i = 1, (tonumber(ARGV[3]) or 0) - 1 do
   if redis.call('EXISTS', KEYS[i]) == 1 then
@@ -20,6 +21,7 @@ for i = 1, (tonumber(ARGV[3]) or 0) - 1 do
   end
 end
 local cutoff = tonumber(ARGV[1])
+local idLen = tonumber(ARGV[4]) or 20
 local removed, left = 0, 0
 local fams = {{'4', KEYS[1], KEYS[2], KEYS[7], KEYS[8]}, {'6', KEYS[3], KEYS[4], KEYS[9], KEYS[10]}}
 -- First only read: the stale peers of each hash, and their members in
@@ -40,6 +42,9 @@ for _, f in ipairs(fams) do
     local role = r == 2 and 's' or 'l'
     local all = redis.call('HGETALL', key)
     local w = {key = key, role = role, fam = f[1], order = order, n = #all / 2, stale = {}, members = {}}
+    -- The stamp follows the peer ID in a native value (24 bytes, 26 a
+    -- WebSocket peer's); it is the whole value without one (4 bytes,
+    -- keep_peer_ids off), and starts a value of locality.
     local at = order and 1 or 21
     -- A short role has no order (put_local.lua): its peers are the
     -- hash's alone.
@@ -48,7 +53,9 @@ for _, f in ipairs(fams) do
     local gone = {}
     for i = 1, #all, 2 do
       local v = all[i + 1]
-      if struct.unpack('>I4', v, at) < cutoff then
+      local from = at
+      if #v < 24 then from = 1 end
+      if struct.unpack('>I4', v, from) < cutoff then
         w.stale[#w.stale + 1] = all[i]
         if ordered then gone[string.sub(v, 5) .. all[i]] = true end
       end
@@ -60,7 +67,7 @@ for _, f in ipairs(fams) do
     if ordered and #w.stale > 0 then
       local ms = redis.call('ZRANGE', order, 0, -1)
       for _, m in ipairs(ms) do
-        if gone[string.sub(m, 1, -21)] then w.members[#w.members + 1] = m end
+        if gone[string.sub(m, 1, #m - idLen)] then w.members[#w.members + 1] = m end
       end
       w.orderEmpties = #w.members >= #ms
     end

@@ -4,7 +4,7 @@
 --
 --   short:   the role's hash alone (no order key): address+port -> last
 --            seen (4 bytes big-endian), the cell with a topology, the
---            peer ID (20 bytes);
+--            peer ID (20 bytes; none with keep_peer_ids off);
 --   ordered: beside the hash, the role's order, a sorted set (all
 --            scored 0) whose member is the cell ("" by prefix), the
 --            address+port and the peer ID; the hash's value is then the
@@ -16,7 +16,9 @@
 --
 -- KEYS as put.lua, then 6 the new role's order, 7 the other role's.
 -- ARGV: 1 address+port, 2 the value (last seen, then the cell), 3 the
--- peer ID, 4 "1" to count a download (absent otherwise).
+-- peer ID ("" with keep_peer_ids off: every tracker sharing the Redis
+-- keeps them or not alike), 4 "1" to count a download (absent
+-- otherwise).
 -- Returns as put.lua.
 --
 -- All keys are declared, so on a Cluster whose slot is moving Redis
@@ -35,11 +37,6 @@ local ordered = redis.call('EXISTS', KEYS[6]) == 1
 local otherOrdered = redis.call('EXISTS', KEYS[7]) == 1
 local v = ordered and val or val .. id
 
--- cellOf is the cell of a stored value of a role of the given form.
-local function cellOf(w, isOrdered)
-  if isOrdered then return string.sub(w, 5) end
-  return string.sub(w, 5, -21)
-end
 -- drop removes from order z the members of the peer at cell c other
 -- than keep (a peer ID changed, a cell changed, a role left): they are
 -- the members from c..addr up to c..addr then 21 bytes 0xff, above any
@@ -68,9 +65,10 @@ local function grow()
   for i = 1, #all, 2 do
     local w = all[i + 1]
     zargs[#zargs + 1] = 0
-    zargs[#zargs + 1] = string.sub(w, 5, -21) .. all[i] .. string.sub(w, -20)
+    local cut = #w - #id -- the value without the peer ID
+    zargs[#zargs + 1] = string.sub(w, 5, cut) .. all[i] .. string.sub(w, cut + 1)
     hargs[#hargs + 1] = all[i]
-    hargs[#hargs + 1] = string.sub(w, 1, -21)
+    hargs[#hargs + 1] = string.sub(w, 1, cut)
   end
   redis.call('ZADD', KEYS[6], unpack(zargs))
   redis.call('HSET', KEYS[1], unpack(hargs))
@@ -123,7 +121,7 @@ end
 redis.call('HSET', KEYS[1], addr, v)
 if was == 1 then
   if ordered and redis.call('ZADD', KEYS[6], 0, member) == 1 then
-    drop(KEYS[6], cellOf(old, true), member)
+    drop(KEYS[6], string.sub(old, 5), member)
   end
   if ARGV[4] == '1' then redis.call('INCR', KEYS[3]) end
   return 1
@@ -132,7 +130,7 @@ grow()
 if ARGV[4] == '1' then redis.call('INCR', KEYS[3]) end
 if was == 2 then
   redis.call('HDEL', KEYS[2], addr)
-  if otherOrdered then drop(KEYS[7], cellOf(old, true), nil) end
+  if otherOrdered then drop(KEYS[7], string.sub(old, 5), nil) end
   moved()
   return 2
 end

@@ -22,7 +22,8 @@
 -- order, 5 the leechers in order.
 -- ARGV: 1 the announcer's address+port, 2 numwant, 3 the reserve, 4 "1"
 -- for a seeder, 5 a random seed in [1, 2^31-2], 6 the announcer's cell
--- as its stored value and member carry it ("" by prefix), then for each
+-- as its stored value and member carry it ("" by prefix), 7 the length of
+-- the peer IDs stored (20, or 0 with keep_peer_ids off), then for each
 -- tier from
 -- the nearest (tier 0, the cell) the bounds of the announcer's group
 -- there: the least member of the group and a string above every member
@@ -34,8 +35,9 @@ local selfAddr = ARGV[1]
 local numWant, reserve = tonumber(ARGV[2]), tonumber(ARGV[3])
 local roles = ARGV[4] == '1' and {'l'} or {'s', 'l'}
 local rnd, cell = tonumber(ARGV[5]), ARGV[6]
+local idLen = tonumber(ARGV[7])
 local bounds = {}
-for i = 7, #ARGV - 1, 2 do bounds[#bounds + 1] = {ARGV[i], ARGV[i + 1]} end
+for i = 8, #ARGV - 1, 2 do bounds[#bounds + 1] = {ARGV[i], ARGV[i + 1]} end
 local tiers = #bounds
 local orders = {s = KEYS[4], l = KEYS[5]}
 local hashes = {s = KEYS[1], l = KEYS[2]}
@@ -63,7 +65,8 @@ local function shortOf(r)
       local all = n[r] > 0 and redis.call('HGETALL', hashes[r]) or {}
       for i = 1, #all, 2 do
         local v = all[i + 1]
-        list[#list + 1] = string.sub(v, 5, -21) .. all[i] .. string.sub(v, -20)
+        local cut = #v - idLen -- the value without the peer ID
+        list[#list + 1] = string.sub(v, 5, cut) .. all[i] .. string.sub(v, cut + 1)
       end
       table.sort(list, less)
       short[r] = list
@@ -82,7 +85,7 @@ else
 end
 if sv then
   local c = string.sub(sv, 5)
-  if shortOf(selfRole) then c = string.sub(sv, 5, -21) end
+  if shortOf(selfRole) then c = string.sub(sv, 5, #sv - idLen) end
   selfInCell = c == cell
 end
 local out = {n.s, n.l, dl, selfRole or ''}
@@ -99,7 +102,7 @@ end
 -- taken skips it. A member ends with the address+port and the peer ID,
 -- which the answer holds; the announcer is skipped by its address.
 local taken = {}
-local peerLen = #selfAddr + 20
+local peerLen = #selfAddr + idLen
 -- walk takes up to want members of role r from the ranks [lo, hi) less
 -- [holeLo, holeHi), consecutive from a random one round the run once, in
 -- one ZRANGE per stretch of ranks (one more member than wanted, for the
@@ -127,7 +130,7 @@ local function walk(r, lo, hi, holeLo, holeHi, want)
       if want <= 0 then break end
       local m = ms[i]
       local peer = string.sub(m, -peerLen)
-      if string.sub(peer, 1, -21) ~= selfAddr and not taken[m] then
+      if string.sub(peer, 1, #selfAddr) ~= selfAddr and not taken[m] then
         taken[m] = true
         nout = nout + 1
         out[nout] = peer
