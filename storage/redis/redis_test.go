@@ -522,8 +522,14 @@ func testErrors(op string) float64 {
 // share a /24: peers in a few racks, every peer of a swarm alone in its
 // /24 ("subnet-each"), or addresses spread at random over 65,536 /24s
 // ("spread": 200,000 peers over 10,000 torrents, as an open tracker sees
-// them).
+// them). Each case runs with keep_peer_ids off (the default) and on.
 func BenchmarkRedisMemoryPerPeer(b *testing.B) {
+	for _, keep := range []bool{false, true} {
+		b.Run(fmt.Sprintf("keep_peer_ids=%v", keep), func(b *testing.B) { benchmarkRedisMemoryPerPeer(b, keep) })
+	}
+}
+
+func benchmarkRedisMemoryPerPeer(b *testing.B, keep bool) {
 	type layout int
 	const (
 		flat    layout = iota // locality off
@@ -559,6 +565,7 @@ func BenchmarkRedisMemoryPerPeer(b *testing.B) {
 			for range b.N {
 				srv := startRedis(b)
 				s := newStore(b, srv, func(c *Config) {
+					c.KeepPeerIDs = keep
 					if tc.layout != flat {
 						c.Locality = locality.Config{Enabled: true}.WithDefaults()
 					}
