@@ -126,9 +126,16 @@ func BenchmarkAnnounceAddrsParallel(b *testing.B) {
 	announceParallel(b, true)
 }
 
-func announceParallel(b *testing.B, addrs bool) {
+// BenchmarkAnnounceParallelNoIDs is BenchmarkAnnounceParallel with the
+// driver's default, keep_peer_ids off (the other benchmarks keep IDs, as
+// the storage contract's tests do).
+func BenchmarkAnnounceParallelNoIDs(b *testing.B) {
+	announceParallel(b, false, noIDs)
+}
+
+func announceParallel(b *testing.B, addrs bool, edit ...func(*Config)) {
 	const swarms, size = 1000, 20
-	s, c, rcpu := announceBench(b, swarms, size)
+	s, c, rcpu := announceBench(b, swarms, size, edit...)
 	cpu := processCPU(b)
 	trips := s.roundTrips.Load()
 	runParallel(b, s, swarms, size, addrs)

@@ -104,10 +104,13 @@ func (s *PeerStore) idLen() *string {
 	return &idLens[0]
 }
 
-// appendStamp appends the stored value of a native peer without its ID
-// (keep_peer_ids off): the stamp alone. Readers tell the two forms by
-// length (decodePeer, gc.lua).
-func appendStamp(b []byte, stamp int64) []byte {
+// appendNative appends the stored value of a native peer: its ID and the
+// stamp (appendValue), or with keep_peer_ids off the stamp alone.
+// Readers tell the two forms by length (decodePeer, gc.lua).
+func (s *PeerStore) appendNative(b []byte, id bittorrent.PeerID, stamp int64) []byte {
+	if s.cfg.KeepPeerIDs {
+		return appendValue(b, id, stamp)
+	}
 	return binary.BigEndian.AppendUint32(b, uint32(stamp))
 }
 

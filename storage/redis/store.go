@@ -86,11 +86,7 @@ func (s *PeerStore) prepare(x *exchange, up *update, k *swarmKeys, u storage.Upd
 		x.value = prepareLocal(x, p.ID, s.cfg.KeepPeerIDs, clock.Unix(), up.cell)
 		return true
 	}
-	if s.cfg.KeepPeerIDs {
-		x.value = appendValue(x.value[:0], p.ID, clock.Unix())
-	} else {
-		x.value = appendStamp(x.value[:0], clock.Unix())
-	}
+	x.value = s.appendNative(x.value[:0], p.ID, clock.Unix())
 	x.strs[3] = unsafe.String(&x.value[0], len(x.value))
 	return true
 }
@@ -209,8 +205,7 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	if classifier := s.classifier.Load(); classifier != nil {
 		return s.announceLocal(dst, x, up, classifier, numWant, announcer)
 	}
-	// Without peer IDs kept, the values hold nothing a reply needs.
-	x.addrsOnly, x.noDownloads = addrsOnly || !s.cfg.KeepPeerIDs, noDownloads
+	x.addrsOnly, x.noDownloads = addrsOnly || !s.cfg.KeepPeerIDs, noDownloads // values without IDs: nothing to read
 	var counts storage.Counts
 	var role storage.Role
 	n := len(dst)
