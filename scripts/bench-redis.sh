@@ -21,6 +21,7 @@
 #   PERF=1 scripts/bench-redis.sh       # also perf record -g each tracker (OUT_DIR/<store>.perf.data), first run
 #   CLUSTER=1 scripts/bench-redis.sh    # the Redis store on a Redis Cluster of 3 masters (no replicas), all
 #                                       # pinned with the tracker; Redis figures summed over the masters
+#   REPORT=1m scripts/bench-redis.sh    # the Redis store's prometheus_reporting_interval (default 1s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +40,7 @@ PROFILE=${PROFILE:-0}
 SYSCALLS=${SYSCALLS:-0}
 PERF=${PERF:-0}
 CLUSTER=${CLUSTER:-0}
+REPORT=${REPORT:-1s} # the Redis store's prometheus_reporting_interval (its Stats: on a Cluster a script per master)
 OUT_DIR=${OUT_DIR:-$(mktemp -d /tmp/bench-redis.XXXXXX)}
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -78,11 +80,11 @@ if [[ $CLUSTER == 1 ]]; then
 		[[ $ok == 3 ]] && break
 		sleep 0.2
 	done
-	REDIS_STORAGE=$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:1/0\n      cluster_addrs: [%s]\n      redis_max_active: 256\n      redis_max_idle: 256' \
-		"$(printf '"127.0.0.1:%s",' "${REDIS_PORTS[@]}" | sed 's/,$//')")
+	REDIS_STORAGE=$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:1/0\n      cluster_addrs: [%s]\n      redis_max_active: 256\n      redis_max_idle: 256\n      prometheus_reporting_interval: %s' \
+		"$(printf '"127.0.0.1:%s",' "${REDIS_PORTS[@]}" | sed 's/,$//')" "$REPORT")
 else
 	start_redis
-	REDIS_STORAGE=$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:%s/0\n      redis_max_active: 256\n      redis_max_idle: 256' "${REDIS_PORTS[0]}")
+	REDIS_STORAGE=$(printf '    name: redis\n    config:\n      redis_broker: redis://127.0.0.1:%s/0\n      redis_max_active: 256\n      redis_max_idle: 256\n      prometheus_reporting_interval: %s' "${REDIS_PORTS[0]}" "$REPORT")
 fi
 
 declare -A PID UDP METRICS
