@@ -51,6 +51,13 @@ func TestPeerStoreCluster(t *testing.T) {
 	t.Run("spread", func(t *testing.T) { testClusterSpread(t, c) })
 	t.Run("collection on every master", func(t *testing.T) { testClusterCollection(t, c) })
 	t.Run("relay", func(t *testing.T) { testRelayCluster(t, c) })
+	t.Run("keep_peer_ids=false", func(t *testing.T) {
+		s := clusterStore(t, c, noIDs)
+		defer s.Stop(context.Background())
+		keep := clusterStore(t, c, func(cfg *Config) { cfg.KeyPrefix = s.cfg.KeyPrefix })
+		defer keep.Stop(context.Background())
+		testNoPeerIDs(t, s, keep, c.Client(t))
+	})
 }
 
 // TestClusterStats checks that Stats sums the totals of every slot

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
 	"github.com/chihaya/chihaya/storage/locality"
@@ -48,11 +50,18 @@ func checkPeers(t *testing.T, what string, got []bittorrent.Peer, want map[netip
 // TestNoPeerIDs drives a swarm through the daemon's path (Announce, and
 // AnnounceAddrs as UDP does) and the other operations with keep_peer_ids
 // off, then collection, and a tracker that keeps IDs on the same prefix.
+// TestPeerStoreCluster runs the same on a Cluster.
 func TestNoPeerIDs(t *testing.T) {
 	srv := startRedis(t)
 	s := newStore(t, srv, noIDs)
+	keep := newStore(t, srv, func(c *Config) { c.KeyPrefix = s.cfg.KeyPrefix })
+	testNoPeerIDs(t, s, keep, srv.Conn(t))
+}
+
+// testNoPeerIDs is TestNoPeerIDs on a store s without IDs and a store
+// keep with them on the same prefix, both reaching Redis as c does.
+func testNoPeerIDs(t *testing.T, s, keep *PeerStore, c redis.Cmdable) {
 	ctx := context.Background()
-	c := srv.Conn(t)
 	h := ih(1)
 	k := s.keys(h)
 	want := map[netip.AddrPort]bool{}
@@ -103,7 +112,6 @@ func TestNoPeerIDs(t *testing.T) {
 	// A tracker that keeps IDs, on the same prefix: it reads the peers
 	// stored without as zero IDs, and its own with theirs; the first
 	// store answers them all without.
-	keep := newStore(t, srv, func(c *Config) { c.KeyPrefix = s.cfg.KeyPrefix })
 	must(t, "PutLeecher", keep.PutLeecher(h, peer4(200)))
 	peers, _, _, err = keep.AnnouncePeers(nil, h, true, 50, peer4(201))
 	must(t, "AnnouncePeers", err)
