@@ -87,14 +87,13 @@ func (b *batcher) release(x *exchange) {
 // the breaker's probe must reach Redis whatever the queue holds.
 func (s *PeerStore) roundTrip(ctx context.Context, x *exchange) error {
 	// Outside Cluster one group commit (and one for the wire path); with
-	// a Cluster one per master, whose announces (x.node) go through its
-	// own client.
+	// a Cluster one per master (x.node), on its own connections.
 	b, c := &s.batch, redis.Cmdable(s.client)
 	switch {
-	case x.wired:
-		b = &s.wire
 	case x.node != nil:
 		b, c = s.nodeBatcher(x.node), x.node
+	case x.wired:
+		b = &s.wire
 	}
 	if x.probe {
 		// On a connection of its own, kept for the lanes if it works.

@@ -78,8 +78,9 @@ type exchange struct {
 	wire    []byte
 	replies int
 	conn    *wireConn
-	// node is, with a Cluster, the master of the announce's slot, whose
-	// own client carries its raw commands (announceRaw).
+	// node is, with a Cluster, the go-redis client of the master of the
+	// announce's slot: its commands go on that master's connections of
+	// the wire path (announceRaw, resp.go).
 	node *redis.Client
 }
 

@@ -36,8 +36,8 @@ import (
 // same swarm unless another connection's command slips in between, which
 // only the totals' swarm count could notice.
 //
-// On a Cluster the pipeline goes to the master of the swarm's slot
-// through that master's own go-redis client (store.go, announceRaw): all
+// On a Cluster the pipeline goes to the master of the swarm's slot, on
+// the wire path's connections to that master (store.go, announceRaw): all
 // the swarm's keys share its hash tag, so the transaction is on one slot.
 // The cluster client's own pipeline does not fit: it would send MULTI and
 // EXEC (no key) to any master, and follow a redirected command alone, out

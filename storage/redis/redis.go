@@ -107,8 +107,8 @@ type PeerStore struct {
 
 	// batch groups the announces in progress into shared pipelines
 	// (batch.go); wire does the same for the announces of the wire path
-	// (resp.go), on connections dialled with wireOpt (nil on a Cluster:
-	// no wire path).
+	// (resp.go), on connections dialled with wireOpt (nil on a Cluster,
+	// whose masters each have their own: nodeBatches).
 	batch   batcher
 	wire    batcher
 	wireOpt *redis.Options
@@ -299,6 +299,10 @@ func (s *PeerStore) Stop(ctx context.Context) error {
 		logrus.WithError(err).Warn("storage/redis: stop: the totals' last changes are lost")
 	}
 	s.wire.close()
+	s.nodeBatches.Range(func(_, b any) bool {
+		b.(*batcher).close()
+		return true
+	})
 	if err := s.client.Close(); err != nil && err != redis.ErrClosed {
 		return fmt.Errorf("storage/redis: stop: %w", err)
 	}

@@ -22,8 +22,12 @@ import (
 // replies in place costs. The connections are dialled by go-redis' own
 // dialer (with Sentinel, the one that asks the sentinels for the master;
 // with rediss://, TLS), then authenticated and set to the database as
-// go-redis does; everything else (collection, scrapes, scripts, Cluster,
-// locality, WebSocket peers) stays with go-redis. The outage behaviour is
+// go-redis does. With a Cluster each master has its own, dialled with its
+// go-redis node client's options, and an announce goes to the master of
+// its swarm's slot as go-redis' slot map says (announceRaw); a reshard's
+// redirections are followed by go-redis (announceFollowing). Everything
+// else (collection, scrapes, scripts, locality, WebSocket peers) stays
+// with go-redis. The outage behaviour is
 // the same: a failed dial or a timeout marks Redis down (breaker.go), a
 // connection that failed is closed, never reused, and nothing is retried.
 
@@ -45,8 +49,7 @@ const wireMaxIdle = 5 * time.Minute
 const wireBufMax = 1 << 20
 
 // wireOptions returns the go-redis options the wire path dials with, or
-// nil when it is not used (a Cluster: its announces need go-redis'
-// routing).
+// nil on a Cluster (each master's own client's options instead).
 func wireOptions(c redis.UniversalClient) *redis.Options {
 	if rc, ok := c.(*redis.Client); ok {
 		return rc.Options()
@@ -54,10 +57,10 @@ func wireOptions(c redis.UniversalClient) *redis.Options {
 	return nil
 }
 
-// dialWire dials and prepares a connection of the wire path: AUTH and
-// SELECT as the options say (RESP2, as go-redis is told to speak).
-func (s *PeerStore) dialWire(ctx context.Context) (net.Conn, error) {
-	opt := s.wireOpt
+// dialWire dials and prepares a connection of the wire path to the
+// server of opt: AUTH and SELECT as the options say (RESP2, as go-redis
+// is told to speak).
+func (s *PeerStore) dialWire(ctx context.Context, opt *redis.Options) (net.Conn, error) {
 	c, err := opt.Dialer(ctx, opt.Network, opt.Addr)
 	if err != nil {
 		return nil, err
@@ -201,7 +204,13 @@ func (s *PeerStore) sendWire(ctx context.Context, x *exchange) error {
 		w.c = nil
 	}
 	if w.c == nil {
-		c, err := s.dialWire(ctx)
+		// A Cluster's master: its own go-redis client's options (address,
+		// password, the store's dialer).
+		opt := s.wireOpt
+		if x.node != nil {
+			opt = x.node.Options()
+		}
+		c, err := s.dialWire(ctx, opt)
 		if err != nil {
 			return err
 		}

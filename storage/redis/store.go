@@ -258,22 +258,22 @@ var errUnapplied = errors.New("update refused whole for a moving slot")
 func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	k, f := up.k, up.fam
 	x.args, x.raw.b = x.args[:0], x.raw.b[:0]
-	if s.wireOpt != nil {
-		x.wired = true
-		x.wireAnnounce(up, numWant)
-	} else {
-		s.queueAnnounce(ctx, x, up, numWant)
-	}
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		// The raw commands go to the slot's master as they are: the
-		// cluster client's pipeline would send MULTI and EXEC (no key)
-		// to any master, and follow a redirected command alone, out of
-		// its transaction.
+		// The commands go to the slot's master as they are, on its own
+		// connections: the cluster client's pipeline would send MULTI
+		// and EXEC (no key) to any master, and follow a redirected
+		// command alone, out of its transaction.
 		node, err := cc.MasterForKey(ctx, k.roles[f][0])
 		if err != nil {
 			return dst, storage.Counts{}, storage.Absent, err
 		}
 		x.node = node
+	}
+	if s.wireOpt != nil || x.node != nil {
+		x.wired = true
+		x.wireAnnounce(up, numWant)
+	} else {
+		s.queueAnnounce(ctx, x, up, numWant)
 	}
 	x.probe = isProbe(ctx)
 	if err := s.roundTrip(ctx, x); err != nil {
