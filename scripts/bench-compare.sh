@@ -90,6 +90,10 @@ WHITELIST="$OUT_DIR/whitelist.txt"
 
 # --- trackers ------------------------------------------------------------
 declare -A PID UDP HTTP
+# CHIHAYA_B names a second build of the daemon, measured as the tracker
+# "chihaya-b" (TRACKERS="chihaya chihaya-b opentracker"): an A/B of two
+# trees side by side, in the same minutes.
+CHIHAYA_BIN=${CHIHAYA_B:-}
 # STARTED, cleanup at exit, rss_kib, cpu_ticks, TICK: see scripts/benchlib.sh.
 source scripts/benchlib.sh
 
@@ -150,7 +154,11 @@ start_chihaya() { # name
 		      shard_count: 1024
 		      prometheus_reporting_interval: 1s
 	EOF
-	"${PIN[@]}" "$BIN/chihaya" --config "$cfg" --json 2>"$logf" >/dev/null &
+	local bin=$BIN/chihaya
+	if [[ $name == *chihaya-b ]]; then
+		bin=${CHIHAYA_BIN:?CHIHAYA_B must name the second build for chihaya-b}
+	fi
+	"${PIN[@]}" "$bin" --config "$cfg" --json 2>"$logf" >/dev/null &
 	PID[$name]=$!
 	STARTED+=("${PID[$name]}")
 	for _ in $(seq 100); do
@@ -166,7 +174,7 @@ start_chihaya() { # name
 
 start() { # tracker name
 	case $1 in
-	chihaya) start_chihaya "$2" ;;
+	chihaya | chihaya-b) start_chihaya "$2" ;;
 	opentracker) start_opentracker "$2" ;;
 	*) die "unknown tracker $1" ;;
 	esac
@@ -226,7 +234,8 @@ for pair in $(seq "$PAIRS"); do
 	[[ -n $MODES ]] || break
 	log "pair $pair of $PAIRS"
 	order=("${trackers[@]}")
-	if ((pair % 2 == 0)) && ((${#trackers[@]} == 2)); then order=("${trackers[1]}" "${trackers[0]}"); fi
+	# Rotate the order each pair, so that no tracker always runs first.
+	for _ in $(seq $(((pair - 1) % ${#trackers[@]}))); do order=("${order[@]:1}" "${order[0]}"); done
 	for m in $MODES; do
 		for t in "${order[@]}"; do run_mode "$t" "$m" "$pair"; done
 	done
