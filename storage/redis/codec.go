@@ -19,9 +19,10 @@ import (
 // family ("4" or "6"), A a peer's address and port as raw bytes (4 or
 // 16 address bytes, then the port big-endian).
 //
-//	P{H}Fs  hash of the seeders: A -> peer ID (20 bytes), last seen (Unix
-//	        seconds, 4 bytes big-endian), and with a locality topology
-//	        the cell
+//	P{H}Fs  hash of the seeders: A -> peer ID (20 bytes, only with
+//	        keep_peer_ids), last seen (Unix seconds, 4 bytes big-endian);
+//	        with locality the stamp, the cell, and the ID in a short
+//	        role (local.go)
 //	P{H}Fl  hash of the leechers, the same
 //	P{H}d   string, the torrent's completed downloads
 //
