@@ -99,15 +99,20 @@ func BenchmarkAnnounceLocality(b *testing.B) {
 	for _, tc := range []struct {
 		name         string
 		swarms, size int
+		noIDs        bool
 	}{
-		{"spread/swarm=4", 5000, 4}, // short roles: no sorted sets
-		{"spread/swarm=20", 1000, 20},
-		{"spread/swarm=256", 256, 256},
-		{"racks/swarm=1000", 20, 1000},
+		{"spread/swarm=4", 5000, 4, false}, // short roles: no sorted sets
+		{"spread/swarm=20", 1000, 20, false},
+		{"spread/swarm=256", 256, 256, false},
+		{"racks/swarm=1000", 20, 1000, false},
+		{"spread/swarm=4/keep_peer_ids=false", 5000, 4, true},
+		{"spread/swarm=20/keep_peer_ids=false", 1000, 20, true},
+		{"racks/swarm=1000/keep_peer_ids=false", 20, 1000, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			s, c, cpu := announceBench(b, tc.swarms, tc.size, func(c *Config) {
 				c.Locality = locality.Config{Enabled: true}.WithDefaults()
+				c.KeepPeerIDs = !tc.noIDs
 			})
 			b.ReportAllocs()
 			b.ResetTimer()
