@@ -142,3 +142,71 @@ func FuzzReplyLen(f *testing.F) {
 		}
 	})
 }
+
+// TestWireSentinelSwitchover moves the master to the replica while the
+// old master lives on as a replica (SENTINEL FAILOVER, which also closes
+// the old master's client connections): the wire path's connection to
+// the old master must not be used again (had it stayed open, the old
+// master would refuse the update, READONLY, and the path would close it),
+// and the next announces must reach the new master, dialled through the
+// sentinel, with exact counts; an announce that fails applies nothing.
+func TestWireSentinelSwitchover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a Sentinel failover takes seconds")
+	}
+	t.Parallel()
+	h := startHA(t)
+	s := newStore(t, h.master, func(c *Config) {
+		c.SentinelAddrs = []string{h.sentinel.Addr}
+		c.SentinelMasterName = "mymaster"
+	})
+	for i := range 10 {
+		_, _, _, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 50, peer4(i))
+		must(t, "announce", err)
+	}
+	h.waitReplicated(t)
+	must(t, "SENTINEL FAILOVER", h.sentinel.Conn(t).Do(context.Background(), "SENTINEL", "FAILOVER", "mymaster").Err())
+	// The switchover is done when the two have swapped roles.
+	start := time.Now()
+	for roleOf(t, h.replica) != "master" || roleOf(t, h.master) != "slave" {
+		if time.Since(start) > 40*time.Second {
+			t.Fatalf("no switchover within 40s\nsentinel log:\n%s", h.sentinel.LogText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("switchover done in %s", time.Since(start).Round(100*time.Millisecond))
+	start = time.Now()
+	failed := 0
+	for i := 10; ; i++ {
+		peers, c, _, err := s.Announce(nil, ih(1), storage.UpdateSeeder, 50, peer4(i))
+		if err == nil {
+			// Every announce that failed applied nothing: the swarm
+			// holds the ten leechers and this peer, now counted.
+			if want := (storage.Counts{Leechers: 10}); c != want || len(peers) != 10 {
+				t.Errorf("first announce on the new master: %+v, %d peers; want %+v, 10 peers", c, len(peers), want)
+			}
+			break
+		}
+		failed++
+		if time.Since(start) > 40*time.Second {
+			t.Fatalf("no announce served 40s after the switchover: %v\nsentinel log:\n%s", err, h.sentinel.LogText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("announces served again %s after the switchover (%d failed)", time.Since(start).Round(100*time.Millisecond), failed)
+	// The update went to the new master.
+	if n, err := h.replica.Conn(t).HLen(context.Background(), s.keys(ih(1)).roles[0][0]).Result(); err != nil || n != 1 {
+		t.Errorf("seeders on the new master: %d %v, want 1", n, err)
+	}
+}
+
+// roleOf is the role srv reports (ROLE): master or slave.
+func roleOf(t *testing.T, srv *server) string {
+	t.Helper()
+	role, err := srv.Conn(t).Do(context.Background(), "ROLE").Slice()
+	if err != nil || len(role) == 0 {
+		return ""
+	}
+	r, _ := role[0].(string)
+	return r
+}
