@@ -2,10 +2,13 @@ package redis
 
 import (
 	"context"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chihaya/chihaya/storage"
@@ -209,4 +212,44 @@ func roleOf(t *testing.T, srv *server) string {
 	}
 	r, _ := role[0].(string)
 	return r
+}
+
+// TestWireReadOnly turns the tracker's Redis into a replica under it
+// (REPLICAOF, which leaves client connections open, as a master demoted
+// without Sentinel's help would): the announce fails, counted as
+// readonly, and its connection is closed, so that the next announce
+// dials again (through Sentinel, that finds the new master).
+func TestWireReadOnly(t *testing.T) {
+	srv, other := startRedis(t), startRedis(t)
+	var dials atomic.Int64
+	s := newDialing(t, srv, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}, func(c *Config) {
+		c.GarbageCollectionInterval, c.PrometheusReportingInterval = 30*time.Minute, time.Hour
+	})
+	announce := func() error {
+		_, _, _, err := s.AnnounceAddrs(nil, ih(1), storage.UpdateLeecher, 10, peer4(1), false)
+		return err
+	}
+	must(t, "announce", announce())
+	host, port := splitAddr(other.Addr)
+	admin := srv.Conn(t)
+	must(t, "REPLICAOF", admin.Do(context.Background(), "REPLICAOF", host, port).Err())
+	defer admin.Do(context.Background(), "REPLICAOF", "NO", "ONE")
+	readonly := testutil.ToFloat64(errorsByReason.WithLabelValues(reasonReadOnly))
+	before := dials.Load()
+	if err := announce(); err == nil || !strings.Contains(err.Error(), "READONLY") {
+		t.Fatalf("announce to a replica: %v, want READONLY", err)
+	}
+	if n := testutil.ToFloat64(errorsByReason.WithLabelValues(reasonReadOnly)) - readonly; n != 1 {
+		t.Errorf("%v failures counted as readonly, want 1", n)
+	}
+	if d := dials.Load(); d != before {
+		t.Errorf("%d dials during the refused announce, want none", d-before)
+	}
+	_ = announce()
+	if d := dials.Load(); d != before+1 {
+		t.Errorf("%d dials for the announce after READONLY, want 1 (a new connection)", d-before)
+	}
 }
