@@ -15,8 +15,8 @@
 // (the outage behaviour), codec.go (keys, stored values, raw replies),
 // scripts.go and lua/ (the scripts), store.go (the PeerStore methods),
 // batch.go (announces in progress together share a round trip), resp.go
-// (those round trips in RESP on connections of the driver's own, outside
-// Cluster), gc.go (collection and totals), local.go (locality).
+// (those round trips in RESP on connections of the driver's own), gc.go
+// (collection and totals), local.go (locality).
 package redis
 
 import (
