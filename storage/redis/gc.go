@@ -55,7 +55,11 @@ func (s *PeerStore) periodicGC() {
 		if !mine {
 			continue // another tracker collects these slots this round
 		}
-		n, err := s.collect(r, cutoff)
+		var rc recount
+		if s.recountLead() < hold/2 {
+			rc = recount{}
+		}
+		n, err := s.collect(r, cutoff, rc)
 		removed += n
 		if err != nil {
 			logGC(err, "failed")
@@ -92,7 +96,7 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	removed := 0
 	for _, r := range ranges {
 		var n int
-		n, err = s.collect(r, cutoff)
+		n, err = s.collect(r, cutoff, nil)
 		removed += n
 		if err != nil {
 			break
@@ -105,8 +109,26 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 // collect collects the swarms of the server that serves the slots of r
 // (the whole store outside Cluster, one master with a Cluster), found by
 // SCAN of its peer hashes (scan.go), and returns how many peers it
-// removed.
-func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
+// removed. With rc, the periodic collection's, it recounts the totals of
+// the server's shards as it goes (totals.go): only a walk that went
+// through corrects them.
+func (s *PeerStore) collect(r slotRange, cutoff time.Time, rc recount) (int, error) {
+	var base map[string][6]int64
+	if rc != nil {
+		var err error
+		if base, err = s.recountStart(context.Background(), r); err != nil {
+			return 0, err
+		}
+	}
+	removed, err := s.walk(r, cutoff, rc)
+	if err == nil && rc != nil {
+		err = s.recountEnd(context.Background(), base, rc)
+	}
+	return removed, err
+}
+
+// walk is collect without the recount's beginning and end.
+func (s *PeerStore) walk(r slotRange, cutoff time.Time, rc recount) (int, error) {
 	var c scanner
 	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
 		c, err = s.scanClient(ctx, r.first)
@@ -122,7 +144,7 @@ func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
 			return errStopped
 		default:
 		}
-		n, err := s.collectSwarms(page, cut, local)
+		n, err := s.collectSwarms(page, cut, local, rc)
 		removed += n
 		return err
 	})
@@ -135,13 +157,16 @@ func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
 // collectSwarms runs gc.lua on each of the swarms of page (one page of
 // an index, or of a walk by SCAN), pipelined: one round trip per page
 // (per node of a Cluster), each script still its own bounded step in
-// Redis.
-func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool) (int, error) {
+// Redis. With rc, the swarms' HLENs go first in the pipeline, and rc
+// counts what they held before the scripts collected them (the scripts
+// take what they remove off the totals themselves).
+func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc recount) (int, error) {
 	removed := 0
 	err := s.call(context.Background(), "gc", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.Cmd, 0, len(page))
 		argss := make([][]interface{}, 0, len(page))
+		var counts []swarmCount
 		for _, f := range page {
 			m := f.member
 			ih, web, ok := swarmMember(m)
@@ -151,6 +176,9 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool) (int
 			k := s.keys(ih)
 			if web {
 				k = s.webKeys(ih)
+			}
+			if rc != nil {
+				counts = append(counts, queueCount(ctx, pipe, &k, f.by))
 			}
 			sc := gcScript
 			if local && !web {
@@ -166,6 +194,11 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool) (int
 			cmds = append(cmds, pipe.Do(ctx, args...))
 		}
 		_, _ = pipe.Exec(ctx)
+		for _, c := range counts {
+			if err := c.addTo(rc); err != nil {
+				return err
+			}
+		}
 		for i, cmd := range cmds {
 			if isNoScript(cmd.Err()) {
 				// A node that does not hold the script yet: EVAL.
@@ -207,7 +240,9 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 			// The plain announces' pending changes first (each slot's
 			// to its master), so that the sum includes them. One that
 			// fails is kept for the next Stats and does not fail this
-			// read, as outside Cluster.
+			// read, as outside Cluster. The recount's cut first
+			// (totals.go).
+			s.readCut(ctx, s.client)
 			_ = s.flushSlots(ctx)
 			if ok, err := s.sumPerNode(ctx, &st); ok || err != nil {
 				return err
@@ -274,8 +309,12 @@ func (s *PeerStore) sumPerNode(ctx context.Context, st *storage.Stats) (bool, er
 func (s *PeerStore) sumShards(ctx context.Context, st *storage.Stats, shards []shard, flush bool) error {
 	pipe := s.client.Pipeline()
 	var q queued
+	var cut *redis.StringCmd
 	if flush {
-		q = s.pending.queue(ctx, pipe, s.oneShard.totals)
+		if !s.holdForCut() {
+			q = s.pending.queue(ctx, pipe, s.oneShard.totals)
+		}
+		cut = pipe.Get(ctx, s.cutKey())
 	}
 	cmds := make([]*redis.SliceCmd, len(shards))
 	for i, sh := range shards {
@@ -286,6 +325,11 @@ func (s *PeerStore) sumShards(ctx context.Context, st *storage.Stats, shards []s
 	// Failed HINCRBYs (out of memory) keep their changes for the next
 	// Stats and do not fail this read.
 	s.pending.settle(q)
+	if cut != nil {
+		if ms, err := cut.Int64(); err == nil {
+			s.learnCut(ms)
+		}
+	}
 	for _, c := range cmds {
 		if err := c.Err(); err != nil {
 			return err

@@ -119,6 +119,8 @@ type PeerStore struct {
 	// hash slot.
 	pending     pendingTotals
 	slotPending *slotPending
+	// cut is the recount cut the store knows of (totals.go).
+	cut totalsCut
 	// nodeBatches are the group commits of a Cluster's masters, by their
 	// client (batch.go).
 	nodeBatches sync.Map

@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"math/bits"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -22,9 +24,35 @@ import (
 // prometheus_reporting_interval; outside Cluster in the same round trip
 // as the read) and at Stop: one shard outside Cluster; with a Cluster
 // each slot's changes (slotPending) to that slot's totals, on its master.
-// Between two Stats a tracker's totals lag by its own changes; a tracker
-// killed without Stop loses those of its last interval (the gauges stay
-// off by them).
+// Between two Stats a tracker's totals lag by its own changes.
+//
+// Two things make such totals drift, and nothing on the announce's path
+// can stop them without costing Redis more per announce: a tracker killed
+// without Stop loses the changes it had not sent, and the HLENs, read
+// before the update's MULTI, can miss another tracker's update of the
+// same swarm in between (two trackers filling or emptying one swarm at
+// once: the swarm count off by one; TestRacingTrackersTotals). So the
+// periodic collection recounts: the tracker whose turn it is to collect a
+// server (gc.go) reads the HLENs of each swarm as it walks it, and at the
+// end of the walk adds to each shard's totals the difference between what
+// it counted there and what they said when it began. A change made while
+// it walks is counted by the walk or not, depending on whether the walk
+// had passed its swarm yet, and its change to the totals arrives either
+// way: the recount is exact when no swarm changes during its walk, and
+// otherwise errs by at most the changes made meanwhile, which the next
+// recount corrects in its turn (the error does not build up).
+//
+// The changes the live trackers hold unsent when a recount reads the
+// totals were made before, so its walk counts them: they must not reach
+// the totals as well, and those made after must. So a recount begins at
+// a cut announced ahead (the key Pcut, Unix ms, recountLead before it):
+// every tracker reads it with its Stats, and at the cut drops what it
+// holds unsent (dropCut), sending nothing in the last cutMargin before
+// it; the recount reads the totals at the cut. The changes made after
+// the cut are sent as usual. Trackers sharing a Redis are assumed to
+// report about as often as each other (the lead is the recounting
+// tracker's two reporting intervals), and their clocks to agree within
+// cutMargin (NTP).
 
 // pendingTotals are the changes to the one shard's totals not yet sent,
 // indexed as totalsFields.
@@ -82,6 +110,9 @@ func (p *pendingTotals) settle(q queued) {
 // Stop, once the loops are stopped (so not through the breaker, which
 // then refuses).
 func (s *PeerStore) flushTotals(ctx context.Context) error {
+	if s.holdForCut() {
+		return nil // counted by the recount at the cut
+	}
 	if s.slotPending != nil {
 		return s.flushSlots(ctx)
 	}
@@ -156,7 +187,7 @@ func (s *PeerStore) addPending(k *swarmKeys, af bittorrent.AddressFamily, ds, dl
 // broken connection) is kept for the next flush, as settle does.
 func (s *PeerStore) flushSlots(ctx context.Context) error {
 	cc, ok := s.client.(*redis.ClusterClient)
-	if !ok || s.slotPending == nil {
+	if !ok || s.slotPending == nil || s.holdForCut() {
 		return nil
 	}
 	type slotQueued struct {
@@ -200,4 +231,245 @@ func (s *PeerStore) flushSlots(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// cutMargin is how long before a recount's cut a tracker stops sending
+// its pending changes (they would reach Redis after the recount read the
+// totals, and be counted twice), and the clocks' agreement assumed.
+const cutMargin = 100 * time.Millisecond
+
+// totalsCut is the recount cut a store knows of: at is its time (Unix
+// ns; 0: none), when the store drops its unsent changes.
+type totalsCut struct {
+	mu sync.Mutex
+	at atomic.Int64
+}
+
+// cutKey names the announced cut.
+func (s *PeerStore) cutKey() string { return s.cfg.KeyPrefix + "cut" }
+
+// recountLead is how long before its cut a recount is announced: long
+// enough for every tracker to read it (at its next Stats) before it
+// passes, if they report as often as this one does.
+func (s *PeerStore) recountLead() time.Duration {
+	return 2*s.cfg.PrometheusReportingInterval + cutMargin
+}
+
+// holdForCut reports whether the store must not send its pending changes
+// now: a cut is near or past and they are not dropped yet.
+func (s *PeerStore) holdForCut() bool {
+	at := s.cut.at.Load()
+	return at != 0 && time.Now().UnixNano() >= at-int64(cutMargin)
+}
+
+// learnCut takes on the cut read from Redis (Unix ms; 0: none): if it is
+// still to come and new, the store drops its unsent changes then.
+func (s *PeerStore) learnCut(ms int64) {
+	at := ms * int64(time.Millisecond)
+	if at <= time.Now().UnixNano() {
+		return
+	}
+	s.cut.mu.Lock()
+	defer s.cut.mu.Unlock()
+	if s.cut.at.Load() == at {
+		return
+	}
+	s.cut.at.Store(at)
+	time.AfterFunc(time.Until(time.Unix(0, at)), func() { s.dropCut(at) })
+}
+
+// dropCut drops the store's unsent changes at the cut at: the recount
+// that reads the totals then counts them in the swarms.
+func (s *PeerStore) dropCut(at int64) {
+	s.cut.mu.Lock()
+	defer s.cut.mu.Unlock()
+	if s.cut.at.Load() != at {
+		return
+	}
+	for i := range s.pending {
+		s.pending[i].Store(0)
+	}
+	if p := s.slotPending; p != nil {
+		for w := range p.dirty {
+			set := p.dirty[w].Swap(0)
+			for set != 0 {
+				sl := w*64 + bits.TrailingZeros64(set)
+				set &= set - 1
+				for i := range p.slots[sl] {
+					p.slots[sl][i].Store(0)
+				}
+			}
+		}
+	}
+	s.cut.at.Store(0)
+}
+
+// readCut reads the announced cut, as every Stats does.
+func (s *PeerStore) readCut(ctx context.Context, c redis.Cmdable) {
+	if ms, err := c.Get(ctx, s.cutKey()).Int64(); err == nil {
+		s.learnCut(ms)
+	}
+}
+
+// recount is what a collection counted in the swarms it walked, by
+// shard (its totals' key), indexed as totalsFields.
+type recount map[string]*[6]int64
+
+// countSwarm adds to rc a swarm of the shard whose totals are totals,
+// whose hashes (IPv4 seeders, leechers, IPv6 seeders, leechers) hold hl
+// peers.
+func (rc recount) countSwarm(totals string, hl [4]int64) {
+	c := rc[totals]
+	if c == nil {
+		c = new([6]int64)
+		rc[totals] = c
+	}
+	for af := range 2 {
+		if hl[2*af]+hl[2*af+1] > 0 {
+			c[3*af]++
+		}
+		c[3*af+1] += hl[2*af]
+		c[3*af+2] += hl[2*af+1]
+	}
+}
+
+// swarmCount is a swarm's HLENs queued for a recount.
+type swarmCount struct {
+	totals string
+	by     int
+	hlens  [4]*redis.IntCmd
+}
+
+// queueCount queues the HLENs of the four peer hashes of the swarm whose
+// keys are k (native or WebSocket) into pipe; the walk met it by hash
+// number by (scan.go).
+func queueCount(ctx context.Context, pipe redis.Pipeliner, k *swarmKeys, by int) swarmCount {
+	c := swarmCount{totals: k.shard.totals, by: by}
+	for af := range 2 {
+		for r := range 2 {
+			c.hlens[2*af+r] = pipe.HLen(ctx, k.roles[af][r])
+		}
+	}
+	return c
+}
+
+// addTo adds the swarm to rc, once its HLENs are read. The walk meets a
+// swarm by each of its hashes: as gc.lua does, only the visit by the
+// first of them that exists counts it.
+func (c swarmCount) addTo(rc recount) error {
+	var hl [4]int64
+	for i, h := range c.hlens {
+		if err := h.Err(); err != nil {
+			return err
+		}
+		hl[i] = h.Val()
+	}
+	for i := 0; i < c.by-1; i++ {
+		if hl[i] > 0 {
+			return nil // counted when the walk meets that hash
+		}
+	}
+	rc.countSwarm(c.totals, hl)
+	return nil
+}
+
+// recountStart begins the recount of the server that serves the slots of
+// r: it announces a cut (or joins the one another master's recount
+// announced), waits for it, and then reads the totals of the server's
+// shards (all of them outside Cluster; each of its slots' with a
+// Cluster), which it returns.
+func (s *PeerStore) recountStart(ctx context.Context, r slotRange) (map[string][6]int64, error) {
+	var at int64
+	err := s.call(ctx, "gc", func(ctx context.Context) error {
+		ms := time.Now().Add(s.recountLead()).UnixMilli()
+		pipe := s.client.Pipeline()
+		pipe.SetNX(ctx, s.cutKey(), ms, 2*s.recountLead())
+		cut := pipe.Get(ctx, s.cutKey())
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		at, _ = cut.Int64()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.learnCut(at)
+	select {
+	case <-s.done:
+		return nil, s.fail("gc", errStopped)
+	case <-time.After(time.Until(time.UnixMilli(at))):
+	}
+	shards := []shard{s.oneShard}
+	if s.slotShards != nil {
+		err := s.call(ctx, "gc", func(ctx context.Context) error {
+			ranges, err := s.slotRanges(ctx)
+			shards = shards[:0]
+			for _, o := range ranges {
+				if o.addr == r.addr {
+					shards = append(shards, s.slotShards[o.first:o.last+1]...)
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	base := make(map[string][6]int64, len(shards))
+	err = s.call(ctx, "gc", func(ctx context.Context) error {
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(shards))
+		for i, sh := range shards {
+			cmds[i] = pipe.HMGet(ctx, sh.totals, totalsNames[:]...)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return err
+		}
+		for i, c := range cmds {
+			if err := c.Err(); err != nil {
+				return err
+			}
+			base[shards[i].totals] = totalsOf(c.Val())
+		}
+		return nil
+	})
+	return base, err
+}
+
+// recountEnd adds to each shard of base the difference between what the
+// walk counted there (rc) and its totals when the walk began (base).
+func (s *PeerStore) recountEnd(ctx context.Context, base map[string][6]int64, rc recount) error {
+	return s.call(ctx, "gc", func(ctx context.Context) error {
+		pipe := s.client.Pipeline()
+		for totals, b := range base {
+			var counted [6]int64
+			if c := rc[totals]; c != nil {
+				counted = *c
+			}
+			for i := range b {
+				if d := counted[i] - b[i]; d != 0 {
+					pipe.HIncrBy(ctx, totals, totalsNames[i], d)
+				}
+			}
+		}
+		if pipe.Len() == 0 {
+			return nil
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// totalsNames are totalsFields as strings.
+var totalsNames = [6]string{"w4", "s4", "l4", "w6", "s6", "l6"}
+
+// totalsOf reads an HMGET of totalsNames.
+func totalsOf(v []interface{}) (t [6]int64) {
+	for i := range t {
+		if i < len(v) {
+			t[i] = asInt(v[i])
+		}
+	}
+	return t
 }
