@@ -58,6 +58,17 @@ func TestPeerStoreCluster(t *testing.T) {
 		defer keep.Stop(context.Background())
 		testNoPeerIDs(t, s, keep, c.Client(t))
 	})
+	store := func(t *testing.T) func(func(*Config)) *PeerStore {
+		return func(edit func(*Config)) *PeerStore {
+			s := clusterStore(t, c, edit)
+			t.Cleanup(func() { _ = s.Stop(context.Background()) })
+			return s
+		}
+	}
+	t.Run("totals heal after a crash", func(t *testing.T) { testTotalsHealAfterCrash(t, store(t), c.Client(t)) })
+	// Fewer rounds: an announce of long keys costs a Cluster more, and
+	// the swarm count goes wrong within a few.
+	t.Run("racing trackers' totals", func(t *testing.T) { testRacingTrackersTotals(t, store(t), c.Client(t), 60) })
 }
 
 // TestClusterStats checks that Stats sums the totals of every slot

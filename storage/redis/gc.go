@@ -41,26 +41,41 @@ func (s *PeerStore) periodicGC() {
 		logGC(err, "skipped")
 		return
 	}
-	removed := 0
+	var mine []slotRange
 	for _, r := range ranges {
-		var mine bool
+		var ok bool
 		err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
-			mine, err = s.client.SetNX(ctx, s.gcKey(r.first), "1", hold).Result()
+			ok, err = s.client.SetNX(ctx, s.gcKey(r.first), "1", hold).Result()
 			return err
 		})
 		if err != nil {
 			logGC(err, "skipped")
 			continue
 		}
-		if !mine {
-			continue // another tracker collects these slots this round
+		if ok {
+			mine = append(mine, r) // else another tracker collects these slots this round
 		}
+	}
+	// The recount of the round's servers begins at one cut (totals.go).
+	var bases []map[string][6]int64
+	if len(mine) > 0 && s.recountLead() < hold/2 {
+		var err error
+		if bases, err = s.recountStart(context.Background(), mine); err != nil {
+			logGC(err, "recount skipped")
+			bases = nil
+		}
+	}
+	removed := 0
+	for i, r := range mine {
 		var rc recount
-		if s.recountLead() < hold/2 {
+		if bases != nil {
 			rc = recount{}
 		}
-		n, err := s.collect(r, cutoff, rc)
+		n, err := s.walk(r, cutoff, rc)
 		removed += n
+		if err == nil && rc != nil {
+			err = s.recountEnd(context.Background(), bases[i], rc)
+		}
 		if err != nil {
 			logGC(err, "failed")
 		}
@@ -96,7 +111,7 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 	removed := 0
 	for _, r := range ranges {
 		var n int
-		n, err = s.collect(r, cutoff, nil)
+		n, err = s.collect(r, cutoff)
 		removed += n
 		if err != nil {
 			break
@@ -109,25 +124,13 @@ func (s *PeerStore) CollectGarbage(cutoff time.Time) error {
 // collect collects the swarms of the server that serves the slots of r
 // (the whole store outside Cluster, one master with a Cluster), found by
 // SCAN of its peer hashes (scan.go), and returns how many peers it
-// removed. With rc, the periodic collection's, it recounts the totals of
-// the server's shards as it goes (totals.go): only a walk that went
-// through corrects them.
-func (s *PeerStore) collect(r slotRange, cutoff time.Time, rc recount) (int, error) {
-	var base map[string][6]int64
-	if rc != nil {
-		var err error
-		if base, err = s.recountStart(context.Background(), r); err != nil {
-			return 0, err
-		}
-	}
-	removed, err := s.walk(r, cutoff, rc)
-	if err == nil && rc != nil {
-		err = s.recountEnd(context.Background(), base, rc)
-	}
-	return removed, err
+// removed.
+func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
+	return s.walk(r, cutoff, nil)
 }
 
-// walk is collect without the recount's beginning and end.
+// walk is collect; with rc, it also counts the swarms it walks into rc
+// (totals.go).
 func (s *PeerStore) walk(r slotRange, cutoff time.Time, rc recount) (int, error) {
 	var c scanner
 	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {

@@ -373,17 +373,18 @@ func (c swarmCount) addTo(rc recount) error {
 	return nil
 }
 
-// recountStart begins the recount of the server that serves the slots of
-// r: it announces a cut (or joins the one another master's recount
-// announced), waits for it, and then reads the totals of the server's
-// shards (all of them outside Cluster; each of its slots' with a
-// Cluster), which it returns.
-func (s *PeerStore) recountStart(ctx context.Context, r slotRange) (map[string][6]int64, error) {
+// recountStart begins the recount of the servers that serve the slots
+// of mine (one range per server): it announces a cut, or joins the one
+// another tracker announced for this round, waits for it, and then reads
+// the totals of each server's shards (the one shard outside Cluster; each
+// of a master's slots with a Cluster), which it returns by server.
+func (s *PeerStore) recountStart(ctx context.Context, mine []slotRange) ([]map[string][6]int64, error) {
 	var at int64
 	err := s.call(ctx, "gc", func(ctx context.Context) error {
+		// The cut expires once past, so that the next round's is new.
 		ms := time.Now().Add(s.recountLead()).UnixMilli()
 		pipe := s.client.Pipeline()
-		pipe.SetNX(ctx, s.cutKey(), ms, 2*s.recountLead())
+		pipe.SetNX(ctx, s.cutKey(), ms, s.recountLead()+cutMargin)
 		cut := pipe.Get(ctx, s.cutKey())
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
@@ -400,14 +401,17 @@ func (s *PeerStore) recountStart(ctx context.Context, r slotRange) (map[string][
 		return nil, s.fail("gc", errStopped)
 	case <-time.After(time.Until(time.UnixMilli(at))):
 	}
-	shards := []shard{s.oneShard}
-	if s.slotShards != nil {
+	shards := make([][]shard, len(mine))
+	if s.slotShards == nil {
+		shards[0] = []shard{s.oneShard}
+	} else {
 		err := s.call(ctx, "gc", func(ctx context.Context) error {
 			ranges, err := s.slotRanges(ctx)
-			shards = shards[:0]
-			for _, o := range ranges {
-				if o.addr == r.addr {
-					shards = append(shards, s.slotShards[o.first:o.last+1]...)
+			for i, r := range mine {
+				for _, o := range ranges {
+					if o.addr == r.addr {
+						shards[i] = append(shards[i], s.slotShards[o.first:o.last+1]...)
+					}
 				}
 			}
 			return err
@@ -416,25 +420,30 @@ func (s *PeerStore) recountStart(ctx context.Context, r slotRange) (map[string][
 			return nil, err
 		}
 	}
-	base := make(map[string][6]int64, len(shards))
+	bases := make([]map[string][6]int64, len(mine))
 	err = s.call(ctx, "gc", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
-		cmds := make([]*redis.SliceCmd, len(shards))
-		for i, sh := range shards {
-			cmds[i] = pipe.HMGet(ctx, sh.totals, totalsNames[:]...)
+		cmds := make([][]*redis.SliceCmd, len(mine))
+		for i := range mine {
+			for _, sh := range shards[i] {
+				cmds[i] = append(cmds[i], pipe.HMGet(ctx, sh.totals, totalsNames[:]...))
+			}
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return err
 		}
-		for i, c := range cmds {
-			if err := c.Err(); err != nil {
-				return err
+		for i := range mine {
+			bases[i] = make(map[string][6]int64, len(shards[i]))
+			for j, c := range cmds[i] {
+				if err := c.Err(); err != nil {
+					return err
+				}
+				bases[i][shards[i][j].totals] = totalsOf(c.Val())
 			}
-			base[shards[i].totals] = totalsOf(c.Val())
 		}
 		return nil
 	})
-	return base, err
+	return bases, err
 }
 
 // recountEnd adds to each shard of base the difference between what the
