@@ -183,7 +183,8 @@ func TestNoPeerIDsWebSocket(t *testing.T) {
 
 // TestNoPeerIDsLocality: with locality on, short and ordered roles alike
 // store no IDs (members and values without them), answer zero IDs, the
-// own /24 first, and collection finds the members of stale peers.
+// own /24 first, are counted by group, and collection finds the members
+// of stale peers.
 func TestNoPeerIDsLocality(t *testing.T) {
 	srv := startRedis(t)
 	lc := locality.Config{Enabled: true}.WithDefaults()
@@ -217,6 +218,17 @@ func TestNoPeerIDsLocality(t *testing.T) {
 		for _, v := range values {
 			if len(v) != 4 {
 				t.Errorf("%d seeders: value %q, want the stamp alone", size, v)
+			}
+		}
+		// The operator API's groups read both forms without IDs.
+		groups, err := s.Groups(h)
+		must(t, "Groups", err)
+		if len(groups) != 3 {
+			t.Fatalf("%d seeders: groups %+v, want the 3 /24s", size, groups)
+		}
+		for _, g := range groups {
+			if g.Seeders != uint32(size/3) || g.Leechers != 0 {
+				t.Errorf("%d seeders: group %+v, want %d seeders", size, g, size/3)
 			}
 		}
 		// One peer of its own /24 wanted: it comes from /24 number 1.
