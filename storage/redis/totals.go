@@ -381,7 +381,8 @@ func (c swarmCount) addTo(rc recount) error {
 func (s *PeerStore) recountStart(ctx context.Context, mine []slotRange) ([]map[string][6]int64, error) {
 	var at int64
 	err := s.call(ctx, "gc", func(ctx context.Context) error {
-		// The cut expires once past, so that the next round's is new.
+		// The cut expires once past, so that the next round's is new;
+		// one past but not expired yet is replaced.
 		ms := time.Now().Add(s.recountLead()).UnixMilli()
 		pipe := s.client.Pipeline()
 		pipe.SetNX(ctx, s.cutKey(), ms, s.recountLead()+cutMargin)
@@ -389,7 +390,10 @@ func (s *PeerStore) recountStart(ctx context.Context, mine []slotRange) ([]map[s
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
 		}
-		at, _ = cut.Int64()
+		if at, _ = cut.Int64(); at < time.Now().Add(cutMargin).UnixMilli() {
+			at = ms
+			return s.client.Set(ctx, s.cutKey(), ms, s.recountLead()+cutMargin).Err()
+		}
 		return nil
 	})
 	if err != nil {
