@@ -14,6 +14,7 @@
 // The package's files: conn.go (the client of each topology), breaker.go
 // (the outage behaviour), codec.go (keys, stored values, raw replies),
 // scripts.go and lua/ (the scripts), store.go (the PeerStore methods),
+// follow.go (an announce again after a Cluster's redirection),
 // batch.go (announces in progress together share a round trip), resp.go
 // (those round trips in RESP on connections of the driver's own), gc.go
 // (collection and totals), local.go (locality).
