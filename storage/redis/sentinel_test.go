@@ -129,6 +129,15 @@ func TestPeerStoreSentinel(t *testing.T) {
 		ra, rb := a.Relay(), b.Relay()
 		waitFor(t, ra, rb, receiver(rb), "through the master the sentinel names", 10*time.Second)
 	})
+	t.Run("totals heal after a crash", func(t *testing.T) {
+		testTotalsHealAfterCrash(t, func(edit func(*Config)) *PeerStore {
+			return newStore(t, h.master, func(c *Config) {
+				c.RedisBroker = "redis://127.0.0.1:1/0"
+				c.SentinelAddrs = []string{h.sentinel.Addr}
+				c.SentinelMasterName = "mymaster"
+			}, edit)
+		}, h.master.Conn(t))
+	})
 }
 
 // TestSentinelFailover kills the master; the store must find the promoted
