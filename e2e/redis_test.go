@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -445,4 +446,37 @@ func decodePeers(body string) ([]string, error) {
 		out = append(out, net.JoinHostPort(net.IP([]byte(s[i:i+4])).String(), strconv.Itoa(int(s[i+4])<<8|int(s[i+5]))))
 	}
 	return out, nil
+}
+
+// TestRedisGaugesHealAfterKill: a daemon killed with SIGKILL never sends
+// the changes its announces made to the shared totals (it sends them with
+// its reports, here never, and at a clean stop); the instance that
+// survives it makes its gauges exact again with its next collection.
+func TestRedisGaugesHealAfterKill(t *testing.T) {
+	srv := startRedisServer(t, "redis-server")
+	broker := "redis://" + srv.Addr + "/0"
+	a := start(t, redisConfig(t, map[interface{}]interface{}{
+		"redis_broker": broker, "prometheus_reporting_interval": "1h", "gc_interval": "30m",
+	}))
+	b := start(t, redisConfig(t, map[interface{}]interface{}{
+		"redis_broker": broker, "prometheus_reporting_interval": "200ms", "gc_interval": "2s",
+	}))
+	ua := udpTracker(t, a, "127.0.0.1:0")
+	const leechers = 30
+	for i := range leechers {
+		if r := ua.announce(hash(byte(60+i%3)), id(fmt.Sprintf("-qB4520-k%02d", i)), 100, 2, uint16(42000+i), 0, nil); r.errMsg != "" {
+			t.Fatalf("announce %d: %+v", i, r)
+		}
+	}
+	a.Signal(t, syscall.SIGKILL)
+	_ = a.Wait(t)
+	leecherGauge := map[string]string{"address_family": "IPv4", "role": "leecher"}
+	swarmGauge := map[string]string{"address_family": "IPv4"}
+	eventually.Holds(t, func() string {
+		l, w := b.Metric(t, "chihaya_storage_peers", leecherGauge), b.Metric(t, "chihaya_storage_swarms", swarmGauge)
+		if l != leechers || w != 3 {
+			return fmt.Sprintf("the survivor's gauges say %v leechers in %v swarms, want %d in 3", l, w, leechers)
+		}
+		return ""
+	})
 }
