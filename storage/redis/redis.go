@@ -125,6 +125,11 @@ type PeerStore struct {
 	// nodeBatches are the group commits of a Cluster's masters, by their
 	// client (batch.go).
 	nodeBatches sync.Map
+	// switches counts the switches of a Sentinel's master announced by
+	// the sentinels, watched through sentinelSubs (failover.go).
+	switches        atomic.Int64
+	sentinelSubs    []*redis.PubSub
+	sentinelClients []*redis.SentinelClient
 
 	// loops are collection and reporting; done is closed by Stop.
 	loops *stopgroup.Group
@@ -155,6 +160,7 @@ func (s *PeerStore) start() error {
 		s.client.Close()
 		return err
 	}
+	s.watchSwitches()
 	s.loops.Every(cfg.GarbageCollectionInterval, s.periodicGC)
 	s.loops.Every(cfg.PrometheusReportingInterval, func() {
 		if st, err := s.Stats(); err == nil {
@@ -301,6 +307,7 @@ func (s *PeerStore) Stop(ctx context.Context) error {
 	if err := s.flushTotals(ctx); err != nil && ctx.Err() == nil {
 		logrus.WithError(err).Warn("storage/redis: stop: the totals' last changes are lost")
 	}
+	s.stopWatching()
 	s.wire.close()
 	s.nodeBatches.Range(func(_, b any) bool {
 		b.(*batcher).close()

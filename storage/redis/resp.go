@@ -39,6 +39,9 @@ type wireConn struct {
 	in, out []byte
 	// used is when the connection last carried a batch.
 	used time.Time
+	// switches is the store's count of master switches when c was
+	// dialled (Sentinel: failover.go).
+	switches int64
 }
 
 // wireMaxIdle is how long a connection may sit unused before it is
@@ -199,7 +202,7 @@ func (s *PeerStore) sendWire(ctx context.Context, x *exchange) error {
 		w = &wireConn{}
 		x.conn = w
 	}
-	if w.c != nil && (time.Since(w.used) >= wireMaxIdle || !w.alive()) {
+	if w.c != nil && (time.Since(w.used) >= wireMaxIdle || w.switches != s.switches.Load() || !w.alive()) {
 		w.c.Close()
 		w.c = nil
 	}
@@ -210,11 +213,12 @@ func (s *PeerStore) sendWire(ctx context.Context, x *exchange) error {
 		if x.node != nil {
 			opt = x.node.Options()
 		}
+		switches := s.switches.Load() // before the dial asks for the master
 		c, err := s.dialWire(ctx, opt)
 		if err != nil {
 			return err
 		}
-		w.c = c
+		w.c, w.switches = c, switches
 	}
 	out, n := w.out[:0], 0
 	for _, o := range x.batch {

@@ -1,0 +1,77 @@
+package redis
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chihaya/chihaya/storage"
+)
+
+// TestSentinelSwitchWire: after a Sentinel failover the wire path's
+// announces go to the new master, even while the old one still answers as
+// a master (SENTINEL FAILOVER leaves it one for seconds, until the
+// sentinels demote it): an announce written to the old master then would
+// be lost when it becomes a replica of the new one. go-redis drops its own
+// connections to the old master when a sentinel announces the switch; the
+// wire path's are the driver's own.
+func TestSentinelSwitchWire(t *testing.T) {
+	h := startHA(t)
+	s := newStore(t, h.master, func(c *Config) {
+		c.RedisBroker = "redis://127.0.0.1:1/0" // ignored with sentinels
+		c.SentinelAddrs = []string{h.sentinel.Addr}
+		c.SentinelMasterName = "mymaster"
+	})
+	ctx := context.Background()
+	announce := func(n int) error {
+		_, _, _, err := s.Announce(nil, ih(1), storage.UpdateLeecher, 10, peer4(n))
+		return err
+	}
+	must(t, "announce", announce(1))
+	must(t, "Ready", s.Ready(ctx))
+	if s.wireOpt == nil {
+		t.Fatal("no wire path with Sentinel")
+	}
+	h.waitReplicated(t)
+
+	sc := h.sentinel.Conn(t)
+	must(t, "SENTINEL FAILOVER", sc.Do(ctx, "SENTINEL", "FAILOVER", "mymaster").Err())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a, err := sc.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster").StringSlice()
+		if err == nil && len(a) == 2 && net.JoinHostPort(a[0], a[1]) == h.replica.Addr {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sentinel did not switch to the replica within 30s: %v %v\n%s", a, err, h.sentinel.LogText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The sentinel's +switch-master reaches its subscribers.
+	time.Sleep(200 * time.Millisecond)
+	oldRole, _ := h.master.Conn(t).Do(ctx, "ROLE").Slice()
+	if len(oldRole) > 0 {
+		t.Logf("old master's role at the announce: %v", oldRole[0])
+	}
+	var err error
+	n := 2
+	for ; n < 100; n++ {
+		if err = announce(n); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	must(t, "announce after the switch", err)
+	var buf [18]byte
+	addr, _, _ := peerAddr(peer4(n), &buf)
+	nm := h.replica.Conn(t)
+	on, err := nm.HExists(ctx, s.keys(ih(1)).roles[0][1], string(addr)).Result()
+	must(t, "HEXISTS on the new master", err)
+	if !on {
+		t.Errorf("announce of peer %d after the switch: not on the new master (written to the old one, and lost when it becomes a replica)", n)
+	}
+	t.Logf("announce %s after the switch", strconv.Itoa(n-1))
+}
+
