@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
 )
 
@@ -75,3 +76,56 @@ func TestSentinelSwitchWire(t *testing.T) {
 	t.Logf("announce %s after the switch", strconv.Itoa(n-1))
 }
 
+// FuzzAnnounceReplies reads bytes as the replies of a wired announce,
+// in the order announceRaw reads them (the counts, the update's MULTI,
+// QUEUEDs and EXEC, the peer reads): whatever Redis (or something that
+// is not Redis) sends, the readers never panic, never read past the
+// input, and never return more peers than asked for.
+func FuzzAnnounceReplies(f *testing.F) {
+	for _, s := range []string{
+		":3\r\n:2\r\n$1\r\n7\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n:0\r\n*2\r\n$6\r\n\x7f\x00\x00\x01\x1a\xe1\r\n$4\r\nabcd\r\n",
+		":0\r\n:0\r\n$-1\r\n+OK\r\n-OOM command not allowed\r\n+QUEUED\r\n-EXECABORT Transaction discarded\r\n",
+		":0\r\n:0\r\n$-1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-WRONGTYPE x\r\n:1\r\n*0\r\n",
+		"-LOADING Redis is loading\r\n-LOADING x\r\n-LOADING x\r\n+OK\r\n-LOADING x\r\n",
+		":1\r\n:1\r\n$99999999999\r\n",
+		":1\r\n:1\r\n:1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n:1\r\n*1073741824\r\n$6\r\n",
+		":1\r\n:1\r\n:1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n*-1\r\n",
+	} {
+		f.Add([]byte(s), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, mode uint8) {
+		x := &exchange{}
+		up := &update{u: storage.UpdateLeecher, k: &swarmKeys{}, addr: []byte{127, 0, 0, 1, 0x1a, 0xe1}}
+		switch mode % 3 {
+		case 1:
+			up.u, up.seeding = storage.UpdateGraduate, true
+		case 2:
+			up.u = storage.UpdateDelete
+		}
+		x.plainUpdate(up)
+		b := in
+		for range 3 {
+			var err error
+			if _, b, err = readInt(b); err != nil {
+				if _, ok := err.(replyError); !ok {
+					return
+				}
+			}
+		}
+		_, b, err := readPlainUpdate(b, x, up)
+		if err != nil || len(b) > len(in) {
+			return
+		}
+		for range 2 {
+			want := 10
+			var peers []bittorrent.Peer
+			peers, b, err = appendPeers(nil, b, up.addr, &want, mode&4 == 0)
+			if len(peers) > 10 || want < 0 || len(b) > len(in) {
+				t.Fatalf("%d peers, want left %d, %d bytes left of %d", len(peers), want, len(b), len(in))
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+}
