@@ -50,8 +50,14 @@ func TestSentinelSwitchWire(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The sentinel's +switch-master reaches its subscribers.
-	time.Sleep(200 * time.Millisecond)
+	// The sentinel's +switch-master reaches its subscribers (the store's
+	// own, failover.go), however loaded the machine.
+	for s.switches.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the store did not hear of the switch within 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	oldRole, _ := h.master.Conn(t).Do(ctx, "ROLE").Slice()
 	if len(oldRole) > 0 {
 		t.Logf("old master's role at the announce: %v", oldRole[0])
