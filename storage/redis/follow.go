@@ -148,7 +148,11 @@ func (s *PeerStore) readPeers(ctx context.Context, dst []bittorrent.Peer, up *up
 			if len(kv.Key) != len(up.addr) || kv.Key == string(up.addr) {
 				continue
 			}
-			if p, ok := decodePeer([]byte(kv.Key), []byte(kv.Value)); ok {
+			var id []byte
+			if s.cfg.KeepPeerIDs {
+				id = []byte(kv.Value) // else answered without, whoever stored it
+			}
+			if p, ok := decodePeer([]byte(kv.Key), id); ok {
 				dst = append(dst, p)
 				want--
 			}

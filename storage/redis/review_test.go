@@ -135,3 +135,31 @@ func FuzzAnnounceReplies(f *testing.F) {
 		}
 	})
 }
+
+// TestNoPeerIDsFollowing: a tracker with keep_peer_ids off answers its
+// peers without IDs (as the memory store does, so that a non-compact
+// reply leaves `peer id` out) on every path, the Cluster's redirection-
+// following one (readPeers) and AnnouncePeers included, even for a peer
+// that a tracker keeping IDs stored with its ID on the same Redis.
+func TestNoPeerIDsFollowing(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv, noIDs)
+	keep := newStore(t, srv, func(c *Config) { c.KeyPrefix = s.cfg.KeyPrefix })
+	must(t, "PutLeecher", keep.PutLeecher(ih(1), peer4(1)))
+	k := s.keys(ih(1))
+	var buf [18]byte
+	addr, _, _ := peerAddr(peer4(2), &buf)
+	up := &update{u: storage.UpdateSeeder, seeding: true, k: &k, addr: addr}
+	peers, err := s.readPeers(context.Background(), nil, up, 10)
+	must(t, "readPeers", err)
+	peers2, _, _, err := s.AnnouncePeers(nil, ih(1), true, 10, peer4(2))
+	must(t, "AnnouncePeers", err)
+	for what, ps := range map[string][]bittorrent.Peer{"readPeers": peers, "AnnouncePeers": peers2} {
+		if len(ps) != 1 || ps[0].AddrPort != peer4(1).AddrPort {
+			t.Fatalf("%s: %v, want peer 1", what, ps)
+		}
+		if ps[0].ID != (bittorrent.PeerID{}) {
+			t.Errorf("%s: peer with ID %q from a tracker that keeps none", what, ps[0].ID[:])
+		}
+	}
+}

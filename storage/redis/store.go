@@ -471,6 +471,7 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		isL := pipe.HExists(ctx, k.roles[af][1], string(addr))
 		web := queueWebCounts(ctx, pipe, x.web)
 		x.cmds = x.cmds[:0]
+		x.addrsOnly = !s.cfg.KeepPeerIDs // no IDs to answer with, as Announce
 		reads := s.queuePeerReads(ctx, x, &up, numWant)
 		_ = pipe.BatchProcess(ctx, x.cmds...)
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
