@@ -115,6 +115,18 @@ func testOperator(t *testing.T, d *daemontest.Daemon, list, tokens string) {
 	udpServed(t, u.announce(build, id("-qB4000-x"), 100, 2, 7002, 10, nil))
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: build, peerID: id("-TR3000-l1"), port: 7003, left: 100, event: "started"}.url(base)))
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: build, peerID: id("-TR3000-l2"), port: 7004, left: 100, event: "started"}.url(base)))
+	// The swarm update runs after the reply (frontend/http's
+	// TestReplyIsSentBeforeTheAfterStep), and each of these requests is a
+	// new connection served by its own goroutine: a client's next announce
+	// may overtake the update of the one before. A real client completes
+	// long after it started; here it waits until its start is counted.
+	eventually.Holds(t, func() string {
+		_, v := api(t, d, "GET", "/api/v1/torrents/"+buildHex, e2eReadToken)
+		if v["leechers"] != 3.0 {
+			return fmt.Sprintf("detail %v before the completion, want 3 leechers", v)
+		}
+		return ""
+	})
 	httpServed(t, httpGet(t, httpAnnounce{infoHash: build, peerID: id("-TR3000-l2"), port: 7004, left: 0, event: "completed"}.url(base)))
 
 	// The API's counts are the swarm's announces: 2 seeders, 2 leechers,
