@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net/netip"
 	"strconv"
 	"unsafe"
@@ -241,35 +240,10 @@ func slotTags() *[16384]string {
 // runs the driver's scripts).
 var errBadReply = errors.New("unexpected reply")
 
-// rawReply collects the raw RESP2 bytes of replies (go-redis' raw
-// commands write them here), so that a peer list is read in place instead
-// of as one string per element.
+// rawReply holds the raw RESP2 bytes of an announce's replies (the wire
+// path cuts them out of its connection's buffer, resp.go), so that a peer
+// list is read in place instead of as one string per element.
 type rawReply struct{ b []byte }
-
-func (r *rawReply) Write(p []byte) (int, error) {
-	r.b = append(r.b, p...)
-	return len(p), nil
-}
-
-// ReadFrom appends what src holds, so that io.Copy needs no buffer of its
-// own.
-func (r *rawReply) ReadFrom(src io.Reader) (int64, error) {
-	var total int64
-	for {
-		if len(r.b) == cap(r.b) {
-			r.b = append(r.b, 0)[:len(r.b)]
-		}
-		n, err := src.Read(r.b[len(r.b):cap(r.b)])
-		r.b = r.b[:len(r.b)+n]
-		total += int64(n)
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
 
 // replyError is an error reply of Redis read from raw bytes.
 type replyError string

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -22,19 +21,14 @@ type exchange struct {
 	// no allocation).
 	strs   [7]string
 	bounds [2][16 + boundTail]byte
-	// The arguments of the plain commands of an announce.
-	hlen [2][2]interface{}
-	get  [2]interface{}
-	hrf  [2][4]interface{}
+	// The arguments of an announce's peer reads (queuePeerReads).
+	hrf [2][4]interface{}
 	// wr are the arguments of the plain commands of an update
 	// (plainUpdate): 0 HSET, 1 and 2 HDEL, 3 INCR; sent are the ones
 	// sent, in order (nw of them).
 	wr   [4][4]interface{}
 	sent [3]int
 	nw   int
-	// rw are the exchange's reusable raw commands (rawCmd): 0-4 the
-	// counts, 5-8 the update's (wr), 9 its MULTI, 10 its EXEC.
-	rw [11]*redis.RawWriteToCmd
 	// peerCmds are the HRANDFIELD reads of an announce (reads of them).
 	peerCmds [2]*redis.RawCmd
 	reads    int
@@ -100,7 +94,7 @@ func getExchange() *exchange {
 func putExchange(x *exchange) {
 	clear(x.args)
 	x.strs = [7]string{}
-	x.hlen, x.get, x.hrf = [2][2]interface{}{}, [2]interface{}{}, [2][4]interface{}{}
+	x.hrf = [2][4]interface{}{}
 	x.wr, x.sent, x.nw = [4][4]interface{}{}, [3]int{}, 0
 	x.peerCmds, x.addrsOnly, x.noDownloads = [2]*redis.RawCmd{}, false, false
 	clear(x.cmds)
@@ -111,24 +105,4 @@ func putExchange(x *exchange) {
 	x.batch, x.err, x.probe, x.pipe, x.node = x.batch[:0], nil, false, nil, nil
 	x.wired, x.replies, x.conn, x.reads = false, 0, nil, 0
 	exchanges.Put(x)
-}
-
-// rawCmd returns a raw command of x with args, whose replies go to x.raw:
-// with reuse, x's command number i, made the first time (args must then
-// be the same slice every time: x's own arrays), so that an announce
-// allocates none. go-redis keeps a command's hash slot once computed, so
-// on a Cluster these go through a master's own client (announceRaw),
-// never the cluster client.
-func (x *exchange) rawCmd(ctx context.Context, reuse bool, i int, args []interface{}) redis.Cmder {
-	if !reuse {
-		return redis.NewRawWriteToCmd(ctx, &x.raw, args...)
-	}
-	c := x.rw[i]
-	if c == nil {
-		c = redis.NewRawWriteToCmd(context.Background(), &x.raw, args...)
-		x.rw[i] = c
-	}
-	c.SetErr(nil)
-	c.SetVal(0)
-	return c
 }

@@ -246,12 +246,10 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		}
 		x.node = node
 	}
-	if s.wireOpt != nil || x.node != nil {
-		x.wired = true
-		x.wireAnnounce(up, numWant)
-	} else {
-		s.queueAnnounce(ctx, x, up, numWant)
-	}
+	// Every topology's announce is wired: a single Redis or Sentinel on
+	// connections dialled with s.wireOpt, a Cluster on x.node's.
+	x.wired = true
+	x.wireAnnounce(up, numWant)
 	x.probe = isProbe(ctx)
 	if err := s.roundTrip(ctx, x); err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
@@ -303,31 +301,21 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		return dst, storage.Counts{}, storage.Absent, err
 	}
 	want := numWant
-	for i := range x.reads {
-		// Wired, the peer reads' replies follow the update's in x.raw;
-		// otherwise each is its command's.
-		reply := b
-		if !x.wired {
-			reply = x.peerCmds[i].Val()
-		}
-		var rest []byte
-		if dst, rest, err = appendPeers(dst, reply, up.addr, &want, !x.addrsOnly); err != nil {
+	for range x.reads {
+		// The peer reads' replies follow the update's in x.raw.
+		if dst, b, err = appendPeers(dst, b, up.addr, &want, !x.addrsOnly); err != nil {
 			// The update is applied: read the peers again, following.
 			if isRedirectErr(err) {
 				dst, err = s.readPeers(ctx, dst, up, numWant)
 			}
 			return dst, counts, ch.role, err
 		}
-		if x.wired {
-			b = rest
-		}
 	}
 	return dst, counts, ch.role, nil
 }
 
 // wireAnnounce writes the commands of announceRaw in RESP to x.wire
-// (resp.go), in the order queueAnnounce queues them, and counts their
-// replies.
+// (resp.go) and counts their replies.
 func (x *exchange) wireAnnounce(up *update, numWant int) {
 	k, f := up.k, up.fam
 	w := appendCmd2(x.wire[:0], "HLEN", k.roles[f][0])
@@ -365,34 +353,6 @@ func (x *exchange) wireAnnounce(up *update, numWant int) {
 	}
 	x.replies += x.reads
 	x.wire = w
-}
-
-// queueAnnounce queues the commands of announceRaw on x.cmds, as go-redis
-// commands whose replies are read raw.
-func (s *PeerStore) queueAnnounce(ctx context.Context, x *exchange, up *update, numWant int) {
-	k, f := up.k, up.fam
-	x.hlen[0] = [2]interface{}{"hlen", &k.roles[f][0]}
-	x.hlen[1] = [2]interface{}{"hlen", &k.roles[f][1]}
-	x.get = [2]interface{}{"get", &k.downloads}
-	x.cmds = append(x.cmds[:0],
-		x.rawCmd(ctx, true, 0, x.hlen[0][:]),
-		x.rawCmd(ctx, true, 1, x.hlen[1][:]))
-	if !x.noDownloads {
-		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 2, x.get[:]))
-	}
-	// The WebSocket swarm's counts, once there are WebSocket peers: two
-	// more HLENs in the same pipeline (same hash tag, same slot).
-	if x.web[0] != "" {
-		x.queueWebHlen()
-		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 3, x.webHlen[0][:]), x.rawCmd(ctx, true, 4, x.webHlen[1][:]))
-	}
-	x.plainUpdate(up)
-	x.cmds = append(x.cmds, x.rawCmd(ctx, true, 9, multiArgs))
-	for _, i := range x.sent[:x.nw] {
-		x.cmds = append(x.cmds, x.rawCmd(ctx, true, 5+i, x.wr[i][:wrLen[i]]))
-	}
-	x.cmds = append(x.cmds, x.rawCmd(ctx, true, 10, execArgs))
-	x.reads = s.queuePeerReads(ctx, x, up, numWant)
 }
 
 // queuePeerReads appends the raw HRANDFIELD reads of an announce to
