@@ -19,7 +19,11 @@ import (
 // client follows MOVED and ASK redirections and finds a promoted replica
 // by itself. The driver's own part is the breaker (breaker.go): go-redis
 // is told never to retry, since a retried update might be applied twice
-// and a retry against a hung Redis waits a timeout again.
+// and a retry against a hung Redis waits a timeout again. A Cluster
+// client retries all the same (a command or pipeline after a timeout or
+// a cut connection, up to MaxRedirects times): the writes it sends are
+// marked to be sent once (once.go), the announce goes on the wire path,
+// and flushSlots goes through each master's own client.
 
 // tlsConfig returns the TLS configuration of rediss://, or nil.
 func tlsConfig(cfg Config, b broker) (*tls.Config, error) {

@@ -194,7 +194,9 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc r
 			}
 			args = append(args, cut, m, f.by, s.idLen())
 			argss = append(argss, args)
-			cmds = append(cmds, pipe.Do(ctx, args...))
+			cmd := redis.NewCmd(ctx, args...)
+			queueOnce(ctx, pipe, cmd) // its counts and removals are not sent again
+			cmds = append(cmds, cmd)
 		}
 		_, _ = pipe.Exec(ctx)
 		for _, c := range counts {

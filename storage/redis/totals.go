@@ -462,7 +462,7 @@ func (s *PeerStore) recountEnd(ctx context.Context, base map[string][6]int64, rc
 			}
 			for i := range b {
 				if d := counted[i] - b[i]; d != 0 {
-					pipe.HIncrBy(ctx, totals, totalsNames[i], d)
+					queueOnce(ctx, pipe, redis.NewIntCmd(ctx, "hincrby", totals, totalsNames[i], d))
 				}
 			}
 		}
