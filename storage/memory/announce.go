@@ -43,7 +43,6 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		storage.ObserveError("announce")
 		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
 	}
-	l := &s.layouts[af]
 	sh, h := s.locate(ih)
 
 	sh.mu.RLock()
@@ -52,24 +51,96 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 	if sw == nil {
 		return dst, storage.Counts{}, storage.Absent, nil
 	}
+	dst, counts, role, _ := s.answer(dst, sw, af, key[:s.layouts[af].keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+	return dst, counts, role, nil
+}
+
+// answer appends the peers of sw for an announcer with key k and address
+// a, and returns sw's counts, the announcer's role and, in a swarm
+// without locality, its slot in family af (-1: absent; lookUp with
+// locality). The caller holds the shard's lock.
+func (s *PeerStore) answer(dst []bittorrent.Peer, sw *swarm, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, int) {
 	if sw.loc != nil {
-		dst, counts, role := s.announceLocal(dst, sw, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
-		return dst, counts, role, nil
+		dst, counts, role := s.announceLocal(dst, sw, af, k, a, seeder, numWant)
+		return dst, counts, role, lookUp
 	}
 	if classifier := s.classifier.Load(); classifier != nil {
-		dst, counts, role := s.announceFlat(dst, sw, classifier, af, key[:l.keyLen], announcer.AddrPort.Addr(), seeder, numWant)
-		return dst, counts, role, nil
+		dst, counts, role := s.announceFlat(dst, sw, classifier, af, k, a, seeder, numWant)
+		return dst, counts, role, lookUp
 	}
+	l := &s.layouts[af]
 	f := sw.fam(af)
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
-	self, role := f.findRole(l, key[:l.keyLen])
+	self, role := f.findRole(l, k)
 	if numWant > 0 && !seeder {
 		dst = f.appendPeers(l, dst, 0, int(f.nSeed), self, &numWant)
 	}
 	if numWant > 0 {
 		dst = f.appendPeers(l, dst, int(f.nSeed), int(f.n), self, &numWant)
 	}
+	return dst, counts, role, self
+}
+
+var _ storage.Announcer = (*PeerStore)(nil)
+
+// Announce answers an announce as AnnouncePeers does and applies its
+// update u (storage.Announcer) under one hold of the swarm's shard lock:
+// the swarm is looked up once and, without locality, the announcer's
+// record found once, where the logic's two steps (AnnouncePeers, then
+// PutSeeder, PutLeecher, GraduateLeecher or DeletePeer after the reply)
+// take the lock twice and look both up twice. The counts and the role are
+// those from before the update.
+func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	own, other := s, s.web.Load()
+	if announcer.Kind != s.layouts[0].kind {
+		own, other = s.ofKind(announcer.Kind, u != storage.UpdateDelete), s
+	}
+	key, af, ok := peerKey(announcer)
+	if !ok {
+		storage.ObserveError("announce")
+		return dst, storage.Counts{}, storage.Absent, errInvalidAddr
+	}
+	var counts storage.Counts
+	role := storage.Absent
+	if own != nil {
+		dst, counts, role = own.announceUpdate(dst, ih, u, numWant, announcer, af, key[:own.layouts[af].keyLen])
+	}
+	if other != nil {
+		c, _ := other.scrapeSwarm(ih, af)
+		counts = counts.Add(c)
+	}
 	return dst, counts, role, nil
+}
+
+// announceUpdate is Announce within the store of the announcer's kind.
+func (s *PeerStore) announceUpdate(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, af bittorrent.AddressFamily, k []byte) ([]bittorrent.Peer, storage.Counts, storage.Role) {
+	stamp := s.stamps.now()
+	sh, h := s.locate(ih)
+	a := announcer.AddrPort.Addr()
+
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	var counts storage.Counts
+	role, self := storage.Absent, -1
+	sw := sh.swarms.get(h, ih)
+	if sw != nil {
+		dst, counts, role, self = s.answer(dst, sw, af, k, a, u.Seeder(), numWant)
+	}
+	switch {
+	case u == storage.UpdateDelete && sw != nil:
+		s.deleteIn(sh, h, ih, sw, af, k, a, self)
+	case u != storage.UpdateDelete:
+		if sw == nil {
+			sw = &swarm{}
+			sh.swarms.insert(h, ih, sw)
+		}
+		r := storage.Leecher
+		if u.Seeder() {
+			r = storage.Seeder
+		}
+		s.putIn(sh, sw, af, k, announcer, r, u == storage.UpdateGraduate, stamp, self)
+	}
+	return dst, counts, role
 }
 
 // findRole returns the slot of the record with key k, or -1, and whether

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -297,8 +298,7 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		storage.ObserveError("put")
 		return errInvalidAddr
 	}
-	l := &s.layouts[af]
-	k := key[:l.keyLen]
+	k := key[:s.layouts[af].keyLen]
 	stamp := s.stamps.now()
 	sh, h := s.locate(ih)
 
@@ -308,14 +308,29 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 		sw = &swarm{}
 		sh.swarms.insert(h, ih, sw)
 	}
+	s.putIn(sh, sw, af, k, p, role, graduate, stamp, lookUp)
+	sh.mu.Unlock()
+	return nil
+}
+
+// lookUp, as putIn's or deleteIn's slot, asks them to find the peer.
+const lookUp = -2
+
+// putIn is put once the caller holds the shard's write lock and sw is in
+// its table. i is the peer's slot in family af of a swarm without
+// locality when the caller has just looked it up (-1: absent), and
+// lookUp otherwise.
+func (s *PeerStore) putIn(sh *shard, sw *swarm, af bittorrent.AddressFamily, k []byte, p bittorrent.Peer, role storage.Role, graduate bool, stamp uint16, i int) {
+	l := &s.layouts[af]
 	classifier := s.classifier.Load()
 	if classifier != nil && (sw.loc != nil || s.flatMax == 0) {
 		s.putLocal(sh, sw, classifier, af, k, p, role, graduate, stamp)
-		sh.mu.Unlock()
-		return nil
+		return
 	}
 	f := sw.famForPut(af)
-	i := f.find(l, k)
+	if i == lookUp {
+		i = f.find(l, k)
+	}
 	was := storage.Absent
 	if i < 0 {
 		if f.n == 0 {
@@ -345,8 +360,6 @@ func (s *PeerStore) put(ih bittorrent.InfoHash, p bittorrent.Peer, role storage.
 	if classifier != nil && f.n > uint32(s.flatMax) {
 		s.localize(sh, sw, classifier)
 	}
-	sh.mu.Unlock()
-	return nil
 }
 
 // DeletePeer removes p from ih's swarm.
@@ -365,26 +378,39 @@ func (s *PeerStore) DeletePeer(ih bittorrent.InfoHash, p bittorrent.Peer) error 
 	sh, h := s.locate(ih)
 
 	sh.mu.Lock()
-	if sw := sh.swarms.get(h, ih); sw != nil && sw.loc != nil {
-		s.deleteLocal(sh, sw, af, key[:l.keyLen], p.AddrPort.Addr())
-		if sw.empty() {
-			sh.swarms.remove(h, ih)
-		}
-	} else if sw != nil {
-		f := sw.fam(af)
-		if i := f.find(l, key[:l.keyLen]); i >= 0 {
-			sh.removePeer(l, sw, af, i)
-			if sw.empty() {
-				sh.swarms.remove(h, ih)
-				sh.spares.put(sw.v4.recs)
-				if sw.v6 != nil {
-					sh.spares.put(sw.v6.recs)
-				}
-			}
-		}
+	if sw := sh.swarms.get(h, ih); sw != nil {
+		s.deleteIn(sh, h, ih, sw, af, key[:l.keyLen], p.AddrPort.Addr(), lookUp)
 	}
 	sh.mu.Unlock()
 	return nil
+}
+
+// deleteIn is DeletePeer once the caller holds the shard's write lock and
+// has found sw, the swarm of ih (table hash h); i is as putIn's. It drops
+// the swarm when nothing is left of it.
+func (s *PeerStore) deleteIn(sh *shard, h uint32, ih bittorrent.InfoHash, sw *swarm, af bittorrent.AddressFamily, k []byte, a netip.Addr, i int) {
+	if sw.loc != nil {
+		s.deleteLocal(sh, sw, af, k, a)
+		if sw.empty() {
+			sh.swarms.remove(h, ih)
+		}
+		return
+	}
+	l := &s.layouts[af]
+	if i == lookUp {
+		i = sw.fam(af).find(l, k)
+	}
+	if i < 0 {
+		return
+	}
+	sh.removePeer(l, sw, af, i)
+	if sw.empty() {
+		sh.swarms.remove(h, ih)
+		sh.spares.put(sw.v4.recs)
+		if sw.v6 != nil {
+			sh.spares.put(sw.v6.recs)
+		}
+	}
 }
 
 // removePeer removes record i of family af of sw, keeping the shard's

@@ -1,0 +1,75 @@
+package memory
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/chihaya/chihaya/bittorrent"
+	"github.com/chihaya/chihaya/storage"
+	"github.com/chihaya/chihaya/storage/storagetest"
+)
+
+// BenchmarkAnnounceCold is the tracker's announce against the UDP
+// comparison's population (scripts/bench-compare.sh: 10,000 swarms of 200
+// peers, 2,000,000 in all), a random peer of a random swarm each time, so
+// that the swarm, its index and its records are mostly out of the caches,
+// as in the daemon: steps=two answers with AnnouncePeers and then applies
+// the update with PutSeeder or PutLeecher (the logic's way for a store
+// without storage.Announcer), steps=one with Announce.
+func BenchmarkAnnounceCold(b *testing.B) {
+	const swarms, peers = 10_000, 2_000_000
+	s, err := New(Config{}.WithDefaults())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Stop(context.Background()) })
+	seeder := func(j int) bool { return j%10 < 7 }
+	for j := range peers {
+		if seeder(j / swarms) {
+			err = s.PutSeeder(storagetest.InfoHash(j%swarms), storagetest.Peer4(j))
+		} else {
+			err = s.PutLeecher(storagetest.InfoHash(j%swarms), storagetest.Peer4(j))
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bc := range []struct {
+		name     string
+		announce func(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, p bittorrent.Peer) ([]bittorrent.Peer, error)
+	}{
+		{"steps=two", func(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, p bittorrent.Peer) ([]bittorrent.Peer, error) {
+			dst, _, _, err := s.AnnouncePeers(dst, ih, u.Seeder(), 50, p)
+			if err != nil {
+				return dst, err
+			}
+			if u.Seeder() {
+				return dst, s.PutSeeder(ih, p)
+			}
+			return dst, s.PutLeecher(ih, p)
+		}},
+		{"steps=one", func(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, p bittorrent.Peer) ([]bittorrent.Peer, error) {
+			dst, _, _, err := s.Announce(dst, ih, u, 50, p)
+			return dst, err
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			dst := make([]bittorrent.Peer, 0, 50)
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				j := r.IntN(peers)
+				u := storage.UpdateLeecher
+				if seeder(j / swarms) {
+					u = storage.UpdateSeeder
+				}
+				if dst, err = bc.announce(dst[:0], storagetest.InfoHash(j%swarms), u, storagetest.Peer4(j)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
