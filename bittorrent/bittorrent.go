@@ -147,6 +147,13 @@ type AnnounceResponse struct {
 	// Peers are of the announcer's address family and never include the
 	// announcer itself.
 	Peers []Peer
+	// CompactPeers are more such peers in their compact form: the address
+	// (4 or 16 bytes, the announcer's family) then the big-endian port,
+	// as BEP 15 and BEP 23 write them. A frontend that can write them
+	// sets it to an empty buffer before the logic runs (nil: it cannot),
+	// and the logic may then hand out the peers, or some of them, here
+	// instead of in Peers; the frontend writes both.
+	CompactPeers []byte
 }
 
 // ScrapeRequest asks for the counts of one or more torrents. InfoHashes is

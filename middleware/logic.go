@@ -101,6 +101,9 @@ type Logic struct {
 	// addrs is store when it answers with less for a reply that needs
 	// only the peers' addresses (compact, UDP, no_peer_id).
 	addrs storage.AddrAnnouncer
+	// compact is store when it can write a reply's peers in their compact
+	// form, for the frontends that take them so.
+	compact storage.CompactAnnouncer
 
 	// queued is set while updates go to the workers; updateNanos is the
 	// moving average of sampled update durations that decides it.
@@ -127,6 +130,7 @@ func NewLogic(cfg Config, store storage.PeerStore, preHooks, postHooks []Hook) *
 	}
 	l.announcer, _ = store.(storage.Announcer)
 	l.addrs, _ = store.(storage.AddrAnnouncer)
+	l.compact, _ = store.(storage.CompactAnnouncer)
 	l.hooks.Store(&chain{pre: preHooks, post: postHooks})
 	for i := range l.queues {
 		l.queues[i] = make(chan update, UpdateQueueSize)
@@ -169,6 +173,8 @@ func (l *Logic) respondAnnounce(req *bittorrent.AnnounceRequest, resp *bittorren
 	var role storage.Role
 	var err error
 	switch {
+	case l.compact != nil && resp.CompactPeers != nil:
+		peers, resp.CompactPeers, counts, role, err = l.compact.AnnounceCompact(resp.Peers[:0], resp.CompactPeers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer)
 	case l.addrs != nil && (req.Compact || req.NoPeerID):
 		peers, counts, role, err = l.addrs.AnnounceAddrs(resp.Peers[:0], req.InfoHash, storeUpdate(req), numWant, req.Peer, !req.NoDownloads)
 	case l.announcer != nil:

@@ -45,3 +45,14 @@ type Announcer interface {
 type AddrAnnouncer interface {
 	AnnounceAddrs(dst []bittorrent.Peer, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer, downloads bool) ([]bittorrent.Peer, Counts, Role, error)
 }
+
+// CompactAnnouncer is implemented by Announcers that can write an answer's
+// peers straight in their compact form (bittorrent.AnnounceResponse's
+// CompactPeers): AnnounceCompact is Announce, except that it may append
+// the peers, or some of them, to compact instead of to dst, without their
+// IDs. The memory store copies them out of its records, which hold them
+// in that form, instead of building a bittorrent.Peer for each one that
+// the frontend then encodes again.
+type CompactAnnouncer interface {
+	AnnounceCompact(dst []bittorrent.Peer, compact []byte, ih bittorrent.InfoHash, u Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, []byte, Counts, Role, error)
+}

@@ -43,12 +43,15 @@ func newHandler(ctx context.Context, logic frontend.TrackerLogic, ids *ConnIDGen
 			maxNumWant:      uint32(cfg.MaxNumWant),
 			defaultNumWant:  uint32(cfg.DefaultNumWant),
 		},
-		maxScrape:    cfg.MaxScrapeInfoHashes,
-		ctx:          ctx,
-		announceResp: bittorrent.AnnounceResponse{Peers: make([]bittorrent.Peer, 0, cfg.MaxNumWant)},
-		scrapeReq:    bittorrent.ScrapeRequest{InfoHashes: make([]bittorrent.InfoHash, 0, cfg.MaxScrapeInfoHashes)},
-		scrapeResp:   bittorrent.ScrapeResponse{Files: make([]bittorrent.Scrape, 0, cfg.MaxScrapeInfoHashes)},
-		urlData:      make([]byte, 0, 512),
+		maxScrape: cfg.MaxScrapeInfoHashes,
+		ctx:       ctx,
+		announceResp: bittorrent.AnnounceResponse{
+			Peers:        make([]bittorrent.Peer, 0, cfg.MaxNumWant),
+			CompactPeers: make([]byte, 0, 18*cfg.MaxNumWant),
+		},
+		scrapeReq:  bittorrent.ScrapeRequest{InfoHashes: make([]bittorrent.InfoHash, 0, cfg.MaxScrapeInfoHashes)},
+		scrapeResp: bittorrent.ScrapeResponse{Files: make([]bittorrent.Scrape, 0, cfg.MaxScrapeInfoHashes)},
+		urlData:    make([]byte, 0, 512),
 	}
 }
 
@@ -131,7 +134,7 @@ func (h *handler) refuse(dst []byte, txID uint32, err bittorrent.ClientError, re
 
 func (h *handler) announce(b []byte, src netip.AddrPort, af bittorrent.AddressFamily, txID uint32, dst []byte, start time.Time) []byte {
 	req, resp := &h.announceReq, &h.announceResp
-	*resp = bittorrent.AnnounceResponse{Peers: resp.Peers[:0]}
+	*resp = bittorrent.AnnounceResponse{Peers: resp.Peers[:0], CompactPeers: resp.CompactPeers[:0]}
 	req.Params = bittorrent.ParamsNone
 	defer h.params.Reset()
 
@@ -158,6 +161,12 @@ func (h *handler) announce(b []byte, src netip.AddrPort, af bittorrent.AddressFa
 		h.failed("announce", err)
 		h.metrics.ObserveRequest(frontend.Announce, af, err, start)
 		return appendError(dst, txID, bittorrent.ClientText(err))
+	}
+	if req.Peer.AddressFamily() != af {
+		// A hook gave the announcer an address of the other family: its
+		// compact peers are of that family too, and are left out as
+		// appendAnnounce leaves out such peers.
+		resp.CompactPeers = resp.CompactPeers[:0]
 	}
 	reply := appendAnnounce(dst, txID, af, resp)
 	h.metrics.ObserveRequest(frontend.Announce, af, nil, start)

@@ -21,13 +21,15 @@ func appendConnect(dst []byte, txID uint32, connID uint64) []byte {
 // appendAnnounce appends an announce response. af is the family the request
 // came over, which decides the peer format: 6 bytes per IPv4 peer, 18 per
 // IPv6 peer (BEP 15). Peers of the other family, which a client could not
-// tell apart from its own, are left out.
+// tell apart from its own, are left out. resp.CompactPeers, of the
+// request's family, are copied as they are.
 func appendAnnounce(dst []byte, txID uint32, af bittorrent.AddressFamily, resp *bittorrent.AnnounceResponse) []byte {
 	dst = binary.BigEndian.AppendUint32(dst, actionAnnounce)
 	dst = binary.BigEndian.AppendUint32(dst, txID)
 	dst = binary.BigEndian.AppendUint32(dst, seconds(resp.Interval))
 	dst = binary.BigEndian.AppendUint32(dst, resp.Incomplete)
 	dst = binary.BigEndian.AppendUint32(dst, resp.Complete)
+	dst = append(dst, resp.CompactPeers...)
 	for i := range resp.Peers {
 		ap := resp.Peers[i].AddrPort
 		addr := ap.Addr()

@@ -51,15 +51,17 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 	if sw == nil {
 		return dst, storage.Counts{}, storage.Absent, nil
 	}
-	dst, counts, role, _ := s.answer(dst, sw, af, key[:s.layouts[af].keyLen], announcer.AddrPort.Addr(), seeder, numWant)
+	dst, counts, role, _ := s.answer(dst, nil, sw, af, key[:s.layouts[af].keyLen], announcer.AddrPort.Addr(), seeder, numWant)
 	return dst, counts, role, nil
 }
 
 // answer appends the peers of sw for an announcer with key k and address
 // a, and returns sw's counts, the announcer's role and, in a swarm
 // without locality, its slot in family af (-1: absent; lookUp with
-// locality). The caller holds the shard's lock.
-func (s *PeerStore) answer(dst []bittorrent.Peer, sw *swarm, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, int) {
+// locality). With compact set, a swarm without locality appends its peers
+// to *compact in their compact form instead of to dst. The caller holds
+// the shard's lock.
+func (s *PeerStore) answer(dst []bittorrent.Peer, compact *[]byte, sw *swarm, af bittorrent.AddressFamily, k []byte, a netip.Addr, seeder bool, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, int) {
 	if sw.loc != nil {
 		dst, counts, role := s.announceLocal(dst, sw, af, k, a, seeder, numWant)
 		return dst, counts, role, lookUp
@@ -72,6 +74,15 @@ func (s *PeerStore) answer(dst []bittorrent.Peer, sw *swarm, af bittorrent.Addre
 	f := sw.fam(af)
 	counts := storage.Counts{Seeders: f.nSeed, Leechers: f.n - f.nSeed, Downloads: sw.downloads}
 	self, role := f.findRole(l, k)
+	if compact != nil {
+		if numWant > 0 && !seeder {
+			*compact = f.appendCompact(l, *compact, 0, int(f.nSeed), self, &numWant)
+		}
+		if numWant > 0 {
+			*compact = f.appendCompact(l, *compact, int(f.nSeed), int(f.n), self, &numWant)
+		}
+		return dst, counts, role, self
+	}
 	if numWant > 0 && !seeder {
 		dst = f.appendPeers(l, dst, 0, int(f.nSeed), self, &numWant)
 	}
@@ -81,7 +92,10 @@ func (s *PeerStore) answer(dst []bittorrent.Peer, sw *swarm, af bittorrent.Addre
 	return dst, counts, role, self
 }
 
-var _ storage.Announcer = (*PeerStore)(nil)
+var (
+	_ storage.Announcer        = (*PeerStore)(nil)
+	_ storage.CompactAnnouncer = (*PeerStore)(nil)
+)
 
 // Announce answers an announce as AnnouncePeers does and applies its
 // update u (storage.Announcer) under one hold of the swarm's shard lock:
@@ -91,6 +105,19 @@ var _ storage.Announcer = (*PeerStore)(nil)
 // take the lock twice and look both up twice. The counts and the role are
 // those from before the update.
 func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
+	return s.announce(dst, nil, ih, u, numWant, announcer)
+}
+
+// AnnounceCompact is Announce, except that the peers of a swarm without
+// locality are appended to compact in their compact form, which is how
+// the records hold their address and port (storage.CompactAnnouncer).
+func (s *PeerStore) AnnounceCompact(dst []bittorrent.Peer, compact []byte, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, []byte, storage.Counts, storage.Role, error) {
+	dst, counts, role, err := s.announce(dst, &compact, ih, u, numWant, announcer)
+	return dst, compact, counts, role, err
+}
+
+// announce is Announce, and AnnounceCompact with compact set.
+func (s *PeerStore) announce(dst []bittorrent.Peer, compact *[]byte, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	own, other := s, s.web.Load()
 	if announcer.Kind != s.layouts[0].kind {
 		own, other = s.ofKind(announcer.Kind, u != storage.UpdateDelete), s
@@ -103,7 +130,7 @@ func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	var counts storage.Counts
 	role := storage.Absent
 	if own != nil {
-		dst, counts, role = own.announceUpdate(dst, ih, u, numWant, announcer, af, key[:own.layouts[af].keyLen])
+		dst, counts, role = own.announceUpdate(dst, compact, ih, u, numWant, announcer, af, key[:own.layouts[af].keyLen])
 	}
 	if other != nil {
 		c, _ := other.scrapeSwarm(ih, af)
@@ -113,7 +140,7 @@ func (s *PeerStore) Announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 }
 
 // announceUpdate is Announce within the store of the announcer's kind.
-func (s *PeerStore) announceUpdate(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, af bittorrent.AddressFamily, k []byte) ([]bittorrent.Peer, storage.Counts, storage.Role) {
+func (s *PeerStore) announceUpdate(dst []bittorrent.Peer, compact *[]byte, ih bittorrent.InfoHash, u storage.Update, numWant int, announcer bittorrent.Peer, af bittorrent.AddressFamily, k []byte) ([]bittorrent.Peer, storage.Counts, storage.Role) {
 	stamp := s.stamps.now()
 	sh, h := s.locate(ih)
 	a := announcer.AddrPort.Addr()
@@ -124,7 +151,7 @@ func (s *PeerStore) announceUpdate(dst []bittorrent.Peer, ih bittorrent.InfoHash
 	role, self := storage.Absent, -1
 	sw := sh.swarms.get(h, ih)
 	if sw != nil {
-		dst, counts, role, self = s.answer(dst, sw, af, k, a, u.Seeder(), numWant)
+		dst, counts, role, self = s.answer(dst, compact, sw, af, k, a, u.Seeder(), numWant)
 	}
 	switch {
 	case u == storage.UpdateDelete && sw != nil:
@@ -190,6 +217,44 @@ func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self 
 		}
 	}
 	return dst
+}
+
+// appendCompact is appendPeers for peers in their compact form: each
+// record's key, its address then its big-endian port, copied as it is.
+func (f *family) appendCompact(l *layout, dst []byte, lo, hi, self int, want *int) []byte {
+	m := hi - lo
+	avail := m
+	if self >= lo && self < hi {
+		avail--
+	}
+	if avail <= 0 {
+		return dst
+	}
+	take := min(*want, avail)
+	*want -= take
+	j := lo + int(rand.Uint32N(uint32(m)))
+	n0, kl := len(dst), l.keyLen
+	// An IPv4 key (6 bytes) is copied as the 8 bytes that start its
+	// record (stride >= 8), each copy overwriting the last one's tail:
+	// copies of a constant length, with 2 bytes of slack at the end.
+	dst = slices.Grow(dst, take*kl+2)[:n0+take*kl+2]
+	out := dst[n0:]
+	for k, o := 0, 0; k < take; {
+		if j != self {
+			off := j * l.stride
+			if kl == 6 {
+				*(*[8]byte)(out[o:]) = *(*[8]byte)(f.recs[off:])
+			} else {
+				*(*[18]byte)(out[o:]) = *(*[18]byte)(f.recs[off:])
+			}
+			o += kl
+			k++
+		}
+		if j++; j == hi {
+			j = lo
+		}
+	}
+	return dst[:n0+take*kl]
 }
 
 // fill sets *p from record i.

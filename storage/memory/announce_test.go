@@ -16,7 +16,8 @@ import (
 // that the swarm, its index and its records are mostly out of the caches,
 // as in the daemon: steps=two answers with AnnouncePeers and then applies
 // the update with PutSeeder or PutLeecher (the logic's way for a store
-// without storage.Announcer), steps=one with Announce.
+// without storage.Announcer), steps=one with Announce, steps=one/compact
+// with AnnounceCompact (the UDP frontend's).
 func BenchmarkAnnounceCold(b *testing.B) {
 	const swarms, peers = 10_000, 2_000_000
 	s, err := New(Config{}.WithDefaults())
@@ -25,6 +26,7 @@ func BenchmarkAnnounceCold(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = s.Stop(context.Background()) })
 	seeder := func(j int) bool { return j%10 < 7 }
+	compact := make([]byte, 0, 50*18)
 	for j := range peers {
 		if seeder(j / swarms) {
 			err = s.PutSeeder(storagetest.InfoHash(j%swarms), storagetest.Peer4(j))
@@ -53,6 +55,11 @@ func BenchmarkAnnounceCold(b *testing.B) {
 			dst, _, _, err := s.Announce(dst, ih, u, 50, p)
 			return dst, err
 		}},
+		{"steps=one/compact", func(dst []bittorrent.Peer, ih bittorrent.InfoHash, u storage.Update, p bittorrent.Peer) ([]bittorrent.Peer, error) {
+			var err error
+			dst, compact, _, _, err = s.AnnounceCompact(dst, compact[:0], ih, u, 50, p)
+			return dst, err
+		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 2))
@@ -70,6 +77,34 @@ func BenchmarkAnnounceCold(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// TestAnnouncer checks Announce and AnnounceCompact against the model of
+// storagetest.RunAnnouncer, without locality, with locality's flat small
+// swarms, with every swarm in cells, and for WebSocket peers beside native
+// ones.
+func TestAnnouncer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		flatMax int
+		cfg     func(*Config)
+	}{
+		{"plain", defaultFlatMax, func(*Config) {}},
+		{"locality flat", defaultFlatMax, func(c *Config) { c.Locality.Enabled = true }},
+		{"locality cells", 0, func(c *Config) { c.Locality.Enabled = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storagetest.RunAnnouncer(t, func(t *testing.T) storage.PeerStore {
+				cfg := Config{}.WithDefaults()
+				tc.cfg(&cfg)
+				s, err := newPeerStore(cfg, tc.flatMax)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
 		})
 	}
 }
