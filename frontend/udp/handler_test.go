@@ -9,6 +9,8 @@ import (
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/frontend"
 	"github.com/chihaya/chihaya/frontend/frontendtest"
+	"github.com/chihaya/chihaya/middleware"
+	"github.com/chihaya/chihaya/storage/memory"
 )
 
 func newTestHandler(t testing.TB, logic frontend.TrackerLogic, cfg Config) *handler {
@@ -263,4 +265,47 @@ func BenchmarkHandle(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestHandleWithStoreDoesNotAllocate holds the daemon's UDP announce and
+// scrape, through the logic and the memory store (whose announce answers in
+// compact form), at 0 allocations once the swarm exists.
+func TestHandleWithStoreDoesNotAllocate(t *testing.T) {
+	s, err := memory.New(memory.Config{}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	logic := middleware.NewLogic(middleware.Config{}.WithDefaults(), s, nil, nil)
+	t.Cleanup(func() { _ = logic.Stop(context.Background()) })
+	h := newTestHandler(t, logic, Config{})
+	for i := range 60 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), 6881)
+		h.handle(encodeAnnounce(h.ids.Generate(src.Addr()), 1, announceFields{infoHash: testIH, left: testLeft(i), numWant: -1, port: 6881}), src, nil)
+	}
+	connID := h.ids.Generate(testSrc4.Addr())
+	for _, tc := range []struct {
+		name   string
+		packet []byte
+		size   int
+	}{
+		{"announce", encodeAnnounce(connID, 1, announceFields{infoHash: testIH, left: 1, numWant: -1, port: 6881}), 20 + 6*50},
+		{"scrape", encodeScrape(connID, 1, testIH, testIH, testIH), 8 + 12*3},
+	} {
+		buf := make([]byte, 0, 2048)
+		if got := len(h.handle(tc.packet, testSrc4, buf[:0])); got != tc.size {
+			t.Fatalf("%s: reply of %d bytes, want %d", tc.name, got, tc.size)
+		}
+		if n := testing.AllocsPerRun(200, func() { h.handle(tc.packet, testSrc4, buf[:0]) }); n != 0 {
+			t.Errorf("%s: %v allocations a datagram, want 0", tc.name, n)
+		}
+	}
+}
+
+// testLeft makes every third peer of a test swarm a seeder.
+func testLeft(i int) int64 {
+	if i%3 == 0 {
+		return 0
+	}
+	return 1000
 }
