@@ -178,11 +178,11 @@ func migrate(t *testing.T, from, to *goredis.Client, keys ...string) {
 	}
 }
 
-// slotPendingOf returns the pending changes to the totals of h's slot.
-func slotPendingOf(s *PeerStore, h bittorrent.InfoHash) [6]int64 {
+// pendingOf returns the store's pending changes to the totals.
+func pendingOf(s *PeerStore) [6]int64 {
 	var v [6]int64
 	for i := range v {
-		v[i] = s.slotPending.slots[s.keys(h).shard.slot][i].Load()
+		v[i] = s.pending[i].Load()
 	}
 	return v
 }
@@ -238,12 +238,12 @@ func TestClusterPlainMidReshard(t *testing.T) {
 	}
 
 	// moving fills swarm h, marks its slot migrating and moves the keys
-	// of it that keys names to the other master; pend is the slot's
+	// of it that keys names to the other master; pend is the store's
 	// pending changes before.
 	moving := func(t *testing.T, h bittorrent.InfoHash, keys func(k swarmKeys) []string) (pend [6]int64, from, to *goredis.Client) {
 		t.Helper()
 		fill(h)
-		pend = slotPendingOf(s, h)
+		pend = pendingOf(s)
 		from, to = migrating(t, cc, s, h)
 		migrate(t, from, to, keys(s.keys(h))...)
 		return pend, from, to
@@ -264,7 +264,7 @@ func TestClusterPlainMidReshard(t *testing.T) {
 		if sd, l, _ := lens(from, false, h); sd != 0 || l != 0 {
 			t.Errorf("on the migrating master: %d seeders, %d leechers left behind; want none", sd, l)
 		}
-		got := slotPendingOf(s, h)
+		got := pendingOf(s)
 		if got[1]-pend[1] != 1 || got[2]-pend[2] != -1 || got[0] != pend[0] {
 			t.Errorf("pending totals %v, were %v: want one seeder more, one leecher less, once", got, pend)
 		}
@@ -300,7 +300,7 @@ func TestClusterPlainMidReshard(t *testing.T) {
 		if _, l, _ := lens(to, true, h); l != 2 {
 			t.Errorf("%d leechers on the importing master, want 2: half applied", l)
 		}
-		if got := slotPendingOf(s, h); got != pend {
+		if got := pendingOf(s); got != pend {
 			t.Errorf("pending totals %v, were %v: a refused update was counted", got, pend)
 		}
 	})
@@ -324,7 +324,7 @@ func TestClusterPlainMidReshard(t *testing.T) {
 		if sd, l, _ := lens(to, false, h); sd != 1 || l != 2 {
 			t.Errorf("on the new master: %d seeders, %d leechers; want 1 and 2", sd, l)
 		}
-		if got := slotPendingOf(s, h); got[1]-pend[1] != -1 {
+		if got := pendingOf(s); got[1]-pend[1] != -1 {
 			t.Errorf("pending totals %v, were %v: want one seeder less, once", got, pend)
 		}
 	})

@@ -29,10 +29,19 @@ import (
 // slot with a Cluster, T a tag that hashes to the slot):
 //
 //	P{T}i   set of the shard's swarms (H), for collection
-//	P{T}n   hash of the shard's totals: sF, lF, wF (seeders, leechers,
-//	        swarms of family F)
+//	P{T}n   hash of the shard's totals that the update scripts change:
+//	        sF, lF, wF (seeders, leechers, swarms of family F); outside
+//	        Cluster it is Pn
 //	P{T}gc  string, held by the tracker whose turn it is to collect the
 //	        slots of one node
+//
+// and once for all (totals.go):
+//
+//	Pn      hash of the totals, the same fields
+//	Pcut    string, the recount's cut (Unix ms)
+//	Pr<cut> hash, the recount's tally: the fields counted so far, and
+//	        done, the servers counted
+//	Psn     string, set once update scripts changed a Cluster's P{T}n
 //
 // A peer is in at most one of the two role hashes of its family, so the
 // counts are their lengths (HLEN), and a move between roles is one HDEL

@@ -22,8 +22,8 @@ import (
 // and a retry against a hung Redis waits a timeout again. A Cluster
 // client retries all the same (a command or pipeline after a timeout or
 // a cut connection, up to MaxRedirects times): the writes it sends are
-// marked to be sent once (once.go), the announce goes on the wire path,
-// and flushSlots goes through each master's own client.
+// marked to be sent once (once.go), and the announce goes on the wire
+// path.
 
 // tlsConfig returns the TLS configuration of rediss://, or nil.
 func tlsConfig(cfg Config, b broker) (*tls.Config, error) {

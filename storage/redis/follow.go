@@ -119,7 +119,7 @@ func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer
 	}
 	c := plainResult(up, r, failed)
 	ds, dl, dw := c.deltas(nS+nL, up.u)
-	s.addPending(k, f, ds, dl, dw)
+	s.pending.add(f, ds, dl, dw)
 	if err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -57,24 +58,27 @@ func (s *PeerStore) periodicGC() {
 		}
 	}
 	// The recount of the round's servers begins at one cut (totals.go).
-	var bases []map[string][6]int64
+	var at int64
+	var base [6]int64
+	recounting := false
 	if len(mine) > 0 && s.recountLead() < hold/2 {
 		var err error
-		if bases, err = s.recountStart(context.Background(), mine); err != nil {
+		if at, base, err = s.recountStart(context.Background()); err != nil {
 			logGC(err, "recount skipped")
-			bases = nil
+		} else {
+			recounting = true
 		}
 	}
 	removed := 0
-	for i, r := range mine {
-		var rc recount
-		if bases != nil {
-			rc = recount{}
+	for _, r := range mine {
+		var rc *recount
+		if recounting {
+			rc = new(recount)
 		}
 		n, err := s.walk(r, cutoff, rc)
 		removed += n
 		if err == nil && rc != nil {
-			err = s.recountEnd(context.Background(), bases[i], rc)
+			err = s.recountEnd(context.Background(), at, base, *rc, len(ranges))
 		}
 		if err != nil {
 			logGC(err, "failed")
@@ -131,7 +135,7 @@ func (s *PeerStore) collect(r slotRange, cutoff time.Time) (int, error) {
 
 // walk is collect; with rc, it also counts the swarms it walks into rc
 // (totals.go).
-func (s *PeerStore) walk(r slotRange, cutoff time.Time, rc recount) (int, error) {
+func (s *PeerStore) walk(r slotRange, cutoff time.Time, rc *recount) (int, error) {
 	var c scanner
 	err := s.call(context.Background(), "gc", func(ctx context.Context) (err error) {
 		c, err = s.scanClient(ctx, r.first)
@@ -160,10 +164,11 @@ func (s *PeerStore) walk(r slotRange, cutoff time.Time, rc recount) (int, error)
 // collectSwarms runs gc.lua on each of the swarms of page (one page of
 // an index, or of a walk by SCAN), pipelined: one round trip per page
 // (per node of a Cluster), each script still its own bounded step in
-// Redis. With rc, the swarms' HLENs go first in the pipeline, and rc
-// counts what they held before the scripts collected them (the scripts
-// take what they remove off the totals themselves).
-func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc recount) (int, error) {
+// Redis. The scripts return what they removed, which goes to the totals
+// once the page is done (sendChanges). With rc, the swarms' HLENs
+// go first in the pipeline, and rc counts what they held before the
+// scripts collected them.
+func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc *recount) (int, error) {
 	removed := 0
 	err := s.call(context.Background(), "gc", func(ctx context.Context) error {
 		pipe := s.client.Pipeline()
@@ -187,8 +192,8 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc r
 			if local && !web {
 				sc = gcLocalScript
 			}
-			args := sc.args(make([]interface{}, 0, 15), false)
-			args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index, k.shard.totals)
+			args := sc.args(make([]interface{}, 0, 14), false)
+			args = append(args, k.roles[0][0], k.roles[0][1], k.roles[1][0], k.roles[1][1], k.shard.index)
 			if sc == gcLocalScript {
 				args = append(args, k.ordered[0][0], k.ordered[0][1], k.ordered[1][0], k.ordered[1][1])
 			}
@@ -204,6 +209,8 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc r
 				return err
 			}
 		}
+		var first error
+		var changes [6]int64 // as totalsFields
 		for i, cmd := range cmds {
 			if isNoScript(cmd.Err()) {
 				// A node that does not hold the script yet: EVAL.
@@ -211,15 +218,43 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc r
 			}
 			r, err := cmd.Int64Slice()
 			if err != nil {
-				return err
+				first = cmp.Or(first, err)
+				continue
 			}
-			if len(r) == 2 {
+			if len(r) == 8 {
 				removed += int(r[0])
+				for af := range 2 {
+					changes[3*af] += r[3*af+4]
+					changes[3*af+1] += r[3*af+2]
+					changes[3*af+2] += r[3*af+3]
+				}
 			}
 		}
-		return nil
+		s.sendChanges(ctx, changes)
+		return first
 	})
 	return removed, err
+}
+
+// sendChanges adds collection's changes to the totals at once, so that
+// every tracker's next Stats sees the peers gone; those Redis refused
+// (out of memory, a broken connection) go with the next Stats instead.
+func (s *PeerStore) sendChanges(ctx context.Context, changes [6]int64) {
+	var p pendingTotals
+	for i, n := range changes {
+		p[i].Store(n)
+	}
+	pipe := s.client.Pipeline()
+	q := p.queue(ctx, pipe, s.oneShard.totals)
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx)
+		p.settle(q)
+	}
+	for i := range p {
+		if n := p[i].Load(); n != 0 {
+			s.pending[i].Add(n)
+		}
+	}
 }
 
 // The fields of a shard's totals, by family.
@@ -228,125 +263,3 @@ var (
 	leechersField = [2]string{"l4", "l6"}
 	swarmsField   = [2]string{"w4", "w6"}
 )
-
-// Stats returns the totals of every swarm under key_prefix, which all
-// trackers sharing it report alike: the sum of the shards' totals (one
-// read outside Cluster). With a Cluster, stats.lua sums the totals of each
-// master's slots on that master, one command per master: reading the
-// 16,384 slots' totals one command each cost Redis about 30 ms and the
-// tracker about 250,000 allocations per reporting interval. While slots
-// move (a reshard, a stale slot map) that script is refused, and the
-// slots' totals are read one by one, following the redirections.
-func (s *PeerStore) Stats() (storage.Stats, error) {
-	var st storage.Stats
-	err := s.call(context.Background(), "stats", func(ctx context.Context) error {
-		st = storage.Stats{}
-		if s.slotShards != nil {
-			// The plain announces' pending changes first (each slot's
-			// to its master), so that the sum includes them. One that
-			// fails is kept for the next Stats and does not fail this
-			// read, as outside Cluster. The recount's cut first
-			// (totals.go).
-			s.readCut(ctx, s.client)
-			_ = s.flushSlots(ctx)
-			if ok, err := s.sumPerNode(ctx, &st); ok || err != nil {
-				return err
-			}
-			st = storage.Stats{}
-			return s.sumShards(ctx, &st, s.slotShards[:], false)
-		}
-		return s.sumShards(ctx, &st, []shard{s.oneShard}, true)
-	})
-	return st, err
-}
-
-// sumPerNode adds the totals of every slot to st with stats.lua, one
-// script per range of slots, on the range's master. It reports false (and
-// no error) when a node refused the script for where the slots are, so
-// that the caller reads them one by one instead.
-func (s *PeerStore) sumPerNode(ctx context.Context, st *storage.Stats) (bool, error) {
-	cc, ok := s.client.(*redis.ClusterClient)
-	if !ok {
-		return false, nil
-	}
-	ranges, err := s.slotRanges(ctx)
-	if err != nil {
-		return false, err
-	}
-	covered := 0
-	for _, r := range ranges {
-		covered += r.last - r.first + 1
-	}
-	if covered != len(s.slotShards) {
-		return false, nil // slots without a master: let the reads say so
-	}
-	var args []interface{}
-	for _, r := range ranges {
-		master, err := cc.MasterForKey(ctx, s.slotShards[r.first].totals)
-		if err != nil {
-			return false, err
-		}
-		args = append(args[:0], "evalsha", &statsScript.sha, 0)
-		for sl := r.first; sl <= r.last; sl++ {
-			args = append(args, &s.slotShards[sl].totals)
-		}
-		v, err := statsScript.run(ctx, master, args).Int64Slice()
-		switch {
-		case isReplyError(err):
-			return false, nil // slots moving: read them one by one
-		case err != nil:
-			return false, err
-		case len(v) != 6:
-			return false, errBadReply
-		}
-		for af := 0; af < 2; af++ {
-			st.Swarms[af] += uint64(v[3*af])
-			st.Seeders[af] += uint64(v[3*af+1])
-			st.Leechers[af] += uint64(v[3*af+2])
-		}
-	}
-	return true, nil
-}
-
-// sumShards adds the totals of shards to st, one pipelined HMGET each;
-// with flush, after the HINCRBYs of the pending changes of the plain
-// announces (totals.go), in the same round trip.
-func (s *PeerStore) sumShards(ctx context.Context, st *storage.Stats, shards []shard, flush bool) error {
-	pipe := s.client.Pipeline()
-	var q queued
-	var cut *redis.StringCmd
-	if flush {
-		if !s.holdForCut() {
-			q = s.pending.queue(ctx, pipe, s.oneShard.totals)
-		}
-		cut = pipe.Get(ctx, s.cutKey())
-	}
-	cmds := make([]*redis.SliceCmd, len(shards))
-	for i, sh := range shards {
-		cmds[i] = pipe.HMGet(ctx, sh.totals, swarmsField[0], seedersField[0], leechersField[0],
-			swarmsField[1], seedersField[1], leechersField[1])
-	}
-	_, _ = pipe.Exec(ctx)
-	// Failed HINCRBYs (out of memory) keep their changes for the next
-	// Stats and do not fail this read.
-	s.pending.settle(q)
-	if cut != nil {
-		if ms, err := cut.Int64(); err == nil {
-			s.learnCut(ms)
-		}
-	}
-	for _, c := range cmds {
-		if err := c.Err(); err != nil {
-			return err
-		}
-	}
-	for _, c := range cmds {
-		v := c.Val()
-		for af := 0; af < 2 && len(v) == 6; af++ {
-			st.Swarms[af] += uint64(max(asInt(v[3*af]), 0))
-			st.Seeders[af] += uint64(max(asInt(v[3*af+1]), 0))
-			st.Leechers[af] += uint64(max(asInt(v[3*af+2]), 0))
-		}
-	}
-	return nil
-}

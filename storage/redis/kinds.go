@@ -159,6 +159,7 @@ func (s *PeerStore) webUpdate(op string, ih bittorrent.InfoHash, u storage.Updat
 // webScript queues the update script of a WebSocket peer on pipe: the
 // native swarm's scripts, on the WebSocket swarm's keys.
 func (s *PeerStore) webScript(ctx context.Context, pipe redis.Pipeliner, k *swarmKeys, u storage.Update, af bittorrent.AddressFamily, addr, value string, eval bool) *redis.Cmd {
+	s.noteSlotTotals()
 	if u == storage.UpdateDelete {
 		args := deleteScript.args(make([]interface{}, 0, 9), eval)
 		args = append(args, k.roles[af][0], k.roles[af][1], k.downloads, k.shard.totals, addr, familyTag[af])

@@ -77,9 +77,9 @@ type PeerStore struct {
 	tls    *tls.Config
 	client redis.UniversalClient
 
-	// oneShard is the only shard outside Cluster; slotShards the shard
-	// of each hash slot with a Cluster (nil outside), and slotTag the
-	// tags their keys carry.
+	// oneShard is the only shard outside Cluster, and on every topology
+	// the totals (Pn); slotShards the shard of each hash slot with a
+	// Cluster (nil outside), and slotTag the tags their keys carry.
 	oneShard   shard
 	slotShards *[16384]shard
 	slotTag    *[16384]string
@@ -116,10 +116,11 @@ type PeerStore struct {
 	// roundTrips counts the batches sent (tests read it).
 	roundTrips atomic.Int64
 	// pending are the changes to the totals made by plain announces and
-	// not yet sent (totals.go); with a Cluster, slotPending instead, by
-	// hash slot.
-	pending     pendingTotals
-	slotPending *slotPending
+	// collection, not yet sent (totals.go).
+	pending pendingTotals
+	// slotTotals is what the store knows of a Cluster's slots' totals
+	// (totals.go).
+	slotTotals slotTotalsState
 	// cut is the recount cut the store knows of (totals.go).
 	cut totalsCut
 	// nodeBatches are the group commits of a Cluster's masters, by their
@@ -197,7 +198,6 @@ func build(cfg Config) (*PeerStore, error) {
 	if len(cfg.ClusterAddrs) > 0 {
 		s.slotTag = slotTags()
 		s.slotShards = new([16384]shard)
-		s.slotPending = new(slotPending)
 		for i, tag := range s.slotTag {
 			s.slotShards[i] = shard{
 				index:  cfg.KeyPrefix + "{" + tag + "}i",
@@ -205,9 +205,8 @@ func build(cfg Config) (*PeerStore, error) {
 				slot:   i,
 			}
 		}
-	} else {
-		s.oneShard = shard{index: cfg.KeyPrefix + "i", totals: cfg.KeyPrefix + "n"}
 	}
+	s.oneShard = shard{index: cfg.KeyPrefix + "i", totals: cfg.KeyPrefix + "n"}
 	s.client = s.newClient()
 	s.wireOpt = wireOptions(s.client)
 	return s, nil

@@ -36,8 +36,8 @@ var (
 
 	putScript         = newScript(putSrc, 5)
 	deleteScript      = newScript(deleteSrc, 4)
-	gcScript          = newScript(gcSrc, 6)
-	gcLocalScript     = newScript(gcSrc, 10) // gc.lua with the locality orders
+	gcScript          = newScript(gcSrc, 5)
+	gcLocalScript     = newScript(gcSrc, 9) // gc.lua with the locality orders
 	putLocalScript    = newScript(putLocalSrc, 7)
 	deleteLocalScript = newScript(deleteLocalSrc, 6)
 	selectScript      = newScript(selectSrc, 5)

@@ -32,6 +32,7 @@ type update struct {
 
 // appendUpdateArgs appends the EVALSHA (or EVAL) of an update to x.args.
 func (s *PeerStore) appendUpdateArgs(x *exchange, up *update, eval bool) {
+	s.noteSlotTotals()
 	k, f := up.k, up.fam
 	if up.u == storage.UpdateDelete {
 		sc := deleteScript
@@ -296,7 +297,7 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		counts, was, readErr = s.countsBefore(ctx, x, up, ch)
 	}
 	ds, dl, dw := ch.deltas(was, up.u)
-	s.addPending(k, f, ds, dl, dw)
+	s.pending.add(f, ds, dl, dw)
 	if err = cmp.Or(readErr, err); err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}

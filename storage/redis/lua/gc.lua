@@ -5,25 +5,31 @@
 --
 -- KEYS: 1 IPv4 seeders, 2 IPv4 leechers, 3 IPv6 seeders, 4 IPv6 leechers
 -- (hashes: address+port -> peer ID, last seen as 4 bytes big-endian), 5
--- the shard's swarm index, 6 the shard's totals, and with locality 7 to
--- 10 the orders of 1 to 4 (sorted sets of the same peers, for the roles
--- that are ordered; the hashes' values are then the last seen, then the
--- cell, and in a short role the peer ID after it: see put_local.lua).
+-- the shard's swarm index, and with locality 6 to 9 the orders of 1 to 4
+-- (sorted sets of the same peers, for the roles that are ordered; the
+-- hashes' values are then the last seen, then the cell, and in a short
+-- role the peer ID after it: see put_local.lua).
 -- ARGV: 1 cutoff (peers last seen before it are stale, Unix seconds),
 -- 2 the swarm's index member, 3 which of KEYS 1-4 a walk by SCAN met
 -- the swarm by (scan.go), or 0: the swarm is left to the walk's visit of
 -- an earlier one that exists, 4 the length of the peer IDs at the end of
 -- a member of an order (20, or 0 with keep_peer_ids off).
--- Returns {peers removed, peers left}.
+-- Returns {peers removed, peers left, then the changes to the totals:
+-- IPv4 seeders, leechers, swarms, IPv6 seeders, leechers, swarms}: the
+-- tracker sends them with its own (totals.go), the totals being one key
+-- that a script of a Cluster's slot cannot reach.
+local none = {0, 0, 0, 0, 0, 0, 0, 0}
 for i = 1, (tonumber(ARGV[3]) or 0) - 1 do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    return {0, 0}
+    return none
   end
 end
 local cutoff = tonumber(ARGV[1])
 local idLen = tonumber(ARGV[4]) or 20
 local removed, left = 0, 0
-local fams = {{'4', KEYS[1], KEYS[2], KEYS[7], KEYS[8]}, {'6', KEYS[3], KEYS[4], KEYS[9], KEYS[10]}}
+-- changes: the totals' changes, in the order returned.
+local changes = {0, 0, 0, 0, 0, 0}
+local fams = {{'4', KEYS[1], KEYS[2], KEYS[6], KEYS[7]}, {'6', KEYS[3], KEYS[4], KEYS[8], KEYS[9]}}
 -- First only read: the stale peers of each hash, and their members in
 -- its order. Every key is declared; no command after the first write
 -- names a key that may be gone: while a reshard moves the slot, Redis
@@ -88,18 +94,22 @@ for i = 1, #work, 2 do
     else
       chunks(w.stale, function(...) redis.call('HDEL', w.key, ...) end)
     end
-    if #w.stale > 0 then
-      redis.call('HINCRBY', KEYS[6], w.role .. w.fam, -#w.stale)
+    local o = w.fam == '4' and 0 or 3
+    if w.role == 's' then
+      changes[o + 1] = changes[o + 1] - #w.stale
+    else
+      changes[o + 2] = changes[o + 2] - #w.stale
     end
     before, after = before + w.n, after + w.n - #w.stale
     removed = removed + #w.stale
   end
   if before > 0 and after == 0 then
-    redis.call('HINCRBY', KEYS[6], 'w' .. work[i].fam, -1)
+    local o = work[i].fam == '4' and 0 or 3
+    changes[o + 3] = changes[o + 3] - 1
   end
   left = left + after
 end
 if left == 0 then
   redis.call('SREM', KEYS[5], ARGV[2])
 end
-return {removed, left}
+return {removed, left, unpack(changes)}
