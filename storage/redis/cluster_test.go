@@ -116,7 +116,8 @@ func TestClusterStatsFewCommands(t *testing.T) {
 	}
 }
 
-// TestClusterStats checks that Stats sums the totals of every slot
+// TestClusterStats checks that once update scripts changed the slots'
+// totals (PutSeeder runs put.lua), Stats adds them to the totals of all
 // without a command (and its allocations) per slot: it runs every
 // reporting interval, by default every second, on every tracker. While a
 // slot is migrating, the sum is still exact. Not parallel, so that

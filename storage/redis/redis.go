@@ -7,9 +7,10 @@
 // the counts it answers with, atomically, and plain HRANDFIELD reads in
 // the same pipeline draw its peers in O(numwant). All the keys of a swarm
 // share one hash tag, so on a Cluster each announce runs on one slot of
-// one node; the totals and the index that collection walks are kept per
-// slot, and summed when read. The key layout is described in codec.go and
-// docs/redis.md. Redis 7.0 or later is required.
+// one node; the totals are one hash off the announce's path, which each
+// tracker sends its changes to with its next read of them (totals.go).
+// The key layout is described in codec.go and docs/redis.md. Redis 7.0 or
+// later is required.
 //
 // The package's files: conn.go (the client of each topology), breaker.go
 // (the outage behaviour), codec.go (keys, stored values, raw replies),
@@ -17,7 +18,8 @@
 // follow.go (an announce again after a Cluster's redirection),
 // batch.go (announces in progress together share a round trip), resp.go
 // (those round trips in RESP on connections of the driver's own), gc.go
-// (collection and totals), local.go (locality).
+// (collection), totals.go (the totals and their recount), local.go
+// (locality).
 package redis
 
 import (

@@ -11,9 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The scripts, in lua/. Each runs atomically in Redis, so a swarm and its
-// shard's totals always change together, whichever tracker sends the
-// update, and counts cannot drift. They are sent with EVALSHA, and again
+// The scripts, in lua/. Each runs atomically in Redis, so an update
+// script changes a swarm and its shard's totals together, whichever
+// tracker sends the update (collection's gc.lua returns its changes to
+// the totals instead: totals.go). They are sent with EVALSHA, and again
 // with EVAL when Redis does not know them (after a restart, a failover, or
 // on a node that never saw them). The shebang lines need Redis 7.0: they
 // make Redis refuse a writing script up front when it is out of memory,

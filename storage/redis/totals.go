@@ -415,12 +415,15 @@ func (s *PeerStore) Stats() (storage.Stats, error) {
 		return err
 	})
 	var st storage.Stats
+	if err != nil {
+		return st, err
+	}
 	for af := range 2 {
 		st.Swarms[af] = uint64(max(t[3*af], 0))
 		st.Seeders[af] = uint64(max(t[3*af+1], 0))
 		st.Leechers[af] = uint64(max(t[3*af+2], 0))
 	}
-	return st, err
+	return st, nil
 }
 
 // readTotals reads the totals, indexed as totalsFields (a sum of parts,
