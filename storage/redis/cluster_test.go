@@ -408,3 +408,72 @@ func otherMaster(t *testing.T, cc *goredis.ClusterClient, m *goredis.Client) *go
 	}))
 	return other
 }
+
+// TestClusterRecountSplitTurns: when two trackers share a round's
+// masters (each took some of the turns), their walks add up to one
+// recount: the totals are exact after the round, corrected once, not
+// once per tracker nor by a tracker that counted only its own masters.
+func TestClusterRecountSplitTurns(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3, 0)
+	// The cut 2.1 s ahead: time enough for b to join it.
+	edit := func(cfg *Config) { cfg.PrometheusReportingInterval = time.Second }
+	a := clusterStore(t, c, edit)
+	defer a.Stop(context.Background())
+	b := clusterStore(t, c, edit, func(cfg *Config) { cfg.KeyPrefix = a.cfg.KeyPrefix })
+	defer b.Stop(context.Background())
+	for i := range 60 {
+		p := peer4(i)
+		if i%3 == 0 {
+			p = peer6(i)
+		}
+		_, _, _, err := a.Announce(nil, bittorrent.InfoHash{byte(i), 's', 't'}, storage.UpdateLeecher, 0, p)
+		must(t, "announce", err)
+	}
+	cc := c.Client(t)
+	ctx := context.Background()
+	// The totals drift (as after a crash or a race).
+	must(t, "HINCRBY", cc.HIncrBy(ctx, a.oneShard.totals, "l4", 17).Err())
+	must(t, "HINCRBY", cc.HIncrBy(ctx, a.oneShard.totals, "w6", -3).Err())
+	want := census(t, cc, a.cfg.KeyPrefix)
+	if got, err := a.Stats(); err != nil || got == want {
+		t.Fatalf("stats %+v (%v) before the recount: the test made no drift", got, err)
+	}
+	ranges, err := a.slotRanges(ctx)
+	must(t, "CLUSTER SLOTS", err)
+	ranges = perMaster(ranges)
+	if len(ranges) != 3 {
+		t.Fatalf("%d masters, want 3", len(ranges))
+	}
+	// b's turn on one master, taken ahead: a collects the two others.
+	held := a.gcKey(ranges[1].first)
+	must(t, "SET", cc.Set(ctx, held, "1", time.Minute).Err())
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		a.periodicGC()
+	}()
+	for wait := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		if n, _ := cc.Exists(ctx, a.cutKey()).Result(); n > 0 {
+			break
+		}
+		if time.Since(wait) > 10*time.Second {
+			t.Fatal("no recount announced")
+		}
+	}
+	must(t, "DEL", cc.Del(ctx, held).Err())
+	b.periodicGC() // joins a's cut, walks the master a left
+	<-collected
+	for _, s := range []*PeerStore{a, b} {
+		if got, err := s.Stats(); err != nil || got != want {
+			t.Errorf("after the round: stats %+v (%v), but Redis holds %+v", got, err, want)
+		}
+	}
+	must(t, "KEYS", cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		keys, err := m.Keys(ctx, a.cfg.KeyPrefix+"r*").Result()
+		if len(keys) != 0 {
+			t.Errorf("tallies left after the round: %v", keys)
+		}
+		return err
+	}))
+}
