@@ -177,6 +177,26 @@ func (s *PeerStore) nodeBatcher(node *redis.Client) *batcher {
 	return b.(*batcher)
 }
 
+// pruneBatchers closes and forgets the group commits of the nodes that
+// are no longer masters (ranges: the masters' slots, as a collection
+// round read them): a master demoted by a failover, or replaced under a
+// new address, would keep its lane's connection and buffers for as long
+// as the store runs. An announce that still holds one finishes on it;
+// its connection is closed when it gives the lane back.
+func (s *PeerStore) pruneBatchers(ranges []slotRange) {
+	masters := make(map[string]bool, len(ranges))
+	for _, r := range ranges {
+		masters[r.addr] = true
+	}
+	s.nodeBatches.Range(func(node, b any) bool {
+		if !masters[node.(*redis.Client).Options().Addr] {
+			s.nodeBatches.Delete(node)
+			b.(*batcher).close()
+		}
+		return true
+	})
+}
+
 // sendBatch sends the commands of the announces of x.batch in one
 // pipeline, and sets each one's err. While Redis is marked down (by a
 // pipeline that failed before, or another request), the announces that

@@ -42,6 +42,7 @@ func (s *PeerStore) periodicGC() {
 		logGC(err, "skipped")
 		return
 	}
+	s.pruneBatchers(ranges)
 	var mine []slotRange
 	for _, r := range ranges {
 		var ok bool
