@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -18,7 +19,7 @@ func serve(path string) error {
 	// Subscribe before starting, so that a signal sent as soon as the
 	// listening lines appear is not lost.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP)
+	signal.Notify(sigs, append([]os.Signal{syscall.SIGINT, syscall.SIGTERM}, reloadSignals...)...)
 	defer signal.Stop(sigs)
 
 	s, err := chihaya.StartFile(path)
@@ -31,8 +32,8 @@ func serve(path string) error {
 // wait handles signals until one asks to stop, then shuts down.
 func wait(s *chihaya.Tracker, sigs <-chan os.Signal) error {
 	for sig := range sigs {
-		switch sig {
-		case syscall.SIGUSR1, syscall.SIGHUP:
+		switch {
+		case slices.Contains(reloadSignals, sig):
 			logrus.WithField("signal", sig.String()).Info("reloading configuration")
 			s.Reload()
 		default:

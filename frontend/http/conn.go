@@ -327,7 +327,7 @@ func (c *conn) raw(fd uintptr) bool {
 	if c.op == opWrite {
 		c.rerr = nil
 		for len(c.wb) > 0 {
-			n, err := syscall.Write(int(fd), c.wb)
+			n, err := sysWrite(int(fd), c.wb)
 			if err == syscall.EINTR {
 				continue
 			}
@@ -343,7 +343,7 @@ func (c *conn) raw(fd uintptr) bool {
 		c.takeBuf()
 	}
 	for {
-		n, err := syscall.Read(int(fd), c.buf[c.n:])
+		n, err := sysRead(int(fd), c.buf[c.n:])
 		if err == syscall.EINTR {
 			continue
 		}
@@ -488,7 +488,7 @@ func (c *conn) drain() {
 		}
 		r = c.nc
 	} else {
-		if syscall.Shutdown(c.fd, syscall.SHUT_WR) != nil {
+		if sysShutdownWrite(c.fd) != nil {
 			return
 		}
 		if c.rc == nil && c.register() != nil {

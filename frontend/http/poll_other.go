@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux || 386
 
 package http
 
@@ -22,6 +22,6 @@ func (*server) serveRaw(net.Listener) bool { return false }
 func deferAccept(string, string, syscall.RawConn) error { return nil }
 
 // Elsewhere the raw system calls are syscall's (never called: fd is -1).
-func rawRead(fd int, p []byte) (int, error)  { return syscall.Read(fd, p) }
-func rawWrite(fd int, p []byte) (int, error) { return syscall.Write(fd, p) }
-func rawClose(fd int)                        { syscall.Close(fd) }
+func rawRead(fd int, p []byte) (int, error)  { return sysRead(fd, p) }
+func rawWrite(fd int, p []byte) (int, error) { return sysWrite(fd, p) }
+func rawClose(fd int)                        { sysClose(fd) }

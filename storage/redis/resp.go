@@ -185,9 +185,7 @@ func (w *wireConn) alive() bool {
 	}
 	alive := false
 	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		alive = peekAlive(fd)
 		return true
 	})
 	return err == nil && alive
