@@ -609,3 +609,28 @@ func TestScrapeDoesNotAllocate(t *testing.T) {
 		t.Fatalf("scrape = %+v, want 10 swarms of one seeder each", resp.Files)
 	}
 }
+
+// TestAnnounceAppliedBeforeTheReply: a client sends its next announce
+// once it has the reply to the last one, perhaps on another connection
+// that another goroutine serves at once. With the memory store that
+// announce must find the last one applied, whether or not the after-step
+// ran yet: a completed that overtook its own started left the peer a
+// leecher with its snatch counted, until its next announce.
+func TestAnnounceAppliedBeforeTheReply(t *testing.T) {
+	store := newStore(t)
+	l := newLogic(t, store)
+	ih, p := bittorrent.InfoHash{0x0d, 0xe7}, peer(7, 6881)
+	for _, req := range []*bittorrent.AnnounceRequest{announce(ih, p, 100, bittorrent.Started), announce(ih, p, 0, bittorrent.Completed)} {
+		// The reply only: the after-step has not run.
+		if err := l.HandleAnnounce(context.Background(), req, &bittorrent.AnnounceResponse{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := store.ScrapeSwarm(ih, bittorrent.IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (storage.Counts{Seeders: 1, Downloads: 1}) {
+		t.Fatalf("after started then completed, before either's after-step: %+v, want 1 seeder, 0 leechers, 1 download", c)
+	}
+}
