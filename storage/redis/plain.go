@@ -59,36 +59,30 @@ var multiArgs, execArgs = []interface{}{"multi"}, []interface{}{"exec"}
 // or the transaction, it applied none: the error is returned.
 func readExec(b []byte, n int) ([]byte, error) {
 	var first error
-	for range n + 1 {
+	for i := range n + 2 {
 		line, rest, ok := readLine(b)
-		switch {
-		case !ok || len(line) == 0:
+		if !ok || len(line) == 0 {
 			return b, errBadReply
+		}
+		b = rest
+		exec := i == n+1 // else +OK or +QUEUED
+		switch {
 		case line[0] == '-':
 			if first == nil {
 				first = replyError(line[1:])
 			}
-		case line[0] != '+':
+			if exec {
+				return b, first
+			}
+		case !exec && line[0] != '+':
 			return b, errBadReply
+		case exec:
+			if l, ok := parseLen(line[1:]); line[0] != '*' || !ok || l != n {
+				return b, errBadReply
+			}
 		}
-		b = rest
 	}
-	line, rest, ok := readLine(b)
-	switch {
-	case !ok || len(line) == 0:
-		return b, errBadReply
-	case line[0] == '-':
-		if first == nil {
-			first = replyError(line[1:])
-		}
-		return rest, first
-	case line[0] != '*':
-		return rest, errBadReply
-	}
-	if l, ok := parseLen(line[1:]); !ok || l != n {
-		return rest, errBadReply
-	}
-	return rest, nil
+	return b, nil
 }
 
 // plainUpdate fills x.wr with the plain commands of up, and x.sent with
