@@ -86,6 +86,10 @@ func TestCutPipelineAppliesNothing(t *testing.T) {
 	_, _, _, err := a.Announce(nil, h, storage.UpdateLeecher, 0, peer4(1))
 	must(t, "Announce", err)
 	armed.Store(true)
+	// The swarm's plain path (its announces but the first go by
+	// tiny.lua while it holds one peer: bucket.go).
+	k := cut.keys(h)
+	cut.tiny.setBig(k.rawIH, bittorrent.IPv4, 2)
 	if _, _, _, err := cut.Announce(nil, h, storage.UpdateSeeder, 0, peer4(1)); err == nil {
 		t.Fatal("an announce whose connection was cut: no error")
 	}

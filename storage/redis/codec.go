@@ -131,9 +131,11 @@ type swarmKeys struct {
 	// (local.go).
 	ordered   [2][2]string
 	downloads string
-	// hexIH is the swarm's member in its shard's index.
-	hexIH string
-	shard shard
+	// hexIH is the swarm's member in its shard's index; rawIH the info
+	// hash's bytes, its field in its bucket, bucket[F] (bucket.go).
+	hexIH, rawIH string
+	bucket       [2]string
+	shard        shard
 }
 
 // set stores the key of suffix number i (keySuffixes' order: the four
@@ -175,7 +177,7 @@ func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byt
 	n := len(p) + 2 + len(h) // P{H}
 	// Room for the names of the WebSocket roles of one family too
 	// (webRolesIn): P{H}w4s, P{H}w4l.
-	if size := 11*n + 21 + len(h) + 6; cap(buf) < size {
+	if size := 11*n + 21 + len(h) + len(ih) + 6; cap(buf) < size {
 		buf = make([]byte, 0, size)
 	}
 	buf = buf[:0]
@@ -194,6 +196,13 @@ func (s *PeerStore) keysIn(buf []byte, ih bittorrent.InfoHash) (swarmKeys, []byt
 	start := len(buf)
 	buf = append(buf, h[:]...)
 	k.hexIH = unsafe.String(&buf[start], len(h))
+	start = len(buf)
+	buf = append(buf, ih[:]...)
+	k.rawIH = unsafe.String(&buf[start], len(ih))
+	if s.tiny != nil {
+		n := s.tiny.bucketOf(ih[:])
+		k.bucket = [2]string{s.tiny.names[0][n], s.tiny.names[1][n]}
+	}
 	k.shard = s.shardOf(h[:])
 	return k, buf
 }

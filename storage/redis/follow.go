@@ -133,6 +133,18 @@ func (s *PeerStore) announceFollowing(ctx context.Context, dst []bittorrent.Peer
 // a leecher.
 func (s *PeerStore) readPeers(ctx context.Context, dst []bittorrent.Peer, up *update, numWant int) ([]bittorrent.Peer, error) {
 	n, want := len(dst), numWant
+	if k := up.k; k.bucket[up.fam] != "" {
+		// The swarm's peer in the shared form (bucket.go).
+		v, err := s.client.HGet(ctx, k.bucket[up.fam], k.rawIH).Bytes()
+		if err != nil && err != redis.Nil {
+			return dst, err
+		}
+		if o, ok := parseOccupant(v, up.fam); ok {
+			self := string(o.addr) == string(up.addr)
+			dst = o.appendTo(dst, self, up.seeding, want, s.cfg.KeepPeerIDs)
+			want = numWant - (len(dst) - n)
+		}
+	}
 	for role := 0; role < 2 && want > 0; role++ {
 		if role == 0 && up.seeding {
 			continue

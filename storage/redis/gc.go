@@ -175,8 +175,18 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc *
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.Cmd, 0, len(page))
 		argss := make([][]interface{}, 0, len(page))
+		scs := make([]*script, 0, len(page))
 		var counts []swarmCount
 		for _, f := range page {
+			if af, ok := s.bucketFamily(f.bucket); ok {
+				args := bucketGCScript.args(make([]interface{}, 0, 9), false)
+				args = append(args, f.bucket, cut, s.cfg.KeyPrefix, familyTag[af], 6+12*int(af))
+				argss, scs = append(argss, args), append(scs, bucketGCScript)
+				cmd := redis.NewCmd(ctx, args...)
+				queueOnce(ctx, pipe, cmd)
+				cmds = append(cmds, cmd)
+				continue
+			}
 			m := f.member
 			ih, web, ok := swarmMember(m)
 			if !ok {
@@ -199,7 +209,7 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc *
 				args = append(args, k.ordered[0][0], k.ordered[0][1], k.ordered[1][0], k.ordered[1][1])
 			}
 			args = append(args, cut, m, f.by, s.idLen())
-			argss = append(argss, args)
+			argss, scs = append(argss, args), append(scs, sc)
 			cmd := redis.NewCmd(ctx, args...)
 			queueOnce(ctx, pipe, cmd) // its counts and removals are not sent again
 			cmds = append(cmds, cmd)
@@ -215,11 +225,22 @@ func (s *PeerStore) collectSwarms(page []foundSwarm, cut int64, local bool, rc *
 		for i, cmd := range cmds {
 			if isNoScript(cmd.Err()) {
 				// A node that does not hold the script yet: EVAL.
-				cmd = gcScript.run(ctx, s.client, argss[i])
+				cmd = scs[i].run(ctx, s.client, argss[i])
 			}
 			r, err := cmd.Int64Slice()
 			if err != nil {
 				first = cmp.Or(first, err)
+				continue
+			}
+			if scs[i] == bucketGCScript && len(r) == 7 {
+				af, _ := s.bucketFamily(argss[i][3].(string))
+				if rc != nil {
+					rc.addBucket(af, r)
+				}
+				removed += int(r[0])
+				changes[3*af] += r[6]
+				changes[3*af+1] += r[4]
+				changes[3*af+2] += r[5]
 				continue
 			}
 			if len(r) == 8 {

@@ -202,6 +202,9 @@ func (s *PeerStore) webPipeline(ctx context.Context, queue func(pipe redis.Pipel
 type kindCounts struct {
 	own, other [2]*redis.IntCmd
 	downloads  *redis.StringCmd
+	// bucket reads the native peer in the shared form (bucket.go).
+	bucket *redis.StringCmd
+	af     bittorrent.AddressFamily
 }
 
 // queueCounts queues the reads of the counts of both kinds of ih's swarm
@@ -213,16 +216,25 @@ func (s *PeerStore) queueCounts(ctx context.Context, pipe redis.Pipeliner, web, 
 		c.other[r] = pipe.HLen(ctx, native.roles[af][r])
 	}
 	c.downloads = pipe.Get(ctx, native.downloads)
+	if native.bucket[af] != "" {
+		c.bucket, c.af = pipe.HGet(ctx, native.bucket[af], native.rawIH), af
+	}
 	return c
 }
 
 func (c kindCounts) counts() storage.Counts {
 	d, _ := c.downloads.Int64()
-	return storage.Counts{
+	counts := storage.Counts{
 		Seeders:   clampU32(c.own[0].Val() + c.other[0].Val()),
 		Leechers:  clampU32(c.own[1].Val() + c.other[1].Val()),
 		Downloads: clampU32(d),
 	}
+	if c.bucket != nil {
+		if o, ok := parseOccupant([]byte(c.bucket.Val()), c.af); ok {
+			o.add(&counts, false, storage.Absent)
+		}
+	}
+	return counts
 }
 
 // webAnnounce is Announce (with u) or AnnouncePeers (u < 0: no update)

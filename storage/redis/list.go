@@ -70,7 +70,16 @@ func (s *PeerStore) Walk(ctx context.Context, keep func(bittorrent.InfoHash) boo
 		err := s.scanSwarms(ctx, c, "walk", func(page []foundSwarm) error {
 			members = members[:0]
 			for _, f := range page {
-				members = append(members, f.member)
+				if f.bucket == "" {
+					members = append(members, f.member)
+					continue
+				}
+				// A bucket of the shared form: its swarms (bucket.go).
+				ms, err := s.bucketMembers(ctx, f.bucket)
+				if err != nil {
+					return err
+				}
+				members = append(members, ms...)
 			}
 			return visit(members)
 		})
@@ -89,11 +98,15 @@ func (s *PeerStore) counts(ctx context.Context, ihs []bittorrent.InfoHash) ([]st
 		lens := make([]*redis.IntCmd, 0, 4*len(ihs))
 		dls := make([]*redis.StringCmd, 0, len(ihs))
 		var web []*redis.IntCmd // the WebSocket swarms', once there are any
+		var buckets []*redis.StringCmd
 		for _, ih := range ihs {
 			k := s.keys(ih)
 			lens = append(lens, pipe.HLen(ctx, k.roles[0][0]), pipe.HLen(ctx, k.roles[0][1]),
 				pipe.HLen(ctx, k.roles[1][0]), pipe.HLen(ctx, k.roles[1][1]))
 			dls = append(dls, pipe.Get(ctx, k.downloads))
+			if s.tiny != nil {
+				buckets = append(buckets, pipe.HGet(ctx, k.bucket[0], k.rawIH), pipe.HGet(ctx, k.bucket[1], k.rawIH))
+			}
 			if s.web.seen.Load() {
 				w := s.webKeys(ih)
 				web = append(web, pipe.HLen(ctx, w.roles[0][0]), pipe.HLen(ctx, w.roles[0][1]),
@@ -114,6 +127,14 @@ func (s *PeerStore) counts(ctx context.Context, ihs []bittorrent.InfoHash) ([]st
 				Seeders:   [2]uint32{clampU32(l[0].Val()), clampU32(l[2].Val())},
 				Leechers:  [2]uint32{clampU32(l[1].Val()), clampU32(l[3].Val())},
 				Downloads: clampU32(d),
+			}
+			for af := 0; buckets != nil && af < 2; af++ {
+				// The swarm's peer in the shared form (bucket.go).
+				if o, ok := parseOccupant([]byte(buckets[2*i+af].Val()), bittorrent.AddressFamily(af)); ok {
+					c := storage.Counts{Seeders: sw.Seeders[af], Leechers: sw.Leechers[af]}
+					o.add(&c, false, storage.Absent)
+					sw.Seeders[af], sw.Leechers[af] = c.Seeders, c.Leechers
+				}
 			}
 			if sw.Peers() == 0 && sw.Downloads == 0 {
 				continue

@@ -101,6 +101,9 @@ type PeerStore struct {
 	// for again after a failure (clusterFailure).
 	lastReload atomic.Int64
 
+	// tiny is the shared form of tiny swarms, nil with locality or a
+	// Cluster (bucket.go).
+	tiny *tinyForm
 	// classifier groups peers by locality; nil when locality is off (local.go).
 	classifier atomic.Pointer[locality.Classifier]
 	// web is what the store knows of WebSocket peers (kinds.go).
@@ -196,6 +199,9 @@ func build(cfg Config) (*PeerStore, error) {
 			return nil, yamlconf.Under(err, "locality")
 		}
 		s.classifier.Store(classifier)
+	}
+	if len(cfg.ClusterAddrs) == 0 && !cfg.Locality.Enabled {
+		s.tiny = newTinyForm(cfg.KeyPrefix)
 	}
 	if len(cfg.ClusterAddrs) > 0 {
 		s.slotTag = slotTags()

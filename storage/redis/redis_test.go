@@ -235,6 +235,7 @@ func TestCollectGarbageBatches(t *testing.T) {
 		}
 		_, err = pipe.Exec(ctx)
 		must(t, "HSET", err)
+		staleBucket(t, c, &k, bittorrent.IPv4, old)
 	}
 	must(t, "put fresh", s.PutSeeder(ih(0), peer4(5000)))
 	must(t, "graduate", s.GraduateLeecher(ih(300), peer4(1)))

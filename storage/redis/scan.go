@@ -36,6 +36,8 @@ var peerHashSuffixes = [8]string{"4s", "4l", "6s", "6l", "w4s", "w4l", "w6s", "w
 type foundSwarm struct {
 	member string
 	by     int
+	// bucket is, instead, a bucket of the shared form met (bucket.go).
+	bucket string
 }
 
 // scanPattern is the SCAN MATCH pattern of the keys of swarms: the
@@ -100,6 +102,9 @@ func (s *PeerStore) scanSwarms(ctx context.Context, c scanner, op string, fn fun
 		for _, k := range keys {
 			f, ok := s.peerHashSwarm(k)
 			if !ok {
+				if _, ok := s.bucketFamily(k); ok {
+					page = append(page, foundSwarm{bucket: k})
+				}
 				continue
 			}
 			if i, dup := at[f.member]; dup {

@@ -34,6 +34,10 @@ var (
 	selectSrc string
 	//go:embed lua/stats.lua
 	statsSrc string
+	//go:embed lua/tiny.lua
+	tinySrc string
+	//go:embed lua/bucket_gc.lua
+	bucketGCSrc string
 
 	putScript         = newScript(putSrc, 5)
 	deleteScript      = newScript(deleteSrc, 4)
@@ -42,6 +46,9 @@ var (
 	putLocalScript    = newScript(putLocalSrc, 7)
 	deleteLocalScript = newScript(deleteLocalSrc, 6)
 	selectScript      = newScript(selectSrc, 5)
+	tinyScript        = newScript(tinySrc, 4)
+	tinyApplyScript   = newScript(tinySrc, 5) // tiny.lua changing the totals itself
+	bucketGCScript    = newScript(bucketGCSrc, 1)
 	// statsScript takes as many keys as it is given: its args are built
 	// by hand.
 	statsScript = newScript(statsSrc, 0)

@@ -145,6 +145,9 @@ func (s *PeerStore) apply(op string, ih bittorrent.InfoHash, u storage.Update, p
 		return errInvalidAddr
 	}
 	return s.call(context.Background(), op, func(ctx context.Context) error {
+		if s.tiny != nil && !up.local {
+			return s.tinyApply(ctx, x, &up)
+		}
 		s.appendUpdateArgs(x, &up, false)
 		return up.script().run(ctx, s.client, x.args).Err()
 	})
@@ -211,6 +214,12 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 	n := len(dst)
 	err := s.call(context.Background(), "announce", func(ctx context.Context) error {
 		var err error
+		if s.tiny != nil && !s.tiny.isBig(x.k.rawIH, up.fam) {
+			// A swarm not known to hold two peers: it may be in
+			// the shared form (bucket.go).
+			dst, counts, role, err = s.announceTiny(ctx, dst[:n], x, up, numWant)
+			return err
+		}
 		dst, counts, role, err = s.announceRaw(ctx, dst[:n], x, up, numWant)
 		if errors.Is(err, errUnapplied) {
 			// A Cluster's slot moving or moved under the swarm (a
@@ -235,6 +244,7 @@ func (s *PeerStore) announce(dst []bittorrent.Peer, ih bittorrent.InfoHash, u st
 // An update refused for where its slot is comes back as errUnapplied.
 func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *exchange, up *update, numWant int) ([]bittorrent.Peer, storage.Counts, storage.Role, error) {
 	k, f := up.k, up.fam
+	n0 := len(dst)
 	x.args, x.raw.b = x.args[:0], x.raw.b[:0]
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		// The commands go to the slot's master as they are, on its own
@@ -282,6 +292,19 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	}
 	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
 	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
+	var occ occupant
+	var occupied bool
+	if k.bucket[f] != "" {
+		var ov []byte
+		if ov, b, err = readBulk(b); err != nil {
+			var re replyError
+			if !errors.As(err, &re) {
+				return dst, storage.Counts{}, storage.Absent, err
+			}
+			readErr = cmp.Or(readErr, err)
+		}
+		occ, occupied = parseOccupant(ov, f)
+	}
 	ch, b, err := readPlainUpdate(b, x, up)
 	if !ch.applied {
 		if isRedirectErr(err) {
@@ -296,12 +319,25 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 		// it are read again after it, following, less its own changes.
 		counts, was, readErr = s.countsBefore(ctx, x, up, ch)
 	}
+	if occupied {
+		was++
+	}
 	ds, dl, dw := ch.deltas(was, up.u)
+	role := ch.role
+	if occupied && err == nil && readErr == nil {
+		err = s.afterOccupant(ctx, up, occ, &counts, &role, &ds, &dl, &dw)
+	} else if s.tiny != nil {
+		s.tiny.setBig(k.rawIH, f, was+ds+dl)
+	}
 	s.pending.add(f, ds, dl, dw)
 	if err = cmp.Or(readErr, err); err != nil {
 		return dst, storage.Counts{}, storage.Absent, err
 	}
 	want := numWant
+	if occupied {
+		dst = occ.appendTo(dst, string(occ.addr) == string(up.addr), up.seeding, want, !x.addrsOnly)
+		want = numWant - len(dst) + n0
+	}
 	for range x.reads {
 		// The peer reads' replies follow the update's in x.raw.
 		if dst, b, err = appendPeers(dst, b, up.addr, &want, !x.addrsOnly); err != nil {
@@ -309,10 +345,10 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 			if isRedirectErr(err) {
 				dst, err = s.readPeers(ctx, dst, up, numWant)
 			}
-			return dst, counts, ch.role, err
+			return dst, counts, role, err
 		}
 	}
-	return dst, counts, ch.role, nil
+	return dst, counts, role, nil
 }
 
 // wireAnnounce writes the commands of announceRaw in RESP to x.wire
@@ -329,6 +365,11 @@ func (x *exchange) wireAnnounce(up *update, numWant int) {
 	if x.web[0] != "" {
 		w = appendCmd2(appendCmd2(w, "HLEN", x.web[0]), "HLEN", x.web[1])
 		x.replies += 2
+	}
+	if k.bucket[f] != "" {
+		// The swarm's field in its bucket (bucket.go).
+		w = appendCmd3(w, "HGET", k.bucket[f], k.rawIH)
+		x.replies++
 	}
 	x.plainUpdate(up)
 	w = appendArgs(w, multiArgs)
@@ -431,6 +472,10 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		isS := pipe.HExists(ctx, k.roles[af][0], string(addr))
 		isL := pipe.HExists(ctx, k.roles[af][1], string(addr))
 		web := queueWebCounts(ctx, pipe, x.web)
+		var bucket *redis.StringCmd
+		if k.bucket[af] != "" {
+			bucket = pipe.HGet(ctx, k.bucket[af], k.rawIH)
+		}
 		x.cmds = x.cmds[:0]
 		x.addrsOnly = !s.cfg.KeepPeerIDs // no IDs to answer with, as Announce
 		reads := s.queuePeerReads(ctx, x, &up, numWant)
@@ -447,6 +492,17 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 			role = storage.Leecher
 		}
 		want := numWant
+		if bucket != nil {
+			if o, ok := parseOccupant([]byte(bucket.Val()), af); ok {
+				self := string(o.addr) == string(addr)
+				o.add(&counts, self, role)
+				if self && role == storage.Absent {
+					role = o.role
+				}
+				dst = o.appendTo(dst, self, seeder, want, s.cfg.KeepPeerIDs)
+				want = numWant - (len(dst) - n)
+			}
+		}
 		for i := range reads {
 			var err error
 			if dst, _, err = appendPeers(dst, x.peerCmds[i].Val(), addr, &want, !x.addrsOnly); err != nil {
@@ -487,6 +543,10 @@ func (s *PeerStore) ScrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 		pipe := s.client.Pipeline()
 		cmds := make([]*redis.IntCmd, 0, 2*len(ihs))
 		dls := make([]*redis.StringCmd, 0, len(ihs))
+		var buckets []*redis.StringCmd
+		if s.tiny != nil {
+			buckets = make([]*redis.StringCmd, 0, len(ihs))
+		}
 		var web []webCounts
 		if seen {
 			web = make([]webCounts, 0, len(ihs))
@@ -495,6 +555,9 @@ func (s *PeerStore) ScrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 			k := s.keys(ih)
 			cmds = append(cmds, pipe.HLen(ctx, k.roles[af][0]), pipe.HLen(ctx, k.roles[af][1]))
 			dls = append(dls, pipe.Get(ctx, k.downloads))
+			if buckets != nil {
+				buckets = append(buckets, pipe.HGet(ctx, k.bucket[af], k.rawIH))
+			}
 			if seen {
 				web = append(web, queueWebCounts(ctx, pipe, s.webRoles(ih, af)))
 			}
@@ -505,6 +568,11 @@ func (s *PeerStore) ScrapeSwarms(dst []storage.Counts, ihs []bittorrent.InfoHash
 		for i := range ihs {
 			d, _ := dls[i].Int64()
 			dst[i] = storage.Counts{Seeders: clampU32(cmds[2*i].Val()), Leechers: clampU32(cmds[2*i+1].Val()), Downloads: clampU32(d)}
+			if buckets != nil {
+				if o, ok := parseOccupant([]byte(buckets[i].Val()), af); ok {
+					o.add(&dst[i], false, storage.Absent)
+				}
+			}
 			if seen {
 				dst[i] = web[i].add(dst[i])
 			}
