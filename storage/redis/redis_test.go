@@ -573,7 +573,7 @@ func benchmarkRedisMemoryPerPeer(b *testing.B, keep bool) {
 				})
 				c := srv.Conn(b)
 				// Loaded before, so that the scripts are not measured.
-				for _, sc := range []*script{putScript, putLocalScript} {
+				for _, sc := range []*script{putScript, putLocalScript, tinyScript} {
 					if err := c.ScriptLoad(context.Background(), sc.src).Err(); err != nil {
 						b.Fatal(err)
 					}
