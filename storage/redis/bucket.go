@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chihaya/chihaya/bittorrent"
 	"github.com/chihaya/chihaya/storage"
 )
@@ -301,6 +303,36 @@ func (o occupant) appendTo(dst []bittorrent.Peer, self, seeding bool, want int, 
 		dst = append(dst, p)
 	}
 	return dst
+}
+
+// readOccupant reads the reply of the HGET of k's bucket field for family
+// f, when a plain announce sent one.
+func readOccupant(b []byte, k *swarmKeys, f bittorrent.AddressFamily) (occupant, bool, []byte, error) {
+	if k.bucket[f] == "" {
+		return occupant{}, false, b, nil
+	}
+	v, b, err := readBulk(b)
+	o, ok := parseOccupant(v, f)
+	return o, ok, b, err
+}
+
+// withOccupant adds the peer of the swarm's bucket field, as a reader's
+// HGET read it, to what it answers the announcer of up: the counts, its
+// role, and up to want peers appended to dst; it returns dst and how
+// many peers are still wanted.
+func withOccupant(dst []bittorrent.Peer, hget *redis.StringCmd, up *update, counts *storage.Counts, role *storage.Role, ids bool, want int) ([]bittorrent.Peer, int) {
+	o, ok := parseOccupant([]byte(hget.Val()), up.fam)
+	if !ok {
+		return dst, want
+	}
+	self := string(o.addr) == string(up.addr)
+	o.add(counts, self, *role)
+	if self && *role == storage.Absent {
+		*role = o.role
+	}
+	n := len(dst)
+	dst = o.appendTo(dst, self, up.seeding, want, ids)
+	return dst, want - (len(dst) - n)
 }
 
 // afterOccupant corrects what a plain announce did (counts, role, the

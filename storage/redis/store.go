@@ -292,18 +292,13 @@ func (s *PeerStore) announceRaw(ctx context.Context, dst []bittorrent.Peer, x *e
 	}
 	// v[3] and v[4] are the WebSocket counts, when read (0 otherwise).
 	counts := storage.Counts{Seeders: clampU32(v[0] + v[3]), Leechers: clampU32(v[1] + v[4]), Downloads: clampU32(v[2])}
-	var occ occupant
-	var occupied bool
-	if k.bucket[f] != "" {
-		var ov []byte
-		if ov, b, err = readBulk(b); err != nil {
-			var re replyError
-			if !errors.As(err, &re) {
-				return dst, storage.Counts{}, storage.Absent, err
-			}
-			readErr = cmp.Or(readErr, err)
+	occ, occupied, b, err := readOccupant(b, k, f)
+	if err != nil {
+		var re replyError
+		if !errors.As(err, &re) {
+			return dst, storage.Counts{}, storage.Absent, err
 		}
-		occ, occupied = parseOccupant(ov, f)
+		readErr = cmp.Or(readErr, err)
 	}
 	ch, b, err := readPlainUpdate(b, x, up)
 	if !ch.applied {
@@ -493,15 +488,7 @@ func (s *PeerStore) announcePeers(dst []bittorrent.Peer, ih bittorrent.InfoHash,
 		}
 		want := numWant
 		if bucket != nil {
-			if o, ok := parseOccupant([]byte(bucket.Val()), af); ok {
-				self := string(o.addr) == string(addr)
-				o.add(&counts, self, role)
-				if self && role == storage.Absent {
-					role = o.role
-				}
-				dst = o.appendTo(dst, self, seeder, want, s.cfg.KeepPeerIDs)
-				want = numWant - (len(dst) - n)
-			}
+			dst, want = withOccupant(dst, bucket, &up, &counts, &role, s.cfg.KeepPeerIDs, want)
 		}
 		for i := range reads {
 			var err error
