@@ -60,61 +60,78 @@ if cur then
   if oa == a then was = orole == 's' and 1 or 2 end
 end
 local role = (u == 'l') and 'l' or 's'
+-- After the update: ns, nl the peers of the hashes, now the bucket value.
+local now = cur
+local function count(r, d)
+  if r == 's' then ns = ns + d else nl = nl + d end
+end
 if u == 'n' then
   -- nothing more
 elseif cur then
   if oa == a then
     if u == 'd' then
       redis.call('HDEL', B, ih)
+      now = false
     else
-      redis.call('HSET', B, ih, a .. v .. role)
+      now = a .. v .. role
+      redis.call('HSET', B, ih, now)
     end
   elseif u ~= 'd' then
     -- A second peer: both into the swarm's hashes.
     redis.call('HSET', orole == 's' and S or L, oa, ov)
     redis.call('HDEL', B, ih)
     redis.call('HSET', role == 's' and S or L, a, v)
+    count(orole, 1)
+    count(role, 1)
+    now = false
   end
 elseif u == 'd' then
-  if redis.call('HDEL', S, a) == 1 then was = 1 end
-  if redis.call('HDEL', L, a) == 1 then was = 2 end
+  if redis.call('HDEL', S, a) == 1 then
+    was, ns = 1, ns - 1
+  elseif redis.call('HDEL', L, a) == 1 then
+    was, nl = 2, nl - 1
+  end
 elseif ns + nl == 0 then
-  redis.call('HSET', B, ih, a .. v .. role)
+  now = a .. v .. role
+  redis.call('HSET', B, ih, now)
 else
-  local own, other = S, L
-  if role == 'l' then own, other = L, S end
+  local own, other, r2 = S, L, 'l'
+  if role == 'l' then own, other, r2 = L, S, 's' end
   if redis.call('HSET', own, a, v) == 0 then
     was = role == 's' and 1 or 2
-  elseif redis.call('HDEL', other, a) == 1 then
-    was = role == 's' and 2 or 1
+  else
+    count(role, 1)
+    if redis.call('HDEL', other, a) == 1 then
+      was = role == 's' and 2 or 1
+      count(r2, -1)
+    end
   end
 end
 if u == 'g' then
   redis.call('INCR', D)
 end
 -- A swarm left with one peer in its hashes goes back to the bucket.
-ns, nl = redis.call('HLEN', S), redis.call('HLEN', L)
 if ns + nl == 1 then
   local key, r = S, 's'
   if nl == 1 then key, r = L, 'l' end
   local f = redis.call('HGETALL', key)
   redis.call('DEL', key)
-  redis.call('HSET', B, ih, f[1] .. f[2] .. r)
+  now = f[1] .. f[2] .. r
+  redis.call('HSET', B, ih, now)
   ns, nl = 0, 0
 end
 local as, al = ns, nl
-cur = redis.call('HGET', B, ih)
 local reads = {}
 local want = tonumber(ARGV[5])
-if cur then
-  oa, ov, orole = split(cur)
+if now then
+  oa, ov, orole = split(now)
   if orole == 's' then as = as + 1 else al = al + 1 end
 end
 for r = 1, 2 do
   if r == 2 or ARGV[7] ~= '1' then
     local got = {}
     if want > 0 then
-      if cur then
+      if now then
         if (orole == 's') == (r == 1) then
           got[1] = oa
           if ARGV[6] == 'v' then got[2] = ov end
