@@ -317,3 +317,39 @@ func BenchmarkAnnounceParallelTiny(b *testing.B) {
 }
 
 var _ = fmt.Sprint
+
+// TestTinySwarmsRecount: the collection's recount of the totals counts
+// the swarms of the shared form, so totals gone wrong (a tracker killed
+// with changes unsent) come right.
+func TestTinySwarmsRecount(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv, noIDs, func(c *Config) { c.PrometheusReportingInterval = 100 * time.Millisecond })
+	want := storage.Stats{Swarms: [2]uint64{10, 5}, Seeders: [2]uint64{4, 2}, Leechers: [2]uint64{6, 3}}
+	for i := range 15 {
+		p, u := peer4(i), storage.UpdateLeecher
+		if i >= 10 {
+			p = peer6(i)
+		}
+		if i%5 < 2 {
+			u = storage.UpdateSeeder
+		}
+		_, _, _, err := s.Announce(nil, ih(100+i), u, 0, p)
+		must(t, "Announce", err)
+	}
+	got, err := s.Stats()
+	must(t, "Stats", err)
+	if got != want {
+		t.Fatalf("stats %+v, want %+v", got, want)
+	}
+	if keys, err := s.client.Keys(context.Background(), s.cfg.KeyPrefix+"{b*}[46]").Result(); err != nil || len(keys) == 0 {
+		t.Fatalf("no bucket: %q %v", keys, err)
+	}
+	// The totals lose track (as when a tracker dies with changes unsent).
+	must(t, "HSET", s.client.HSet(context.Background(), s.oneShard.totals, "w4", 3, "s4", 40, "l6", 0).Err())
+	s.periodicGC()
+	got, err = s.Stats()
+	must(t, "Stats", err)
+	if got != want {
+		t.Errorf("stats after the recount %+v, want %+v", got, want)
+	}
+}
