@@ -108,3 +108,32 @@ func TestAnnouncer(t *testing.T) {
 		})
 	}
 }
+
+// TestAnnounceDoesNotAllocate holds Announce (the HTTP and WebSocket
+// frontends' way) and AnnounceCompact (UDP's) at 0 allocations once the
+// swarm and the buffers exist.
+func TestAnnounceDoesNotAllocate(t *testing.T) {
+	s, err := New(Config{}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	ih := storagetest.InfoHash(1)
+	for j := range 100 {
+		if err := s.PutSeeder(ih, storagetest.Peer4(j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := storagetest.Peer4(1000)
+	dst, compact := make([]bittorrent.Peer, 0, 50), make([]byte, 0, 50*18)
+	if n := testing.AllocsPerRun(100, func() {
+		dst, _, _, _ = s.Announce(dst[:0], ih, storage.UpdateLeecher, 50, p)
+	}); n != 0 || len(dst) != 50 {
+		t.Errorf("Announce: %v allocations, %d peers; want 0 and 50", n, len(dst))
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		dst, compact, _, _, _ = s.AnnounceCompact(dst[:0], compact[:0], ih, storage.UpdateLeecher, 50, p)
+	}); n != 0 || len(compact) != 50*6 || len(dst) != 0 {
+		t.Errorf("AnnounceCompact: %v allocations, %d bytes, %d peers; want 0, 300 and 0", n, len(compact), len(dst))
+	}
+}
