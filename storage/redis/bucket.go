@@ -341,18 +341,24 @@ func withOccupant(dst []bittorrent.Peer, hget *redis.StringCmd, up *update, coun
 // dl, dw are the changes as if the bucket were empty, from was+1 peers.
 func (s *PeerStore) afterOccupant(ctx context.Context, up *update, o occupant, counts *storage.Counts, role *storage.Role, ds, dl, dw *int64) error {
 	self := string(o.addr) == string(up.addr)
+	// dup: the announcer was in its hash too (a plain announce of
+	// another tracker had not made the form right yet): the plain
+	// update's changes counted it.
+	dup := self && *role != storage.Absent
 	o.add(counts, self, *role)
 	u := &noUpdate
-	if self && *role == storage.Absent {
+	switch {
+	case self && up.u == storage.UpdateDelete:
+		// A stop of the bucket's own peer: tiny.lua removes it there.
+		u = &updateTags[storage.UpdateDelete]
+	case dup:
+	case self && o.role == storage.Seeder:
+		*ds-- // moved from the bucket to a hash: not a new peer
+	case self:
+		*dl--
+	}
+	if self && !dup {
 		*role = o.role
-		if up.u == storage.UpdateDelete {
-			// The peer is in the bucket alone: tiny.lua removes it.
-			u = &updateTags[storage.UpdateDelete]
-		} else if o.role == storage.Seeder {
-			*ds-- // moved from the bucket to a hash: not a new peer
-		} else {
-			*dl--
-		}
 	}
 	x := getExchange()
 	defer putExchange(x)
@@ -366,8 +372,10 @@ func (s *PeerStore) afterOccupant(ctx context.Context, up *update, o occupant, c
 		return errBadReply
 	}
 	if u != &noUpdate {
-		*ds += asInt(v[4])
-		*dl += asInt(v[5])
+		if !dup {
+			*ds += asInt(v[4])
+			*dl += asInt(v[5])
+		}
 		*dw += asInt(v[6])
 	}
 	s.tiny.setBig(up.k.rawIH, up.fam, asInt(v[7]))

@@ -353,3 +353,44 @@ func TestTinySwarmsRecount(t *testing.T) {
 		t.Errorf("stats after the recount %+v, want %+v", got, want)
 	}
 }
+
+// TestTinySwarmDoubleMended: a peer left both in its swarm's hash and in
+// the bucket (the moment between another tracker's plain announce and
+// its second round trip) is counted once by a plain announce, which
+// leaves it in one form, whether it announces again or stops.
+func TestTinySwarmDoubleMended(t *testing.T) {
+	srv := startRedis(t)
+	s := newStore(t, srv, noIDs)
+	ctx := context.Background()
+	for i, tc := range []struct {
+		u     storage.Update
+		after storage.Counts
+	}{
+		{storage.UpdateSeeder, storage.Counts{Seeders: 1, Leechers: 1}},
+		{storage.UpdateDelete, storage.Counts{Leechers: 1}},
+	} {
+		h := ih(40 + i)
+		k := s.keys(h)
+		a, b := peer4(1), peer4(2)
+		var buf [18]byte
+		aa, _, _ := peerAddr(a, &buf)
+		stamp := binary.BigEndian.AppendUint32(nil, uint32(time.Now().Unix()))
+		must(t, "HSET", s.client.HSet(ctx, k.roles[0][1], string(aa), string(stamp)).Err())
+		ba, _, _ := peerAddr(b, &buf)
+		must(t, "HSET", s.client.HSet(ctx, k.roles[0][1], string(ba), string(stamp)).Err())
+		aa, _, _ = peerAddr(a, &buf)
+		must(t, "HSET", s.client.HSet(ctx, k.bucket[0], k.rawIH, string(aa)+string(stamp)+"l").Err())
+		s.tiny.setBig(k.rawIH, bittorrent.IPv4, 2)
+		_, c, role, err := s.Announce(nil, h, tc.u, 50, a)
+		must(t, "Announce", err)
+		if c != (storage.Counts{Leechers: 2}) || role != storage.Leecher {
+			t.Errorf("%v: %+v role %d, want 2 leechers and a leecher", tc.u, c, role)
+		}
+		got, err := s.ScrapeSwarm(h, bittorrent.IPv4)
+		must(t, "ScrapeSwarm", err)
+		if got != tc.after {
+			t.Errorf("%v: after %+v, want %+v", tc.u, got, tc.after)
+		}
+		checkOneForm(t, s, h)
+	}
+}
