@@ -3,9 +3,10 @@ package redis
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,7 +317,6 @@ func BenchmarkAnnounceParallelTiny(b *testing.B) {
 	reportRedis(b, c, rcpu)
 }
 
-var _ = fmt.Sprint
 
 // TestTinySwarmsRecount: the collection's recount of the totals counts
 // the swarms of the shared form, so totals gone wrong (a tracker killed
@@ -392,5 +392,52 @@ func TestTinySwarmDoubleMended(t *testing.T) {
 			t.Errorf("%v: after %+v, want %+v", tc.u, got, tc.after)
 		}
 		checkOneForm(t, s, h)
+	}
+}
+
+// TestTinySwarmRoundTrips pins the announces of a swarm of one peer at
+// one round trip (tiny.lua), whatever the event, and scrapes of it at
+// one; a plain announce that meets a peer in the bucket is the one that
+// takes two.
+func TestTinySwarmRoundTrips(t *testing.T) {
+	srv := startRedis(t)
+	var writes atomic.Int64
+	s := newDialing(t, srv, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return countingConn{Conn: c, writes: &writes}, err
+	}, noIDs)
+	h, p := ih(60), peer4(1)
+	for _, tc := range []struct {
+		name string
+		op   func() error
+		want int64
+	}{
+		{"announce", func() error { _, _, _, err := s.Announce(nil, h, storage.UpdateLeecher, 50, p); return err }, 1},
+		{"announce, addresses only", func() error {
+			_, _, _, err := s.AnnounceAddrs(nil, h, storage.UpdateLeecher, 50, p, false)
+			return err
+		}, 1},
+		{"announce completed", func() error { _, _, _, err := s.Announce(nil, h, storage.UpdateGraduate, 50, p); return err }, 1},
+		{"put", func() error { return s.PutSeeder(h, p) }, 1},
+		{"scrape", func() error { _, err := s.ScrapeSwarm(h, bittorrent.IPv4); return err }, 1},
+		{"peer list alone", func() error { _, _, _, err := s.AnnouncePeers(nil, h, false, 50, peer4(2)); return err }, 1},
+		{"announce known large, meeting the bucket", func() error {
+			k := s.keys(h)
+			s.tiny.setBig(k.rawIH, bittorrent.IPv4, 2)
+			_, _, _, err := s.Announce(nil, h, storage.UpdateSeeder, 50, p)
+			return err
+		}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			must(t, tc.name, tc.op()) // scripts loaded, connections dialled
+			before := writes.Load()
+			must(t, tc.name, tc.op())
+			if got := writes.Load() - before; got != tc.want {
+				t.Errorf("%d round trips, want %d", got, tc.want)
+			}
+			if keys := ownKeys(t, s, h); len(keys) > 1 {
+				t.Errorf("keys %q: the swarm of one peer left its bucket", keys)
+			}
+		})
 	}
 }
