@@ -317,7 +317,6 @@ func BenchmarkAnnounceParallelTiny(b *testing.B) {
 	reportRedis(b, c, rcpu)
 }
 
-
 // TestTinySwarmsRecount: the collection's recount of the totals counts
 // the swarms of the shared form, so totals gone wrong (a tracker killed
 // with changes unsent) come right.
