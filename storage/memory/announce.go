@@ -186,15 +186,19 @@ func (f *family) findRole(l *layout, k []byte) (int, storage.Role) {
 // appendPeers appends up to *want peers of records [lo, hi), skipping slot
 // self, starting at a random record; it lowers *want by the number added.
 func (f *family) appendPeers(l *layout, dst []bittorrent.Peer, lo, hi, self int, want *int) []bittorrent.Peer {
-	m := hi - lo
-	avail := m
-	if self >= lo && self < hi {
-		avail--
-	}
+	avail := others(lo, hi, self)
 	if avail <= 0 {
 		return dst
 	}
-	return f.appendPeersFrom(l, dst, lo, hi, self, want, avail, lo+int(rand.Uint32N(uint32(m))))
+	return f.appendPeersFrom(l, dst, lo, hi, self, want, avail, lo+int(rand.Uint32N(uint32(hi-lo))))
+}
+
+// others is the number of records in [lo, hi) other than slot self.
+func others(lo, hi, self int) int {
+	if self >= lo && self < hi {
+		return hi - lo - 1
+	}
+	return hi - lo
 }
 
 // appendPeersFrom is appendPeers starting at record j, with avail the
@@ -222,17 +226,13 @@ func (f *family) appendPeersFrom(l *layout, dst []bittorrent.Peer, lo, hi, self 
 // appendCompact is appendPeers for peers in their compact form: each
 // record's key, its address then its big-endian port, copied as it is.
 func (f *family) appendCompact(l *layout, dst []byte, lo, hi, self int, want *int) []byte {
-	m := hi - lo
-	avail := m
-	if self >= lo && self < hi {
-		avail--
-	}
+	avail := others(lo, hi, self)
 	if avail <= 0 {
 		return dst
 	}
 	take := min(*want, avail)
 	*want -= take
-	j := lo + int(rand.Uint32N(uint32(m)))
+	j := lo + int(rand.Uint32N(uint32(hi-lo)))
 	n0, kl := len(dst), l.keyLen
 	// An IPv4 key (6 bytes) is copied as the 8 bytes that start its
 	// record (stride >= 8), each copy overwriting the last one's tail:
