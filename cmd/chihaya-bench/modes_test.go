@@ -51,6 +51,14 @@ func TestModesAgainstFakes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(tt.mode, tt.target)
+			if !testing.Short() {
+				// go test -race of every package at once can starve
+				// the generator and the fake for a second (udp scrape
+				// of 10 once had no response within its one second in
+				// CI): more time to run, and to wait for a reply,
+				// than a busy machine takes.
+				cfg.Duration, cfg.Timeout = 2*time.Second, 5*time.Second
+			}
 			if tt.tweak != nil {
 				tt.tweak(cfg)
 			}
