@@ -263,10 +263,16 @@ func testTotalsHealAfterCrash(t *testing.T, store func(func(*Config)) *PeerStore
 	announce(survivor, 200, 2, storage.UpdateDelete)
 	// No collection since: the totals are exact once each has reported
 	// (the other when its Stats says so, the survivor every 500 ms).
+	// The survivor's report is due within 500 ms; under -race on a
+	// loaded machine its ticker can fire late, so wait for it (up to 10
+	// reports' time) rather than a fixed 700 ms.
 	want := census(t, c, prefix)
-	time.Sleep(700 * time.Millisecond)
 	for _, s := range []*PeerStore{other, survivor} {
-		if got, err := s.Stats(); err != nil || got != want {
+		got, err := s.Stats()
+		for deadline := time.Now().Add(5 * time.Second); (err != nil || got != want) && time.Now().Before(deadline); got, err = s.Stats() {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil || got != want {
 			t.Errorf("after a collection: stats %+v (%v), but Redis holds %+v", got, err, want)
 		}
 	}
