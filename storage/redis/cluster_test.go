@@ -500,17 +500,11 @@ func BenchmarkStatsCluster(b *testing.B) {
 	usec := func() (total float64) {
 		var mu sync.Mutex
 		must(b, "INFO", cc.ForEachMaster(context.Background(), func(ctx context.Context, m *goredis.Client) error {
-			info, err := m.Info(ctx, "commandstats").Result()
+			all, _ := commandUsec(b, m)
 			mu.Lock()
 			defer mu.Unlock()
-			for _, line := range strings.Split(info, "\r\n") {
-				if _, rest, ok := strings.Cut(line, "usec="); ok && !strings.HasPrefix(line, "cmdstat_info:") {
-					v, _, _ := strings.Cut(rest, ",")
-					n, _ := strconv.ParseFloat(v, 64)
-					total += n
-				}
-			}
-			return err
+			total += all
+			return nil
 		}))
 		return total
 	}
